@@ -1,0 +1,325 @@
+//! `swm`: the pipeline binary — inspect, convert, score, parity and bench.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+use clap::{Args, Parser, Subcommand};
+
+use swm::artifact::{self, Artifact, Checkpoint};
+use swm::checkpoint::LoadOptions;
+use swm::config::ModelConfig;
+use swm::models::lewm::{LeWm, LeWmSession, RolloutSemantics};
+use swm::{bench, demo, device, parity};
+
+#[derive(Parser)]
+#[command(name = "swm", version, about = "CUDA runtime for stable-worldmodel checkpoints")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the model family, config, parameter count and tensor table of an artifact, checkpoint or weights
+    /// file (host only). Without a path, inspects the embedded demo artifact.
+    Inspect {
+        /// Artifact directory, checkpoint directory, or weights file (.safetensors / .pt).
+        path: Option<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Print every tensor (default: the first 40).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Convert a checkpoint (config.json + weights.pt) into a validated deployment artifact.
+    Convert {
+        /// Checkpoint directory or weights file.
+        checkpoint: PathBuf,
+        /// Output artifact directory.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Write the embedded demo artifact (tiny LeWM, deterministic weights) to a directory.
+    Demo {
+        /// Output directory.
+        #[arg(long, default_value = "target/swm-demo")]
+        out: PathBuf,
+    },
+    /// Encode an observation and a goal and score random candidate action sequences on the GPU.
+    Score {
+        /// Artifact or checkpoint directory (default: the embedded demo).
+        path: Option<PathBuf>,
+        /// Candidates to score.
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+        /// Candidate steps.
+        #[arg(long, default_value_t = 5)]
+        horizon: usize,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+    /// Compare swm with a fixture exported from the official Python package.
+    Parity {
+        #[command(subcommand)]
+        family: ParityFamily,
+    },
+    /// Benchmark rows (CUDA-event and wall-clock timing, p50/p99).
+    Bench {
+        #[command(subcommand)]
+        family: BenchFamily,
+    },
+    /// Plan an action (CEM / MPPI / iCEM): arrives with the planner issue.
+    Plan,
+}
+
+#[derive(Args, Clone, Default)]
+struct LoadArgs {
+    /// Strip this key prefix (default: strip `model.` when every key has it).
+    #[arg(long)]
+    strip_prefix: Option<String>,
+    /// Read the state dict under this key of a .pt file (e.g. `state_dict`).
+    #[arg(long)]
+    state_dict_key: Option<String>,
+}
+
+impl LoadArgs {
+    fn options(&self) -> LoadOptions {
+        LoadOptions { strip_prefix: self.strip_prefix.clone(), state_dict_key: self.state_dict_key.clone() }
+    }
+}
+
+#[derive(Subcommand)]
+enum ParityFamily {
+    /// LeWM: encode, action embedding, predict, goal embedding, rollout and cost.
+    Lewm {
+        /// Fixture directory (config.json, weights.pt, fixture.npz, meta.json).
+        #[arg(long)]
+        fixture: PathBuf,
+        /// Weights file (default: the fixture's).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Config file (default: the fixture's).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Tolerance overrides, e.g. `--tol cost=5e-3`.
+        #[arg(long = "tol")]
+        tolerances: Vec<String>,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchFamily {
+    /// LeWM rows: encode one frame, score S candidates x H steps.
+    Lewm {
+        /// Artifact or checkpoint (default: PushT-sized config with random weights).
+        path: Option<PathBuf>,
+        /// Timed iterations per row.
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+        /// Candidates for the scoring row.
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+        /// Candidate steps for the scoring row.
+        #[arg(long, default_value_t = 5)]
+        horizon: usize,
+        /// Write the rows as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> swm::Result<ExitCode> {
+    match command {
+        Command::Inspect { path, load, all } => inspect(path.as_deref(), &load.options(), all),
+        Command::Convert { checkpoint, out, load } => {
+            let ckpt = Checkpoint::open(&checkpoint)?;
+            let artifact = artifact::convert(&ckpt, &load.options(), &out, None)?;
+            println!("wrote {} ({} model, action_dim {})", out.display(), artifact.schema.family, artifact.schema.action_dim);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { out } => {
+            demo::write_artifact(&out)?;
+            println!("wrote the demo artifact to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Score { path, samples, horizon, gpu } => score(path.as_deref(), samples, horizon, gpu),
+        Command::Parity { family: ParityFamily::Lewm { fixture, weights, config, tolerances, json, gpu } } => {
+            let mut tol = parity::lewm_tolerances();
+            parity::apply_overrides(&mut tol, &tolerances)?;
+            let device = device::cuda(gpu)?;
+            let report = parity::lewm(&parity::FixturePaths { dir: fixture, weights, config }, &tol, &device)?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                write_json(&path, &report)?;
+            }
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Bench { family: BenchFamily::Lewm { path, iters, samples, horizon, json, gpu } } => {
+            let rows = bench_lewm(path.as_deref(), iters, samples, horizon, gpu)?;
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan => {
+            eprintln!("swm plan: not yet implemented (planners arrive with the CEM/MPPI/iCEM issue)");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> swm::Result<()> {
+    artifact::write_json(path, value)?;
+    Ok(())
+}
+
+fn demo_dir() -> swm::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("swm-demo-{}", std::process::id()));
+    demo::write_artifact(&dir)?;
+    Ok(dir)
+}
+
+fn inspect(path: Option<&Path>, options: &LoadOptions, all: bool) -> swm::Result<ExitCode> {
+    let dir;
+    let path = match path {
+        Some(p) => p,
+        None => {
+            dir = demo_dir()?;
+            println!("(embedded demo artifact written to {})", dir.display());
+            &dir
+        }
+    };
+    let is_artifact = path.is_dir() && path.join("schema.json").is_file();
+    let checkpoint = if is_artifact { Artifact::open(path)?.checkpoint } else { Checkpoint::open(path)? };
+    let state = checkpoint.state_dict(options)?;
+    println!("path:        {}", path.display());
+    println!("kind:        {}", if is_artifact { "deployment artifact" } else { "checkpoint" });
+    println!("family:      {}", checkpoint.config.family());
+    println!("weights:     {}", checkpoint.weights.display());
+    if let ModelConfig::Lewm(cfg) = &checkpoint.config {
+        let vit = cfg.encoder.dims()?;
+        println!(
+            "encoder:     ViT {}x{} patch {} width {} layers {} heads {}",
+            vit.image, vit.image, vit.patch, vit.hidden, vit.layers, vit.heads
+        );
+        println!(
+            "predictor:   frames {} width {} depth {} heads {}x{} mlp {}",
+            cfg.predictor.num_frames,
+            cfg.predictor.hidden_dim,
+            cfg.predictor.depth,
+            cfg.predictor.heads,
+            cfg.predictor.dim_head,
+            cfg.predictor.mlp_dim
+        );
+        println!("actions:     block dim {} -> embedding {}", cfg.action_encoder.input_dim, cfg.action_encoder.emb_dim);
+        let mut renamed = state.clone();
+        renamed.rename_keys(swm::models::lewm::legacy_vit_key);
+        match renamed.validate(&cfg.parameter_table()?) {
+            Ok(()) => println!("validation:  ok (every parameter present with the expected shape)"),
+            Err(e) => println!("validation:  FAILED: {e}"),
+        }
+    }
+    println!("parameters:  {} in {} tensors", state.parameter_count(), state.len());
+    let limit = if all { usize::MAX } else { 40 };
+    for (i, (name, t)) in state.iter().enumerate() {
+        if i == limit {
+            println!("  ... {} more (--all)", state.len() - limit);
+            break;
+        }
+        println!("  {:<64} {:>5?} {:?}", name, t.dtype(), t.dims());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_lewm(path: Option<&Path>, device: &candle_core::Device, default: fn() -> swm::Result<(swm::models::lewm::Config, swm::checkpoint::StateDict)>) -> swm::Result<LeWm> {
+    let (config, state) = match path {
+        Some(p) => {
+            let ckpt = Checkpoint::open(p)?;
+            let ModelConfig::Lewm(cfg) = &ckpt.config else {
+                return Err(swm::Error::invalid_input("model", format!("{} is not a LeWM checkpoint", p.display())));
+            };
+            (cfg.clone(), ckpt.state_dict(&LoadOptions::default())?)
+        }
+        None => default()?,
+    };
+    LeWm::from_state_dict(&config, &state, device)
+}
+
+/// Random frames of the model's input size, already normalised, on the device.
+fn random_frames(model: &LeWm, n: usize) -> swm::Result<Tensor> {
+    let side = model.config().encoder.image_size;
+    Ok(Tensor::randn(0f32, 1f32, (1, n, 3, side, side), model.device())?)
+}
+
+fn score(path: Option<&Path>, samples: usize, horizon: usize, gpu: usize) -> swm::Result<ExitCode> {
+    let device = device::cuda(gpu)?;
+    let model = Arc::new(load_lewm(path, &device, || Ok((demo::config(), demo::state_dict(0x5EED)?)))?);
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    session.set_observation(&random_frames(&model, 1)?)?;
+    session.set_goal(&random_frames(&model, 1)?)?;
+    let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
+    let cost = session.score(&candidates)?;
+    let best = cost.argmin(1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?[0] as usize;
+    let costs = cost.to_vec2::<f32>()?;
+    println!(
+        "scored {samples} candidates x {horizon} steps on {}: best #{best} cost {:.4} (worst {:.4})",
+        device::name(&device).unwrap_or_default(),
+        costs[0][best],
+        costs[0].iter().cloned().fold(f32::MIN, f32::max)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_lewm(path: Option<&Path>, iters: usize, samples: usize, horizon: usize, gpu: usize) -> swm::Result<Vec<bench::BenchRow>> {
+    let device = device::cuda(gpu)?;
+    let model = Arc::new(load_lewm(path, &device, || {
+        let cfg = demo::pusht_config();
+        let state = demo::random_state_dict(&cfg, 0)?;
+        Ok((cfg, state))
+    })?);
+    let gpu_name = device::name(&device).unwrap_or_default();
+    println!("device: {gpu_name}");
+    let frame = random_frames(&model, 1)?;
+    let side = model.config().encoder.image_size;
+    let mut rows = Vec::new();
+    rows.push(bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32"), 10, iters, || {
+        model.encode(&frame).map(drop)
+    })?);
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    session.set_observation(&frame)?;
+    session.set_goal(&random_frames(&model, 1)?)?;
+    let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
+    rows.push(bench::time(&device, &format!("lewm score {samples}x H{horizon} fp32"), 10, iters, || {
+        session.score(&candidates).map(drop)
+    })?);
+    for row in &rows {
+        println!("{row}");
+    }
+    Ok(rows)
+}

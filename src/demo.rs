@@ -1,0 +1,135 @@
+//! The embedded default: a tiny, deterministic LeWM artifact generated in code, so that `swm` runs out of the box
+//! without downloading anything (README, CI, smoke tests). Its weights are random: it plans, it does not act well.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::artifact::{Artifact, ArtifactError, ActionSpec, ObservationKind, ObservationSpec, Preprocess, Schema, SCHEMA_VERSION};
+use crate::checkpoint::{ParamKind, StateDict};
+use crate::config::Family;
+use crate::models::lewm::Config;
+use crate::ops::ImageNormalization;
+
+/// Upstream-format `config.json` of the demo model: ViT (32 px, patch 8, width 32, 2 layers), predictor
+/// (3 frames, depth 2), 4-d action blocks, BatchNorm projector heads.
+pub const CONFIG_JSON: &str = r#"{
+  "_target_": "stable_worldmodel.wm.lewm.LeWM",
+  "encoder": {"_target_": "stable_pretraining.backbone.utils.vit_hf", "size": "tiny", "patch_size": 8,
+              "image_size": 32, "pretrained": false, "use_mask_token": false,
+              "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+  "predictor": {"_target_": "stable_worldmodel.wm.lewm.module.Predictor", "num_frames": 3, "input_dim": 32,
+                "hidden_dim": 32, "output_dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "dim_head": 16,
+                "dropout": 0.1, "emb_dropout": 0.0},
+  "action_encoder": {"_target_": "stable_worldmodel.wm.lewm.module.Embedder", "input_dim": 4, "emb_dim": 32},
+  "projector": {"_target_": "stable_worldmodel.wm.lewm.module.MLP", "input_dim": 32, "output_dim": 32,
+                "hidden_dim": 64, "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": true}},
+  "pred_proj": {"_target_": "stable_worldmodel.wm.lewm.module.MLP", "input_dim": 32, "output_dim": 32,
+                "hidden_dim": 64, "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": true}}
+}
+"#;
+
+/// SplitMix64: a tiny deterministic generator for reproducible demo weights.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn symmetric(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// The demo config, parsed.
+pub fn config() -> Config {
+    // The constant is valid by construction (a host test parses it).
+    serde_json::from_str(CONFIG_JSON).expect("demo config parses")
+}
+
+/// Upstream `config.json` of the public PushT LeWM checkpoint (`quentinll/lewm-pusht`, lewm.md §1.2): ViT-Tiny
+/// patch 14 at 224², history 3, 10-d action blocks. Used with random weights for benchmarks.
+pub const PUSHT_CONFIG_JSON: &str = r#"{
+  "_target_": "stable_worldmodel.wm.lewm.LeWM",
+  "encoder": {"_target_": "stable_pretraining.backbone.utils.vit_hf", "size": "tiny", "patch_size": 14,
+              "image_size": 224, "pretrained": false, "use_mask_token": false},
+  "predictor": {"_target_": "stable_worldmodel.wm.lewm.module.Predictor", "num_frames": 3, "input_dim": 192,
+                "hidden_dim": 192, "output_dim": 192, "depth": 6, "heads": 16, "mlp_dim": 2048, "dim_head": 64,
+                "dropout": 0.1, "emb_dropout": 0.0},
+  "action_encoder": {"_target_": "stable_worldmodel.wm.lewm.module.Embedder", "input_dim": 10, "emb_dim": 192},
+  "projector": {"_target_": "stable_worldmodel.wm.lewm.module.MLP", "input_dim": 192, "output_dim": 192,
+                "hidden_dim": 2048, "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": true}},
+  "pred_proj": {"_target_": "stable_worldmodel.wm.lewm.module.MLP", "input_dim": 192, "output_dim": 192,
+                "hidden_dim": 2048, "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": true}}
+}
+"#;
+
+/// The PushT-sized config, parsed.
+pub fn pusht_config() -> Config {
+    // The constant is valid by construction (a host test parses it).
+    serde_json::from_str(PUSHT_CONFIG_JSON).expect("PushT config parses")
+}
+
+/// Deterministic demo weights (host tensors) following the demo config's parameter table.
+pub fn state_dict(seed: u64) -> Result<StateDict, crate::Error> {
+    random_state_dict(&config(), seed)
+}
+
+/// Deterministic random weights for any LeWM config: Linear/conv weights uniform in ±1/√fan_in, norm gains near 1,
+/// BatchNorm running variances in [0.5, 1.5].
+pub fn random_state_dict(config: &Config, seed: u64) -> Result<StateDict, crate::Error> {
+    let table = config.parameter_table()?;
+    let mut rng = SplitMix64(seed);
+    let mut tensors = Vec::with_capacity(table.len());
+    for spec in table {
+        let n: usize = spec.shape.iter().product();
+        let tensor = match spec.kind {
+            ParamKind::Counter => Tensor::new(0i64, &Device::Cpu)?,
+            ParamKind::Float => {
+                let name = spec.name.as_str();
+                let values: Vec<f32> = if name.ends_with("running_var") {
+                    (0..n).map(|_| 1.0 + 0.5 * rng.symmetric()).collect()
+                } else if name.ends_with("weight") && spec.shape.len() == 1 {
+                    // Every 1-d `weight` is a LayerNorm/BatchNorm gain.
+                    (0..n).map(|_| 1.0 + 0.1 * rng.symmetric()).collect()
+                } else {
+                    let fan_in = if spec.shape.len() >= 2 { spec.shape[1..].iter().product::<usize>() } else { 16 };
+                    let scale = 1.0 / (fan_in as f32).sqrt();
+                    (0..n).map(|_| scale * rng.symmetric()).collect()
+                };
+                Tensor::from_vec(values, spec.shape.as_slice(), &Device::Cpu)?
+            }
+        };
+        tensors.push((spec.name, tensor));
+    }
+    Ok(StateDict::from_tensors(tensors, "<demo>"))
+}
+
+/// Writes the demo artifact (config, safetensors weights, preprocess, schema) into `dir` and opens it.
+pub fn write_artifact(dir: &Path) -> Result<Artifact, crate::Error> {
+    std::fs::create_dir_all(dir).map_err(|source| ArtifactError::Write { path: dir.into(), source })?;
+    std::fs::write(dir.join("config.json"), CONFIG_JSON)
+        .map_err(|source| ArtifactError::Write { path: dir.join("config.json"), source })?;
+    state_dict(0x5EED)?.save_safetensors(dir.join("model.safetensors"))?;
+    let cfg = config();
+    let side = cfg.encoder.image_size;
+    let a = cfg.action_encoder.input_dim;
+    let preprocess = Preprocess {
+        image_size: [side, side],
+        normalization: ImageNormalization::IMAGENET,
+        action: ActionSpec { block: 2, low: Some(vec![-1.0; a]), high: Some(vec![1.0; a]), mean: None, std: None },
+    };
+    let schema = Schema {
+        schema_version: SCHEMA_VERSION,
+        family: Family::Lewm,
+        observations: vec![ObservationSpec { name: "pixels".into(), kind: ObservationKind::Image, shape: vec![3, side, side] }],
+        action_dim: a,
+    };
+    Artifact::write_metadata(dir, &preprocess, &schema)?;
+    Ok(Artifact::open(dir)?)
+}

@@ -1,0 +1,55 @@
+//! The crate-wide error type.
+//!
+//! Each layer has its own typed error (checkpoint, artifact, model config, parity); [`Error`] wraps them so that
+//! binaries and the C ABI can report any of them with the file, key or field that was wrong.
+
+use std::path::PathBuf;
+
+/// Everything swm can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A weights file could not be read or did not hold what the model needs.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A deployment artifact directory is incomplete or malformed.
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
+    /// A model configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// No usable CUDA device.
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+    /// An input handed to the runtime has the wrong shape or holds NaN/Inf.
+    #[error("invalid input `{name}`: {reason}")]
+    InvalidInput {
+        /// Which input (e.g. `pixels`, `candidates`).
+        name: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A parity fixture is malformed or a comparison failed.
+    #[error(transparent)]
+    Parity(#[from] crate::parity::ParityError),
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An error from Candle (kernel launch, allocation, shape error inside a model).
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result alias for [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds an [`Error::InvalidInput`].
+    pub fn invalid_input(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput { name: name.into(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,28 @@
+//! # swm
+//!
+//! A CUDA-first deployment runtime for checkpoints of the Python library `stable-worldmodel`: load a checkpoint,
+//! preprocess observations with fused CUDA kernels, encode them, roll the world model out over candidate action
+//! sequences, score and plan — all on one CUDA stream, with the selected action as the only copy back to the host.
+//!
+//! Linux + NVIDIA CUDA only; there is no CPU inference path.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("swm supports Linux + NVIDIA CUDA only");
+
+pub mod artifact;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod demo;
+pub mod device;
+pub mod error;
+pub mod models;
+pub mod ops;
+pub mod parity;
+
+/// PTX of the custom kernels in `kernels/`, compiled by `build.rs`.
+pub mod kernels {
+    include!(concat!(env!("OUT_DIR"), "/kernels_ptx.rs"));
+}
+
+pub use error::{Error, Result};

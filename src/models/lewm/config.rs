@@ -1,0 +1,495 @@
+//! LeWM `config.json`: the resolved Hydra `model:` node that upstream checkpoints ship (spec lewm.md §1.2).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::checkpoint::ParamSpec;
+use crate::config::ConfigError;
+
+/// The whole LeWM configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// `stable_worldmodel.wm.lewm.LeWM`.
+    #[serde(rename = "_target_", default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The ViT image encoder (`vit_hf` arguments).
+    pub encoder: EncoderConfig,
+    /// The AdaLN-zero predictor.
+    pub predictor: PredictorConfig,
+    /// The action-block embedder.
+    pub action_encoder: ActionEncoderConfig,
+    /// CLS -> embedding MLP; `None` (absent or null) is the identity.
+    #[serde(default)]
+    pub projector: Option<MlpConfig>,
+    /// Predictor output MLP; `None` (absent or null) is the identity.
+    #[serde(default)]
+    pub pred_proj: Option<MlpConfig>,
+}
+
+/// `vit_hf(size, patch_size, image_size, pretrained, use_mask_token, **overrides)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncoderConfig {
+    /// Preset: tiny, small, base, large or huge.
+    #[serde(default = "default_size")]
+    pub size: String,
+    /// Square patch side (vit_hf default 16).
+    #[serde(default = "default_patch")]
+    pub patch_size: usize,
+    /// Nominal square input side; sets the position table length.
+    #[serde(default = "default_image")]
+    pub image_size: usize,
+    /// Whether pretrained Google weights were requested (irrelevant once a checkpoint is loaded).
+    #[serde(default)]
+    pub pretrained: bool,
+    /// Adds `encoder.embeddings.mask_token` (vit_hf default true).
+    #[serde(default = "default_true")]
+    pub use_mask_token: bool,
+    /// Extra keys forwarded to `transformers.ViTConfig` (`hidden_size`, `num_hidden_layers`, ...) and `_target_`.
+    #[serde(flatten)]
+    pub overrides: BTreeMap<String, serde_json::Value>,
+}
+
+/// `stable_worldmodel.wm.lewm.module.Predictor` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictorConfig {
+    /// Positional table length and rollout window (history size).
+    pub num_frames: usize,
+    /// Embedding dim D fed to the predictor.
+    pub input_dim: usize,
+    /// Transformer width W.
+    pub hidden_dim: usize,
+    /// Output dim (defaults to `input_dim`).
+    #[serde(default)]
+    pub output_dim: Option<usize>,
+    /// Number of AdaLN blocks.
+    pub depth: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// FFN hidden size.
+    pub mlp_dim: usize,
+    /// Head dim (inner = heads * dim_head).
+    #[serde(default = "default_dim_head")]
+    pub dim_head: usize,
+    /// Train-only dropout.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Train-only embedding dropout.
+    #[serde(default)]
+    pub emb_dropout: f64,
+}
+
+/// `stable_worldmodel.wm.lewm.module.Embedder` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionEncoderConfig {
+    /// Action-block dim A_in = frameskip x env action dim.
+    #[serde(default = "default_ten")]
+    pub input_dim: usize,
+    /// Conv1d output channels (a constant 10 upstream, not `input_dim`).
+    #[serde(default = "default_ten")]
+    pub smoothed_dim: usize,
+    /// Action embedding dim (must equal the predictor input dim).
+    #[serde(default = "default_ten")]
+    pub emb_dim: usize,
+    /// Hidden = mlp_scale * emb_dim.
+    #[serde(default = "default_mlp_scale")]
+    pub mlp_scale: usize,
+}
+
+/// `stable_worldmodel.wm.lewm.module.MLP` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// Input features.
+    pub input_dim: usize,
+    /// Hidden features.
+    pub hidden_dim: usize,
+    /// Output features (defaults to `input_dim`).
+    #[serde(default)]
+    pub output_dim: Option<usize>,
+    /// Normalisation after the first Linear.
+    #[serde(default = "default_norm", deserialize_with = "deserialize_norm", serialize_with = "serialize_norm")]
+    pub norm_fn: Norm,
+}
+
+/// Normalisation layer of an [`MlpConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Norm {
+    /// `torch.nn.BatchNorm1d` (public checkpoints), eval mode: running statistics, eps 1e-5.
+    BatchNorm,
+    /// `torch.nn.LayerNorm` (the class default when `norm_fn` is absent), eps 1e-5.
+    LayerNorm,
+    /// `norm_fn: null`.
+    Identity,
+}
+
+fn default_size() -> String {
+    "tiny".into()
+}
+fn default_patch() -> usize {
+    16
+}
+fn default_image() -> usize {
+    224
+}
+fn default_true() -> bool {
+    true
+}
+fn default_dim_head() -> usize {
+    64
+}
+fn default_ten() -> usize {
+    10
+}
+fn default_mlp_scale() -> usize {
+    4
+}
+fn default_norm() -> Norm {
+    Norm::LayerNorm
+}
+
+fn deserialize_norm<'de, D: Deserializer<'de>>(d: D) -> Result<Norm, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    let Some(value) = value else { return Ok(Norm::Identity) };
+    let target = match &value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(map) => map.get("_target_").and_then(|t| t.as_str()).unwrap_or_default().to_string(),
+        _ => String::new(),
+    };
+    match target.rsplit('.').next() {
+        Some("BatchNorm1d") => Ok(Norm::BatchNorm),
+        Some("LayerNorm") => Ok(Norm::LayerNorm),
+        Some("Identity") => Ok(Norm::Identity),
+        _ => Err(serde::de::Error::custom(format!(
+            "unsupported norm_fn {value}; expected torch.nn.BatchNorm1d, torch.nn.LayerNorm or null"
+        ))),
+    }
+}
+
+fn serialize_norm<S: serde::Serializer>(norm: &Norm, s: S) -> Result<S::Ok, S::Error> {
+    let target = match norm {
+        Norm::BatchNorm => "torch.nn.BatchNorm1d",
+        Norm::LayerNorm => "torch.nn.LayerNorm",
+        Norm::Identity => return s.serialize_none(),
+    };
+    let mut map = serde_json::Map::new();
+    map.insert("_target_".into(), target.into());
+    map.insert("_partial_".into(), true.into());
+    serde_json::Value::Object(map).serialize(s)
+}
+
+/// The ViT dimensions after applying the preset and the overrides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VitDims {
+    /// Hidden size E.
+    pub hidden: usize,
+    /// Number of layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// FFN size (4E unless overridden).
+    pub intermediate: usize,
+    /// Patch side P.
+    pub patch: usize,
+    /// Nominal image side.
+    pub image: usize,
+    /// Input channels (3).
+    pub channels: usize,
+    /// LayerNorm eps (1e-12).
+    pub layer_norm_eps: f64,
+}
+
+impl VitDims {
+    /// Patches per side of the nominal image.
+    pub fn grid(&self) -> usize {
+        self.image / self.patch
+    }
+    /// Position-table rows: grid² + 1 (CLS).
+    pub fn positions(&self) -> usize {
+        self.grid() * self.grid() + 1
+    }
+}
+
+impl EncoderConfig {
+    /// Resolves the `size` preset and `ViTConfig` overrides.
+    pub fn dims(&self) -> Result<VitDims, ConfigError> {
+        let (hidden, layers, heads) = match self.size.as_str() {
+            "tiny" => (192, 12, 3),
+            "small" => (384, 12, 6),
+            "base" => (768, 12, 12),
+            "large" => (1024, 24, 16),
+            "huge" => (1280, 32, 16),
+            other => {
+                return Err(ConfigError::invalid(
+                    "encoder.size",
+                    format!("unknown ViT size `{other}` (tiny, small, base, large, huge)"),
+                ))
+            }
+        };
+        let int = |key: &str, default: usize| -> Result<usize, ConfigError> {
+            match self.overrides.get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .map(|v| v as usize)
+                    .ok_or_else(|| ConfigError::invalid(format!("encoder.{key}"), "must be a non-negative integer")),
+            }
+        };
+        let hidden = int("hidden_size", hidden)?;
+        let layer_norm_eps = match self.overrides.get("layer_norm_eps") {
+            None => 1e-12,
+            Some(v) => v.as_f64().ok_or_else(|| ConfigError::invalid("encoder.layer_norm_eps", "must be a number"))?,
+        };
+        for (key, wanted) in [("hidden_act", "gelu"), ("qkv_bias", "true")] {
+            if let Some(v) = self.overrides.get(key) {
+                let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                if text != wanted {
+                    return Err(ConfigError::invalid(format!("encoder.{key}"), format!("only `{wanted}` is supported")));
+                }
+            }
+        }
+        Ok(VitDims {
+            hidden,
+            layers: int("num_hidden_layers", layers)?,
+            heads: int("num_attention_heads", heads)?,
+            intermediate: int("intermediate_size", 4 * hidden)?,
+            patch: self.patch_size,
+            image: self.image_size,
+            channels: int("num_channels", 3)?,
+            layer_norm_eps,
+        })
+    }
+}
+
+impl MlpConfig {
+    /// Output features.
+    pub fn output(&self) -> usize {
+        self.output_dim.unwrap_or(self.input_dim)
+    }
+}
+
+impl PredictorConfig {
+    /// Output dim (Dout).
+    pub fn output(&self) -> usize {
+        self.output_dim.unwrap_or(self.input_dim)
+    }
+    /// Attention inner dim = heads * dim_head.
+    pub fn inner(&self) -> usize {
+        self.heads * self.dim_head
+    }
+}
+
+impl Config {
+    /// Checks that the sub-configs fit together (dims agree, nothing is zero).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let vit = self.encoder.dims()?;
+        let positive = [
+            ("encoder.hidden_size", vit.hidden),
+            ("encoder.num_hidden_layers", vit.layers),
+            ("encoder.num_attention_heads", vit.heads),
+            ("encoder.patch_size", vit.patch),
+            ("encoder.image_size", vit.image),
+            ("predictor.num_frames", self.predictor.num_frames),
+            ("predictor.input_dim", self.predictor.input_dim),
+            ("predictor.hidden_dim", self.predictor.hidden_dim),
+            ("predictor.depth", self.predictor.depth),
+            ("predictor.heads", self.predictor.heads),
+            ("predictor.dim_head", self.predictor.dim_head),
+            ("predictor.mlp_dim", self.predictor.mlp_dim),
+            ("action_encoder.input_dim", self.action_encoder.input_dim),
+            ("action_encoder.smoothed_dim", self.action_encoder.smoothed_dim),
+            ("action_encoder.emb_dim", self.action_encoder.emb_dim),
+            ("action_encoder.mlp_scale", self.action_encoder.mlp_scale),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::invalid(field, "must be positive"));
+            }
+        }
+        if vit.hidden % vit.heads != 0 {
+            return Err(ConfigError::invalid(
+                "encoder.num_attention_heads",
+                format!("hidden size {} is not divisible by {} heads", vit.hidden, vit.heads),
+            ));
+        }
+        if vit.channels != 3 {
+            return Err(ConfigError::invalid("encoder.num_channels", "LeWM encodes RGB frames (3 channels)"));
+        }
+        if vit.patch > vit.image {
+            return Err(ConfigError::invalid("encoder.patch_size", "larger than encoder.image_size"));
+        }
+        let emb_dim = match &self.projector {
+            Some(p) => {
+                if p.input_dim != vit.hidden {
+                    return Err(ConfigError::invalid(
+                        "projector.input_dim",
+                        format!("{} != encoder hidden size {}", p.input_dim, vit.hidden),
+                    ));
+                }
+                p.output()
+            }
+            None => vit.hidden,
+        };
+        if emb_dim != self.predictor.input_dim {
+            return Err(ConfigError::invalid(
+                "predictor.input_dim",
+                format!("{} != embedding dim {emb_dim} (projector output)", self.predictor.input_dim),
+            ));
+        }
+        if self.action_encoder.emb_dim != self.predictor.input_dim {
+            return Err(ConfigError::invalid(
+                "action_encoder.emb_dim",
+                format!("{} != predictor.input_dim {}", self.action_encoder.emb_dim, self.predictor.input_dim),
+            ));
+        }
+        if let Some(p) = &self.pred_proj {
+            if p.input_dim != self.predictor.output() {
+                return Err(ConfigError::invalid(
+                    "pred_proj.input_dim",
+                    format!("{} != predictor output dim {}", p.input_dim, self.predictor.output()),
+                ));
+            }
+        }
+        if self.embedding_dim()? != emb_dim {
+            return Err(ConfigError::invalid(
+                "pred_proj.output_dim",
+                format!("predictions ({}) must live in the embedding space ({emb_dim})", self.embedding_dim()?),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Dimension of predicted embeddings (pred_proj output, or predictor output).
+    fn embedding_dim(&self) -> Result<usize, ConfigError> {
+        Ok(self.pred_proj.as_ref().map(|p| p.output()).unwrap_or(self.predictor.output()))
+    }
+
+    /// Embedding dim D (what `encode` returns and the goal cost compares).
+    pub fn embed_dim(&self) -> usize {
+        self.predictor.input_dim
+    }
+
+    /// The full parameter table (state-dict key, shape) that a checkpoint of this config must hold, in the
+    /// transformers < 5.9 ViT key layout (lewm.md §2).
+    pub fn parameter_table(&self) -> Result<Vec<ParamSpec>, ConfigError> {
+        let vit = self.encoder.dims()?;
+        let (e, i, p) = (vit.hidden, vit.intermediate, vit.patch);
+        let mut t = vec![
+            ParamSpec::float("encoder.embeddings.cls_token", &[1, 1, e]),
+            ParamSpec::float("encoder.embeddings.position_embeddings", &[1, vit.positions(), e]),
+            ParamSpec::float("encoder.embeddings.patch_embeddings.projection.weight", &[e, vit.channels, p, p]),
+            ParamSpec::float("encoder.embeddings.patch_embeddings.projection.bias", &[e]),
+        ];
+        if self.encoder.use_mask_token {
+            t.push(ParamSpec::float("encoder.embeddings.mask_token", &[1, 1, e]));
+        }
+        for l in 0..vit.layers {
+            let pre = format!("encoder.encoder.layer.{l}");
+            for name in ["attention.attention.query", "attention.attention.key", "attention.attention.value"] {
+                t.push(ParamSpec::float(format!("{pre}.{name}.weight"), &[e, e]));
+                t.push(ParamSpec::float(format!("{pre}.{name}.bias"), &[e]));
+            }
+            t.push(ParamSpec::float(format!("{pre}.attention.output.dense.weight"), &[e, e]));
+            t.push(ParamSpec::float(format!("{pre}.attention.output.dense.bias"), &[e]));
+            t.push(ParamSpec::float(format!("{pre}.intermediate.dense.weight"), &[i, e]));
+            t.push(ParamSpec::float(format!("{pre}.intermediate.dense.bias"), &[i]));
+            t.push(ParamSpec::float(format!("{pre}.output.dense.weight"), &[e, i]));
+            t.push(ParamSpec::float(format!("{pre}.output.dense.bias"), &[e]));
+            for ln in ["layernorm_before", "layernorm_after"] {
+                t.push(ParamSpec::float(format!("{pre}.{ln}.weight"), &[e]));
+                t.push(ParamSpec::float(format!("{pre}.{ln}.bias"), &[e]));
+            }
+        }
+        t.push(ParamSpec::float("encoder.layernorm.weight", &[e]));
+        t.push(ParamSpec::float("encoder.layernorm.bias", &[e]));
+
+        let pr = &self.predictor;
+        let (d, w, dout, inner, m) = (pr.input_dim, pr.hidden_dim, pr.output(), pr.inner(), pr.mlp_dim);
+        t.push(ParamSpec::float("predictor.pos_embedding", &[1, pr.num_frames, d]));
+        if d != w {
+            t.push(ParamSpec::float("predictor.transformer.input_proj.weight", &[w, d]));
+            t.push(ParamSpec::float("predictor.transformer.input_proj.bias", &[w]));
+            t.push(ParamSpec::float("predictor.transformer.cond_proj.weight", &[w, d]));
+            t.push(ParamSpec::float("predictor.transformer.cond_proj.bias", &[w]));
+        }
+        if w != dout {
+            t.push(ParamSpec::float("predictor.transformer.output_proj.weight", &[dout, w]));
+            t.push(ParamSpec::float("predictor.transformer.output_proj.bias", &[dout]));
+        }
+        t.push(ParamSpec::float("predictor.transformer.norm.weight", &[w]));
+        t.push(ParamSpec::float("predictor.transformer.norm.bias", &[w]));
+        for j in 0..pr.depth {
+            let pre = format!("predictor.transformer.layers.{j}");
+            t.push(ParamSpec::float(format!("{pre}.attn.norm.weight"), &[w]));
+            t.push(ParamSpec::float(format!("{pre}.attn.norm.bias"), &[w]));
+            t.push(ParamSpec::float(format!("{pre}.attn.to_qkv.weight"), &[3 * inner, w]));
+            if self.predictor_has_out_proj() {
+                t.push(ParamSpec::float(format!("{pre}.attn.to_out.0.weight"), &[w, inner]));
+                t.push(ParamSpec::float(format!("{pre}.attn.to_out.0.bias"), &[w]));
+            }
+            t.push(ParamSpec::float(format!("{pre}.mlp.net.0.weight"), &[w]));
+            t.push(ParamSpec::float(format!("{pre}.mlp.net.0.bias"), &[w]));
+            t.push(ParamSpec::float(format!("{pre}.mlp.net.1.weight"), &[m, w]));
+            t.push(ParamSpec::float(format!("{pre}.mlp.net.1.bias"), &[m]));
+            t.push(ParamSpec::float(format!("{pre}.mlp.net.4.weight"), &[w, m]));
+            t.push(ParamSpec::float(format!("{pre}.mlp.net.4.bias"), &[w]));
+            t.push(ParamSpec::float(format!("{pre}.adaLN_modulation.1.weight"), &[6 * w, w]));
+            t.push(ParamSpec::float(format!("{pre}.adaLN_modulation.1.bias"), &[6 * w]));
+        }
+
+        let ae = &self.action_encoder;
+        let hidden = ae.mlp_scale * ae.emb_dim;
+        t.push(ParamSpec::float("action_encoder.patch_embed.weight", &[ae.smoothed_dim, ae.input_dim, 1]));
+        t.push(ParamSpec::float("action_encoder.patch_embed.bias", &[ae.smoothed_dim]));
+        t.push(ParamSpec::float("action_encoder.embed.0.weight", &[hidden, ae.smoothed_dim]));
+        t.push(ParamSpec::float("action_encoder.embed.0.bias", &[hidden]));
+        t.push(ParamSpec::float("action_encoder.embed.2.weight", &[ae.emb_dim, hidden]));
+        t.push(ParamSpec::float("action_encoder.embed.2.bias", &[ae.emb_dim]));
+
+        for (prefix, mlp) in [("projector", &self.projector), ("pred_proj", &self.pred_proj)] {
+            let Some(mlp) = mlp else { continue };
+            let (inp, hid, out) = (mlp.input_dim, mlp.hidden_dim, mlp.output());
+            t.push(ParamSpec::float(format!("{prefix}.net.0.weight"), &[hid, inp]));
+            t.push(ParamSpec::float(format!("{prefix}.net.0.bias"), &[hid]));
+            match mlp.norm_fn {
+                Norm::BatchNorm => {
+                    for name in ["weight", "bias", "running_mean", "running_var"] {
+                        t.push(ParamSpec::float(format!("{prefix}.net.1.{name}"), &[hid]));
+                    }
+                    t.push(ParamSpec::counter(format!("{prefix}.net.1.num_batches_tracked")));
+                }
+                Norm::LayerNorm => {
+                    t.push(ParamSpec::float(format!("{prefix}.net.1.weight"), &[hid]));
+                    t.push(ParamSpec::float(format!("{prefix}.net.1.bias"), &[hid]));
+                }
+                Norm::Identity => {}
+            }
+            t.push(ParamSpec::float(format!("{prefix}.net.3.weight"), &[out, hid]));
+            t.push(ParamSpec::float(format!("{prefix}.net.3.bias"), &[out]));
+        }
+        Ok(t)
+    }
+
+    /// Upstream `Attention` drops `to_out` (Identity) when a single head already spans the width.
+    pub fn predictor_has_out_proj(&self) -> bool {
+        !(self.predictor.heads == 1 && self.predictor.dim_head == self.predictor.hidden_dim)
+    }
+}
+
+/// Maps a transformers >= 5.9 ViT key (`encoder.layers.3.attention.q_proj.weight`) to the 4.x spelling that the
+/// public checkpoints and [`Config::parameter_table`] use; returns `None` for keys that need no renaming.
+pub fn legacy_vit_key(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("encoder.layers.")?;
+    let (index, tail) = rest.split_once('.')?;
+    let tail = [
+        ("attention.q_proj.", "attention.attention.query."),
+        ("attention.k_proj.", "attention.attention.key."),
+        ("attention.v_proj.", "attention.attention.value."),
+        ("attention.o_proj.", "attention.output.dense."),
+        ("mlp.fc1.", "intermediate.dense."),
+        ("mlp.fc2.", "output.dense."),
+    ]
+    .iter()
+    .find_map(|(new, old)| tail.strip_prefix(new).map(|param| format!("{old}{param}")))
+    .unwrap_or_else(|| tail.to_string());
+    Some(format!("encoder.encoder.layer.{index}.{tail}"))
+}

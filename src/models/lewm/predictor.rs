@@ -1,0 +1,189 @@
+//! The LeWM predictor: a causal transformer whose blocks are modulated per token by the action embedding through
+//! AdaLN-zero (lewm.md §3.5). Parameter names follow `stable_worldmodel.wm.lewm.module.Predictor`.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
+
+use super::config::PredictorConfig;
+
+const BLOCK_NORM_EPS: f64 = 1e-6;
+const NORM_EPS: f64 = 1e-5;
+
+#[derive(Debug, Clone)]
+struct Attention {
+    norm: LayerNorm,
+    to_qkv: Linear,
+    to_out: Option<Linear>,
+    heads: usize,
+    dim_head: usize,
+}
+
+impl Attention {
+    fn load(cfg: &PredictorConfig, has_out: bool, vb: VarBuilder) -> Result<Self> {
+        let (w, inner) = (cfg.hidden_dim, cfg.inner());
+        Ok(Self {
+            norm: layer_norm(w, NORM_EPS, vb.pp("norm"))?,
+            to_qkv: linear_no_bias(w, 3 * inner, vb.pp("to_qkv"))?,
+            to_out: if has_out { Some(linear(inner, w, vb.pp("to_out.0"))?) } else { None },
+            heads: cfg.heads,
+            dim_head: cfg.dim_head,
+        })
+    }
+
+    /// `mask`: (T, T) additive causal mask.
+    fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, d) = (self.heads, self.dim_head);
+        // The inner dim is laid out '(h d)': head index is the outer factor.
+        let qkv = self.to_qkv.forward(&self.norm.forward(x)?)?.reshape((b, t, 3, h, d))?;
+        let qkv = qkv.permute((2, 0, 3, 1, 4))?.contiguous()?; // (3, B, h, T, d)
+        let q = (qkv.get(0)? * (1.0 / (d as f64).sqrt()))?;
+        let k = qkv.get(1)?;
+        let v = qkv.get(2)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, t, h * d))?;
+        match &self.to_out {
+            Some(out) => out.forward(&ctx),
+            None => Ok(ctx),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FeedForward {
+    norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl FeedForward {
+    fn load(cfg: &PredictorConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm: layer_norm(cfg.hidden_dim, NORM_EPS, vb.pp("net.0"))?,
+            fc1: linear(cfg.hidden_dim, cfg.mlp_dim, vb.pp("net.1"))?,
+            fc2: linear(cfg.mlp_dim, cfg.hidden_dim, vb.pp("net.4"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(&self.norm.forward(x)?)?.gelu_erf()?)
+    }
+}
+
+/// `ConditionalBlock`: attention and FFN, each behind a parameter-free LayerNorm modulated by (shift, scale) and
+/// gated, all six vectors computed per token from the conditioning.
+#[derive(Debug, Clone)]
+struct ConditionalBlock {
+    attn: Attention,
+    mlp: FeedForward,
+    modulation: Linear,
+    plain_norm: LayerNorm,
+}
+
+impl ConditionalBlock {
+    fn load(cfg: &PredictorConfig, has_out: bool, vb: VarBuilder) -> Result<Self> {
+        let w = cfg.hidden_dim;
+        let device = vb.device().clone();
+        let dtype = vb.dtype();
+        Ok(Self {
+            attn: Attention::load(cfg, has_out, vb.pp("attn"))?,
+            mlp: FeedForward::load(cfg, vb.pp("mlp"))?,
+            modulation: linear(w, 6 * w, vb.pp("adaLN_modulation.1"))?,
+            plain_norm: LayerNorm::new(
+                Tensor::ones(w, dtype, &device)?,
+                Tensor::zeros(w, dtype, &device)?,
+                BLOCK_NORM_EPS,
+            ),
+        })
+    }
+
+    fn forward(&self, x: &Tensor, cond: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let m = self.modulation.forward(&candle_nn::ops::silu(cond)?)?;
+        let parts = m.chunk(6, D::Minus1)?;
+        let (shift1, scale1, gate1) = (&parts[0], &parts[1], &parts[2]);
+        let (shift2, scale2, gate2) = (&parts[3], &parts[4], &parts[5]);
+        let u = (self.plain_norm.forward(x)?.mul(&(scale1 + 1.0)?)? + shift1)?;
+        let x = (x + gate1.mul(&self.attn.forward(&u, mask)?)?)?;
+        let u = (self.plain_norm.forward(&x)?.mul(&(scale2 + 1.0)?)? + shift2)?;
+        &x + gate2.mul(&self.mlp.forward(&u)?)?
+    }
+}
+
+/// The predictor: `forward(emb (B,T,D), act_emb (B,T,D)) -> (B,T,Dout)` for T ≤ `num_frames`.
+#[derive(Debug, Clone)]
+pub struct Predictor {
+    pos_embedding: Tensor,
+    input_proj: Option<Linear>,
+    cond_proj: Option<Linear>,
+    output_proj: Option<Linear>,
+    blocks: Vec<ConditionalBlock>,
+    norm: LayerNorm,
+    /// Causal masks for window lengths 1..=num_frames, built once.
+    masks: Vec<Tensor>,
+    num_frames: usize,
+}
+
+impl Predictor {
+    /// Loads from `vb` rooted at `predictor.`.
+    pub fn load(cfg: &PredictorConfig, has_out: bool, vb: VarBuilder) -> Result<Self> {
+        let (d, w, dout) = (cfg.input_dim, cfg.hidden_dim, cfg.output());
+        let tf = vb.pp("transformer");
+        let (input_proj, cond_proj) = if d != w {
+            (Some(linear(d, w, tf.pp("input_proj"))?), Some(linear(d, w, tf.pp("cond_proj"))?))
+        } else {
+            (None, None)
+        };
+        let output_proj = if w != dout { Some(linear(w, dout, tf.pp("output_proj"))?) } else { None };
+        let blocks = (0..cfg.depth)
+            .map(|j| ConditionalBlock::load(cfg, has_out, tf.pp(format!("layers.{j}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let device = vb.device().clone();
+        let masks = (1..=cfg.num_frames)
+            .map(|t| {
+                let values: Vec<f32> = (0..t * t)
+                    .map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 })
+                    .collect();
+                Tensor::from_vec(values, (t, t), &device)?.to_dtype(vb.dtype())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            pos_embedding: vb.get((1, cfg.num_frames, d), "pos_embedding")?,
+            input_proj,
+            cond_proj,
+            output_proj,
+            blocks,
+            norm: layer_norm(w, NORM_EPS, tf.pp("norm"))?,
+            masks,
+            num_frames: cfg.num_frames,
+        })
+    }
+
+    /// Window length the positional table supports.
+    pub fn num_frames(&self) -> usize {
+        self.num_frames
+    }
+
+    /// `emb`, `act_emb`: (B, T, D) with T ≤ `num_frames`; positions are window-relative.
+    pub fn forward(&self, emb: &Tensor, act_emb: &Tensor) -> Result<Tensor> {
+        let t = emb.dim(1)?;
+        if t == 0 || t > self.num_frames {
+            candle_core::bail!("predictor window of {t} steps; supported 1..={}", self.num_frames);
+        }
+        let mut x = emb.broadcast_add(&self.pos_embedding.narrow(1, 0, t)?)?;
+        let mut c = act_emb.clone();
+        if let (Some(ip), Some(cp)) = (&self.input_proj, &self.cond_proj) {
+            x = ip.forward(&x)?;
+            c = cp.forward(&c)?;
+        }
+        let mask = &self.masks[t - 1];
+        for block in &self.blocks {
+            x = block.forward(&x, &c, mask)?;
+        }
+        let x = self.norm.forward(&x)?;
+        match &self.output_proj {
+            Some(p) => p.forward(&x),
+            None => Ok(x),
+        }
+    }
+}

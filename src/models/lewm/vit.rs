@@ -1,0 +1,159 @@
+//! The Hugging Face `ViTModel` encoder (no pooler) as LeWM uses it: pre-LN blocks, exact-erf GELU, CLS output after
+//! the final LayerNorm (lewm.md §3.1). Parameter names follow the transformers 4.x state dict.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+
+use super::config::VitDims;
+
+/// Patch embedding + CLS token + position table.
+#[derive(Debug, Clone)]
+struct Embeddings {
+    /// Conv2d weight flattened to a Linear over (channel, row, col) patches: (E, 3·P·P).
+    patch: Linear,
+    cls: Tensor,
+    positions: Tensor,
+    patch_size: usize,
+    grid: usize,
+}
+
+impl Embeddings {
+    fn load(dims: &VitDims, vb: VarBuilder) -> Result<Self> {
+        let e = dims.hidden;
+        let p = dims.patch;
+        let proj = vb.pp("patch_embeddings.projection");
+        // A stride-P, kernel-P convolution is a matmul over non-overlapping patches; flattening the kernel in
+        // (channel, row, col) order matches the patch layout built in `forward`.
+        let weight = proj.get((e, dims.channels, p, p), "weight")?.reshape((e, dims.channels * p * p))?;
+        let bias = proj.get(e, "bias")?;
+        Ok(Self {
+            patch: Linear::new(weight, Some(bias)),
+            cls: vb.get((1, 1, e), "cls_token")?,
+            positions: vb.get((1, dims.positions(), e), "position_embeddings")?,
+            patch_size: p,
+            grid: dims.grid(),
+        })
+    }
+
+    /// (N, 3, H, W) -> (N, 1 + (H/P)·(W/P), E).
+    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = pixels.dims4()?;
+        let p = self.patch_size;
+        let (gh, gw) = (h / p, w / p);
+        if gh != self.grid || gw != self.grid {
+            candle_core::bail!(
+                "image {h}x{w} gives a {gh}x{gw} patch grid; this encoder's position table is {g}x{g} (resize frames to {s}x{s})",
+                g = self.grid,
+                s = self.grid * p
+            );
+        }
+        // Trailing rows/columns that do not fill a patch are dropped, as the strided convolution does.
+        let pixels = if h != gh * p || w != gw * p {
+            pixels.narrow(2, 0, gh * p)?.narrow(3, 0, gw * p)?
+        } else {
+            pixels.clone()
+        };
+        // (N, C, gh, P, gw, P) -> (N, gh, gw, C, P, P): one row per patch, row-major over the grid.
+        let patches = pixels
+            .reshape((n, c, gh, p, gw, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .contiguous()?
+            .reshape((n, gh * gw, c * p * p))?;
+        let tokens = self.patch.forward(&patches)?;
+        let e = tokens.dim(D::Minus1)?;
+        let cls = self.cls.broadcast_as((n, 1, e))?;
+        Tensor::cat(&[&cls, &tokens], 1)?.broadcast_add(&self.positions)
+    }
+}
+
+/// One pre-LN transformer layer with a fused QKV projection.
+#[derive(Debug, Clone)]
+struct Layer {
+    norm_before: LayerNorm,
+    qkv: Linear,
+    out: Linear,
+    norm_after: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+    scale: f64,
+}
+
+impl Layer {
+    fn load(dims: &VitDims, vb: VarBuilder) -> Result<Self> {
+        let e = dims.hidden;
+        let att = vb.pp("attention.attention");
+        let mut weights = Vec::with_capacity(3);
+        let mut biases = Vec::with_capacity(3);
+        for name in ["query", "key", "value"] {
+            weights.push(att.pp(name).get((e, e), "weight")?);
+            biases.push(att.pp(name).get(e, "bias")?);
+        }
+        let qkv = Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?));
+        let eps = dims.layer_norm_eps;
+        Ok(Self {
+            norm_before: layer_norm(e, eps, vb.pp("layernorm_before"))?,
+            qkv,
+            out: linear(e, e, vb.pp("attention.output.dense"))?,
+            norm_after: layer_norm(e, eps, vb.pp("layernorm_after"))?,
+            fc1: linear(e, dims.intermediate, vb.pp("intermediate.dense"))?,
+            fc2: linear(dims.intermediate, e, vb.pp("output.dense"))?,
+            heads: dims.heads,
+            scale: 1.0 / ((e / dims.heads) as f64).sqrt(),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, t, e) = x.dims3()?;
+        let (h, d) = (self.heads, e / self.heads);
+        let qkv = self.qkv.forward(&self.norm_before.forward(x)?)?.reshape((n, t, 3, h, d))?;
+        let qkv = qkv.permute((2, 0, 3, 1, 4))?.contiguous()?; // (3, N, h, T, d)
+        let q = (qkv.get(0)? * self.scale)?;
+        let k = qkv.get(1)?;
+        let v = qkv.get(2)?;
+        let scores = q.matmul(&k.t()?)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, t, e))?;
+        let x = (x + self.out.forward(&ctx)?)?;
+        let ffn = self.fc2.forward(&self.fc1.forward(&self.norm_after.forward(&x)?)?.gelu_erf()?)?;
+        x + ffn
+    }
+}
+
+/// ViT encoder returning the CLS token of the final LayerNorm output.
+#[derive(Debug, Clone)]
+pub struct VitEncoder {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    norm: LayerNorm,
+    dims: VitDims,
+}
+
+impl VitEncoder {
+    /// Loads from `vb` rooted at the encoder (`encoder.`).
+    pub fn load(dims: &VitDims, vb: VarBuilder) -> Result<Self> {
+        let embeddings = Embeddings::load(dims, vb.pp("embeddings"))?;
+        let layers = (0..dims.layers)
+            .map(|i| Layer::load(dims, vb.pp(format!("encoder.layer.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = layer_norm(dims.hidden, dims.layer_norm_eps, vb.pp("layernorm"))?;
+        Ok(Self { embeddings, layers, norm, dims: *dims })
+    }
+
+    /// Encoder dimensions.
+    pub fn dims(&self) -> &VitDims {
+        &self.dims
+    }
+
+    /// (N, 3, H, W) normalised frames -> (N, E) CLS features.
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let pixels = if pixels.dtype() == DType::F32 { pixels.clone() } else { pixels.to_dtype(DType::F32)? };
+        let mut x = self.embeddings.forward(&pixels)?;
+        for layer in &self.layers {
+            x = layer.forward(&x)?;
+        }
+        // Only the CLS row is used: normalise just that row (LayerNorm is per token).
+        let cls = x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
+        self.norm.forward(&cls)
+    }
+}

@@ -1,0 +1,3 @@
+//! Model families, one module each (candle-transformers style: `Config` + `load(vb)` + `forward`).
+
+pub mod lewm;

@@ -1,0 +1,5 @@
+//! Custom CUDA kernels from `kernels/*.cu`, launched through Candle custom ops on Candle's own stream.
+
+pub mod preprocess;
+
+pub use preprocess::{normalize_rgb_frames, ImageNormalization};
