@@ -1,0 +1,146 @@
+//! GPU tests. Each is `#[ignore = "needs a CUDA device"]` so CI (no GPU) lists them as ignored; on the GPU host
+//! `bash .gpu/run.sh` runs them with `--include-ignored`. A test that finds no device fails, never passes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, D};
+use swm::models::lewm::{LeWm, LeWmSession, RolloutSemantics};
+use swm::ops::{normalize_rgb_frames, ImageNormalization};
+use swm::{demo, parity};
+
+/// The CUDA device, or a test failure that says why.
+fn gpu() -> Device {
+    swm::device::cuda(0).unwrap_or_else(|e| panic!("needs a CUDA device: {e}"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn demo_model(device: &Device) -> Arc<LeWm> {
+    Arc::new(LeWm::from_state_dict(&demo::config(), &demo::state_dict(3).unwrap(), device).unwrap())
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn normalize_rgb_kernel_matches_host_arithmetic() {
+    let device = gpu();
+    let (n, h, w) = (2usize, 5usize, 7usize);
+    let bytes: Vec<u8> = (0..n * h * w * 3).map(|i| (i * 37 % 256) as u8).collect();
+    let frames = Tensor::from_vec(bytes.clone(), (n, h, w, 3), &device).unwrap();
+    let norm = ImageNormalization::IMAGENET;
+    let out = normalize_rgb_frames(&frames, &norm).unwrap();
+    assert_eq!(out.dims(), &[n, 3, h, w]);
+    let got = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for img in 0..n {
+        for c in 0..3 {
+            for y in 0..h {
+                for x in 0..w {
+                    let v = bytes[((img * h + y) * w + x) * 3 + c] as f32 / 255.0;
+                    let want = (v - norm.mean[c]) / norm.std[c];
+                    let idx = ((img * 3 + c) * h + y) * w + x;
+                    assert!((got[idx] - want).abs() < 1e-5, "pixel {img},{c},{y},{x}: {} vs {want}", got[idx]);
+                }
+            }
+        }
+    }
+    // A strided view is made contiguous before the kernel; wrong inputs are typed errors.
+    let view = frames.narrow(2, 1, 3).unwrap();
+    assert_eq!(normalize_rgb_frames(&view, &norm).unwrap().dims(), &[n, 3, h, 3]);
+    let floats = frames.to_dtype(DType::F32).unwrap();
+    assert!(normalize_rgb_frames(&floats, &norm).is_err());
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn lewm_tiny_fixture_matches_the_official_package() {
+    let device = gpu();
+    let report = parity::lewm(
+        &parity::FixturePaths { dir: fixture("lewm-tiny"), weights: None, config: None },
+        &parity::lewm_tolerances(),
+        &device,
+    )
+    .unwrap();
+    println!("{}", report.table());
+    assert!(report.passed(), "{}", report.table());
+    assert_eq!(report.rows.len(), 6);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn session_score_equals_goal_cost_of_the_last_rollout_step() {
+    let device = gpu();
+    let model = demo_model(&device);
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    session.set_observation(&Tensor::randn(0f32, 1., (2, 2, 3, 32, 32), &device).unwrap()).unwrap();
+    session.set_goal(&Tensor::randn(0f32, 1., (2, 1, 3, 32, 32), &device).unwrap()).unwrap();
+    let candidates = Tensor::randn(0f32, 1., (2, 6, 4, 4), &device).unwrap();
+    let cost = session.score(&candidates).unwrap();
+    assert_eq!(cost.dims(), &[2, 6]);
+    // 0.1.1: H = 2 context frames, Ttot = 4 -> 3 predictions, K = Ttot + 1.
+    let all = session.rollout(&candidates, true).unwrap();
+    assert_eq!(all.dims(), &[2, 6, 5, 32]);
+    let last = all.narrow(2, 4, 1).unwrap().squeeze(2).unwrap();
+    let goal = model.encode(&Tensor::zeros((2, 1, 3, 32, 32), DType::F32, &device).unwrap()).unwrap();
+    assert_eq!(goal.dims(), &[2, 1, 32]);
+    let again = session.rollout(&candidates, false).unwrap();
+    assert!(max_abs_diff(&last, &again) < 1e-5);
+    // Candidates differ -> costs differ; the same candidate in two slots -> the same cost.
+    let dup = Tensor::cat(&[&candidates.narrow(1, 0, 1).unwrap(), &candidates.narrow(1, 0, 1).unwrap()], 1).unwrap();
+    let c = session.score(&dup).unwrap().to_vec2::<f32>().unwrap();
+    assert!((c[0][0] - c[0][1]).abs() < 1e-4);
+    let all_costs = cost.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(all_costs.iter().all(|v| v.is_finite() && *v >= 0.0));
+    assert!(all_costs.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-6));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn head_semantics_agree_with_release_semantics_for_one_context_frame() {
+    let device = gpu();
+    let model = demo_model(&device);
+    let obs = Tensor::randn(0f32, 1., (1, 1, 3, 32, 32), &device).unwrap();
+    let goal = Tensor::randn(0f32, 1., (1, 1, 3, 32, 32), &device).unwrap();
+    let candidates = Tensor::randn(0f32, 1., (1, 5, 5, 4), &device).unwrap();
+    let mut costs = Vec::new();
+    for semantics in [RolloutSemantics::Release011, RolloutSemantics::Head] {
+        let mut s = LeWmSession::new(model.clone(), semantics);
+        s.set_observation(&obs).unwrap();
+        s.set_goal(&goal).unwrap();
+        costs.push(s.score(&candidates).unwrap());
+    }
+    assert!(max_abs_diff(&costs[0], &costs[1]) < 1e-5);
+    // With two context frames HEAD needs the executed history and refuses to guess.
+    let mut s = LeWmSession::new(model, RolloutSemantics::Head);
+    s.set_observation(&Tensor::randn(0f32, 1., (1, 2, 3, 32, 32), &device).unwrap()).unwrap();
+    s.set_goal(&goal).unwrap();
+    let err = s.score(&candidates).unwrap_err().to_string();
+    assert!(err.contains("action_history"), "{err}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn bad_inputs_are_typed_errors() {
+    let device = gpu();
+    let model = demo_model(&device);
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    let err = session.score(&Tensor::zeros((1, 2, 3, 4), DType::F32, &device).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("no observation"), "{err}");
+    assert!(session.set_observation(&Tensor::zeros((1, 1, 4, 32, 32), DType::F32, &device).unwrap()).is_err());
+    assert!(session.set_observation(&Tensor::zeros((1, 3, 32, 32), DType::F32, &device).unwrap()).is_err());
+    session.set_observation(&Tensor::zeros((1, 1, 3, 32, 32), DType::F32, &device).unwrap()).unwrap();
+    session.set_goal(&Tensor::zeros((1, 1, 3, 32, 32), DType::F32, &device).unwrap()).unwrap();
+    let wrong_dim = Tensor::zeros((1, 2, 3, 5), DType::F32, &device).unwrap();
+    assert!(session.score(&wrong_dim).unwrap_err().to_string().contains("action dim"));
+    let wrong_batch = Tensor::zeros((3, 2, 3, 4), DType::F32, &device).unwrap();
+    assert!(session.score(&wrong_batch).unwrap_err().to_string().contains("batch"));
+    let e = model.encode(&Tensor::zeros((1, 1, 3, 16, 16), DType::F32, &device).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("patch grid"), "{e}");
+    let d = model.embed_actions(&Tensor::zeros((1, 1, 4), DType::F32, &device).unwrap()).unwrap();
+    assert_eq!(d.dim(D::Minus1).unwrap(), 32);
+}

@@ -1,0 +1,309 @@
+//! Host tests: loading, validation and typed errors. No GPU needed; every malformed input is built here.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use swm::artifact::{Artifact, ArtifactError, Checkpoint};
+use swm::checkpoint::{CheckpointError, LoadOptions, StateDict};
+use swm::config::{ConfigError, ModelConfig};
+use swm::demo;
+use swm::models::lewm::legacy_vit_key;
+
+fn demo_state() -> StateDict {
+    demo::state_dict(7).expect("demo weights")
+}
+
+fn table() -> Vec<swm::checkpoint::ParamSpec> {
+    demo::config().parameter_table().expect("table")
+}
+
+/// Rebuilds `state` with `edit` applied to its (key, tensor) list.
+fn edited(state: &StateDict, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) -> StateDict {
+    let mut list: Vec<(String, Tensor)> = state.iter().map(|(k, t)| (k.to_string(), t.clone())).collect();
+    edit(&mut list);
+    StateDict::from_tensors(list, "edited.safetensors")
+}
+
+#[test]
+fn demo_weights_match_the_demo_parameter_table() {
+    demo_state().validate(&table()).expect("demo weights are complete");
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let key = "predictor.transformer.layers.1.attn.to_qkv.weight";
+    let state = edited(&demo_state(), |l| l.retain(|(k, _)| k != key));
+    match state.validate(&table()) {
+        Err(CheckpointError::MissingTensor { key: k, expected, .. }) => {
+            assert_eq!(k, key);
+            assert_eq!(expected, vec![3 * 32, 32]);
+        }
+        other => panic!("expected MissingTensor, got {other:?}"),
+    }
+}
+
+#[test]
+fn misshaped_tensor_is_named_with_both_shapes() {
+    let key = "encoder.embeddings.position_embeddings";
+    let state = edited(&demo_state(), |l| {
+        for (k, t) in l.iter_mut() {
+            if k == key {
+                *t = Tensor::zeros((1, 5, 32), DType::F32, &Device::Cpu).unwrap();
+            }
+        }
+    });
+    let err = state.validate(&table()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, CheckpointError::ShapeMismatch { .. }), "{text}");
+    assert!(text.contains(key) && text.contains("[1, 5, 32]") && text.contains("[1, 17, 32]"), "{text}");
+}
+
+#[test]
+fn integer_weights_are_a_dtype_error() {
+    let key = "action_encoder.embed.0.bias";
+    let state = edited(&demo_state(), |l| {
+        for (k, t) in l.iter_mut() {
+            if k == key {
+                *t = Tensor::zeros(128, DType::I64, &Device::Cpu).unwrap();
+            }
+        }
+    });
+    assert!(matches!(state.validate(&table()), Err(CheckpointError::WrongDtype { key: k, .. }) if k == key));
+}
+
+#[test]
+fn nan_weights_are_refused_by_name() {
+    let key = "pred_proj.net.3.bias";
+    let state = edited(&demo_state(), |l| {
+        for (k, t) in l.iter_mut() {
+            if k == key {
+                *t = Tensor::new(&[f32::NAN; 32], &Device::Cpu).unwrap();
+            }
+        }
+    });
+    assert!(matches!(state.validate(&table()), Err(CheckpointError::NonFinite { key: k, .. }) if k == key));
+}
+
+#[test]
+fn unexpected_tensor_is_refused_like_strict_load_state_dict() {
+    let state = edited(&demo_state(), |l| l.push(("decoder.weight".into(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap())));
+    assert!(matches!(state.validate(&table()), Err(CheckpointError::UnexpectedTensor { key, .. }) if key == "decoder.weight"));
+}
+
+#[test]
+fn batchnorm_counters_are_optional() {
+    let state = edited(&demo_state(), |l| l.retain(|(k, _)| !k.ends_with("num_batches_tracked")));
+    state.validate(&table()).expect("counters may be absent");
+}
+
+#[test]
+fn half_precision_files_load_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("half.safetensors");
+    let half = edited(&demo_state(), |l| {
+        for (_, t) in l.iter_mut() {
+            if t.dtype() == DType::F32 {
+                *t = t.to_dtype(DType::BF16).unwrap();
+            }
+        }
+    });
+    half.save_safetensors(&path).unwrap();
+    let loaded = StateDict::load(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.get("encoder.layernorm.weight").unwrap().dtype(), DType::BF16);
+    loaded.validate(&table()).unwrap();
+}
+
+#[test]
+fn truncated_safetensors_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    demo_state().save_safetensors(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = StateDict::load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, CheckpointError::Corrupt { format: "safetensors", .. }), "{err}");
+    assert!(err.to_string().contains("model.safetensors"));
+}
+
+#[test]
+fn garbage_pt_file_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.pt");
+    std::fs::write(&path, b"definitely not a zip archive").unwrap();
+    let err = StateDict::load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, CheckpointError::Corrupt { format: "PyTorch zip", .. }), "{err}");
+}
+
+#[test]
+fn unknown_extension_and_missing_file_are_distinct_errors() {
+    let err = StateDict::load("weights.onnx", &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, CheckpointError::UnknownFormat { .. }));
+    let err = StateDict::load("/nonexistent/weights.safetensors", &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
+}
+
+#[test]
+fn model_prefix_is_stripped_automatically_and_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prefixed.safetensors");
+    edited(&demo_state(), |l| {
+        for (k, _) in l.iter_mut() {
+            *k = format!("model.{k}");
+        }
+    })
+    .save_safetensors(&path)
+    .unwrap();
+    let auto = StateDict::load(&path, &LoadOptions::default()).unwrap();
+    auto.validate(&table()).unwrap();
+    let kept = StateDict::load(&path, &LoadOptions { strip_prefix: Some("nothing.".into()), ..Default::default() }).unwrap();
+    assert!(kept.get("model.encoder.layernorm.weight").is_some());
+}
+
+#[test]
+fn transformers_5_9_vit_keys_map_to_the_public_layout() {
+    assert_eq!(
+        legacy_vit_key("encoder.layers.3.attention.q_proj.weight").as_deref(),
+        Some("encoder.encoder.layer.3.attention.attention.query.weight")
+    );
+    assert_eq!(legacy_vit_key("encoder.layers.0.mlp.fc2.bias").as_deref(), Some("encoder.encoder.layer.0.output.dense.bias"));
+    assert_eq!(
+        legacy_vit_key("encoder.layers.11.layernorm_before.weight").as_deref(),
+        Some("encoder.encoder.layer.11.layernorm_before.weight")
+    );
+    assert_eq!(legacy_vit_key("predictor.pos_embedding"), None);
+    // A whole state dict written with the new spelling validates after renaming.
+    let mut renamed = edited(&demo_state(), |l| {
+        for (k, _) in l.iter_mut() {
+            if let Some(rest) = k.strip_prefix("encoder.encoder.layer.") {
+                *k = format!("encoder.layers.{}", rest.replace("attention.attention.query", "attention.q_proj").replace("intermediate.dense", "mlp.fc1"));
+            }
+        }
+    });
+    assert!(renamed.validate(&table()).is_err());
+    renamed.rename_keys(legacy_vit_key);
+    renamed.validate(&table()).unwrap();
+}
+
+fn config_error(json: &str) -> ConfigError {
+    ModelConfig::from_json_str(json, Path::new("config.json")).unwrap_err()
+}
+
+#[test]
+fn config_missing_field_names_the_field() {
+    let mut v: serde_json::Value = serde_json::from_str(demo::CONFIG_JSON).unwrap();
+    v["predictor"].as_object_mut().unwrap().remove("depth");
+    let err = config_error(&v.to_string());
+    let text = err.to_string();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{text}");
+    assert!(text.contains("predictor") && text.contains("depth"), "{text}");
+}
+
+#[test]
+fn config_inconsistent_dims_name_the_field() {
+    let mut v: serde_json::Value = serde_json::from_str(demo::CONFIG_JSON).unwrap();
+    v["action_encoder"]["emb_dim"] = 16.into();
+    match config_error(&v.to_string()) {
+        ConfigError::Invalid { field, .. } => assert_eq!(field, "action_encoder.emb_dim"),
+        other => panic!("{other:?}"),
+    }
+    let mut v: serde_json::Value = serde_json::from_str(demo::CONFIG_JSON).unwrap();
+    v["encoder"]["num_attention_heads"] = 3.into();
+    match config_error(&v.to_string()) {
+        ConfigError::Invalid { field, .. } => assert_eq!(field, "encoder.num_attention_heads"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn config_of_unknown_family_is_refused() {
+    assert!(matches!(config_error(r#"{"_target_": "x.Dreamer"}"#), ConfigError::UnknownFamily { .. }));
+    assert!(matches!(config_error("{not json"), ConfigError::Parse { .. }));
+}
+
+#[test]
+fn pusht_config_matches_the_public_parameter_count() {
+    let cfg = demo::pusht_config();
+    cfg.validate().unwrap();
+    let table = cfg.parameter_table().unwrap();
+    let floats: usize = table
+        .iter()
+        .filter(|p| p.kind == swm::checkpoint::ParamKind::Float && !p.name.contains("running_"))
+        .map(|p| p.shape.iter().product::<usize>())
+        .sum();
+    // lewm.md §2: 303 keys, 18 034 478 parameters for the public PushT config.
+    assert_eq!(table.len(), 303);
+    assert_eq!(floats, 18_034_478);
+}
+
+#[test]
+fn demo_artifact_round_trips_and_converts() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = demo::write_artifact(dir.path()).unwrap();
+    assert_eq!(artifact.schema.action_dim, 4);
+    // A checkpoint laid out like the public repos (config.json + weights) converts into an artifact.
+    let ckpt_dir = dir.path().join("ckpt");
+    std::fs::create_dir_all(&ckpt_dir).unwrap();
+    std::fs::write(ckpt_dir.join("config.json"), demo::CONFIG_JSON).unwrap();
+    demo_state().save_safetensors(ckpt_dir.join("model.safetensors")).unwrap();
+    let ckpt = Checkpoint::open(&ckpt_dir).unwrap();
+    let out = dir.path().join("artifact");
+    let converted = swm::artifact::convert(&ckpt, &LoadOptions::default(), &out, None).unwrap();
+    assert_eq!(converted.preprocess.image_size, [32, 32]);
+    assert!(out.join("model.safetensors").is_file() && out.join("schema.json").is_file());
+}
+
+#[test]
+fn artifact_errors_name_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    demo::write_artifact(dir.path()).unwrap();
+    let schema = dir.path().join("schema.json");
+    let original = std::fs::read_to_string(&schema).unwrap();
+
+    std::fs::write(&schema, original.replace("\"schema_version\": 1", "\"schema_version\": 9")).unwrap();
+    assert!(matches!(Artifact::open(dir.path()), Err(ArtifactError::UnknownSchemaVersion { found: 9, .. })));
+
+    std::fs::write(&schema, original.replace("\"action_dim\": 4", "\"action_dim\": 6")).unwrap();
+    match Artifact::open(dir.path()) {
+        Err(ArtifactError::Invalid { field, path, .. }) => {
+            assert_eq!(field, "action_dim");
+            assert!(path.ends_with("schema.json"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    std::fs::write(&schema, original.replace("\"family\": \"lewm\",", "")).unwrap();
+    match Artifact::open(dir.path()) {
+        Err(ArtifactError::Config(ConfigError::Parse { reason, .. })) => assert!(reason.contains("family"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+
+    std::fs::write(&schema, &original).unwrap();
+    let pre = dir.path().join("preprocess.json");
+    let text = std::fs::read_to_string(&pre).unwrap();
+    std::fs::write(&pre, text.replace("0.229", "0.0")).unwrap();
+    assert!(matches!(Artifact::open(dir.path()), Err(ArtifactError::Invalid { field, .. }) if field == "std[0]"));
+
+    std::fs::remove_file(&pre).unwrap();
+    assert!(matches!(Artifact::open(dir.path()), Err(ArtifactError::MissingFile { file, .. }) if file == "preprocess.json"));
+}
+
+#[test]
+fn checkpoint_dir_with_two_weight_files_is_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), demo::CONFIG_JSON).unwrap();
+    std::fs::write(dir.path().join("a.pt"), b"x").unwrap();
+    std::fs::write(dir.path().join("b.pt"), b"x").unwrap();
+    assert!(matches!(Checkpoint::open(dir.path()), Err(ArtifactError::AmbiguousWeights { .. })));
+}
+
+#[test]
+fn committed_fixture_weights_pt_loads_and_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lewm-tiny");
+    let ckpt = Checkpoint::open(&dir).expect("tests/fixtures/lewm-tiny exported by tools/swm_tools/export_lewm.py");
+    let ModelConfig::Lewm(cfg) = &ckpt.config else { panic!("fixture is LeWM") };
+    assert!(ckpt.weights.ends_with("weights.pt"));
+    let mut state = ckpt.state_dict(&LoadOptions::default()).unwrap();
+    assert!(state.get("projector.net.1.num_batches_tracked").is_some_and(|t| t.dtype() == DType::I64));
+    state.rename_keys(legacy_vit_key);
+    state.validate(&cfg.parameter_table().unwrap()).unwrap();
+}
