@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod device;
 pub mod error;
+pub mod graph;
 pub mod models;
 pub mod ops;
 pub mod parity;

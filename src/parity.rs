@@ -280,7 +280,7 @@ pub fn lewm(paths: &FixturePaths, tolerances: &BTreeMap<String, f64>, device: &D
     if meta.semantics == RolloutSemantics::Head {
         if let Some(hist) = arrays.get("action_history") {
             // (B, S, H-1, A): identical across samples.
-            session.set_action_history(hist.narrow(1, 0, 1)?.squeeze(1)?);
+            session.set_action_history(&hist.narrow(1, 0, 1)?.squeeze(1)?)?;
         }
     }
     let candidates = get("candidates")?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, D};
-use swm::models::lewm::{LeWm, LeWmSession, RolloutSemantics};
+use swm::models::lewm::{GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
 use swm::ops::{normalize_rgb_frames, ImageNormalization};
 use swm::{demo, parity};
 
@@ -143,4 +143,42 @@ fn bad_inputs_are_typed_errors() {
     assert!(e.to_string().contains("patch grid"), "{e}");
     let d = model.embed_actions(&Tensor::zeros((1, 1, 4), DType::F32, &device).unwrap()).unwrap();
     assert_eq!(d.dim(D::Minus1).unwrap(), 32);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn graph_replays_match_eager_and_follow_new_inputs() {
+    let device = gpu();
+    let model = demo_model(&device);
+    let encoder = GraphedEncoder::new(&model, 1, 2).unwrap();
+    for seed in 0..3 {
+        let px = Tensor::randn(seed as f32, 1., (1, 2, 3, 32, 32), &device).unwrap();
+        let eager = model.encode(&px).unwrap();
+        let replayed = encoder.encode(&px).unwrap().copy().unwrap();
+        assert!(max_abs_diff(&eager, &replayed) < 1e-5, "encode replay {seed}");
+    }
+    assert!(encoder.encode(&Tensor::zeros((1, 1, 3, 32, 32), DType::F32, &device).unwrap()).is_err());
+
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    session.set_observation(&Tensor::randn(0f32, 1., (1, 1, 3, 32, 32), &device).unwrap()).unwrap();
+    session.set_goal(&Tensor::randn(0f32, 1., (1, 1, 3, 32, 32), &device).unwrap()).unwrap();
+    let mut previous: Option<Tensor> = None;
+    for step in 0..3 {
+        let candidates = Tensor::randn(0f32, 1., (1, 8, 4, 4), &device).unwrap();
+        if step == 2 {
+            // A new observation of the same shape is stored in place and seen by the captured graph.
+            session.set_observation(&Tensor::randn(1f32, 1., (1, 1, 3, 32, 32), &device).unwrap()).unwrap();
+        }
+        let eager = session.score(&candidates).unwrap();
+        let graphed = session.score_graphed(&candidates).unwrap().copy().unwrap();
+        assert!(max_abs_diff(&eager, &graphed) < 1e-4, "score replay {step}");
+        if let Some(p) = &previous {
+            assert!(max_abs_diff(p, &graphed) > 1e-6, "replay {step} returned stale costs");
+        }
+        previous = Some(graphed);
+    }
+    // A different candidate shape recaptures; a wrong one is still a typed error.
+    let other = Tensor::randn(0f32, 1., (1, 3, 2, 4), &device).unwrap();
+    assert_eq!(session.score_graphed(&other).unwrap().dims(), &[1, 3]);
+    assert!(session.score_graphed(&Tensor::zeros((1, 3, 2, 9), DType::F32, &device).unwrap()).is_err());
 }

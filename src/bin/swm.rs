@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use swm::artifact::{self, Artifact, Checkpoint};
 use swm::checkpoint::LoadOptions;
 use swm::config::ModelConfig;
-use swm::models::lewm::{LeWm, LeWmSession, RolloutSemantics};
+use swm::models::lewm::{GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
 use swm::{bench, demo, device, parity};
 
 #[derive(Parser)]
@@ -311,12 +311,19 @@ fn bench_lewm(path: Option<&Path>, iters: usize, samples: usize, horizon: usize,
     rows.push(bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32"), 10, iters, || {
         model.encode(&frame).map(drop)
     })?);
+    let encoder = GraphedEncoder::new(&model, 1, 1)?;
+    rows.push(bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32, CUDA graph"), 10, iters, || {
+        encoder.encode(&frame).map(drop)
+    })?);
     let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
     session.set_observation(&frame)?;
     session.set_goal(&random_frames(&model, 1)?)?;
     let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
     rows.push(bench::time(&device, &format!("lewm score {samples}x H{horizon} fp32"), 10, iters, || {
         session.score(&candidates).map(drop)
+    })?);
+    rows.push(bench::time(&device, &format!("lewm score {samples}x H{horizon} fp32, CUDA graph"), 10, iters, || {
+        session.score_graphed(&candidates).map(drop)
     })?);
     for row in &rows {
         println!("{row}");

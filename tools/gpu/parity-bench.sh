@@ -22,7 +22,7 @@ cp tests/fixtures/lewm-tiny/* "$out/lewm-tiny/" 2>/dev/null
 echo "== gpu tests" | tee -a "$log"
 bash .gpu/run.sh 2>&1 | tail -n 40 | tee -a "$log"
 echo "== swm parity lewm (PushT-sized, S=300, H=1, Ttot=5)" | tee -a "$log"
-bash .gpu/run.sh exec swm parity lewm --fixture /tmp/lewm-pusht --json "$out/parity-pusht.json" 2>&1 | tee -a "$log"
+bash .gpu/run.sh exec swm parity lewm --fixture /tmp/lewm-pusht 2>&1 | tee -a "$log"
 echo "== bench: official then swm, same GPU" | tee -a "$log"
 python3 -m swm_tools.bench_lewm --config tools/configs/lewm-pusht.json --iters ${ITERS:-100} --json "$out/bench-official.json" 2>&1 | tee -a "$log"
 bash .gpu/run.sh exec swm bench lewm --iters ${ITERS:-100} --json "$out/bench-swm.json" 2>&1 | tee -a "$log"

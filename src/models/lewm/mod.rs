@@ -22,6 +22,7 @@ pub use vit::VitEncoder;
 
 use crate::checkpoint::StateDict;
 use crate::error::{Error, Result};
+use crate::graph::CapturedGraph;
 
 /// How `rollout` pairs actions with context frames (lewm.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -202,7 +203,7 @@ impl LeWm {
 }
 
 /// A planning session: the encoded observation history and goal embedding, cached on the GPU.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LeWmSession {
     model: Arc<LeWm>,
     semantics: RolloutSemantics,
@@ -213,13 +214,37 @@ pub struct LeWmSession {
     goal: Option<Tensor>,
     /// (B, H − 1, A_in), HEAD semantics only.
     action_history: Option<Tensor>,
+    /// Captured scoring graph for the last candidate shape (see [`LeWmSession::score_graphed`]).
+    score_graph: Option<ScoreGraph>,
+}
+
+/// A captured scoring rollout and the persistent buffers it reads and writes.
+#[derive(Debug)]
+struct ScoreGraph {
+    /// Candidate shape and the identities of the cached tensors the graph reads.
+    key: (Vec<usize>, Vec<candle_core::TensorId>),
+    candidates: Tensor,
+    cost: Tensor,
+    graph: CapturedGraph,
+}
+
+/// Stores `value` into `slot` in place when the shape is unchanged, so that captured graphs keep reading it.
+fn store(slot: &mut Option<Tensor>, value: &Tensor) -> Result<()> {
+    let value = value.contiguous()?;
+    match slot {
+        Some(existing) if existing.dims() == value.dims() && existing.dtype() == value.dtype() => {
+            existing.slice_set(&value, 0, 0)?;
+        }
+        _ => *slot = Some(value.copy()?),
+    }
+    Ok(())
 }
 
 impl LeWmSession {
     /// A session with the model's own window (`predictor.num_frames`).
     pub fn new(model: Arc<LeWm>, semantics: RolloutSemantics) -> Self {
         let history_size = model.history_size();
-        Self { model, semantics, history_size, context: None, goal: None, action_history: None }
+        Self { model, semantics, history_size, context: None, goal: None, action_history: None, score_graph: None }
     }
 
     /// Overrides the rollout window (1..=num_frames).
@@ -235,8 +260,8 @@ impl LeWmSession {
 
     /// Encodes and caches the context frames (B, H, 3, Hi, Wi).
     pub fn set_observation(&mut self, pixels: &Tensor) -> Result<()> {
-        self.context = Some(self.model.encode(pixels)?);
-        Ok(())
+        let emb = self.model.encode(pixels)?;
+        store(&mut self.context, &emb)
     }
 
     /// Caches already-encoded context embeddings (B, H, D).
@@ -245,21 +270,20 @@ impl LeWmSession {
         if emb.rank() != 3 || d != self.model.embed_dim() {
             return Err(Error::invalid_input("emb", format!("expected (B, H, {}), got {:?}", self.model.embed_dim(), emb.dims())));
         }
-        self.context = Some(emb);
-        Ok(())
+        store(&mut self.context, &emb)
     }
 
     /// Encodes the goal frames (B, Tg, 3, Hi, Wi) and caches the last frame's embedding.
     pub fn set_goal(&mut self, goal_pixels: &Tensor) -> Result<Tensor> {
         let emb = self.model.encode(goal_pixels)?;
         let tg = emb.dim(1)?;
-        self.goal = Some(emb.narrow(1, tg - 1, 1)?.squeeze(1)?);
+        store(&mut self.goal, &emb.narrow(1, tg - 1, 1)?.squeeze(1)?)?;
         Ok(emb)
     }
 
     /// Executed action blocks between the context frames, (B, H − 1, A_in); HEAD semantics only.
-    pub fn set_action_history(&mut self, history: Tensor) {
-        self.action_history = Some(history);
+    pub fn set_action_history(&mut self, history: &Tensor) -> Result<()> {
+        store(&mut self.action_history, history)
     }
 
     fn context(&self) -> Result<&Tensor> {
@@ -334,8 +358,71 @@ impl LeWmSession {
 
     /// Goal cost of every candidate (B, S), device-resident.
     pub fn score(&self, candidates: &Tensor) -> Result<Tensor> {
+        self.context()?;
         let goal = self.goal.as_ref().ok_or_else(|| Error::invalid_input("session", "no goal set (call set_goal)"))?;
         let last = self.rollout(candidates, false)?;
         LeWm::goal_cost(&last, goal)
+    }
+
+    /// [`LeWmSession::score`] replayed from a CUDA graph: the first call for a candidate shape validates,
+    /// warms up and captures the rollout; later calls copy the candidates into the graph's input buffer and
+    /// launch it. Observation and goal updates of the same shape are picked up (they are stored in place).
+    ///
+    /// The returned (B, S) costs live in the graph's output buffer: read or copy them before the next call.
+    pub fn score_graphed(&mut self, candidates: &Tensor) -> Result<&Tensor> {
+        let ids = [&self.context, &self.goal, &self.action_history].iter().filter_map(|t| t.as_ref().map(|t| t.id())).collect();
+        let key = (candidates.dims().to_vec(), ids);
+        if self.score_graph.as_ref().is_none_or(|g| g.key != key) {
+            self.score_graph = None;
+            // Validates shapes eagerly, with errors that name the input, before anything is captured.
+            let cost = self.score(candidates)?;
+            let input = candidates.to_dtype(DType::F32)?.copy()?;
+            let output = cost.zeros_like()?;
+            let graph = CapturedGraph::capture(self.model.device(), || {
+                let cost = self.score(&input)?;
+                Ok(output.slice_set(&cost, 0, 0)?)
+            })?;
+            self.score_graph = Some(ScoreGraph { key, candidates: input, cost: output, graph });
+        }
+        let g = self.score_graph.as_ref().ok_or_else(|| Error::invalid_input("graph", "capture failed"))?;
+        g.candidates.slice_set(&candidates.to_dtype(DType::F32)?.contiguous()?, 0, 0)?;
+        g.graph.launch()?;
+        Ok(&g.cost)
+    }
+}
+
+/// `encode` of a fixed (B, T) frame batch replayed from a CUDA graph.
+#[derive(Debug)]
+pub struct GraphedEncoder {
+    input: Tensor,
+    output: Tensor,
+    graph: CapturedGraph,
+}
+
+impl GraphedEncoder {
+    /// Captures `model.encode` for (batch, frames) frames of the model's input size.
+    pub fn new(model: &LeWm, batch: usize, frames: usize) -> Result<Self> {
+        let side = model.config().encoder.image_size;
+        let input = Tensor::zeros((batch, frames, 3, side, side), DType::F32, model.device())?;
+        let output = Tensor::zeros((batch, frames, model.embed_dim()), DType::F32, model.device())?;
+        let graph = CapturedGraph::capture(model.device(), || {
+            let emb = model.encode(&input)?;
+            Ok(output.slice_set(&emb, 0, 0)?)
+        })?;
+        Ok(Self { input, output, graph })
+    }
+
+    /// Encodes `pixels` (the captured shape); the returned embeddings live in the graph's output buffer
+    /// until the next call.
+    pub fn encode(&self, pixels: &Tensor) -> Result<&Tensor> {
+        if pixels.dims() != self.input.dims() {
+            return Err(Error::invalid_input(
+                "pixels",
+                format!("graph captured for {:?}, got {:?}", self.input.dims(), pixels.dims()),
+            ));
+        }
+        self.input.slice_set(&pixels.to_dtype(DType::F32)?.contiguous()?, 0, 0)?;
+        self.graph.launch()?;
+        Ok(&self.output)
     }
 }
