@@ -2,16 +2,22 @@
 //! `bash .gpu/run.sh` runs them with `--include-ignored`. A test that finds no device fails, never passes.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::{DType, Device, Tensor, D};
 use swm::models::lewm::{GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
 use swm::ops::{normalize_rgb_frames, ImageNormalization};
 use swm::{demo, parity};
 
-/// The CUDA device, or a test failure that says why.
-fn gpu() -> Device {
-    swm::device::cuda(0).unwrap_or_else(|e| panic!("needs a CUDA device: {e}"))
+/// GPU tests run one at a time: CUDA graph capture must not overlap with another thread creating streams or
+/// synchronizing the (shared, primary) context, which the parallel test harness would otherwise do.
+static GPU_LOCK: Mutex<()> = Mutex::new(());
+
+/// The CUDA device (and the lock that serialises GPU tests), or a test failure that says why.
+fn gpu() -> (MutexGuard<'static, ()>, Device) {
+    let guard = GPU_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let device = swm::device::cuda(0).unwrap_or_else(|e| panic!("needs a CUDA device: {e}"));
+    (guard, device)
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -29,7 +35,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn normalize_rgb_kernel_matches_host_arithmetic() {
-    let device = gpu();
+    let (_gpu, device) = gpu();
     let (n, h, w) = (2usize, 5usize, 7usize);
     let bytes: Vec<u8> = (0..n * h * w * 3).map(|i| (i * 37 % 256) as u8).collect();
     let frames = Tensor::from_vec(bytes.clone(), (n, h, w, 3), &device).unwrap();
@@ -59,7 +65,7 @@ fn normalize_rgb_kernel_matches_host_arithmetic() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn lewm_tiny_fixture_matches_the_official_package() {
-    let device = gpu();
+    let (_gpu, device) = gpu();
     let report = parity::lewm(
         &parity::FixturePaths { dir: fixture("lewm-tiny"), weights: None, config: None },
         &parity::lewm_tolerances(),
@@ -74,7 +80,7 @@ fn lewm_tiny_fixture_matches_the_official_package() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn session_score_equals_goal_cost_of_the_last_rollout_step() {
-    let device = gpu();
+    let (_gpu, device) = gpu();
     let model = demo_model(&device);
     let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
     session.set_observation(&Tensor::randn(0f32, 1., (2, 2, 3, 32, 32), &device).unwrap()).unwrap();
@@ -102,7 +108,7 @@ fn session_score_equals_goal_cost_of_the_last_rollout_step() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn head_semantics_agree_with_release_semantics_for_one_context_frame() {
-    let device = gpu();
+    let (_gpu, device) = gpu();
     let model = demo_model(&device);
     let obs = Tensor::randn(0f32, 1., (1, 1, 3, 32, 32), &device).unwrap();
     let goal = Tensor::randn(0f32, 1., (1, 1, 3, 32, 32), &device).unwrap();
@@ -126,7 +132,7 @@ fn head_semantics_agree_with_release_semantics_for_one_context_frame() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn bad_inputs_are_typed_errors() {
-    let device = gpu();
+    let (_gpu, device) = gpu();
     let model = demo_model(&device);
     let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
     let err = session.score(&Tensor::zeros((1, 2, 3, 4), DType::F32, &device).unwrap()).unwrap_err();
@@ -148,7 +154,7 @@ fn bad_inputs_are_typed_errors() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn graph_replays_match_eager_and_follow_new_inputs() {
-    let device = gpu();
+    let (_gpu, device) = gpu();
     let model = demo_model(&device);
     let encoder = GraphedEncoder::new(&model, 1, 2).unwrap();
     for seed in 0..3 {

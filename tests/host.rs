@@ -307,3 +307,15 @@ fn committed_fixture_weights_pt_loads_and_validates() {
     state.rename_keys(legacy_vit_key);
     state.validate(&cfg.parameter_table().unwrap()).unwrap();
 }
+
+#[test]
+fn opening_a_missing_device_is_a_typed_error() {
+    // On CI (no driver; the stub libcuda answers CUDA_ERROR_NO_DEVICE) this is the error path; on a GPU host the
+    // device opens. Either way nothing panics and the message says what is needed.
+    match swm::device::cuda(0) {
+        Ok(device) => assert!(device.is_cuda()),
+        Err(e) => assert!(e.to_string().contains("no CUDA device 0"), "{e}"),
+    }
+    let err = swm::device::cuda(4096).unwrap_err().to_string();
+    assert!(err.contains("no CUDA device 4096"), "{err}");
+}
