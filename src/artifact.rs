@@ -251,7 +251,11 @@ fn find_weights(dir: &Path) -> Result<PathBuf, ArtifactError> {
         0 => Err(ArtifactError::MissingFile { dir: dir.to_path_buf(), file: "model.safetensors or weights.pt".into() }),
         _ => Err(ArtifactError::AmbiguousWeights {
             dir: dir.to_path_buf(),
-            files: pts.iter().filter_map(|p| p.file_name()?.to_str().map(str::to_string)).collect::<Vec<_>>().join(", "),
+            files: pts
+                .iter()
+                .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }
@@ -319,13 +323,20 @@ impl Artifact {
                 return Err(invalid(
                     "schema.json",
                     "action_dim",
-                    format!("{} != config action_encoder.input_dim {}", self.schema.action_dim, cfg.action_encoder.input_dim),
+                    format!(
+                        "{} != config action_encoder.input_dim {}",
+                        self.schema.action_dim, cfg.action_encoder.input_dim
+                    ),
                 ));
             }
             let [h, w] = self.preprocess.image_size;
             let patch = cfg.encoder.patch_size;
             if h < patch || w < patch {
-                return Err(invalid("preprocess.json", "image_size", format!("{h}x{w} is smaller than one {patch}px patch")));
+                return Err(invalid(
+                    "preprocess.json",
+                    "image_size",
+                    format!("{h}x{w} is smaller than one {patch}px patch"),
+                ));
             }
             for (i, obs) in self.schema.observations.iter().enumerate() {
                 if matches!(obs.kind, ObservationKind::Image | ObservationKind::Video) && obs.shape != [3, h, w] {
@@ -350,7 +361,7 @@ impl Artifact {
             }
         }
         if let (Some(low), Some(high)) = (&a.low, &a.high) {
-            if let Some(i) = (0..low.len()).find(|&i| !(low[i] < high[i])) {
+            if let Some(i) = (0..low.len()).find(|&i| low[i].partial_cmp(&high[i]) != Some(std::cmp::Ordering::Less)) {
                 return Err(invalid(
                     "preprocess.json",
                     &format!("action.low[{i}]"),
@@ -369,18 +380,30 @@ impl Artifact {
         for (name, stats) in [("action.mean", &a.mean), ("action.std", &a.std)] {
             if let Some(v) = stats {
                 if v.len() != env_dim {
-                    return Err(invalid("preprocess.json", name, format!("has {} values, env action dim is {env_dim}", v.len())));
+                    return Err(invalid(
+                        "preprocess.json",
+                        name,
+                        format!("has {} values, env action dim is {env_dim}", v.len()),
+                    ));
                 }
             }
         }
         if let Some(std) = &a.std {
             if let Some(i) = std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-                return Err(invalid("preprocess.json", &format!("action.std[{i}]"), format!("{} must be finite and > 0", std[i])));
+                return Err(invalid(
+                    "preprocess.json",
+                    &format!("action.std[{i}]"),
+                    format!("{} must be finite and > 0", std[i]),
+                ));
             }
         }
         let n = &self.preprocess.normalization;
         if let Some(i) = n.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(invalid("preprocess.json", &format!("std[{i}]"), format!("{} must be finite and > 0", n.std[i])));
+            return Err(invalid(
+                "preprocess.json",
+                &format!("std[{i}]"),
+                format!("{} must be finite and > 0", n.std[i]),
+            ));
         }
         Ok(())
     }
@@ -398,10 +421,8 @@ fn read(path: &Path) -> Result<String, ArtifactError> {
 
 /// Writes `value` as pretty JSON.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ArtifactError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| ArtifactError::Write {
-        path: path.into(),
-        source: std::io::Error::other(e),
-    })?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| ArtifactError::Write { path: path.into(), source: std::io::Error::other(e) })?;
     std::fs::write(path, text + "\n").map_err(|source| ArtifactError::Write { path: path.into(), source })
 }
 

@@ -35,12 +35,18 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Times `work` on `device`: `warmup` untimed runs, then `iters` timed ones, each ending with a stream sync.
-pub fn time<F: FnMut() -> Result<()>>(device: &Device, name: &str, warmup: usize, iters: usize, mut work: F) -> Result<BenchRow> {
+pub fn time<F: FnMut() -> Result<()>>(
+    device: &Device,
+    name: &str,
+    warmup: usize,
+    iters: usize,
+    mut work: F,
+) -> Result<BenchRow> {
     let Device::Cuda(cuda) = device else {
         return Err(Error::invalid_input("device", "benchmarks run on a CUDA device"));
     };
     let stream = cuda.cuda_stream();
-    let driver = |e: cudarc::driver::DriverError| Error::Candle(candle_core::Error::Cuda(Box::new(e)));
+    let driver = |e: cudarc::driver::DriverError| Error::from(candle_core::Error::Cuda(Box::new(e)));
     for _ in 0..warmup {
         work()?;
     }

@@ -85,7 +85,7 @@ impl std::fmt::Display for Family {
 #[derive(Debug, Clone)]
 pub enum ModelConfig {
     /// LeWM.
-    Lewm(lewm::Config),
+    Lewm(Box<lewm::Config>),
     /// TD-MPC2 (the raw cfg dict; its model lands with the TD-MPC2 runtime).
     Tdmpc2(serde_json::Value),
 }
@@ -107,7 +107,7 @@ impl ModelConfig {
             Some(t) if t.rsplit('.').next() == Some("LeWM") => {
                 let config: lewm::Config = from_value(value, path)?;
                 config.validate().map_err(|e| e.in_file(path))?;
-                Ok(Self::Lewm(config))
+                Ok(Self::Lewm(Box::new(config)))
             }
             None if value.get("action_dim").is_some() && value.get("wm").is_some() => Ok(Self::Tdmpc2(value)),
             _ => Err(ConfigError::UnknownFamily { path: path.into(), target }),

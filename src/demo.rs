@@ -5,7 +5,9 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::artifact::{Artifact, ArtifactError, ActionSpec, ObservationKind, ObservationSpec, Preprocess, Schema, SCHEMA_VERSION};
+use crate::artifact::{
+    ActionSpec, Artifact, ArtifactError, ObservationKind, ObservationSpec, Preprocess, Schema, SCHEMA_VERSION,
+};
 use crate::checkpoint::{ParamKind, StateDict};
 use crate::config::Family;
 use crate::models::lewm::Config;
@@ -127,7 +129,11 @@ pub fn write_artifact(dir: &Path) -> Result<Artifact, crate::Error> {
     let schema = Schema {
         schema_version: SCHEMA_VERSION,
         family: Family::Lewm,
-        observations: vec![ObservationSpec { name: "pixels".into(), kind: ObservationKind::Image, shape: vec![3, side, side] }],
+        observations: vec![ObservationSpec {
+            name: "pixels".into(),
+            kind: ObservationKind::Image,
+            shape: vec![3, side, side],
+        }],
         action_dim: a,
     };
     Artifact::write_metadata(dir, &preprocess, &schema)?;

@@ -41,11 +41,17 @@ pub enum Error {
     },
     /// An error from Candle (kernel launch, allocation, shape error inside a model).
     #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
 }
 
 /// Result alias for [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
+}
 
 impl Error {
     /// Builds an [`Error::InvalidInput`].

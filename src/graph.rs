@@ -14,7 +14,7 @@ use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use crate::error::{Error, Result};
 
 fn driver(e: cudarc::driver::DriverError) -> Error {
-    Error::Candle(candle_core::Error::Cuda(Box::new(e)))
+    Error::from(candle_core::Error::Cuda(Box::new(e)))
 }
 
 /// A captured, instantiated CUDA graph bound to the stream of a Candle CUDA device.
@@ -47,9 +47,7 @@ impl CapturedGraph {
         // End the capture even when `work` failed, so that the stream leaves capture mode.
         let graph = stream.end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH);
         captured?;
-        let graph = graph
-            .map_err(driver)?
-            .ok_or_else(|| Error::invalid_input("graph", "capture recorded no work"))?;
+        let graph = graph.map_err(driver)?.ok_or_else(|| Error::invalid_input("graph", "capture recorded no work"))?;
         graph.upload().map_err(driver)?;
         Ok(Self { graph })
     }

@@ -120,7 +120,10 @@ impl ParityReport {
     /// The report as a text table.
     pub fn table(&self) -> String {
         let mut s = format!("parity {} on {}\n", self.fixture.display(), self.device);
-        s.push_str(&format!("{:<10} {:>22} {:>12} {:>12} {:>10}  {}\n", "output", "shape", "max_abs", "max_rel", "tol", "ok"));
+        s.push_str(&format!(
+            "{:<10} {:>22} {:>12} {:>12} {:>10}  {}\n",
+            "output", "shape", "max_abs", "max_rel", "tol", "ok"
+        ));
         for r in &self.rows {
             s.push_str(&format!(
                 "{:<10} {:>22} {:>12.3e} {:>12.3e} {:>10.1e}  {}\n",
@@ -129,7 +132,13 @@ impl ParityReport {
                 r.max_abs,
                 r.max_rel,
                 r.tolerance,
-                if r.ok { "ok" } else if r.non_finite { "NON-FINITE" } else { "FAIL" }
+                if r.ok {
+                    "ok"
+                } else if r.non_finite {
+                    "NON-FINITE"
+                } else {
+                    "FAIL"
+                }
             ));
         }
         s.push_str(&format!(
@@ -217,7 +226,11 @@ pub struct FixturePaths {
 }
 
 /// Runs the LeWM parity check of a fixture on `device`.
-pub fn lewm(paths: &FixturePaths, tolerances: &BTreeMap<String, f64>, device: &Device) -> Result<ParityReport, crate::Error> {
+pub fn lewm(
+    paths: &FixturePaths,
+    tolerances: &BTreeMap<String, f64>,
+    device: &Device,
+) -> Result<ParityReport, crate::Error> {
     let dir = &paths.dir;
     let file = |name: &str| -> Result<PathBuf, ParityError> {
         let p = dir.join(name);
@@ -233,10 +246,16 @@ pub fn lewm(paths: &FixturePaths, tolerances: &BTreeMap<String, f64>, device: &D
         &meta_path,
     )?;
     if meta.family != Family::Lewm {
-        return Err(ParityError::Meta { path: meta_path, reason: format!("family is {}, expected lewm", meta.family) }.into());
+        return Err(
+            ParityError::Meta { path: meta_path, reason: format!("family is {}, expected lewm", meta.family) }.into()
+        );
     }
     if meta.contract != 1 {
-        return Err(ParityError::Meta { path: meta_path, reason: format!("contract {} (this build reads 1)", meta.contract) }.into());
+        return Err(ParityError::Meta {
+            path: meta_path,
+            reason: format!("contract {} (this build reads 1)", meta.contract),
+        }
+        .into());
     }
     let config_path = match &paths.config {
         Some(p) => p.clone(),

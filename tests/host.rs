@@ -86,8 +86,12 @@ fn nan_weights_are_refused_by_name() {
 
 #[test]
 fn unexpected_tensor_is_refused_like_strict_load_state_dict() {
-    let state = edited(&demo_state(), |l| l.push(("decoder.weight".into(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap())));
-    assert!(matches!(state.validate(&table()), Err(CheckpointError::UnexpectedTensor { key, .. }) if key == "decoder.weight"));
+    let state = edited(&demo_state(), |l| {
+        l.push(("decoder.weight".into(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap()))
+    });
+    assert!(
+        matches!(state.validate(&table()), Err(CheckpointError::UnexpectedTensor { key, .. }) if key == "decoder.weight")
+    );
 }
 
 #[test]
@@ -155,7 +159,8 @@ fn model_prefix_is_stripped_automatically_and_on_request() {
     .unwrap();
     let auto = StateDict::load(&path, &LoadOptions::default()).unwrap();
     auto.validate(&table()).unwrap();
-    let kept = StateDict::load(&path, &LoadOptions { strip_prefix: Some("nothing.".into()), ..Default::default() }).unwrap();
+    let kept =
+        StateDict::load(&path, &LoadOptions { strip_prefix: Some("nothing.".into()), ..Default::default() }).unwrap();
     assert!(kept.get("model.encoder.layernorm.weight").is_some());
 }
 
@@ -165,7 +170,10 @@ fn transformers_5_9_vit_keys_map_to_the_public_layout() {
         legacy_vit_key("encoder.layers.3.attention.q_proj.weight").as_deref(),
         Some("encoder.encoder.layer.3.attention.attention.query.weight")
     );
-    assert_eq!(legacy_vit_key("encoder.layers.0.mlp.fc2.bias").as_deref(), Some("encoder.encoder.layer.0.output.dense.bias"));
+    assert_eq!(
+        legacy_vit_key("encoder.layers.0.mlp.fc2.bias").as_deref(),
+        Some("encoder.encoder.layer.0.output.dense.bias")
+    );
     assert_eq!(
         legacy_vit_key("encoder.layers.11.layernorm_before.weight").as_deref(),
         Some("encoder.encoder.layer.11.layernorm_before.weight")
@@ -175,7 +183,11 @@ fn transformers_5_9_vit_keys_map_to_the_public_layout() {
     let mut renamed = edited(&demo_state(), |l| {
         for (k, _) in l.iter_mut() {
             if let Some(rest) = k.strip_prefix("encoder.encoder.layer.") {
-                *k = format!("encoder.layers.{}", rest.replace("attention.attention.query", "attention.q_proj").replace("intermediate.dense", "mlp.fc1"));
+                *k = format!(
+                    "encoder.layers.{}",
+                    rest.replace("attention.attention.query", "attention.q_proj")
+                        .replace("intermediate.dense", "mlp.fc1")
+                );
             }
         }
     });
@@ -284,7 +296,9 @@ fn artifact_errors_name_file_and_field() {
     assert!(matches!(Artifact::open(dir.path()), Err(ArtifactError::Invalid { field, .. }) if field == "std[0]"));
 
     std::fs::remove_file(&pre).unwrap();
-    assert!(matches!(Artifact::open(dir.path()), Err(ArtifactError::MissingFile { file, .. }) if file == "preprocess.json"));
+    assert!(
+        matches!(Artifact::open(dir.path()), Err(ArtifactError::MissingFile { file, .. }) if file == "preprocess.json")
+    );
 }
 
 #[test]

@@ -55,8 +55,14 @@ pub struct ActionSlot {
 
 impl ActionSlot {
     /// An empty slot (sequence 0).
-    pub const EMPTY: Self =
-        Self { sequence: 0, observation_sequence: 0, published_ns: 0, status: 0, action_dim: 0, action: [0.0; MAX_ACTION_DIM] };
+    pub const EMPTY: Self = Self {
+        sequence: 0,
+        observation_sequence: 0,
+        published_ns: 0,
+        status: 0,
+        action_dim: 0,
+        action: [0.0; MAX_ACTION_DIM],
+    };
 
     /// The valid part of the action.
     pub fn action(&self) -> &[f32] {

@@ -143,7 +143,10 @@ enum BenchFamily {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
@@ -160,7 +163,12 @@ fn run(command: Command) -> swm::Result<ExitCode> {
         Command::Convert { checkpoint, out, load } => {
             let ckpt = Checkpoint::open(&checkpoint)?;
             let artifact = artifact::convert(&ckpt, &load.options(), &out, None)?;
-            println!("wrote {} ({} model, action_dim {})", out.display(), artifact.schema.family, artifact.schema.action_dim);
+            println!(
+                "wrote {} ({} model, action_dim {})",
+                out.display(),
+                artifact.schema.family,
+                artifact.schema.action_dim
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { out } => {
@@ -257,14 +265,18 @@ fn inspect(path: Option<&Path>, options: &LoadOptions, all: bool) -> swm::Result
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_lewm(path: Option<&Path>, device: &candle_core::Device, default: fn() -> swm::Result<(swm::models::lewm::Config, swm::checkpoint::StateDict)>) -> swm::Result<LeWm> {
+fn load_lewm(
+    path: Option<&Path>,
+    device: &candle_core::Device,
+    default: fn() -> swm::Result<(swm::models::lewm::Config, swm::checkpoint::StateDict)>,
+) -> swm::Result<LeWm> {
     let (config, state) = match path {
         Some(p) => {
             let ckpt = Checkpoint::open(p)?;
             let ModelConfig::Lewm(cfg) = &ckpt.config else {
                 return Err(swm::Error::invalid_input("model", format!("{} is not a LeWM checkpoint", p.display())));
             };
-            (cfg.clone(), ckpt.state_dict(&LoadOptions::default())?)
+            (cfg.as_ref().clone(), ckpt.state_dict(&LoadOptions::default())?)
         }
         None => default()?,
     };
@@ -296,7 +308,13 @@ fn score(path: Option<&Path>, samples: usize, horizon: usize, gpu: usize) -> swm
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_lewm(path: Option<&Path>, iters: usize, samples: usize, horizon: usize, gpu: usize) -> swm::Result<Vec<bench::BenchRow>> {
+fn bench_lewm(
+    path: Option<&Path>,
+    iters: usize,
+    samples: usize,
+    horizon: usize,
+    gpu: usize,
+) -> swm::Result<Vec<bench::BenchRow>> {
     let device = device::cuda(gpu)?;
     let model = Arc::new(load_lewm(path, &device, || {
         let cfg = demo::pusht_config();

@@ -112,7 +112,7 @@ pub enum CheckpointError {
         /// The parameter name.
         key: String,
         /// The Candle error.
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
 }
 
@@ -304,7 +304,7 @@ impl StateDict {
                     if !is_finite(tensor).map_err(|source| CheckpointError::Tensor {
                         path: path(),
                         key: spec.name.clone(),
-                        source,
+                        source: Box::new(source),
                     })? {
                         return Err(CheckpointError::NonFinite { path: path(), key: spec.name.clone() });
                     }
@@ -336,7 +336,7 @@ impl StateDict {
                 continue;
             }
             let uploaded = tensor.to_dtype(dtype).and_then(|t| t.to_device(device)).map_err(|source| {
-                CheckpointError::Tensor { path: self.source.clone(), key: key.clone(), source }
+                CheckpointError::Tensor { path: self.source.clone(), key: key.clone(), source: Box::new(source) }
             })?;
             on_device.insert(key.clone(), uploaded);
         }
@@ -364,9 +364,8 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointE
     let mut tensors = BTreeMap::new();
     for (name, view) in file.tensors() {
         // `Load` copies through an aligned buffer when the mmap'd data is not aligned for its dtype.
-        let tensor = view
-            .load(&Device::Cpu)
-            .map_err(|e| corrupt(format!("tensor `{name}` ({:?}): {e}", view.dtype())))?;
+        let tensor =
+            view.load(&Device::Cpu).map_err(|e| corrupt(format!("tensor `{name}` ({:?}): {e}", view.dtype())))?;
         tensors.insert(name, tensor);
     }
     Ok(tensors)

@@ -243,7 +243,10 @@ impl EncoderConfig {
             if let Some(v) = self.overrides.get(key) {
                 let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
                 if text != wanted {
-                    return Err(ConfigError::invalid(format!("encoder.{key}"), format!("only `{wanted}` is supported")));
+                    return Err(ConfigError::invalid(
+                        format!("encoder.{key}"),
+                        format!("only `{wanted}` is supported"),
+                    ));
                 }
             }
         }

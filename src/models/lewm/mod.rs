@@ -15,7 +15,9 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-pub use config::{legacy_vit_key, ActionEncoderConfig, Config, EncoderConfig, MlpConfig, Norm, PredictorConfig, VitDims};
+pub use config::{
+    legacy_vit_key, ActionEncoderConfig, Config, EncoderConfig, MlpConfig, Norm, PredictorConfig, VitDims,
+};
 pub use heads::{ActionEncoder, Mlp};
 pub use predictor::Predictor;
 pub use vit::VitEncoder;
@@ -112,9 +114,9 @@ impl LeWm {
 
     /// `encode`: (B, T, 3, H, W) preprocessed frames -> (B, T, D) embeddings.
     pub fn encode(&self, pixels: &Tensor) -> Result<Tensor> {
-        let (b, t, c, h, w) = pixels
-            .dims5()
-            .map_err(|_| Error::invalid_input("pixels", format!("expected (B, T, 3, H, W), got {:?}", pixels.dims())))?;
+        let (b, t, c, h, w) = pixels.dims5().map_err(|_| {
+            Error::invalid_input("pixels", format!("expected (B, T, 3, H, W), got {:?}", pixels.dims()))
+        })?;
         if c != 3 {
             return Err(Error::invalid_input("pixels", format!("expected 3 channels (RGB), got {c}")));
         }
@@ -268,7 +270,10 @@ impl LeWmSession {
     pub fn set_observation_embeddings(&mut self, emb: Tensor) -> Result<()> {
         let d = emb.dim(D::Minus1)?;
         if emb.rank() != 3 || d != self.model.embed_dim() {
-            return Err(Error::invalid_input("emb", format!("expected (B, H, {}), got {:?}", self.model.embed_dim(), emb.dims())));
+            return Err(Error::invalid_input(
+                "emb",
+                format!("expected (B, H, {}), got {:?}", self.model.embed_dim(), emb.dims()),
+            ));
         }
         store(&mut self.context, &emb)
     }
@@ -287,7 +292,9 @@ impl LeWmSession {
     }
 
     fn context(&self) -> Result<&Tensor> {
-        self.context.as_ref().ok_or_else(|| Error::invalid_input("session", "no observation set (call set_observation)"))
+        self.context
+            .as_ref()
+            .ok_or_else(|| Error::invalid_input("session", "no observation set (call set_observation)"))
     }
 
     /// Rolls every candidate out; returns all predicted embeddings (B, S, K, D) when `keep_all`, else the last
@@ -370,7 +377,10 @@ impl LeWmSession {
     ///
     /// The returned (B, S) costs live in the graph's output buffer: read or copy them before the next call.
     pub fn score_graphed(&mut self, candidates: &Tensor) -> Result<&Tensor> {
-        let ids = [&self.context, &self.goal, &self.action_history].iter().filter_map(|t| t.as_ref().map(|t| t.id())).collect();
+        let ids = [&self.context, &self.goal, &self.action_history]
+            .iter()
+            .filter_map(|t| t.as_ref().map(|t| t.id()))
+            .collect();
         let key = (candidates.dims().to_vec(), ids);
         if self.score_graph.as_ref().is_none_or(|g| g.key != key) {
             self.score_graph = None;

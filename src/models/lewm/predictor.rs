@@ -2,7 +2,7 @@
 //! AdaLN-zero (lewm.md §3.5). Parameter names follow `stable_worldmodel.wm.lewm.module.Predictor`.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::config::PredictorConfig;
 
@@ -23,7 +23,12 @@ impl Attention {
         let (w, inner) = (cfg.hidden_dim, cfg.inner());
         Ok(Self {
             norm: layer_norm(w, NORM_EPS, vb.pp("norm"))?,
-            to_qkv: linear_no_bias(w, 3 * inner, vb.pp("to_qkv"))?,
+            to_qkv: {
+                // The softmax scale 1/sqrt(dh) is folded into the query rows.
+                let qkv = vb.pp("to_qkv").get((3 * inner, w), "weight")?;
+                let q = (qkv.narrow(0, 0, inner)? * (1.0 / (cfg.dim_head as f64).sqrt()))?;
+                Linear::new(Tensor::cat(&[&q, &qkv.narrow(0, inner, 2 * inner)?], 0)?, None)
+            },
             to_out: if has_out { Some(linear(inner, w, vb.pp("to_out.0"))?) } else { None },
             heads: cfg.heads,
             dim_head: cfg.dim_head,
@@ -37,7 +42,7 @@ impl Attention {
         // The inner dim is laid out '(h d)': head index is the outer factor.
         let qkv = self.to_qkv.forward(&self.norm.forward(x)?)?.reshape((b, t, 3, h, d))?;
         let qkv = qkv.permute((2, 0, 3, 1, 4))?.contiguous()?; // (3, B, h, T, d)
-        let q = (qkv.get(0)? * (1.0 / (d as f64).sqrt()))?;
+        let q = qkv.get(0)?;
         let k = qkv.get(1)?;
         let v = qkv.get(2)?;
         let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
@@ -141,9 +146,8 @@ impl Predictor {
         let device = vb.device().clone();
         let masks = (1..=cfg.num_frames)
             .map(|t| {
-                let values: Vec<f32> = (0..t * t)
-                    .map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 })
-                    .collect();
+                let values: Vec<f32> =
+                    (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
                 Tensor::from_vec(values, (t, t), &device)?.to_dtype(vb.dtype())
             })
             .collect::<Result<Vec<_>>>()?;

@@ -54,11 +54,11 @@ impl Embeddings {
             pixels.clone()
         };
         // (N, C, gh, P, gw, P) -> (N, gh, gw, C, P, P): one row per patch, row-major over the grid.
-        let patches = pixels
-            .reshape((n, c, gh, p, gw, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .contiguous()?
-            .reshape((n, gh * gw, c * p * p))?;
+        let patches = pixels.reshape((n, c, gh, p, gw, p))?.permute((0, 2, 4, 1, 3, 5))?.contiguous()?.reshape((
+            n,
+            gh * gw,
+            c * p * p,
+        ))?;
         let tokens = self.patch.forward(&patches)?;
         let e = tokens.dim(D::Minus1)?;
         let cls = self.cls.broadcast_as((n, 1, e))?;
@@ -76,18 +76,19 @@ struct Layer {
     fc1: Linear,
     fc2: Linear,
     heads: usize,
-    scale: f64,
 }
 
 impl Layer {
     fn load(dims: &VitDims, vb: VarBuilder) -> Result<Self> {
         let e = dims.hidden;
         let att = vb.pp("attention.attention");
+        // Fused QKV projection, with the softmax scale 1/sqrt(d) folded into the query rows.
+        let scale = 1.0 / ((e / dims.heads) as f64).sqrt();
         let mut weights = Vec::with_capacity(3);
         let mut biases = Vec::with_capacity(3);
-        for name in ["query", "key", "value"] {
-            weights.push(att.pp(name).get((e, e), "weight")?);
-            biases.push(att.pp(name).get(e, "bias")?);
+        for (name, factor) in [("query", scale), ("key", 1.0), ("value", 1.0)] {
+            weights.push((att.pp(name).get((e, e), "weight")? * factor)?);
+            biases.push((att.pp(name).get(e, "bias")? * factor)?);
         }
         let qkv = Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?));
         let eps = dims.layer_norm_eps;
@@ -99,7 +100,6 @@ impl Layer {
             fc1: linear(e, dims.intermediate, vb.pp("intermediate.dense"))?,
             fc2: linear(dims.intermediate, e, vb.pp("output.dense"))?,
             heads: dims.heads,
-            scale: 1.0 / ((e / dims.heads) as f64).sqrt(),
         })
     }
 
@@ -108,7 +108,7 @@ impl Layer {
         let (h, d) = (self.heads, e / self.heads);
         let qkv = self.qkv.forward(&self.norm_before.forward(x)?)?.reshape((n, t, 3, h, d))?;
         let qkv = qkv.permute((2, 0, 3, 1, 4))?.contiguous()?; // (3, N, h, T, d)
-        let q = (qkv.get(0)? * self.scale)?;
+        let q = qkv.get(0)?;
         let k = qkv.get(1)?;
         let v = qkv.get(2)?;
         let scores = q.matmul(&k.t()?)?;
