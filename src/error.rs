@@ -31,6 +31,10 @@ pub enum Error {
     /// A parity fixture is malformed or a comparison failed.
     #[error(transparent)]
     Parity(#[from] crate::parity::ParityError),
+    /// A Hugging Face repo is not in the local cache.
+    #[cfg(feature = "hub")]
+    #[error(transparent)]
+    Hub(#[from] crate::hub::HubError),
     /// An I/O error on a named file.
     #[error("{path}: {source}")]
     Io {

@@ -17,6 +17,8 @@ pub mod demo;
 pub mod device;
 pub mod error;
 pub mod graph;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod models;
 pub mod ops;
 pub mod parity;

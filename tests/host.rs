@@ -333,3 +333,30 @@ fn opening_a_missing_device_is_a_typed_error() {
     let err = swm::device::cuda(4096).unwrap_err().to_string();
     assert!(err.contains("no CUDA device 4096"), "{err}");
 }
+
+#[cfg(feature = "hub")]
+#[test]
+fn hub_repo_resolves_offline_from_a_cache_laid_out_like_huggingface_hub() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo_dir = cache.path().join("models--quentinll--lewm-tiny");
+    let rev = "22b330c28c27ead4bfd1888615af1340e3fe9052";
+    let snapshot = repo_dir.join("snapshots").join(rev);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
+    std::fs::write(repo_dir.join("refs/main"), rev).unwrap();
+    std::fs::write(snapshot.join("config.json"), demo::CONFIG_JSON).unwrap();
+    // Not cached yet: a typed error naming the missing file.
+    let err = swm::hub::resolve_checkpoint("quentinll/lewm-tiny", None, Some(cache.path())).unwrap_err();
+    assert!(err.to_string().contains("weights.pt"), "{err}");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lewm-tiny/weights.pt");
+    std::fs::copy(fixture, snapshot.join("weights.pt")).unwrap();
+    let dir = swm::hub::resolve_checkpoint("quentinll/lewm-tiny", None, Some(cache.path())).unwrap();
+    assert_eq!(dir, snapshot);
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    assert!(ckpt.weights.ends_with("weights.pt"));
+    assert!(matches!(
+        swm::hub::resolve_checkpoint("not-a-repo", None, Some(cache.path())),
+        Err(swm::hub::HubError::BadRepoId(_))
+    ));
+    assert!(swm::hub::resolve_checkpoint("quentinll/lewm-tiny", Some("v2"), Some(cache.path())).is_err());
+}

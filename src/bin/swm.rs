@@ -16,6 +16,13 @@ use swm::{bench, demo, device, parity};
 #[derive(Parser)]
 #[command(name = "swm", version, about = "CUDA runtime for stable-worldmodel checkpoints")]
 struct Cli {
+    /// Take the checkpoint from the local Hugging Face cache (`user/repo`, e.g. quentinll/lewm-pusht) when a
+    /// command's PATH is omitted (feature `hub`).
+    #[arg(long, global = true)]
+    hf_repo: Option<String>,
+    /// Revision of `--hf-repo` (branch, tag or commit).
+    #[arg(long, global = true, default_value = "main")]
+    hf_revision: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,8 +42,8 @@ enum Command {
     },
     /// Convert a checkpoint (config.json + weights.pt) into a validated deployment artifact.
     Convert {
-        /// Checkpoint directory or weights file.
-        checkpoint: PathBuf,
+        /// Checkpoint directory or weights file (or `--hf-repo`).
+        checkpoint: Option<PathBuf>,
         /// Output artifact directory.
         #[arg(long)]
         out: PathBuf,
@@ -148,7 +155,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli.command) {
+    let command = match resolve_hub(cli.command, cli.hf_repo.as_deref(), &cli.hf_revision) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -157,10 +171,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// Fills an omitted checkpoint PATH from `--hf-repo`.
+fn resolve_hub(mut command: Command, repo: Option<&str>, revision: &str) -> swm::Result<Command> {
+    let Some(repo) = repo else { return Ok(command) };
+    let slot = match &mut command {
+        Command::Inspect { path, .. } | Command::Score { path, .. } => path,
+        Command::Convert { checkpoint, .. } => checkpoint,
+        Command::Bench { family: BenchFamily::Lewm { path, .. } } => path,
+        _ => return Ok(command),
+    };
+    if slot.is_none() {
+        *slot = Some(hub_snapshot(repo, revision)?);
+    }
+    Ok(command)
+}
+
+#[cfg(feature = "hub")]
+fn hub_snapshot(repo: &str, revision: &str) -> swm::Result<PathBuf> {
+    Ok(swm::hub::resolve_checkpoint(repo, Some(revision), None)?)
+}
+
+#[cfg(not(feature = "hub"))]
+fn hub_snapshot(repo: &str, _revision: &str) -> swm::Result<PathBuf> {
+    Err(swm::Error::invalid_input(
+        "--hf-repo",
+        format!("`{repo}`: this build has no `hub` feature (cargo build --features hub)"),
+    ))
+}
+
 fn run(command: Command) -> swm::Result<ExitCode> {
     match command {
         Command::Inspect { path, load, all } => inspect(path.as_deref(), &load.options(), all),
         Command::Convert { checkpoint, out, load } => {
+            let checkpoint =
+                checkpoint.ok_or_else(|| swm::Error::invalid_input("checkpoint", "give a PATH or --hf-repo"))?;
             let ckpt = Checkpoint::open(&checkpoint)?;
             let artifact = artifact::convert(&ckpt, &load.options(), &out, None)?;
             println!(
