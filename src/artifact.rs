@@ -192,43 +192,54 @@ impl Checkpoint {
     /// unbounded normalised actions, no dataset statistics).
     pub fn default_preprocess(&self) -> Result<Preprocess, ArtifactError> {
         match &self.config {
-            ModelConfig::Lewm(cfg) => {
-                let side = cfg.encoder.image_size;
-                Ok(Preprocess {
-                    image_size: [side, side],
-                    normalization: ImageNormalization::IMAGENET,
-                    action: ActionSpec { block: 1, low: None, high: None, mean: None, std: None },
-                })
-            }
-            ModelConfig::Tdmpc2(_) => Err(ArtifactError::Invalid {
-                path: self.dir.join("config.json"),
-                field: "family".into(),
-                reason: "TD-MPC2 artifacts are not supported by this build yet".into(),
-            }),
+            ModelConfig::Lewm(cfg) => Ok(Preprocess::for_lewm(cfg)),
+            ModelConfig::Tdmpc2(_) => Err(self.unsupported_family()),
         }
     }
 
     /// Default schema for this checkpoint's family.
     pub fn default_schema(&self) -> Result<Schema, ArtifactError> {
         match &self.config {
-            ModelConfig::Lewm(cfg) => {
-                let side = cfg.encoder.image_size;
-                Ok(Schema {
-                    schema_version: SCHEMA_VERSION,
-                    family: Family::Lewm,
-                    observations: vec![ObservationSpec {
-                        name: "pixels".into(),
-                        kind: ObservationKind::Image,
-                        shape: vec![3, side, side],
-                    }],
-                    action_dim: cfg.action_encoder.input_dim,
-                })
-            }
-            ModelConfig::Tdmpc2(_) => Err(ArtifactError::Invalid {
-                path: self.dir.join("config.json"),
-                field: "family".into(),
-                reason: "TD-MPC2 artifacts are not supported by this build yet".into(),
-            }),
+            ModelConfig::Lewm(cfg) => Ok(Schema::for_lewm(cfg)),
+            ModelConfig::Tdmpc2(_) => Err(self.unsupported_family()),
+        }
+    }
+
+    fn unsupported_family(&self) -> ArtifactError {
+        ArtifactError::Invalid {
+            path: self.dir.join("config.json"),
+            field: "family".into(),
+            reason: "TD-MPC2 artifacts are not supported by this build yet".into(),
+        }
+    }
+}
+
+impl Preprocess {
+    /// LeWM defaults: ImageNet statistics at the encoder's image size, unbounded normalised actions, no dataset
+    /// statistics.
+    pub fn for_lewm(cfg: &crate::models::lewm::Config) -> Self {
+        let side = cfg.encoder.image_size;
+        Self {
+            image_size: [side, side],
+            normalization: ImageNormalization::IMAGENET,
+            action: ActionSpec { block: 1, low: None, high: None, mean: None, std: None },
+        }
+    }
+}
+
+impl Schema {
+    /// LeWM interface: one `pixels` image stream of the encoder's size, action blocks of `action_encoder.input_dim`.
+    pub fn for_lewm(cfg: &crate::models::lewm::Config) -> Self {
+        let side = cfg.encoder.image_size;
+        Self {
+            schema_version: SCHEMA_VERSION,
+            family: Family::Lewm,
+            observations: vec![ObservationSpec {
+                name: "pixels".into(),
+                kind: ObservationKind::Image,
+                shape: vec![3, side, side],
+            }],
+            action_dim: cfg.action_encoder.input_dim,
         }
     }
 }

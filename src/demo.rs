@@ -5,31 +5,13 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::artifact::{
-    ActionSpec, Artifact, ArtifactError, ObservationKind, ObservationSpec, Preprocess, Schema, SCHEMA_VERSION,
-};
+use crate::artifact::{ActionSpec, Artifact, ArtifactError, Preprocess, Schema};
 use crate::checkpoint::{ParamKind, StateDict};
-use crate::config::Family;
 use crate::models::lewm::Config;
-use crate::ops::ImageNormalization;
 
 /// Upstream-format `config.json` of the demo model: ViT (32 px, patch 8, width 32, 2 layers), predictor
 /// (3 frames, depth 2), 4-d action blocks, BatchNorm projector heads.
-pub const CONFIG_JSON: &str = r#"{
-  "_target_": "stable_worldmodel.wm.lewm.LeWM",
-  "encoder": {"_target_": "stable_pretraining.backbone.utils.vit_hf", "size": "tiny", "patch_size": 8,
-              "image_size": 32, "pretrained": false, "use_mask_token": false,
-              "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
-  "predictor": {"_target_": "stable_worldmodel.wm.lewm.module.Predictor", "num_frames": 3, "input_dim": 32,
-                "hidden_dim": 32, "output_dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "dim_head": 16,
-                "dropout": 0.1, "emb_dropout": 0.0},
-  "action_encoder": {"_target_": "stable_worldmodel.wm.lewm.module.Embedder", "input_dim": 4, "emb_dim": 32},
-  "projector": {"_target_": "stable_worldmodel.wm.lewm.module.MLP", "input_dim": 32, "output_dim": 32,
-                "hidden_dim": 64, "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": true}},
-  "pred_proj": {"_target_": "stable_worldmodel.wm.lewm.module.MLP", "input_dim": 32, "output_dim": 32,
-                "hidden_dim": 64, "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": true}}
-}
-"#;
+pub const CONFIG_JSON: &str = include_str!("../tools/configs/lewm-tiny.json");
 
 /// SplitMix64: a tiny deterministic generator for reproducible demo weights.
 struct SplitMix64(u64);
@@ -56,20 +38,7 @@ pub fn config() -> Config {
 
 /// Upstream `config.json` of the public PushT LeWM checkpoint (`quentinll/lewm-pusht`, lewm.md §1.2): ViT-Tiny
 /// patch 14 at 224², history 3, 10-d action blocks. Used with random weights for benchmarks.
-pub const PUSHT_CONFIG_JSON: &str = r#"{
-  "_target_": "stable_worldmodel.wm.lewm.LeWM",
-  "encoder": {"_target_": "stable_pretraining.backbone.utils.vit_hf", "size": "tiny", "patch_size": 14,
-              "image_size": 224, "pretrained": false, "use_mask_token": false},
-  "predictor": {"_target_": "stable_worldmodel.wm.lewm.module.Predictor", "num_frames": 3, "input_dim": 192,
-                "hidden_dim": 192, "output_dim": 192, "depth": 6, "heads": 16, "mlp_dim": 2048, "dim_head": 64,
-                "dropout": 0.1, "emb_dropout": 0.0},
-  "action_encoder": {"_target_": "stable_worldmodel.wm.lewm.module.Embedder", "input_dim": 10, "emb_dim": 192},
-  "projector": {"_target_": "stable_worldmodel.wm.lewm.module.MLP", "input_dim": 192, "output_dim": 192,
-                "hidden_dim": 2048, "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": true}},
-  "pred_proj": {"_target_": "stable_worldmodel.wm.lewm.module.MLP", "input_dim": 192, "output_dim": 192,
-                "hidden_dim": 2048, "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": true}}
-}
-"#;
+pub const PUSHT_CONFIG_JSON: &str = include_str!("../tools/configs/lewm-pusht.json");
 
 /// The PushT-sized config, parsed.
 pub fn pusht_config() -> Config {
@@ -119,23 +88,11 @@ pub fn write_artifact(dir: &Path) -> Result<Artifact, crate::Error> {
         .map_err(|source| ArtifactError::Write { path: dir.join("config.json"), source })?;
     state_dict(0x5EED)?.save_safetensors(dir.join("model.safetensors"))?;
     let cfg = config();
-    let side = cfg.encoder.image_size;
     let a = cfg.action_encoder.input_dim;
-    let preprocess = Preprocess {
-        image_size: [side, side],
-        normalization: ImageNormalization::IMAGENET,
-        action: ActionSpec { block: 2, low: Some(vec![-1.0; a]), high: Some(vec![1.0; a]), mean: None, std: None },
-    };
-    let schema = Schema {
-        schema_version: SCHEMA_VERSION,
-        family: Family::Lewm,
-        observations: vec![ObservationSpec {
-            name: "pixels".into(),
-            kind: ObservationKind::Image,
-            shape: vec![3, side, side],
-        }],
-        action_dim: a,
-    };
+    let mut preprocess = Preprocess::for_lewm(&cfg);
+    preprocess.action =
+        ActionSpec { block: 2, low: Some(vec![-1.0; a]), high: Some(vec![1.0; a]), mean: None, std: None };
+    let schema = Schema::for_lewm(&cfg);
     Artifact::write_metadata(dir, &preprocess, &schema)?;
     Ok(Artifact::open(dir)?)
 }
