@@ -251,20 +251,31 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> swm::Result<()> {
     Ok(())
 }
 
-fn demo_dir() -> swm::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("swm-demo-{}", std::process::id()));
-    demo::write_artifact(&dir)?;
-    Ok(dir)
+/// The embedded demo artifact written to a temporary directory that is removed on drop.
+struct DemoDir(PathBuf);
+
+impl DemoDir {
+    fn create() -> swm::Result<Self> {
+        let dir = Self(std::env::temp_dir().join(format!("swm-demo-{}", std::process::id())));
+        demo::write_artifact(&dir.0)?;
+        Ok(dir)
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn inspect(path: Option<&Path>, options: &LoadOptions, all: bool) -> swm::Result<ExitCode> {
-    let dir;
+    let demo;
     let path = match path {
         Some(p) => p,
         None => {
-            dir = demo_dir()?;
-            println!("(embedded demo artifact written to {})", dir.display());
-            &dir
+            demo = DemoDir::create()?;
+            println!("(the embedded demo artifact)");
+            demo.0.as_path()
         }
     };
     let is_artifact = path.is_dir() && path.join("schema.json").is_file();
