@@ -188,3 +188,20 @@ fn graph_replays_match_eager_and_follow_new_inputs() {
     assert_eq!(session.score_graphed(&other).unwrap().dims(), &[1, 3]);
     assert!(session.score_graphed(&Tensor::zeros((1, 3, 2, 9), DType::F32, &device).unwrap()).is_err());
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn fused_linear_epilogues_match_unfused_candle_ops() {
+    use candle_core::Module;
+    use swm::ops::bias_act::{linear_gelu, linear_residual};
+    let (_gpu, device) = gpu();
+    let w = Tensor::randn(0f32, 0.2, (48, 24), &device).unwrap();
+    let b = Tensor::randn(0f32, 1., 48, &device).unwrap();
+    let linear = candle_nn::Linear::new(w, Some(b));
+    let x = Tensor::randn(0f32, 1., (3, 7, 24), &device).unwrap();
+    let r = Tensor::randn(0f32, 1., (3, 7, 48), &device).unwrap();
+    let want = linear.forward(&x).unwrap().gelu_erf().unwrap();
+    assert!(max_abs_diff(&linear_gelu(&linear, &x).unwrap(), &want) < 1e-5);
+    let want = (&r + linear.forward(&x).unwrap()).unwrap();
+    assert!(max_abs_diff(&linear_residual(&linear, &x, &r).unwrap(), &want) < 1e-5);
+}

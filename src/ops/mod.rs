@@ -1,5 +1,6 @@
 //! Custom CUDA kernels from `kernels/*.cu`, launched through Candle custom ops on Candle's own stream.
 
+pub mod bias_act;
 pub mod preprocess;
 
 pub use preprocess::{normalize_rgb_frames, ImageNormalization};

@@ -5,6 +5,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::config::VitDims;
+use crate::ops::bias_act::{linear_gelu, linear_residual};
 
 /// Patch embedding + CLS token + position table.
 #[derive(Debug, Clone)]
@@ -114,9 +115,9 @@ impl Layer {
         let scores = q.matmul(&k.t()?)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, t, e))?;
-        let x = (x + self.out.forward(&ctx)?)?;
-        let ffn = self.fc2.forward(&self.fc1.forward(&self.norm_after.forward(&x)?)?.gelu_erf()?)?;
-        x + ffn
+        let x = linear_residual(&self.out, &ctx, x)?;
+        let hidden = linear_gelu(&self.fc1, &self.norm_after.forward(&x)?)?;
+        linear_residual(&self.fc2, &hidden, &x)
     }
 }
 
