@@ -94,7 +94,15 @@ impl ConditionalBlock {
         Ok(Self {
             attn: Attention::load(cfg, has_out, vb.pp("attn"))?,
             mlp: FeedForward::load(cfg, vb.pp("mlp"))?,
-            modulation: linear(w, 6 * w, vb.pp("adaLN_modulation.1"))?,
+            modulation: {
+                // The `1 +` of both modulated norms is folded into the bias of the two scale chunks, so the forward
+                // computes `norm(x) · scale' + shift` with scale' = 1 + scale.
+                let m = vb.pp("adaLN_modulation.1");
+                let bias = m.get(6 * w, "bias")?;
+                let one: Vec<f32> = (0..6 * w).map(|i| if matches!(i / w, 1 | 4) { 1.0 } else { 0.0 }).collect();
+                let one = Tensor::from_vec(one, 6 * w, &device)?.to_dtype(dtype)?;
+                Linear::new(m.get((6 * w, w), "weight")?, Some((bias + one)?))
+            },
             plain_norm: LayerNorm::new(
                 Tensor::ones(w, dtype, &device)?,
                 Tensor::zeros(w, dtype, &device)?,
@@ -106,11 +114,12 @@ impl ConditionalBlock {
     fn forward(&self, x: &Tensor, cond: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let m = self.modulation.forward(&candle_nn::ops::silu(cond)?)?;
         let parts = m.chunk(6, D::Minus1)?;
+        // scale1/scale2 already include the `1 +` (see `load`).
         let (shift1, scale1, gate1) = (&parts[0], &parts[1], &parts[2]);
         let (shift2, scale2, gate2) = (&parts[3], &parts[4], &parts[5]);
-        let u = (self.plain_norm.forward(x)?.mul(&(scale1 + 1.0)?)? + shift1)?;
+        let u = (self.plain_norm.forward(x)?.mul(scale1)? + shift1)?;
         let x = (x + gate1.mul(&self.attn.forward(&u, mask)?)?)?;
-        let u = (self.plain_norm.forward(&x)?.mul(&(scale2 + 1.0)?)? + shift2)?;
+        let u = (self.plain_norm.forward(&x)?.mul(scale2)? + shift2)?;
         &x + gate2.mul(&self.mlp.forward(&u)?)?
     }
 }
