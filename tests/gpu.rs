@@ -84,7 +84,8 @@ fn session_score_equals_goal_cost_of_the_last_rollout_step() {
     let model = demo_model(&device);
     let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
     session.set_observation(&Tensor::randn(0f32, 1., (2, 2, 3, 32, 32), &device).unwrap()).unwrap();
-    session.set_goal(&Tensor::randn(0f32, 1., (2, 1, 3, 32, 32), &device).unwrap()).unwrap();
+    let goal_px = Tensor::randn(0f32, 1., (2, 1, 3, 32, 32), &device).unwrap();
+    session.set_goal(&goal_px).unwrap();
     let candidates = Tensor::randn(0f32, 1., (2, 6, 4, 4), &device).unwrap();
     let cost = session.score(&candidates).unwrap();
     assert_eq!(cost.dims(), &[2, 6]);
@@ -92,10 +93,18 @@ fn session_score_equals_goal_cost_of_the_last_rollout_step() {
     let all = session.rollout(&candidates, true).unwrap();
     assert_eq!(all.dims(), &[2, 6, 5, 32]);
     let last = all.narrow(2, 4, 1).unwrap().squeeze(2).unwrap();
-    let goal = model.encode(&Tensor::zeros((2, 1, 3, 32, 32), DType::F32, &device).unwrap()).unwrap();
-    assert_eq!(goal.dims(), &[2, 1, 32]);
     let again = session.rollout(&candidates, false).unwrap();
     assert!(max_abs_diff(&last, &again) < 1e-5);
+    // The cost is Σ_d (last prediction − this env's goal embedding)², recomputed here on the host.
+    let goal = model.encode(&goal_px).unwrap().squeeze(1).unwrap().to_vec2::<f32>().unwrap();
+    let last = last.to_vec3::<f32>().unwrap();
+    let got = cost.to_vec2::<f32>().unwrap();
+    for b in 0..2 {
+        for s in 0..6 {
+            let want: f32 = last[b][s].iter().zip(&goal[b]).map(|(p, g)| (p - g) * (p - g)).sum();
+            assert!((got[b][s] - want).abs() <= 1e-4 * want.max(1.0), "env {b} sample {s}: {} vs {want}", got[b][s]);
+        }
+    }
     // Candidates differ -> costs differ; the same candidate in two slots -> the same cost.
     let dup = Tensor::cat(&[&candidates.narrow(1, 0, 1).unwrap(), &candidates.narrow(1, 0, 1).unwrap()], 1).unwrap();
     let c = session.score(&dup).unwrap().to_vec2::<f32>().unwrap();

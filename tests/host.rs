@@ -24,6 +24,14 @@ fn edited(state: &StateDict, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) -> S
     StateDict::from_tensors(list, "edited.safetensors")
 }
 
+/// `state` with the tensor under `key` replaced by `tensor`.
+fn with_tensor(state: &StateDict, key: &str, tensor: Tensor) -> StateDict {
+    edited(state, |l| {
+        let slot = l.iter_mut().find(|(k, _)| k == key).expect("key exists");
+        slot.1 = tensor;
+    })
+}
+
 #[test]
 fn demo_weights_match_the_demo_parameter_table() {
     demo_state().validate(&table()).expect("demo weights are complete");
@@ -45,13 +53,7 @@ fn missing_tensor_is_named() {
 #[test]
 fn misshaped_tensor_is_named_with_both_shapes() {
     let key = "encoder.embeddings.position_embeddings";
-    let state = edited(&demo_state(), |l| {
-        for (k, t) in l.iter_mut() {
-            if k == key {
-                *t = Tensor::zeros((1, 5, 32), DType::F32, &Device::Cpu).unwrap();
-            }
-        }
-    });
+    let state = with_tensor(&demo_state(), key, Tensor::zeros((1, 5, 32), DType::F32, &Device::Cpu).unwrap());
     let err = state.validate(&table()).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, CheckpointError::ShapeMismatch { .. }), "{text}");
@@ -61,26 +63,14 @@ fn misshaped_tensor_is_named_with_both_shapes() {
 #[test]
 fn integer_weights_are_a_dtype_error() {
     let key = "action_encoder.embed.0.bias";
-    let state = edited(&demo_state(), |l| {
-        for (k, t) in l.iter_mut() {
-            if k == key {
-                *t = Tensor::zeros(128, DType::I64, &Device::Cpu).unwrap();
-            }
-        }
-    });
+    let state = with_tensor(&demo_state(), key, Tensor::zeros(128, DType::I64, &Device::Cpu).unwrap());
     assert!(matches!(state.validate(&table()), Err(CheckpointError::WrongDtype { key: k, .. }) if k == key));
 }
 
 #[test]
 fn nan_weights_are_refused_by_name() {
     let key = "pred_proj.net.3.bias";
-    let state = edited(&demo_state(), |l| {
-        for (k, t) in l.iter_mut() {
-            if k == key {
-                *t = Tensor::new(&[f32::NAN; 32], &Device::Cpu).unwrap();
-            }
-        }
-    });
+    let state = with_tensor(&demo_state(), key, Tensor::new(&[f32::NAN; 32], &Device::Cpu).unwrap());
     assert!(matches!(state.validate(&table()), Err(CheckpointError::NonFinite { key: k, .. }) if k == key));
 }
 

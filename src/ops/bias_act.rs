@@ -2,14 +2,42 @@
 //! into the activation / residual kernel, saving one launch each on the latency-bound encoder.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Module, Shape, Tensor};
+use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Module, Shape, Tensor};
 use candle_nn::Linear;
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 
 use crate::kernels;
 
-fn launch_config(n: usize) -> LaunchConfig {
-    LaunchConfig::for_num_elems(n.min(1 << 30) as u32)
+/// The f32 view of a contiguous storage, starting at its layout's offset.
+fn view<'a>(storage: &'a CudaStorage, layout: &Layout) -> candle_core::Result<CudaView<'a, f32>> {
+    Ok(storage.as_cuda_slice::<f32>()?.slice(layout.start_offset()..))
+}
+
+/// Launches `kernel(inputs…, out, rows, cols)` from `kernels/bias_act.cu` over rows·cols elements and returns `out`.
+///
+/// Every kernel of that file takes its inputs as `const float*` (each rows·cols floats, except the bias of cols
+/// floats), then the output pointer and `long long rows, cols`, and grid-strides over rows·cols.
+fn launch(
+    kernel: &str,
+    dev: &CudaDevice,
+    inputs: &[CudaView<'_, f32>],
+    rows: usize,
+    cols: usize,
+) -> candle_core::Result<CudaStorage> {
+    // SAFETY: every element is written by the kernel below before the tensor is read.
+    let out = unsafe { dev.alloc::<f32>(rows * cols)? };
+    let func = dev.get_or_load_custom_func(kernel, "swm_bias_act", kernels::BIAS_ACT)?;
+    let (r, c) = (rows as i64, cols as i64);
+    let mut builder = func.builder();
+    for input in inputs {
+        builder.arg(input);
+    }
+    builder.arg(&out).arg(&r).arg(&c);
+    let cfg = LaunchConfig::for_num_elems((rows * cols).min(1 << 30) as u32);
+    // SAFETY: the argument list follows the signature shared by the kernels of bias_act.cu (see above); callers
+    // check that the inputs have the element counts the kernel reads.
+    unsafe { builder.launch(cfg) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
 }
 
 fn check(op: &str, y: &Layout, b: &Layout) -> candle_core::Result<(usize, usize)> {
@@ -47,19 +75,8 @@ impl CustomOp2 for BiasGelu {
         bl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let (rows, cols) = check(self.name(), yl, bl)?;
-        let dev = y.device().clone();
-        let ys = y.as_cuda_slice::<f32>()?.slice(yl.start_offset()..);
-        let bs = b.as_cuda_slice::<f32>()?.slice(bl.start_offset()..);
-        // SAFETY: every element is written by the kernel below before the tensor is read.
-        let out = unsafe { dev.alloc::<f32>(rows * cols)? };
-        let func = dev.get_or_load_custom_func("bias_gelu_f32", "swm_bias_act", kernels::BIAS_ACT)?;
-        let (r, c) = (rows as i64, cols as i64);
-        let mut launch = func.builder();
-        launch.arg(&ys).arg(&bs).arg(&out).arg(&r).arg(&c);
-        // SAFETY: argument list matches `bias_gelu_f32(const float*, const float*, float*, long long, long long)`;
-        // `ys`/`out` hold rows·cols floats and `bs` cols floats (checked above); the kernel grid-strides.
-        unsafe { launch.launch(launch_config(rows * cols)) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-        Ok((CudaStorage::wrap_cuda_slice(out, dev), yl.shape().clone()))
+        let out = launch("bias_gelu_f32", y.device(), &[view(y, yl)?, view(b, bl)?], rows, cols)?;
+        Ok((out, yl.shape().clone()))
     }
 }
 
@@ -93,20 +110,8 @@ impl CustomOp3 for BiasResidual {
         if !rl.is_contiguous() || rl.dims() != yl.dims() {
             candle_core::bail!("swm-bias-residual: residual {:?} does not match {:?}", rl.dims(), yl.dims());
         }
-        let dev = y.device().clone();
-        let ys = y.as_cuda_slice::<f32>()?.slice(yl.start_offset()..);
-        let bs = b.as_cuda_slice::<f32>()?.slice(bl.start_offset()..);
-        let rs = r.as_cuda_slice::<f32>()?.slice(rl.start_offset()..);
-        // SAFETY: every element is written by the kernel below before the tensor is read.
-        let out = unsafe { dev.alloc::<f32>(rows * cols)? };
-        let func = dev.get_or_load_custom_func("bias_residual_f32", "swm_bias_act", kernels::BIAS_ACT)?;
-        let (nr, nc) = (rows as i64, cols as i64);
-        let mut launch = func.builder();
-        launch.arg(&ys).arg(&bs).arg(&rs).arg(&out).arg(&nr).arg(&nc);
-        // SAFETY: argument list matches `bias_residual_f32(const float*, const float*, const float*, float*,
-        // long long, long long)`; `ys`, `rs`, `out` hold rows·cols floats and `bs` cols floats (checked above).
-        unsafe { launch.launch(launch_config(rows * cols)) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-        Ok((CudaStorage::wrap_cuda_slice(out, dev), yl.shape().clone()))
+        let out = launch("bias_residual_f32", y.device(), &[view(y, yl)?, view(b, bl)?, view(r, rl)?], rows, cols)?;
+        Ok((out, yl.shape().clone()))
     }
 }
 

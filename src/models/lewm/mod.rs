@@ -223,8 +223,9 @@ pub struct LeWmSession {
 /// A captured scoring rollout and the persistent buffers it reads and writes.
 #[derive(Debug)]
 struct ScoreGraph {
-    /// Candidate shape and the identities of the cached tensors the graph reads.
-    key: (Vec<usize>, Vec<candle_core::TensorId>),
+    /// Identities of the cached tensors (context, goal, action history) the graph reads.
+    reads: [Option<candle_core::TensorId>; 3],
+    /// Input buffer; its shape is the candidate shape the graph was captured for.
     candidates: Tensor,
     cost: Tensor,
     graph: CapturedGraph,
@@ -377,12 +378,11 @@ impl LeWmSession {
     ///
     /// The returned (B, S) costs live in the graph's output buffer: read or copy them before the next call.
     pub fn score_graphed(&mut self, candidates: &Tensor) -> Result<&Tensor> {
-        let ids = [&self.context, &self.goal, &self.action_history]
-            .iter()
-            .filter_map(|t| t.as_ref().map(|t| t.id()))
-            .collect();
-        let key = (candidates.dims().to_vec(), ids);
-        if self.score_graph.as_ref().is_none_or(|g| g.key != key) {
+        // Compared without allocating: this runs on every control step.
+        let reads = [&self.context, &self.goal, &self.action_history].map(|t| t.as_ref().map(Tensor::id));
+        let stale =
+            self.score_graph.as_ref().is_none_or(|g| g.reads != reads || g.candidates.dims() != candidates.dims());
+        if stale {
             self.score_graph = None;
             // Validates shapes eagerly, with errors that name the input, before anything is captured.
             let cost = self.score(candidates)?;
@@ -392,7 +392,7 @@ impl LeWmSession {
                 let cost = self.score(&input)?;
                 Ok(output.slice_set(&cost, 0, 0)?)
             })?;
-            self.score_graph = Some(ScoreGraph { key, candidates: input, cost: output, graph });
+            self.score_graph = Some(ScoreGraph { reads, candidates: input, cost: output, graph });
         }
         let g = self.score_graph.as_ref().ok_or_else(|| Error::invalid_input("graph", "capture failed"))?;
         g.candidates.slice_set(&candidates.to_dtype(DType::F32)?.contiguous()?, 0, 0)?;
