@@ -22,6 +22,7 @@ pub mod hub;
 pub mod models;
 pub mod ops;
 pub mod parity;
+pub mod planning;
 
 /// PTX of the custom kernels in `kernels/`, compiled by `build.rs`.
 pub mod kernels {

@@ -9,6 +9,9 @@ use swm::models::lewm::{GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
 use swm::ops::{normalize_rgb_frames, ImageNormalization};
 use swm::{demo, parity};
 
+#[path = "gpu/planning.rs"]
+mod planning;
+
 /// GPU tests run one at a time: CUDA graph capture must not overlap with another thread creating streams or
 /// synchronizing the (shared, primary) context, which the parallel test harness would otherwise do.
 static GPU_LOCK: Mutex<()> = Mutex::new(());

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Tensor};
 use clap::{Args, Parser, Subcommand};
@@ -11,6 +12,8 @@ use swm::artifact::{self, Artifact, Checkpoint};
 use swm::checkpoint::LoadOptions;
 use swm::config::ModelConfig;
 use swm::models::lewm::{GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
+use swm::parity::PlannerCosts;
+use swm::planning::{ActionBounds, PlanOptions, Planner, PlannerConfig, SolverConfig};
 use swm::{bench, demo, device, parity};
 
 #[derive(Parser)]
@@ -80,8 +83,94 @@ enum Command {
         #[command(subcommand)]
         family: BenchFamily,
     },
-    /// Plan an action (CEM / MPPI / iCEM): arrives with the planner issue.
-    Plan,
+    /// Plan on an observation and a goal (random frames of the model's size) and print the executed actions.
+    Plan {
+        /// Artifact or checkpoint directory (default: the embedded demo).
+        path: Option<PathBuf>,
+        #[command(flatten)]
+        planner: PlannerArgs,
+        /// Plans to run in a row (warm-started), to see the steady state.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+}
+
+#[derive(Args, Clone)]
+struct PlannerArgs {
+    /// Planner config JSON (`PlannerConfig`, docs/planners.md); overrides the flags below.
+    #[arg(long)]
+    planner: Option<PathBuf>,
+    /// Solver: cem, mppi or icem (upstream defaults).
+    #[arg(long, default_value = "cem")]
+    solver: String,
+    /// Candidates per iteration (default: upstream's 300).
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Iterations (default: upstream's 30).
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Horizon in macro steps.
+    #[arg(long, default_value_t = 5)]
+    horizon: usize,
+    /// Env steps per macro step (the model's action dim must be a multiple).
+    #[arg(long, default_value_t = 5)]
+    action_block: usize,
+    /// Deadline per plan in milliseconds (GPU time bound).
+    #[arg(long)]
+    deadline_ms: Option<f64>,
+}
+
+impl PlannerArgs {
+    fn config(&self, model_action_dim: usize) -> swm::Result<PlannerConfig> {
+        if let Some(path) = &self.planner {
+            let text = std::fs::read_to_string(path).map_err(|source| swm::Error::Io { path: path.clone(), source })?;
+            return Ok(PlannerConfig::from_json_str(&text).map_err(|e| e.in_file(path))?);
+        }
+        if self.action_block == 0 || model_action_dim % self.action_block != 0 {
+            return Err(swm::Error::invalid_input(
+                "--action-block",
+                format!("{} does not divide the model's action-block dim {model_action_dim}", self.action_block),
+            ));
+        }
+        let mut solver = match self.solver.as_str() {
+            "cem" => SolverConfig::Cem(Default::default()),
+            "mppi" => SolverConfig::Mppi(Default::default()),
+            "icem" => SolverConfig::Icem(Default::default()),
+            other => return Err(swm::Error::invalid_input("--solver", format!("`{other}` (cem, mppi or icem)"))),
+        };
+        match &mut solver {
+            SolverConfig::Cem(c) => {
+                c.num_samples = self.samples.unwrap_or(c.num_samples);
+                c.n_steps = self.iterations.unwrap_or(c.n_steps);
+            }
+            SolverConfig::Mppi(c) => {
+                c.num_samples = self.samples.unwrap_or(c.num_samples);
+                c.n_steps = self.iterations.unwrap_or(c.n_steps);
+            }
+            SolverConfig::Icem(c) => {
+                c.num_samples = self.samples.unwrap_or(c.num_samples);
+                c.n_steps = self.iterations.unwrap_or(c.n_steps);
+            }
+        }
+        let a_env = model_action_dim / self.action_block;
+        let mut config = PlannerConfig::new(solver, self.horizon, a_env, self.action_block);
+        if matches!(config.solver, SolverConfig::Icem(_)) {
+            // iCEM clamps to the env Box; LeWM plans in a normalised space, PushT's Box is [-1, 1].
+            config.bounds = Some(ActionBounds { low: vec![-1.0; a_env], high: vec![1.0; a_env] });
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn options(&self) -> PlanOptions {
+        PlanOptions {
+            deadline: self.deadline_ms.map(|ms| Instant::now() + Duration::from_secs_f64(ms / 1e3)),
+            eager: false,
+        }
+    }
 }
 
 #[derive(Args, Clone, Default)]
@@ -123,6 +212,46 @@ enum ParityFamily {
         #[arg(long, default_value_t = 0)]
         gpu: usize,
     },
+    /// Planners: replay the official solver's noise and compare every iteration (planner_<solver>.npz).
+    Planner(PlannerParityArgs),
+    /// Decision parity: swm CEM vs the official CEM's plans over many starts (decision.npz from
+    /// `swm_tools.decision_parity`); both plans are scored by the same model.
+    Decision {
+        /// Directory with config.json, weights.pt and decision.npz.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Allowed relative excess cost of swm's plan per start.
+        #[arg(long, default_value_t = 0.01)]
+        rel_tol: f64,
+        /// Also write the per-start results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+}
+
+#[derive(Args)]
+struct PlannerParityArgs {
+    /// Model fixture directory holding planner_<solver>.npz (from `swm_tools.export_planner`).
+    #[arg(long)]
+    fixture: PathBuf,
+    /// Solvers to check.
+    #[arg(long = "solver", default_values = ["cem", "mppi", "icem"])]
+    solvers: Vec<String>,
+    /// Costs the planner sees: `recorded` (the official model's), `model` (swm's LeWM) or `both`.
+    #[arg(long, default_value = "both")]
+    costs: String,
+    /// Max abs tolerance on candidates, mean, std and actions.
+    #[arg(long, default_value_t = 1e-4)]
+    tol: f64,
+    /// Max abs tolerance on costs when swm's model scores (recorded costs must match to 1e-6).
+    #[arg(long, default_value_t = 1e-2)]
+    cost_tol: f64,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    gpu: usize,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +269,20 @@ enum BenchFamily {
         /// Candidate steps for the scoring row.
         #[arg(long, default_value_t = 5)]
         horizon: usize,
+        /// Write the rows as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+    /// Planner rows on LeWM: CEM 300x30, MPPI 300x30, iCEM 1024x5 (H5, PushT action blocks), CUDA graphs.
+    Plan {
+        /// Artifact or checkpoint (default: PushT-sized config with random weights).
+        path: Option<PathBuf>,
+        /// Timed plans per row.
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
         /// Write the rows as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -177,7 +320,8 @@ fn resolve_hub(mut command: Command, repo: Option<&str>, revision: &str) -> swm:
     let slot = match &mut command {
         Command::Inspect { path, .. } | Command::Score { path, .. } => path,
         Command::Convert { checkpoint, .. } => checkpoint,
-        Command::Bench { family: BenchFamily::Lewm { path, .. } } => path,
+        Command::Bench { family: BenchFamily::Lewm { path, .. } | BenchFamily::Plan { path, .. } } => path,
+        Command::Plan { path, .. } => path,
         _ => return Ok(command),
     };
     if slot.is_none() {
@@ -239,10 +383,24 @@ fn run(command: Command) -> swm::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan => {
-            eprintln!("swm plan: not yet implemented (planners arrive with the CEM/MPPI/iCEM issue)");
-            Ok(ExitCode::from(2))
+        Command::Parity { family: ParityFamily::Planner(args) } => parity_planner(&args),
+        Command::Parity { family: ParityFamily::Decision { dir, rel_tol, json, gpu } } => {
+            let device = device::cuda(gpu)?;
+            let report = parity::decision(&dir, rel_tol, &device)?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                write_json(&path, &report)?;
+            }
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Bench { family: BenchFamily::Plan { path, iters, json, gpu } } => {
+            let rows = bench_plan(path.as_deref(), iters, gpu)?;
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { path, planner, repeat, gpu } => plan(path.as_deref(), &planner, repeat, gpu),
     }
 }
 
@@ -400,6 +558,89 @@ fn bench_lewm(
     })?);
     for row in &rows {
         println!("{row}");
+    }
+    Ok(rows)
+}
+
+fn parity_planner(args: &PlannerParityArgs) -> swm::Result<ExitCode> {
+    let device = device::cuda(args.gpu)?;
+    let costs = match args.costs.as_str() {
+        "recorded" => vec![PlannerCosts::Recorded],
+        "model" => vec![PlannerCosts::Model],
+        "both" => vec![PlannerCosts::Recorded, PlannerCosts::Model],
+        other => return Err(swm::Error::invalid_input("--costs", format!("`{other}` (recorded, model or both)"))),
+    };
+    let paths = parity::FixturePaths { dir: args.fixture.clone(), weights: None, config: None };
+    let mut passed = true;
+    for solver in &args.solvers {
+        for &source in &costs {
+            let report = parity::planner(&paths, solver, source, args.tol, args.cost_tol, &device)?;
+            print!("{}", report.table());
+            passed &= report.passed();
+        }
+    }
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn plan(path: Option<&Path>, args: &PlannerArgs, repeat: usize, gpu: usize) -> swm::Result<ExitCode> {
+    let device = device::cuda(gpu)?;
+    let model = Arc::new(load_lewm(path, &device, || Ok((demo::config(), demo::state_dict(0x5EED)?)))?);
+    let config = args.config(model.action_dim())?;
+    println!("planner: {}", serde_json::to_string(&config).unwrap_or_default());
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    session.set_observation(&random_frames(&model, 1)?)?;
+    session.set_goal(&random_frames(&model, 1)?)?;
+    let mut planner = Planner::new(config, 1, &device)?;
+    for i in 0..repeat.max(1) {
+        let t0 = Instant::now();
+        let plan = planner.plan(&mut session, &args.options())?;
+        let actions = plan.executed_to_host()?;
+        let cost = plan.cost.to_vec1::<f32>()?[0];
+        println!(
+            "plan {i}: {:?} after {} iterations in {:.2} ms, cost {cost:.4}; first env action {:?}",
+            plan.source,
+            plan.iterations,
+            t0.elapsed().as_secs_f64() * 1e3,
+            &actions[..model.action_dim() / planner.config().action_block]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<bench::BenchRow>> {
+    let device = device::cuda(gpu)?;
+    let model = Arc::new(load_lewm(path, &device, || {
+        let cfg = demo::pusht_config();
+        let state = demo::random_state_dict(&cfg, 0)?;
+        Ok((cfg, state))
+    })?);
+    println!("device: {}", device::name(&device).unwrap_or_default());
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    session.set_observation(&random_frames(&model, 1)?)?;
+    session.set_goal(&random_frames(&model, 1)?)?;
+    let (block, horizon) = (5, 5);
+    let a_env = model.action_dim() / block;
+    let rows_spec: [(&str, SolverConfig); 3] = [
+        ("cem 300x30", SolverConfig::Cem(Default::default())),
+        ("mppi 300x30", SolverConfig::Mppi(Default::default())),
+        (
+            "icem 1024x5",
+            SolverConfig::Icem(swm::planning::IcemConfig { num_samples: 1024, n_steps: 5, ..Default::default() }),
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, solver) in rows_spec {
+        let mut config = PlannerConfig::new(solver, horizon, a_env, block);
+        if matches!(config.solver, SolverConfig::Icem(_)) {
+            config.bounds = Some(ActionBounds { low: vec![-1.0; a_env], high: vec![1.0; a_env] });
+        }
+        let mut planner = Planner::new(config, 1, &device)?;
+        let options = PlanOptions::default();
+        let row = bench::time(&device, &format!("lewm {name} H{horizon} fp32, CUDA graph"), 2, iters, || {
+            planner.plan(&mut session, &options).map(drop)
+        })?;
+        println!("{row}");
+        rows.push(row);
     }
     Ok(rows)
 }

@@ -218,6 +218,8 @@ pub struct LeWmSession {
     action_history: Option<Tensor>,
     /// Captured scoring graph for the last candidate shape (see [`LeWmSession::score_graphed`]).
     score_graph: Option<ScoreGraph>,
+    /// Bumped whenever a cached tensor is reallocated (see [`crate::planning::CandidateScorer::revision`]).
+    revision: u64,
 }
 
 /// A captured scoring rollout and the persistent buffers it reads and writes.
@@ -231,14 +233,18 @@ struct ScoreGraph {
     graph: CapturedGraph,
 }
 
-/// Stores `value` into `slot` in place when the shape is unchanged, so that captured graphs keep reading it.
-fn store(slot: &mut Option<Tensor>, value: &Tensor) -> Result<()> {
+/// Stores `value` into `slot` in place when the shape is unchanged, so that captured graphs keep reading it;
+/// bumps `revision` when the slot had to be reallocated.
+fn store(slot: &mut Option<Tensor>, value: &Tensor, revision: &mut u64) -> Result<()> {
     let value = value.contiguous()?;
     match slot {
         Some(existing) if existing.dims() == value.dims() && existing.dtype() == value.dtype() => {
             existing.slice_set(&value, 0, 0)?;
         }
-        _ => *slot = Some(value.copy()?),
+        _ => {
+            *slot = Some(value.copy()?);
+            *revision += 1;
+        }
     }
     Ok(())
 }
@@ -247,7 +253,16 @@ impl LeWmSession {
     /// A session with the model's own window (`predictor.num_frames`).
     pub fn new(model: Arc<LeWm>, semantics: RolloutSemantics) -> Self {
         let history_size = model.history_size();
-        Self { model, semantics, history_size, context: None, goal: None, action_history: None, score_graph: None }
+        Self {
+            model,
+            semantics,
+            history_size,
+            context: None,
+            goal: None,
+            action_history: None,
+            score_graph: None,
+            revision: 0,
+        }
     }
 
     /// Overrides the rollout window (1..=num_frames).
@@ -264,7 +279,7 @@ impl LeWmSession {
     /// Encodes and caches the context frames (B, H, 3, Hi, Wi).
     pub fn set_observation(&mut self, pixels: &Tensor) -> Result<()> {
         let emb = self.model.encode(pixels)?;
-        store(&mut self.context, &emb)
+        store(&mut self.context, &emb, &mut self.revision)
     }
 
     /// Caches already-encoded context embeddings (B, H, D).
@@ -276,20 +291,20 @@ impl LeWmSession {
                 format!("expected (B, H, {}), got {:?}", self.model.embed_dim(), emb.dims()),
             ));
         }
-        store(&mut self.context, &emb)
+        store(&mut self.context, &emb, &mut self.revision)
     }
 
     /// Encodes the goal frames (B, Tg, 3, Hi, Wi) and caches the last frame's embedding.
     pub fn set_goal(&mut self, goal_pixels: &Tensor) -> Result<Tensor> {
         let emb = self.model.encode(goal_pixels)?;
         let tg = emb.dim(1)?;
-        store(&mut self.goal, &emb.narrow(1, tg - 1, 1)?.squeeze(1)?)?;
+        store(&mut self.goal, &emb.narrow(1, tg - 1, 1)?.squeeze(1)?, &mut self.revision)?;
         Ok(emb)
     }
 
     /// Executed action blocks between the context frames, (B, H − 1, A_in); HEAD semantics only.
     pub fn set_action_history(&mut self, history: &Tensor) -> Result<()> {
-        store(&mut self.action_history, history)
+        store(&mut self.action_history, history, &mut self.revision)
     }
 
     fn context(&self) -> Result<&Tensor> {
@@ -398,6 +413,16 @@ impl LeWmSession {
         g.candidates.slice_set(&candidates.to_dtype(DType::F32)?.contiguous()?, 0, 0)?;
         g.graph.launch()?;
         Ok(&g.cost)
+    }
+}
+
+impl crate::planning::CandidateScorer for LeWmSession {
+    fn score(&mut self, candidates: &Tensor) -> Result<Tensor> {
+        LeWmSession::score(self, candidates)
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
     }
 }
 

@@ -13,6 +13,11 @@ use crate::checkpoint::LoadOptions;
 use crate::config::{parse_json, Family, ModelConfig};
 use crate::models::lewm::{LeWm, LeWmSession, RolloutSemantics};
 
+mod decision;
+mod planner;
+pub use decision::{decision, DecisionReport, DecisionRow};
+pub use planner::{planner, planner_config, PlannerCosts, PlannerFixture, RecordedScorer};
+
 /// A fixture that cannot be read or a comparison that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ParityError {
@@ -105,16 +110,14 @@ pub struct ParityReport {
     pub device: String,
     /// Per-output comparisons.
     pub rows: Vec<Comparison>,
-    /// Per env: swm argmin == reference argmin.
-    pub argmin_agree: bool,
-    /// Per env: the sets of the 5 lowest-cost candidates agree.
-    pub top5_agree: bool,
+    /// Decision checks (e.g. `cost argmin`, `top-5 set`, `elite indices`) and whether swm agrees.
+    pub decisions: Vec<(String, bool)>,
 }
 
 impl ParityReport {
     /// Every output within tolerance and the decisions agree.
     pub fn passed(&self) -> bool {
-        self.rows.iter().all(|r| r.ok) && self.argmin_agree && self.top5_agree
+        self.rows.iter().all(|r| r.ok) && self.decisions.iter().all(|(_, agree)| *agree)
     }
 
     /// The report as a text table.
@@ -141,12 +144,10 @@ impl ParityReport {
                 }
             ));
         }
-        s.push_str(&format!(
-            "cost argmin agrees: {}   top-5 set agrees: {}\nRESULT: {}\n",
-            self.argmin_agree,
-            self.top5_agree,
-            if self.passed() { "PASS" } else { "FAIL" }
-        ));
+        for (name, agree) in &self.decisions {
+            s.push_str(&format!("{name} agrees: {agree}\n"));
+        }
+        s.push_str(&format!("RESULT: {}\n", if self.passed() { "PASS" } else { "FAIL" }));
         s
     }
 }
@@ -179,7 +180,11 @@ pub fn read_npz(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>,
     Ok(out)
 }
 
-fn require<'a>(arrays: &'a HashMap<String, Tensor>, path: &Path, key: &str) -> Result<&'a Tensor, ParityError> {
+pub(crate) fn require<'a>(
+    arrays: &'a HashMap<String, Tensor>,
+    path: &Path,
+    key: &str,
+) -> Result<&'a Tensor, ParityError> {
     arrays.get(key).ok_or_else(|| ParityError::MissingKey { path: path.into(), key: key.into() })
 }
 
@@ -225,6 +230,34 @@ pub struct FixturePaths {
     pub config: Option<PathBuf>,
 }
 
+/// A file of the fixture directory that must exist.
+pub(crate) fn fixture_file(dir: &Path, name: &str) -> Result<PathBuf, ParityError> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(ParityError::MissingFile { dir: dir.to_path_buf(), file: name.into() })
+    }
+}
+
+/// Loads the fixture's LeWM on `device` (its config.json and weights.pt / model.safetensors, or the overrides).
+pub(crate) fn load_lewm(paths: &FixturePaths, device: &Device) -> Result<Arc<LeWm>, crate::Error> {
+    let config_path = match &paths.config {
+        Some(p) => p.clone(),
+        None => fixture_file(&paths.dir, "config.json")?,
+    };
+    let ModelConfig::Lewm(config) = ModelConfig::load(&config_path)? else {
+        return Err(ParityError::Meta { path: config_path, reason: "config.json is not a LeWM config".into() }.into());
+    };
+    let weights = match &paths.weights {
+        Some(p) => p.clone(),
+        None => fixture_file(&paths.dir, "weights.pt").or_else(|_| fixture_file(&paths.dir, "model.safetensors"))?,
+    };
+    let checkpoint = Checkpoint { dir: paths.dir.clone(), config: ModelConfig::Lewm(config.clone()), weights };
+    let state = checkpoint.state_dict(&LoadOptions::default())?;
+    Ok(Arc::new(LeWm::from_state_dict(&config, &state, device)?))
+}
+
 /// Runs the LeWM parity check of a fixture on `device`.
 pub fn lewm(
     paths: &FixturePaths,
@@ -232,14 +265,7 @@ pub fn lewm(
     device: &Device,
 ) -> Result<ParityReport, crate::Error> {
     let dir = &paths.dir;
-    let file = |name: &str| -> Result<PathBuf, ParityError> {
-        let p = dir.join(name);
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(ParityError::MissingFile { dir: dir.clone(), file: name.into() })
-        }
-    };
+    let file = |name: &str| fixture_file(dir, name);
     let meta_path = file("meta.json")?;
     let meta: FixtureMeta = parse_json(
         &std::fs::read_to_string(&meta_path).map_err(|source| crate::Error::Io { path: meta_path.clone(), source })?,
@@ -257,20 +283,7 @@ pub fn lewm(
         }
         .into());
     }
-    let config_path = match &paths.config {
-        Some(p) => p.clone(),
-        None => file("config.json")?,
-    };
-    let ModelConfig::Lewm(config) = ModelConfig::load(&config_path)? else {
-        return Err(ParityError::Meta { path: config_path, reason: "config.json is not a LeWM config".into() }.into());
-    };
-    let weights = match &paths.weights {
-        Some(p) => p.clone(),
-        None => file("weights.pt").or_else(|_| file("model.safetensors"))?,
-    };
-    let checkpoint = Checkpoint { dir: dir.clone(), config: ModelConfig::Lewm(config.clone()), weights };
-    let state = checkpoint.state_dict(&LoadOptions::default())?;
-    let model = Arc::new(LeWm::from_state_dict(&config, &state, device)?);
+    let model = load_lewm(paths, device)?;
 
     let npz_path = file("fixture.npz")?;
     let arrays = read_npz(&npz_path, device)?;
@@ -327,7 +340,6 @@ pub fn lewm(
         fixture: dir.clone(),
         device: crate::device::name(device).unwrap_or_else(|| format!("{device:?}")),
         rows,
-        argmin_agree,
-        top5_agree,
+        decisions: vec![("cost argmin".into(), argmin_agree), ("top-5 set".into(), top5_agree)],
     })
 }

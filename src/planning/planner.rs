@@ -1,0 +1,548 @@
+//! The device-resident planner: CEM, MPPI and iCEM iterations on Candle's CUDA stream, optionally replayed from
+//! a CUDA graph, with seeded noise, warm starts and deadlines that bound GPU time.
+
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use cudarc::driver::sys::CUevent_flags;
+use cudarc::driver::CudaEvent;
+
+use super::config::{PlannerConfig, Sampling, SolverConfig};
+use super::kernels::{self, Compose, EliteUpdate, InitDistribution, Update};
+use super::CandidateScorer;
+use crate::error::{Error, Result};
+use crate::graph::CapturedGraph;
+
+fn driver(e: cudarc::driver::DriverError) -> Error {
+    Error::from(candle_core::Error::Cuda(Box::new(e)))
+}
+
+/// Where the returned action sequence came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "source")]
+pub enum PlanSource {
+    /// Every configured iteration ran.
+    Solved,
+    /// The deadline stopped the solver after `iterations` iterations; the result is the state they reached.
+    Truncated {
+        /// Iterations that completed.
+        iterations: usize,
+    },
+    /// The deadline left no iteration; the shifted previous plan is returned.
+    WarmStart,
+    /// The deadline left no iteration and there is no warm start; the configured fallback action is returned.
+    Fallback,
+    /// The deadline left no iteration, with neither warm start nor fallback: the prior mean (zeros).
+    Prior,
+}
+
+/// Options of one [`Planner::plan`] call.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Stop issuing iterations that would finish (on the GPU) after this instant.
+    pub deadline: Option<Instant>,
+    /// Run the iterations eagerly instead of replaying a captured CUDA graph.
+    pub eager: bool,
+}
+
+/// Noise injected instead of the planner's own draws (parity with a recorded upstream run).
+#[derive(Debug, Clone)]
+pub struct NoiseReplay {
+    /// One draw per iteration: (n_steps, B, N, H, Da) for CEM/MPPI, (n_steps, B, N, Da, H) white noise for iCEM
+    /// (upstream draws its time axis last).
+    pub noise: Tensor,
+}
+
+/// The solver state after one iteration, handed to an observer.
+#[derive(Debug)]
+pub struct IterationState<'a> {
+    /// Iteration index (0-based).
+    pub iteration: usize,
+    /// Candidates scored this iteration (B, N, H, Da).
+    pub candidates: &'a Tensor,
+    /// Their costs (B, N).
+    pub costs: &'a Tensor,
+    /// Elite indices, best first (B, K), u32.
+    pub elite_index: &'a Tensor,
+    /// Elite costs, ascending (B, K).
+    pub elite_cost: &'a Tensor,
+    /// Updated mean (B, H, Da).
+    pub mean: &'a Tensor,
+    /// Updated std (B, H, Da).
+    pub std: &'a Tensor,
+}
+
+/// The result of [`Planner::plan`]; borrows the planner's output buffers until the next plan.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// Planned macro actions (B, H, Da) in the normalised action space, on the device.
+    pub actions: &'a Tensor,
+    /// Reported cost per env (B,): the mean elite cost of the last iteration (iCEM with `return_mean = false`: its
+    /// best elite's); NaN when no iteration ran.
+    pub cost: &'a Tensor,
+    /// Where `actions` came from.
+    pub source: PlanSource,
+    /// Iterations that ran.
+    pub iterations: usize,
+    receding: usize,
+    action_block: usize,
+}
+
+impl Plan<'_> {
+    /// The env actions to execute before replanning, (B, receding·action_block, A_env), on the device: each macro
+    /// action of `action_block · A_env` values splits into consecutive env actions, first env step first.
+    pub fn executed(&self) -> Result<Tensor> {
+        let (b, _, da) = self.actions.dims3()?;
+        let a = da / self.action_block;
+        Ok(self.actions.narrow(1, 0, self.receding)?.reshape((b, self.receding * self.action_block, a))?)
+    }
+
+    /// [`Plan::executed`] copied to the host (the one copy out of the control loop), env-major.
+    pub fn executed_to_host(&self) -> Result<Vec<f32>> {
+        Ok(self.executed()?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// A callback run after each eager iteration.
+type Observer<'o> = &'o mut dyn FnMut(&IterationState<'_>) -> Result<()>;
+
+struct IterationGraph {
+    revision: u64,
+    graph: CapturedGraph,
+}
+
+/// Per-iteration GPU time, learned from CUDA events (used by deadlines).
+#[derive(Debug, Default, Clone, Copy)]
+struct IterationClock {
+    estimate: Option<Duration>,
+}
+
+impl IterationClock {
+    fn observe(&mut self, sample: Duration) {
+        // Weighted towards the slower of the estimate and the sample: under-estimating breaks deadlines.
+        self.estimate = Some(match self.estimate {
+            None => sample,
+            Some(e) if sample > e => sample,
+            Some(e) => (e * 3 + sample) / 4,
+        });
+    }
+}
+
+/// A sampling planner with every buffer allocated once on the device.
+pub struct Planner {
+    config: PlannerConfig,
+    device: Device,
+    batch: usize,
+    seed: u64,
+    /// (B, H, Da) distribution, output, warm-start tail.
+    mean: Tensor,
+    std: Tensor,
+    actions: Tensor,
+    warm: Tensor,
+    has_warm: bool,
+    /// (B, N, H, Da) noise and candidates; iCEM's white noise (B, N, Da, H) and colouring matrix (H, H).
+    noise: Tensor,
+    white: Option<Tensor>,
+    colour: Option<Tensor>,
+    candidates: Tensor,
+    /// (B, K) elite indices (u32) and costs; (B, K, H, Da) elites; (B,) reported cost.
+    elite_index: Tensor,
+    elite_cost: Tensor,
+    elites: Tensor,
+    cost: Tensor,
+    /// [draw counter, elites to carry into the next iteration] (i64).
+    state: Tensor,
+    bounds: Option<(Tensor, Tensor)>,
+    fallback: Option<Tensor>,
+    graph: Option<IterationGraph>,
+    clock: IterationClock,
+    events: [CudaEvent; 3],
+}
+
+impl std::fmt::Debug for Planner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner").field("config", &self.config).field("batch", &self.batch).finish_non_exhaustive()
+    }
+}
+
+/// The (H, H) real matrix of `irfft(rfft(w) · g, n = H)` along time (planners.md §5): row s, column t.
+pub fn colouring_matrix(h: usize, beta: f32) -> Vec<f32> {
+    if h < 2 {
+        return vec![1.0; h * h];
+    }
+    let nbins = h / 2 + 1;
+    let mut gain: Vec<f64> = (0..nbins)
+        .map(|k| {
+            let f = if k == 0 { 1.0 } else { k as f64 / h as f64 };
+            // upstream computes the gain in the solver dtype (f32)
+            (f as f32).powf(-beta / 2.0) as f64
+        })
+        .collect();
+    gain[0] = gain[1];
+    let mut m = vec![0f32; h * h];
+    for s in 0..h {
+        for t in 0..h {
+            let mut acc = gain[0];
+            for (k, g) in gain.iter().enumerate().skip(1) {
+                let weight = if h % 2 == 0 && k == h / 2 { 1.0 } else { 2.0 };
+                let phase = 2.0 * std::f64::consts::PI * (k as f64) * ((t as f64) - (s as f64)) / h as f64;
+                acc += weight * g * phase.cos();
+            }
+            m[s * h + t] = (acc / h as f64) as f32;
+        }
+    }
+    m
+}
+
+fn entropy_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    // SplitMix64 finaliser over time and pid.
+    let mut z = (nanos as u64) ^ ((std::process::id() as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Planner {
+    /// Validates `config` and allocates every buffer for `batch` environments on `device`.
+    pub fn new(config: PlannerConfig, batch: usize, device: &Device) -> Result<Self> {
+        config.validate()?;
+        if batch == 0 {
+            return Err(Error::invalid_input("batch", "a planner needs at least one environment"));
+        }
+        let cuda = kernels::cuda(device)?;
+        let (n, k, h, da) =
+            (config.solver.num_samples(), config.solver.elites(), config.horizon, config.macro_action_dim());
+        let f32z = |shape: &[usize]| Tensor::zeros(shape, DType::F32, device);
+        let (white, colour) = match &config.solver {
+            SolverConfig::Icem(c) => (
+                Some(f32z(&[batch, n, da, h])?),
+                Some(Tensor::from_vec(colouring_matrix(h, c.noise_beta), (h, h), device)?),
+            ),
+            _ => (None, None),
+        };
+        let bounds = match &config.bounds {
+            Some(b) => {
+                let tile = |v: &[f32]| v.repeat(config.action_block);
+                Some((Tensor::new(tile(&b.low), device)?, Tensor::new(tile(&b.high), device)?))
+            }
+            None => None,
+        };
+        let fallback = config.fallback_action.as_ref().map(|f| Tensor::new(f.as_slice(), device)).transpose()?;
+        let seed = match config.sampling {
+            Sampling::Fixed { seed } | Sampling::Persistent { seed } => seed,
+            Sampling::Entropy => entropy_seed(),
+        };
+        let ctx = cuda.cuda_stream().context().clone();
+        let event = || ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver);
+        Ok(Self {
+            device: device.clone(),
+            batch,
+            seed,
+            mean: f32z(&[batch, h, da])?,
+            std: f32z(&[batch, h, da])?,
+            actions: f32z(&[batch, h, da])?,
+            warm: f32z(&[batch, h, da])?,
+            has_warm: false,
+            noise: f32z(&[batch, n, h, da])?,
+            white,
+            colour,
+            candidates: f32z(&[batch, n, h, da])?,
+            elite_index: Tensor::zeros((batch, k), DType::U32, device)?,
+            elite_cost: f32z(&[batch, k])?,
+            elites: f32z(&[batch, k, h, da])?,
+            cost: f32z(&[batch])?,
+            state: Tensor::zeros(2, DType::I64, device)?,
+            bounds,
+            fallback,
+            graph: None,
+            clock: IterationClock::default(),
+            events: [event()?, event()?, event()?],
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PlannerConfig {
+        &self.config
+    }
+
+    /// Environments planned together.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The Philox key in use (the configured seed, or the one drawn for [`Sampling::Entropy`]).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The learned GPU time of one iteration (after the first deadline-bounded plan).
+    pub fn iteration_estimate(&self) -> Option<Duration> {
+        self.clock.estimate
+    }
+
+    /// Forgets the warm start (e.g. after an episode reset).
+    pub fn reset(&mut self) {
+        self.has_warm = false;
+    }
+
+    /// Shape of one candidate batch (B, N, H, Da).
+    pub fn candidate_shape(&self) -> [usize; 4] {
+        [self.batch, self.config.solver.num_samples(), self.config.horizon, self.config.macro_action_dim()]
+    }
+
+    /// Plans: `n_steps` iterations (fewer under a deadline), returning the action sequence on the device.
+    pub fn plan<S: CandidateScorer + ?Sized>(&mut self, scorer: &mut S, options: &PlanOptions) -> Result<Plan<'_>> {
+        self.run(scorer, options, None, None)
+    }
+
+    /// Plans eagerly with injected noise, calling `observe` after every iteration (parity tests, debugging).
+    pub fn plan_observed<S: CandidateScorer + ?Sized>(
+        &mut self,
+        scorer: &mut S,
+        replay: Option<&NoiseReplay>,
+        observe: Observer<'_>,
+    ) -> Result<Plan<'_>> {
+        let options = PlanOptions { deadline: None, eager: true };
+        self.run(scorer, &options, replay, Some(observe))
+    }
+
+    fn update_rule(&self) -> (Update, bool, usize) {
+        match &self.config.solver {
+            SolverConfig::Cem(_) => (Update::Cem, false, 0),
+            SolverConfig::Mppi(c) => (Update::Mppi { temperature: c.temperature }, false, 0),
+            SolverConfig::Icem(c) => (Update::Icem { alpha: c.alpha }, false, c.n_elite_keep.min(c.topk)),
+        }
+    }
+
+    /// Draws (or copies) this iteration's noise into `noise`.
+    fn draw(&self, replay: Option<(&Tensor, usize)>) -> Result<()> {
+        let cuda = kernels::cuda(&self.device)?;
+        let target = self.white.as_ref().unwrap_or(&self.noise);
+        match replay {
+            Some((noise, i)) => target.slice_set(&noise.get(i)?.contiguous()?, 0, 0)?,
+            None => kernels::normal_noise(cuda, target, self.seed, &self.state)?,
+        }
+        if let (Some(white), Some(m)) = (&self.white, &self.colour) {
+            let h = self.config.horizon;
+            if h > 1 {
+                kernels::colour_noise(cuda, white, m, &self.noise, h, self.config.macro_action_dim())?;
+            } else {
+                // H = 1: white noise (upstream's intended branch; 0.1.1 raises instead, planners.md §5).
+                self.noise.slice_set(&white.reshape(self.noise.shape())?, 0, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One iteration: noise → candidates → costs → elites → distribution update.
+    fn iterate<S: CandidateScorer + ?Sized>(&self, scorer: &mut S, replay: Option<(&Tensor, usize)>) -> Result<Tensor> {
+        let cuda = kernels::cuda(&self.device)?;
+        self.draw(replay)?;
+        let carry = matches!(self.config.solver, SolverConfig::Icem(_));
+        Compose {
+            eps: &self.noise,
+            mean: &self.mean,
+            std: &self.std,
+            prev: carry.then_some((&self.elites, self.elites.dim(1)?)),
+            state: &self.state,
+            bounds: self.bounds.as_ref().map(|(l, h)| (l, h)),
+            out: &self.candidates,
+        }
+        .launch(cuda)?;
+        let costs = scorer.score(&self.candidates)?;
+        let expected = [self.batch, self.config.solver.num_samples()];
+        if costs.dims() != expected || costs.dtype() != DType::F32 {
+            return Err(Error::invalid_input(
+                "scorer",
+                format!("returned {:?} {:?} costs, the planner needs {expected:?} f32", costs.dims(), costs.dtype()),
+            ));
+        }
+        let costs = costs.contiguous()?;
+        let k = self.elite_index.dim(1)?;
+        kernels::topk(cuda, &costs, k, &self.elite_index, &self.elite_cost)?;
+        let (rule, report_best, keep_next) = self.update_rule();
+        EliteUpdate {
+            candidates: &self.candidates,
+            index: &self.elite_index,
+            value: &self.elite_cost,
+            mean: &self.mean,
+            std: &self.std,
+            elites: &self.elites,
+            cost: &self.cost,
+            state: &self.state,
+            rule,
+            report_best,
+            keep_next,
+        }
+        .launch(cuda)?;
+        Ok(costs)
+    }
+
+    /// Captures one iteration into a CUDA graph when none is current for this scorer.
+    fn ensure_graph<S: CandidateScorer + ?Sized>(&mut self, scorer: &mut S) -> Result<()> {
+        let revision = scorer.revision();
+        if self.graph.as_ref().is_some_and(|g| g.revision == revision) {
+            return Ok(());
+        }
+        self.graph = None;
+        // Capturing runs one iteration eagerly (warm-up): keep the draw counter so that graph and eager runs
+        // consume the same noise stream; the distribution is re-initialised by `plan` anyway.
+        let saved = self.state.copy()?;
+        let graph = CapturedGraph::capture(&self.device, || self.iterate(scorer, None).map(drop))?;
+        self.state.slice_set(&saved, 0, 0)?;
+        self.graph = Some(IterationGraph { revision, graph });
+        Ok(())
+    }
+
+    fn run<S: CandidateScorer + ?Sized>(
+        &mut self,
+        scorer: &mut S,
+        options: &PlanOptions,
+        replay: Option<&NoiseReplay>,
+        mut observe: Option<Observer<'_>>,
+    ) -> Result<Plan<'_>> {
+        let n_steps = self.config.solver.n_steps();
+        if let Some(r) = replay {
+            let [b, n, h, da] = self.candidate_shape();
+            let per_step = if self.white.is_some() { [b, n, da, h] } else { [b, n, h, da] };
+            let expected = [&[n_steps][..], &per_step[..]].concat();
+            if r.noise.dims() != expected.as_slice() {
+                return Err(Error::invalid_input(
+                    "noise",
+                    format!("expected {expected:?} for {} iterations, got {:?}", n_steps, r.noise.dims()),
+                ));
+            }
+        }
+        let use_graph = !options.eager && replay.is_none() && observe.is_none();
+        if use_graph {
+            self.ensure_graph(scorer)?;
+        }
+        let cuda = kernels::cuda(&self.device)?;
+        // Distribution: warm-start tail shifted by the executed steps (zeros after it), std = var_scale.
+        let warm_started = self.config.warm_start && self.has_warm;
+        InitDistribution {
+            mean: &self.mean,
+            std: &self.std,
+            warm: warm_started.then_some(&self.warm),
+            shift: self.config.receding(),
+            var_scale: self.config.solver.var_scale(),
+            state: &self.state,
+            reset_draw: matches!(self.config.sampling, Sampling::Fixed { .. }),
+        }
+        .launch(cuda)?;
+
+        let mut iterations = 0;
+        let replay_noise = replay.map(|r| &r.noise);
+        if let Some(deadline) = options.deadline {
+            iterations = self.run_until(scorer, deadline, use_graph)?;
+        } else {
+            for i in 0..n_steps {
+                match (&self.graph, use_graph) {
+                    (Some(g), true) => g.graph.launch()?,
+                    _ => {
+                        let costs = self.iterate(scorer, replay_noise.map(|n| (n, i)))?;
+                        if let Some(observe) = observe.as_mut() {
+                            observe(&IterationState {
+                                iteration: i,
+                                candidates: &self.candidates,
+                                costs: &costs,
+                                elite_index: &self.elite_index,
+                                elite_cost: &self.elite_cost,
+                                mean: &self.mean,
+                                std: &self.std,
+                            })?;
+                        }
+                    }
+                }
+                iterations += 1;
+            }
+        }
+
+        let source = if iterations == n_steps {
+            PlanSource::Solved
+        } else if iterations > 0 {
+            PlanSource::Truncated { iterations }
+        } else if warm_started {
+            PlanSource::WarmStart
+        } else if self.fallback.is_some() {
+            PlanSource::Fallback
+        } else {
+            PlanSource::Prior
+        };
+        let return_best = matches!(&self.config.solver, SolverConfig::Icem(c) if !c.return_mean);
+        match (&source, &self.fallback) {
+            (PlanSource::Fallback, Some(f)) => self.actions.slice_set(
+                &f.reshape((1, 1, ()))?.broadcast_as(self.actions.shape())?.contiguous()?,
+                0,
+                0,
+            )?,
+            _ if return_best && iterations > 0 => {
+                self.actions.slice_set(&self.elites.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?, 0, 0)?
+            }
+            _ => self.actions.slice_set(&self.mean, 0, 0)?,
+        }
+        if iterations == 0 {
+            self.cost.slice_set(&Tensor::full(f32::NAN, self.batch, &self.device)?, 0, 0)?;
+        }
+        if self.config.warm_start {
+            self.warm.slice_set(&self.actions, 0, 0)?;
+            self.has_warm = true;
+        }
+        Ok(Plan {
+            actions: &self.actions,
+            cost: &self.cost,
+            source,
+            iterations,
+            receding: self.config.receding(),
+            action_block: self.config.action_block,
+        })
+    }
+
+    /// Issues iterations while each is predicted to finish on the GPU before `deadline`, keeping at most two in
+    /// flight so that the host sees the GPU's progress; returns the number of completed iterations.
+    fn run_until<S: CandidateScorer + ?Sized>(
+        &mut self,
+        scorer: &mut S,
+        deadline: Instant,
+        use_graph: bool,
+    ) -> Result<usize> {
+        let n_steps = self.config.solver.n_steps();
+        let stream = kernels::cuda(&self.device)?.cuda_stream();
+        // events[2] marks the start; events[i % 2] the end of iteration i.
+        self.events[2].record(&stream).map_err(driver)?;
+        let mut issued = 0usize;
+        while issued < n_steps {
+            if issued >= 2 {
+                // Wait for iteration issued − 2, then learn from it.
+                let done = issued - 2;
+                self.events[done % 2].synchronize().map_err(driver)?;
+                let before = if done == 0 { &self.events[2] } else { &self.events[(done - 1) % 2] };
+                let ms = before.elapsed_ms(&self.events[done % 2]).map_err(driver)?;
+                self.clock.observe(Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
+            } else if issued == 1 && self.clock.estimate.is_none() {
+                // First ever deadline-bounded plan: time iteration 0 before issuing more.
+                self.events[0].synchronize().map_err(driver)?;
+                let ms = self.events[2].elapsed_ms(&self.events[0]).map_err(driver)?;
+                self.clock.observe(Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
+            }
+            let in_flight = if issued == 0 { 0 } else { 1 };
+            let per_iteration = self.clock.estimate.unwrap_or_default();
+            if Instant::now() + per_iteration * (in_flight + 1) > deadline {
+                break;
+            }
+            match (&self.graph, use_graph) {
+                (Some(g), true) => g.graph.launch()?,
+                _ => drop(self.iterate(scorer, None)?),
+            }
+            self.events[issued % 2].record(&stream).map_err(driver)?;
+            issued += 1;
+        }
+        // Let the issued iterations finish: the result is their state.
+        if issued > 0 {
+            self.events[(issued - 1) % 2].synchronize().map_err(driver)?;
+        }
+        Ok(issued)
+    }
+}

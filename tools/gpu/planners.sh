@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One GPU-host session for the planners: export planner fixtures with the official solvers, run the packed GPU
+# tests (which read them), `swm parity planner`, decision parity over many starts, and the planner benchmark of
+# swm and the official solvers side by side. Needs (carried): .gpu/ from shared/gpu/bundle.sh --bins and .whl/
+# from shared/gpu/python-wheels.sh. Writes logs, JSON rows and the exported fixtures under $OUT.
+# COMPILE=1 adds the official CEM row with torch.compile + TF32 (minutes of compilation).
+set -uo pipefail
+out=${OUT:-/tmp/out}; mkdir -p "$out/lewm-tiny"
+log=$out/log.txt
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  || { echo "wheel install failed" | tee -a "$log"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD/tools PYTHONUNBUFFERED=1
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
+echo "== export planner fixtures (official stable-worldmodel 0.1.1 solvers)" | tee -a "$log"
+python3 -m swm_tools.export_planner --fixture tests/fixtures/lewm-tiny 2>&1 | grep -v "solve time" | tee -a "$log"
+cp tests/fixtures/lewm-tiny/planner_*.npz "$out/lewm-tiny/" 2>/dev/null
+echo "== gpu tests" | tee -a "$log"
+bash .gpu/run.sh 2>&1 | tail -n ${TEST_TAIL:-60} | tee -a "$log"
+echo "== swm parity planner (tiny LeWM fixture, official noise replayed)" | tee -a "$log"
+bash .gpu/run.sh exec swm parity planner --fixture tests/fixtures/lewm-tiny 2>&1 | tee -a "$log"
+if [ "${DECISION:-1}" = 1 ]; then
+  echo "== decision parity: official CEM vs swm CEM, PushT-sized LeWM, ${STARTS:-20} starts" | tee -a "$log"
+  python3 -m swm_tools.decision_parity --config tools/configs/lewm-pusht.json --out /tmp/decision \
+    --starts ${STARTS:-20} 2>&1 | grep -v "solve time" | tee -a "$log"
+  bash .gpu/run.sh exec swm parity decision --dir /tmp/decision --json "$out/decision.json" 2>&1 | tee -a "$log"
+fi
+echo "== bench: official solvers then swm planners, same GPU" | tee -a "$log"
+python3 -m swm_tools.bench_planner --config tools/configs/lewm-pusht.json --iters ${ITERS:-10} \
+  $([ "${COMPILE:-0}" = 1 ] && echo --compile) --json "$out/bench-planner-official.json" 2>&1 | tee -a "$log"
+bash .gpu/run.sh exec swm bench plan --iters ${ITERS:-10} --json "$out/bench-planner-swm.json" 2>&1 | tee -a "$log"
+bash .gpu/run.sh exec swm bench lewm --iters 50 --json "$out/bench-swm.json" 2>&1 | tee -a "$log"
+echo "== done" | tee -a "$log"
