@@ -217,3 +217,32 @@ fn fused_linear_epilogues_match_unfused_candle_ops() {
     let want = (&r + linear.forward(&x).unwrap()).unwrap();
     assert!(max_abs_diff(&linear_residual(&linear, &x, &r).unwrap(), &want) < 1e-5);
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn fused_rollout_matches_the_reference_predictor() {
+    let (_gpu, device) = gpu();
+    // The tiny demo model and the PushT-sized one (16 heads of 64, inner 1024 ≠ width 192, mlp 2048).
+    let pusht = demo::pusht_config();
+    let models = [
+        demo_model(&device),
+        Arc::new(LeWm::from_state_dict(&pusht, &demo::random_state_dict(&pusht, 9).unwrap(), &device).unwrap()),
+    ];
+    for model in models {
+        let d = model.embed_dim();
+        // (context frames, steps, window): growing windows use the QKV cache, sliding ones recompute.
+        for (h, steps, hs) in [(1usize, 5usize, 3usize), (2, 4, 3), (3, 2, 3), (1, 4, 2), (1, 1, 3)] {
+            let context = Tensor::randn(0f32, 1., (7, h, d), &device).unwrap();
+            let actions = Tensor::randn(0f32, 1., (7, h + steps - 1, model.action_dim()), &device).unwrap();
+            let paired = model.embed_actions(&actions).unwrap();
+            let fused = model.rollout_embeddings(&context, &paired, steps, hs, true).unwrap();
+            let reference = model.rollout_embeddings_reference(&context, &paired, steps, hs).unwrap();
+            assert_eq!(fused.dims(), reference.dims());
+            let scale =
+                reference.abs().unwrap().max_keepdim(0).unwrap().max_keepdim(1).unwrap().max_keepdim(2).unwrap();
+            let scale = scale.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0].max(1.0);
+            let err = max_abs_diff(&fused, &reference);
+            assert!(err <= 2e-5 * scale, "width {d}, H {h}, {steps} steps, window {hs}: max abs {err} (scale {scale})");
+        }
+    }
+}

@@ -266,6 +266,9 @@ enum BenchFamily {
         /// Candidates for the scoring row.
         #[arg(long, default_value_t = 300)]
         samples: usize,
+        /// Untimed runs before each row.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
         /// Candidate steps for the scoring row.
         #[arg(long, default_value_t = 5)]
         horizon: usize,
@@ -376,8 +379,8 @@ fn run(command: Command) -> swm::Result<ExitCode> {
             }
             Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Bench { family: BenchFamily::Lewm { path, iters, samples, horizon, json, gpu } } => {
-            let rows = bench_lewm(path.as_deref(), iters, samples, horizon, gpu)?;
+        Command::Bench { family: BenchFamily::Lewm { path, iters, samples, warmup, horizon, json, gpu } } => {
+            let rows = bench_lewm(path.as_deref(), iters, warmup, samples, horizon, gpu)?;
             if let Some(path) = json {
                 write_json(&path, &rows)?;
             }
@@ -524,6 +527,7 @@ fn score(path: Option<&Path>, samples: usize, horizon: usize, gpu: usize) -> swm
 fn bench_lewm(
     path: Option<&Path>,
     iters: usize,
+    warmup: usize,
     samples: usize,
     horizon: usize,
     gpu: usize,
@@ -539,23 +543,27 @@ fn bench_lewm(
     let frame = random_frames(&model, 1)?;
     let side = model.config().encoder.image_size;
     let mut rows = Vec::new();
-    rows.push(bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32"), 10, iters, || {
+    rows.push(bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32"), warmup, iters, || {
         model.encode(&frame).map(drop)
     })?);
     let encoder = GraphedEncoder::new(&model, 1, 1)?;
-    rows.push(bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32, CUDA graph"), 10, iters, || {
+    rows.push(bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32, CUDA graph"), warmup, iters, || {
         encoder.encode(&frame).map(drop)
     })?);
     let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
     session.set_observation(&frame)?;
     session.set_goal(&random_frames(&model, 1)?)?;
     let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
-    rows.push(bench::time(&device, &format!("lewm score {samples}x H{horizon} fp32"), 10, iters, || {
+    rows.push(bench::time(&device, &format!("lewm score {samples}x H{horizon} fp32"), warmup, iters, || {
         session.score(&candidates).map(drop)
     })?);
-    rows.push(bench::time(&device, &format!("lewm score {samples}x H{horizon} fp32, CUDA graph"), 10, iters, || {
-        session.score_graphed(&candidates).map(drop)
-    })?);
+    rows.push(bench::time(
+        &device,
+        &format!("lewm score {samples}x H{horizon} fp32, CUDA graph"),
+        warmup,
+        iters,
+        || session.score_graphed(&candidates).map(drop),
+    )?);
     for row in &rows {
         println!("{row}");
     }
@@ -642,5 +650,16 @@ fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<
         println!("{row}");
         rows.push(row);
     }
+    // For comparison with upstream's speed knob (torch.compile + TF32): the same CEM with TF32 GEMMs.
+    candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    let mut planner =
+        Planner::new(PlannerConfig::new(SolverConfig::Cem(Default::default()), horizon, a_env, block), 1, &device)?;
+    let options = PlanOptions::default();
+    let row = bench::time(&device, &format!("lewm cem 300x30 H{horizon} TF32 GEMMs, CUDA graph"), 2, iters, || {
+        planner.plan(&mut session, &options).map(drop)
+    })?;
+    candle_core::cuda::set_gemm_reduced_precision_f32(false);
+    println!("{row}");
+    rows.push(row);
     Ok(rows)
 }

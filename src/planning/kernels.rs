@@ -4,50 +4,13 @@
 //! read and write them through their device addresses on Candle's stream, so the work is ordered with the
 //! scorer's Candle ops and can be captured into a CUDA graph.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CudaDevice, DType, Device, Storage, Tensor};
-use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use candle_core::{CudaDevice, Tensor};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kernels;
-
-/// The CUDA device of `device`, or a typed error.
-pub(crate) fn cuda(device: &Device) -> Result<&CudaDevice> {
-    match device {
-        Device::Cuda(d) => Ok(d),
-        _ => Err(Error::invalid_input("device", "planners run on a CUDA device")),
-    }
-}
-
-/// Device address of the first element of a contiguous CUDA tensor.
-///
-/// The address stays valid while `t` (or a clone sharing its storage) is alive; callers keep the tensor alive
-/// for as long as work using the address may run (the planner owns its buffers).
-pub(crate) fn address(t: &Tensor) -> Result<u64> {
-    let (storage, layout) = t.storage_and_layout();
-    if !layout.is_contiguous() {
-        return Err(Error::invalid_input("tensor", format!("expected a contiguous tensor, got {:?}", layout.dims())));
-    }
-    let Storage::Cuda(s) = &*storage else {
-        return Err(Error::invalid_input("tensor", "expected a CUDA tensor"));
-    };
-    let stream = s.device().cuda_stream();
-    let (base, size) = match t.dtype() {
-        DType::F32 => (s.as_cuda_slice::<f32>()?.device_ptr(&stream).0, 4),
-        DType::U32 => (s.as_cuda_slice::<u32>()?.device_ptr(&stream).0, 4),
-        DType::I64 => (s.as_cuda_slice::<i64>()?.device_ptr(&stream).0, 8),
-        other => return Err(Error::invalid_input("tensor", format!("unsupported dtype {other:?}"))),
-    };
-    Ok(base + (layout.start_offset() * size) as u64)
-}
-
-fn grid(elements: usize) -> LaunchConfig {
-    LaunchConfig::for_num_elems(elements.clamp(1, 1 << 30) as u32)
-}
-
-fn launched(r: std::result::Result<(), cudarc::driver::DriverError>) -> Result<()> {
-    r.map_err(|e| Error::from(candle_core::Error::Cuda(Box::new(e))))
-}
+pub(crate) use crate::ops::launch::cuda;
+use crate::ops::launch::{address, grid, launched};
 
 /// Fills `out` (f32, n elements) with N(0, 1) noise for draw `state[0]` under key `seed`, then advances the draw.
 pub(crate) fn normal_noise(dev: &CudaDevice, out: &Tensor, seed: u64, state: &Tensor) -> Result<()> {
@@ -58,14 +21,12 @@ pub(crate) fn normal_noise(dev: &CudaDevice, out: &Tensor, seed: u64, state: &Te
     b.arg(&out_ptr).arg(&n).arg(&seed).arg(&state_ptr);
     // SAFETY: argument list = philox_normal_f32(float*, long long, unsigned long long, const long long*); `out`
     // holds n f32 and `state` at least one i64, both owned by the caller for the duration of the work.
-    launched(unsafe { b.launch(grid(out.elem_count().div_ceil(4))) }.map(drop))?;
+    launched(unsafe { b.launch(grid(out.elem_count().div_ceil(4))) })?;
     let advance = dev.get_or_load_custom_func("advance_draw", "swm_noise", kernels::NOISE)?;
     let mut b = advance.builder();
     b.arg(&state_ptr);
     // SAFETY: advance_draw(long long*) bumps state[0] with one thread.
-    launched(
-        unsafe { b.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 }) }.map(drop),
-    )
+    launched(unsafe { b.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 }) })
 }
 
 /// iCEM colouring: `white` (rows, H) → `out` (B, N, H, Da) through the (H, H) matrix `m`.
@@ -85,7 +46,7 @@ pub(crate) fn colour_noise(
     b.arg(&w).arg(&mm).arg(&o).arg(&rows).arg(&h32).arg(&da32);
     // SAFETY: colour_noise_f32(const float*, const float*, float*, long long, int, int); white and out hold
     // rows·H f32, m holds H·H, H ≤ 64 (checked by the config).
-    launched(unsafe { b.launch(grid(rows as usize)) }.map(drop))
+    launched(unsafe { b.launch(grid(rows as usize)) })
 }
 
 /// The k lowest costs of each row of `cost` (rows, n), ascending, into `index` (u32) and `value`.
@@ -103,7 +64,7 @@ pub(crate) fn topk(dev: &CudaDevice, cost: &Tensor, k: usize, index: &Tensor, va
     };
     // SAFETY: topk_rows_f32(const float*, int, int, int*, float*); cost holds rows·n f32 (n ≤ 4096, checked by the
     // config), index and value rows·k.
-    launched(unsafe { b.launch(cfg) }.map(drop))
+    launched(unsafe { b.launch(cfg) })
 }
 
 /// Distribution reset at the start of a plan (see `kernels/planner.cu`): mean[b, t] = warm[b, t + shift] (0 past
@@ -132,7 +93,7 @@ impl InitDistribution<'_> {
         lb.arg(&st).arg(&reset);
         // SAFETY: init_distribution_f32(float*, float*, const float*, long long, int, int, int, float, long long*,
         // int); mean, std and warm (or null) hold B·H·Da f32, state 2 i64.
-        launched(unsafe { lb.launch(grid(b * da)) }.map(drop))
+        launched(unsafe { lb.launch(grid(b * da)) })
     }
 }
 
@@ -171,7 +132,7 @@ impl Compose<'_> {
         // SAFETY: compose_candidates_f32(const float* eps, mean, std, prev, int prev_k, const long long* state,
         // const float* low, high, float* out, long long b, n, int j, da); eps/out hold B·N·J f32, mean/std B·J,
         // prev B·prev_k·J (or null), low/high Da (or null), state 2 i64.
-        launched(unsafe { lb.launch(grid(b * n * j)) }.map(drop))
+        launched(unsafe { lb.launch(grid(b * n * j)) })
     }
 }
 
@@ -226,6 +187,6 @@ impl EliteUpdate<'_> {
         // SAFETY: update_from_elites_f32(const float* cand, const int* index, const float* value, float* mean, std,
         // elites, cost, long long* state, long long b, n, int k, j, mode, float alpha, temperature, int report_best,
         // long long keep_next); cand holds B·N·J f32, index/value B·K, mean/std B·J, elites B·K·J, cost B, state 2.
-        launched(unsafe { lb.launch(grid(b * j)) }.map(drop))
+        launched(unsafe { lb.launch(grid(b * j)) })
     }
 }

@@ -5,7 +5,7 @@
 # from shared/gpu/python-wheels.sh. Writes logs, JSON rows and the exported fixtures under $OUT.
 # COMPILE=1 adds the official CEM row with torch.compile + TF32 (minutes of compilation).
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out/lewm-tiny"
+out=${OUT:-/tmp/out}; mkdir -p "$out"
 log=$out/log.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheel install failed" | tee -a "$log"; exit 1; }
@@ -14,7 +14,7 @@ export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/nvidia/lib64:/usr/lib/x
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
 echo "== export planner fixtures (official stable-worldmodel 0.1.1 solvers)" | tee -a "$log"
 python3 -m swm_tools.export_planner --fixture tests/fixtures/lewm-tiny 2>&1 | grep -v "solve time" | tee -a "$log"
-cp tests/fixtures/lewm-tiny/planner_*.npz "$out/lewm-tiny/" 2>/dev/null
+[ "${FIXTURES_OUT:-1}" = 1 ] && tar czf "$out/planner-fixtures.tgz" tests/fixtures/lewm-tiny/planner_*.npz
 echo "== gpu tests" | tee -a "$log"
 bash .gpu/run.sh 2>&1 | tail -n ${TEST_TAIL:-60} | tee -a "$log"
 echo "== swm parity planner (tiny LeWM fixture, official noise replayed)" | tee -a "$log"
@@ -26,8 +26,16 @@ if [ "${DECISION:-1}" = 1 ]; then
   bash .gpu/run.sh exec swm parity decision --dir /tmp/decision --json "$out/decision.json" 2>&1 | tee -a "$log"
 fi
 echo "== bench: official solvers then swm planners, same GPU" | tee -a "$log"
-python3 -m swm_tools.bench_planner --config tools/configs/lewm-pusht.json --iters ${ITERS:-10} \
-  $([ "${COMPILE:-0}" = 1 ] && echo --compile) --json "$out/bench-planner-official.json" 2>&1 | tee -a "$log"
+if [ "${OFFICIAL:-1}" = 1 ]; then
+  python3 -m swm_tools.bench_planner --config tools/configs/lewm-pusht.json --iters ${ITERS:-10} \
+    $([ "${COMPILE:-0}" = 1 ] && echo --compile) --json "$out/bench-planner-official.json" 2>&1 | tee -a "$log"
+fi
 bash .gpu/run.sh exec swm bench plan --iters ${ITERS:-10} --json "$out/bench-planner-swm.json" 2>&1 | tee -a "$log"
 bash .gpu/run.sh exec swm bench lewm --iters 50 --json "$out/bench-swm.json" 2>&1 | tee -a "$log"
+if [ "${LEWM_PARITY:-1}" = 1 ]; then
+  echo "== swm parity lewm (PushT-sized, S=300, H=1, Ttot=5)" | tee -a "$log"
+  python3 -m swm_tools.export_lewm --config tools/configs/lewm-pusht.json --out /tmp/lewm-pusht \
+    --context 1 --steps 5 --samples 300 --seed 1 2>&1 | tail -1 | tee -a "$log"
+  bash .gpu/run.sh exec swm parity lewm --fixture /tmp/lewm-pusht 2>&1 | tee -a "$log"
+fi
 echo "== done" | tee -a "$log"

@@ -180,6 +180,45 @@ impl LeWm {
                 format!("{l} action blocks cannot drive {steps} predictions from {h} context frames"),
             ));
         }
+        // The AdaLN vectors of every (candidate, action block, predictor block), once for all steps.
+        let table = self.predictor.modulation_table(paired)?.contiguous()?;
+        // While the window grows (it starts at frame 0), earlier positions are reused from a QKV cache and only
+        // the newest frame goes through the predictor; once it slides, whole windows are recomputed.
+        let mut cache = if h < history_size && steps > 1 {
+            Some(self.predictor.window_cache(context.dim(0)?, &self.device)?)
+        } else {
+            None
+        };
+        let mut frames: Vec<Tensor> = (0..h).map(|i| context.narrow(1, i, 1)).collect::<candle_core::Result<_>>()?;
+        for t in 0..steps {
+            let end = h + t;
+            let lo = end.saturating_sub(history_size);
+            let cached = cache.as_ref().map_or(0, |c| c.len());
+            let last = if lo == 0 && cached > 0 {
+                self.predictor.forward_window_last(&frames[end - 1], &table, 0, end - 1, cache.as_mut())?
+            } else {
+                let window = Tensor::cat(&frames[lo..end], 1)?;
+                let keep = if lo == 0 { cache.as_mut() } else { None };
+                self.predictor.forward_window_last(&window, &table, lo, 0, keep)?
+            };
+            frames.push(self.project_prediction(&last)?.unsqueeze(1)?);
+        }
+        if keep_all {
+            Ok(Tensor::cat(&frames, 1)?)
+        } else {
+            Ok(frames[frames.len() - 1].squeeze(1)?)
+        }
+    }
+
+    /// The reference (unfused) rollout: the predictor's full forward per window, for tests of the fused path.
+    pub fn rollout_embeddings_reference(
+        &self,
+        context: &Tensor,
+        paired: &Tensor,
+        steps: usize,
+        history_size: usize,
+    ) -> Result<Tensor> {
+        let h = context.dim(1)?;
         let mut frames: Vec<Tensor> = (0..h).map(|i| context.narrow(1, i, 1)).collect::<candle_core::Result<_>>()?;
         for t in 0..steps {
             let end = h + t;
@@ -187,15 +226,10 @@ impl LeWm {
             let window = Tensor::cat(&frames[lo..end], 1)?;
             let actions = paired.narrow(1, lo, end - lo)?;
             let out = self.predictor.forward(&window, &actions)?;
-            // Only the last position is kept: project just that row.
             let last = out.narrow(1, end - lo - 1, 1)?;
             frames.push(self.project_prediction(&last)?);
         }
-        if keep_all {
-            Ok(Tensor::cat(&frames, 1)?)
-        } else {
-            Ok(frames[frames.len() - 1].squeeze(1)?)
-        }
+        Ok(Tensor::cat(&frames, 1)?)
     }
 
     /// Goal cost: Σ_d (pred[b, s, d] − goal[b, d])² for `pred` (B, S, D) and `goal` (B, D) -> (B, S).

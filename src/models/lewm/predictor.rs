@@ -5,6 +5,8 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::config::PredictorConfig;
+use crate::ops::bias_act::linear_gelu;
+use crate::ops::predictor::{adaln_double_norm, gate_residual, window_attention, ModulationTable};
 
 const BLOCK_NORM_EPS: f64 = 1e-6;
 const NORM_EPS: f64 = 1e-5;
@@ -111,6 +113,61 @@ impl ConditionalBlock {
         })
     }
 
+    /// The fused forward of the new tokens of a rollout window (see [`Predictor::forward_window_last`]):
+    /// `x` (N·q, W) holds positions `first..first + q`; their QKV projections are appended to `cache` (N, cap,
+    /// 3·inner) at `first` when given (else `first` must be 0). With `last_only`, only the window's last position
+    /// is carried past the attention: the output is (N, W), else (N·q, W).
+    fn forward_fused(
+        &self,
+        x: &Tensor,
+        step: &WindowStep<'_>,
+        cache: Option<&Tensor>,
+        offset: usize,
+        last_only: bool,
+    ) -> crate::Result<Tensor> {
+        let (rows, width) = x.dims2()?;
+        let (first, q) = (step.first, step.new);
+        let n = rows / q;
+        let norm_params = |norm: &LayerNorm| -> crate::Result<(Tensor, Tensor)> {
+            let beta = norm.bias().ok_or_else(|| crate::Error::invalid_input("predictor", "LayerNorm without bias"))?;
+            Ok((norm.weight().clone(), beta.clone()))
+        };
+        let (eps_plain, eps) = (BLOCK_NORM_EPS as f32, NORM_EPS as f32);
+        let rows_of =
+            |first: usize, count: usize| ModulationTable { table: step.table, lo: step.lo + first, window: count };
+        let (g, b) = norm_params(&self.attn.norm)?;
+        let u = adaln_double_norm(x, rows_of(first, q), offset, offset + width, &g, &b, eps_plain, eps)?;
+        let qkv = u.matmul(&self.attn.to_qkv.weight().t()?)?;
+        let inner = qkv.dim(1)? / 3;
+        let qkv = qkv.reshape((n, q, 3 * inner))?;
+        let buffer = match cache {
+            Some(c) => {
+                c.slice_set(&qkv, 1, first)?;
+                c.clone()
+            }
+            None => qkv,
+        };
+        let valid = first + q;
+        let q_start = if last_only { valid - 1 } else { first };
+        let ctx = window_attention(&buffer, valid, q_start, self.attn.heads, self.attn.dim_head)?;
+        let (x, first, q) = if last_only && q > 1 {
+            (x.reshape((n, q, width))?.narrow(1, q - 1, 1)?.contiguous()?.reshape((n, width))?, valid - 1, 1)
+        } else {
+            (x.clone(), first, q)
+        };
+        let (y, bias) = match &self.attn.to_out {
+            Some(out) => (ctx.matmul(&out.weight().t()?)?, out.bias()),
+            None => (ctx, None),
+        };
+        let x = gate_residual(&y, bias, rows_of(first, q), offset + 2 * width, &x)?;
+        let (g, b) = norm_params(&self.mlp.norm)?;
+        let u =
+            adaln_double_norm(&x, rows_of(first, q), offset + 3 * width, offset + 4 * width, &g, &b, eps_plain, eps)?;
+        let h = linear_gelu(&self.mlp.fc1, &u)?;
+        let y = h.matmul(&self.mlp.fc2.weight().t()?)?;
+        gate_residual(&y, self.mlp.fc2.bias(), rows_of(first, q), offset + 5 * width, &x)
+    }
+
     fn forward(&self, x: &Tensor, cond: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let m = self.modulation.forward(&candle_nn::ops::silu(cond)?)?;
         let parts = m.chunk(6, D::Minus1)?;
@@ -121,6 +178,35 @@ impl ConditionalBlock {
         let x = (x + gate1.mul(&self.attn.forward(&u, mask)?)?)?;
         let u = (self.plain_norm.forward(&x)?.mul(scale2)? + shift2)?;
         &x + gate2.mul(&self.mlp.forward(&u)?)?
+    }
+}
+
+/// Where the new tokens of a rollout window sit: window start `lo` (the first action block it pairs with, a row
+/// of `table`), and positions `first..first + new` inside the window.
+struct WindowStep<'a> {
+    table: &'a Tensor,
+    lo: usize,
+    first: usize,
+    new: usize,
+}
+
+/// Per-block QKV projections of a window that grows by one frame per rollout step (while it has not started
+/// sliding, positions keep their embeddings and causal attention lets earlier positions be reused).
+#[derive(Debug)]
+pub struct WindowCache {
+    qkv: Vec<Tensor>,
+    len: usize,
+}
+
+impl WindowCache {
+    /// Positions cached so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -135,6 +221,8 @@ pub struct Predictor {
     norm: LayerNorm,
     /// Causal masks for window lengths 1..=num_frames, built once.
     masks: Vec<Tensor>,
+    /// Every block's AdaLN modulation Linear stacked along the output dim: (depth·6·W, W).
+    modulation_all: Linear,
     num_frames: usize,
 }
 
@@ -160,7 +248,11 @@ impl Predictor {
                 Tensor::from_vec(values, (t, t), &device)?.to_dtype(vb.dtype())
             })
             .collect::<Result<Vec<_>>>()?;
+        let weights = blocks.iter().map(|b| b.modulation.weight().clone()).collect::<Vec<_>>();
+        let biases = blocks.iter().filter_map(|b| b.modulation.bias().cloned()).collect::<Vec<_>>();
+        let modulation_all = Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?));
         Ok(Self {
+            modulation_all,
             pos_embedding: vb.get((1, cfg.num_frames, d), "pos_embedding")?,
             input_proj,
             cond_proj,
@@ -175,6 +267,71 @@ impl Predictor {
     /// Window length the positional table supports.
     pub fn num_frames(&self) -> usize {
         self.num_frames
+    }
+
+    /// The AdaLN vectors of every block for every action embedding, computed once per scoring call:
+    /// `act_emb` (N, L, D) → (N, L, depth·6·W), block j's six chunks of W at column 6·W·j
+    /// (shift, 1 + scale, gate for attention, then for the feed-forward).
+    pub fn modulation_table(&self, act_emb: &Tensor) -> Result<Tensor> {
+        let c = match &self.cond_proj {
+            Some(cp) => cp.forward(act_emb)?,
+            None => act_emb.clone(),
+        };
+        self.modulation_all.forward(&candle_nn::ops::silu(&c)?)
+    }
+
+    /// An empty [`WindowCache`] for `n` candidates.
+    pub fn window_cache(&self, n: usize, device: &candle_core::Device) -> Result<WindowCache> {
+        let inner = self.blocks.first().map(|b| b.attn.heads * b.attn.dim_head).unwrap_or(0);
+        let qkv = (0..self.blocks.len())
+            .map(|_| Tensor::zeros((n, self.num_frames, 3 * inner), candle_core::DType::F32, device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(WindowCache { qkv, len: 0 })
+    }
+
+    /// The fused forward of one rollout window, returning only its last position (N, Dout).
+    ///
+    /// `emb` (N, q, D) holds window positions `first..first + q`, paired with rows `lo + first..` of `table`
+    /// (from [`Predictor::modulation_table`]). With `first = 0` it is the whole window; with `first > 0` the
+    /// earlier positions come from `cache` (which must hold exactly `first`). A given cache is extended.
+    pub fn forward_window_last(
+        &self,
+        emb: &Tensor,
+        table: &Tensor,
+        lo: usize,
+        first: usize,
+        mut cache: Option<&mut WindowCache>,
+    ) -> crate::Result<Tensor> {
+        let (n, q, _) = emb.dims3()?;
+        if q == 0 || first + q > self.num_frames {
+            return Err(crate::Error::invalid_input(
+                "window",
+                format!("positions {first}..{}; the predictor supports windows of 1..={}", first + q, self.num_frames),
+            ));
+        }
+        if cache.as_ref().map_or(first != 0, |c| c.len != first) {
+            return Err(crate::Error::invalid_input("window", format!("position {first} needs a cache of {first}")));
+        }
+        let mut x = emb.broadcast_add(&self.pos_embedding.narrow(1, first, q)?)?;
+        if let Some(ip) = &self.input_proj {
+            x = ip.forward(&x)?;
+        }
+        let width = x.dim(2)?;
+        let mut x = x.contiguous()?.reshape((n * q, width))?;
+        let step = WindowStep { table, lo, first, new: q };
+        let depth = self.blocks.len();
+        for (j, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_ref().map(|c| &c.qkv[j]);
+            x = block.forward_fused(&x, &step, slot, 6 * width * j, j + 1 == depth)?;
+        }
+        if let Some(c) = cache.as_mut() {
+            c.len = first + q;
+        }
+        let last = self.norm.forward(&x)?;
+        Ok(match &self.output_proj {
+            Some(p) => p.forward(&last)?,
+            None => last,
+        })
     }
 
     /// `emb`, `act_emb`: (B, T, D) with T ≤ `num_frames`; positions are window-relative.

@@ -1,0 +1,65 @@
+//! Shared plumbing for kernels launched on raw device addresses: buffers are contiguous Candle CUDA tensors,
+//! kernels run on Candle's stream, so they are ordered with Candle's own ops and can be captured in CUDA graphs.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CudaDevice, CudaStorage, DType, Device, Shape, Storage, Tensor};
+use cudarc::driver::{DevicePtr, LaunchConfig};
+
+use crate::error::{Error, Result};
+
+/// The CUDA device of `device`, or a typed error.
+pub(crate) fn cuda(device: &Device) -> Result<&CudaDevice> {
+    match device {
+        Device::Cuda(d) => Ok(d),
+        _ => Err(Error::invalid_input("device", "swm kernels run on a CUDA device")),
+    }
+}
+
+/// Device address of the first element of a contiguous CUDA tensor.
+///
+/// The address stays valid while `t` (or a clone sharing its storage) is alive; callers keep the tensor alive
+/// for as long as work using the address may run (the planner owns its buffers).
+pub(crate) fn address(t: &Tensor) -> Result<u64> {
+    let (storage, layout) = t.storage_and_layout();
+    if !layout.is_contiguous() {
+        return Err(Error::invalid_input("tensor", format!("expected a contiguous tensor, got {:?}", layout.dims())));
+    }
+    let Storage::Cuda(s) = &*storage else {
+        return Err(Error::invalid_input("tensor", "expected a CUDA tensor"));
+    };
+    let stream = s.device().cuda_stream();
+    let (base, size) = match t.dtype() {
+        DType::F32 => (s.as_cuda_slice::<f32>()?.device_ptr(&stream).0, 4),
+        DType::U32 => (s.as_cuda_slice::<u32>()?.device_ptr(&stream).0, 4),
+        DType::I64 => (s.as_cuda_slice::<i64>()?.device_ptr(&stream).0, 8),
+        other => return Err(Error::invalid_input("tensor", format!("unsupported dtype {other:?}"))),
+    };
+    Ok(base + (layout.start_offset() * size) as u64)
+}
+
+/// A new contiguous f32 tensor whose contents are undefined until a kernel writes them.
+///
+/// Callers launch a kernel that writes every element before anything reads the tensor.
+pub(crate) fn uninit_f32(dev: &CudaDevice, shape: impl Into<Shape>) -> Result<Tensor> {
+    let shape = shape.into();
+    // SAFETY: the caller's kernel writes every element before the tensor is read (see above).
+    let slice = unsafe { dev.alloc::<f32>(shape.elem_count()) }?;
+    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, dev.clone()));
+    Ok(Tensor::from_storage(storage, shape, candle_core::op::BackpropOp::none(), false))
+}
+
+/// A grid-stride launch configuration for `elements` threads.
+pub(crate) fn grid(elements: usize) -> LaunchConfig {
+    LaunchConfig::for_num_elems(elements.clamp(1, 1 << 30) as u32)
+}
+
+/// Warp-per-item launch configuration (8 warps per block).
+pub(crate) fn warps(items: usize) -> LaunchConfig {
+    let blocks = items.div_ceil(8).clamp(1, 1 << 20) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Maps a launch result to the crate error.
+pub(crate) fn launched<T>(r: std::result::Result<T, cudarc::driver::DriverError>) -> Result<()> {
+    r.map(drop).map_err(|e| Error::from(candle_core::Error::Cuda(Box::new(e))))
+}
