@@ -44,18 +44,24 @@ _swm_setup() {
       # Unversioned names for the linker, cuDNN next to the other libraries.
       for f in *.so.*; do b=${f%%.so.*}; [ -e "$b.so" ] || ln -s "$f" "$b.so"; done
       for f in ../../cudnn/lib/*.so.9; do n=$(basename "$f"); ln -sf "$f" "$n"; ln -sf "$n" "${n%.9}"; done
-      # Driver stub: one symbol per cu* entry point of cuda.h, each returning CUDA_ERROR_NO_DEVICE (100).
-      mkdir -p stubs
-      echo '#include <cuda.h>' | gcc -E -I../include -x c - \
-        | grep -oE '\bcu[A-Z][A-Za-z0-9_]*\s*\(' | sed 's/\s*($//' | sort -u \
-        | awk '{print "int " $1 "(void) { return 100; }"}' > stubs/libcuda_stub.c
-      gcc -shared -fPIC -o stubs/libcuda.so -Wl,-soname,libcuda.so.1 stubs/libcuda_stub.c
-      ln -sf libcuda.so stubs/libcuda.so.1
       cd "$root/include"
       for h in ../../cudnn/include/*.h; do ln -sf "$h" .; done
     ) || return 1
     ln -sfn lib "$root/lib64"
     touch "$prefix/.complete"
+  fi
+  # Driver stub (no GPU here): one symbol per cu* entry point of cuda.h plus the profiler API, each returning
+  # CUDA_ERROR_NO_DEVICE (100). Regenerated when an older stub lacks a symbol.
+  if [ ! -e "$root/lib/stubs/libcuda.so.1" ] || ! grep -q cuProfilerStart "$root/lib/stubs/libcuda.so"; then
+    (
+      set -e
+      mkdir -p "$root/lib/stubs" && cd "$root/lib/stubs"
+      { echo '#include <cuda.h>' | gcc -E -I../../include -x c - \
+          | grep -oE '\bcu[A-Z][A-Za-z0-9_]*\s*\(' | sed 's/\s*($//'; printf 'cuProfilerStart\ncuProfilerStop\n'; } \
+        | sort -u | awk '{print "int " $1 "(void) { return 100; }"}' > libcuda_stub.c
+      gcc -shared -fPIC -o libcuda.so -Wl,-soname,libcuda.so.1 libcuda_stub.c
+      ln -sf libcuda.so libcuda.so.1
+    ) || return 1
   fi
   export CUDA_ROOT=$root CUDA_HOME=$root CUDA_PATH=$root
   export PATH=$root/bin:$PATH

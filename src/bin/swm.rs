@@ -69,6 +69,10 @@ enum Command {
         /// Candidate steps.
         #[arg(long, default_value_t = 5)]
         horizon: usize,
+        /// Bracket one CUDA-graph replay of the scoring with cuProfilerStart/Stop, for
+        /// `ncu --profile-from-start off` (or nsys --capture-range=cudaProfilerApi).
+        #[arg(long)]
+        profile: bool,
         /// CUDA device ordinal.
         #[arg(long, default_value_t = 0)]
         gpu: usize,
@@ -367,7 +371,9 @@ fn run(command: Command) -> swm::Result<ExitCode> {
             println!("wrote the demo artifact to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Score { path, samples, horizon, gpu } => score(path.as_deref(), samples, horizon, gpu),
+        Command::Score { path, samples, horizon, profile, gpu } => {
+            score(path.as_deref(), samples, horizon, profile, gpu)
+        }
         Command::Parity { family: ParityFamily::Lewm { fixture, weights, config, tolerances, json, gpu } } => {
             let mut tol = parity::lewm_tolerances();
             parity::apply_overrides(&mut tol, &tolerances)?;
@@ -505,7 +511,7 @@ fn random_frames(model: &LeWm, n: usize) -> swm::Result<Tensor> {
     Ok(Tensor::randn(0f32, 1f32, (1, n, 3, side, side), model.device())?)
 }
 
-fn score(path: Option<&Path>, samples: usize, horizon: usize, gpu: usize) -> swm::Result<ExitCode> {
+fn score(path: Option<&Path>, samples: usize, horizon: usize, profile: bool, gpu: usize) -> swm::Result<ExitCode> {
     let device = device::cuda(gpu)?;
     let model = Arc::new(load_lewm(path, &device, || Ok((demo::config(), demo::state_dict(0x5EED)?)))?);
     let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
@@ -513,6 +519,19 @@ fn score(path: Option<&Path>, samples: usize, horizon: usize, gpu: usize) -> swm
     session.set_goal(&random_frames(&model, 1)?)?;
     let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
     let cost = session.score(&candidates)?;
+    if profile {
+        session.score_graphed(&candidates)?;
+        let driver = |e: cudarc::driver::DriverError| swm::Error::from(candle_core::Error::Cuda(Box::new(e)));
+        let stream = match &device {
+            candle_core::Device::Cuda(d) => d.cuda_stream(),
+            _ => return Err(swm::Error::invalid_input("device", "not CUDA")),
+        };
+        stream.synchronize().map_err(driver)?;
+        cudarc::driver::safe::profiler_start().map_err(driver)?;
+        session.score_graphed(&candidates)?;
+        stream.synchronize().map_err(driver)?;
+        cudarc::driver::safe::profiler_stop().map_err(driver)?;
+    }
     let best = cost.argmin(1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?[0] as usize;
     let costs = cost.to_vec2::<f32>()?;
     println!(

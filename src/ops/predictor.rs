@@ -1,43 +1,97 @@
 //! Fused kernels for the LeWM predictor's rollout windows (`kernels/predictor.cu`): the double modulated
-//! LayerNorm, causal window attention on the fused QKV projection, and the gated residual with the Linear bias
-//! folded in. Together they turn a ConditionalBlock into three GEMMs and four kernels.
+//! LayerNorm, the gated residual fused with the next norm, and causal window attention on the fused QKV
+//! projection with its per-block cache. A ConditionalBlock becomes three GEMMs, a bias+GELU and three kernels.
 
 use candle_core::Tensor;
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{LaunchArgs, PushKernelArg};
 
 use super::launch::{address, cuda, grid, launched, uninit_f32, warps};
 use crate::error::{Error, Result};
 use crate::kernels;
 
 const MODULE: &str = "swm_predictor";
+/// Widest row the row kernels hold in registers (32 lanes × 16 values).
+const MAX_DIM: usize = 512;
 
-/// Where a window's AdaLN vectors live: a (N, len, stride) table, window position p of candidate n reading row
-/// n·len + lo + p.
+/// Where a window's AdaLN vectors live: a (N, len, stride) table without bias plus its (stride,) bias; window
+/// position p of candidate n reads row n·len + lo + p.
 #[derive(Debug, Clone, Copy)]
 pub struct ModulationTable<'a> {
     /// The table, contiguous (N, len, stride).
     pub table: &'a Tensor,
-    /// First table row (action block) of the window.
+    /// The bias added to every row, (stride,).
+    pub bias: &'a Tensor,
+    /// First table row (action block) of the rows processed.
     pub lo: usize,
-    /// Window length w.
+    /// Token rows per candidate.
     pub window: usize,
 }
 
+/// Pointers and sizes pushed for a [`ModulationTable`].
+struct TableArgs {
+    table: u64,
+    bias: u64,
+    stride: i64,
+    len: i32,
+    lo: i32,
+    w: i32,
+}
+
+impl TableArgs {
+    fn push<'a>(&'a self, b: &mut LaunchArgs<'a>) {
+        b.arg(&self.table).arg(&self.bias).arg(&self.stride).arg(&self.len).arg(&self.lo).arg(&self.w);
+    }
+}
+
 impl ModulationTable<'_> {
-    fn dims(&self, rows: usize) -> Result<(u64, i64, i32, i32, i32)> {
+    fn args(&self, rows: usize) -> Result<TableArgs> {
         let (n, len, stride) = self.table.dims3()?;
-        if self.window == 0 || rows != n * self.window || self.lo + self.window > len {
+        if self.window == 0 || rows != n * self.window || self.lo + self.window > len || self.bias.dims() != [stride] {
             return Err(Error::invalid_input(
                 "modulation table",
                 format!(
-                    "{rows} tokens in windows of {} at {} do not fit a {:?} table",
+                    "{rows} tokens in windows of {} at {} do not fit a {:?} table with a {:?} bias",
                     self.window,
                     self.lo,
-                    self.table.dims()
+                    self.table.dims(),
+                    self.bias.dims()
                 ),
             ));
         }
-        Ok((address(self.table)?, stride as i64, len as i32, self.lo as i32, self.window as i32))
+        Ok(TableArgs {
+            table: address(self.table)?,
+            bias: address(self.bias)?,
+            stride: stride as i64,
+            len: len as i32,
+            lo: self.lo as i32,
+            w: self.window as i32,
+        })
+    }
+}
+
+/// One modulated double norm: the shift/scale chunks (table columns) and the affine LayerNorm after it.
+#[derive(Debug, Clone, Copy)]
+pub struct AdaNorm<'a> {
+    /// Column of the shift vector.
+    pub shift: usize,
+    /// Column of the (1 + scale) vector.
+    pub scale: usize,
+    /// Affine LayerNorm weight.
+    pub gamma: &'a Tensor,
+    /// Affine LayerNorm bias.
+    pub beta: &'a Tensor,
+    /// Epsilon of the parameter-free LayerNorm.
+    pub eps_plain: f32,
+    /// Epsilon of the affine LayerNorm.
+    pub eps_affine: f32,
+}
+
+impl AdaNorm<'_> {
+    fn check(&self, dim: usize) -> Result<[u64; 2]> {
+        if dim > MAX_DIM || self.gamma.dims() != [dim] || self.beta.dims() != [dim] {
+            return Err(Error::invalid_input("norm", format!("width {dim} (≤ {MAX_DIM}) with gamma/beta of {dim}")));
+        }
+        Ok([address(self.gamma)?, address(self.beta)?])
     }
 }
 
@@ -49,104 +103,130 @@ fn check_rows(name: &str, t: &Tensor, dim: usize) -> Result<usize> {
     Ok(rows)
 }
 
-/// `LayerNorm(gamma, beta, eps_affine)(LayerNorm_plain(x, eps_plain)·scale + shift)` for x (rows, dim), with shift
-/// and scale at columns `shift_off`, `scale_off` of the modulation table.
-#[allow(clippy::too_many_arguments)]
-pub fn adaln_double_norm(
-    x: &Tensor,
-    table: ModulationTable<'_>,
-    shift_off: usize,
-    scale_off: usize,
-    gamma: &Tensor,
-    beta: &Tensor,
-    eps_plain: f32,
-    eps_affine: f32,
-) -> Result<Tensor> {
+/// `LayerNorm_affine(LayerNorm_plain(x)·scale + shift)` for x (rows, dim).
+pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'_>) -> Result<Tensor> {
     let dim = x.dim(1)?;
     let rows = check_rows("x", x, dim)?;
-    if dim > 1024 || gamma.dims() != [dim] || beta.dims() != [dim] {
-        return Err(Error::invalid_input("norm", format!("dim {dim} (≤ 1024) with gamma/beta of {dim}")));
-    }
+    let [g, be] = norm.check(dim)?;
+    let t = table.args(rows)?;
     let dev = cuda(x.device())?;
-    let (t, stride, len, lo, w) = table.dims(rows)?;
     let out = uninit_f32(dev, (rows, dim))?;
-    let (xp, gp, bp, op) = (address(x)?, address(gamma)?, address(beta)?, address(&out)?);
-    let (so, sc, rows64, dim32) = (shift_off as i32, scale_off as i32, rows as i64, dim as i32);
+    let (xp, op) = (address(x)?, address(&out)?);
+    let (so, sc, rows64, dim32) = (norm.shift as i32, norm.scale as i32, rows as i64, dim as i32);
     let f = dev.get_or_load_custom_func("adaln_double_norm_f32", MODULE, kernels::PREDICTOR)?;
     let mut b = f.builder();
-    b.arg(&xp).arg(&t).arg(&stride).arg(&len).arg(&lo).arg(&w).arg(&so).arg(&sc).arg(&gp).arg(&bp).arg(&op);
-    b.arg(&rows64).arg(&dim32).arg(&eps_plain).arg(&eps_affine);
-    // SAFETY: matches adaln_double_norm_f32's signature; x/out hold rows·dim f32, gamma/beta dim, the table
-    // covers every (candidate, lo + p) row (checked above) and the column offsets + dim lie within its stride.
+    b.arg(&xp);
+    t.push(&mut b);
+    b.arg(&so).arg(&sc).arg(&g).arg(&be).arg(&op).arg(&rows64).arg(&dim32).arg(&norm.eps_plain).arg(&norm.eps_affine);
+    // SAFETY: matches adaln_double_norm_f32's signature; x/out hold rows·dim f32 (dim ≤ 512), gamma/beta dim, the
+    // table covers every (candidate, lo + p) row and its bias every column (checked above).
     launched(unsafe { b.launch(warps(rows)) })?;
     Ok(out)
 }
 
-/// Causal attention over the first `valid` positions of `qkv` (N, cap, 3·heads·dh), answering the queries at
-/// positions `q_start..valid` → (N·(valid − q_start), heads·dh).
-pub fn window_attention(qkv: &Tensor, valid: usize, q_start: usize, heads: usize, dim_head: usize) -> Result<Tensor> {
-    let inner = heads * dim_head;
-    let (n, cap, width) = qkv.dims3()?;
-    if width != 3 * inner || !qkv.is_contiguous() || valid > cap || q_start >= valid || dim_head > 128 {
-        return Err(Error::invalid_input(
-            "qkv",
-            format!("{:?} for {valid} positions from {q_start}, {heads} heads of {dim_head} (≤ 128)", qkv.dims()),
-        ));
+/// `x' = x + gate ⊙ (y + bias)` and `u = adaln_double_norm(x')` with `next`: returns (x', u).
+pub fn residual_norm(
+    y: &Tensor,
+    bias: Option<&Tensor>,
+    table: ModulationTable<'_>,
+    gate: usize,
+    x: &Tensor,
+    next: AdaNorm<'_>,
+) -> Result<(Tensor, Tensor)> {
+    let dim = x.dim(1)?;
+    let rows = check_rows("x", x, dim)?;
+    if check_rows("y", y, dim)? != rows || bias.is_some_and(|b| b.dims() != [dim]) {
+        return Err(Error::invalid_input("y", format!("{:?} vs residual {:?}", y.dims(), x.dims())));
     }
-    let dev = cuda(qkv.device())?;
-    let queries = valid - q_start;
-    let out = uninit_f32(dev, (n * queries, inner))?;
-    let (q, o) = (address(qkv)?, address(&out)?);
-    let args = [n, cap, valid, q_start, heads, dim_head].map(|v| v as i32);
-    let f = dev.get_or_load_custom_func("window_attention_f32", MODULE, kernels::PREDICTOR)?;
+    let [g, be] = next.check(dim)?;
+    let t = table.args(rows)?;
+    let dev = cuda(x.device())?;
+    let (x_out, u_out) = (uninit_f32(dev, (rows, dim))?, uninit_f32(dev, (rows, dim))?);
+    let bp = bias.map(address).transpose()?.unwrap_or(0);
+    let (yp, xp, xo, uo) = (address(y)?, address(x)?, address(&x_out)?, address(&u_out)?);
+    let (gate, so, sc, rows64, dim32) = (gate as i32, next.shift as i32, next.scale as i32, rows as i64, dim as i32);
+    let f = dev.get_or_load_custom_func("residual_norm_f32", MODULE, kernels::PREDICTOR)?;
     let mut b = f.builder();
-    b.arg(&q).arg(&o);
-    for a in &args {
-        b.arg(a);
-    }
-    // SAFETY: matches window_attention_f32(const float*, float*, int candidates, cap, valid, q_start, heads, dh);
-    // qkv holds N·cap·3·inner f32, out N·queries·inner; valid ≤ cap, dh ≤ 128 (checked above).
-    launched(unsafe { b.launch(warps(n * queries * heads)) })?;
-    Ok(out)
+    b.arg(&yp).arg(&bp);
+    t.push(&mut b);
+    b.arg(&gate).arg(&xp).arg(&xo).arg(&so).arg(&sc).arg(&g).arg(&be).arg(&uo).arg(&rows64).arg(&dim32);
+    b.arg(&next.eps_plain).arg(&next.eps_affine);
+    // SAFETY: matches residual_norm_f32's signature; y/x/x_out/u_out hold rows·dim f32 (dim ≤ 512), bias and
+    // gamma/beta dim, the table covers every token's row (checked above).
+    launched(unsafe { b.launch(warps(rows)) })?;
+    Ok((x_out, u_out))
 }
 
-/// `x + gate ⊙ (y + bias)` for (rows, dim) tensors, the gate at column `gate_off` of the modulation table; `y` may
-/// also be (splits, rows, dim) partial sums of a split-K matmul, added here.
+/// `x + gate ⊙ (y + bias)` for (rows, dim) tensors, the gate at column `gate` of the modulation table.
 pub fn gate_residual(
     y: &Tensor,
     bias: Option<&Tensor>,
     table: ModulationTable<'_>,
-    gate_off: usize,
+    gate: usize,
     x: &Tensor,
 ) -> Result<Tensor> {
     let dim = x.dim(1)?;
     let rows = check_rows("x", x, dim)?;
-    let (splits, y_rows, y_dim) = match y.dims() {
-        [r, d] => (1, *r, *d),
-        [s, r, d] => (*s, *r, *d),
-        other => {
-            return Err(Error::invalid_input(
-                "y",
-                format!("expected (rows, dim) or (splits, rows, dim), got {other:?}"),
-            ))
-        }
-    };
-    if y_rows != rows || y_dim != dim || !y.is_contiguous() || bias.is_some_and(|b| b.dims() != [dim]) {
+    if check_rows("y", y, dim)? != rows || bias.is_some_and(|b| b.dims() != [dim]) {
         return Err(Error::invalid_input("y", format!("{:?} vs residual {:?}", y.dims(), x.dims())));
     }
-    let splits = splits as i32;
+    let t = table.args(rows)?;
     let dev = cuda(x.device())?;
-    let (t, stride, len, lo, w) = table.dims(rows)?;
     let out = uninit_f32(dev, (rows, dim))?;
     let bp = bias.map(address).transpose()?.unwrap_or(0);
     let (yp, xp, op, g, rows64, dim32) =
-        (address(y)?, address(x)?, address(&out)?, gate_off as i32, rows as i64, dim as i32);
+        (address(y)?, address(x)?, address(&out)?, gate as i32, rows as i64, dim as i32);
     let f = dev.get_or_load_custom_func("gate_residual_f32", MODULE, kernels::PREDICTOR)?;
     let mut b = f.builder();
-    b.arg(&yp).arg(&splits).arg(&bp).arg(&t).arg(&stride).arg(&len).arg(&lo).arg(&w).arg(&g).arg(&xp).arg(&op);
-    b.arg(&rows64).arg(&dim32);
-    // SAFETY: matches gate_residual_f32's signature; y holds splits·rows·dim f32, x/out rows·dim, bias dim (or null), the table
+    b.arg(&yp).arg(&bp);
+    t.push(&mut b);
+    b.arg(&g).arg(&xp).arg(&op).arg(&rows64).arg(&dim32);
+    // SAFETY: matches gate_residual_f32's signature; y/x/out hold rows·dim f32, bias dim (or null), the table
     // covers every token's row (checked above).
     launched(unsafe { b.launch(grid(rows * dim)) })?;
+    Ok(out)
+}
+
+/// Causal attention for window positions `first..first + q` whose QKV projections are `fresh` (N, q, 3·inner);
+/// earlier positions come from `cache` (N, cap, 3·inner), which receives the new keys/values. Answers the queries
+/// from `q_start` on: (N·(first + q − q_start), inner).
+pub fn window_attention(
+    fresh: &Tensor,
+    cache: Option<&Tensor>,
+    first: usize,
+    q_start: usize,
+    heads: usize,
+    dim_head: usize,
+) -> Result<Tensor> {
+    let inner = heads * dim_head;
+    let (n, q, width) = fresh.dims3()?;
+    let valid = first + q;
+    let cap = match cache {
+        Some(c) if c.dims() == [n, c.dim(1)?, 3 * inner] && c.is_contiguous() && valid <= c.dim(1)? => c.dim(1)?,
+        Some(c) => return Err(Error::invalid_input("cache", format!("{:?} cannot hold {valid} positions", c.dims()))),
+        None if first == 0 => q,
+        None => return Err(Error::invalid_input("cache", format!("positions before {first} need a cache"))),
+    };
+    if width != 3 * inner || !fresh.is_contiguous() || q == 0 || q_start < first || q_start >= valid || dim_head > 128 {
+        return Err(Error::invalid_input(
+            "qkv",
+            format!("{:?} at {first}, queries from {q_start}, {heads} heads of {dim_head} (≤ 128)", fresh.dims()),
+        ));
+    }
+    let dev = cuda(fresh.device())?;
+    let queries = valid - q_start;
+    let out = uninit_f32(dev, (n * queries, inner))?;
+    let (f_ptr, c_ptr, o_ptr) = (address(fresh)?, cache.map(address).transpose()?.unwrap_or(0), address(&out)?);
+    let args = [n, cap, first, q, q_start, heads, dim_head].map(|v| v as i32);
+    let f = dev.get_or_load_custom_func("window_attention_f32", MODULE, kernels::PREDICTOR)?;
+    let mut b = f.builder();
+    b.arg(&f_ptr).arg(&c_ptr).arg(&o_ptr);
+    for a in &args {
+        b.arg(a);
+    }
+    // SAFETY: matches window_attention_f32(const float* fresh, float* cache, float* out, int candidates, cap,
+    // first, q, q_start, heads, dh); fresh holds N·q·3·inner f32, cache N·cap·3·inner (or null with first = 0),
+    // out N·queries·inner; first + q ≤ cap, dh ≤ 128 (checked above).
+    launched(unsafe { b.launch(warps(n * queries * heads)) })?;
     Ok(out)
 }

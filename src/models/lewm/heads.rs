@@ -45,12 +45,12 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(x)?;
         let h = match &self.norm {
-            Some(norm) => norm.forward(&h)?,
-            None => h,
+            Some(norm) => norm.forward(&self.fc1.forward(x)?)?.gelu_erf()?,
+            // BatchNorm folded (or none): the bias add and GELU are one fused kernel.
+            None => crate::ops::bias_act::linear_gelu(&self.fc1, &x.contiguous()?)?,
         };
-        self.fc2.forward(&h.gelu_erf()?)
+        self.fc2.forward(&h)
     }
 }
 

@@ -6,7 +6,22 @@ use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::config::PredictorConfig;
 use crate::ops::bias_act::linear_gelu;
-use crate::ops::predictor::{adaln_double_norm, gate_residual, window_attention, ModulationTable};
+use crate::ops::predictor::{
+    adaln_double_norm, gate_residual, residual_norm, window_attention, AdaNorm, ModulationTable,
+};
+
+/// A modulated double norm whose affine LayerNorm is `norm`, with shift/scale at table columns `shift`, `scale`.
+fn ada_norm(norm: &LayerNorm, shift: usize, scale: usize) -> crate::Result<AdaNorm<'_>> {
+    let beta = norm.bias().ok_or_else(|| crate::Error::invalid_input("predictor", "LayerNorm without bias"))?;
+    Ok(AdaNorm {
+        shift,
+        scale,
+        gamma: norm.weight(),
+        beta,
+        eps_plain: BLOCK_NORM_EPS as f32,
+        eps_affine: NORM_EPS as f32,
+    })
+}
 
 const BLOCK_NORM_EPS: f64 = 1e-6;
 const NORM_EPS: f64 = 1e-5;
@@ -113,43 +128,41 @@ impl ConditionalBlock {
         })
     }
 
+    /// The modulated norm in front of the attention, its vectors from table column `offset` on.
+    fn attn_norm(&self, offset: usize, width: usize) -> crate::Result<AdaNorm<'_>> {
+        ada_norm(&self.attn.norm, offset, offset + width)
+    }
+
+    /// The modulated norm in front of the feed-forward.
+    fn mlp_norm(&self, offset: usize, width: usize) -> crate::Result<AdaNorm<'_>> {
+        ada_norm(&self.mlp.norm, offset + 3 * width, offset + 4 * width)
+    }
+
     /// The fused forward of the new tokens of a rollout window (see [`Predictor::forward_window_last`]):
-    /// `x` (N·q, W) holds positions `first..first + q`; their QKV projections are appended to `cache` (N, cap,
-    /// 3·inner) at `first` when given (else `first` must be 0). With `last_only`, only the window's last position
-    /// is carried past the attention: the output is (N, W), else (N·q, W).
+    /// `x` (N·q, W) holds positions `first..first + q` and `u` their attention-norm output; their keys/values
+    /// are appended to `cache` when given (else `first` must be 0). With `last_only`, only the window's last
+    /// position is carried past the attention. Returns the residual stream and, when `next` is given, the next
+    /// block's attention-norm output of it.
+    #[allow(clippy::too_many_arguments)]
     fn forward_fused(
         &self,
         x: &Tensor,
+        u: &Tensor,
         step: &WindowStep<'_>,
         cache: Option<&Tensor>,
         offset: usize,
         last_only: bool,
-    ) -> crate::Result<Tensor> {
+        next: Option<AdaNorm<'_>>,
+    ) -> crate::Result<(Tensor, Option<Tensor>)> {
         let (rows, width) = x.dims2()?;
         let (first, q) = (step.first, step.new);
         let n = rows / q;
-        let norm_params = |norm: &LayerNorm| -> crate::Result<(Tensor, Tensor)> {
-            let beta = norm.bias().ok_or_else(|| crate::Error::invalid_input("predictor", "LayerNorm without bias"))?;
-            Ok((norm.weight().clone(), beta.clone()))
-        };
-        let (eps_plain, eps) = (BLOCK_NORM_EPS as f32, NORM_EPS as f32);
-        let rows_of =
-            |first: usize, count: usize| ModulationTable { table: step.table, lo: step.lo + first, window: count };
-        let (g, b) = norm_params(&self.attn.norm)?;
-        let u = adaln_double_norm(x, rows_of(first, q), offset, offset + width, &g, &b, eps_plain, eps)?;
         let qkv = u.matmul(&self.attn.to_qkv.weight().t()?)?;
         let inner = qkv.dim(1)? / 3;
         let qkv = qkv.reshape((n, q, 3 * inner))?;
-        let buffer = match cache {
-            Some(c) => {
-                c.slice_set(&qkv, 1, first)?;
-                c.clone()
-            }
-            None => qkv,
-        };
         let valid = first + q;
         let q_start = if last_only { valid - 1 } else { first };
-        let ctx = window_attention(&buffer, valid, q_start, self.attn.heads, self.attn.dim_head)?;
+        let ctx = window_attention(&qkv, cache, first, q_start, self.attn.heads, self.attn.dim_head)?;
         let (x, first, q) = if last_only && q > 1 {
             (x.reshape((n, q, width))?.narrow(1, q - 1, 1)?.contiguous()?.reshape((n, width))?, valid - 1, 1)
         } else {
@@ -159,13 +172,18 @@ impl ConditionalBlock {
             Some(out) => (ctx.matmul(&out.weight().t()?)?, out.bias()),
             None => (ctx, None),
         };
-        let x = gate_residual(&y, bias, rows_of(first, q), offset + 2 * width, &x)?;
-        let (g, b) = norm_params(&self.mlp.norm)?;
-        let u =
-            adaln_double_norm(&x, rows_of(first, q), offset + 3 * width, offset + 4 * width, &g, &b, eps_plain, eps)?;
+        let rows_of = step.rows(first, q);
+        let (x, u) = residual_norm(&y, bias, rows_of, offset + 2 * width, &x, self.mlp_norm(offset, width)?)?;
         let h = linear_gelu(&self.mlp.fc1, &u)?;
         let y = h.matmul(&self.mlp.fc2.weight().t()?)?;
-        gate_residual(&y, self.mlp.fc2.bias(), rows_of(first, q), offset + 5 * width, &x)
+        let gate = offset + 5 * width;
+        Ok(match next {
+            Some(norm) => {
+                let (x, u) = residual_norm(&y, self.mlp.fc2.bias(), rows_of, gate, &x, norm)?;
+                (x, Some(u))
+            }
+            None => (gate_residual(&y, self.mlp.fc2.bias(), rows_of, gate, &x)?, None),
+        })
     }
 
     fn forward(&self, x: &Tensor, cond: &Tensor, mask: &Tensor) -> Result<Tensor> {
@@ -185,9 +203,17 @@ impl ConditionalBlock {
 /// of `table`), and positions `first..first + new` inside the window.
 struct WindowStep<'a> {
     table: &'a Tensor,
+    bias: &'a Tensor,
     lo: usize,
     first: usize,
     new: usize,
+}
+
+impl WindowStep<'_> {
+    /// The table rows of `count` tokens per candidate from window position `first`.
+    fn rows(&self, first: usize, count: usize) -> ModulationTable<'_> {
+        ModulationTable { table: self.table, bias: self.bias, lo: self.lo + first, window: count }
+    }
 }
 
 /// Per-block QKV projections of a window that grows by one frame per rollout step (while it has not started
@@ -269,15 +295,21 @@ impl Predictor {
         self.num_frames
     }
 
-    /// The AdaLN vectors of every block for every action embedding, computed once per scoring call:
-    /// `act_emb` (N, L, D) → (N, L, depth·6·W), block j's six chunks of W at column 6·W·j
-    /// (shift, 1 + scale, gate for attention, then for the feed-forward).
+    /// The AdaLN vectors of every block for every action embedding, computed once per scoring call, without
+    /// their bias ([`Predictor::modulation_bias`], added by the kernels that read them): `act_emb` (N, L, D) →
+    /// (N, L, depth·6·W), block j's six chunks of W at column 6·W·j (shift, 1 + scale, gate for attention, then
+    /// for the feed-forward).
     pub fn modulation_table(&self, act_emb: &Tensor) -> Result<Tensor> {
         let c = match &self.cond_proj {
             Some(cp) => cp.forward(act_emb)?,
             None => act_emb.clone(),
         };
-        self.modulation_all.forward(&candle_nn::ops::silu(&c)?)
+        Linear::new(self.modulation_all.weight().clone(), None).forward(&candle_nn::ops::silu(&c)?)
+    }
+
+    /// The bias of [`Predictor::modulation_table`]'s columns, (depth·6·W,).
+    pub fn modulation_bias(&self) -> Result<&Tensor> {
+        self.modulation_all.bias().ok_or_else(|| candle_core::Error::Msg("modulation without bias".into()))
     }
 
     /// An empty [`WindowCache`] for `n` candidates.
@@ -318,11 +350,20 @@ impl Predictor {
         }
         let width = x.dim(2)?;
         let mut x = x.contiguous()?.reshape((n * q, width))?;
-        let step = WindowStep { table, lo, first, new: q };
-        let depth = self.blocks.len();
+        let step = WindowStep { table, bias: self.modulation_bias()?, lo, first, new: q };
+        let Some(block0) = self.blocks.first() else {
+            return Err(crate::Error::invalid_input("predictor", "no blocks"));
+        };
+        let mut u = adaln_double_norm(&x, step.rows(first, q), block0.attn_norm(0, width)?)?;
         for (j, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_ref().map(|c| &c.qkv[j]);
-            x = block.forward_fused(&x, &step, slot, 6 * width * j, j + 1 == depth)?;
+            let next = self.blocks.get(j + 1).map(|b| b.attn_norm(6 * width * (j + 1), width)).transpose()?;
+            let last = next.is_none();
+            let (x_next, u_next) = block.forward_fused(&x, &u, &step, slot, 6 * width * j, last, next)?;
+            x = x_next;
+            if let Some(u_next) = u_next {
+                u = u_next;
+            }
         }
         if let Some(c) = cache.as_mut() {
             c.len = first + q;
