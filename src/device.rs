@@ -32,6 +32,18 @@ pub fn cuda(ordinal: usize) -> Result<Device, DeviceError> {
     Ok(device)
 }
 
+/// Lets f32 matmuls run on TF32 tensor cores (inputs rounded to a 10-bit mantissa, f32 accumulation),
+/// process-wide: the counterpart of `torch.backends.cuda.matmul.allow_tf32`, upstream's speed knob for planning.
+/// Off by default (full f32). Applies to matmuls issued — or CUDA graphs captured — after the call.
+pub fn set_tf32(enabled: bool) {
+    candle_core::cuda::set_gemm_reduced_precision_f32(enabled);
+}
+
+/// Whether [`set_tf32`] is on.
+pub fn tf32() -> bool {
+    candle_core::cuda::gemm_reduced_precision_f32()
+}
+
 /// Name of the GPU behind `device` (e.g. "NVIDIA H100 80GB HBM3"), or `None` for a non-CUDA device.
 pub fn name(device: &Device) -> Option<String> {
     let Device::Cuda(cuda) = device else { return None };

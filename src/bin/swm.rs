@@ -26,6 +26,9 @@ struct Cli {
     /// Revision of `--hf-repo` (branch, tag or commit).
     #[arg(long, global = true, default_value = "main")]
     hf_revision: String,
+    /// Let f32 matmuls use TF32 tensor cores (upstream's planning speed knob; default: full f32).
+    #[arg(long, global = true)]
+    tf32: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -305,6 +308,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    device::set_tf32(cli.tf32);
     let command = match resolve_hub(cli.command, cli.hf_repo.as_deref(), &cli.hf_revision) {
         Ok(command) => command,
         Err(e) => {
@@ -641,7 +645,7 @@ fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<
         let state = demo::random_state_dict(&cfg, 0)?;
         Ok((cfg, state))
     })?);
-    println!("device: {}", device::name(&device).unwrap_or_default());
+    println!("device: {}{}", device::name(&device).unwrap_or_default(), if device::tf32() { " (TF32 on)" } else { "" });
     let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
     session.set_observation(&random_frames(&model, 1)?)?;
     session.set_goal(&random_frames(&model, 1)?)?;
@@ -670,14 +674,15 @@ fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<
         rows.push(row);
     }
     // For comparison with upstream's speed knob (torch.compile + TF32): the same CEM with TF32 GEMMs.
-    candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    let tf32 = device::tf32();
+    device::set_tf32(true);
     let mut planner =
         Planner::new(PlannerConfig::new(SolverConfig::Cem(Default::default()), horizon, a_env, block), 1, &device)?;
     let options = PlanOptions::default();
     let row = bench::time(&device, &format!("lewm cem 300x30 H{horizon} TF32 GEMMs, CUDA graph"), 2, iters, || {
         planner.plan(&mut session, &options).map(drop)
     })?;
-    candle_core::cuda::set_gemm_reduced_precision_f32(false);
+    device::set_tf32(tf32);
     println!("{row}");
     rows.push(row);
     Ok(rows)

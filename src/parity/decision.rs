@@ -136,9 +136,13 @@ pub fn decision(dir: &Path, rel_tol: f64, device: &Device) -> Result<DecisionRep
         session.set_goal(&goal.narrow(0, s, 1)?)?;
         planner.reset();
         let ours = planner.plan(&mut session, &PlanOptions::default())?.actions.copy()?;
+        // Plans are compared in full f32 even when the planner ran with TF32 matmuls.
+        let tf32 = crate::device::tf32();
+        crate::device::set_tf32(false);
         let swm = cost_of(&session, &ours)?;
         let off = cost_of(&session, &official.narrow(0, s, 1)?)?;
         let off_rerun = cost_of(&session, &rerun.narrow(0, s, 1)?)?;
+        crate::device::set_tf32(tf32);
         let rel = |x: f32| (x - off) / off.abs().max(f32::MIN_POSITIVE);
         rows.push(DecisionRow {
             start: s,
@@ -150,9 +154,10 @@ pub fn decision(dir: &Path, rel_tol: f64, device: &Device) -> Result<DecisionRep
             rerun_rel_diff: rel(off_rerun),
         });
     }
+    let tf32 = if crate::device::tf32() { ", swm planner with TF32 matmuls, costs in f32" } else { ", f32" };
     Ok(DecisionReport {
         fixture: path,
-        device: crate::device::name(device).unwrap_or_else(|| format!("{device:?}")),
+        device: crate::device::name(device).unwrap_or_else(|| format!("{device:?}")) + tf32,
         solver_config,
         rows,
         rel_tol: rel_tol as f32,
