@@ -35,6 +35,7 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     dev = "cuda"
+    torch.manual_seed(0)  # the module initialisers draw from the global generator
     config = json.load(open(args.config))
     model = official.randomize_(official.build_lewm(config), 0).to(dev).eval()
     os.makedirs(args.out, exist_ok=True)
