@@ -156,7 +156,9 @@ pub struct Planner {
     fallback: Option<Tensor>,
     graph: Option<IterationGraph>,
     clock: IterationClock,
-    events: [CudaEvent; 3],
+    /// Deadline pacing: the start of a plan's iterations, and the ends of the last three iterations.
+    started: CudaEvent,
+    ends: [CudaEvent; 3],
 }
 
 impl std::fmt::Debug for Planner {
@@ -257,7 +259,8 @@ impl Planner {
             fallback,
             graph: None,
             clock: IterationClock::default(),
-            events: [event()?, event()?, event()?],
+            started: event()?,
+            ends: [event()?, event()?, event()?],
             config,
         })
     }
@@ -510,24 +513,27 @@ impl Planner {
     ) -> Result<usize> {
         let n_steps = self.config.solver.n_steps();
         let stream = kernels::cuda(&self.device)?.cuda_stream();
-        // events[2] marks the start; events[i % 2] the end of iteration i.
-        self.events[2].record(&stream).map_err(driver)?;
+        // `started` marks the start; ends[i % 3] the end of iteration i (a ring of three: while iteration i is
+        // being issued, the ends of i − 1, i − 2 and i − 3 are the ones still needed).
+        self.started.record(&stream).map_err(driver)?;
         let mut issued = 0usize;
         while issued < n_steps {
-            if issued >= 2 {
-                // Wait for iteration issued − 2, then learn from it.
-                let done = issued - 2;
-                self.events[done % 2].synchronize().map_err(driver)?;
-                let before = if done == 0 { &self.events[2] } else { &self.events[(done - 1) % 2] };
-                let ms = before.elapsed_ms(&self.events[done % 2]).map_err(driver)?;
-                self.clock.observe(Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
-            } else if issued == 1 && self.clock.estimate.is_none() {
-                // First ever deadline-bounded plan: time iteration 0 before issuing more.
-                self.events[0].synchronize().map_err(driver)?;
-                let ms = self.events[2].elapsed_ms(&self.events[0]).map_err(driver)?;
+            // Learn from the newest iteration that must have finished: i − 2 (or 0 on the very first plan).
+            let finished = match issued {
+                0 => None,
+                1 if self.clock.estimate.is_none() => Some(0),
+                1 => None,
+                i => Some(i - 2),
+            };
+            if let Some(done) = finished {
+                let end = &self.ends[done % 3];
+                end.synchronize().map_err(driver)?;
+                let begin = if done == 0 { &self.started } else { &self.ends[(done - 1) % 3] };
+                let ms = begin.elapsed_ms(end).map_err(driver)?;
                 self.clock.observe(Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
             }
-            let in_flight = if issued == 0 { 0 } else { 1 };
+            // Iteration `issued` starts after the one in flight (if any) and takes about one estimate.
+            let in_flight = u32::from(issued > 0);
             let per_iteration = self.clock.estimate.unwrap_or_default();
             if Instant::now() + per_iteration * (in_flight + 1) > deadline {
                 break;
@@ -536,12 +542,12 @@ impl Planner {
                 (Some(g), true) => g.graph.launch()?,
                 _ => drop(self.iterate(scorer, None)?),
             }
-            self.events[issued % 2].record(&stream).map_err(driver)?;
+            self.ends[issued % 3].record(&stream).map_err(driver)?;
             issued += 1;
         }
         // Let the issued iterations finish: the result is their state.
         if issued > 0 {
-            self.events[(issued - 1) % 2].synchronize().map_err(driver)?;
+            self.ends[(issued - 1) % 3].synchronize().map_err(driver)?;
         }
         Ok(issued)
     }

@@ -281,6 +281,10 @@ fn deadlines_bound_gpu_time_and_say_what_they_returned() {
     assert_eq!(plan.source, PlanSource::Solved);
     let full = t0.elapsed();
     let per_iteration = planner.iteration_estimate().expect("learned from events");
+    // The estimate is the GPU time of one of the 40 iterations, not a stale or negative interval.
+    let mean_iteration = full.as_secs_f64() / 40.0;
+    let estimate = per_iteration.as_secs_f64();
+    assert!(estimate > 0.5 * mean_iteration && estimate < 2.0 * mean_iteration, "{per_iteration:?} vs {full:?} / 40");
     // A third of the full time: truncated, never later than the deadline plus one iteration.
     let budget = full / 3;
     let t0 = Instant::now();
