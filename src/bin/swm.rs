@@ -509,6 +509,13 @@ fn load_lewm(
     LeWm::from_state_dict(&config, &state, device)
 }
 
+/// The PushT-sized LeWM config with deterministic random weights (the benchmarks' default model).
+fn pusht_random() -> swm::Result<(swm::models::lewm::Config, swm::checkpoint::StateDict)> {
+    let cfg = demo::pusht_config();
+    let state = demo::random_state_dict(&cfg, 0)?;
+    Ok((cfg, state))
+}
+
 /// Random frames of the model's input size, already normalised, on the device.
 fn random_frames(model: &LeWm, n: usize) -> swm::Result<Tensor> {
     let side = model.config().encoder.image_size;
@@ -556,11 +563,7 @@ fn bench_lewm(
     gpu: usize,
 ) -> swm::Result<Vec<bench::BenchRow>> {
     let device = device::cuda(gpu)?;
-    let model = Arc::new(load_lewm(path, &device, || {
-        let cfg = demo::pusht_config();
-        let state = demo::random_state_dict(&cfg, 0)?;
-        Ok((cfg, state))
-    })?);
+    let model = Arc::new(load_lewm(path, &device, pusht_random)?);
     let gpu_name = device::name(&device).unwrap_or_default();
     println!("device: {gpu_name}");
     let frame = random_frames(&model, 1)?;
@@ -640,11 +643,7 @@ fn plan(path: Option<&Path>, args: &PlannerArgs, repeat: usize, gpu: usize) -> s
 
 fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<bench::BenchRow>> {
     let device = device::cuda(gpu)?;
-    let model = Arc::new(load_lewm(path, &device, || {
-        let cfg = demo::pusht_config();
-        let state = demo::random_state_dict(&cfg, 0)?;
-        Ok((cfg, state))
-    })?);
+    let model = Arc::new(load_lewm(path, &device, pusht_random)?);
     println!("device: {}{}", device::name(&device).unwrap_or_default(), if device::tf32() { " (TF32 on)" } else { "" });
     let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
     session.set_observation(&random_frames(&model, 1)?)?;

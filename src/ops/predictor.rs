@@ -103,6 +103,16 @@ fn check_rows(name: &str, t: &Tensor, dim: usize) -> Result<usize> {
     Ok(rows)
 }
 
+/// Checks a residual branch: `y` and `x` of the same (rows, dim), contiguous, a bias of dim.
+fn check_branch(y: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> Result<(usize, usize)> {
+    let dim = x.dim(1)?;
+    let rows = check_rows("x", x, dim)?;
+    if check_rows("y", y, dim)? != rows || bias.is_some_and(|b| b.dims() != [dim]) {
+        return Err(Error::invalid_input("y", format!("{:?} vs residual {:?}", y.dims(), x.dims())));
+    }
+    Ok((rows, dim))
+}
+
 /// `LayerNorm_affine(LayerNorm_plain(x)·scale + shift)` for x (rows, dim).
 pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'_>) -> Result<Tensor> {
     let dim = x.dim(1)?;
@@ -133,11 +143,7 @@ pub fn residual_norm(
     x: &Tensor,
     next: AdaNorm<'_>,
 ) -> Result<(Tensor, Tensor)> {
-    let dim = x.dim(1)?;
-    let rows = check_rows("x", x, dim)?;
-    if check_rows("y", y, dim)? != rows || bias.is_some_and(|b| b.dims() != [dim]) {
-        return Err(Error::invalid_input("y", format!("{:?} vs residual {:?}", y.dims(), x.dims())));
-    }
+    let (rows, dim) = check_branch(y, bias, x)?;
     let [g, be] = next.check(dim)?;
     let t = table.args(rows)?;
     let dev = cuda(x.device())?;
@@ -165,11 +171,7 @@ pub fn gate_residual(
     gate: usize,
     x: &Tensor,
 ) -> Result<Tensor> {
-    let dim = x.dim(1)?;
-    let rows = check_rows("x", x, dim)?;
-    if check_rows("y", y, dim)? != rows || bias.is_some_and(|b| b.dims() != [dim]) {
-        return Err(Error::invalid_input("y", format!("{:?} vs residual {:?}", y.dims(), x.dims())));
-    }
+    let (rows, dim) = check_branch(y, bias, x)?;
     let t = table.args(rows)?;
     let dev = cuda(x.device())?;
     let out = uninit_f32(dev, (rows, dim))?;

@@ -4,13 +4,9 @@
 # Needs (carried): .gpu/ from shared/gpu/bundle.sh --bins, .whl/ from shared/gpu/python-wheels.sh.
 # Writes logs and the tiny fixture under $OUT.
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out/lewm-tiny"
-log=$out/log.txt
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "wheel install failed" | tee -a "$log"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD/tools PYTHONUNBUFFERED=1
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
+# shellcheck source=env.sh
+source "$(dirname "$0")/env.sh"
+mkdir -p "$out/lewm-tiny"
 {
   echo "== export fixtures (official stable-worldmodel 0.1.1)"
   python3 -m swm_tools.export_lewm --config tools/configs/lewm-tiny.json --out tests/fixtures/lewm-tiny \

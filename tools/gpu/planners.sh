@@ -5,13 +5,8 @@
 # from shared/gpu/python-wheels.sh. Writes logs, JSON rows and the exported fixtures under $OUT.
 # COMPILE=1 adds the official CEM row with torch.compile + TF32 (minutes of compilation).
 set -uo pipefail
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-log=$out/log.txt
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "wheel install failed" | tee -a "$log"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD/tools PYTHONUNBUFFERED=1
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
+# shellcheck source=env.sh
+source "$(dirname "$0")/env.sh"
 echo "== export planner fixtures (official stable-worldmodel 0.1.1 solvers)" | tee -a "$log"
 python3 -m swm_tools.export_planner --fixture tests/fixtures/lewm-tiny 2>&1 | grep -v "solve time" | tee -a "$log"
 [ "${FIXTURES_OUT:-1}" = 1 ] && tar czf "$out/planner-fixtures.tgz" tests/fixtures/lewm-tiny/planner_*.npz

@@ -6,27 +6,10 @@ as during a solver's iterations). fp32, TF32 off, torch.inference_mode(), random
 """
 import argparse
 import json
-import time
 
 from . import official  # noqa: F401
+from .timing import bench
 import torch
-
-
-def bench(label, fn, warmup, iters):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    row = {"name": label, "iters": iters, "p50_ms": times[len(times) // 2],
-           "p99_ms": times[min(len(times) - 1, round((len(times) - 1) * 0.99))], "min_ms": times[0]}
-    print(f"{label:<52} p50 {row['p50_ms']:8.3f} ms  p99 {row['p99_ms']:8.3f} ms  min {row['min_ms']:8.3f} ms")
-    return row
 
 
 def main():

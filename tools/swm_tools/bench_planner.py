@@ -9,33 +9,15 @@ import argparse
 import contextlib
 import io
 import json
-import time
 import types
 
 import numpy as np
 
 from . import official
+from .timing import bench
 import gymnasium as gym
 import torch
 from stable_worldmodel.solver import CEMSolver, ICEMSolver, MPPISolver
-
-
-def bench(label, fn, warmup, iters):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    row = {"name": label, "iters": iters, "p50_ms": times[len(times) // 2],
-           "p99_ms": times[min(len(times) - 1, round((len(times) - 1) * 0.99))], "min_ms": times[0]}
-    print(f"{label:<56} p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  min {row['min_ms']:8.2f} ms",
-          flush=True)
-    return row
 
 
 def main():
@@ -69,7 +51,7 @@ def main():
             info = {"pixels": px.clone(), "goal": goal.clone(), "action": torch.zeros(1, 1, a_in, device="cuda")}
             with contextlib.redirect_stdout(io.StringIO()):  # the solvers print their solve time
                 solver.solve(info)
-        rows.append(bench(f"official lewm {name} H{horizon} {label}", run, 2, args.iters))
+        rows.append(bench(f"official lewm {name} H{horizon} {label}", run, 2, args.iters, width=56))
 
     with torch.inference_mode():
         for name, cls, kw in specs:
