@@ -122,8 +122,9 @@ struct PlannerArgs {
     /// Horizon in macro steps.
     #[arg(long, default_value_t = 5)]
     horizon: usize,
-    /// Env steps per macro step (the model's action dim must be a multiple).
-    #[arg(long, default_value_t = 5)]
+    /// Env steps per macro step (the model's frameskip; PushT checkpoints: 5). The model's action-block dim must
+    /// be a multiple.
+    #[arg(long, default_value_t = 1)]
     action_block: usize,
     /// Deadline per plan in milliseconds (GPU time bound).
     #[arg(long)]
@@ -625,6 +626,7 @@ fn plan(path: Option<&Path>, args: &PlannerArgs, repeat: usize, gpu: usize) -> s
     session.set_observation(&random_frames(&model, 1)?)?;
     session.set_goal(&random_frames(&model, 1)?)?;
     let mut planner = Planner::new(config, 1, &device)?;
+    planner.prepare(&mut session)?;
     for i in 0..repeat.max(1) {
         let t0 = Instant::now();
         let plan = planner.plan(&mut session, &args.options())?;

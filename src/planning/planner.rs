@@ -295,6 +295,13 @@ impl Planner {
         [self.batch, self.config.solver.num_samples(), self.config.horizon, self.config.macro_action_dim()]
     }
 
+    /// Captures the iteration graph for `scorer` now (one eager warm-up iteration, then stream capture), so that the
+    /// first [`Planner::plan`] does not pay for it. Call it after the scorer's observation and goal are set (and
+    /// again after they change shape); a deadline-bounded plan never captures, it runs eagerly until this is done.
+    pub fn prepare<S: CandidateScorer + ?Sized>(&mut self, scorer: &mut S) -> Result<()> {
+        self.ensure_graph(scorer)
+    }
+
     /// Plans: `n_steps` iterations (fewer under a deadline), returning the action sequence on the device.
     pub fn plan<S: CandidateScorer + ?Sized>(&mut self, scorer: &mut S, options: &PlanOptions) -> Result<Plan<'_>> {
         self.run(scorer, options, None, None)
@@ -418,9 +425,16 @@ impl Planner {
                 ));
             }
         }
-        let use_graph = !options.eager && replay.is_none() && observe.is_none();
+        let mut use_graph = !options.eager && replay.is_none() && observe.is_none();
         if use_graph {
-            self.ensure_graph(scorer)?;
+            let current = self.graph.as_ref().is_some_and(|g| g.revision == scorer.revision());
+            if options.deadline.is_none() {
+                self.ensure_graph(scorer)?;
+            } else if !current {
+                // Capturing costs an eager warm-up iteration plus the capture itself: not inside a deadline.
+                tracing::debug!("deadline-bounded plan without a current graph: eager (call Planner::prepare)");
+                use_graph = false;
+            }
         }
         let cuda = kernels::cuda(&self.device)?;
         // Distribution: warm-start tail shifted by the executed steps (zeros after it), std = var_scale.

@@ -267,6 +267,7 @@ fn deadlines_bound_gpu_time_and_say_what_they_returned() {
     let mut c = config(solver, h, a);
     c.fallback_action = Some(vec![0.25, -0.25]);
     let mut planner = Planner::new(c, 1, &device).unwrap();
+    planner.prepare(&mut scorer).unwrap();
     // Nothing fits: no warm start yet -> the fallback.
     let past = PlanOptions { deadline: Some(Instant::now()), eager: false };
     let plan = planner.plan(&mut scorer, &past).unwrap();
@@ -296,6 +297,11 @@ fn deadlines_bound_gpu_time_and_say_what_they_returned() {
     assert!(iterations > 0 && iterations < 40, "{iterations}");
     assert!(took <= budget + per_iteration + Duration::from_millis(2), "{took:?} vs {budget:?} + {per_iteration:?}");
     println!("deadline {budget:?}: {iterations} iterations in {took:?} (iteration ≈ {per_iteration:?})");
+    // Without `prepare`, a deadline-bounded plan runs eagerly instead of capturing inside the deadline.
+    let solver = SolverConfig::Cem(CemConfig { num_samples: 128, n_steps: 4, topk: 8, var_scale: 1.0 });
+    let mut fresh = Planner::new(config(solver, h, a), 1, &device).unwrap();
+    let plan = fresh.plan(&mut scorer, &far).unwrap();
+    assert_eq!((plan.source, plan.iterations), (PlanSource::Solved, 4));
     // With a warm start, an impossible deadline returns it.
     let plan = planner.plan(&mut scorer, &PlanOptions { deadline: Some(Instant::now()), eager: false }).unwrap();
     assert_eq!(plan.source, PlanSource::WarmStart);
