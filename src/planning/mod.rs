@@ -39,6 +39,14 @@ pub trait CandidateScorer {
     fn score(&mut self, candidates: &Tensor) -> Result<Tensor>;
 
     /// Changes whenever the device buffers `score` reads (observations, goals) are reallocated: graphs captured
-    /// at an older revision would read freed memory and are recaptured.
+    /// at an older revision would read freed memory and are recaptured. Take new values from [`next_revision`]
+    /// so that two scorers never share one (a planner also keys its graph by the scorer's address).
     fn revision(&self) -> u64;
+}
+
+static REVISIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A process-wide unique, increasing revision number for [`CandidateScorer::revision`].
+pub fn next_revision() -> u64 {
+    REVISIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

@@ -107,7 +107,8 @@ impl Plan<'_> {
 type Observer<'o> = &'o mut dyn FnMut(&IterationState<'_>) -> Result<()>;
 
 struct IterationGraph {
-    revision: u64,
+    /// The scorer (address, revision) the graph was captured for.
+    scorer: (usize, u64),
     graph: CapturedGraph,
 }
 
@@ -194,6 +195,11 @@ pub fn colouring_matrix(h: usize, beta: f32) -> Vec<f32> {
         }
     }
     m
+}
+
+/// Identifies the scorer a graph reads: its address and revision.
+fn scorer_key<S: CandidateScorer + ?Sized>(scorer: &S) -> (usize, u64) {
+    ((scorer as *const S).cast::<()>() as usize, scorer.revision())
 }
 
 fn entropy_seed() -> u64 {
@@ -392,8 +398,8 @@ impl Planner {
 
     /// Captures one iteration into a CUDA graph when none is current for this scorer.
     fn ensure_graph<S: CandidateScorer + ?Sized>(&mut self, scorer: &mut S) -> Result<()> {
-        let revision = scorer.revision();
-        if self.graph.as_ref().is_some_and(|g| g.revision == revision) {
+        let key = scorer_key(scorer);
+        if self.graph.as_ref().is_some_and(|g| g.scorer == key) {
             return Ok(());
         }
         self.graph = None;
@@ -402,7 +408,7 @@ impl Planner {
         let saved = self.state.copy()?;
         let graph = CapturedGraph::capture(&self.device, || self.iterate(scorer, None).map(drop))?;
         self.state.slice_set(&saved, 0, 0)?;
-        self.graph = Some(IterationGraph { revision, graph });
+        self.graph = Some(IterationGraph { scorer: key, graph });
         Ok(())
     }
 
@@ -427,7 +433,7 @@ impl Planner {
         }
         let mut use_graph = !options.eager && replay.is_none() && observe.is_none();
         if use_graph {
-            let current = self.graph.as_ref().is_some_and(|g| g.revision == scorer.revision());
+            let current = self.graph.as_ref().is_some_and(|g| g.scorer == scorer_key(scorer));
             if options.deadline.is_none() {
                 self.ensure_graph(scorer)?;
             } else if !current {

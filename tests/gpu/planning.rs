@@ -330,6 +330,14 @@ fn planner_graphs_recapture_when_the_session_reallocates() {
     let eager2 = planner.plan(&mut session, &PlanOptions { eager: true, ..Default::default() }).unwrap();
     assert!(max_abs_diff(&graphed2, eager2.actions) < 1e-5);
     assert!(max_abs_diff(&graphed, &graphed2) > 1e-6, "the plan follows the new goal");
+    // Another session through the same planner: the graph is recaptured for it, never reused across scorers.
+    let mut other = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    other.set_observation(&Tensor::randn(0f32, 1., (1, 2, 3, 32, 32), &device).unwrap()).unwrap();
+    other.set_goal(&Tensor::randn(0f32, 1., (1, 1, 3, 32, 32), &device).unwrap()).unwrap();
+    let graphed3 = planner.plan(&mut other, &PlanOptions::default()).unwrap().actions.copy().unwrap();
+    let eager3 = planner.plan(&mut other, &PlanOptions { eager: true, ..Default::default() }).unwrap();
+    assert!(max_abs_diff(&graphed3, eager3.actions) < 1e-5);
+    assert!(max_abs_diff(&graphed3, &graphed2) > 1e-6);
     // A scorer returning the wrong shape is a typed error naming the scorer.
     struct Wrong;
     impl CandidateScorer for Wrong {

@@ -277,7 +277,7 @@ fn store(slot: &mut Option<Tensor>, value: &Tensor, revision: &mut u64) -> Resul
         }
         _ => {
             *slot = Some(value.copy()?);
-            *revision += 1;
+            *revision = crate::planning::next_revision();
         }
     }
     Ok(())
@@ -295,7 +295,7 @@ impl LeWmSession {
             goal: None,
             action_history: None,
             score_graph: None,
-            revision: 0,
+            revision: crate::planning::next_revision(),
         }
     }
 
