@@ -652,39 +652,37 @@ fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<
     session.set_goal(&random_frames(&model, 1)?)?;
     let (block, horizon) = (5, 5);
     let a_env = model.action_dim() / block;
-    let rows_spec: [(&str, SolverConfig); 3] = [
-        ("cem 300x30", SolverConfig::Cem(Default::default())),
-        ("mppi 300x30", SolverConfig::Mppi(Default::default())),
+    let cem = || ("cem 300x30", SolverConfig::Cem(Default::default()));
+    let mppi = ("mppi 300x30", SolverConfig::Mppi(Default::default()));
+    let icem = || {
         (
             "icem 1024x5",
             SolverConfig::Icem(swm::planning::IcemConfig { num_samples: 1024, n_steps: 5, ..Default::default() }),
-        ),
-    ];
+        )
+    };
+    // f32 rows, then CEM and iCEM with TF32 matmuls (upstream's speed knob is torch.compile + TF32).
+    let precision = if device::tf32() { "TF32 GEMMs" } else { "fp32" };
+    let rows_spec =
+        [(cem(), precision, device::tf32()), (mppi, precision, device::tf32()), (icem(), precision, device::tf32())]
+            .into_iter()
+            .chain([(cem(), "TF32 GEMMs", true), (icem(), "TF32 GEMMs", true)]);
+    let tf32 = device::tf32();
     let mut rows = Vec::new();
-    for (name, solver) in rows_spec {
+    for ((name, solver), label, use_tf32) in rows_spec {
+        device::set_tf32(use_tf32);
         let mut config = PlannerConfig::new(solver, horizon, a_env, block);
         if matches!(config.solver, SolverConfig::Icem(_)) {
+            // iCEM clamps to the env Box (PushT: [-1, 1]²), as upstream does.
             config.bounds = Some(ActionBounds { low: vec![-1.0; a_env], high: vec![1.0; a_env] });
         }
         let mut planner = Planner::new(config, 1, &device)?;
         let options = PlanOptions::default();
-        let row = bench::time(&device, &format!("lewm {name} H{horizon} fp32, CUDA graph"), 2, iters, || {
+        let row = bench::time(&device, &format!("lewm {name} H{horizon} {label}, CUDA graph"), 2, iters, || {
             planner.plan(&mut session, &options).map(drop)
         })?;
         println!("{row}");
         rows.push(row);
     }
-    // For comparison with upstream's speed knob (torch.compile + TF32): the same CEM with TF32 GEMMs.
-    let tf32 = device::tf32();
-    device::set_tf32(true);
-    let mut planner =
-        Planner::new(PlannerConfig::new(SolverConfig::Cem(Default::default()), horizon, a_env, block), 1, &device)?;
-    let options = PlanOptions::default();
-    let row = bench::time(&device, &format!("lewm cem 300x30 H{horizon} TF32 GEMMs, CUDA graph"), 2, iters, || {
-        planner.plan(&mut session, &options).map(drop)
-    })?;
     device::set_tf32(tf32);
-    println!("{row}");
-    rows.push(row);
     Ok(rows)
 }

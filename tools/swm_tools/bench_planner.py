@@ -1,6 +1,6 @@
 """Time the official stable-worldmodel 0.1.1 solvers on LeWM (the work `swm bench plan` does): CEM 300x30, MPPI
 300x30 and iCEM 1024x5, horizon 5, PushT action blocks (5 x 2), one env, fp32 with TF32 off, inference mode,
-random weights; optionally the CEM row again with upstream's speed knob (torch.compile of encoder and predictor,
+random weights; optionally the CEM and iCEM rows again with upstream's speed knob (torch.compile of encoder and predictor,
 TF32 on, as scripts/plan/eval_wm.py `compile`).
 
     python -m swm_tools.bench_planner --config configs/lewm-pusht.json [--iters 10] [--compile] [--json out.json]
@@ -62,7 +62,8 @@ def main():
         model.encoder = torch.compile(model.encoder)
         model.predictor = torch.compile(model.predictor)
         with torch.inference_mode():
-            row(*specs[0], "torch.compile + TF32")
+            for name, cls, kw in (specs[0], specs[2]):
+                row(name, cls, kw, "torch.compile + TF32")
     if args.json:
         json.dump(rows, open(args.json, "w"), indent=2)
 
