@@ -3,15 +3,16 @@
 //
 //   init_distribution_f32:  mean[b, t] = warm[b, t + shift] while t + shift < H, else 0; std = var_scale;
 //                           state[1] (elites carried) = 0 and, for fixed-seed sampling, state[0] (draw) = 0.
-//                           warm may alias mean (each thread walks its (b, d) column in ascending t).
+//                           (each thread walks its (b, d) column in ascending t, so warm may even alias mean).
 //   compose_candidates_f32: X[b, 0] = mean; X[b, 1..=keep] = previous elites (iCEM); else eps·std + mean;
 //                           optionally clamped per action dim to [low, high]. `keep` is read from state[1].
 //   update_from_elites_f32: gathers the elites X[b, idx[b, :]], then
 //                           mode 0 (CEM):  mean = elite mean, std = unbiased elite std;
 //                           mode 1 (iCEM): the same blended with momentum alpha (weight of the old value);
 //                           mode 2 (MPPI): mean = Σ softmax(-(v - v_min)/T)·elite, std unchanged.
-//                           Writes the elites (for iCEM's carry-over and return_mean=False), the reported cost
-//                           (mean of the elite costs, or the best one) and state[1] = keep_next.
+//                           Writes the elites (for iCEM's carry-over), the best one into `best` when given (iCEM
+//                           with return_mean=False returns it), the reported cost (mean of the elite costs, as
+//                           0.1.1 reports for every solver) and state[1] = keep_next.
 
 extern "C" __global__ void init_distribution_f32(float* mean, float* __restrict__ std, const float* warm, long long b,
                                                  int h, int da, int shift, float var_scale,
@@ -66,9 +67,10 @@ extern "C" __global__ void compose_candidates_f32(const float* __restrict__ eps,
 extern "C" __global__ void update_from_elites_f32(const float* __restrict__ cand, const int* __restrict__ index,
                                                   const float* __restrict__ value, float* __restrict__ mean,
                                                   float* __restrict__ std, float* __restrict__ elites,
+                                                  float* __restrict__ best,
                                                   float* __restrict__ cost, long long* __restrict__ state,
                                                   long long b, long long n, int k, int j, int mode, float alpha,
-                                                  float temperature, int report_best, long long keep_next) {
+                                                  float temperature, long long keep_next) {
   const long long columns = b * j;
   for (long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x; c < columns;
        c += (long long)gridDim.x * blockDim.x) {
@@ -76,6 +78,7 @@ extern "C" __global__ void update_from_elites_f32(const float* __restrict__ cand
     const int jj = (int)(c % j);
     const int* idx = index + bi * k;
     const float* val = value + bi * k;
+    if (best) best[c] = cand[(bi * n + idx[0]) * j + jj];
     if (mode == 2) {
       const float vmin = val[0];
       float wsum = 0.0f, acc = 0.0f;
@@ -110,13 +113,9 @@ extern "C" __global__ void update_from_elites_f32(const float* __restrict__ cand
       }
     }
     if (jj == 0) {
-      float reported = val[0];
-      if (!report_best) {
-        float vs = 0.0f;
-        for (int i = 0; i < k; ++i) vs += val[i];
-        reported = vs / (float)k;
-      }
-      cost[bi] = reported;
+      float vs = 0.0f;
+      for (int i = 0; i < k; ++i) vs += val[i];
+      cost[bi] = vs / (float)k;
     }
   }
   if (blockIdx.x == 0 && threadIdx.x == 0) state[1] = keep_next;

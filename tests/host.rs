@@ -468,7 +468,8 @@ mod planner_config {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("solver"), "{err}");
+        // Internally tagged enums end serde's field path at `solver`; the message still names the bad value.
+        assert!(err.contains("field `solver`") && err.contains("\"many\"") && err.contains("usize"), "{err}");
         let err =
             PlannerConfig::from_json_str(r#"{"solver": {"kind": "cem", "top_k": 3}, "horizon": 5, "action_dim": 2}"#)
                 .unwrap_err()

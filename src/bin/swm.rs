@@ -517,6 +517,14 @@ fn pusht_random() -> swm::Result<(swm::models::lewm::Config, swm::checkpoint::St
     Ok((cfg, state))
 }
 
+/// A 0.1.1-semantics session with a random observation and goal frame encoded.
+fn random_session(model: &Arc<LeWm>) -> swm::Result<LeWmSession> {
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    session.set_observation(&random_frames(model, 1)?)?;
+    session.set_goal(&random_frames(model, 1)?)?;
+    Ok(session)
+}
+
 /// Random frames of the model's input size, already normalised, on the device.
 fn random_frames(model: &LeWm, n: usize) -> swm::Result<Tensor> {
     let side = model.config().encoder.image_size;
@@ -526,9 +534,7 @@ fn random_frames(model: &LeWm, n: usize) -> swm::Result<Tensor> {
 fn score(path: Option<&Path>, samples: usize, horizon: usize, profile: bool, gpu: usize) -> swm::Result<ExitCode> {
     let device = device::cuda(gpu)?;
     let model = Arc::new(load_lewm(path, &device, || Ok((demo::config(), demo::state_dict(0x5EED)?)))?);
-    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
-    session.set_observation(&random_frames(&model, 1)?)?;
-    session.set_goal(&random_frames(&model, 1)?)?;
+    let mut session = random_session(&model)?;
     let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
     let cost = session.score(&candidates)?;
     if profile {
@@ -622,9 +628,7 @@ fn plan(path: Option<&Path>, args: &PlannerArgs, repeat: usize, gpu: usize) -> s
     let model = Arc::new(load_lewm(path, &device, || Ok((demo::config(), demo::state_dict(0x5EED)?)))?);
     let config = args.config(model.action_dim())?;
     println!("planner: {}", serde_json::to_string(&config).unwrap_or_default());
-    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
-    session.set_observation(&random_frames(&model, 1)?)?;
-    session.set_goal(&random_frames(&model, 1)?)?;
+    let mut session = random_session(&model)?;
     let mut planner = Planner::new(config, 1, &device)?;
     planner.prepare(&mut session)?;
     for i in 0..repeat.max(1) {
@@ -647,9 +651,7 @@ fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<
     let device = device::cuda(gpu)?;
     let model = Arc::new(load_lewm(path, &device, pusht_random)?);
     println!("device: {}{}", device::name(&device).unwrap_or_default(), if device::tf32() { " (TF32 on)" } else { "" });
-    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
-    session.set_observation(&random_frames(&model, 1)?)?;
-    session.set_goal(&random_frames(&model, 1)?)?;
+    let mut session = random_session(&model)?;
     let (block, horizon) = (5, 5);
     let a_env = model.action_dim() / block;
     let cem = || ("cem 300x30", SolverConfig::Cem(Default::default()));

@@ -1,5 +1,9 @@
 //! Shared plumbing for kernels launched on raw device addresses: buffers are contiguous Candle CUDA tensors,
 //! kernels run on Candle's stream, so they are ordered with Candle's own ops and can be captured in CUDA graphs.
+//!
+//! Kernels with at most three inputs and one fresh output are Candle `CustomOp`s (`bias_act`, `preprocess`). The
+//! predictor kernels (four or more inputs, two outputs, a cache written in place) and the planner kernels (several
+//! persistent buffers updated in place) do not fit that trait and are launched here.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Shape, Storage, Tensor};

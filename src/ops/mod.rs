@@ -1,4 +1,5 @@
-//! Custom CUDA kernels from `kernels/*.cu`, launched through Candle custom ops on Candle's own stream.
+//! Custom CUDA kernels from `kernels/*.cu`, launched on Candle's own stream: through Candle custom ops where they
+//! fit the trait, on raw device addresses of Candle tensors otherwise (see `launch`).
 
 pub mod bias_act;
 pub(crate) mod launch;

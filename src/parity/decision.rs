@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{fixture_file, load_lewm, read_npz, require, FixturePaths, ParityError};
+use super::{fixture_file, load_lewm, read_npz, require, FixturePaths};
 use crate::models::lewm::{LeWmSession, RolloutSemantics};
 use crate::planning::{PlanOptions, Planner, Sampling};
 
@@ -111,10 +111,7 @@ pub fn decision(dir: &Path, rel_tol: f64, device: &Device) -> Result<DecisionRep
     let path = fixture_file(dir, "decision.npz")?;
     let arrays = read_npz(&path, device)?;
     let get = |k: &str| require(&arrays, &path, k);
-    let bytes = get("solver_config")?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
-    let solver_config: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ParityError::Npz { path: path.clone(), reason: format!("solver_config: {e}") })?;
-    let mut config = super::planner::planner_config(&solver_config).map_err(|e| e.in_file(&path))?;
+    let (solver_config, mut config) = super::planner::solver_config(&arrays, &path)?;
     // swm draws its own noise (a different stream from torch's), advancing across starts.
     config.sampling = Sampling::Persistent { seed: 0x5EED };
     let model = load_lewm(&FixturePaths { dir: dir.to_path_buf(), weights: None, config: None }, device)?;
@@ -136,13 +133,14 @@ pub fn decision(dir: &Path, rel_tol: f64, device: &Device) -> Result<DecisionRep
         session.set_goal(&goal.narrow(0, s, 1)?)?;
         planner.reset();
         let ours = planner.plan(&mut session, &PlanOptions::default())?.actions.copy()?;
-        // Plans are compared in full f32 even when the planner ran with TF32 matmuls.
+        // Plans are compared in full f32 even when the planner ran with TF32 matmuls; the process-wide setting is
+        // restored whatever the scoring returns.
         let tf32 = crate::device::tf32();
         crate::device::set_tf32(false);
-        let swm = cost_of(&session, &ours)?;
-        let off = cost_of(&session, &official.narrow(0, s, 1)?)?;
-        let off_rerun = cost_of(&session, &rerun.narrow(0, s, 1)?)?;
+        let costs = [&ours, &official.narrow(0, s, 1)?, &rerun.narrow(0, s, 1)?].map(|plan| cost_of(&session, plan));
         crate::device::set_tf32(tf32);
+        let [swm, off, off_rerun] = costs;
+        let (swm, off, off_rerun) = (swm?, off?, off_rerun?);
         let rel = |x: f32| (x - off) / off.abs().max(f32::MIN_POSITIVE);
         rows.push(DecisionRow {
             start: s,

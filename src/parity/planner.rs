@@ -31,10 +31,7 @@ impl PlannerFixture {
     pub fn read(dir: &Path, solver: &str, device: &Device) -> Result<Self, crate::Error> {
         let path = fixture_file(dir, &format!("planner_{solver}.npz"))?;
         let arrays = super::read_npz(&path, device)?;
-        let bytes = require(&arrays, &path, "solver_config")?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
-        let solver_config: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ParityError::Npz { path: path.clone(), reason: format!("solver_config: {e}") })?;
-        let config = planner_config(&solver_config).map_err(|e| e.in_file(&path))?;
+        let (solver_config, config) = solver_config(&arrays, &path)?;
         let batch = require(&arrays, &path, "pixels")?.dim(0)?;
         Ok(Self { path, solver_config, config, batch, arrays })
     }
@@ -43,6 +40,19 @@ impl PlannerFixture {
     pub fn get(&self, key: &str) -> Result<&Tensor, ParityError> {
         require(&self.arrays, &self.path, key)
     }
+}
+
+/// The `solver_config` array of a planner or decision fixture (JSON as UTF-8 bytes) and the equivalent planner
+/// configuration.
+pub(crate) fn solver_config(
+    arrays: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(Value, PlannerConfig), crate::Error> {
+    let bytes = require(arrays, path, "solver_config")?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ParityError::Npz { path: path.to_path_buf(), reason: format!("solver_config: {e}") })?;
+    let config = planner_config(&value).map_err(|e| e.in_file(path))?;
+    Ok((value, config))
 }
 
 /// The swm planner configuration equivalent to an exporter `solver_config`.

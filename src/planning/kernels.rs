@@ -155,11 +155,11 @@ pub(crate) struct EliteUpdate<'a> {
     pub mean: &'a Tensor,
     pub std: &'a Tensor,
     pub elites: &'a Tensor,
+    /// Receives the best elite (B, H, Da), when the solver returns it.
+    pub best: Option<&'a Tensor>,
     pub cost: &'a Tensor,
     pub state: &'a Tensor,
     pub rule: Update,
-    /// Report the best elite cost (else the mean elite cost).
-    pub report_best: bool,
     /// Elites the next iteration re-inserts.
     pub keep_next: usize,
 }
@@ -173,20 +173,21 @@ impl EliteUpdate<'_> {
             .map(address);
         let [c, i, v, m, s, e, cost, state] = ptrs;
         let (c, i, v, m, s, e, cost, state) = (c?, i?, v?, m?, s?, e?, cost?, state?);
+        let best = self.best.map(address).transpose()?.unwrap_or(0);
         let (mode, alpha, temperature) = match self.rule {
             Update::Cem => (0i32, 0f32, 1f32),
             Update::Icem { alpha } => (1, alpha, 1.0),
             Update::Mppi { temperature } => (2, 0.0, temperature),
         };
-        let (b64, n64, k32, j32, best, keep) =
-            (b as i64, n as i64, k as i32, j as i32, self.report_best as i32, self.keep_next as i64);
+        let (b64, n64, k32, j32, keep) = (b as i64, n as i64, k as i32, j as i32, self.keep_next as i64);
         let f = dev.get_or_load_custom_func("update_from_elites_f32", "swm_planner", kernels::PLANNER)?;
         let mut lb = f.builder();
-        lb.arg(&c).arg(&i).arg(&v).arg(&m).arg(&s).arg(&e).arg(&cost).arg(&state);
-        lb.arg(&b64).arg(&n64).arg(&k32).arg(&j32).arg(&mode).arg(&alpha).arg(&temperature).arg(&best).arg(&keep);
+        lb.arg(&c).arg(&i).arg(&v).arg(&m).arg(&s).arg(&e).arg(&best).arg(&cost).arg(&state);
+        lb.arg(&b64).arg(&n64).arg(&k32).arg(&j32).arg(&mode).arg(&alpha).arg(&temperature).arg(&keep);
         // SAFETY: update_from_elites_f32(const float* cand, const int* index, const float* value, float* mean, std,
-        // elites, cost, long long* state, long long b, n, int k, j, mode, float alpha, temperature, int report_best,
-        // long long keep_next); cand holds B·N·J f32, index/value B·K, mean/std B·J, elites B·K·J, cost B, state 2.
+        // elites, best, cost, long long* state, long long b, n, int k, j, mode, float alpha, temperature,
+        // long long keep_next); cand holds B·N·J f32, index/value B·K, mean/std B·J, elites B·K·J, best B·J (or
+        // null), cost B, state 2.
         launched(unsafe { lb.launch(grid(b * j)) })
     }
 }

@@ -135,16 +135,15 @@ pub struct Planner {
     device: Device,
     batch: usize,
     seed: u64,
-    /// (B, H, Da) distribution, output, warm-start tail.
+    /// (B, H, Da) distribution and the returned sequence, which the next plan's mean starts from (shifted).
     mean: Tensor,
     std: Tensor,
     actions: Tensor,
-    warm: Tensor,
+    /// `actions` holds a plan to warm-start from.
     has_warm: bool,
     /// (B, N, H, Da) noise and candidates; iCEM's white noise (B, N, Da, H) and colouring matrix (H, H).
     noise: Tensor,
-    white: Option<Tensor>,
-    colour: Option<Tensor>,
+    colouring: Option<(Tensor, Tensor)>,
     candidates: Tensor,
     /// (B, K) elite indices (u32) and costs; (B, K, H, Da) elites; (B,) reported cost.
     elite_index: Tensor,
@@ -222,12 +221,12 @@ impl Planner {
         let (n, k, h, da) =
             (config.solver.num_samples(), config.solver.elites(), config.horizon, config.macro_action_dim());
         let f32z = |shape: &[usize]| Tensor::zeros(shape, DType::F32, device);
-        let (white, colour) = match &config.solver {
-            SolverConfig::Icem(c) => (
-                Some(f32z(&[batch, n, da, h])?),
-                Some(Tensor::from_vec(colouring_matrix(h, c.noise_beta), (h, h), device)?),
-            ),
-            _ => (None, None),
+        // iCEM colours its noise over time; with H = 1 there is nothing to colour and it is drawn white.
+        let colouring = match &config.solver {
+            SolverConfig::Icem(c) if h > 1 => {
+                Some((f32z(&[batch, n, da, h])?, Tensor::from_vec(colouring_matrix(h, c.noise_beta), (h, h), device)?))
+            }
+            _ => None,
         };
         let bounds = match &config.bounds {
             Some(b) => {
@@ -250,11 +249,9 @@ impl Planner {
             mean: f32z(&[batch, h, da])?,
             std: f32z(&[batch, h, da])?,
             actions: f32z(&[batch, h, da])?,
-            warm: f32z(&[batch, h, da])?,
             has_warm: false,
             noise: f32z(&[batch, n, h, da])?,
-            white,
-            colour,
+            colouring,
             candidates: f32z(&[batch, n, h, da])?,
             elite_index: Tensor::zeros((batch, k), DType::U32, device)?,
             elite_cost: f32z(&[batch, k])?,
@@ -324,30 +321,30 @@ impl Planner {
         self.run(scorer, &options, replay, Some(observe))
     }
 
-    fn update_rule(&self) -> (Update, bool, usize) {
+    /// iCEM with `return_mean = false`: the plan is the best candidate of the last iteration, not the mean.
+    fn returns_best(&self) -> bool {
+        matches!(&self.config.solver, SolverConfig::Icem(c) if !c.return_mean)
+    }
+
+    /// The distribution update and the number of elites carried into the next iteration.
+    fn update_rule(&self) -> (Update, usize) {
         match &self.config.solver {
-            SolverConfig::Cem(_) => (Update::Cem, false, 0),
-            SolverConfig::Mppi(c) => (Update::Mppi { temperature: c.temperature }, false, 0),
-            SolverConfig::Icem(c) => (Update::Icem { alpha: c.alpha }, false, c.n_elite_keep.min(c.topk)),
+            SolverConfig::Cem(_) => (Update::Cem, 0),
+            SolverConfig::Mppi(c) => (Update::Mppi { temperature: c.temperature }, 0),
+            SolverConfig::Icem(c) => (Update::Icem { alpha: c.alpha }, c.n_elite_keep.min(c.topk)),
         }
     }
 
     /// Draws (or copies) this iteration's noise into `noise`.
     fn draw(&self, replay: Option<(&Tensor, usize)>) -> Result<()> {
         let cuda = kernels::cuda(&self.device)?;
-        let target = self.white.as_ref().unwrap_or(&self.noise);
+        let target = self.colouring.as_ref().map_or(&self.noise, |(white, _)| white);
         match replay {
-            Some((noise, i)) => target.slice_set(&noise.get(i)?.contiguous()?, 0, 0)?,
+            Some((noise, i)) => target.slice_set(&noise.get(i)?.reshape(target.shape())?, 0, 0)?,
             None => kernels::normal_noise(cuda, target, self.seed, &self.state)?,
         }
-        if let (Some(white), Some(m)) = (&self.white, &self.colour) {
-            let h = self.config.horizon;
-            if h > 1 {
-                kernels::colour_noise(cuda, white, m, &self.noise, h, self.config.macro_action_dim())?;
-            } else {
-                // H = 1: white noise (upstream's intended branch; 0.1.1 raises instead, planners.md §5).
-                self.noise.slice_set(&white.reshape(self.noise.shape())?, 0, 0)?;
-            }
+        if let Some((white, m)) = &self.colouring {
+            kernels::colour_noise(cuda, white, m, &self.noise, self.config.horizon, self.config.macro_action_dim())?;
         }
         Ok(())
     }
@@ -378,7 +375,7 @@ impl Planner {
         let costs = costs.contiguous()?;
         let k = self.elite_index.dim(1)?;
         kernels::topk(cuda, &costs, k, &self.elite_index, &self.elite_cost)?;
-        let (rule, report_best, keep_next) = self.update_rule();
+        let (rule, keep_next) = self.update_rule();
         EliteUpdate {
             candidates: &self.candidates,
             index: &self.elite_index,
@@ -386,10 +383,10 @@ impl Planner {
             mean: &self.mean,
             std: &self.std,
             elites: &self.elites,
+            best: self.returns_best().then_some(&self.actions),
             cost: &self.cost,
             state: &self.state,
             rule,
-            report_best,
             keep_next,
         }
         .launch(cuda)?;
@@ -404,10 +401,15 @@ impl Planner {
         }
         self.graph = None;
         // Capturing runs one iteration eagerly (warm-up): keep the draw counter so that graph and eager runs
-        // consume the same noise stream; the distribution is re-initialised by `plan` anyway.
+        // consume the same noise stream, and the warm start; the distribution is re-initialised by `plan` anyway.
         let saved = self.state.copy()?;
+        // iCEM with return_mean = false writes its best elite into `actions`, the next plan's warm start.
+        let saved_actions = self.returns_best().then(|| self.actions.copy()).transpose()?;
         let graph = CapturedGraph::capture(&self.device, || self.iterate(scorer, None).map(drop))?;
         self.state.slice_set(&saved, 0, 0)?;
+        if let Some(actions) = saved_actions {
+            self.actions.slice_set(&actions, 0, 0)?;
+        }
         self.graph = Some(IterationGraph { scorer: key, graph });
         Ok(())
     }
@@ -422,7 +424,9 @@ impl Planner {
         let n_steps = self.config.solver.n_steps();
         if let Some(r) = replay {
             let [b, n, h, da] = self.candidate_shape();
-            let per_step = if self.white.is_some() { [b, n, da, h] } else { [b, n, h, da] };
+            // iCEM's white noise has its time axis last, as upstream draws it.
+            let per_step =
+                if matches!(self.config.solver, SolverConfig::Icem(_)) { [b, n, da, h] } else { [b, n, h, da] };
             let expected = [&[n_steps][..], &per_step[..]].concat();
             if r.noise.dims() != expected.as_slice() {
                 return Err(Error::invalid_input(
@@ -448,7 +452,7 @@ impl Planner {
         InitDistribution {
             mean: &self.mean,
             std: &self.std,
-            warm: warm_started.then_some(&self.warm),
+            warm: warm_started.then_some(&self.actions),
             shift: self.config.receding(),
             var_scale: self.config.solver.var_scale(),
             state: &self.state,
@@ -494,25 +498,20 @@ impl Planner {
         } else {
             PlanSource::Prior
         };
-        let return_best = matches!(&self.config.solver, SolverConfig::Icem(c) if !c.return_mean);
         match (&source, &self.fallback) {
             (PlanSource::Fallback, Some(f)) => self.actions.slice_set(
                 &f.reshape((1, 1, ()))?.broadcast_as(self.actions.shape())?.contiguous()?,
                 0,
                 0,
             )?,
-            _ if return_best && iterations > 0 => {
-                self.actions.slice_set(&self.elites.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?, 0, 0)?
-            }
+            // The update kernel already wrote the last iteration's best elite into `actions`.
+            _ if self.returns_best() && iterations > 0 => {}
             _ => self.actions.slice_set(&self.mean, 0, 0)?,
         }
         if iterations == 0 {
             self.cost.slice_set(&Tensor::full(f32::NAN, self.batch, &self.device)?, 0, 0)?;
         }
-        if self.config.warm_start {
-            self.warm.slice_set(&self.actions, 0, 0)?;
-            self.has_warm = true;
-        }
+        self.has_warm = self.config.warm_start;
         Ok(Plan {
             actions: &self.actions,
             cost: &self.cost,

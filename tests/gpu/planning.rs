@@ -351,3 +351,42 @@ fn planner_graphs_recapture_when_the_session_reallocates() {
     let err = planner.plan(&mut Wrong, &PlanOptions { eager: true, ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("scorer"), "{err}");
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn icem_returns_its_best_candidate_and_capture_keeps_the_warm_start() {
+    let (_gpu, device) = gpu();
+    let (h, a) = (4, 2);
+    let solver = SolverConfig::Icem(IcemConfig {
+        num_samples: 64,
+        n_steps: 3,
+        topk: 8,
+        return_mean: false,
+        ..Default::default()
+    });
+    let mut c = config(solver, h, a);
+    c.receding_horizon = Some(1);
+    let mut scorer = Quadratic::new(&[0.3, -0.1], h, &device);
+    // The returned plan is the best candidate of the last iteration.
+    let mut reference = Planner::new(c.clone(), 2, &device).unwrap();
+    let mut best = None;
+    let plan = reference
+        .plan_observed(&mut scorer, None, &mut |s| {
+            let index = s.elite_index.to_vec2::<u32>()?;
+            let rows = (0..2)
+                .map(|b| s.candidates.get(b)?.get(index[b][0] as usize))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            best = Some(Tensor::stack(&rows, 0)?);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(max_abs_diff(plan.actions, best.as_ref().unwrap()), 0.0);
+    let eager = PlanOptions { eager: true, ..Default::default() };
+    let second = reference.plan(&mut scorer, &eager).unwrap().actions.copy().unwrap();
+    // Same plans through a CUDA graph captured between them: the capture's warm-up iteration must not disturb
+    // the warm start the second plan shifts.
+    let mut graphed = Planner::new(c, 2, &device).unwrap();
+    graphed.plan(&mut scorer, &eager).unwrap();
+    let second_graphed = graphed.plan(&mut scorer, &PlanOptions::default()).unwrap().actions.copy().unwrap();
+    assert_eq!(max_abs_diff(&second, &second_graphed), 0.0);
+}

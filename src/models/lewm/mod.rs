@@ -259,8 +259,8 @@ pub struct LeWmSession {
 /// A captured scoring rollout and the persistent buffers it reads and writes.
 #[derive(Debug)]
 struct ScoreGraph {
-    /// Identities of the cached tensors (context, goal, action history) the graph reads.
-    reads: [Option<candle_core::TensorId>; 3],
+    /// The session revision (cached tensors the graph reads) it was captured at.
+    revision: u64,
     /// Input buffer; its shape is the candidate shape the graph was captured for.
     candidates: Tensor,
     cost: Tensor,
@@ -428,9 +428,11 @@ impl LeWmSession {
     /// The returned (B, S) costs live in the graph's output buffer: read or copy them before the next call.
     pub fn score_graphed(&mut self, candidates: &Tensor) -> Result<&Tensor> {
         // Compared without allocating: this runs on every control step.
-        let reads = [&self.context, &self.goal, &self.action_history].map(|t| t.as_ref().map(Tensor::id));
-        let stale =
-            self.score_graph.as_ref().is_none_or(|g| g.reads != reads || g.candidates.dims() != candidates.dims());
+        let revision = self.revision;
+        let stale = self
+            .score_graph
+            .as_ref()
+            .is_none_or(|g| g.revision != revision || g.candidates.dims() != candidates.dims());
         if stale {
             self.score_graph = None;
             // Validates shapes eagerly, with errors that name the input, before anything is captured.
@@ -441,7 +443,7 @@ impl LeWmSession {
                 let cost = self.score(&input)?;
                 Ok(output.slice_set(&cost, 0, 0)?)
             })?;
-            self.score_graph = Some(ScoreGraph { reads, candidates: input, cost: output, graph });
+            self.score_graph = Some(ScoreGraph { revision, candidates: input, cost: output, graph });
         }
         let g = self.score_graph.as_ref().ok_or_else(|| Error::invalid_input("graph", "capture failed"))?;
         g.candidates.slice_set(&candidates.to_dtype(DType::F32)?.contiguous()?, 0, 0)?;

@@ -247,8 +247,9 @@ pub struct Predictor {
     norm: LayerNorm,
     /// Causal masks for window lengths 1..=num_frames, built once.
     masks: Vec<Tensor>,
-    /// Every block's AdaLN modulation Linear stacked along the output dim: (depth·6·W, W).
-    modulation_all: Linear,
+    /// Every block's AdaLN modulation weight stacked along the output dim, (depth·6·W, W), and its bias.
+    modulation_weight: Tensor,
+    modulation_bias: Tensor,
     num_frames: usize,
 }
 
@@ -274,11 +275,22 @@ impl Predictor {
                 Tensor::from_vec(values, (t, t), &device)?.to_dtype(vb.dtype())
             })
             .collect::<Result<Vec<_>>>()?;
+        // All blocks' modulation Linears stacked once (one GEMM per scoring call); each block keeps a view of its
+        // rows, so the weights are stored once.
+        let mut blocks = blocks;
         let weights = blocks.iter().map(|b| b.modulation.weight().clone()).collect::<Vec<_>>();
         let biases = blocks.iter().filter_map(|b| b.modulation.bias().cloned()).collect::<Vec<_>>();
-        let modulation_all = Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?));
+        let (modulation_weight, modulation_bias) = (Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?);
+        let rows = 6 * w;
+        for (j, block) in blocks.iter_mut().enumerate() {
+            block.modulation = Linear::new(
+                modulation_weight.narrow(0, j * rows, rows)?,
+                Some(modulation_bias.narrow(0, j * rows, rows)?),
+            );
+        }
         Ok(Self {
-            modulation_all,
+            modulation_weight,
+            modulation_bias,
             pos_embedding: vb.get((1, cfg.num_frames, d), "pos_embedding")?,
             input_proj,
             cond_proj,
@@ -304,20 +316,22 @@ impl Predictor {
             Some(cp) => cp.forward(act_emb)?,
             None => act_emb.clone(),
         };
-        Linear::new(self.modulation_all.weight().clone(), None).forward(&candle_nn::ops::silu(&c)?)
+        Linear::new(self.modulation_weight.clone(), None).forward(&candle_nn::ops::silu(&c)?)
     }
 
     /// The bias of [`Predictor::modulation_table`]'s columns, (depth·6·W,).
-    pub fn modulation_bias(&self) -> Result<&Tensor> {
-        self.modulation_all.bias().ok_or_else(|| candle_core::Error::Msg("modulation without bias".into()))
+    pub fn modulation_bias(&self) -> &Tensor {
+        &self.modulation_bias
     }
 
-    /// An empty [`WindowCache`] for `n` candidates.
-    pub fn window_cache(&self, n: usize, device: &candle_core::Device) -> Result<WindowCache> {
+    /// An empty [`WindowCache`] for `n` candidates. Its buffers are not initialised: the attention kernel writes a
+    /// position before any later step reads it.
+    pub fn window_cache(&self, n: usize, device: &candle_core::Device) -> crate::Result<WindowCache> {
         let inner = self.blocks.first().map(|b| b.attn.heads * b.attn.dim_head).unwrap_or(0);
+        let dev = crate::ops::launch::cuda(device)?;
         let qkv = (0..self.blocks.len())
-            .map(|_| Tensor::zeros((n, self.num_frames, 3 * inner), candle_core::DType::F32, device))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|_| crate::ops::launch::uninit_f32(dev, (n, self.num_frames, 3 * inner)))
+            .collect::<crate::Result<Vec<_>>>()?;
         Ok(WindowCache { qkv, len: 0 })
     }
 
@@ -350,7 +364,7 @@ impl Predictor {
         }
         let width = x.dim(2)?;
         let mut x = x.contiguous()?.reshape((n * q, width))?;
-        let step = WindowStep { table, bias: self.modulation_bias()?, lo, first, new: q };
+        let step = WindowStep { table, bias: &self.modulation_bias, lo, first, new: q };
         let Some(block0) = self.blocks.first() else {
             return Err(crate::Error::invalid_input("predictor", "no blocks"));
         };
