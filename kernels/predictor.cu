@@ -4,19 +4,20 @@
 // plus the bias (table_stride): the vectors of window position p sit at table row n·table_len + lo + p (the
 // action block paired with that frame), at the column offset of the block and chunk.
 //
-//   adaln_double_norm_f32:  u = LayerNorm_affine( LayerNorm_plain(x)·scale + shift ) — a ConditionalBlock's
+//   adaln_double_norm_f32_N: u = LayerNorm_affine( LayerNorm_plain(x)·scale + shift ) — a ConditionalBlock's
 //                           modulated norm followed by the attention's / feed-forward's own LayerNorm.
-//   residual_norm_f32:      x' = x + gate ⊙ (y + bias), then u = adaln_double_norm(x') with the next norm's
-//                           vectors (both written). One kernel per residual branch of a block.
+//   residual_norm_f32_N:    x' = x + gate ⊙ (y + bias), then u = adaln_double_norm(x') with the next norm's
+//                           vectors (both written). One kernel per residual branch of a block. y is given as
+//                           `splits` partial sums (split-K GEMM output, `split_stride` apart), added in order.
 //   window_attention_f32:   causal softmax attention inside each candidate's window on the fused QKV projection
 //                           '(qkv h d)' (query rows pre-scaled by 1/sqrt(dh)): keys/values of positions < first
 //                           come from a per-block cache (N, cap, 3·heads·dh), those of the new positions from
 //                           `fresh` (N, q, 3·heads·dh), which the kernel appends to the cache; queries from
 //                           q_start on are answered. dh ≤ 128.
-//   gate_residual_f32:      x' = x + gate ⊙ (y + bias) alone (the last block).
-// Row kernels use one warp per row, dim ≤ 32·SWM_LANE_ITEMS, values held in registers.
+//   gate_residual_f32_N:    x' = x + gate ⊙ (y + bias) alone (the last block), y as partial sums too.
+// Row kernels use one warp per row, each lane holding N values (dim ≤ 32·N, N ∈ {2, 4, 6, 8, 12, 16}: the
+// launcher picks the smallest that fits), with every load issued before the reductions.
 
-#define SWM_LANE_ITEMS 16
 #define SWM_HEAD_ITEMS 4
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -38,122 +39,194 @@ struct Modulation {
   }
 };
 
-// LayerNorm_affine(LayerNorm_plain(v)·scale + shift) of the lane's values, in place.
-__device__ __forceinline__ void double_norm(float (&v)[SWM_LANE_ITEMS], int lane, int dim, const float* m,
-                                            const float* mb, int shift_off, int scale_off, const float* gamma,
-                                            const float* beta, float eps_plain, float eps_affine) {
-  float s = 0.0f;
+// The vectors of one modulated double norm, loaded for the lane's columns.
+template <int N>
+struct NormVectors {
+  float shift[N], scale[N], gamma[N], beta[N];
+  __device__ __forceinline__ void load(int lane, int dim, const float* m, const float* mb, int shift_off,
+                                       int scale_off, const float* g, const float* b) {
 #pragma unroll
-  for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
-    if (lane + 32 * c < dim) s += v[c];
-  }
-  const float mean = warp_sum(s) / dim;
-  float q = 0.0f;
-#pragma unroll
-  for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
-    if (lane + 32 * c < dim) q += (v[c] - mean) * (v[c] - mean);
-  }
-  const float inv = rsqrtf(warp_sum(q) / dim + eps_plain);
-  s = 0.0f;
-#pragma unroll
-  for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
-    const int i = lane + 32 * c;
-    if (i < dim) {
-      const float scale = m[scale_off + i] + mb[scale_off + i];
-      const float shift = m[shift_off + i] + mb[shift_off + i];
-      v[c] = (v[c] - mean) * inv * scale + shift;
-      s += v[c];
+    for (int c = 0; c < N; ++c) {
+      const int i = lane + 32 * c;
+      const bool in = i < dim;
+      shift[c] = in ? m[shift_off + i] + mb[shift_off + i] : 0.0f;
+      scale[c] = in ? m[scale_off + i] + mb[scale_off + i] : 0.0f;
+      gamma[c] = in ? g[i] : 0.0f;
+      beta[c] = in ? b[i] : 0.0f;
     }
   }
-  const float mean2 = warp_sum(s) / dim;
-  q = 0.0f;
+};
+
+// Mean and 1/std of the lane's values over the row (values past dim are 0 and ignored).
+template <int N>
+__device__ __forceinline__ void moments(const float (&v)[N], int lane, int dim, float eps, float& mean,
+                                        float& inv) {
+  float s = 0.0f;
 #pragma unroll
-  for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
-    if (lane + 32 * c < dim) q += (v[c] - mean2) * (v[c] - mean2);
-  }
-  const float inv2 = rsqrtf(warp_sum(q) / dim + eps_affine);
+  for (int c = 0; c < N; ++c) s += v[c];
+  mean = warp_sum(s) / dim;
+  float q = 0.0f;
 #pragma unroll
-  for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
-    const int i = lane + 32 * c;
-    if (i < dim) v[c] = (v[c] - mean2) * inv2 * gamma[i] + beta[i];
+  for (int c = 0; c < N; ++c) {
+    const float d = lane + 32 * c < dim ? v[c] - mean : 0.0f;
+    q += d * d;
   }
+  inv = rsqrtf(warp_sum(q) / dim + eps);
 }
 
-extern "C" __global__ void adaln_double_norm_f32(const float* __restrict__ x, const float* __restrict__ table,
-                                                 const float* __restrict__ table_bias, long long table_stride,
-                                                 int table_len, int lo, int w, int shift_off, int scale_off,
-                                                 const float* __restrict__ gamma, const float* __restrict__ beta,
-                                                 float* __restrict__ out, long long rows, int dim, float eps_plain,
-                                                 float eps_affine) {
+// LayerNorm_affine(LayerNorm_plain(v)·scale + shift) of the lane's values, in place.
+template <int N>
+__device__ __forceinline__ void double_norm(float (&v)[N], int lane, int dim, const NormVectors<N>& nv,
+                                            float eps_plain, float eps_affine) {
+  float mean, inv;
+  moments(v, lane, dim, eps_plain, mean, inv);
+#pragma unroll
+  for (int c = 0; c < N; ++c) v[c] = lane + 32 * c < dim ? (v[c] - mean) * inv * nv.scale[c] + nv.shift[c] : 0.0f;
+  moments(v, lane, dim, eps_affine, mean, inv);
+#pragma unroll
+  for (int c = 0; c < N; ++c) v[c] = (v[c] - mean) * inv * nv.gamma[c] + nv.beta[c];
+}
+
+template <int N>
+__device__ __forceinline__ void adaln_double_norm(const float* __restrict__ x, Modulation mod, int shift_off,
+                                                  int scale_off, const float* __restrict__ gamma,
+                                                  const float* __restrict__ beta, float* __restrict__ out,
+                                                  long long rows, int dim, float eps_plain, float eps_affine) {
   const int lane = threadIdx.x & 31;
-  const Modulation mod{table, table_bias, table_stride, table_len, lo, w};
   const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
   for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
     const float* xr = x + row * dim;
-    float v[SWM_LANE_ITEMS];
+    float v[N];
 #pragma unroll
-    for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
+    for (int c = 0; c < N; ++c) {
       const int i = lane + 32 * c;
       v[c] = i < dim ? xr[i] : 0.0f;
     }
-    double_norm(v, lane, dim, mod.row(row), table_bias, shift_off, scale_off, gamma, beta, eps_plain, eps_affine);
+    NormVectors<N> nv;
+    nv.load(lane, dim, mod.row(row), mod.bias, shift_off, scale_off, gamma, beta);
+    double_norm(v, lane, dim, nv, eps_plain, eps_affine);
     float* o = out + row * dim;
 #pragma unroll
-    for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
+    for (int c = 0; c < N; ++c) {
       const int i = lane + 32 * c;
       if (i < dim) o[i] = v[c];
     }
   }
 }
 
-extern "C" __global__ void residual_norm_f32(const float* __restrict__ y, const float* __restrict__ bias,
-                                             const float* __restrict__ table, const float* __restrict__ table_bias,
-                                             long long table_stride, int table_len, int lo, int w, int gate_off,
-                                             const float* __restrict__ x, float* __restrict__ x_out,
-                                             int shift_off, int scale_off, const float* __restrict__ gamma,
-                                             const float* __restrict__ beta, float* __restrict__ u_out,
-                                             long long rows, int dim, float eps_plain, float eps_affine) {
+// v = x + gate ⊙ (Σ_z y_z + bias) for the lane's columns of `row` (partials added in split order; the split
+// loop is unrolled so that the loads of several partials are in flight together).
+template <int N>
+__device__ __forceinline__ void gated_branch(float (&v)[N], int lane, int dim, long long row, const float* y,
+                                             int splits, long long split_stride, const float* bias,
+                                             const float* m, const float* mb, int gate_off, const float* x) {
+  float sum[N];
+#pragma unroll
+  for (int c = 0; c < N; ++c) {
+    const int i = lane + 32 * c;
+    sum[c] = i < dim ? y[row * dim + i] : 0.0f;
+  }
+#pragma unroll 4
+  for (int z = 1; z < splits; ++z) {
+    const float* yz = y + z * split_stride + row * dim;
+#pragma unroll
+    for (int c = 0; c < N; ++c) {
+      const int i = lane + 32 * c;
+      if (i < dim) sum[c] += yz[i];
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < N; ++c) {
+    const int i = lane + 32 * c;
+    if (i < dim) {
+      const float g = m[gate_off + i] + mb[gate_off + i];
+      v[c] = x[row * dim + i] + g * (sum[c] + (bias ? bias[i] : 0.0f));
+    } else {
+      v[c] = 0.0f;
+    }
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void residual_norm(const float* __restrict__ y, int splits, long long split_stride,
+                                              const float* __restrict__ bias, Modulation mod, int gate_off,
+                                              const float* __restrict__ x, float* __restrict__ x_out, int shift_off,
+                                              int scale_off, const float* __restrict__ gamma,
+                                              const float* __restrict__ beta, float* __restrict__ u_out,
+                                              long long rows, int dim, float eps_plain, float eps_affine) {
   const int lane = threadIdx.x & 31;
-  const Modulation mod{table, table_bias, table_stride, table_len, lo, w};
   const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
   for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
     const float* m = mod.row(row);
-    float v[SWM_LANE_ITEMS];
+    float v[N];
+    gated_branch(v, lane, dim, row, y, splits, split_stride, bias, m, mod.bias, gate_off, x);
+    NormVectors<N> nv;
+    nv.load(lane, dim, m, mod.bias, shift_off, scale_off, gamma, beta);
 #pragma unroll
-    for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
+    for (int c = 0; c < N; ++c) {
       const int i = lane + 32 * c;
-      if (i < dim) {
-        const float g = m[gate_off + i] + table_bias[gate_off + i];
-        v[c] = x[row * dim + i] + g * (y[row * dim + i] + (bias ? bias[i] : 0.0f));
-        x_out[row * dim + i] = v[c];
-      } else {
-        v[c] = 0.0f;
-      }
+      if (i < dim) x_out[row * dim + i] = v[c];
     }
-    double_norm(v, lane, dim, m, table_bias, shift_off, scale_off, gamma, beta, eps_plain, eps_affine);
+    double_norm(v, lane, dim, nv, eps_plain, eps_affine);
 #pragma unroll
-    for (int c = 0; c < SWM_LANE_ITEMS; ++c) {
+    for (int c = 0; c < N; ++c) {
       const int i = lane + 32 * c;
       if (i < dim) u_out[row * dim + i] = v[c];
     }
   }
 }
 
-extern "C" __global__ void gate_residual_f32(const float* __restrict__ y, const float* __restrict__ bias,
-                                             const float* __restrict__ table, const float* __restrict__ table_bias,
-                                             long long table_stride, int table_len, int lo, int w, int gate_off,
-                                             const float* __restrict__ x, float* __restrict__ out, long long rows,
-                                             int dim) {
-  const Modulation mod{table, table_bias, table_stride, table_len, lo, w};
-  const long long total = rows * dim;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    const long long row = i / dim;
-    const int d = (int)(i - row * dim);
-    const float g = mod.row(row)[gate_off + d] + table_bias[gate_off + d];
-    out[i] = x[i] + g * (y[i] + (bias ? bias[d] : 0.0f));
+template <int N>
+__device__ __forceinline__ void gate_residual(const float* __restrict__ y, int splits, long long split_stride,
+                                              const float* __restrict__ bias, Modulation mod, int gate_off,
+                                              const float* __restrict__ x, float* __restrict__ out, long long rows,
+                                              int dim) {
+  const int lane = threadIdx.x & 31;
+  const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+  for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
+    float v[N];
+    gated_branch(v, lane, dim, row, y, splits, split_stride, bias, mod.row(row), mod.bias, gate_off, x);
+#pragma unroll
+    for (int c = 0; c < N; ++c) {
+      const int i = lane + 32 * c;
+      if (i < dim) out[row * dim + i] = v[c];
+    }
   }
 }
+
+#define SWM_TABLE_PARAMS                                                                                  \
+  const float *__restrict__ table, const float *__restrict__ table_bias, long long table_stride, int table_len, \
+      int lo, int w
+#define SWM_TABLE Modulation{table, table_bias, table_stride, table_len, lo, w}
+
+#define SWM_ROW_KERNELS(N)                                                                                       \
+  extern "C" __global__ void adaln_double_norm_f32_##N(                                                         \
+      const float* __restrict__ x, SWM_TABLE_PARAMS, int shift_off, int scale_off, const float* __restrict__ gamma, \
+      const float* __restrict__ beta, float* __restrict__ out, long long rows, int dim, float eps_plain,         \
+      float eps_affine) {                                                                                       \
+    adaln_double_norm<N>(x, SWM_TABLE, shift_off, scale_off, gamma, beta, out, rows, dim, eps_plain, eps_affine); \
+  }                                                                                                             \
+  extern "C" __global__ void residual_norm_f32_##N(                                                             \
+      const float* __restrict__ y, int splits, long long split_stride, const float* __restrict__ bias,          \
+      SWM_TABLE_PARAMS, int gate_off, const float* __restrict__ x, float* __restrict__ x_out, int shift_off,    \
+      int scale_off, const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ u_out, \
+      long long rows, int dim, float eps_plain, float eps_affine) {                                             \
+    residual_norm<N>(y, splits, split_stride, bias, SWM_TABLE, gate_off, x, x_out, shift_off, scale_off, gamma,  \
+                     beta, u_out, rows, dim, eps_plain, eps_affine);                                            \
+  }                                                                                                             \
+  extern "C" __global__ void gate_residual_f32_##N(                                                             \
+      const float* __restrict__ y, int splits, long long split_stride, const float* __restrict__ bias,          \
+      SWM_TABLE_PARAMS, int gate_off, const float* __restrict__ x, float* __restrict__ out, long long rows,     \
+      int dim) {                                                                                                \
+    gate_residual<N>(y, splits, split_stride, bias, SWM_TABLE, gate_off, x, out, rows, dim);                    \
+  }
+
+SWM_ROW_KERNELS(2)
+SWM_ROW_KERNELS(4)
+SWM_ROW_KERNELS(6)
+SWM_ROW_KERNELS(8)
+SWM_ROW_KERNELS(12)
+SWM_ROW_KERNELS(16)
 
 extern "C" __global__ void window_attention_f32(const float* __restrict__ fresh, float* __restrict__ cache,
                                                 float* __restrict__ out, int candidates, int cap, int first,

@@ -9,6 +9,8 @@ use swm::models::lewm::{GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
 use swm::ops::{normalize_rgb_frames, ImageNormalization};
 use swm::{demo, parity};
 
+#[path = "gpu/gemm.rs"]
+mod gemm;
 #[path = "gpu/planning.rs"]
 mod planning;
 

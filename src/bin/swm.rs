@@ -12,6 +12,7 @@ use swm::artifact::{self, Artifact, Checkpoint};
 use swm::checkpoint::LoadOptions;
 use swm::config::ModelConfig;
 use swm::models::lewm::{GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
+use swm::ops::gemm::{self, F32Matmul};
 use swm::parity::PlannerCosts;
 use swm::planning::{ActionBounds, PlanOptions, Planner, PlannerConfig, SolverConfig};
 use swm::{bench, demo, device, parity};
@@ -29,6 +30,9 @@ struct Cli {
     /// Let f32 matmuls use TF32 tensor cores (upstream's planning speed knob; default: full f32).
     #[arg(long, global = true)]
     tf32: bool,
+    /// Run f32 matmuls on cuBLAS's f32 GEMMs instead of swm's split-TF32 tensor-core GEMM (both f32-accurate).
+    #[arg(long, global = true)]
+    cublas_f32: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -287,6 +291,19 @@ enum BenchFamily {
         #[arg(long, default_value_t = 0)]
         gpu: usize,
     },
+    /// The rollout's GEMM shapes (PushT-sized LeWM, 300 candidates) on swm's split-TF32 GEMM, cuBLAS f32 and
+    /// cuBLAS TF32: GPU time per call.
+    Gemm {
+        /// Timed calls per row.
+        #[arg(long, default_value_t = 200)]
+        iters: usize,
+        /// Write the rows as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
     /// Planner rows on LeWM: CEM 300x30, MPPI 300x30, iCEM 1024x5 (H5, PushT action blocks), CUDA graphs.
     Plan {
         /// Artifact or checkpoint (default: PushT-sized config with random weights).
@@ -310,6 +327,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     device::set_tf32(cli.tf32);
+    if cli.cublas_f32 {
+        gemm::set_f32_matmul(F32Matmul::Cublas);
+    }
     let command = match resolve_hub(cli.command, cli.hf_repo.as_deref(), &cli.hf_revision) {
         Ok(command) => command,
         Err(e) => {
@@ -406,6 +426,13 @@ fn run(command: Command) -> swm::Result<ExitCode> {
                 write_json(&path, &report)?;
             }
             Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Bench { family: BenchFamily::Gemm { iters, json, gpu } } => {
+            let rows = bench_gemm(iters, gpu)?;
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench { family: BenchFamily::Plan { path, iters, json, gpu } } => {
             let rows = bench_plan(path.as_deref(), iters, gpu)?;
@@ -647,6 +674,79 @@ fn plan(path: Option<&Path>, args: &PlannerArgs, repeat: usize, gpu: usize) -> s
     Ok(ExitCode::SUCCESS)
 }
 
+/// The matmul precision of a benchmark row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Precision {
+    /// swm's split-TF32 tensor-core GEMM (f32-accurate, the default).
+    SplitF32,
+    /// cuBLAS's f32 GEMMs.
+    CublasF32,
+    /// cuBLAS's TF32 GEMMs.
+    Tf32,
+}
+
+impl Precision {
+    fn current() -> Self {
+        match (device::tf32(), gemm::f32_matmul()) {
+            (true, _) => Self::Tf32,
+            (false, F32Matmul::Cublas) => Self::CublasF32,
+            (false, F32Matmul::Split3xTf32) => Self::SplitF32,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::SplitF32 => "f32 (split-TF32 GEMM)",
+            Self::CublasF32 => "f32 (cuBLAS GEMM)",
+            Self::Tf32 => "TF32 GEMMs",
+        }
+    }
+
+    /// Runs `work` with this precision selected, restoring the previous one afterwards (also on error).
+    fn with<T>(self, work: impl FnOnce() -> T) -> T {
+        let (tf32, kind) = (device::tf32(), gemm::f32_matmul());
+        device::set_tf32(self == Self::Tf32);
+        gemm::set_f32_matmul(if self == Self::CublasF32 { F32Matmul::Cublas } else { F32Matmul::Split3xTf32 });
+        let out = work();
+        device::set_tf32(tf32);
+        gemm::set_f32_matmul(kind);
+        out
+    }
+}
+
+/// GPU time per call of the rollout's GEMM shapes under each precision.
+fn bench_gemm(iters: usize, gpu: usize) -> swm::Result<Vec<bench::BenchRow>> {
+    let device = device::cuda(gpu)?;
+    println!("device: {}", device::name(&device).unwrap_or_default());
+    // (what, rows, outputs, depth): the PushT-sized predictor at 300 candidates (1- and 3-frame windows), its
+    // AdaLN table over 5 action blocks and pred_proj.
+    let shapes = [
+        ("qkv", 300, 3072, 192),
+        ("qkv window", 900, 3072, 192),
+        ("attn out", 300, 192, 1024),
+        ("attn out window", 900, 192, 1024),
+        ("fc1 / pred_proj fc1", 300, 2048, 192),
+        ("fc2 / pred_proj fc2", 300, 192, 2048),
+        ("fc2 window", 900, 192, 2048),
+        ("AdaLN table", 1500, 6912, 192),
+    ];
+    let mut rows = Vec::new();
+    for (name, m, n, k) in shapes {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &device)?;
+        let w = Tensor::randn(0f32, 0.05, (n, k), &device)?;
+        for precision in [Precision::SplitF32, Precision::CublasF32, Precision::Tf32] {
+            let row = precision.with(|| {
+                bench::time(&device, &format!("gemm {name} {m}x{n}x{k} {}", precision.label()), 20, iters, || {
+                    gemm::linear(&x, &w, gemm::Epilogue::None).map(drop)
+                })
+            })?;
+            println!("{row}");
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
 fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<bench::BenchRow>> {
     let device = device::cuda(gpu)?;
     let model = Arc::new(load_lewm(path, &device, pusht_random)?);
@@ -662,29 +762,31 @@ fn bench_plan(path: Option<&Path>, iters: usize, gpu: usize) -> swm::Result<Vec<
             SolverConfig::Icem(swm::planning::IcemConfig { num_samples: 1024, n_steps: 5, ..Default::default() }),
         )
     };
-    // f32 rows, then CEM and iCEM with TF32 matmuls (upstream's speed knob is torch.compile + TF32).
-    let precision = if device::tf32() { "TF32 GEMMs" } else { "fp32" };
-    let rows_spec =
-        [(cem(), precision, device::tf32()), (mppi, precision, device::tf32()), (icem(), precision, device::tf32())]
-            .into_iter()
-            .chain([(cem(), "TF32 GEMMs", true), (icem(), "TF32 GEMMs", true)]);
-    let tf32 = device::tf32();
+    // The default precision's rows, then CEM and iCEM on cuBLAS f32 and with TF32 matmuls (upstream's speed
+    // knob is torch.compile + TF32).
+    let default = Precision::current();
+    let rows_spec = [(cem(), default), (mppi, default), (icem(), default)].into_iter().chain([
+        (cem(), Precision::CublasF32),
+        (icem(), Precision::CublasF32),
+        (cem(), Precision::Tf32),
+        (icem(), Precision::Tf32),
+    ]);
     let mut rows = Vec::new();
-    for ((name, solver), label, use_tf32) in rows_spec {
-        device::set_tf32(use_tf32);
+    for ((name, solver), precision) in rows_spec {
         let mut config = PlannerConfig::new(solver, horizon, a_env, block);
         if matches!(config.solver, SolverConfig::Icem(_)) {
             // iCEM clamps to the env Box (PushT: [-1, 1]²), as upstream does.
             config.bounds = Some(ActionBounds { low: vec![-1.0; a_env], high: vec![1.0; a_env] });
         }
-        let mut planner = Planner::new(config, 1, &device)?;
-        let options = PlanOptions::default();
-        let row = bench::time(&device, &format!("lewm {name} H{horizon} {label}, CUDA graph"), 2, iters, || {
-            planner.plan(&mut session, &options).map(drop)
+        let row = precision.with(|| {
+            let mut planner = Planner::new(config, 1, &device)?;
+            let options = PlanOptions::default();
+            bench::time(&device, &format!("lewm {name} H{horizon} {}, CUDA graph", precision.label()), 2, iters, || {
+                planner.plan(&mut session, &options).map(drop)
+            })
         })?;
         println!("{row}");
         rows.push(row);
     }
-    device::set_tf32(tf32);
     Ok(rows)
 }

@@ -129,7 +129,15 @@ pub fn linear_gelu(linear: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
     if x.dtype() != DType::F32 {
         return linear.forward(x)?.gelu_erf();
     }
-    matmul_no_bias(linear, x)?.apply_op2_no_bwd(bias_of(linear)?, &BiasGelu)
+    bias_gelu(&matmul_no_bias(linear, x)?, bias_of(linear)?)
+}
+
+/// `gelu_erf(y + b)` for y (…, cols) and b (cols,) in one kernel (f32; other dtypes use Candle ops).
+pub fn bias_gelu(y: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    if y.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        return y.broadcast_add(b)?.gelu_erf();
+    }
+    y.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &BiasGelu)
 }
 
 /// `residual + linear(x)` with the bias add fused into the residual kernel (f32 only).

@@ -2,6 +2,7 @@
 //! fit the trait, on raw device addresses of Candle tensors otherwise (see `launch`).
 
 pub mod bias_act;
+pub mod gemm;
 pub(crate) mod launch;
 pub mod predictor;
 pub mod preprocess;

@@ -5,13 +5,21 @@
 use candle_core::Tensor;
 use cudarc::driver::{LaunchArgs, PushKernelArg};
 
-use super::launch::{address, cuda, grid, launched, uninit_f32, warps};
+use super::gemm::PartialSums;
+use super::launch::{address, cuda, launched, uninit_f32, warps};
 use crate::error::{Error, Result};
 use crate::kernels;
 
 const MODULE: &str = "swm_predictor";
 /// Widest row the row kernels hold in registers (32 lanes × 16 values).
 const MAX_DIM: usize = 512;
+
+/// The row kernel `name` instantiated for rows of `dim`: the smallest values-per-lane count that holds them.
+fn row_kernel(name: &str, dim: usize) -> Result<String> {
+    let items = [2, 4, 6, 8, 12, 16].into_iter().find(|n| 32 * n >= dim);
+    let items = items.ok_or_else(|| Error::invalid_input("width", format!("{dim} > {MAX_DIM}")))?;
+    Ok(format!("{name}_{items}"))
+}
 
 /// Where a window's AdaLN vectors live: a (N, len, stride) table without bias plus its (stride,) bias; window
 /// position p of candidate n reads row n·len + lo + p.
@@ -103,12 +111,12 @@ fn check_rows(name: &str, t: &Tensor, dim: usize) -> Result<usize> {
     Ok(rows)
 }
 
-/// Checks a residual branch: `y` and `x` of the same (rows, dim), contiguous, a bias of dim.
-fn check_branch(y: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> Result<(usize, usize)> {
+/// Checks a residual branch: `y` (as partial sums) and `x` of the same (rows, dim), contiguous, a bias of dim.
+fn check_branch(y: &PartialSums, bias: Option<&Tensor>, x: &Tensor) -> Result<(usize, usize)> {
     let dim = x.dim(1)?;
     let rows = check_rows("x", x, dim)?;
-    if check_rows("y", y, dim)? != rows || bias.is_some_and(|b| b.dims() != [dim]) {
-        return Err(Error::invalid_input("y", format!("{:?} vs residual {:?}", y.dims(), x.dims())));
+    if y.dims() != (rows, dim) || !y.partials().is_contiguous() || bias.is_some_and(|b| b.dims() != [dim]) {
+        return Err(Error::invalid_input("y", format!("{:?} vs residual {:?}", y.partials().dims(), x.dims())));
     }
     Ok((rows, dim))
 }
@@ -123,7 +131,7 @@ pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'
     let out = uninit_f32(dev, (rows, dim))?;
     let (xp, op) = (address(x)?, address(&out)?);
     let (so, sc, rows64, dim32) = (norm.shift as i32, norm.scale as i32, rows as i64, dim as i32);
-    let f = dev.get_or_load_custom_func("adaln_double_norm_f32", MODULE, kernels::PREDICTOR)?;
+    let f = dev.get_or_load_custom_func(&row_kernel("adaln_double_norm_f32", dim)?, MODULE, kernels::PREDICTOR)?;
     let mut b = f.builder();
     b.arg(&xp);
     t.push(&mut b);
@@ -134,9 +142,10 @@ pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'
     Ok(out)
 }
 
-/// `x' = x + gate ⊙ (y + bias)` and `u = adaln_double_norm(x')` with `next`: returns (x', u).
+/// `x' = x + gate ⊙ (y + bias)` and `u = adaln_double_norm(x')` with `next`: returns (x', u). `y` may be
+/// split-K partial sums, added here.
 pub fn residual_norm(
-    y: &Tensor,
+    y: &PartialSums,
     bias: Option<&Tensor>,
     table: ModulationTable<'_>,
     gate: usize,
@@ -149,23 +158,25 @@ pub fn residual_norm(
     let dev = cuda(x.device())?;
     let (x_out, u_out) = (uninit_f32(dev, (rows, dim))?, uninit_f32(dev, (rows, dim))?);
     let bp = bias.map(address).transpose()?.unwrap_or(0);
-    let (yp, xp, xo, uo) = (address(y)?, address(x)?, address(&x_out)?, address(&u_out)?);
+    let (yp, xp, xo, uo) = (address(y.partials())?, address(x)?, address(&x_out)?, address(&u_out)?);
     let (gate, so, sc, rows64, dim32) = (gate as i32, next.shift as i32, next.scale as i32, rows as i64, dim as i32);
-    let f = dev.get_or_load_custom_func("residual_norm_f32", MODULE, kernels::PREDICTOR)?;
+    let (splits, split_stride) = (y.splits() as i32, (rows * dim) as i64);
+    let f = dev.get_or_load_custom_func(&row_kernel("residual_norm_f32", dim)?, MODULE, kernels::PREDICTOR)?;
     let mut b = f.builder();
-    b.arg(&yp).arg(&bp);
+    b.arg(&yp).arg(&splits).arg(&split_stride).arg(&bp);
     t.push(&mut b);
     b.arg(&gate).arg(&xp).arg(&xo).arg(&so).arg(&sc).arg(&g).arg(&be).arg(&uo).arg(&rows64).arg(&dim32);
     b.arg(&next.eps_plain).arg(&next.eps_affine);
-    // SAFETY: matches residual_norm_f32's signature; y/x/x_out/u_out hold rows·dim f32 (dim ≤ 512), bias and
-    // gamma/beta dim, the table covers every token's row (checked above).
+    // SAFETY: matches residual_norm_f32_N's signature (N·32 ≥ dim); y holds splits·rows·dim f32, x/x_out/u_out
+    // rows·dim (dim ≤ 512), bias and gamma/beta dim, the table covers every token's row (checked above).
     launched(unsafe { b.launch(warps(rows)) })?;
     Ok((x_out, u_out))
 }
 
-/// `x + gate ⊙ (y + bias)` for (rows, dim) tensors, the gate at column `gate` of the modulation table.
+/// `x + gate ⊙ (y + bias)` for (rows, dim) tensors, the gate at column `gate` of the modulation table; `y` may be
+/// split-K partial sums.
 pub fn gate_residual(
-    y: &Tensor,
+    y: &PartialSums,
     bias: Option<&Tensor>,
     table: ModulationTable<'_>,
     gate: usize,
@@ -177,15 +188,16 @@ pub fn gate_residual(
     let out = uninit_f32(dev, (rows, dim))?;
     let bp = bias.map(address).transpose()?.unwrap_or(0);
     let (yp, xp, op, g, rows64, dim32) =
-        (address(y)?, address(x)?, address(&out)?, gate as i32, rows as i64, dim as i32);
-    let f = dev.get_or_load_custom_func("gate_residual_f32", MODULE, kernels::PREDICTOR)?;
+        (address(y.partials())?, address(x)?, address(&out)?, gate as i32, rows as i64, dim as i32);
+    let (splits, split_stride) = (y.splits() as i32, (rows * dim) as i64);
+    let f = dev.get_or_load_custom_func(&row_kernel("gate_residual_f32", dim)?, MODULE, kernels::PREDICTOR)?;
     let mut b = f.builder();
-    b.arg(&yp).arg(&bp);
+    b.arg(&yp).arg(&splits).arg(&split_stride).arg(&bp);
     t.push(&mut b);
     b.arg(&g).arg(&xp).arg(&op).arg(&rows64).arg(&dim32);
-    // SAFETY: matches gate_residual_f32's signature; y/x/out hold rows·dim f32, bias dim (or null), the table
-    // covers every token's row (checked above).
-    launched(unsafe { b.launch(grid(rows * dim)) })?;
+    // SAFETY: matches gate_residual_f32_N's signature (N·32 ≥ dim); y holds splits·rows·dim f32, x/out rows·dim,
+    // bias dim (or null), the table covers every token's row (checked above).
+    launched(unsafe { b.launch(warps(rows)) })?;
     Ok(out)
 }
 

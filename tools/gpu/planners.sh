@@ -3,7 +3,7 @@
 # tests (which read them), `swm parity planner`, decision parity over many starts, and the planner benchmark of
 # swm and the official solvers side by side. Needs (carried): .gpu/ from shared/gpu/bundle.sh --bins and .whl/
 # from shared/gpu/python-wheels.sh. Writes logs, JSON rows and the exported fixtures under $OUT.
-# COMPILE=1 adds the official CEM row with torch.compile + TF32 (minutes of compilation).
+# GEMM=0 skips `swm bench gemm` (the rollout's GEMM shapes per precision). COMPILE=1 adds the official CEM row with torch.compile + TF32 (minutes of compilation).
 set -uo pipefail
 # shellcheck source=env.sh
 source "$(dirname "$0")/env.sh"
@@ -27,6 +27,9 @@ echo "== bench: official solvers then swm planners, same GPU" | tee -a "$log"
 if [ "${OFFICIAL:-1}" = 1 ]; then
   python3 -m swm_tools.bench_planner --config tools/configs/lewm-pusht.json --iters ${ITERS:-10} \
     $([ "${COMPILE:-0}" = 1 ] && echo --compile) --json "$out/bench-planner-official.json" 2>&1 | tee -a "$log"
+fi
+if [ "${GEMM:-1}" = 1 ]; then
+  bash .gpu/run.sh exec swm bench gemm --json "$out/bench-gemm.json" 2>&1 | tee -a "$log"
 fi
 bash .gpu/run.sh exec swm bench plan --iters ${ITERS:-10} --json "$out/bench-planner-swm.json" 2>&1 | tee -a "$log"
 bash .gpu/run.sh exec swm bench lewm --iters 50 --json "$out/bench-swm.json" 2>&1 | tee -a "$log"

@@ -43,21 +43,41 @@ impl Mlp {
     }
 }
 
+/// The activation fused into a head Linear's GEMM epilogue.
+#[derive(Clone, Copy)]
+enum Act {
+    None,
+    Gelu,
+    Silu,
+}
+
+/// `act(l(x))` through [`crate::ops::gemm::linear`], the bias and activation in the GEMM's epilogue.
+fn apply(l: &Linear, x: &Tensor, act: Act) -> Result<Tensor> {
+    use crate::ops::gemm::{linear, Epilogue};
+    let b = l.bias().ok_or_else(|| candle_core::Error::Msg("head Linear without bias".into()))?;
+    let epilogue = match act {
+        Act::None => Epilogue::Bias(b),
+        Act::Gelu => Epilogue::BiasGelu(b),
+        Act::Silu => Epilogue::BiasSilu(b),
+    };
+    linear(x, l.weight(), epilogue).map_err(candle_core::Error::wrap)
+}
+
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = match &self.norm {
             Some(norm) => norm.forward(&self.fc1.forward(x)?)?.gelu_erf()?,
-            // BatchNorm folded (or none): the bias add and GELU are one fused kernel.
-            None => crate::ops::bias_act::linear_gelu(&self.fc1, &x.contiguous()?)?,
+            // BatchNorm folded (or none): the bias add and GELU are the GEMM's epilogue.
+            None => apply(&self.fc1, &x.contiguous()?, Act::Gelu)?,
         };
-        self.fc2.forward(&h)
+        apply(&self.fc2, &h, Act::None)
     }
 }
 
-/// `Embedder`: a kernel-1 Conv1d over time (a per-step Linear) then `Linear -> SiLU -> Linear`.
+/// `Embedder`: a kernel-1 Conv1d over time (a per-step Linear) then `Linear -> SiLU -> Linear`. The Conv1d and the
+/// first Linear are two affine maps in a row, folded into one at load time: `W = W₁·W_c`, `b = W₁·b_c + b₁`.
 #[derive(Debug, Clone)]
 pub struct ActionEncoder {
-    smooth: Linear,
     fc1: Linear,
     fc2: Linear,
 }
@@ -69,18 +89,17 @@ impl ActionEncoder {
         let w = conv.get((cfg.smoothed_dim, cfg.input_dim, 1), "weight")?.squeeze(2)?;
         let b = conv.get(cfg.smoothed_dim, "bias")?;
         let hidden = cfg.mlp_scale * cfg.emb_dim;
-        Ok(Self {
-            smooth: Linear::new(w, Some(b)),
-            fc1: linear(cfg.smoothed_dim, hidden, vb.pp("embed.0"))?,
-            fc2: linear(hidden, cfg.emb_dim, vb.pp("embed.2"))?,
-        })
+        let embed0 = vb.pp("embed.0");
+        let (w1, b1) = (embed0.get((hidden, cfg.smoothed_dim), "weight")?, embed0.get(hidden, "bias")?);
+        let folded_w = w1.matmul(&w)?;
+        let folded_b = (w1.matmul(&b.unsqueeze(1)?)?.squeeze(1)? + b1)?;
+        Ok(Self { fc1: Linear::new(folded_w, Some(folded_b)), fc2: linear(hidden, cfg.emb_dim, vb.pp("embed.2"))? })
     }
 }
 
 impl Module for ActionEncoder {
     /// (…, T, A_in) -> (…, T, Ea).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let s = self.smooth.forward(x)?;
-        self.fc2.forward(&candle_nn::ops::silu(&self.fc1.forward(&s)?)?)
+        apply(&self.fc2, &apply(&self.fc1, x, Act::Silu)?, Act::None)
     }
 }

@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::config::PredictorConfig;
-use crate::ops::bias_act::linear_gelu;
+use crate::ops::gemm::{linear as gemm, linear_partials, Epilogue, PartialSums};
 use crate::ops::predictor::{
     adaln_double_norm, gate_residual, residual_norm, window_attention, AdaNorm, ModulationTable,
 };
@@ -157,7 +157,7 @@ impl ConditionalBlock {
         let (rows, width) = x.dims2()?;
         let (first, q) = (step.first, step.new);
         let n = rows / q;
-        let qkv = u.matmul(&self.attn.to_qkv.weight().t()?)?;
+        let qkv = gemm(u, self.attn.to_qkv.weight(), Epilogue::None)?;
         let inner = qkv.dim(1)? / 3;
         let qkv = qkv.reshape((n, q, 3 * inner))?;
         let valid = first + q;
@@ -169,13 +169,15 @@ impl ConditionalBlock {
             (x.clone(), first, q)
         };
         let (y, bias) = match &self.attn.to_out {
-            Some(out) => (ctx.matmul(&out.weight().t()?)?, out.bias()),
-            None => (ctx, None),
+            Some(out) => (linear_partials(&ctx, out.weight())?, out.bias()),
+            None => (PartialSums::whole(&ctx)?, None),
         };
         let rows_of = step.rows(first, q);
         let (x, u) = residual_norm(&y, bias, rows_of, offset + 2 * width, &x, self.mlp_norm(offset, width)?)?;
-        let h = linear_gelu(&self.mlp.fc1, &u)?;
-        let y = h.matmul(&self.mlp.fc2.weight().t()?)?;
+        let fc1_bias =
+            self.mlp.fc1.bias().ok_or_else(|| crate::Error::invalid_input("predictor", "fc1 without bias"))?;
+        let h = gemm(&u, self.mlp.fc1.weight(), Epilogue::BiasGelu(fc1_bias))?;
+        let y = linear_partials(&h, self.mlp.fc2.weight())?;
         let gate = offset + 5 * width;
         Ok(match next {
             Some(norm) => {
@@ -311,12 +313,12 @@ impl Predictor {
     /// their bias ([`Predictor::modulation_bias`], added by the kernels that read them): `act_emb` (N, L, D) →
     /// (N, L, depth·6·W), block j's six chunks of W at column 6·W·j (shift, 1 + scale, gate for attention, then
     /// for the feed-forward).
-    pub fn modulation_table(&self, act_emb: &Tensor) -> Result<Tensor> {
+    pub fn modulation_table(&self, act_emb: &Tensor) -> crate::Result<Tensor> {
         let c = match &self.cond_proj {
             Some(cp) => cp.forward(act_emb)?,
             None => act_emb.clone(),
         };
-        Linear::new(self.modulation_weight.clone(), None).forward(&candle_nn::ops::silu(&c)?)
+        gemm(&candle_nn::ops::silu(&c)?.contiguous()?, &self.modulation_weight, Epilogue::None)
     }
 
     /// The bias of [`Predictor::modulation_table`]'s columns, (depth·6·W,).

@@ -1,0 +1,223 @@
+// f32-accurate GEMM on tensor cores: C = A · Wᵀ (+ bias, optionally GELU) for a row-major activation A (M, K)
+// and a PyTorch Linear weight W (N, K), both K-contiguous.
+//
+// Each f32 operand x is split into a TF32 "big" part b = tf32(x) and a TF32 "small" part s = tf32(x − b), and
+// every product is accumulated as a_s·w_b + a_b·w_s + a_b·w_b on `mma.sync.m16n8k8` TF32 tensor-core
+// instructions (the a_s·w_s term, ~2⁻²² relative, is dropped). The tensor core's f32 sums truncate, so each
+// K tile of 32 is summed from zero and added to the running total with ordinary (rounded) f32 adds. The
+// result carries about the precision of an f32 SIMT GEMM, faster on the small-M shapes of a rollout.
+//
+// Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32), K in steps of 32 staged through
+// shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB, so the
+// launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z takes K range [z·k_chunk, (z+1)·k_chunk) and
+// writes its partial tile to `out + z·M·N`; `gemm_splitk_reduce_f32` then sums the partials in a fixed order
+// (results are deterministic) and applies the epilogue. Tiles are copied 16 bytes at a time when K % 4 == 0 and
+// A and W are 16-byte aligned (`vec4`), else 4 bytes at a time.
+//
+//   gemm_3xtf32_f32:          the tiles (epilogue applied when gridDim.z == 1).
+//   gemm_splitk_reduce_f32:   out[i] = epilogue(Σ_z partial[z][i]).
+
+#include <cstdint>
+
+#define SWM_BM 64
+#define SWM_BN 64
+#define SWM_BK 32
+#define SWM_LDS (SWM_BK + 4)  // padded row: fragment loads hit 32 distinct banks
+#define SWM_THREADS 128
+#define SWM_STAGES 3
+
+// Epilogues.
+#define SWM_EPI_NONE 0
+#define SWM_EPI_BIAS 1
+#define SWM_EPI_BIAS_GELU 2
+#define SWM_EPI_BIAS_SILU 3
+
+__device__ __forceinline__ float epilogue(float v, const float* bias, int col, int mode) {
+  if (mode == SWM_EPI_NONE) return v;
+  v += bias[col];
+  if (mode == SWM_EPI_BIAS_GELU) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+  if (mode == SWM_EPI_BIAS_SILU) v = v / (1.0f + expf(-v));
+  return v;
+}
+
+// x = big + small: big keeps the sign, exponent and top 10 mantissa bits (a TF32 value); small = x − big is
+// exact in f32, and the tensor core reads its top 10 mantissa bits (the rest, ~2⁻²² of x, is dropped as the
+// a_s·w_s term is).
+__device__ __forceinline__ void split(float x, uint32_t& big, uint32_t& small) {
+  big = __float_as_uint(x) & 0xffffe000u;
+  small = __float_as_uint(x - __uint_as_float(big));
+}
+
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// 16-byte global → shared copy; zero-fills when `valid` is false (src is then not read).
+__device__ __forceinline__ void copy16(float* dst, const float* src, bool valid) {
+  const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(bytes));
+}
+
+__device__ __forceinline__ void copy_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void copy_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+// 4-byte global → shared copy; zero-fills when `valid` is false.
+__device__ __forceinline__ void copy4(float* dst, const float* src, bool valid) {
+  const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+  const int bytes = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(bytes));
+}
+
+// Copies the 4 floats of row `row` (< rows) at column k0 + col of a (rows, k) matrix into `dst`, zero-filling
+// columns ≥ k_end: one 16-byte copy when `vec4` (k % 4 == 0 and 16-byte aligned rows), else four 4-byte ones.
+__device__ __forceinline__ void copy_chunk(float* dst, const float* base, int row, int rows, int k0, int col,
+                                           int k_end, int k, bool vec4) {
+  const bool rin = row < rows;
+  const long long at = (long long)row * k + k0 + col;
+  if (vec4) {
+    const bool in = rin && k0 + col < k_end;
+    copy16(dst, in ? base + at : base, in);
+  } else {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const bool in = rin && k0 + col + e < k_end;
+      copy4(dst + e, in ? base + at + e : base, in);
+    }
+  }
+}
+
+// Stages the (64 × 32) slices of A rows m0.. and W rows n0.. at column k0 (columns ≥ k_end zero-filled).
+__device__ __forceinline__ void stage(float (*as)[SWM_LDS], float (*ws)[SWM_LDS], const float* a, const float* w,
+                                      int m0, int n0, int k0, int k_end, int m, int n, int k, bool vec4) {
+#pragma unroll
+  for (int i = 0; i < (SWM_BM * SWM_BK / 4) / SWM_THREADS; ++i) {
+    const int chunk = threadIdx.x + i * SWM_THREADS;
+    const int row = chunk / (SWM_BK / 4);
+    const int col = (chunk % (SWM_BK / 4)) * 4;
+    copy_chunk(&as[row][col], a, m0 + row, m, k0, col, k_end, k, vec4);
+    copy_chunk(&ws[row][col], w, n0 + row, n, k0, col, k_end, k, vec4);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(SWM_THREADS)
+    gemm_3xtf32_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
+                    float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {
+  extern __shared__ __align__(16) float smem[];
+  float(*as)[SWM_BM][SWM_LDS] = reinterpret_cast<float(*)[SWM_BM][SWM_LDS]>(smem);
+  float(*ws)[SWM_BN][SWM_LDS] = reinterpret_cast<float(*)[SWM_BN][SWM_LDS]>(smem + SWM_STAGES * SWM_BM * SWM_LDS);
+
+  const int n0 = blockIdx.x * SWM_BN;
+  const int m0 = blockIdx.y * SWM_BM;
+  const int k_begin = blockIdx.z * k_chunk;
+  const int k_end = min(k, k_begin + k_chunk);
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int wm = (warp >> 1) * 32;  // warp tile origin inside the block tile
+  const int wn = (warp & 1) * 32;
+  const int g = lane >> 2;  // fragment group (row of A / column of B)
+  const int t = lane & 3;   // thread in group
+
+  // `total` holds the K tiles done so far; `part` sums one K tile on the tensor cores, whose f32 sums truncate,
+  // and is added to `total` with rounded f32 adds, so the truncation of a sum never reaches the running total.
+  float total[2][4][4], part[2][4][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) total[i][j][r] = 0.0f;
+
+  const int tiles = (k_end - k_begin + SWM_BK - 1) / SWM_BK;
+#pragma unroll
+  for (int s = 0; s < SWM_STAGES - 1; ++s) {
+    if (s < tiles) stage(as[s], ws[s], a, w, m0, n0, k_begin + s * SWM_BK, k_end, m, n, k, vec4);
+    copy_commit();
+  }
+
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int buf = tile % SWM_STAGES;
+    copy_wait<SWM_STAGES - 2>();
+    __syncthreads();  // tile's copies are visible, and every warp is done with the buffer refilled next
+    const int next = tile + SWM_STAGES - 1;
+    if (next < tiles) {
+      stage(as[next % SWM_STAGES], ws[next % SWM_STAGES], a, w, m0, n0, k_begin + next * SWM_BK, k_end, m, n,
+            k, vec4);
+    }
+    copy_commit();
+
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) part[i][j][r] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < SWM_BK; kk += 8) {
+      uint32_t ab[2][4], asm_[2][4], wb[4][2], wsm[4][2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int r = wm + i * 16 + g;
+        split(as[buf][r][kk + t], ab[i][0], asm_[i][0]);
+        split(as[buf][r + 8][kk + t], ab[i][1], asm_[i][1]);
+        split(as[buf][r][kk + t + 4], ab[i][2], asm_[i][2]);
+        split(as[buf][r + 8][kk + t + 4], ab[i][3], asm_[i][3]);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int c = wn + j * 8 + g;
+        split(ws[buf][c][kk + t], wb[j][0], wsm[j][0]);
+        split(ws[buf][c][kk + t + 4], wb[j][1], wsm[j][1]);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          mma_tf32(part[i][j], asm_[i], wb[j]);
+          mma_tf32(part[i][j], ab[i], wsm[j]);
+          mma_tf32(part[i][j], ab[i], wb[j]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) total[i][j][r] += part[i][j][r];
+  }
+
+  const bool direct = gridDim.z == 1;
+  float* dst = out + (direct ? 0 : (long long)blockIdx.z * m * n);
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int col = n0 + wn + j * 8 + 2 * t;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = m0 + wm + i * 16 + g + 8 * h;
+        if (row >= m) continue;
+        float* p = dst + (long long)row * n;
+        if (col < n) p[col] = direct ? epilogue(total[i][j][2 * h], bias, col, mode) : total[i][j][2 * h];
+        if (col + 1 < n) p[col + 1] = direct ? epilogue(total[i][j][2 * h + 1], bias, col + 1, mode) : total[i][j][2 * h + 1];
+      }
+    }
+}
+
+extern "C" __global__ void gemm_splitk_reduce_f32(const float* __restrict__ partial, const float* __restrict__ bias,
+                                                  float* __restrict__ out, long long m, int n, int splits, int mode) {
+  const long long total = m * n;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    float s = 0.0f;
+    for (int z = 0; z < splits; ++z) s += partial[z * total + i];
+    out[i] = epilogue(s, bias, (int)(i % n), mode);
+  }
+}

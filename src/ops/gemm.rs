@@ -1,0 +1,270 @@
+//! f32 matmuls of the hot path (`kernels/gemm.cu`): `x · Wᵀ` with an optional fused bias / bias + GELU epilogue.
+//!
+//! With the default [`F32Matmul::Split3xTf32`], each operand is split into two TF32 parts and three tensor-core
+//! products are summed in f32: f32-level accuracy (GPU-tested against an f64 reference next to cuBLAS f32; see
+//! `docs/lewm.md`), faster than cuBLAS's f32 SIMT kernels on the small-row shapes of a rollout. [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs,
+//! and TF32 mode ([`crate::device::set_tf32`]) uses cuBLAS's TF32 GEMMs (one product, 10-bit mantissas).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device, Tensor};
+use cudarc::driver::sys::CUfunction_attribute;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::launch::{address, cuda, grid, launched, uninit_f32};
+use crate::error::{Error, Result};
+use crate::kernels;
+
+const MODULE: &str = "swm_gemm";
+/// Output tile of one block (rows, columns) and the K step, as in `kernels/gemm.cu`.
+const TILE_M: usize = 64;
+const TILE_N: usize = 64;
+const TILE_K: usize = 32;
+/// K tiles in flight per block, as in `kernels/gemm.cu`.
+const STAGES: usize = 3;
+/// Dynamic shared memory per block: A and W tiles of 32 (+ 4 padding) columns per stage.
+const SHARED_BYTES: usize = STAGES * (TILE_M + TILE_N) * (TILE_K + 4) * 4;
+
+/// Which kernels run the f32 matmuls of the hot path (predictor rollout, its heads, the AdaLN table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum F32Matmul {
+    /// swm's tensor-core GEMM on operands split into two TF32 parts (three products, f32 accumulation).
+    #[default]
+    Split3xTf32,
+    /// cuBLAS's f32 GEMMs (SIMT, IEEE f32 products).
+    Cublas,
+}
+
+static F32_MATMUL: AtomicU8 = AtomicU8::new(0);
+
+/// Selects the f32 matmul kernels process-wide; applies to work issued (or CUDA graphs captured) afterwards.
+pub fn set_f32_matmul(kind: F32Matmul) {
+    F32_MATMUL.store(kind as u8, Ordering::Relaxed);
+}
+
+/// The f32 matmul kernels in use (see [`set_f32_matmul`]).
+pub fn f32_matmul() -> F32Matmul {
+    match F32_MATMUL.load(Ordering::Relaxed) {
+        0 => F32Matmul::Split3xTf32,
+        _ => F32Matmul::Cublas,
+    }
+}
+
+/// What is applied to each output element of [`linear`].
+#[derive(Debug, Clone, Copy)]
+pub enum Epilogue<'a> {
+    /// `x · Wᵀ`.
+    None,
+    /// `x · Wᵀ + b`.
+    Bias(&'a Tensor),
+    /// `gelu_erf(x · Wᵀ + b)`.
+    BiasGelu(&'a Tensor),
+    /// `silu(x · Wᵀ + b)`.
+    BiasSilu(&'a Tensor),
+}
+
+impl Epilogue<'_> {
+    fn code(&self) -> i32 {
+        match self {
+            Epilogue::None => 0,
+            Epilogue::Bias(_) => 1,
+            Epilogue::BiasGelu(_) => 2,
+            Epilogue::BiasSilu(_) => 3,
+        }
+    }
+
+    fn bias(&self) -> Option<&Tensor> {
+        match self {
+            Epilogue::None => None,
+            Epilogue::Bias(b) | Epilogue::BiasGelu(b) | Epilogue::BiasSilu(b) => Some(b),
+        }
+    }
+}
+
+/// A matmul result held as `splits` partial sums over K, (splits, rows, N), contiguous: the split-K GEMM's
+/// output before its reduction, which a consumer kernel adds (in split order) as it reads the result.
+#[derive(Debug, Clone)]
+pub struct PartialSums {
+    partials: Tensor,
+}
+
+impl PartialSums {
+    /// Wraps a complete (rows, N) result as a single partial sum.
+    pub fn whole(y: &Tensor) -> Result<Self> {
+        let (rows, n) = y.dims2()?;
+        Ok(Self { partials: y.contiguous()?.reshape((1, rows, n))? })
+    }
+
+    /// The partial sums, (splits, rows, N).
+    pub fn partials(&self) -> &Tensor {
+        &self.partials
+    }
+
+    /// Number of partial sums.
+    pub fn splits(&self) -> usize {
+        self.partials.dims()[0]
+    }
+
+    /// (rows, N) of the result.
+    pub fn dims(&self) -> (usize, usize) {
+        let d = self.partials.dims();
+        (d[1], d[2])
+    }
+
+    /// The summed (rows, N) result.
+    pub fn sum(&self) -> Result<Tensor> {
+        Ok(if self.splits() == 1 { self.partials.squeeze(0)? } else { self.partials.sum(0)? })
+    }
+}
+
+/// `x · wᵀ` for x (rows, K) as partial sums over K (see [`PartialSums`]): the split-K GEMM without its
+/// reduction launch, for consumers that add the partials themselves. One partial when the GEMM runs unsplit or
+/// on cuBLAS.
+pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<PartialSums> {
+    let (n, k) = w.dims2()?;
+    let (rows, kx) = x.dims2()?;
+    if kx != k {
+        return Err(Error::invalid_input("x", format!("{:?} cannot multiply a ({n}, {k}) weight", x.dims())));
+    }
+    if use_tensor_cores(x, w, None, k)? && rows > 0 && n > 0 {
+        let (_, partials) = launch_3xtf32(x, w, Epilogue::None, false)?;
+        return Ok(PartialSums { partials });
+    }
+    PartialSums::whole(&x.matmul(&w.t()?)?)
+}
+
+/// `epilogue(x · wᵀ)` for x (…, K) and a Linear weight w (N, K): returns (…, N), contiguous.
+///
+/// Runs on [`F32Matmul::Split3xTf32`] when selected, TF32 mode is off and the operands are contiguous f32 CUDA
+/// tensors; otherwise on Candle's cuBLAS matmul and the same epilogue.
+pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
+    let (n, k) = w.dims2()?;
+    if x.dim(candle_core::D::Minus1)? != k {
+        return Err(Error::invalid_input("x", format!("{:?} cannot multiply a ({n}, {k}) weight", x.dims())));
+    }
+    if let Some(b) = epilogue.bias() {
+        if b.dims() != [n] {
+            return Err(Error::invalid_input("bias", format!("{:?} for {n} outputs", b.dims())));
+        }
+    }
+    let mut out_dims = x.dims().to_vec();
+    if let Some(last) = out_dims.last_mut() {
+        *last = n;
+    }
+    let rows = x.elem_count() / k.max(1);
+    if use_tensor_cores(x, w, epilogue.bias(), k)? {
+        let y = gemm_3xtf32(&x.reshape((rows, k))?, w, epilogue)?;
+        return Ok(y.reshape(out_dims)?);
+    }
+    let y = x.reshape((rows, k))?.matmul(&w.t()?)?;
+    let y = match epilogue {
+        Epilogue::None => y,
+        Epilogue::Bias(b) => y.broadcast_add(b)?,
+        Epilogue::BiasGelu(b) => super::bias_act::bias_gelu(&y, b)?,
+        Epilogue::BiasSilu(b) => candle_nn::ops::silu(&y.broadcast_add(b)?)?,
+    };
+    Ok(y.reshape(out_dims)?)
+}
+
+fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> Result<bool> {
+    let f32s = x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.is_none_or(|b| b.dtype() == DType::F32);
+    if f32_matmul() != F32Matmul::Split3xTf32 || crate::device::tf32() || !f32s || k == 0 {
+        return Ok(false);
+    }
+    let cuda = matches!(x.device(), Device::Cuda(_));
+    Ok(cuda && x.is_contiguous() && w.is_contiguous() && bias.is_none_or(|b| b.is_contiguous()))
+}
+
+/// Streaming multiprocessors of the first device (the split-K heuristic's target).
+fn multiprocessors(device: &Device) -> usize {
+    static SMS: OnceLock<usize> = OnceLock::new();
+    *SMS.get_or_init(|| {
+        let Device::Cuda(d) = device else { return 132 };
+        d.cuda_stream()
+            .context()
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_or(132, |v| v.max(1) as usize)
+    })
+}
+
+/// K chunk per split so that the grid gives every SM about four blocks, each split keeping ≥ 4 K steps.
+fn k_chunk(m: usize, n: usize, k: usize, sms: usize) -> usize {
+    let tiles = m.div_ceil(TILE_M) * n.div_ceil(TILE_N);
+    let steps = k.div_ceil(TILE_K);
+    let splits = (4 * sms).div_ceil(tiles).clamp(1, (steps / 4).max(1));
+    steps.div_ceil(splits) * TILE_K
+}
+
+fn gemm_3xtf32(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
+    let ((m, _), n) = (x.dims2()?, w.dim(0)?);
+    if m == 0 || n == 0 {
+        return uninit_f32(cuda(x.device())?, (m, n));
+    }
+    match launch_3xtf32(x, w, epilogue, true)? {
+        (Some(reduced), _) => Ok(reduced),
+        (None, partials) => Ok(partials.reshape((m, n))?),
+    }
+}
+
+/// Launches the tiles of `x · wᵀ` (m, n > 0). Returns the (splits, m, n) partial sums and, when `reduce` and
+/// the GEMM was split, the reduced (m, n) result with the epilogue; an unsplit GEMM applies the epilogue itself
+/// and returns only its (1, m, n) result.
+fn launch_3xtf32(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>, reduce: bool) -> Result<(Option<Tensor>, Tensor)> {
+    let ((m, k), n) = (x.dims2()?, w.dim(0)?);
+    let dev = cuda(x.device())?;
+    let chunk = k_chunk(m, n, k, multiprocessors(x.device()));
+    let splits = k.div_ceil(chunk);
+    let partials = uninit_f32(dev, (splits, m, n))?;
+    let (xp, wp, pp) = (address(x)?, address(w)?, address(&partials)?);
+    let bp = epilogue.bias().map(address).transpose()?.unwrap_or(0);
+    let (m32, n32, k32, c32, mode) = (m as i32, n as i32, k as i32, chunk as i32, epilogue.code());
+    let vec4 = i32::from(k % 4 == 0 && xp % 16 == 0 && wp % 16 == 0);
+    let f = dev.get_or_load_custom_func("gemm_3xtf32_f32", MODULE, kernels::GEMM)?;
+    let shared = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    launched(f.set_attribute(shared, SHARED_BYTES as i32))?;
+    let mut b = f.builder();
+    b.arg(&xp).arg(&wp).arg(&bp).arg(&pp).arg(&m32).arg(&n32).arg(&k32).arg(&c32).arg(&mode).arg(&vec4);
+    let cfg = LaunchConfig {
+        grid_dim: (n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, splits as u32),
+        block_dim: (128, 1, 1),
+        shared_mem_bytes: SHARED_BYTES as u32,
+    };
+    // SAFETY: matches gemm_3xtf32_f32(a, w, bias, out, m, n, k, k_chunk, mode, vec4); x holds m·k f32 and w n·k
+    // (contiguous: checked by `use_tensor_cores`; vec4 only when 16-byte copies stay aligned), the bias n f32
+    // when mode > 0, the output m·n f32 per split (splits·k_chunk ≥ k).
+    launched(unsafe { b.launch(cfg) })?;
+    if splits == 1 || !reduce {
+        return Ok((None, partials));
+    }
+    let out = uninit_f32(dev, (m, n))?;
+    let (op, m64, s32) = (address(&out)?, m as i64, splits as i32);
+    let f = dev.get_or_load_custom_func("gemm_splitk_reduce_f32", MODULE, kernels::GEMM)?;
+    let mut b = f.builder();
+    b.arg(&pp).arg(&bp).arg(&op).arg(&m64).arg(&n32).arg(&s32).arg(&mode);
+    // SAFETY: matches gemm_splitk_reduce_f32(partial, bias, out, m, n, splits, mode); partial holds
+    // splits·m·n f32, out m·n, the bias n when mode > 0.
+    launched(unsafe { b.launch(grid(m * n)) })?;
+    Ok((Some(out), partials))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_k_fills_the_gpu_and_covers_k() {
+        for (m, n, k) in [(300, 192, 2048), (900, 192, 1024), (300, 3072, 192), (1, 2048, 192), (7, 5, 4)] {
+            let chunk = k_chunk(m, n, k, 132);
+            let splits = k.div_ceil(chunk);
+            assert_eq!(chunk % TILE_K, 0);
+            assert!(splits * chunk >= k && (splits - 1) * chunk < k, "{m}x{n}x{k}: {splits} x {chunk}");
+            assert!(chunk >= 4 * TILE_K || splits == 1, "{m}x{n}x{k}: chunk {chunk}");
+        }
+        // The narrow 2048-deep projections are split to give 132 SMs about four blocks each.
+        assert_eq!(2048usize.div_ceil(k_chunk(300, 192, 2048, 132)), 16);
+        assert_eq!(1024usize.div_ceil(k_chunk(300, 192, 1024, 132)), 8);
+        assert_eq!(2048usize.div_ceil(k_chunk(900, 192, 2048, 132)), 12);
+        assert_eq!(192usize.div_ceil(k_chunk(300, 3072, 192, 132)), 1);
+    }
+}
