@@ -4,8 +4,10 @@
 // Each f32 operand x is split into a TF32 "big" part b = tf32(x) and a TF32 "small" part s = tf32(x − b), and
 // every product is accumulated as a_s·w_b + a_b·w_s + a_b·w_b on `mma.sync.m16n8k8` TF32 tensor-core
 // instructions (the a_s·w_s term, ~2⁻²² relative, is dropped). The tensor core's f32 sums truncate, so each
-// K tile of 32 is summed from zero and added to the running total with ordinary (rounded) f32 adds. The
-// result carries about the precision of an f32 SIMT GEMM, faster on the small-M shapes of a rollout.
+// K tile of 32 is summed from zero and added to the running total with ordinary (rounded) f32 adds. Measured
+// against an f64 reference (tests/gpu/gemm.rs), the max error is 1–5× that of cuBLAS's f32 GEMM on the same
+// inputs (~5e-7 relative), three orders of magnitude below plain TF32; it is faster than the f32 SIMT GEMM on
+// the small-M shapes of a rollout.
 //
 // Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32), K in steps of 32 staged through
 // shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB, so the

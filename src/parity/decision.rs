@@ -152,10 +152,18 @@ pub fn decision(dir: &Path, rel_tol: f64, device: &Device) -> Result<DecisionRep
             rerun_rel_diff: rel(off_rerun),
         });
     }
-    let tf32 = if crate::device::tf32() { ", swm planner with TF32 matmuls, costs in f32" } else { ", f32" };
+    let f32_kind = match crate::ops::gemm::f32_matmul() {
+        crate::ops::gemm::F32Matmul::Split3xTf32 => "f32 (split-TF32 GEMM)",
+        crate::ops::gemm::F32Matmul::Cublas => "f32 (cuBLAS GEMM)",
+    };
+    let tf32 = if crate::device::tf32() {
+        format!(", swm planner with TF32 matmuls, costs in {f32_kind}")
+    } else {
+        format!(", {f32_kind}")
+    };
     Ok(DecisionReport {
         fixture: path,
-        device: crate::device::name(device).unwrap_or_else(|| format!("{device:?}")) + tf32,
+        device: crate::device::name(device).unwrap_or_else(|| format!("{device:?}")) + &tf32,
         solver_config,
         rows,
         rel_tol: rel_tol as f32,

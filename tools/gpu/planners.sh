@@ -19,6 +19,9 @@ if [ "${DECISION:-1}" = 1 ]; then
   python3 -m swm_tools.decision_parity --config tools/configs/lewm-pusht.json --out /tmp/decision \
     --starts ${STARTS:-20} 2>&1 | grep -v "solve time" | tee -a "$log"
   bash .gpu/run.sh exec swm parity decision --dir /tmp/decision --json "$out/decision.json" 2>&1 | tee -a "$log"
+  echo "== decision parity, swm on cuBLAS f32 GEMMs" | tee -a "$log"
+  bash .gpu/run.sh exec swm --cublas-f32 parity decision --dir /tmp/decision --json "$out/decision-cublas.json" \
+    2>&1 | tee -a "$log"
   echo "== decision parity, swm planning with TF32 matmuls (plans scored in f32)" | tee -a "$log"
   bash .gpu/run.sh exec swm --tf32 parity decision --dir /tmp/decision --json "$out/decision-tf32.json" 2>&1 \
     | tee -a "$log"
