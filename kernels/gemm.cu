@@ -58,6 +58,16 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// Four 8 × 8 b16 matrices from shared memory (`ldmatrix .x4`); lane l gives the address of row l % 8 of
+// matrix l / 8, and register j receives matrix j's element (row lane / 4, 32-bit column lane % 4).
+__device__ __forceinline__ void load_matrices(uint32_t (&v)[4], const float* row) {
+  const uint32_t addr = (uint32_t)__cvta_generic_to_shared(row);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
+               : "r"(addr)
+               : "memory");
+}
+
 // 16-byte global → shared copy; zero-fills when `valid` is false (src is then not read).
 __device__ __forceinline__ void copy16(float* dst, const float* src, bool valid) {
   const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
@@ -163,20 +173,25 @@ extern "C" __global__ void __launch_bounds__(SWM_THREADS)
         for (int r = 0; r < 4; ++r) part[i][j][r] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < SWM_BK; kk += 8) {
+      // Fragments come from shared memory by ldmatrix: a 32-bit element is a pair of b16, so the 8 × 8 b16
+      // matrices it loads are 8 × 4 f32 blocks laid out exactly as the m16n8k8 TF32 fragments.
       uint32_t ab[2][4], asm_[2][4], wb[4][2], wsm[4][2];
+      const int quad = lane >> 3, quad_row = lane & 7;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        const int r = wm + i * 16 + g;
-        split(as[buf][r][kk + t], ab[i][0], asm_[i][0]);
-        split(as[buf][r + 8][kk + t], ab[i][1], asm_[i][1]);
-        split(as[buf][r][kk + t + 4], ab[i][2], asm_[i][2]);
-        split(as[buf][r + 8][kk + t + 4], ab[i][3], asm_[i][3]);
+        uint32_t v[4];
+        load_matrices(v, &as[buf][wm + i * 16 + quad_row + (quad & 1) * 8][kk + (quad >> 1) * 4]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) split(__uint_as_float(v[e]), ab[i][e], asm_[i][e]);
       }
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int c = wn + j * 8 + g;
-        split(ws[buf][c][kk + t], wb[j][0], wsm[j][0]);
-        split(ws[buf][c][kk + t + 4], wb[j][1], wsm[j][1]);
+      for (int j = 0; j < 4; j += 2) {
+        uint32_t v[4];
+        load_matrices(v, &ws[buf][wn + j * 8 + quad_row + (quad >> 1) * 8][kk + (quad & 1) * 4]);
+        split(__uint_as_float(v[0]), wb[j][0], wsm[j][0]);
+        split(__uint_as_float(v[1]), wb[j][1], wsm[j][1]);
+        split(__uint_as_float(v[2]), wb[j + 1][0], wsm[j + 1][0]);
+        split(__uint_as_float(v[3]), wb[j + 1][1], wsm[j + 1][1]);
       }
 #pragma unroll
       for (int i = 0; i < 2; ++i)
