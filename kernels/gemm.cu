@@ -1,20 +1,21 @@
-// f32-accurate GEMM on tensor cores: C = A · Wᵀ (+ bias, optionally GELU) for a row-major activation A (M, K)
-// and a PyTorch Linear weight W (N, K), both K-contiguous.
+// f32-accurate GEMM on tensor cores: C = A · Wᵀ (+ bias, then optionally GELU or SiLU) for a row-major activation
+// A (M, K) and a PyTorch Linear weight W (N, K), both K-contiguous.
 //
-// Each f32 operand x is split into a TF32 "big" part b = tf32(x) and a TF32 "small" part s = tf32(x − b), and
-// every product is accumulated as a_s·w_b + a_b·w_s + a_b·w_b on `mma.sync.m16n8k8` TF32 tensor-core
-// instructions (the a_s·w_s term, ~2⁻²² relative, is dropped). The tensor core's f32 sums truncate, so each
-// K tile of 32 is summed from zero and added to the running total with ordinary (rounded) f32 adds. Measured
-// against an f64 reference (tests/gpu/gemm.rs), the max error is 1–5× that of cuBLAS's f32 GEMM on the same
-// inputs (~5e-7 relative), three orders of magnitude below plain TF32; it is faster than the f32 SIMT GEMM on
-// the small-M shapes of a rollout.
+// Each f32 operand x is split into a TF32 "big" part b (x with its 13 low mantissa bits cleared) and a "small"
+// part s = x − b (exact in f32; the tensor core reads its top 10 mantissa bits), and every product is accumulated
+// as a_s·w_b + a_b·w_s + a_b·w_b on `mma.sync.m16n8k8` TF32 tensor-core instructions (the a_s·w_s term, < 2⁻²⁰
+// relative, is dropped). The tensor core's f32 sums truncate, so each K tile of 32 is summed from zero and added
+// to the running total with ordinary (rounded) f32 adds. Measured against an f64 reference (tests/gpu/gemm.rs),
+// the max error is 1–5× that of cuBLAS's f32 GEMM on the same inputs (≤ ~6e-7 relative), three orders of
+// magnitude below plain TF32; it is faster than the f32 SIMT GEMM on the small-M shapes of a rollout.
 //
 // Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32), K in steps of 32 staged through
 // shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB, so the
 // launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z takes K range [z·k_chunk, (z+1)·k_chunk) and
-// writes its partial tile to `out + z·M·N`; `gemm_splitk_reduce_f32` then sums the partials in a fixed order
-// (results are deterministic) and applies the epilogue. Tiles are copied 16 bytes at a time when K % 4 == 0 and
-// A and W are 16-byte aligned (`vec4`), else 4 bytes at a time.
+// writes its partial tile to `out + z·M·N`; `gemm_splitk_reduce_f32` (or the consumer kernel, see
+// `residual_norm_f32_N`) then sums the partials in a fixed order (results are deterministic) and applies the
+// epilogue. Fragments are read from shared memory with `ldmatrix`. Tiles are copied 16 bytes at a time when
+// K % 4 == 0 and A and W are 16-byte aligned (`vec4`), else 4 bytes at a time.
 //
 //   gemm_3xtf32_f32:          the tiles (epilogue applied when gridDim.z == 1).
 //   gemm_splitk_reduce_f32:   out[i] = epilogue(Σ_z partial[z][i]).

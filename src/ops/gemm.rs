@@ -1,7 +1,7 @@
 //! f32 matmuls of the hot path (`kernels/gemm.cu`): `x · Wᵀ` with an optional fused bias / bias + GELU epilogue.
 //!
 //! With the default [`F32Matmul::Split3xTf32`], each operand is split into two TF32 parts and three tensor-core
-//! products are summed in f32: f32-class accuracy (max error 1–5× cuBLAS f32's against an f64 reference, ~5e-7
+//! products are summed in f32: f32-class accuracy (max error 1–5× cuBLAS f32's against an f64 reference, ~6e-7
 //! relative, GPU-tested; plain TF32 is ~1e-3), faster than cuBLAS's f32 SIMT kernels on the small-row shapes of
 //! a rollout (`swm bench gemm`, docs/benchmarks.md). [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs,
 //! and TF32 mode ([`crate::device::set_tf32`]) uses cuBLAS's TF32 GEMMs (one product, 10-bit mantissas).
