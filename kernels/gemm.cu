@@ -223,11 +223,8 @@ extern "C" __global__ void __launch_bounds__(SWM_THREADS)
         const int row = m0 + wm + i * 16 + g + 8 * h;
         if (row >= m) continue;
         float* p = dst + (long long)row * n;
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float v = total[i][j][2 * h + e];
-          if (col + e < n) p[col + e] = direct ? epilogue(v, bias, col + e, mode) : v;
-        }
+        if (col < n) p[col] = direct ? epilogue(total[i][j][2 * h], bias, col, mode) : total[i][j][2 * h];
+        if (col + 1 < n) p[col + 1] = direct ? epilogue(total[i][j][2 * h + 1], bias, col + 1, mode) : total[i][j][2 * h + 1];
       }
     }
 }
