@@ -2,7 +2,7 @@
 //! cuBLAS's f32 GEMM on the same inputs, fused epilogues, edge tiles, split-K and determinism.
 
 use candle_core::Tensor;
-use swm::ops::gemm::{f32_matmul, linear, set_f32_matmul, Epilogue, F32Matmul};
+use swm::ops::gemm::{f32_matmul, linear, linear_partials, set_f32_matmul, Epilogue, F32Matmul};
 
 use super::gpu;
 
@@ -133,6 +133,14 @@ fn gemm_takes_batched_inputs_and_rejects_bad_shapes() {
     let w3 = Tensor::from_vec(values(5 * 3, 10), (5, 3), &device).unwrap();
     let x3 = Tensor::from_vec(values(4 * 3, 11), (4, 3), &device).unwrap();
     assert_eq!(linear(&x3, &w3, Epilogue::None).unwrap().dims(), &[4, 5]);
+    // A deep, narrow product comes back as several partial sums that add up to the reduced GEMM.
+    let xd = Tensor::from_vec(values(300 * 2048, 12), (300, 2048), &device).unwrap();
+    let wd = Tensor::from_vec(values(192 * 2048, 13), (192, 2048), &device).unwrap();
+    let partials = linear_partials(&xd, &wd).unwrap();
+    assert!(partials.splits() > 1, "300x192x2048 should be split over K");
+    assert_eq!(partials.dims(), (300, 192));
+    let reduced = linear(&xd, &wd, Epilogue::None).unwrap();
+    assert!(super::max_abs_diff(&partials.sum().unwrap(), &reduced) < 1e-4);
     // Shape errors are typed and name the operand.
     let err = linear(&x3, &w, Epilogue::None).unwrap_err().to_string();
     assert!(err.contains('x'), "{err}");
