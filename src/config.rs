@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::models::lewm;
+use crate::models::{lewm, tdmpc2};
 
 /// A configuration that cannot describe a working model. Names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -86,13 +86,13 @@ impl std::fmt::Display for Family {
 pub enum ModelConfig {
     /// LeWM.
     Lewm(Box<lewm::Config>),
-    /// TD-MPC2 (the raw cfg dict; its model lands with the TD-MPC2 runtime).
-    Tdmpc2(serde_json::Value),
+    /// TD-MPC2.
+    Tdmpc2(Box<tdmpc2::Config>),
 }
 
 impl ModelConfig {
-    /// Reads `config.json` and detects the family: `_target_` ending in `LeWM`, or a TD-MPC2 cfg dict
-    /// (`action_dim` + `wm`).
+    /// Reads `config.json` and detects the family: `_target_` ending in `LeWM`, `_target_` ending in `TDMPC2`
+    /// (with the model cfg under `cfg`), or a bare TD-MPC2 cfg dict (`action_dim` + `wm`).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
@@ -109,7 +109,12 @@ impl ModelConfig {
                 config.validate().map_err(|e| e.in_file(path))?;
                 Ok(Self::Lewm(Box::new(config)))
             }
-            None if value.get("action_dim").is_some() && value.get("wm").is_some() => Ok(Self::Tdmpc2(value)),
+            Some(t) if t.rsplit('.').next() == Some("TDMPC2") => {
+                Ok(Self::Tdmpc2(Box::new(tdmpc2::Config::from_json_str(text, path)?)))
+            }
+            None if value.get("action_dim").is_some() && value.get("wm").is_some() => {
+                Ok(Self::Tdmpc2(Box::new(tdmpc2::Config::from_json_str(text, path)?)))
+            }
             _ => Err(ConfigError::UnknownFamily { path: path.into(), target }),
         }
     }

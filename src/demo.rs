@@ -54,7 +54,26 @@ pub fn state_dict(seed: u64) -> Result<StateDict, crate::Error> {
 /// Deterministic random weights for any LeWM config: Linear/conv weights uniform in ±1/√fan_in, norm gains near 1,
 /// BatchNorm running variances in [0.5, 1.5].
 pub fn random_state_dict(config: &Config, seed: u64) -> Result<StateDict, crate::Error> {
-    let table = config.parameter_table()?;
+    random_weights(config.parameter_table()?, seed)
+}
+
+/// The TD-MPC2 config of the official baseline's planning row (tdmpc2.md §1; `shared/gpu/official_baseline.py`):
+/// a 24-d state encoded to 512, MLPs of 512, 6-d actions, 5 Q heads, 101 bins over [−10, 10].
+pub fn tdmpc2_bench_config() -> crate::models::tdmpc2::Config {
+    let text = r#"{"action_dim": 6, "extra_dims": {"action": 6, "state": 24}, "image_size": 64,
+        "wm": {"mlp_dim": 512, "enc_dim": 256, "simnorm_dim": 8, "num_q": 5, "tau": 0.01, "num_bins": 101,
+               "vmin": -10, "vmax": 10, "discount": 0.99, "uncertainty_penalty": 0.5, "encoding": {"state": 512}}}"#;
+    crate::models::tdmpc2::Config::from_json_str(text, Path::new("<tdmpc2 bench config>"))
+        .expect("the embedded TD-MPC2 bench config is valid")
+}
+
+/// Deterministic random TD-MPC2 weights for `config` (gains near 1, fan-in scaled weights and biases).
+pub fn random_tdmpc2_state_dict(config: &crate::models::tdmpc2::Config, seed: u64) -> Result<StateDict, crate::Error> {
+    random_weights(config.parameter_table(), seed)
+}
+
+/// Random tensors for every entry of a parameter table.
+fn random_weights(table: Vec<crate::checkpoint::ParamSpec>, seed: u64) -> Result<StateDict, crate::Error> {
     let mut rng = SplitMix64(seed);
     let mut tensors = Vec::with_capacity(table.len());
     for spec in table {

@@ -13,6 +13,8 @@ use swm::{demo, parity};
 mod gemm;
 #[path = "gpu/planning.rs"]
 mod planning;
+#[path = "gpu/tdmpc2.rs"]
+mod tdmpc2;
 
 /// GPU tests run one at a time: CUDA graph capture must not overlap with another thread creating streams or
 /// synchronizing the (shared, primary) context, which the parallel test harness would otherwise do.

@@ -201,29 +201,58 @@ impl LoadArgs {
     }
 }
 
+/// A model parity run: a fixture directory (fixtures.md) and overrides.
+#[derive(Args)]
+struct ModelParityArgs {
+    /// Fixture directory (config.json, weights.pt, fixture.npz, meta.json).
+    #[arg(long)]
+    fixture: PathBuf,
+    /// Weights file (default: the fixture's).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Config file (default: the fixture's).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Tolerance overrides, e.g. `--tol cost=5e-3`.
+    #[arg(long = "tol")]
+    tolerances: Vec<String>,
+    /// Also write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    gpu: usize,
+}
+
+/// A family's parity check (`parity::lewm`, `parity::tdmpc2`).
+type ParityCheck = fn(
+    &parity::FixturePaths,
+    &std::collections::BTreeMap<String, f64>,
+    &candle_core::Device,
+) -> swm::Result<parity::ParityReport>;
+
+impl ModelParityArgs {
+    /// Runs `check` with the fixture paths and the tolerances (defaults + overrides), prints the table and
+    /// writes the JSON report; the exit code says whether it passed.
+    fn run(self, mut tolerances: std::collections::BTreeMap<String, f64>, check: ParityCheck) -> swm::Result<ExitCode> {
+        parity::apply_overrides(&mut tolerances, &self.tolerances)?;
+        let device = device::cuda(self.gpu)?;
+        let paths = parity::FixturePaths { dir: self.fixture, weights: self.weights, config: self.config };
+        let report = check(&paths, &tolerances, &device)?;
+        print!("{}", report.table());
+        if let Some(path) = self.json {
+            write_json(&path, &report)?;
+        }
+        Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    }
+}
+
 #[derive(Subcommand)]
 enum ParityFamily {
     /// LeWM: encode, action embedding, predict, goal embedding, rollout and cost.
-    Lewm {
-        /// Fixture directory (config.json, weights.pt, fixture.npz, meta.json).
-        #[arg(long)]
-        fixture: PathBuf,
-        /// Weights file (default: the fixture's).
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        /// Config file (default: the fixture's).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Tolerance overrides, e.g. `--tol cost=5e-3`.
-        #[arg(long = "tol")]
-        tolerances: Vec<String>,
-        /// Also write the report as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// CUDA device ordinal.
-        #[arg(long, default_value_t = 0)]
-        gpu: usize,
-    },
+    Lewm(ModelParityArgs),
+    /// TD-MPC2: encode, one dynamics/reward step, actor mean, Q ensemble and the planning cost.
+    Tdmpc2(ModelParityArgs),
     /// Planners: replay the official solver's noise and compare every iteration (planner_<solver>.npz).
     Planner(PlannerParityArgs),
     /// Decision parity: swm CEM vs the official CEM's plans over many starts (decision.npz from
@@ -296,6 +325,19 @@ enum BenchFamily {
     Gemm {
         /// Timed calls per row.
         #[arg(long, default_value_t = 200)]
+        iters: usize,
+        /// Write the rows as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+    /// TD-MPC2 rows: MPPI 512x6 (top-64, temperature 0.5, H3, 6-d actions) on the official baseline's model
+    /// size with random weights, CUDA graph; and the planning cost of 512 candidates alone.
+    Tdmpc2 {
+        /// Timed runs per row.
+        #[arg(long, default_value_t = 20)]
         iters: usize,
         /// Write the rows as JSON.
         #[arg(long)]
@@ -399,17 +441,8 @@ fn run(command: Command) -> swm::Result<ExitCode> {
         Command::Score { path, samples, horizon, profile, gpu } => {
             score(path.as_deref(), samples, horizon, profile, gpu)
         }
-        Command::Parity { family: ParityFamily::Lewm { fixture, weights, config, tolerances, json, gpu } } => {
-            let mut tol = parity::lewm_tolerances();
-            parity::apply_overrides(&mut tol, &tolerances)?;
-            let device = device::cuda(gpu)?;
-            let report = parity::lewm(&parity::FixturePaths { dir: fixture, weights, config }, &tol, &device)?;
-            print!("{}", report.table());
-            if let Some(path) = json {
-                write_json(&path, &report)?;
-            }
-            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-        }
+        Command::Parity { family: ParityFamily::Lewm(args) } => args.run(parity::lewm_tolerances(), parity::lewm),
+        Command::Parity { family: ParityFamily::Tdmpc2(args) } => args.run(parity::tdmpc2_tolerances(), parity::tdmpc2),
         Command::Bench { family: BenchFamily::Lewm { path, iters, samples, warmup, horizon, json, gpu } } => {
             let rows = bench_lewm(path.as_deref(), iters, warmup, samples, horizon, gpu)?;
             if let Some(path) = json {
@@ -426,6 +459,13 @@ fn run(command: Command) -> swm::Result<ExitCode> {
                 write_json(&path, &report)?;
             }
             Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Bench { family: BenchFamily::Tdmpc2 { iters, json, gpu } } => {
+            let rows = bench_tdmpc2(iters, gpu)?;
+            if let Some(path) = json {
+                write_json(&path, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench { family: BenchFamily::Gemm { iters, json, gpu } } => {
             let rows = bench_gemm(iters, gpu)?;
@@ -742,6 +782,48 @@ fn bench_gemm(iters: usize, gpu: usize) -> swm::Result<Vec<bench::BenchRow>> {
             })?;
             println!("{row}");
             rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// TD-MPC2 rows: the official baseline's MPPI 512×6×H3 and one `get_cost` of 512 candidates, per precision.
+fn bench_tdmpc2(iters: usize, gpu: usize) -> swm::Result<Vec<bench::BenchRow>> {
+    use swm::models::tdmpc2::{TdMpc2, TdMpc2Session};
+    use swm::planning::{CandidateScorer, MppiConfig};
+    let device = device::cuda(gpu)?;
+    println!("device: {}", device::name(&device).unwrap_or_default());
+    let config = demo::tdmpc2_bench_config();
+    let model = Arc::new(TdMpc2::from_state_dict(&config, &demo::random_tdmpc2_state_dict(&config, 7)?, &device)?);
+    let mut session = TdMpc2Session::new(model.clone());
+    let state = Tensor::randn(0f32, 1.0, (1, config.extra_dims.get("state").copied().unwrap_or(0)), &device)?;
+    session.set_observation(&[("state", &state)])?;
+    let a = config.action_dim;
+    let candidates = Tensor::rand(-1f32, 1.0, (1, 512, 3, a), &device)?;
+    let mut rows = Vec::new();
+    for precision in [Precision::current(), Precision::CublasF32, Precision::Tf32] {
+        let row = precision.with(|| -> swm::Result<Vec<bench::BenchRow>> {
+            let solver = SolverConfig::Mppi(MppiConfig {
+                num_samples: 512,
+                n_steps: 6,
+                topk: Some(64),
+                temperature: 0.5,
+                ..Default::default()
+            });
+            let mut planner = Planner::new(PlannerConfig::new(solver, 3, a, 1), 1, &device)?;
+            let options = PlanOptions::default();
+            let label = precision.label();
+            let plan = bench::time(&device, &format!("tdmpc2 mppi 512x6 H3 {label}, CUDA graph"), 3, iters, || {
+                planner.plan(&mut session, &options).map(drop)
+            })?;
+            let cost = bench::time(&device, &format!("tdmpc2 cost 512 x H3 {label}, eager"), 5, iters, || {
+                session.score(&candidates).map(drop)
+            })?;
+            Ok(vec![plan, cost])
+        })?;
+        for r in row {
+            println!("{r}");
+            rows.push(r);
         }
     }
     Ok(rows)

@@ -6,5 +6,6 @@ pub mod gemm;
 pub(crate) mod launch;
 pub mod predictor;
 pub mod preprocess;
+pub mod tdmpc2;
 
 pub use preprocess::{normalize_rgb_frames, ImageNormalization};

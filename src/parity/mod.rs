@@ -15,8 +15,10 @@ use crate::models::lewm::{LeWm, LeWmSession, RolloutSemantics};
 
 mod decision;
 mod planner;
+mod tdmpc2;
 pub use decision::{decision, DecisionReport, DecisionRow};
 pub use planner::{planner, planner_config, PlannerCosts, PlannerFixture, RecordedScorer};
+pub use tdmpc2::{load_tdmpc2, tdmpc2, tdmpc2_tolerances};
 
 /// A fixture that cannot be read or a comparison that failed.
 #[derive(Debug, thiserror::Error)]
@@ -258,23 +260,18 @@ pub(crate) fn load_lewm(paths: &FixturePaths, device: &Device) -> Result<Arc<LeW
     Ok(Arc::new(LeWm::from_state_dict(&config, &state, device)?))
 }
 
-/// Runs the LeWM parity check of a fixture on `device`.
-pub fn lewm(
-    paths: &FixturePaths,
-    tolerances: &BTreeMap<String, f64>,
-    device: &Device,
-) -> Result<ParityReport, crate::Error> {
-    let dir = &paths.dir;
-    let file = |name: &str| fixture_file(dir, name);
-    let meta_path = file("meta.json")?;
-    let meta: FixtureMeta = parse_json(
-        &std::fs::read_to_string(&meta_path).map_err(|source| crate::Error::Io { path: meta_path.clone(), source })?,
-        &meta_path,
-    )?;
-    if meta.family != Family::Lewm {
-        return Err(
-            ParityError::Meta { path: meta_path, reason: format!("family is {}, expected lewm", meta.family) }.into()
-        );
+/// Reads and checks the fixture's `meta.json`: contract 1 and the expected family.
+pub(crate) fn read_meta(dir: &Path, family: Family) -> Result<FixtureMeta, crate::Error> {
+    let meta_path = fixture_file(dir, "meta.json")?;
+    let text =
+        std::fs::read_to_string(&meta_path).map_err(|source| crate::Error::Io { path: meta_path.clone(), source })?;
+    let meta: FixtureMeta = parse_json(&text, &meta_path)?;
+    if meta.family != family {
+        return Err(ParityError::Meta {
+            path: meta_path,
+            reason: format!("family is {}, expected {family}", meta.family),
+        }
+        .into());
     }
     if meta.contract != 1 {
         return Err(ParityError::Meta {
@@ -283,6 +280,18 @@ pub fn lewm(
         }
         .into());
     }
+    Ok(meta)
+}
+
+/// Runs the LeWM parity check of a fixture on `device`.
+pub fn lewm(
+    paths: &FixturePaths,
+    tolerances: &BTreeMap<String, f64>,
+    device: &Device,
+) -> Result<ParityReport, crate::Error> {
+    let dir = &paths.dir;
+    let file = |name: &str| fixture_file(dir, name);
+    let meta = read_meta(dir, Family::Lewm)?;
     let model = load_lewm(paths, device)?;
 
     let npz_path = file("fixture.npz")?;

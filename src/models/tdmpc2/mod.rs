@@ -1,0 +1,430 @@
+//! TD-MPC2 as stable-worldmodel implements it (spec `tdmpc2.md`): per-modality encoders whose concatenation is
+//! SimNorm-ed, an MLP latent dynamics, a two-hot reward head, a Gaussian actor and a Q ensemble. Parameter names
+//! mirror upstream's `state_dict()`.
+//!
+//! - [`TdMpc2`] holds the weights on the GPU: `encode`, `next` (dynamics + reward), `pi_mean`, `q_values` and the
+//!   planning objective [`TdMpc2::cost`] (`get_cost`, §6).
+//! - [`TdMpc2Session`] caches the encoded observation and scores candidate batches `[batch, samples, horizon, A]`
+//!   for the planners.
+
+mod config;
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+
+pub use config::{Config, Encoding, WmConfig};
+
+use crate::checkpoint::StateDict;
+use crate::error::{Error, Result};
+use crate::ops::gemm::{linear as gemm, Epilogue};
+use crate::ops::tdmpc2::{self as ops, NormAct};
+
+const LN_EPS: f64 = 1e-5;
+
+/// `x · tanh(softplus(x))`.
+fn mish(x: &Tensor) -> candle_core::Result<Tensor> {
+    // softplus(x) = max(x, 0) + log(1 + e^{−|x|}), exact for large |x| in f32.
+    let softplus = (x.relu()? + x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+    x * softplus.tanh()?
+}
+
+/// Softmax over consecutive groups of `group` values of the last dim.
+fn simnorm(x: &Tensor, group: usize) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let last = *dims.last().unwrap_or(&0);
+    let mut grouped = dims[..dims.len().saturating_sub(1)].to_vec();
+    grouped.extend([last / group, group]);
+    candle_nn::ops::softmax_last_dim(&x.reshape(grouped)?)?.reshape(dims)
+}
+
+/// What follows a `NormedLinear`'s LayerNorm.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    Mish,
+    SimNorm(usize),
+}
+
+/// `act(LN(x·Wᵀ + b))` (dropout is training-only).
+#[derive(Debug, Clone)]
+struct NormedLinear {
+    linear: Linear,
+    ln: LayerNorm,
+    act: Act,
+}
+
+impl NormedLinear {
+    fn load(inp: usize, out: usize, act: Act, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self { linear: linear(inp, out, vb.clone())?, ln: layer_norm(out, LN_EPS, vb.pp("ln"))?, act })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let bias = self.linear.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
+        let y = gemm(&x.contiguous()?, self.linear.weight(), Epilogue::Bias(bias))?;
+        let act = match self.act {
+            Act::Mish => NormAct::Mish,
+            Act::SimNorm(v) => NormAct::SimNorm(v),
+        };
+        let (rows, width) = (y.elem_count() / y.dim(D::Minus1)?, y.dim(D::Minus1)?);
+        if let (true, Some(beta)) = (ops::supports(width, act), self.ln.bias()) {
+            // LayerNorm and activation in one kernel.
+            let out = ops::norm_act(&y.reshape((rows, width))?, self.ln.weight(), beta, LN_EPS as f32, act)?;
+            return Ok(out.reshape(y.dims())?);
+        }
+        let y = self.ln.forward(&y)?;
+        Ok(match self.act {
+            Act::Mish => mish(&y)?,
+            Act::SimNorm(v) => simnorm(&y, v)?,
+        })
+    }
+}
+
+/// Upstream `mlp(in, m, out, act)`: two Mish NormedLinears, then a NormedLinear with `act` or a plain Linear.
+#[derive(Debug, Clone)]
+struct Mlp {
+    l0: NormedLinear,
+    l1: NormedLinear,
+    last: Last,
+}
+
+#[derive(Debug, Clone)]
+enum Last {
+    Normed(NormedLinear),
+    Plain(Linear),
+}
+
+impl Mlp {
+    fn load(inp: usize, m: usize, out: usize, last_act: Option<Act>, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            l0: NormedLinear::load(inp, m, Act::Mish, vb.pp("0"))?,
+            l1: NormedLinear::load(m, m, Act::Mish, vb.pp("1"))?,
+            last: match last_act {
+                Some(act) => Last::Normed(NormedLinear::load(m, out, act, vb.pp("2"))?),
+                None => Last::Plain(linear(m, out, vb.pp("2"))?),
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.l1.forward(&self.l0.forward(x)?)?;
+        match &self.last {
+            Last::Normed(l) => l.forward(&h),
+            Last::Plain(l) => {
+                let bias = l.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
+                gemm(&h, l.weight(), Epilogue::Bias(bias))
+            }
+        }
+    }
+}
+
+/// A non-pixel modality's encoder: `NormedLinear(in, e) → Linear(e, out) → LayerNorm`.
+#[derive(Debug, Clone)]
+struct ExtraEncoder {
+    name: String,
+    input: usize,
+    l0: NormedLinear,
+    l1: Linear,
+    ln: LayerNorm,
+}
+
+/// The pixel encoder: four Mish convolutions (no padding), flatten (C, H, W), Linear.
+#[derive(Debug, Clone)]
+struct PixelEncoder {
+    convs: Vec<Conv2d>,
+    linear: Linear,
+    side: usize,
+}
+
+impl PixelEncoder {
+    fn load(cfg: &Config, width: usize, side_out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let cnn = vb.pp("cnn");
+        let specs = [(3, 7, 2), (32, 5, 2), (32, 3, 2), (32, 3, 1)];
+        let convs = specs
+            .iter()
+            .enumerate()
+            .map(|(i, &(cin, k, stride))| {
+                let c = Conv2dConfig { stride, ..Default::default() };
+                candle_nn::conv2d(cin, 32, k, c, cnn.pp((2 * i).to_string()))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let side = cfg.image_size.unwrap_or(0);
+        Ok(Self { convs, linear: linear(32 * side_out * side_out, width, vb.pp("pixel_encoder"))?, side })
+    }
+
+    /// (N, 3, S, S) ImageNet-normalised pixels → (N, Pd).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for conv in &self.convs {
+            h = mish(&conv.forward(&h)?)?;
+        }
+        let h = h.flatten_from(1)?;
+        let bias = self.linear.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
+        gemm(&h.contiguous()?, self.linear.weight(), Epilogue::Bias(bias))
+    }
+}
+
+/// The TD-MPC2 model on a CUDA device (f32).
+#[derive(Debug, Clone)]
+pub struct TdMpc2 {
+    config: Config,
+    pixels: Option<PixelEncoder>,
+    extras: Vec<ExtraEncoder>,
+    dynamics: Mlp,
+    reward: Mlp,
+    pi: Mlp,
+    qs: Vec<Mlp>,
+    /// `linspace(vmin, vmax, num_bins)` (f32, like upstream's default-dtype bins).
+    bins: Tensor,
+    device: Device,
+}
+
+/// One observation modality: its name in `wm.encoding` and a (batch, …) tensor.
+pub type Observation<'a> = (&'a str, &'a Tensor);
+
+impl TdMpc2 {
+    /// Builds the model from a `VarBuilder` rooted at the state-dict root.
+    pub fn load(config: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        config.validate().map_err(candle_core::Error::wrap)?;
+        let (a, m, nb, z) = (config.action_dim, config.wm.mlp_dim, config.wm.num_bins, config.latent_dim());
+        let pixels = match (config.wm.encoding.pixels(), config.cnn_side()) {
+            (Some(width), Some(side)) => Some(PixelEncoder::load(config, width, side, vb.clone())?),
+            _ => None,
+        };
+        let extras = config
+            .wm
+            .encoding
+            .extras()
+            .map(|(name, out)| {
+                let input = config.extra_dims.get(name).copied().unwrap_or(0);
+                let e = config.wm.enc_dim;
+                let vb = vb.pp(format!("extra_encoders.{name}"));
+                Ok(ExtraEncoder {
+                    name: name.to_string(),
+                    input,
+                    l0: NormedLinear::load(input, e, Act::Mish, vb.pp("0"))?,
+                    l1: linear(e, out, vb.pp("1"))?,
+                    ln: layer_norm(out, LN_EPS, vb.pp("2"))?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = config.wm.simnorm_dim;
+        // torch.linspace in f32: from the start for the first half, from the end for the second.
+        let (lo, hi) = (config.wm.vmin as f32, config.wm.vmax as f32);
+        let step = (hi - lo) / (nb - 1) as f32;
+        let bins: Vec<f32> =
+            (0..nb).map(|i| if i < nb / 2 { lo + step * i as f32 } else { hi - step * (nb - 1 - i) as f32 }).collect();
+        Ok(Self {
+            pixels,
+            extras,
+            dynamics: Mlp::load(z + a, m, z, Some(Act::SimNorm(v)), vb.pp("dynamics"))?,
+            reward: Mlp::load(z + a, m, nb, None, vb.pp("reward"))?,
+            pi: Mlp::load(z, m, 2 * a, None, vb.pp("pi"))?,
+            qs: (0..config.wm.num_q)
+                .map(|i| Mlp::load(z + a, m, nb, None, vb.pp(format!("qs.{i}"))))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            bins: Tensor::from_vec(bins, nb, vb.device())?,
+            device: vb.device().clone(),
+            config: config.clone(),
+        })
+    }
+
+    /// Validates `weights` against the config's parameter table (strict, like upstream's load), uploads them to
+    /// `device` and builds the model. Errors name the missing or misshaped tensor.
+    pub fn from_state_dict(config: &Config, weights: &StateDict, device: &Device) -> Result<Self> {
+        config.validate()?;
+        weights.validate(&config.parameter_table())?;
+        let vb = weights.to_var_builder(DType::F32, device)?;
+        Ok(Self::load(config, vb)?)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Action dim A.
+    pub fn action_dim(&self) -> usize {
+        self.config.action_dim
+    }
+
+    /// Latent width Z.
+    pub fn latent_dim(&self) -> usize {
+        self.config.latent_dim()
+    }
+
+    /// `encode`: one (N, …) tensor per encoded modality → (N, Z). Pixels are (N, 3, S, S) or (N, S, S, 3),
+    /// ImageNet-normalised; other modalities (N, extra_dims[key]).
+    pub fn encode(&self, observations: &[Observation<'_>]) -> Result<Tensor> {
+        let find = |name: &str| {
+            observations.iter().find(|(k, _)| *k == name).map(|(_, t)| *t).ok_or_else(|| {
+                Error::invalid_input("observation", format!("the model encodes `{name}`, which was not given"))
+            })
+        };
+        let mut parts = Vec::with_capacity(self.extras.len() + 1);
+        let mut rows = None;
+        if let Some(enc) = &self.pixels {
+            let x = find("pixels")?.to_dtype(DType::F32)?;
+            let x = match x.dims() {
+                [_, s1, s2, 3] if *s1 == enc.side && *s2 == enc.side => x.permute((0, 3, 1, 2))?.contiguous()?,
+                [_, 3, s1, s2] if *s1 == enc.side && *s2 == enc.side => x,
+                d => {
+                    return Err(Error::invalid_input(
+                        "pixels",
+                        format!("expected (N, 3, {0}, {0}) or (N, {0}, {0}, 3), got {d:?}", enc.side),
+                    ))
+                }
+            };
+            rows = Some(x.dim(0)?);
+            parts.push(enc.forward(&x)?);
+        }
+        for enc in &self.extras {
+            let x = find(&enc.name)?.to_dtype(DType::F32)?;
+            let (n, d) = x.dims2().map_err(|_| {
+                Error::invalid_input(enc.name.clone(), format!("expected (N, {}), got {:?}", enc.input, x.dims()))
+            })?;
+            if d != enc.input || rows.is_some_and(|r| r != n) {
+                return Err(Error::invalid_input(
+                    enc.name.clone(),
+                    format!("expected ({}, {}), got {:?}", rows.unwrap_or(n), enc.input, x.dims()),
+                ));
+            }
+            rows = Some(n);
+            let h = enc.l0.forward(&x)?;
+            let bias = enc.l1.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
+            parts.push(enc.ln.forward(&gemm(&h, enc.l1.weight(), Epilogue::Bias(bias))?)?);
+        }
+        Ok(simnorm(&Tensor::cat(&parts, D::Minus1)?, self.config.wm.simnorm_dim)?)
+    }
+
+    /// `two_hot_inv`: symexp of the softmax-weighted mean bin, (N, NB) → (N, 1).
+    fn two_hot_inv(&self, logits: &Tensor) -> Result<Tensor> {
+        if logits.dim(D::Minus1)? <= ops::MAX_WIDTH {
+            let nb = logits.dim(D::Minus1)?;
+            let mut dims = logits.dims().to_vec();
+            let rows = logits.elem_count() / nb;
+            if let Some(last) = dims.last_mut() {
+                *last = 1;
+            }
+            return Ok(ops::two_hot_inv(&logits.contiguous()?.reshape((rows, nb))?, &self.bins)?.reshape(dims)?);
+        }
+        let probs = candle_nn::ops::softmax_last_dim(logits)?;
+        let v = probs.broadcast_mul(&self.bins)?.sum_keepdim(D::Minus1)?;
+        // symexp(v) = sign(v)·(e^{|v|} − 1)
+        Ok((v.sign()? * v.abs()?.exp()?.affine(1.0, -1.0)?)?)
+    }
+
+    /// One model step from latent `z` (N, Z) with action `a` (N, A): (next latent, reward (N, 1)).
+    pub fn next(&self, z: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor)> {
+        let za = Tensor::cat(&[z, a], D::Minus1)?;
+        let reward = self.two_hot_inv(&self.reward.forward(&za)?)?;
+        Ok((self.dynamics.forward(&za)?, reward))
+    }
+
+    /// The actor's mean action `tanh(μ(z))`, (N, A).
+    pub fn pi_mean(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(self.pi.forward(z)?.narrow(D::Minus1, 0, self.action_dim())?.tanh()?)
+    }
+
+    /// Every Q head's value at (z, a): (num_q, N, 1).
+    pub fn q_values(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
+        let za = Tensor::cat(&[z, a], D::Minus1)?;
+        let qs = self.qs.iter().map(|q| self.two_hot_inv(&q.forward(&za)?)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&qs, 0)?)
+    }
+
+    /// The planning cost (`get_cost`, §6) of candidates (N, H, A) from latents `z` (N, Z): minus the discounted
+    /// predicted rewards plus γ^H times the conservative terminal value `q̄ − c·|q̄|·σ_q` (σ with Bessel's
+    /// correction) at the actor's mean action. Returns (N,).
+    pub fn cost(&self, z: &Tensor, candidates: &Tensor) -> Result<Tensor> {
+        let (n, h, a) = candidates.dims3()?;
+        if a != self.action_dim() || z.dims() != [n, self.latent_dim()] {
+            return Err(Error::invalid_input(
+                "candidates",
+                format!(
+                    "{:?} with latents {:?}: expected (N, H, {}) and (N, {})",
+                    candidates.dims(),
+                    z.dims(),
+                    self.action_dim(),
+                    self.latent_dim()
+                ),
+            ));
+        }
+        let gamma = self.config.wm.discount as f32;
+        let mut z = z.clone();
+        let mut ret = Tensor::zeros((n, 1), DType::F32, &self.device)?;
+        let mut discount = 1.0f32;
+        for t in 0..h {
+            let (next, reward) = self.next(&z, &candidates.narrow(1, t, 1)?.squeeze(1)?)?;
+            ret = (ret + reward.affine(discount as f64, 0.0)?)?;
+            discount *= gamma;
+            z = next;
+        }
+        let q = self.q_values(&z, &self.pi_mean(&z)?)?;
+        let mean = q.mean(0)?;
+        let var = q.broadcast_sub(&mean)?.sqr()?.sum(0)?.affine(1.0 / (self.qs.len() - 1) as f64, 0.0)?;
+        let c = self.config.wm.uncertainty_penalty;
+        let conservative = (&mean - (mean.abs()? * var.sqrt()?)?.affine(c, 0.0)?)?;
+        let ret = (ret + conservative.affine(discount as f64, 0.0)?)?;
+        Ok(ret.neg()?.squeeze(1)?)
+    }
+}
+
+/// A planning session: the encoded observation of each env, scoring candidates with [`TdMpc2::cost`].
+#[derive(Debug, Clone)]
+pub struct TdMpc2Session {
+    model: Arc<TdMpc2>,
+    latent: Option<Tensor>,
+    revision: u64,
+}
+
+impl TdMpc2Session {
+    /// A session without an observation yet.
+    pub fn new(model: Arc<TdMpc2>) -> Self {
+        Self { model, latent: None, revision: crate::planning::next_revision() }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<TdMpc2> {
+        &self.model
+    }
+
+    /// Encodes the current observation, one row per env.
+    pub fn set_observation(&mut self, observations: &[Observation<'_>]) -> Result<()> {
+        let z = self.model.encode(observations)?;
+        if self.latent.as_ref().is_some_and(|l| l.dims() != z.dims()) {
+            self.revision = crate::planning::next_revision();
+        }
+        match &self.latent {
+            // Same shape: written in place so that captured graphs keep reading it.
+            Some(l) if l.dims() == z.dims() => l.slice_set(&z, 0, 0)?,
+            _ => self.latent = Some(z),
+        }
+        Ok(())
+    }
+
+    /// The encoded observation (envs, Z).
+    pub fn latent(&self) -> Option<&Tensor> {
+        self.latent.as_ref()
+    }
+}
+
+impl crate::planning::CandidateScorer for TdMpc2Session {
+    fn score(&mut self, candidates: &Tensor) -> Result<Tensor> {
+        let z = self.latent.as_ref().ok_or_else(|| Error::invalid_input("session", "no observation set"))?;
+        let (b, s, h, a) = candidates.dims4()?;
+        if b != z.dim(0)? {
+            return Err(Error::invalid_input(
+                "candidates",
+                format!("{b} envs of candidates for {} encoded observations", z.dim(0)?),
+            ));
+        }
+        let z = z.unsqueeze(1)?.broadcast_as((b, s, z.dim(1)?))?.contiguous()?.reshape((b * s, ()))?;
+        let cost = self.model.cost(&z, &candidates.reshape((b * s, h, a))?)?;
+        Ok(cost.reshape((b, s))?)
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+}

@@ -1,0 +1,121 @@
+//! TD-MPC2 GPU tests: parity with the official package on the committed tiny fixture (pixels + two state
+//! modalities), typed input errors, and MPPI planning over the TD-MPC2 cost in a CUDA graph.
+
+use std::sync::Arc;
+
+use candle_core::Tensor;
+use swm::models::tdmpc2::{TdMpc2, TdMpc2Session};
+use swm::planning::{CandidateScorer, MppiConfig, PlanOptions, PlanSource, Planner, PlannerConfig, SolverConfig};
+use swm::{demo, parity};
+
+use super::{fixture, gpu};
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn tdmpc2_tiny_fixture_matches_the_official_package() {
+    let (_gpu, device) = gpu();
+    let paths = parity::FixturePaths { dir: fixture("tdmpc2-tiny"), weights: None, config: None };
+    let report = parity::tdmpc2(&paths, &parity::tdmpc2_tolerances(), &device).unwrap();
+    print!("{}", report.table());
+    assert!(report.passed(), "{}", report.table());
+    assert_eq!(report.rows.len(), 6);
+}
+
+fn bench_model(device: &candle_core::Device) -> Arc<TdMpc2> {
+    let config = demo::tdmpc2_bench_config();
+    Arc::new(TdMpc2::from_state_dict(&config, &demo::random_tdmpc2_state_dict(&config, 3).unwrap(), device).unwrap())
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn tdmpc2_session_rejects_bad_inputs_with_typed_errors() {
+    let (_gpu, device) = gpu();
+    let model = bench_model(&device);
+    let mut session = TdMpc2Session::new(model.clone());
+    let candidates = Tensor::zeros((1, 4, 3, 6), candle_core::DType::F32, &device).unwrap();
+    assert!(session.score(&candidates).unwrap_err().to_string().contains("no observation"));
+    let wrong = Tensor::zeros((1, 23), candle_core::DType::F32, &device).unwrap();
+    assert!(session.set_observation(&[("state", &wrong)]).unwrap_err().to_string().contains("state"));
+    assert!(session.set_observation(&[("pixels", &wrong)]).unwrap_err().to_string().contains("`state`"));
+    let state = Tensor::randn(0f32, 1.0, (2, 24), &device).unwrap();
+    session.set_observation(&[("state", &state)]).unwrap();
+    // Two envs encoded, one env of candidates; and a wrong action dim.
+    assert!(session.score(&candidates).is_err());
+    let bad = Tensor::zeros((2, 4, 3, 5), candle_core::DType::F32, &device).unwrap();
+    assert!(session.score(&bad).is_err());
+    let ok = Tensor::rand(-1f32, 1.0, (2, 4, 3, 6), &device).unwrap();
+    let cost = session.score(&ok).unwrap();
+    assert_eq!(cost.dims(), &[2, 4]);
+    assert!(cost.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|c| c.is_finite()));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn mppi_plans_over_the_tdmpc2_cost_in_a_graph() {
+    let (_gpu, device) = gpu();
+    let model = bench_model(&device);
+    let mut session = TdMpc2Session::new(model);
+    let state = Tensor::randn(0f32, 1.0, (1, 24), &device).unwrap();
+    session.set_observation(&[("state", &state)]).unwrap();
+    let solver = SolverConfig::Mppi(MppiConfig {
+        num_samples: 512,
+        n_steps: 6,
+        topk: Some(64),
+        temperature: 0.5,
+        ..Default::default()
+    });
+    let mut planner = Planner::new(PlannerConfig::new(solver, 3, 6, 1), 1, &device).unwrap();
+    let plan = planner.plan(&mut session, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.source, PlanSource::Solved);
+    let actions = plan.actions.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(actions.len(), 3 * 6);
+    assert!(actions.iter().all(|a| a.is_finite()));
+    // The reported cost (MPPI: the last iteration's mean elite cost) and the returned plan re-scored are finite.
+    let again = session.score(&plan.actions.unsqueeze(1).unwrap()).unwrap();
+    let reported = plan.cost.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+    let rescored = again.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+    assert!(reported.is_finite() && rescored.is_finite());
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn fused_row_kernels_match_candle_ops() {
+    use candle_core::{Module, D};
+    use swm::ops::tdmpc2::{norm_act, two_hot_inv, NormAct};
+    let (_gpu, device) = gpu();
+    for width in [40usize, 64, 512] {
+        let x = (Tensor::randn(0f32, 2.0, (37, width), &device).unwrap() + 0.5).unwrap();
+        let gamma = (Tensor::randn(0f32, 0.2, width, &device).unwrap() + 1.0).unwrap();
+        let beta = Tensor::randn(0f32, 0.3, width, &device).unwrap();
+        let ln = candle_nn::LayerNorm::new(gamma.clone(), beta.clone(), 1e-5).forward(&x).unwrap();
+        // Mish: x · tanh(log(1 + e^x)).
+        let want = (&ln * ln.exp().unwrap().affine(1.0, 1.0).unwrap().log().unwrap().tanh().unwrap()).unwrap();
+        let got = norm_act(&x, &gamma, &beta, 1e-5, NormAct::Mish).unwrap();
+        // Values reach ~6; the kernel's fast-math exp/log1p/tanh and its own LayerNorm sum order differ in the
+        // last bits.
+        let err = super::max_abs_diff(&got, &want);
+        assert!(err < 5e-5, "mish, width {width}: {err}");
+        // SimNorm over groups of 8.
+        let grouped = ln.reshape((37, width / 8, 8)).unwrap();
+        let want = candle_nn::ops::softmax_last_dim(&grouped).unwrap().reshape((37, width)).unwrap();
+        let got = norm_act(&x, &gamma, &beta, 1e-5, NormAct::SimNorm(8)).unwrap();
+        assert!(super::max_abs_diff(&got, &want) < 1e-6, "simnorm, width {width}");
+    }
+    // two_hot_inv over 101 bins in [-6, 2]: symexp of the softmax-weighted mean bin.
+    let logits = Tensor::randn(0f32, 3.0, (29, 101), &device).unwrap();
+    let bins: Vec<f32> = (0..101).map(|i| -6.0 + 0.08 * i as f32).collect();
+    let bins = Tensor::from_vec(bins, 101, &device).unwrap();
+    let mean = candle_nn::ops::softmax_last_dim(&logits).unwrap().broadcast_mul(&bins).unwrap();
+    let mean = mean.sum_keepdim(D::Minus1).unwrap();
+    let want = (mean.sign().unwrap() * mean.abs().unwrap().exp().unwrap().affine(1.0, -1.0).unwrap()).unwrap();
+    let got = two_hot_inv(&logits, &bins).unwrap();
+    assert_eq!(got.dims(), &[29, 1]);
+    // symexp amplifies: compare relative to the largest value (up to e^6).
+    let scale = want.abs().unwrap().max_keepdim(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+    let err = super::max_abs_diff(&got, &want);
+    assert!(err <= 2e-6 * scale.max(1.0), "two_hot_inv: {err} at scale {scale}");
+    // Rows wider than the kernels hold are a typed error.
+    let wide = Tensor::zeros((2, 1024), candle_core::DType::F32, &device).unwrap();
+    let g = Tensor::ones(1024, candle_core::DType::F32, &device).unwrap();
+    assert!(norm_act(&wide, &g, &g, 1e-5, NormAct::Mish).is_err());
+}
