@@ -42,6 +42,14 @@ pub trait CandidateScorer {
     /// at an older revision would read freed memory and are recaptured. Take new values from [`next_revision`]
     /// so that two scorers never share one (a planner also keys its graph by the scorer's address).
     fn revision(&self) -> u64;
+
+    /// Upstream's `prepare_init_action` for models with a policy (tdmpc2.md §5.2, planners.md §2.3): fill steps
+    /// `from..H` of the initial mean (B, H, Da) with the scorer's own proposal, given steps `..from` (the shifted
+    /// warm start). Called once per plan, before the first iteration, with stream-ordered device work only. The
+    /// default keeps the zeros upstream uses for models without a policy (LeWM).
+    fn propose(&mut self, _mean: &Tensor, _from: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 static REVISIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

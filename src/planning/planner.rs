@@ -459,6 +459,9 @@ impl Planner {
             reset_draw: matches!(self.config.sampling, Sampling::Fixed { .. }),
         }
         .launch(cuda)?;
+        // Models with a policy propose the steps the warm start does not cover (all of them without one).
+        let covered = if warm_started { self.config.horizon.saturating_sub(self.config.receding()) } else { 0 };
+        scorer.propose(&self.mean, covered)?;
 
         let mut iterations = 0;
         let replay_noise = replay.map(|r| &r.noise);

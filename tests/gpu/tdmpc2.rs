@@ -119,3 +119,47 @@ fn fused_row_kernels_match_candle_ops() {
     let g = Tensor::ones(1024, candle_core::DType::F32, &device).unwrap();
     assert!(norm_act(&wide, &g, &g, 1e-5, NormAct::Mish).is_err());
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn actor_prior_proposes_the_initial_mean_after_the_warm_prefix() {
+    use swm::models::tdmpc2::ActorPrior;
+    let (_gpu, device) = gpu();
+    let model = bench_model(&device);
+    let state = Tensor::randn(0f32, 1.0, (2, 24), &device).unwrap();
+    let mut session = TdMpc2Session::new(model.clone()).with_prior(ActorPrior::Mean);
+    session.set_observation(&[("state", &state)]).unwrap();
+    let z0 = session.latent().unwrap().clone();
+    // From scratch: the actor's mean rolled out through the dynamics.
+    let mean = Tensor::zeros((2, 3, 6), candle_core::DType::F32, &device).unwrap();
+    session.propose(&mean, 0).unwrap();
+    let (mut z, mut want) = (z0.clone(), Vec::new());
+    for _ in 0..3 {
+        let a = model.pi_mean(&z).unwrap();
+        z = model.next(&z, &a).unwrap().0;
+        want.push(a);
+    }
+    let want = Tensor::stack(&want, 1).unwrap();
+    assert!(super::max_abs_diff(&mean, &want) < 1e-6);
+    // After a warm prefix of one step, the rest continues from the latent the prefix reaches.
+    let prefix = Tensor::rand(-1f32, 1.0, (2, 1, 6), &device).unwrap();
+    let mean =
+        Tensor::cat(&[&prefix, &Tensor::zeros((2, 2, 6), candle_core::DType::F32, &device).unwrap()], 1).unwrap();
+    session.propose(&mean, 1).unwrap();
+    let mut z = model.next(&z0, &prefix.squeeze(1).unwrap()).unwrap().0;
+    let a1 = model.pi_mean(&z).unwrap();
+    z = model.next(&z, &a1).unwrap().0;
+    let a2 = model.pi_mean(&z).unwrap();
+    let want = Tensor::cat(&[prefix, a1.unsqueeze(1).unwrap(), a2.unsqueeze(1).unwrap()], 1).unwrap();
+    assert!(super::max_abs_diff(&mean, &want) < 1e-6);
+    // Sampled: squashed into (−1, 1), and not the mean.
+    let mut sampled = TdMpc2Session::new(model).with_prior(ActorPrior::Sampled);
+    sampled.set_observation(&[("state", &state)]).unwrap();
+    let drawn = Tensor::zeros((2, 3, 6), candle_core::DType::F32, &device).unwrap();
+    sampled.propose(&drawn, 0).unwrap();
+    let values = drawn.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(values.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+    // A wrong action block is a typed error.
+    let wrong = Tensor::zeros((2, 3, 12), candle_core::DType::F32, &device).unwrap();
+    assert!(sampled.propose(&wrong, 0).is_err());
+}

@@ -326,6 +326,22 @@ impl TdMpc2 {
         Ok(self.pi.forward(z)?.narrow(D::Minus1, 0, self.action_dim())?.tanh()?)
     }
 
+    /// An actor sample `tanh(μ + exp(log σ)·ε)`, ε ~ N(0, I) from the device RNG, with
+    /// `log σ = −10 + 6·(tanh(ρ) + 1)` (tdmpc2.md §2, §5), (N, A).
+    pub fn pi_sample(&self, z: &Tensor) -> Result<Tensor> {
+        let eps = Tensor::randn(0f32, 1.0, (z.dim(0)?, self.action_dim()), &self.device)?;
+        self.pi_sample_with(z, &eps)
+    }
+
+    /// [`TdMpc2::pi_sample`] with given standard-normal noise ε (N, A).
+    pub fn pi_sample_with(&self, z: &Tensor, eps: &Tensor) -> Result<Tensor> {
+        let a = self.action_dim();
+        let out = self.pi.forward(z)?;
+        let (mu, rho) = (out.narrow(D::Minus1, 0, a)?, out.narrow(D::Minus1, a, a)?);
+        let log_std = rho.tanh()?.affine(6.0, -4.0)?;
+        Ok((mu + log_std.exp()?.mul(eps)?)?.tanh()?)
+    }
+
     /// Every Q head's value at (z, a): (num_q, N, 1).
     pub fn q_values(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
         let za = Tensor::cat(&[z, a], D::Minus1)?;
@@ -370,18 +386,50 @@ impl TdMpc2 {
     }
 }
 
-/// A planning session: the encoded observation of each env, scoring candidates with [`TdMpc2::cost`].
-#[derive(Debug, Clone)]
+/// How a [`TdMpc2Session`] proposes a planner's initial mean (upstream: `get_action` of the actor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActorPrior {
+    /// Actor samples `tanh(μ + σ·ε)` rolled out through the dynamics and averaged over `num_pi_trajs`, as upstream
+    /// does; ε comes from the device RNG (Candle's cuRAND generator), so plans are not bit-replayable.
+    #[default]
+    Sampled,
+    /// The actor's mean `tanh(μ)` rolled out through the dynamics: deterministic.
+    Mean,
+    /// No proposal: zeros, as for models without a policy.
+    Off,
+}
+
+/// The actor proposal of one (mean buffer, prefix length, session revision), captured as a CUDA graph: the
+/// rollout reads its noise from `eps`, refilled before each replay.
+#[derive(Debug)]
+struct ProposalGraph {
+    key: (u64, usize, u64),
+    eps: Tensor,
+    graph: crate::graph::CapturedGraph,
+}
+
+/// A planning session: the encoded observation of each env, scoring candidates with [`TdMpc2::cost`] and
+/// proposing initial means with the actor.
+#[derive(Debug)]
 pub struct TdMpc2Session {
     model: Arc<TdMpc2>,
     latent: Option<Tensor>,
     revision: u64,
+    prior: ActorPrior,
+    proposal: Option<ProposalGraph>,
 }
 
 impl TdMpc2Session {
-    /// A session without an observation yet.
+    /// A session without an observation yet (actor prior: [`ActorPrior::Sampled`]).
     pub fn new(model: Arc<TdMpc2>) -> Self {
-        Self { model, latent: None, revision: crate::planning::next_revision() }
+        let revision = crate::planning::next_revision();
+        Self { model, latent: None, revision, prior: ActorPrior::default(), proposal: None }
+    }
+
+    /// Sets how initial means are proposed.
+    pub fn with_prior(mut self, prior: ActorPrior) -> Self {
+        self.prior = prior;
+        self
     }
 
     /// The model.
@@ -427,4 +475,76 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
     fn revision(&self) -> u64 {
         self.revision
     }
+
+    /// `get_action(info, horizon = H − from, prefix_actions = mean[:, ..from])` (tdmpc2.md §5.2): the latent is
+    /// advanced through the given steps, then the actor proposes the rest (averaged over `num_pi_trajs` sampled
+    /// rollouts). The rollout is captured as a CUDA graph per (mean buffer, `from`); only its noise is drawn anew.
+    fn propose(&mut self, mean: &Tensor, from: usize) -> Result<()> {
+        let (b, h, da) = mean.dims3()?;
+        if self.prior == ActorPrior::Off || from >= h {
+            return Ok(());
+        }
+        let z0 = self.latent.clone().ok_or_else(|| Error::invalid_input("session", "no observation set"))?;
+        let a = self.model.action_dim();
+        if da != a || z0.dim(0)? != b || !mean.is_contiguous() {
+            return Err(Error::invalid_input(
+                "mean",
+                format!("{:?}: the actor proposes ({}, H, {a}) (action block 1)", mean.dims(), z0.dim(0)?),
+            ));
+        }
+        let trajs = if self.prior == ActorPrior::Sampled { self.model.config().num_pi_trajs } else { 1 };
+        let key = (crate::ops::launch::address(mean)?, from, self.revision);
+        if self.proposal.as_ref().is_none_or(|p| p.key != key) {
+            let eps = Tensor::zeros((trajs, h - from, b, a), DType::F32, mean.device())?;
+            let (model, prior, mean_buf, noise) = (self.model.clone(), self.prior, mean.clone(), eps.clone());
+            let graph = crate::graph::CapturedGraph::capture(mean.device(), || {
+                propose_into(&model, prior, &z0, &mean_buf, from, &noise)
+            })?;
+            self.proposal = Some(ProposalGraph { key, eps, graph });
+        }
+        let Some(p) = &self.proposal else { return Ok(()) };
+        if self.prior == ActorPrior::Sampled {
+            p.eps.slice_set(&p.eps.randn_like(0.0, 1.0)?, 0, 0)?;
+        }
+        p.graph.launch()
+    }
+}
+
+/// The actor proposal written into `mean[:, from..]`: the latent advanced through `mean[:, ..from]`, then
+/// `trajs = eps.dim(0)` rollouts of the actor (sampled with `eps` (trajs, H − from, B, A), or its mean) averaged.
+fn propose_into(
+    model: &TdMpc2,
+    prior: ActorPrior,
+    z0: &Tensor,
+    mean: &Tensor,
+    from: usize,
+    eps: &Tensor,
+) -> Result<()> {
+    let (trajs, steps) = (eps.dim(0)?, eps.dim(1)?);
+    let mut z = z0.clone();
+    for t in 0..from {
+        z = model.next(&z, &mean.narrow(1, t, 1)?.squeeze(1)?)?.0;
+    }
+    let mut sum: Option<Tensor> = None;
+    for j in 0..trajs {
+        let mut zt = z.clone();
+        let mut actions = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let action = match prior {
+                ActorPrior::Sampled => model.pi_sample_with(&zt, &eps.get(j)?.get(t)?)?,
+                _ => model.pi_mean(&zt)?,
+            };
+            zt = model.next(&zt, &action)?.0;
+            actions.push(action);
+        }
+        let rollout = Tensor::stack(&actions, 1)?;
+        sum = Some(match sum {
+            Some(s) => (s + rollout)?,
+            None => rollout,
+        });
+    }
+    if let Some(sum) = sum {
+        mean.slice_set(&sum.affine(1.0 / trajs as f64, 0.0)?.contiguous()?, 1, from)?;
+    }
+    Ok(())
 }
