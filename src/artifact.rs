@@ -193,7 +193,7 @@ impl Checkpoint {
     pub fn default_preprocess(&self) -> Result<Preprocess, ArtifactError> {
         match &self.config {
             ModelConfig::Lewm(cfg) => Ok(Preprocess::for_lewm(cfg)),
-            ModelConfig::Tdmpc2(_) => Err(self.unsupported_family()),
+            ModelConfig::Tdmpc2(cfg) => Ok(Preprocess::for_tdmpc2(cfg)),
         }
     }
 
@@ -201,15 +201,7 @@ impl Checkpoint {
     pub fn default_schema(&self) -> Result<Schema, ArtifactError> {
         match &self.config {
             ModelConfig::Lewm(cfg) => Ok(Schema::for_lewm(cfg)),
-            ModelConfig::Tdmpc2(_) => Err(self.unsupported_family()),
-        }
-    }
-
-    fn unsupported_family(&self) -> ArtifactError {
-        ArtifactError::Invalid {
-            path: self.dir.join("config.json"),
-            field: "family".into(),
-            reason: "TD-MPC2 artifacts are not supported by this build yet".into(),
+            ModelConfig::Tdmpc2(cfg) => Ok(Schema::for_tdmpc2(cfg)),
         }
     }
 }
@@ -225,9 +217,39 @@ impl Preprocess {
             action: ActionSpec { block: 1, low: None, high: None, mean: None, std: None },
         }
     }
+
+    /// TD-MPC2 defaults (tdmpc2.md §4): ImageNet statistics at `image_size` for pixels (0 × 0 without pixels),
+    /// one env step per action, no dataset statistics (state normalisation is the caller's).
+    pub fn for_tdmpc2(cfg: &crate::models::tdmpc2::Config) -> Self {
+        let side = if cfg.wm.encoding.pixels().is_some() { cfg.image_size.unwrap_or(0) } else { 0 };
+        Self {
+            image_size: [side, side],
+            normalization: ImageNormalization::IMAGENET,
+            action: ActionSpec { block: 1, low: None, high: None, mean: None, std: None },
+        }
+    }
 }
 
 impl Schema {
+    /// TD-MPC2 interface: `pixels` first (when encoded), then each state modality in `wm.encoding` order, as the
+    /// model concatenates them; actions of `action_dim`.
+    pub fn for_tdmpc2(cfg: &crate::models::tdmpc2::Config) -> Self {
+        let mut observations = Vec::new();
+        if cfg.wm.encoding.pixels().is_some() {
+            let side = cfg.image_size.unwrap_or(0);
+            observations.push(ObservationSpec {
+                name: "pixels".into(),
+                kind: ObservationKind::Image,
+                shape: vec![3, side, side],
+            });
+        }
+        for (name, _) in cfg.wm.encoding.extras() {
+            let dim = cfg.extra_dims.get(name).copied().unwrap_or(0);
+            observations.push(ObservationSpec { name: name.into(), kind: ObservationKind::State, shape: vec![dim] });
+        }
+        Self { schema_version: SCHEMA_VERSION, family: Family::Tdmpc2, observations, action_dim: cfg.action_dim }
+    }
+
     /// LeWM interface: one `pixels` image stream of the encoder's size, action blocks of `action_encoder.input_dim`.
     pub fn for_lewm(cfg: &crate::models::lewm::Config) -> Self {
         let side = cfg.encoder.image_size;
@@ -359,6 +381,23 @@ impl Artifact {
                 }
             }
         }
+        if let ModelConfig::Tdmpc2(cfg) = &self.checkpoint.config {
+            if self.schema.action_dim != cfg.action_dim {
+                return Err(invalid(
+                    "schema.json",
+                    "action_dim",
+                    format!("{} != config action_dim {}", self.schema.action_dim, cfg.action_dim),
+                ));
+            }
+            let expected = Schema::for_tdmpc2(cfg).observations;
+            if self.schema.observations != expected {
+                return Err(invalid(
+                    "schema.json",
+                    "observations",
+                    format!("{:?} != the config's encoded modalities {:?}", self.schema.observations, expected),
+                ));
+            }
+        }
         let a = &self.preprocess.action;
         for (name, bound) in [("action.low", &a.low), ("action.high", &a.high)] {
             if let Some(v) = bound {
@@ -452,14 +491,7 @@ pub fn convert(
             weights.rename_keys(crate::models::lewm::legacy_vit_key);
             weights.validate(&cfg.parameter_table()?)?;
         }
-        ModelConfig::Tdmpc2(_) => {
-            return Err(ArtifactError::Invalid {
-                path: checkpoint.dir.join("config.json"),
-                field: "family".into(),
-                reason: "TD-MPC2 conversion is not supported by this build yet".into(),
-            }
-            .into())
-        }
+        ModelConfig::Tdmpc2(cfg) => weights.validate(&cfg.parameter_table())?,
     }
     std::fs::create_dir_all(out).map_err(|source| ArtifactError::Write { path: out.into(), source })?;
     let config_out = out.join("config.json");

@@ -622,3 +622,39 @@ mod tdmpc2_config {
         }
     }
 }
+
+#[test]
+fn tdmpc2_checkpoint_converts_into_an_artifact() {
+    let config = swm::demo::tdmpc2_bench_config();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt_dir = dir.path().join("ckpt");
+    std::fs::create_dir_all(&ckpt_dir).unwrap();
+    let text = r#"{"_target_": "stable_worldmodel.wm.tdmpc2.TDMPC2", "_recursive_": false, "cfg":
+        {"action_dim": 6, "extra_dims": {"action": 6, "state": 24}, "image_size": 64,
+         "wm": {"mlp_dim": 512, "enc_dim": 256, "simnorm_dim": 8, "num_q": 5, "tau": 0.01, "num_bins": 101,
+                "vmin": -10, "vmax": 10, "discount": 0.99, "uncertainty_penalty": 0.5, "encoding": {"state": 512}}}}"#;
+    std::fs::write(ckpt_dir.join("config.json"), text).unwrap();
+    let mut weights = swm::demo::random_tdmpc2_state_dict(&config, 1).unwrap();
+    weights.save_safetensors(ckpt_dir.join("model.safetensors")).unwrap();
+    let ckpt = Checkpoint::open(&ckpt_dir).unwrap();
+    assert_eq!(ckpt.config.family(), swm::config::Family::Tdmpc2);
+    let out = dir.path().join("artifact");
+    let artifact = swm::artifact::convert(&ckpt, &LoadOptions::default(), &out, None).unwrap();
+    assert_eq!(artifact.schema.action_dim, 6);
+    assert_eq!(artifact.schema.observations.len(), 1);
+    assert_eq!(
+        (artifact.schema.observations[0].name.as_str(), artifact.schema.observations[0].shape.as_slice()),
+        ("state", &[24][..])
+    );
+    // A state dict missing a Q head is refused, naming the tensor.
+    weights.rename_keys(|k| k.starts_with("qs.4.2.").then(|| k.replace("qs.4.2.", "qs.9.2.")));
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("config.json"), text).unwrap();
+    weights.save_safetensors(bad.join("model.safetensors")).unwrap();
+    let err =
+        swm::artifact::convert(&Checkpoint::open(&bad).unwrap(), &LoadOptions::default(), &dir.path().join("o"), None)
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("qs.4.2"), "{err}");
+}

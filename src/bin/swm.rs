@@ -547,6 +547,23 @@ fn inspect(path: Option<&Path>, options: &LoadOptions, all: bool) -> swm::Result
             Err(e) => println!("validation:  FAILED: {e}"),
         }
     }
+    if let ModelConfig::Tdmpc2(cfg) = &checkpoint.config {
+        let encoding: Vec<String> = cfg.wm.encoding.0.iter().map(|(k, w)| format!("{k}->{w}")).collect();
+        println!(
+            "encoding:    {} (latent {}, SimNorm groups of {})",
+            encoding.join(", "),
+            cfg.latent_dim(),
+            cfg.wm.simnorm_dim
+        );
+        println!(
+            "heads:       mlp {} actions {} Q x{} bins {} over [{}, {}] discount {}",
+            cfg.wm.mlp_dim, cfg.action_dim, cfg.wm.num_q, cfg.wm.num_bins, cfg.wm.vmin, cfg.wm.vmax, cfg.wm.discount
+        );
+        match state.validate(&cfg.parameter_table()) {
+            Ok(()) => println!("validation:  ok (every parameter present with the expected shape)"),
+            Err(e) => println!("validation:  FAILED: {e}"),
+        }
+    }
     println!("parameters:  {} in {} tensors", state.parameter_count(), state.len());
     let limit = if all { usize::MAX } else { 40 };
     for (i, (name, t)) in state.iter().enumerate() {
