@@ -18,13 +18,9 @@
 // Row kernels use one warp per row, each lane holding N values (dim ≤ 32·N, N ∈ {2, 4, 6, 8, 12, 16}: the
 // launcher picks the smallest that fits), with every load issued before the reductions.
 
-#define SWM_HEAD_ITEMS 4
+#include "rows.cuh"
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+#define SWM_HEAD_ITEMS 4
 
 struct Modulation {
   const float* table;
@@ -57,23 +53,6 @@ struct NormVectors {
   }
 };
 
-// Mean and 1/std of the lane's values over the row (values past dim are 0 and ignored).
-template <int N>
-__device__ __forceinline__ void moments(const float (&v)[N], int lane, int dim, float eps, float& mean,
-                                        float& inv) {
-  float s = 0.0f;
-#pragma unroll
-  for (int c = 0; c < N; ++c) s += v[c];
-  mean = warp_sum(s) / dim;
-  float q = 0.0f;
-#pragma unroll
-  for (int c = 0; c < N; ++c) {
-    const float d = lane + 32 * c < dim ? v[c] - mean : 0.0f;
-    q += d * d;
-  }
-  inv = rsqrtf(warp_sum(q) / dim + eps);
-}
-
 // LayerNorm_affine(LayerNorm_plain(v)·scale + shift) of the lane's values, in place.
 template <int N>
 __device__ __forceinline__ void double_norm(float (&v)[N], int lane, int dim, const NormVectors<N>& nv,
@@ -95,22 +74,12 @@ __device__ __forceinline__ void adaln_double_norm(const float* __restrict__ x, M
   const int lane = threadIdx.x & 31;
   const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
   for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
-    const float* xr = x + row * dim;
     float v[N];
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      v[c] = i < dim ? xr[i] : 0.0f;
-    }
+    load_row(v, x + row * dim, lane, dim);
     NormVectors<N> nv;
     nv.load(lane, dim, mod.row(row), mod.bias, shift_off, scale_off, gamma, beta);
     double_norm(v, lane, dim, nv, eps_plain, eps_affine);
-    float* o = out + row * dim;
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      if (i < dim) o[i] = v[c];
-    }
+    store_row(v, out + row * dim, lane, dim);
   }
 }
 
@@ -162,17 +131,9 @@ __device__ __forceinline__ void residual_norm(const float* __restrict__ y, int s
     gated_branch(v, lane, dim, row, y, splits, split_stride, bias, m, mod.bias, gate_off, x);
     NormVectors<N> nv;
     nv.load(lane, dim, m, mod.bias, shift_off, scale_off, gamma, beta);
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      if (i < dim) x_out[row * dim + i] = v[c];
-    }
+    store_row(v, x_out + row * dim, lane, dim);
     double_norm(v, lane, dim, nv, eps_plain, eps_affine);
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      if (i < dim) u_out[row * dim + i] = v[c];
-    }
+    store_row(v, u_out + row * dim, lane, dim);
   }
 }
 
@@ -186,11 +147,7 @@ __device__ __forceinline__ void gate_residual(const float* __restrict__ y, int s
   for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
     float v[N];
     gated_branch(v, lane, dim, row, y, splits, split_stride, bias, mod.row(row), mod.bias, gate_off, x);
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      if (i < dim) out[row * dim + i] = v[c];
-    }
+    store_row(v, out + row * dim, lane, dim);
   }
 }
 

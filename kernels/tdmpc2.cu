@@ -6,17 +6,7 @@
 //                       two ≤ 32: a group is `group` adjacent lanes holding the same value slot).
 //   two_hot_inv_f32_N:  out[row] = symexp(Σ_i softmax(logits)_i · bins_i) — a reward or Q head's scalar.
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+#include "rows.cuh"
 
 template <int N>
 __device__ __forceinline__ void norm_act(const float* __restrict__ x, const float* __restrict__ gamma,
@@ -25,27 +15,12 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, const floa
   const int lane = threadIdx.x & 31;
   const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
   for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
-    const float* xr = x + row * dim;
     float v[N], g[N], b[N];
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      const bool in = i < dim;
-      v[c] = in ? xr[i] : 0.0f;
-      g[c] = in ? gamma[i] : 0.0f;
-      b[c] = in ? beta[i] : 0.0f;
-    }
-    float s = 0.0f;
-#pragma unroll
-    for (int c = 0; c < N; ++c) s += v[c];
-    const float mean = warp_sum(s) / dim;
-    float q = 0.0f;
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const float d = lane + 32 * c < dim ? v[c] - mean : 0.0f;
-      q += d * d;
-    }
-    const float inv = rsqrtf(warp_sum(q) / dim + eps);
+    load_row(v, x + row * dim, lane, dim);
+    load_row(g, gamma, lane, dim);
+    load_row(b, beta, lane, dim);
+    float mean, inv;
+    moments(v, lane, dim, eps, mean, inv);
 #pragma unroll
     for (int c = 0; c < N; ++c) v[c] = (v[c] - mean) * inv * g[c] + b[c];
     if (act == 0) {
@@ -62,12 +37,7 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, const floa
         v[c] = e / t;
       }
     }
-    float* o = out + row * dim;
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      if (i < dim) o[i] = v[c];
-    }
+    store_row(v, out + row * dim, lane, dim);
   }
 }
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device};
 
-use super::{compare, fixture_file, ranking, read_meta, read_npz, require, FixturePaths, ParityReport};
+use super::{compare, fixture_file, ranking, read_meta, read_npz, require, FixturePaths, ParityError, ParityReport};
 use crate::checkpoint::{LoadOptions, StateDict};
-use crate::config::Family;
-use crate::models::tdmpc2::{Config, TdMpc2, TdMpc2Session};
+use crate::config::{Family, ModelConfig};
+use crate::models::tdmpc2::{TdMpc2, TdMpc2Session};
 use crate::planning::CandidateScorer;
 
 /// Default TD-MPC2 tolerance (absolute, every output; fixtures.md).
@@ -22,9 +22,11 @@ pub fn load_tdmpc2(paths: &FixturePaths, device: &Device) -> crate::Result<Arc<T
         Some(p) => p.clone(),
         None => fixture_file(&paths.dir, "config.json")?,
     };
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|source| crate::Error::Io { path: config_path.clone(), source })?;
-    let config = Config::from_json_str(&text, &config_path)?;
+    let ModelConfig::Tdmpc2(config) = ModelConfig::load(&config_path)? else {
+        return Err(
+            ParityError::Meta { path: config_path, reason: "config.json is not a TD-MPC2 config".into() }.into()
+        );
+    };
     let weights = match &paths.weights {
         Some(p) => p.clone(),
         None => fixture_file(&paths.dir, "weights.pt").or_else(|_| fixture_file(&paths.dir, "model.safetensors"))?,

@@ -17,7 +17,7 @@
 //! ```
 
 mod config;
-mod kernels;
+pub(crate) mod kernels;
 mod planner;
 
 pub use config::{

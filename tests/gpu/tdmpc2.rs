@@ -159,6 +159,15 @@ fn actor_prior_proposes_the_initial_mean_after_the_warm_prefix() {
     sampled.propose(&drawn, 0).unwrap();
     let values = drawn.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(values.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+    // The graph draws anew on every plan; a new session with the same seed replays the same draws.
+    sampled.propose(&drawn, 0).unwrap();
+    let second = drawn.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_ne!(values, second, "a second plan must draw new actor noise");
+    let mut twin = TdMpc2Session::new(bench_model(&device)).with_prior(ActorPrior::Sampled);
+    twin.set_observation(&[("state", &state)]).unwrap();
+    let replay = Tensor::zeros((2, 3, 6), candle_core::DType::F32, &device).unwrap();
+    twin.propose(&replay, 0).unwrap();
+    assert_eq!(replay.flatten_all().unwrap().to_vec1::<f32>().unwrap(), values);
     // A wrong action block is a typed error.
     let wrong = Tensor::zeros((2, 3, 12), candle_core::DType::F32, &device).unwrap();
     assert!(sampled.propose(&wrong, 0).is_err());

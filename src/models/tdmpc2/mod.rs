@@ -326,15 +326,9 @@ impl TdMpc2 {
         Ok(self.pi.forward(z)?.narrow(D::Minus1, 0, self.action_dim())?.tanh()?)
     }
 
-    /// An actor sample `tanh(μ + exp(log σ)·ε)`, ε ~ N(0, I) from the device RNG, with
+    /// An actor sample `tanh(μ + exp(log σ)·ε)` for standard-normal noise ε (N, A), with
     /// `log σ = −10 + 6·(tanh(ρ) + 1)` (tdmpc2.md §2, §5), (N, A).
-    pub fn pi_sample(&self, z: &Tensor) -> Result<Tensor> {
-        let eps = Tensor::randn(0f32, 1.0, (z.dim(0)?, self.action_dim()), &self.device)?;
-        self.pi_sample_with(z, &eps)
-    }
-
-    /// [`TdMpc2::pi_sample`] with given standard-normal noise ε (N, A).
-    pub fn pi_sample_with(&self, z: &Tensor, eps: &Tensor) -> Result<Tensor> {
+    pub fn pi_sample(&self, z: &Tensor, eps: &Tensor) -> Result<Tensor> {
         let a = self.action_dim();
         let out = self.pi.forward(z)?;
         let (mu, rho) = (out.narrow(D::Minus1, 0, a)?, out.narrow(D::Minus1, a, a)?);
@@ -390,7 +384,8 @@ impl TdMpc2 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ActorPrior {
     /// Actor samples `tanh(μ + σ·ε)` rolled out through the dynamics and averaged over `num_pi_trajs`, as upstream
-    /// does; ε comes from the device RNG (Candle's cuRAND generator), so plans are not bit-replayable.
+    /// does. ε is drawn on the device (the planners' Philox noise) from the session's seed, a new draw per plan; a
+    /// new session with the same seed replays the same proposals.
     #[default]
     Sampled,
     /// The actor's mean `tanh(μ)` rolled out through the dynamics: deterministic.
@@ -399,12 +394,11 @@ pub enum ActorPrior {
     Off,
 }
 
-/// The actor proposal of one (mean buffer, prefix length, session revision), captured as a CUDA graph: the
-/// rollout reads its noise from `eps`, refilled before each replay.
+/// The actor proposal of one (mean buffer, prefix length, session revision), captured as a CUDA graph that
+/// draws its own noise (the draw counter lives on the device, so every replay draws anew).
 #[derive(Debug)]
 struct ProposalGraph {
     key: (u64, usize, u64),
-    eps: Tensor,
     graph: crate::graph::CapturedGraph,
 }
 
@@ -416,14 +410,23 @@ pub struct TdMpc2Session {
     latent: Option<Tensor>,
     revision: u64,
     prior: ActorPrior,
+    seed: u64,
+    /// Philox draw counter of the sampled prior (device i64 [2]), created with the first proposal.
+    draws: Option<Tensor>,
     proposal: Option<ProposalGraph>,
 }
 
 impl TdMpc2Session {
-    /// A session without an observation yet (actor prior: [`ActorPrior::Sampled`]).
+    /// A session without an observation yet (actor prior: [`ActorPrior::Sampled`], seed 0).
     pub fn new(model: Arc<TdMpc2>) -> Self {
         let revision = crate::planning::next_revision();
-        Self { model, latent: None, revision, prior: ActorPrior::default(), proposal: None }
+        Self { model, latent: None, revision, prior: ActorPrior::default(), seed: 0, draws: None, proposal: None }
+    }
+
+    /// Sets the seed of the sampled actor prior (default 0).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// Sets how initial means are proposed.
@@ -478,7 +481,7 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
 
     /// `get_action(info, horizon = H − from, prefix_actions = mean[:, ..from])` (tdmpc2.md §5.2): the latent is
     /// advanced through the given steps, then the actor proposes the rest (averaged over `num_pi_trajs` sampled
-    /// rollouts). The rollout is captured as a CUDA graph per (mean buffer, `from`); only its noise is drawn anew.
+    /// rollouts). Noise draw and rollout are one CUDA graph per (mean buffer, `from`): a plan adds one launch.
     fn propose(&mut self, mean: &Tensor, from: usize) -> Result<()> {
         let (b, h, da) = mean.dims3()?;
         if self.prior == ActorPrior::Off || from >= h {
@@ -495,32 +498,53 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
         let trajs = if self.prior == ActorPrior::Sampled { self.model.config().num_pi_trajs } else { 1 };
         let key = (crate::ops::launch::address(mean)?, from, self.revision);
         if self.proposal.as_ref().is_none_or(|p| p.key != key) {
-            let eps = Tensor::zeros((trajs, h - from, b, a), DType::F32, mean.device())?;
-            let (model, prior, mean_buf, noise) = (self.model.clone(), self.prior, mean.clone(), eps.clone());
+            let draws = match &self.draws {
+                Some(d) => d.clone(),
+                None => Tensor::zeros(2, DType::I64, mean.device())?,
+            };
+            self.draws = Some(draws.clone());
+            let noise = Noise {
+                eps: Tensor::zeros((trajs, h - from, b, a), DType::F32, mean.device())?,
+                seed: self.seed,
+                draws,
+            };
+            let (model, prior, mean_buf) = (self.model.clone(), self.prior, mean.clone());
             let graph = crate::graph::CapturedGraph::capture(mean.device(), || {
                 propose_into(&model, prior, &z0, &mean_buf, from, &noise)
             })?;
-            self.proposal = Some(ProposalGraph { key, eps, graph });
+            self.proposal = Some(ProposalGraph { key, graph });
         }
-        let Some(p) = &self.proposal else { return Ok(()) };
-        if self.prior == ActorPrior::Sampled {
-            p.eps.slice_set(&p.eps.randn_like(0.0, 1.0)?, 0, 0)?;
+        match &self.proposal {
+            Some(p) => p.graph.launch(),
+            None => Ok(()),
         }
-        p.graph.launch()
     }
 }
 
+/// The sampled prior's noise: a buffer (trajs, H − from, B, A) filled by the planners' Philox kernel with draw
+/// `draws[0]` under `seed` (the kernel advances the counter).
+struct Noise {
+    eps: Tensor,
+    seed: u64,
+    draws: Tensor,
+}
+
 /// The actor proposal written into `mean[:, from..]`: the latent advanced through `mean[:, ..from]`, then
-/// `trajs = eps.dim(0)` rollouts of the actor (sampled with `eps` (trajs, H − from, B, A), or its mean) averaged.
+/// `noise.eps.dim(0)` rollouts of the actor (sampled with fresh noise, or its mean) averaged.
 fn propose_into(
     model: &TdMpc2,
     prior: ActorPrior,
     z0: &Tensor,
     mean: &Tensor,
     from: usize,
-    eps: &Tensor,
+    noise: &Noise,
 ) -> Result<()> {
+    let eps = &noise.eps;
     let (trajs, steps) = (eps.dim(0)?, eps.dim(1)?);
+    if prior == ActorPrior::Sampled {
+        let cuda = crate::ops::launch::cuda(eps.device())?;
+        crate::planning::kernels::normal_noise(cuda, eps, noise.seed, &noise.draws)?;
+    }
     let mut z = z0.clone();
     for t in 0..from {
         z = model.next(&z, &mean.narrow(1, t, 1)?.squeeze(1)?)?.0;
@@ -531,7 +555,7 @@ fn propose_into(
         let mut actions = Vec::with_capacity(steps);
         for t in 0..steps {
             let action = match prior {
-                ActorPrior::Sampled => model.pi_sample_with(&zt, &eps.get(j)?.get(t)?)?,
+                ActorPrior::Sampled => model.pi_sample(&zt, &eps.get(j)?.get(t)?)?,
                 _ => model.pi_mean(&zt)?,
             };
             zt = model.next(&zt, &action)?.0;
