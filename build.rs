@@ -1,4 +1,4 @@
-//! Compiles every `kernels/*.cu` to PTX with nvcc and embeds it (see `src/kernels.rs`).
+//! Compiles every `kernels/*.cu` to PTX with nvcc and embeds it (the `swm::kernels` module in `src/lib.rs`).
 //!
 //! swm is Linux + NVIDIA CUDA only: a non-Linux target or a machine without a CUDA toolkit fails here with a
 //! message that says how to set one up (`source tools/setup-cuda.sh`).

@@ -1,4 +1,4 @@
-// Planner noise on the GPU (planners.md §3-§5), on the caller's stream.
+// Planner noise on the GPU (docs/spec/planners.md §3-§5), on the caller's stream.
 //
 //   philox_normal_f32: out[i] ~ N(0, 1), i < n. Counter-based: element quadruple q of draw d is cuRAND's
 //                      Philox4x32-10 block of counter (q, d) under key `seed`, Box-Muller'd into 4 normals. The

@@ -1,4 +1,4 @@
-// Sampling-planner distribution updates (planners.md §3-§5). Shapes: B envs, N candidates, K elites,
+// Sampling-planner distribution updates (docs/spec/planners.md §3-§5). Shapes: B envs, N candidates, K elites,
 // J = H·Da values per candidate sequence; mean/std are (B, J).
 //
 //   init_distribution_f32:  mean[b, t] = warm[b, t + shift] while t + shift < H, else 0; std = var_scale;

@@ -1,4 +1,4 @@
-// Fused kernels for the LeWM predictor's rollout windows (lewm.md §3.5, §6). Tokens are rows of a contiguous
+// Fused kernels for the LeWM predictor's rollout windows (docs/spec/lewm.md §3.5, §6). Tokens are rows of a contiguous
 // (rows, dim) matrix, rows = N·w: candidate n = row / w, window position p = row % w. The per-token AdaLN
 // modulation lives in a table computed once per scoring call without its bias, (N, table_len, table_stride),
 // plus the bias (table_stride): the vectors of window position p sit at table row n·table_len + lo + p (the

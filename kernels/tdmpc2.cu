@@ -1,4 +1,4 @@
-// Fused row kernels for TD-MPC2 (tdmpc2.md §2, §5). Rows of a contiguous (rows, dim) matrix, one warp per row,
+// Fused row kernels for TD-MPC2 (docs/spec/tdmpc2.md §2, §5). Rows of a contiguous (rows, dim) matrix, one warp per row,
 // each lane holding N values (dim ≤ 32·N; the launcher picks N ∈ {2, 4, 8, 16}).
 //
 //   norm_act_f32_N:     y = act(LayerNorm(x)·γ + β) — a NormedLinear after its GEMM. act 0: Mish, x·tanh(softplus x);

@@ -1,4 +1,4 @@
-// Elite selection: the k lowest costs of each row, ascending, with their indices (planners.md §3: torch.topk
+// Elite selection: the k lowest costs of each row, ascending, with their indices (docs/spec/planners.md §3: torch.topk
 // with largest=False, sorted). One block per row sorts (cost, index) pairs in shared memory with a bitonic
 // network; NaN costs rank last (as +inf), ties go to the lower index. Rows of at most SWM_TOPK_MAX costs.
 #define SWM_TOPK_MAX 4096

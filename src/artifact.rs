@@ -218,7 +218,7 @@ impl Preprocess {
         }
     }
 
-    /// TD-MPC2 defaults (tdmpc2.md §4): ImageNet statistics at `image_size` for pixels (0 × 0 without pixels),
+    /// TD-MPC2 defaults (docs/spec/tdmpc2.md §4): ImageNet statistics at `image_size` for pixels (0 × 0 without pixels),
     /// one env step per action, no dataset statistics (state normalisation is the caller's).
     pub fn for_tdmpc2(cfg: &crate::models::tdmpc2::Config) -> Self {
         let side = if cfg.wm.encoding.pixels().is_some() { cfg.image_size.unwrap_or(0) } else { 0 };

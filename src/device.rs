@@ -6,6 +6,8 @@
 
 use candle_core::Device;
 
+use crate::ops::KernelError;
+
 /// No usable CUDA device.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -53,4 +55,70 @@ pub fn name(device: &Device) -> Option<String> {
 /// Candle attaches a backtrace to driver errors when RUST_BACKTRACE is set; keep the message only.
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
+}
+
+/// Page-locked host memory that receives device results with one asynchronous copy on the device's stream.
+///
+/// Allocated once (not write-combined, so the host reads it at full speed); [`PinnedOutput::copy_from`] enqueues
+/// the device-to-host copy and [`PinnedOutput::wait`] blocks until that copy (and the work before it on the
+/// stream) has finished.
+pub struct PinnedOutput {
+    host: cudarc::driver::PinnedHostSlice<f32>,
+    stream: std::sync::Arc<cudarc::driver::CudaStream>,
+}
+
+impl std::fmt::Debug for PinnedOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedOutput").field("len", &self.host.len()).finish()
+    }
+}
+
+impl PinnedOutput {
+    /// `len` f32 of pinned host memory for results of `device`'s stream.
+    pub fn new(device: &Device, len: usize) -> crate::ops::Result<Self> {
+        let Device::Cuda(cuda) = device else {
+            return Err(KernelError::operand("device", "pinned output buffers need a CUDA device"));
+        };
+        let stream = cuda.cuda_stream();
+        // SAFETY: the memory is uninitialised until the first copy; `wait` only hands it out after a copy, and
+        // `f32` has no invalid bit patterns. Flags 0: cacheable (not write-combined) memory, read by the host.
+        let host = unsafe { stream.context().alloc_pinned_with_flags::<f32>(len.max(1), 0) }?;
+        Ok(Self { host, stream })
+    }
+
+    /// Capacity in f32.
+    pub fn len(&self) -> usize {
+        self.host.len()
+    }
+
+    /// Always false (the buffer holds at least one value).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Enqueues the copy of `src` (a contiguous f32 CUDA tensor of at most [`PinnedOutput::len`] values) into the
+    /// buffer, ordered after the work already on the stream.
+    pub fn copy_from(&mut self, src: &candle_core::Tensor) -> crate::ops::Result<()> {
+        let n = src.elem_count();
+        if n > self.host.len() || src.dtype() != candle_core::DType::F32 || !src.is_contiguous() {
+            return Err(KernelError::operand(
+                "src",
+                format!("pinned copy of {:?} {:?} into {} f32", src.dtype(), src.dims(), self.host.len()),
+            ));
+        }
+        let (storage, layout) = src.storage_and_layout();
+        let candle_core::Storage::Cuda(s) = &*storage else {
+            return Err(KernelError::operand("src", "a host tensor"));
+        };
+        let slice = s.as_cuda_slice::<f32>()?;
+        let start = layout.start_offset();
+        let view = slice.slice(start..start + n);
+        self.stream.memcpy_dtoh(&view, &mut self.host)?;
+        Ok(())
+    }
+
+    /// Waits for the last copy and returns the buffer.
+    pub fn wait(&self) -> crate::ops::Result<&[f32]> {
+        Ok(self.host.as_slice()?)
+    }
 }

@@ -1,7 +1,9 @@
 //! The crate-wide error type.
 //!
-//! Each layer has its own typed error (checkpoint, artifact, model config, parity); [`Error`] wraps them so that
-//! binaries and the C ABI can report any of them with the file, key or field that was wrong.
+//! Each layer has its own typed error (kernels, checkpoint, artifact, model config, device); [`Error`] aggregates
+//! them at the top of the runtime so that binaries, the daemon and the C ABI can report any of them with the file,
+//! key or field that was wrong. Errors point downward: no layer below returns this type's tooling cousins
+//! (`tools::ToolError` wraps this one, never the reverse).
 
 use std::path::PathBuf;
 
@@ -28,9 +30,12 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
-    /// A parity fixture is malformed or a comparison failed.
+    /// A kernel launch, CUDA graph capture or driver call failed, or a kernel operand was malformed.
     #[error(transparent)]
-    Parity(#[from] crate::parity::ParityError),
+    Kernel(#[from] crate::ops::KernelError),
+    /// Something swm itself should have guaranteed did not hold (a bug, reported instead of a panic).
+    #[error("internal invariant violated: {0}")]
+    Internal(String),
     /// A Hugging Face repo is not in the local cache.
     #[cfg(feature = "hub")]
     #[error(transparent)]
@@ -54,6 +59,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
         Self::Candle(Box::new(e))
+    }
+}
+
+impl From<cudarc::driver::DriverError> for Error {
+    fn from(e: cudarc::driver::DriverError) -> Self {
+        Self::Kernel(e.into())
     }
 }
 

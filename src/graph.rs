@@ -11,11 +11,7 @@
 use candle_core::Device;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 
-use crate::error::{Error, Result};
-
-fn driver(e: cudarc::driver::DriverError) -> Error {
-    Error::from(candle_core::Error::Cuda(Box::new(e)))
-}
+use crate::ops::{KernelError, Result};
 
 /// A captured, instantiated CUDA graph bound to the stream of a Candle CUDA device.
 pub struct CapturedGraph {
@@ -34,11 +30,15 @@ impl CapturedGraph {
     ///
     /// The parameter cache stays enabled for the calling thread only while capturing; capture and launches must
     /// come from one thread (the inference thread of the daemon).
-    pub fn capture(device: &Device, mut work: impl FnMut() -> Result<()>) -> Result<Self> {
+    pub fn capture<E: From<KernelError>>(
+        device: &Device,
+        mut work: impl FnMut() -> std::result::Result<(), E>,
+    ) -> std::result::Result<Self, E> {
         let Device::Cuda(cuda) = device else {
-            return Err(Error::invalid_input("device", "CUDA graphs need a CUDA device"));
+            return Err(KernelError::operand("device", "CUDA graphs need a CUDA device").into());
         };
         let stream = cuda.cuda_stream();
+        let driver = |e: cudarc::driver::DriverError| E::from(KernelError::from(e));
         let _cache = cuda.enable_cuda_graph_htod_cache();
         work()?;
         stream.synchronize().map_err(driver)?;
@@ -47,13 +47,15 @@ impl CapturedGraph {
         // End the capture even when `work` failed, so that the stream leaves capture mode.
         let graph = stream.end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH);
         captured?;
-        let graph = graph.map_err(driver)?.ok_or_else(|| Error::invalid_input("graph", "capture recorded no work"))?;
+        let graph = graph
+            .map_err(driver)?
+            .ok_or_else(|| E::from(KernelError::Internal("the graph capture recorded no work".into())))?;
         graph.upload().map_err(driver)?;
         Ok(Self { graph })
     }
 
     /// Replays the captured work on its stream (asynchronous, like any kernel launch).
     pub fn launch(&self) -> Result<()> {
-        self.graph.launch().map_err(driver)
+        Ok(self.graph.launch()?)
     }
 }

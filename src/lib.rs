@@ -6,23 +6,27 @@
 //!
 //! Linux + NVIDIA CUDA only; there is no CPU inference path.
 
+#![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(not(target_os = "linux"))]
 compile_error!("swm supports Linux + NVIDIA CUDA only");
 
 pub mod artifact;
-pub mod bench;
 pub mod checkpoint;
 pub mod config;
-pub mod demo;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod graph;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod models;
 pub mod ops;
-pub mod parity;
 pub mod planning;
+pub mod session;
+#[cfg(feature = "tools")]
+pub mod tools;
 
 /// PTX of the custom kernels in `kernels/`, compiled by `build.rs`.
 pub mod kernels {

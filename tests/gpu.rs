@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use candle_core::{DType, Device, Tensor, D};
 use swm::models::lewm::{GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
 use swm::ops::{normalize_rgb_frames, ImageNormalization};
-use swm::{demo, parity};
+use swm::tools::{demo, parity};
 
+#[path = "gpu/engine.rs"]
+mod engine;
 #[path = "gpu/gemm.rs"]
 mod gemm;
 #[path = "gpu/planning.rs"]
@@ -27,8 +29,12 @@ fn gpu() -> (MutexGuard<'static, ()>, Device) {
     (guard, device)
 }
 
+/// A committed fixture, found at run time through `CARGO_MANIFEST_DIR` (cargo sets it for `cargo test`, the GPU
+/// bundle's run.sh for the copied binaries), so that a test binary built in one checkout runs from another.
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| panic!("set CARGO_MANIFEST_DIR to the repository root (the fixtures live there)"));
+    PathBuf::from(root).join("tests/fixtures").join(name)
 }
 
 fn demo_model(device: &Device) -> Arc<LeWm> {

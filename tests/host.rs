@@ -6,8 +6,41 @@ use candle_core::{DType, Device, Tensor};
 use swm::artifact::{Artifact, ArtifactError, Checkpoint};
 use swm::checkpoint::{CheckpointError, LoadOptions, StateDict};
 use swm::config::{ConfigError, ModelConfig};
-use swm::demo;
 use swm::models::lewm::legacy_vit_key;
+use swm::tools::demo;
+
+/// The repository root, read at run time.
+fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (set by cargo test)"))
+}
+
+/// `tools/configs/lewm-tiny.json`, the upstream-format config of the tiny model.
+fn tiny_config_text() -> String {
+    std::fs::read_to_string(repo_root().join("tools/configs/lewm-tiny.json")).expect("lewm-tiny.json")
+}
+
+fn tiny_config_json() -> serde_json::Value {
+    serde_json::from_str(&tiny_config_text()).expect("lewm-tiny.json parses")
+}
+
+/// The named presets are the configs the Python tools use (`tools/configs/*.json`).
+#[test]
+fn presets_match_the_tools_configs() {
+    use swm::models::{lewm, tdmpc2};
+    for (file, preset) in [("lewm-tiny.json", lewm::Config::tiny()), ("lewm-pusht.json", lewm::Config::pusht())] {
+        let path = repo_root().join("tools/configs").join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: lewm::Config = serde_json::from_str(&text).unwrap();
+        let (a, b) = (serde_json::to_value(&parsed).unwrap(), serde_json::to_value(&preset).unwrap());
+        assert_eq!(a, b, "{file}");
+        assert_eq!(parsed.parameter_table().unwrap(), preset.parameter_table().unwrap(), "{file}");
+    }
+    let path = repo_root().join("tools/configs/tdmpc2-bench.json");
+    let parsed = tdmpc2::Config::from_json_str(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+    let preset = tdmpc2::Config::bench();
+    assert_eq!(parsed.parameter_table(), preset.parameter_table());
+    assert_eq!(format!("{parsed:?}"), format!("{preset:?}"));
+}
 
 fn demo_state() -> StateDict {
     demo::state_dict(7).expect("demo weights")
@@ -192,7 +225,7 @@ fn config_error(json: &str) -> ConfigError {
 
 #[test]
 fn config_missing_field_names_the_field() {
-    let mut v: serde_json::Value = serde_json::from_str(demo::CONFIG_JSON).unwrap();
+    let mut v: serde_json::Value = tiny_config_json();
     v["predictor"].as_object_mut().unwrap().remove("depth");
     let err = config_error(&v.to_string());
     let text = err.to_string();
@@ -202,13 +235,13 @@ fn config_missing_field_names_the_field() {
 
 #[test]
 fn config_inconsistent_dims_name_the_field() {
-    let mut v: serde_json::Value = serde_json::from_str(demo::CONFIG_JSON).unwrap();
+    let mut v: serde_json::Value = tiny_config_json();
     v["action_encoder"]["emb_dim"] = 16.into();
     match config_error(&v.to_string()) {
         ConfigError::Invalid { field, .. } => assert_eq!(field, "action_encoder.emb_dim"),
         other => panic!("{other:?}"),
     }
-    let mut v: serde_json::Value = serde_json::from_str(demo::CONFIG_JSON).unwrap();
+    let mut v: serde_json::Value = tiny_config_json();
     v["encoder"]["num_attention_heads"] = 3.into();
     match config_error(&v.to_string()) {
         ConfigError::Invalid { field, .. } => assert_eq!(field, "encoder.num_attention_heads"),
@@ -245,7 +278,7 @@ fn demo_artifact_round_trips_and_converts() {
     // A checkpoint laid out like the public repos (config.json + weights) converts into an artifact.
     let ckpt_dir = dir.path().join("ckpt");
     std::fs::create_dir_all(&ckpt_dir).unwrap();
-    std::fs::write(ckpt_dir.join("config.json"), demo::CONFIG_JSON).unwrap();
+    std::fs::write(ckpt_dir.join("config.json"), tiny_config_text()).unwrap();
     demo_state().save_safetensors(ckpt_dir.join("model.safetensors")).unwrap();
     let ckpt = Checkpoint::open(&ckpt_dir).unwrap();
     let out = dir.path().join("artifact");
@@ -294,7 +327,7 @@ fn artifact_errors_name_file_and_field() {
 #[test]
 fn checkpoint_dir_with_two_weight_files_is_ambiguous() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.json"), demo::CONFIG_JSON).unwrap();
+    std::fs::write(dir.path().join("config.json"), tiny_config_text()).unwrap();
     std::fs::write(dir.path().join("a.pt"), b"x").unwrap();
     std::fs::write(dir.path().join("b.pt"), b"x").unwrap();
     assert!(matches!(Checkpoint::open(dir.path()), Err(ArtifactError::AmbiguousWeights { .. })));
@@ -302,7 +335,7 @@ fn checkpoint_dir_with_two_weight_files_is_ambiguous() {
 
 #[test]
 fn committed_fixture_weights_pt_loads_and_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lewm-tiny");
+    let dir = repo_root().join("tests/fixtures/lewm-tiny");
     let ckpt = Checkpoint::open(&dir).expect("tests/fixtures/lewm-tiny exported by tools/swm_tools/export_lewm.py");
     let ModelConfig::Lewm(cfg) = &ckpt.config else { panic!("fixture is LeWM") };
     assert!(ckpt.weights.ends_with("weights.pt"));
@@ -334,11 +367,11 @@ fn hub_repo_resolves_offline_from_a_cache_laid_out_like_huggingface_hub() {
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
     std::fs::write(repo_dir.join("refs/main"), rev).unwrap();
-    std::fs::write(snapshot.join("config.json"), demo::CONFIG_JSON).unwrap();
+    std::fs::write(snapshot.join("config.json"), tiny_config_text()).unwrap();
     // Not cached yet: a typed error naming the missing file.
     let err = swm::hub::resolve_checkpoint("quentinll/lewm-tiny", None, Some(cache.path())).unwrap_err();
     assert!(err.to_string().contains("weights.pt"), "{err}");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lewm-tiny/weights.pt");
+    let fixture = repo_root().join("tests/fixtures/lewm-tiny/weights.pt");
     std::fs::copy(fixture, snapshot.join("weights.pt")).unwrap();
     let dir = swm::hub::resolve_checkpoint("quentinll/lewm-tiny", None, Some(cache.path())).unwrap();
     assert_eq!(dir, snapshot);
@@ -487,13 +520,13 @@ mod planner_config {
         let v = serde_json::json!({"solver": "icem", "num_samples": 24, "var_scale": 1.0, "n_steps": 3, "topk": 6,
             "noise_beta": 2.0, "alpha": 0.1, "n_elite_keep": 3, "return_mean": true, "horizon": 4,
             "action_block": 2, "action_dim": 2, "low": [-0.9, -0.7], "high": [0.8, 0.95], "seed": 7});
-        let c = swm::parity::planner_config(&v).unwrap();
+        let c = swm::tools::parity::planner_config(&v).unwrap();
         assert_eq!(c.macro_action_dim(), 4);
         assert_eq!(c.sampling, Sampling::Fixed { seed: 7 });
         assert_eq!(c.bounds.unwrap().high, vec![0.8, 0.95]);
         let mut v = v;
         v["topk"] = serde_json::json!(1);
-        assert!(swm::parity::planner_config(&v).is_err());
+        assert!(swm::tools::parity::planner_config(&v).is_err());
     }
 
     /// irfft(rfft(w)·g) by the definition of the DFT, in f64.
@@ -625,7 +658,7 @@ mod tdmpc2_config {
 
 #[test]
 fn tdmpc2_checkpoint_converts_into_an_artifact() {
-    let config = swm::demo::tdmpc2_bench_config();
+    let config = swm::tools::demo::tdmpc2_bench_config();
     let dir = tempfile::tempdir().unwrap();
     let ckpt_dir = dir.path().join("ckpt");
     std::fs::create_dir_all(&ckpt_dir).unwrap();
@@ -634,7 +667,7 @@ fn tdmpc2_checkpoint_converts_into_an_artifact() {
          "wm": {"mlp_dim": 512, "enc_dim": 256, "simnorm_dim": 8, "num_q": 5, "tau": 0.01, "num_bins": 101,
                 "vmin": -10, "vmax": 10, "discount": 0.99, "uncertainty_penalty": 0.5, "encoding": {"state": 512}}}}"#;
     std::fs::write(ckpt_dir.join("config.json"), text).unwrap();
-    let mut weights = swm::demo::random_tdmpc2_state_dict(&config, 1).unwrap();
+    let mut weights = swm::tools::demo::random_tdmpc2_state_dict(&config, 1).unwrap();
     weights.save_safetensors(ckpt_dir.join("model.safetensors")).unwrap();
     let ckpt = Checkpoint::open(&ckpt_dir).unwrap();
     assert_eq!(ckpt.config.family(), swm::config::Family::Tdmpc2);

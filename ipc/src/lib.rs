@@ -8,30 +8,29 @@
 /// Largest action vector a slot carries (model action dims are far smaller; PushT LeWM uses 10).
 pub const MAX_ACTION_DIM: usize = 64;
 
-/// Why a slot holds what it holds.
+/// Where a slot's action came from; the values mirror swm's `PlanSource`.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionStatus {
-    /// The planner finished within its deadline.
-    Planned = 0,
-    /// The deadline cut planning short; the best sequence found so far was used.
-    BestSoFar = 1,
-    /// No iteration finished in time; the shifted warm start was used.
+    /// Every configured planner iteration ran.
+    Solved = 0,
+    /// The deadline stopped the planner early; the state its completed iterations reached was used.
+    Truncated = 1,
+    /// No iteration fitted the deadline; the previous plan, shifted by the executed steps, was used.
     WarmStart = 2,
-    /// No plan was possible; the configured fallback action was used.
+    /// No iteration fitted the deadline and there was no warm start; the configured fallback action was used.
     Fallback = 3,
+    /// No iteration fitted the deadline, with neither warm start nor fallback: the prior mean (zeros).
+    Prior = 4,
 }
 
 impl ActionStatus {
+    /// Every status, in raw-value order.
+    pub const ALL: [Self; 5] = [Self::Solved, Self::Truncated, Self::WarmStart, Self::Fallback, Self::Prior];
+
     /// Decodes the raw value stored in a slot.
     pub fn from_raw(raw: u32) -> Option<Self> {
-        match raw {
-            0 => Some(Self::Planned),
-            1 => Some(Self::BestSoFar),
-            2 => Some(Self::WarmStart),
-            3 => Some(Self::Fallback),
-            _ => None,
-        }
+        Self::ALL.get(raw as usize).copied()
     }
 }
 
@@ -95,9 +94,11 @@ mod tests {
 
     #[test]
     fn status_round_trips_and_rejects_unknown_values() {
-        for s in [ActionStatus::Planned, ActionStatus::BestSoFar, ActionStatus::WarmStart, ActionStatus::Fallback] {
-            assert_eq!(ActionStatus::from_raw(s as u32), Some(s));
+        for (raw, s) in ActionStatus::ALL.into_iter().enumerate() {
+            assert_eq!(s as u32, raw as u32);
+            assert_eq!(ActionStatus::from_raw(raw as u32), Some(s));
         }
+        assert_eq!(ActionStatus::from_raw(5), None);
         assert_eq!(ActionStatus::from_raw(7), None);
         let slot = ActionSlot { action_dim: 2, action: [1.0; MAX_ACTION_DIM], ..ActionSlot::EMPTY };
         assert_eq!(slot.action(), &[1.0, 1.0]);

@@ -14,7 +14,7 @@ use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::launch::{address, cuda, grid, launched, uninit_f32};
-use crate::error::{Error, Result};
+use super::{KernelError, Result};
 use crate::kernels;
 
 const MODULE: &str = "swm_gemm";
@@ -126,7 +126,7 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<PartialSums> {
     let (n, k) = w.dims2()?;
     let (rows, kx) = x.dims2()?;
     if kx != k {
-        return Err(Error::invalid_input("x", format!("{:?} cannot multiply a ({n}, {k}) weight", x.dims())));
+        return Err(KernelError::operand("x", format!("{:?} cannot multiply a ({n}, {k}) weight", x.dims())));
     }
     if use_tensor_cores(x, w, None, k)? && rows > 0 && n > 0 {
         let (_, partials) = launch_3xtf32(x, w, Epilogue::None, false)?;
@@ -142,11 +142,11 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<PartialSums> {
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     if x.dim(candle_core::D::Minus1)? != k {
-        return Err(Error::invalid_input("x", format!("{:?} cannot multiply a ({n}, {k}) weight", x.dims())));
+        return Err(KernelError::operand("x", format!("{:?} cannot multiply a ({n}, {k}) weight", x.dims())));
     }
     if let Some(b) = epilogue.bias() {
         if b.dims() != [n] {
-            return Err(Error::invalid_input("bias", format!("{:?} for {n} outputs", b.dims())));
+            return Err(KernelError::operand("bias", format!("{:?} for {n} outputs", b.dims())));
         }
     }
     let mut out_dims = x.dims().to_vec();

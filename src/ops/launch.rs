@@ -9,13 +9,13 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Shape, Storage, Tensor};
 use cudarc::driver::{DevicePtr, LaunchConfig};
 
-use crate::error::{Error, Result};
+use super::{KernelError, Result};
 
 /// The CUDA device of `device`, or a typed error.
 pub(crate) fn cuda(device: &Device) -> Result<&CudaDevice> {
     match device {
         Device::Cuda(d) => Ok(d),
-        _ => Err(Error::invalid_input("device", "swm kernels run on a CUDA device")),
+        _ => Err(KernelError::operand("device", "swm kernels run on a CUDA device")),
     }
 }
 
@@ -26,17 +26,17 @@ pub(crate) fn cuda(device: &Device) -> Result<&CudaDevice> {
 pub(crate) fn address(t: &Tensor) -> Result<u64> {
     let (storage, layout) = t.storage_and_layout();
     if !layout.is_contiguous() {
-        return Err(Error::invalid_input("tensor", format!("expected a contiguous tensor, got {:?}", layout.dims())));
+        return Err(KernelError::operand("tensor", format!("expected a contiguous tensor, got {:?}", layout.dims())));
     }
     let Storage::Cuda(s) = &*storage else {
-        return Err(Error::invalid_input("tensor", "expected a CUDA tensor"));
+        return Err(KernelError::operand("tensor", "expected a CUDA tensor"));
     };
     let stream = s.device().cuda_stream();
     let (base, size) = match t.dtype() {
         DType::F32 => (s.as_cuda_slice::<f32>()?.device_ptr(&stream).0, 4),
         DType::U32 => (s.as_cuda_slice::<u32>()?.device_ptr(&stream).0, 4),
         DType::I64 => (s.as_cuda_slice::<i64>()?.device_ptr(&stream).0, 8),
-        other => return Err(Error::invalid_input("tensor", format!("unsupported dtype {other:?}"))),
+        other => return Err(KernelError::operand("tensor", format!("unsupported dtype {other:?}"))),
     };
     Ok(base + (layout.start_offset() * size) as u64)
 }
@@ -63,7 +63,7 @@ pub(crate) fn warps(items: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
-/// Maps a launch result to the crate error.
+/// Drops a launch's value, keeping its driver error.
 pub(crate) fn launched<T>(r: std::result::Result<T, cudarc::driver::DriverError>) -> Result<()> {
-    r.map(drop).map_err(|e| Error::from(candle_core::Error::Cuda(Box::new(e))))
+    Ok(r.map(drop)?)
 }

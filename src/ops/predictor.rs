@@ -7,7 +7,7 @@ use cudarc::driver::{LaunchArgs, PushKernelArg};
 
 use super::gemm::PartialSums;
 use super::launch::{address, cuda, launched, uninit_f32, warps};
-use crate::error::{Error, Result};
+use super::{KernelError, Result};
 use crate::kernels;
 
 const MODULE: &str = "swm_predictor";
@@ -17,7 +17,7 @@ const MAX_DIM: usize = 512;
 /// The row kernel `name` instantiated for rows of `dim`: the smallest values-per-lane count that holds them.
 fn row_kernel(name: &str, dim: usize) -> Result<String> {
     let items = [2, 4, 6, 8, 12, 16].into_iter().find(|n| 32 * n >= dim);
-    let items = items.ok_or_else(|| Error::invalid_input("width", format!("{dim} > {MAX_DIM}")))?;
+    let items = items.ok_or_else(|| KernelError::operand("width", format!("{dim} > {MAX_DIM}")))?;
     Ok(format!("{name}_{items}"))
 }
 
@@ -55,7 +55,7 @@ impl ModulationTable<'_> {
     fn args(&self, rows: usize) -> Result<TableArgs> {
         let (n, len, stride) = self.table.dims3()?;
         if self.window == 0 || rows != n * self.window || self.lo + self.window > len || self.bias.dims() != [stride] {
-            return Err(Error::invalid_input(
+            return Err(KernelError::operand(
                 "modulation table",
                 format!(
                     "{rows} tokens in windows of {} at {} do not fit a {:?} table with a {:?} bias",
@@ -97,7 +97,7 @@ pub struct AdaNorm<'a> {
 impl AdaNorm<'_> {
     fn check(&self, dim: usize) -> Result<[u64; 2]> {
         if dim > MAX_DIM || self.gamma.dims() != [dim] || self.beta.dims() != [dim] {
-            return Err(Error::invalid_input("norm", format!("width {dim} (≤ {MAX_DIM}) with gamma/beta of {dim}")));
+            return Err(KernelError::operand("norm", format!("width {dim} (≤ {MAX_DIM}) with gamma/beta of {dim}")));
         }
         Ok([address(self.gamma)?, address(self.beta)?])
     }
@@ -106,7 +106,7 @@ impl AdaNorm<'_> {
 fn check_rows(name: &str, t: &Tensor, dim: usize) -> Result<usize> {
     let (rows, d) = t.dims2()?;
     if d != dim || !t.is_contiguous() {
-        return Err(Error::invalid_input(name, format!("expected contiguous (rows, {dim}), got {:?}", t.dims())));
+        return Err(KernelError::operand(name, format!("expected contiguous (rows, {dim}), got {:?}", t.dims())));
     }
     Ok(rows)
 }
@@ -116,7 +116,7 @@ fn check_branch(y: &PartialSums, bias: Option<&Tensor>, x: &Tensor) -> Result<(u
     let dim = x.dim(1)?;
     let rows = check_rows("x", x, dim)?;
     if y.dims() != (rows, dim) || !y.partials().is_contiguous() || bias.is_some_and(|b| b.dims() != [dim]) {
-        return Err(Error::invalid_input("y", format!("{:?} vs residual {:?}", y.partials().dims(), x.dims())));
+        return Err(KernelError::operand("y", format!("{:?} vs residual {:?}", y.partials().dims(), x.dims())));
     }
     Ok((rows, dim))
 }
@@ -217,12 +217,12 @@ pub fn window_attention(
     let valid = first + q;
     let cap = match cache {
         Some(c) if c.dims() == [n, c.dim(1)?, 3 * inner] && c.is_contiguous() && valid <= c.dim(1)? => c.dim(1)?,
-        Some(c) => return Err(Error::invalid_input("cache", format!("{:?} cannot hold {valid} positions", c.dims()))),
+        Some(c) => return Err(KernelError::operand("cache", format!("{:?} cannot hold {valid} positions", c.dims()))),
         None if first == 0 => q,
-        None => return Err(Error::invalid_input("cache", format!("positions before {first} need a cache"))),
+        None => return Err(KernelError::operand("cache", format!("positions before {first} need a cache"))),
     };
     if width != 3 * inner || !fresh.is_contiguous() || q == 0 || q_start < first || q_start >= valid || dim_head > 128 {
-        return Err(Error::invalid_input(
+        return Err(KernelError::operand(
             "qkv",
             format!("{:?} at {first}, queries from {q_start}, {heads} heads of {dim_head} (≤ 128)", fresh.dims()),
         ));

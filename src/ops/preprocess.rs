@@ -5,7 +5,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use crate::error::{Error, Result};
+use super::{KernelError, Result};
 use crate::kernels;
 
 /// Per-channel normalisation of RGB frames after scaling to [0, 1].
@@ -18,7 +18,7 @@ pub struct ImageNormalization {
 }
 
 impl ImageNormalization {
-    /// ImageNet statistics, as LeWM's training and evaluation pipelines use (lewm.md §8).
+    /// ImageNet statistics, as LeWM's training and evaluation pipelines use (docs/spec/lewm.md §8).
     pub const IMAGENET: Self = Self { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 }
 
@@ -70,16 +70,16 @@ impl CustomOp1 for NormalizeRgb {
 /// Normalises RGB `u8` frames (N, H, W, 3) on the GPU into planar `f32` (N, 3, H, W).
 pub fn normalize_rgb_frames(frames: &Tensor, norm: &ImageNormalization) -> Result<Tensor> {
     if frames.dtype() != DType::U8 || frames.rank() != 4 || frames.dim(3)? != 3 {
-        return Err(Error::invalid_input(
+        return Err(KernelError::operand(
             "frames",
             format!("expected u8 (N, H, W, 3) RGB frames, got {:?} {:?}", frames.dtype(), frames.dims()),
         ));
     }
     if !frames.device().is_cuda() {
-        return Err(Error::invalid_input("frames", "frames must be on the CUDA device"));
+        return Err(KernelError::operand("frames", "frames must be on the CUDA device"));
     }
     if norm.std.iter().any(|s| !s.is_finite() || *s <= 0.0) || norm.mean.iter().any(|m| !m.is_finite()) {
-        return Err(Error::invalid_input("normalization", format!("invalid mean/std {norm:?}")));
+        return Err(KernelError::operand("normalization", format!("invalid mean/std {norm:?}")));
     }
     Ok(frames.contiguous()?.apply_op1_no_bwd(&NormalizeRgb(*norm))?)
 }

@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use cudarc::driver::PushKernelArg;
 
 use super::launch::{address, cuda, launched, uninit_f32, warps};
-use crate::error::{Error, Result};
+use super::{KernelError, Result};
 use crate::kernels;
 
 const MODULE: &str = "swm_tdmpc2";
@@ -23,7 +23,7 @@ pub enum NormAct {
 
 fn kernel(name: &str, width: usize) -> Result<String> {
     let items = [2, 4, 8, 16].into_iter().find(|n| 32 * n >= width);
-    let items = items.ok_or_else(|| Error::invalid_input("width", format!("{width} > {MAX_WIDTH}")))?;
+    let items = items.ok_or_else(|| KernelError::operand("width", format!("{width} > {MAX_WIDTH}")))?;
     Ok(format!("{name}_{items}"))
 }
 
@@ -40,7 +40,7 @@ pub fn supports(width: usize, act: NormAct) -> bool {
 pub fn norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32, act: NormAct) -> Result<Tensor> {
     let (rows, width) = x.dims2()?;
     if !x.is_contiguous() || gamma.dims() != [width] || beta.dims() != [width] || !supports(width, act) {
-        return Err(Error::invalid_input(
+        return Err(KernelError::operand(
             "x",
             format!("{:?} with γ {:?}, β {:?} and {act:?}: unsupported", x.dims(), gamma.dims(), beta.dims()),
         ));
@@ -66,7 +66,7 @@ pub fn norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32, act: NormAc
 pub fn two_hot_inv(logits: &Tensor, bins: &Tensor) -> Result<Tensor> {
     let (rows, nb) = logits.dims2()?;
     if !logits.is_contiguous() || bins.dims() != [nb] || nb > MAX_WIDTH {
-        return Err(Error::invalid_input(
+        return Err(KernelError::operand(
             "logits",
             format!(
                 "{:?} with bins {:?}: expected (rows, ≤ {MAX_WIDTH}) and matching bins",

@@ -1,5 +1,5 @@
 //! Planner configuration: the solver (CEM, MPPI, iCEM) with every upstream hyper-parameter and default
-//! (planners.md §2.2), the MPC loop around it (planners.md §6.1), sampling seeds, bounds and the fallback action.
+//! (docs/spec/planners.md §2.2), the MPC loop around it (docs/spec/planners.md §6.1), sampling seeds, bounds and the fallback action.
 //!
 //! [`PlannerConfig::validate`] rejects what cannot work with an error naming the field, before anything touches the
 //! GPU.
@@ -47,7 +47,7 @@ fn default_one() -> usize {
     1
 }
 
-/// Cross-entropy method (`CEMSolver`, planners.md §3): mean and unbiased std of the `topk` best candidates.
+/// Cross-entropy method (`CEMSolver`, docs/spec/planners.md §3): mean and unbiased std of the `topk` best candidates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CemConfig {
@@ -71,7 +71,7 @@ impl Default for CemConfig {
     }
 }
 
-/// MPPI (`MPPISolver`, planners.md §4): softmax(−(c − c_min)/T)-weighted mean of the elites; σ stays `var_scale`.
+/// MPPI (`MPPISolver`, docs/spec/planners.md §4): softmax(−(c − c_min)/T)-weighted mean of the elites; σ stays `var_scale`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MppiConfig {
@@ -98,7 +98,7 @@ impl Default for MppiConfig {
     }
 }
 
-/// iCEM (`ICEMSolver`, planners.md §5): temporally coloured noise, elites carried between iterations, clamping to
+/// iCEM (`ICEMSolver`, docs/spec/planners.md §5): temporally coloured noise, elites carried between iterations, clamping to
 /// the action bounds and momentum on mean and std.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,7 +203,7 @@ impl SolverConfig {
     }
 }
 
-/// How a planner draws its noise (planners.md §8).
+/// How a planner draws its noise (docs/spec/planners.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum Sampling {

@@ -1,4 +1,4 @@
-//! Device-resident sampling planners with upstream semantics (spec `planners.md`): CEM, MPPI and iCEM.
+//! Device-resident sampling planners with upstream semantics (spec `docs/spec/planners.md`): CEM, MPPI and iCEM.
 //!
 //! A [`Planner`] owns every buffer of its solver on the GPU (allocated once), draws its noise with cuRAND's
 //! Philox4x32-10 on Candle's stream, selects elites with an in-shared-memory sort and updates the distribution in
@@ -17,7 +17,6 @@
 //! ```
 
 mod config;
-pub(crate) mod kernels;
 mod planner;
 
 pub use config::{
@@ -43,7 +42,7 @@ pub trait CandidateScorer {
     /// so that two scorers never share one (a planner also keys its graph by the scorer's address).
     fn revision(&self) -> u64;
 
-    /// Upstream's `prepare_init_action` for models with a policy (tdmpc2.md §5.2, planners.md §2.3): fill steps
+    /// Upstream's `prepare_init_action` for models with a policy (docs/spec/tdmpc2.md §5.2, docs/spec/planners.md §2.3): fill steps
     /// `from..H` of the initial mean (B, H, Da) with the scorer's own proposal, given steps `..from` (the shifted
     /// warm start). Called once per plan, before the first iteration, with stream-ordered device work only. The
     /// default keeps the zeros upstream uses for models without a policy (LeWM).

@@ -8,14 +8,11 @@ use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaEvent;
 
 use super::config::{PlannerConfig, Sampling, SolverConfig};
-use super::kernels::{self, Compose, EliteUpdate, InitDistribution, Update};
 use super::CandidateScorer;
 use crate::error::{Error, Result};
 use crate::graph::CapturedGraph;
-
-fn driver(e: cudarc::driver::DriverError) -> Error {
-    Error::from(candle_core::Error::Cuda(Box::new(e)))
-}
+use crate::ops::launch::cuda;
+use crate::ops::planner::{self as kernels, Compose, EliteUpdate, InitDistribution, Update};
 
 /// Where the returned action sequence came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -167,7 +164,7 @@ impl std::fmt::Debug for Planner {
     }
 }
 
-/// The (H, H) real matrix of `irfft(rfft(w) · g, n = H)` along time (planners.md §5): row s, column t.
+/// The (H, H) real matrix of `irfft(rfft(w) · g, n = H)` along time (docs/spec/planners.md §5): row s, column t.
 pub fn colouring_matrix(h: usize, beta: f32) -> Vec<f32> {
     if h < 2 {
         return vec![1.0; h * h];
@@ -217,7 +214,7 @@ impl Planner {
         if batch == 0 {
             return Err(Error::invalid_input("batch", "a planner needs at least one environment"));
         }
-        let cuda = kernels::cuda(device)?;
+        let cuda = cuda(device)?;
         let (n, k, h, da) =
             (config.solver.num_samples(), config.solver.elites(), config.horizon, config.macro_action_dim());
         let f32z = |shape: &[usize]| Tensor::zeros(shape, DType::F32, device);
@@ -241,7 +238,7 @@ impl Planner {
             Sampling::Entropy => entropy_seed(),
         };
         let ctx = cuda.cuda_stream().context().clone();
-        let event = || ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver);
+        let event = || ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT));
         Ok(Self {
             device: device.clone(),
             batch,
@@ -337,7 +334,7 @@ impl Planner {
 
     /// Draws (or copies) this iteration's noise into `noise`.
     fn draw(&self, replay: Option<(&Tensor, usize)>) -> Result<()> {
-        let cuda = kernels::cuda(&self.device)?;
+        let cuda = cuda(&self.device)?;
         let target = self.colouring.as_ref().map_or(&self.noise, |(white, _)| white);
         match replay {
             Some((noise, i)) => target.slice_set(&noise.get(i)?.reshape(target.shape())?, 0, 0)?,
@@ -351,7 +348,7 @@ impl Planner {
 
     /// One iteration: noise → candidates → costs → elites → distribution update.
     fn iterate<S: CandidateScorer + ?Sized>(&self, scorer: &mut S, replay: Option<(&Tensor, usize)>) -> Result<Tensor> {
-        let cuda = kernels::cuda(&self.device)?;
+        let cuda = cuda(&self.device)?;
         self.draw(replay)?;
         let carry = matches!(self.config.solver, SolverConfig::Icem(_));
         Compose {
@@ -446,7 +443,7 @@ impl Planner {
                 use_graph = false;
             }
         }
-        let cuda = kernels::cuda(&self.device)?;
+        let cuda = cuda(&self.device)?;
         // Distribution: warm-start tail shifted by the executed steps (zeros after it), std = var_scale.
         let warm_started = self.config.warm_start && self.has_warm;
         InitDistribution {
@@ -534,10 +531,10 @@ impl Planner {
         use_graph: bool,
     ) -> Result<usize> {
         let n_steps = self.config.solver.n_steps();
-        let stream = kernels::cuda(&self.device)?.cuda_stream();
+        let stream = cuda(&self.device)?.cuda_stream();
         // `started` marks the start; ends[i % 3] the end of iteration i (a ring of three: while iteration i is
         // being issued, the ends of i − 1, i − 2 and i − 3 are the ones still needed).
-        self.started.record(&stream).map_err(driver)?;
+        self.started.record(&stream)?;
         let mut issued = 0usize;
         while issued < n_steps {
             // Learn from the newest iteration that must have finished: i − 2 (or 0 on the very first plan).
@@ -549,9 +546,9 @@ impl Planner {
             };
             if let Some(done) = finished {
                 let end = &self.ends[done % 3];
-                end.synchronize().map_err(driver)?;
+                end.synchronize()?;
                 let begin = if done == 0 { &self.started } else { &self.ends[(done - 1) % 3] };
-                let ms = begin.elapsed_ms(end).map_err(driver)?;
+                let ms = begin.elapsed_ms(end)?;
                 self.clock.observe(Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
             }
             // Iteration `issued` starts after the one in flight (if any) and takes about one estimate.
@@ -564,12 +561,12 @@ impl Planner {
                 (Some(g), true) => g.graph.launch()?,
                 _ => drop(self.iterate(scorer, None)?),
             }
-            self.ends[issued % 3].record(&stream).map_err(driver)?;
+            self.ends[issued % 3].record(&stream)?;
             issued += 1;
         }
         // Let the issued iterations finish: the result is their state.
         if issued > 0 {
-            self.ends[(issued - 1) % 3].synchronize().map_err(driver)?;
+            self.ends[(issued - 1) % 3].synchronize()?;
         }
         Ok(issued)
     }

@@ -142,9 +142,9 @@ fn gemm_takes_batched_inputs_and_rejects_bad_shapes() {
     let reduced = linear(&xd, &wd, Epilogue::None).unwrap();
     assert!(super::max_abs_diff(&partials.sum().unwrap(), &reduced) < 1e-4);
     // Shape errors are typed and name the operand.
-    let named = |r: swm::Result<Tensor>, operand: &str| match r {
-        Err(swm::Error::InvalidInput { name, .. }) => assert_eq!(name, operand),
-        other => panic!("expected an InvalidInput error naming `{operand}`, got {other:?}"),
+    let named = |r: swm::ops::Result<Tensor>, operand: &str| match r {
+        Err(swm::ops::KernelError::Operand { operand: name, .. }) => assert_eq!(name, operand),
+        other => panic!("expected an Operand error naming `{operand}`, got {other:?}"),
     };
     named(linear(&x3, &w, Epilogue::None), "x");
     let bad_bias = Tensor::zeros(4, candle_core::DType::F32, &device).unwrap();

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
-use swm::parity::{self, PlannerCosts};
 use swm::planning::{
     ActionBounds, CandidateScorer, CemConfig, IcemConfig, MppiConfig, PlanOptions, PlanSource, Planner, PlannerConfig,
     Sampling, SolverConfig,
 };
+use swm::tools::parity::{self, PlannerCosts};
 
 use super::{demo_model, fixture, gpu, max_abs_diff};
 use swm::models::lewm::{LeWmSession, RolloutSemantics};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 use swm::models::tdmpc2::{TdMpc2, TdMpc2Session};
 use swm::planning::{CandidateScorer, MppiConfig, PlanOptions, PlanSource, Planner, PlannerConfig, SolverConfig};
-use swm::{demo, parity};
+use swm::tools::{demo, parity};
 
 use super::{fixture, gpu};
 

@@ -1,4 +1,4 @@
-"""Export a LeWM parity fixture (shared/spec/fixtures.md, contract 1) from the official stable-worldmodel 0.1.1.
+"""Export a LeWM parity fixture (docs/spec/fixtures.md, contract 1) from the official stable-worldmodel 0.1.1.
 
     python -m swm_tools.export_lewm --config configs/lewm-tiny.json --out fixtures/lewm-tiny [--device cuda]
 

@@ -1,4 +1,4 @@
-"""Export planner parity fixtures (shared/spec/fixtures.md "Planner fixtures") from the official solvers of
+"""Export planner parity fixtures (docs/spec/fixtures.md "Planner fixtures") from the official solvers of
 stable-worldmodel 0.1.1, beside a LeWM model fixture:
 
     python -m swm_tools.export_planner --fixture ../tests/fixtures/lewm-tiny [--device cuda]
@@ -6,7 +6,7 @@ stable-worldmodel 0.1.1, beside a LeWM model fixture:
 For each of CEM, MPPI and iCEM it runs the official solver on the fixture's model (B envs, solver batch_size 1,
 so every env is its own chunk), records through the solver's callbacks (CEM, iCEM) or a cost-recording wrapper
 (MPPI) every iteration's candidates, costs, elites and updated mean/std, re-draws the exact noise with a twin
-generator (planners.md §8) and writes planner_<solver>.npz:
+generator (docs/spec/planners.md §8) and writes planner_<solver>.npz:
 
   solver_config  the JSON string as UTF-8 bytes (uint8 array, so that any npz reader takes it): solver, constructor arguments, configure values (horizon, action_block, action_dim
                  = env action dims, low/high for the Box)
@@ -89,7 +89,7 @@ def main():
     if a_in % args.action_block:
         raise SystemExit(f"action block {args.action_block} does not divide the model's action dim {a_in}")
     a_env = a_in // args.action_block
-    hc = 2  # context frames: 0.1.1 pairs the first Hc candidate steps with them (lewm.md §6.2)
+    hc = 2  # context frames: 0.1.1 pairs the first Hc candidate steps with them (docs/spec/lewm.md §6.2)
     B, H = args.envs, args.horizon
     g = torch.Generator().manual_seed(args.seed)
     pixels = torch.randn(B, hc, 3, side, side, generator=g)

@@ -1,8 +1,8 @@
-"""Export a TD-MPC2 parity fixture (shared/spec/fixtures.md) from the official stable-worldmodel 0.1.1.
+"""Export a TD-MPC2 parity fixture (docs/spec/fixtures.md) from the official stable-worldmodel 0.1.1.
 
     python -m swm_tools.export_tdmpc2 --config configs/tdmpc2-tiny.json --out fixtures/tdmpc2-tiny [--device cuda]
 
-Builds the official TDMPC2 from the cfg dict (tdmpc2.md §1) with deterministic random weights (upstream's init, then
+Builds the official TDMPC2 from the cfg dict (docs/spec/tdmpc2.md §1) with deterministic random weights (upstream's init, then
 every parameter perturbed so that the zero-initialised reward/Q heads and the LayerNorms matter), runs it in eval
 mode with TF32 off and writes config.json, weights.pt, fixture.npz and meta.json. fixture.npz keys:
   obs_<modality>   (B, dim) or (B, 3, S, S)   observations, one row per env (no time axis)

@@ -1,7 +1,7 @@
 """Import the official stable-worldmodel 0.1.1 model modules without running the package ``__init__``
 (which eagerly imports lancedb, cv2, imageio, ...), and build LeWM from an upstream ``config.json``.
 
-See shared/spec/python-env.md §1.3 and §4 for why and how.
+See docs/spec/python-env.md §1.3 and §4 for why and how.
 """
 import importlib.util
 import os

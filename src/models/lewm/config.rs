@@ -1,4 +1,4 @@
-//! LeWM `config.json`: the resolved Hydra `model:` node that upstream checkpoints ship (spec lewm.md §1.2).
+//! LeWM `config.json`: the resolved Hydra `model:` node that upstream checkpoints ship (spec docs/spec/lewm.md §1.2).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +25,61 @@ pub struct Config {
     /// Predictor output MLP; `None` (absent or null) is the identity.
     #[serde(default)]
     pub pred_proj: Option<MlpConfig>,
+}
+
+impl Config {
+    /// The public PushT checkpoint's config (`quentinll/lewm-pusht`, docs/lewm.md): ViT-Tiny, patch 14 at 224²,
+    /// history 3, 10-d action blocks (frameskip 5 × 2-d actions), BatchNorm projector heads.
+    pub fn pusht() -> Self {
+        Self::preset(EncoderConfig::vit_hf(14, 224, BTreeMap::new()), 192, 6, 16, 2048, 10)
+    }
+
+    /// The tiny model of the demo artifact and the committed test fixture: ViT 32 px, patch 8, width 32, 2 layers,
+    /// predictor of 3 frames and depth 2, 4-d action blocks, BatchNorm projector heads.
+    pub fn tiny() -> Self {
+        let overrides =
+            [("hidden_size", 32), ("num_hidden_layers", 2), ("num_attention_heads", 2), ("intermediate_size", 64)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+                .collect();
+        let mut config = Self::preset(EncoderConfig::vit_hf(8, 32, overrides), 32, 2, 2, 64, 4);
+        config.predictor.dim_head = 16;
+        config
+    }
+
+    /// An upstream LeWM: `width` everywhere (encoder, predictor, heads), `mlp` hidden units in the predictor and
+    /// the heads, 3 history frames, dim_head 64.
+    fn preset(encoder: EncoderConfig, width: usize, depth: usize, heads: usize, mlp: usize, action: usize) -> Self {
+        let head =
+            || MlpConfig { input_dim: width, hidden_dim: mlp, output_dim: Some(width), norm_fn: Norm::BatchNorm };
+        Self {
+            target: Some("stable_worldmodel.wm.lewm.LeWM".into()),
+            encoder,
+            predictor: PredictorConfig {
+                num_frames: 3,
+                input_dim: width,
+                hidden_dim: width,
+                output_dim: Some(width),
+                depth,
+                heads,
+                mlp_dim: mlp,
+                dim_head: 64,
+                dropout: 0.1,
+                emb_dropout: 0.0,
+            },
+            action_encoder: ActionEncoderConfig { input_dim: action, smoothed_dim: 10, emb_dim: width, mlp_scale: 4 },
+            projector: Some(head()),
+            pred_proj: Some(head()),
+        }
+    }
+}
+
+impl EncoderConfig {
+    /// `vit_hf("tiny", patch_size, image_size, pretrained=False, use_mask_token=False, **overrides)`.
+    fn vit_hf(patch_size: usize, image_size: usize, mut overrides: BTreeMap<String, serde_json::Value>) -> Self {
+        overrides.insert("_target_".into(), "stable_pretraining.backbone.utils.vit_hf".into());
+        Self { size: "tiny".into(), patch_size, image_size, pretrained: false, use_mask_token: false, overrides }
+    }
 }
 
 /// `vit_hf(size, patch_size, image_size, pretrained, use_mask_token, **overrides)`.
@@ -372,7 +427,7 @@ impl Config {
     }
 
     /// The full parameter table (state-dict key, shape) that a checkpoint of this config must hold, in the
-    /// transformers < 5.9 ViT key layout (lewm.md §2).
+    /// transformers < 5.9 ViT key layout (docs/spec/lewm.md §2).
     pub fn parameter_table(&self) -> Result<Vec<ParamSpec>, ConfigError> {
         let vit = self.encoder.dims()?;
         let (e, i, p) = (vit.hidden, vit.intermediate, vit.patch);

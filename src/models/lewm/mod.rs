@@ -1,5 +1,5 @@
 //! LeWM (LeWorldModel): a ViT-Tiny JEPA world model with an AdaLN-zero action-conditioned predictor
-//! (spec `lewm.md`). Parameter names mirror the upstream `state_dict()` so public checkpoints load unchanged.
+//! (spec `docs/spec/lewm.md`). Parameter names mirror the upstream `state_dict()` so public checkpoints load unchanged.
 //!
 //! - [`LeWm`] holds the weights on the GPU and exposes encode / action embedding / predict / rollout / goal cost.
 //! - [`LeWmSession`] caches the encoded observation history and the goal embedding and scores candidate batches
@@ -26,7 +26,7 @@ use crate::checkpoint::StateDict;
 use crate::error::{Error, Result};
 use crate::graph::CapturedGraph;
 
-/// How `rollout` pairs actions with context frames (lewm.md §6).
+/// How `rollout` pairs actions with context frames (docs/spec/lewm.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum RolloutSemantics {
     /// PyPI `stable-worldmodel==0.1.1`: the first H steps of each candidate are the actions paired with the H
@@ -153,7 +153,7 @@ impl LeWm {
         }
     }
 
-    /// Autoregressive latent rollout over a sliding window of `history_size` frames (lewm.md §6).
+    /// Autoregressive latent rollout over a sliding window of `history_size` frames (docs/spec/lewm.md §6).
     ///
     /// `context`: (N, H, D) encoded context frames; `paired`: (N, L, D) action embeddings where index k is the
     /// block leaving frame k (context or predicted); `steps` predictions are made, so `L ≥ H + steps − 1`.
@@ -439,7 +439,7 @@ impl LeWmSession {
             let cost = self.score(candidates)?;
             let input = candidates.to_dtype(DType::F32)?.copy()?;
             let output = cost.zeros_like()?;
-            let graph = CapturedGraph::capture(self.model.device(), || {
+            let graph = CapturedGraph::capture(self.model.device(), || -> Result<()> {
                 let cost = self.score(&input)?;
                 Ok(output.slice_set(&cost, 0, 0)?)
             })?;
@@ -476,7 +476,7 @@ impl GraphedEncoder {
         let side = model.config().encoder.image_size;
         let input = Tensor::zeros((batch, frames, 3, side, side), DType::F32, model.device())?;
         let output = Tensor::zeros((batch, frames, model.embed_dim()), DType::F32, model.device())?;
-        let graph = CapturedGraph::capture(model.device(), || {
+        let graph = CapturedGraph::capture(model.device(), || -> Result<()> {
             let emb = model.encode(&input)?;
             Ok(output.slice_set(&emb, 0, 0)?)
         })?;

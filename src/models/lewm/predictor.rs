@@ -1,5 +1,5 @@
 //! The LeWM predictor: a causal transformer whose blocks are modulated per token by the action embedding through
-//! AdaLN-zero (lewm.md §3.5). Parameter names follow `stable_worldmodel.wm.lewm.module.Predictor`.
+//! AdaLN-zero (docs/spec/lewm.md §3.5). Parameter names follow `stable_worldmodel.wm.lewm.module.Predictor`.
 
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
@@ -318,7 +318,7 @@ impl Predictor {
             Some(cp) => cp.forward(act_emb)?,
             None => act_emb.clone(),
         };
-        gemm(&candle_nn::ops::silu(&c)?.contiguous()?, &self.modulation_weight, Epilogue::None)
+        Ok(gemm(&candle_nn::ops::silu(&c)?.contiguous()?, &self.modulation_weight, Epilogue::None)?)
     }
 
     /// The bias of [`Predictor::modulation_table`]'s columns, (depth·6·W,).
@@ -333,7 +333,7 @@ impl Predictor {
         let dev = crate::ops::launch::cuda(device)?;
         let qkv = (0..self.blocks.len())
             .map(|_| crate::ops::launch::uninit_f32(dev, (n, self.num_frames, 3 * inner)))
-            .collect::<crate::Result<Vec<_>>>()?;
+            .collect::<crate::ops::Result<Vec<_>>>()?;
         Ok(WindowCache { qkv, len: 0 })
     }
 

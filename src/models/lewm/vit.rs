@@ -1,5 +1,5 @@
 //! The Hugging Face `ViTModel` encoder (no pooler) as LeWM uses it: pre-LN blocks, exact-erf GELU, CLS output after
-//! the final LayerNorm (lewm.md §3.1). Parameter names follow the transformers 4.x state dict.
+//! the final LayerNorm (docs/spec/lewm.md §3.1). Parameter names follow the transformers 4.x state dict.
 
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};

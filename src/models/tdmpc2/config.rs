@@ -1,4 +1,4 @@
-//! The TD-MPC2 model config (tdmpc2.md §1): the `cfg` node of a stable-worldmodel TD-MPC2 checkpoint.
+//! The TD-MPC2 model config (docs/spec/tdmpc2.md §1): the `cfg` node of a stable-worldmodel TD-MPC2 checkpoint.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -127,6 +127,29 @@ impl Config {
         Ok(config)
     }
 
+    /// The model of the official planning baseline's TD-MPC2 row (docs/tdmpc2.md): a 24-d state encoded to 512,
+    /// MLPs of 512, 6-d actions, 5 Q heads, 101 bins over [−10, 10].
+    pub fn bench() -> Self {
+        Self {
+            action_dim: 6,
+            extra_dims: [("action".to_string(), 6), ("state".to_string(), 24)].into_iter().collect(),
+            image_size: Some(64),
+            wm: WmConfig {
+                encoding: Encoding(vec![("state".into(), 512)]),
+                enc_dim: 256,
+                mlp_dim: 512,
+                simnorm_dim: 8,
+                num_q: 5,
+                num_bins: 101,
+                vmin: -10.0,
+                vmax: 10.0,
+                discount: 0.99,
+                uncertainty_penalty: 0.5,
+            },
+            num_pi_trajs: 1,
+        }
+    }
+
     /// Latent width Z.
     pub fn latent_dim(&self) -> usize {
         self.wm.encoding.0.iter().map(|(_, w)| w).sum()
@@ -189,7 +212,7 @@ impl Config {
         Ok(())
     }
 
-    /// Side of the CNN's last feature map (tdmpc2.md §3: 7/2, 5/2, 3/2, 3/1 without padding).
+    /// Side of the CNN's last feature map (docs/spec/tdmpc2.md §3: 7/2, 5/2, 3/2, 3/1 without padding).
     pub fn cnn_side(&self) -> Option<usize> {
         let s = self.image_size?;
         let s1 = s.checked_sub(7)? / 2 + 1;

@@ -1,4 +1,4 @@
-//! TD-MPC2 as stable-worldmodel implements it (spec `tdmpc2.md`): per-modality encoders whose concatenation is
+//! TD-MPC2 as stable-worldmodel implements it (spec `docs/spec/tdmpc2.md`): per-modality encoders whose concatenation is
 //! SimNorm-ed, an MLP latent dynamics, a two-hot reward head, a Gaussian actor and a Q ensemble. Parameter names
 //! mirror upstream's `state_dict()`.
 //!
@@ -112,7 +112,7 @@ impl Mlp {
             Last::Normed(l) => l.forward(&h),
             Last::Plain(l) => {
                 let bias = l.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
-                gemm(&h, l.weight(), Epilogue::Bias(bias))
+                Ok(gemm(&h, l.weight(), Epilogue::Bias(bias))?)
             }
         }
     }
@@ -160,7 +160,7 @@ impl PixelEncoder {
         }
         let h = h.flatten_from(1)?;
         let bias = self.linear.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
-        gemm(&h.contiguous()?, self.linear.weight(), Epilogue::Bias(bias))
+        Ok(gemm(&h.contiguous()?, self.linear.weight(), Epilogue::Bias(bias))?)
     }
 }
 
@@ -248,6 +248,11 @@ impl TdMpc2 {
         self.config.action_dim
     }
 
+    /// The CUDA device holding the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Latent width Z.
     pub fn latent_dim(&self) -> usize {
         self.config.latent_dim()
@@ -327,7 +332,7 @@ impl TdMpc2 {
     }
 
     /// An actor sample `tanh(μ + exp(log σ)·ε)` for standard-normal noise ε (N, A), with
-    /// `log σ = −10 + 6·(tanh(ρ) + 1)` (tdmpc2.md §2, §5), (N, A).
+    /// `log σ = −10 + 6·(tanh(ρ) + 1)` (docs/spec/tdmpc2.md §2, §5), (N, A).
     pub fn pi_sample(&self, z: &Tensor, eps: &Tensor) -> Result<Tensor> {
         let a = self.action_dim();
         let out = self.pi.forward(z)?;
@@ -479,7 +484,7 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
         self.revision
     }
 
-    /// `get_action(info, horizon = H − from, prefix_actions = mean[:, ..from])` (tdmpc2.md §5.2): the latent is
+    /// `get_action(info, horizon = H − from, prefix_actions = mean[:, ..from])` (docs/spec/tdmpc2.md §5.2): the latent is
     /// advanced through the given steps, then the actor proposes the rest (averaged over `num_pi_trajs` sampled
     /// rollouts). Noise draw and rollout are one CUDA graph per (mean buffer, `from`): a plan adds one launch.
     fn propose(&mut self, mean: &Tensor, from: usize) -> Result<()> {
@@ -515,7 +520,7 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
             self.proposal = Some(ProposalGraph { key, graph });
         }
         match &self.proposal {
-            Some(p) => p.graph.launch(),
+            Some(p) => Ok(p.graph.launch()?),
             None => Ok(()),
         }
     }
@@ -543,7 +548,7 @@ fn propose_into(
     let (trajs, steps) = (eps.dim(0)?, eps.dim(1)?);
     if prior == ActorPrior::Sampled {
         let cuda = crate::ops::launch::cuda(eps.device())?;
-        crate::planning::kernels::normal_noise(cuda, eps, noise.seed, &noise.draws)?;
+        crate::ops::planner::normal_noise(cuda, eps, noise.seed, &noise.draws)?;
     }
     let mut z = z0.clone();
     for t in 0..from {

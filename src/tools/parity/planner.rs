@@ -1,6 +1,7 @@
 //! Planner parity: swm's planner, fed the noise the official solver drew, must reproduce every iteration of a
-//! `planner_<solver>.npz` fixture (fixtures.md "Planner fixtures", written by `swm_tools.export_planner`).
+//! `planner_<solver>.npz` fixture (docs/spec/fixtures.md "Planner fixtures", written by `swm_tools.export_planner`).
 
+use crate::tools::ToolError;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -28,7 +29,7 @@ pub struct PlannerFixture {
 
 impl PlannerFixture {
     /// Reads `<dir>/planner_<solver>.npz` onto `device`.
-    pub fn read(dir: &Path, solver: &str, device: &Device) -> Result<Self, crate::Error> {
+    pub fn read(dir: &Path, solver: &str, device: &Device) -> Result<Self, ToolError> {
         let path = fixture_file(dir, &format!("planner_{solver}.npz"))?;
         let arrays = super::read_npz(&path, device)?;
         let (solver_config, config) = solver_config(&arrays, &path)?;
@@ -47,7 +48,7 @@ impl PlannerFixture {
 pub(crate) fn solver_config(
     arrays: &HashMap<String, Tensor>,
     path: &Path,
-) -> Result<(Value, PlannerConfig), crate::Error> {
+) -> Result<(Value, PlannerConfig), ToolError> {
     let bytes = require(arrays, path, "solver_config")?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ParityError::Npz { path: path.to_path_buf(), reason: format!("solver_config: {e}") })?;
@@ -160,7 +161,7 @@ pub fn planner(
     tolerance: f64,
     cost_tolerance: f64,
     device: &Device,
-) -> Result<ParityReport, crate::Error> {
+) -> Result<ParityReport, ToolError> {
     let fixture = PlannerFixture::read(&paths.dir, solver, device)?;
     let mut planner = Planner::new(fixture.config.clone(), fixture.batch, device)?;
     let replay = NoiseReplay { noise: fixture.get("noise")?.to_dtype(DType::F32)? };
@@ -195,7 +196,7 @@ pub fn planner(
         rows.push(compare(key, &ours, fixture.get(key)?, t(key))?);
     }
     rows.push(compare("actions", &actions, fixture.get("actions")?, tolerance)?);
-    let last_std = trace.std.last().ok_or_else(|| crate::Error::invalid_input("fixture", "no iterations"))?;
+    let last_std = trace.std.last().ok_or_else(|| ToolError::invalid_input("fixture", "no iterations"))?;
     rows.push(compare("final_var", last_std, fixture.get("final_var")?, tolerance)?);
     rows.push(compare("final_cost", &cost, fixture.get("final_cost")?, cost_tolerance)?);
     let ours = stack(&trace.elite_index)?.flatten_all()?.to_vec1::<i64>()?;

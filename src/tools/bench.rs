@@ -7,7 +7,7 @@ use candle_core::Device;
 use cudarc::driver::sys::CUevent_flags;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::tools::{Result, ToolError as Error};
 
 /// Timings of one benchmark row, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +35,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Times `work` on `device`: `warmup` untimed runs, then `iters` timed ones, each ending with a stream sync.
-pub fn time<F: FnMut() -> Result<()>>(
+pub fn time<E: Into<Error>, F: FnMut() -> std::result::Result<(), E>>(
     device: &Device,
     name: &str,
     warmup: usize,
@@ -46,24 +46,23 @@ pub fn time<F: FnMut() -> Result<()>>(
         return Err(Error::invalid_input("device", "benchmarks run on a CUDA device"));
     };
     let stream = cuda.cuda_stream();
-    let driver = |e: cudarc::driver::DriverError| Error::from(candle_core::Error::Cuda(Box::new(e)));
     for _ in 0..warmup {
-        work()?;
+        work().map_err(Into::into)?;
     }
-    stream.synchronize().map_err(driver)?;
+    stream.synchronize()?;
     let mut wall = Vec::with_capacity(iters);
     let mut gpu = Vec::with_capacity(iters);
     // Events are created once, so that the timed window holds only the work and two event records.
-    let start = stream.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver)?;
-    let end = stream.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver)?;
+    let start = stream.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+    let end = stream.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
     for _ in 0..iters {
         let t0 = Instant::now();
-        start.record(&stream).map_err(driver)?;
-        work()?;
-        end.record(&stream).map_err(driver)?;
-        end.synchronize().map_err(driver)?;
+        start.record(&stream)?;
+        work().map_err(Into::into)?;
+        end.record(&stream)?;
+        end.synchronize()?;
         wall.push(t0.elapsed().as_secs_f64() * 1e3);
-        gpu.push(start.elapsed_ms(&end).map_err(driver)? as f64);
+        gpu.push(start.elapsed_ms(&end)? as f64);
     }
     wall.sort_by(f64::total_cmp);
     gpu.sort_by(f64::total_cmp);

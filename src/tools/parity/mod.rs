@@ -1,6 +1,7 @@
-//! Parity against the official Python package: reads a fixture directory (`shared/spec/fixtures.md`, contract 1),
+//! Parity against the official Python package: reads a fixture directory (`docs/spec/fixtures.md`, contract 1),
 //! runs the same inputs through swm on the GPU and compares every output.
 
+use crate::tools::ToolError;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,7 +155,7 @@ impl ParityReport {
     }
 }
 
-/// Default LeWM tolerances (absolute), fixtures.md.
+/// Default LeWM tolerances (absolute), docs/spec/fixtures.md.
 pub fn lewm_tolerances() -> BTreeMap<String, f64> {
     [("act_emb", 1e-5), ("emb", 1e-3), ("pred", 1e-3), ("goal_emb", 1e-3), ("rollout", 2e-3), ("cost", 1e-2)]
         .into_iter()
@@ -173,7 +174,7 @@ pub fn apply_overrides(table: &mut BTreeMap<String, f64>, overrides: &[String]) 
 }
 
 /// Reads `fixture.npz` into named tensors on `device`.
-pub fn read_npz(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, crate::Error> {
+pub fn read_npz(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, ToolError> {
     let arrays = Tensor::read_npz(path).map_err(|e| ParityError::Npz { path: path.into(), reason: e.to_string() })?;
     let mut out = HashMap::with_capacity(arrays.len());
     for (k, t) in arrays {
@@ -191,9 +192,9 @@ pub(crate) fn require<'a>(
 }
 
 /// Compares `ours` with `reference` on the host (a parity tool, not the control loop).
-pub fn compare(key: &str, ours: &Tensor, reference: &Tensor, tolerance: f64) -> Result<Comparison, crate::Error> {
+pub fn compare(key: &str, ours: &Tensor, reference: &Tensor, tolerance: f64) -> Result<Comparison, ToolError> {
     if ours.dims() != reference.dims() {
-        return Err(crate::Error::invalid_input(
+        return Err(ToolError::invalid_input(
             key,
             format!("swm produced shape {:?}, the fixture holds {:?}", ours.dims(), reference.dims()),
         ));
@@ -243,7 +244,7 @@ pub(crate) fn fixture_file(dir: &Path, name: &str) -> Result<PathBuf, ParityErro
 }
 
 /// Loads the fixture's LeWM on `device` (its config.json and weights.pt / model.safetensors, or the overrides).
-pub(crate) fn load_lewm(paths: &FixturePaths, device: &Device) -> Result<Arc<LeWm>, crate::Error> {
+pub(crate) fn load_lewm(paths: &FixturePaths, device: &Device) -> Result<Arc<LeWm>, ToolError> {
     let config_path = match &paths.config {
         Some(p) => p.clone(),
         None => fixture_file(&paths.dir, "config.json")?,
@@ -261,7 +262,7 @@ pub(crate) fn load_lewm(paths: &FixturePaths, device: &Device) -> Result<Arc<LeW
 }
 
 /// Reads and checks the fixture's `meta.json`: contract 1 and the expected family.
-pub(crate) fn read_meta(dir: &Path, family: Family) -> Result<FixtureMeta, crate::Error> {
+pub(crate) fn read_meta(dir: &Path, family: Family) -> Result<FixtureMeta, ToolError> {
     let meta_path = fixture_file(dir, "meta.json")?;
     let text =
         std::fs::read_to_string(&meta_path).map_err(|source| crate::Error::Io { path: meta_path.clone(), source })?;
@@ -288,7 +289,7 @@ pub fn lewm(
     paths: &FixturePaths,
     tolerances: &BTreeMap<String, f64>,
     device: &Device,
-) -> Result<ParityReport, crate::Error> {
+) -> Result<ParityReport, ToolError> {
     let dir = &paths.dir;
     let file = |name: &str| fixture_file(dir, name);
     let meta = read_meta(dir, Family::Lewm)?;

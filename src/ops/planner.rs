@@ -1,4 +1,5 @@
-//! Launchers for the planner kernels (`kernels/noise.cu`, `kernels/topk.cu`, `kernels/planner.cu`).
+//! Launchers for the planner kernels (`kernels/noise.cu`, `kernels/topk.cu`, `kernels/planner.cu`); the Philox
+//! noise is also the TD-MPC2 actor prior's.
 //!
 //! The planner owns every buffer these kernels touch as a contiguous Candle CUDA tensor allocated once; kernels
 //! read and write them through their device addresses on Candle's stream, so the work is ordered with the
@@ -7,10 +8,9 @@
 use candle_core::{CudaDevice, Tensor};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use crate::error::Result;
+use super::launch::{address, grid, launched};
+use super::Result;
 use crate::kernels;
-pub(crate) use crate::ops::launch::cuda;
-use crate::ops::launch::{address, grid, launched};
 
 /// Fills `out` (f32, n elements) with N(0, 1) noise for draw `state[0]` under key `seed`, then advances the draw.
 pub(crate) fn normal_noise(dev: &CudaDevice, out: &Tensor, seed: u64, state: &Tensor) -> Result<()> {

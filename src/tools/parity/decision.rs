@@ -2,6 +2,7 @@
 //! should choose plans of the same quality. Both plans are scored by swm's LeWM session (whose costs match the
 //! official model to ~1e-5, see `swm parity lewm`), so the comparison isolates the planners.
 
+use crate::tools::ToolError;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -107,7 +108,7 @@ impl DecisionReport {
 }
 
 /// Runs decision parity on `<dir>/decision.npz` (written by `swm_tools.decision_parity`).
-pub fn decision(dir: &Path, rel_tol: f64, device: &Device) -> Result<DecisionReport, crate::Error> {
+pub fn decision(dir: &Path, rel_tol: f64, device: &Device) -> Result<DecisionReport, ToolError> {
     let path = fixture_file(dir, "decision.npz")?;
     let arrays = read_npz(&path, device)?;
     let get = |k: &str| require(&arrays, &path, k);

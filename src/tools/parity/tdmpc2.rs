@@ -1,5 +1,6 @@
-//! TD-MPC2 parity (fixtures.md): the model's stages and the planning cost against the official package's outputs.
+//! TD-MPC2 parity (docs/spec/fixtures.md): the model's stages and the planning cost against the official package's outputs.
 
+use crate::tools::ToolError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -11,13 +12,13 @@ use crate::config::{Family, ModelConfig};
 use crate::models::tdmpc2::{TdMpc2, TdMpc2Session};
 use crate::planning::CandidateScorer;
 
-/// Default TD-MPC2 tolerance (absolute, every output; fixtures.md).
+/// Default TD-MPC2 tolerance (absolute, every output; docs/spec/fixtures.md).
 pub fn tdmpc2_tolerances() -> BTreeMap<String, f64> {
     ["encode", "dynamics", "reward", "pi_mean", "q_values", "cost"].into_iter().map(|k| (k.to_string(), 1e-4)).collect()
 }
 
 /// Loads the fixture's TD-MPC2 on `device` (its config.json and weights.pt / model.safetensors, or the overrides).
-pub fn load_tdmpc2(paths: &FixturePaths, device: &Device) -> crate::Result<Arc<TdMpc2>> {
+pub fn load_tdmpc2(paths: &FixturePaths, device: &Device) -> Result<Arc<TdMpc2>, ToolError> {
     let config_path = match &paths.config {
         Some(p) => p.clone(),
         None => fixture_file(&paths.dir, "config.json")?,
@@ -41,7 +42,7 @@ pub fn tdmpc2(
     paths: &FixturePaths,
     tolerances: &BTreeMap<String, f64>,
     device: &Device,
-) -> crate::Result<ParityReport> {
+) -> Result<ParityReport, ToolError> {
     let dir = &paths.dir;
     read_meta(dir, Family::Tdmpc2)?;
     let model = load_tdmpc2(paths, device)?;
@@ -52,7 +53,8 @@ pub fn tdmpc2(
     let mut rows = Vec::new();
 
     let names: Vec<String> = model.config().wm.encoding.0.iter().map(|(k, _)| k.clone()).collect();
-    let obs = names.iter().map(|k| Ok((k.as_str(), get(&format!("obs_{k}"))?))).collect::<crate::Result<Vec<_>>>()?;
+    let obs =
+        names.iter().map(|k| Ok((k.as_str(), get(&format!("obs_{k}"))?))).collect::<Result<Vec<_>, ToolError>>()?;
     let z = model.encode(&obs)?;
     rows.push(compare("encode", &z, get("encode")?, tol("encode"))?);
 

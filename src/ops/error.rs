@@ -1,0 +1,39 @@
+//! The error of the kernel layer (`ops`, `graph`): what a launch, a capture or an operand check can fail with.
+
+/// Why a kernel could not be launched or a graph captured.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The CUDA driver refused a launch, an event or a graph operation.
+    #[error("CUDA driver: {0}")]
+    Driver(#[from] cudarc::driver::DriverError),
+    /// A Candle op inside the kernel layer failed (allocation, copy, shape).
+    #[error("candle: {0}")]
+    Candle(Box<candle_core::Error>),
+    /// An operand has the wrong shape, dtype, layout or device for the kernel.
+    #[error("operand `{operand}`: {reason}")]
+    Operand {
+        /// The kernel argument (e.g. `x`, `bias`, `cache`).
+        operand: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Something swm itself should have guaranteed did not hold (a bug, reported instead of a panic).
+    #[error("internal invariant violated: {0}")]
+    Internal(String),
+}
+
+impl From<candle_core::Error> for KernelError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
+}
+
+impl KernelError {
+    /// A [`KernelError::Operand`].
+    pub fn operand(operand: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Operand { operand: operand.into(), reason: reason.into() }
+    }
+}
+
+/// Result alias of the kernel layer.
+pub type Result<T, E = KernelError> = std::result::Result<T, E>;

@@ -1,0 +1,236 @@
+//! Engine GPU tests: `Engine::step` against the session and planner driven by hand with the same seed (LeWM and
+//! TD-MPC2 artifacts), graph replay against eager iterations, every solver on a TD-MPC2 artifact, env-unit
+//! mapping, deadlines and typed input errors.
+
+use std::path::Path;
+use std::time::Duration;
+
+use candle_core::{DType, Device, Tensor};
+use swm::artifact::{self, Artifact, Checkpoint, ObservationKind};
+use swm::checkpoint::LoadOptions;
+use swm::engine::{Engine, EngineOptions};
+use swm::planning::{
+    CemConfig, IcemConfig, MppiConfig, PlanOptions, PlanSource, Planner, PlannerConfig, Sampling, SolverConfig,
+};
+use swm::session::{Observation, Session, SessionOptions};
+use swm::tools::demo;
+
+use super::{fixture, gpu};
+
+/// Host inputs for every modality of `artifact`'s schema: u8 RGB frames and f32 state vectors, from `seed`.
+struct Inputs {
+    tensors: Vec<(String, ObservationKind, Tensor)>,
+}
+
+impl Inputs {
+    fn random(artifact: &Artifact, seed: u64) -> Self {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let [h, w] = artifact.preprocess.image_size;
+        let tensors = artifact
+            .schema
+            .observations
+            .iter()
+            .map(|spec| {
+                let t = match spec.kind {
+                    ObservationKind::State => {
+                        let d = spec.shape[0];
+                        let v: Vec<f32> = (0..d).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+                        Tensor::from_vec(v, (1, d), &Device::Cpu).unwrap()
+                    }
+                    _ => {
+                        let v: Vec<u8> = (0..h * w * 3).map(|_| (next() % 256) as u8).collect();
+                        Tensor::from_vec(v, (1, h, w, 3), &Device::Cpu).unwrap()
+                    }
+                };
+                (spec.name.clone(), spec.kind, t)
+            })
+            .collect();
+        Self { tensors }
+    }
+
+    fn observation(&self) -> Observation<'_> {
+        self.tensors.iter().fold(Observation::new(), |obs, (name, kind, t)| match kind {
+            ObservationKind::State => obs.state(name, t),
+            _ => obs.frames(name, t),
+        })
+    }
+}
+
+fn lewm_artifact(dir: &Path) -> Artifact {
+    demo::write_artifact(dir).unwrap()
+}
+
+fn tdmpc2_artifact(dir: &Path) -> Artifact {
+    let ckpt = Checkpoint::open(fixture("tdmpc2-tiny")).unwrap();
+    artifact::convert(&ckpt, &LoadOptions::default(), dir, None).unwrap()
+}
+
+fn fixed(solver: SolverConfig, session: &Session, horizon: usize) -> PlannerConfig {
+    let mut config = PlannerConfig::new(solver, horizon, session.env_action_dim(), session.action_block());
+    config.sampling = Sampling::Fixed { seed: 11 };
+    config.bounds = session.action_bounds().unwrap();
+    config
+}
+
+/// Three steps through the engine, and the same through a hand-driven session + planner: same actions.
+fn engine_matches_manual(artifact: &Artifact, device: &Device, solver: SolverConfig, goal: bool) {
+    let probe = Session::open(artifact, device, &SessionOptions::default()).unwrap();
+    let config = fixed(solver, &probe, 3);
+    drop(probe);
+    let options = EngineOptions { planner: Some(config.clone()), ..Default::default() };
+    let mut engine = Engine::new(artifact, device, &options).unwrap();
+    let mut eager = Engine::new(artifact, device, &EngineOptions { eager: true, ..options.clone() }).unwrap();
+    let mut session = Session::open(artifact, device, &SessionOptions::default()).unwrap();
+    let mut planner = Planner::new(config, 1, device).unwrap();
+    let goal_inputs = Inputs::random(artifact, 99);
+    if goal {
+        for e in [&mut engine, &mut eager] {
+            e.set_goal(&goal_inputs.observation()).unwrap();
+        }
+        session.set_goal(&goal_inputs.observation()).unwrap();
+    }
+    for step in 0..3u64 {
+        let inputs = Inputs::random(artifact, step + 1);
+        let obs = inputs.observation();
+        let got = engine.step(&obs).unwrap();
+        let (actions, cost, source) = (got.actions.to_vec(), got.cost[0], got.source);
+        assert_eq!(source, PlanSource::Solved);
+        assert!(got.times.plan > Duration::ZERO && got.times.wall >= got.times.plan, "{:?}", got.times);
+        assert_eq!(got.first_action(0), &actions[..got.env_action_dim]);
+        let replayed = eager.step(&obs).unwrap();
+        assert_eq!(replayed.actions, actions.as_slice(), "step {step}: eager iterations vs graph replay");
+
+        session.push_observation(&obs).unwrap();
+        let plan = planner.plan(&mut session, &PlanOptions { deadline: None, eager: true }).unwrap();
+        let want = plan.executed_to_host().unwrap();
+        let want_cost = plan.cost.to_vec1::<f32>().unwrap()[0];
+        assert_eq!(actions, want, "step {step}: engine vs session + planner");
+        assert_eq!(cost.to_bits(), want_cost.to_bits(), "step {step}: cost");
+        assert!(actions.iter().all(|a| a.is_finite()));
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn engine_step_on_a_lewm_artifact_matches_session_and_planner() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = lewm_artifact(dir.path());
+    let cem = SolverConfig::Cem(CemConfig { num_samples: 64, n_steps: 4, topk: 8, ..Default::default() });
+    engine_matches_manual(&artifact, &device, cem, true);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn engine_step_on_a_tdmpc2_artifact_matches_session_and_planner() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = tdmpc2_artifact(dir.path());
+    let mppi = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 4, topk: Some(16), ..Default::default() });
+    engine_matches_manual(&artifact, &device, mppi, false);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn every_solver_plans_on_a_tdmpc2_artifact() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = tdmpc2_artifact(dir.path());
+    let inputs = Inputs::random(&artifact, 5);
+    for solver in [
+        SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 3, ..Default::default() }),
+        SolverConfig::Cem(CemConfig { num_samples: 128, n_steps: 3, ..Default::default() }),
+        SolverConfig::Icem(IcemConfig { num_samples: 128, n_steps: 3, ..Default::default() }),
+    ] {
+        let name = solver.name();
+        let mut engine = Engine::new(&artifact, &device, &EngineOptions::default()).unwrap();
+        let mut config = fixed(solver, engine.session(), 4);
+        config.bounds = Some(swm::planning::ActionBounds { low: vec![-1.0; 4], high: vec![1.0; 4] });
+        engine.set_planner(config).unwrap();
+        let step = engine.step(&inputs.observation()).unwrap();
+        assert_eq!(step.source, PlanSource::Solved, "{name}");
+        assert_eq!(step.env_action_dim, 4, "{name}");
+        assert!(step.actions.iter().all(|a| a.is_finite() && a.abs() <= 1.0 + 1e-6), "{name}: {:?}", step.actions);
+        assert!(step.cost[0].is_finite(), "{name}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn engine_maps_actions_to_env_units_and_honours_deadlines() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let mut artifact = lewm_artifact(dir.path());
+    let inputs = Inputs::random(&artifact, 3);
+    let goal = Inputs::random(&artifact, 4);
+    let cem = SolverConfig::Cem(CemConfig { num_samples: 64, n_steps: 4, topk: 8, ..Default::default() });
+    let run = |artifact: &Artifact, deadline: Option<Duration>| {
+        let probe = Session::open(artifact, &device, &SessionOptions::default()).unwrap();
+        let mut config = fixed(cem.clone(), &probe, 3);
+        config.fallback_action = Some(vec![0.5; probe.action_dim()]);
+        let options = EngineOptions { planner: Some(config), deadline, ..Default::default() };
+        let mut engine = Engine::new(artifact, &device, &options).unwrap();
+        engine.set_goal(&goal.observation()).unwrap();
+        let step = engine.step(&inputs.observation()).unwrap();
+        (step.actions.to_vec(), step.source)
+    };
+    let (plain, _) = run(&artifact, None);
+    artifact.preprocess.action.mean = Some(vec![1.0, -2.0]);
+    artifact.preprocess.action.std = Some(vec![2.0, 0.5]);
+    let (mapped, _) = run(&artifact, None);
+    for (i, (p, m)) in plain.iter().zip(&mapped).enumerate() {
+        let (std, mean) = if i % 2 == 0 { (2.0, 1.0) } else { (0.5, -2.0) };
+        assert!((p * std + mean - m).abs() < 1e-5, "{i}: {p} -> {m}");
+    }
+    // A zero budget leaves no iteration: the fallback action, mapped to env units.
+    let (fallback, source) = run(&artifact, Some(Duration::ZERO));
+    assert_eq!(source, PlanSource::Fallback);
+    assert!(fallback.iter().enumerate().all(|(i, a)| {
+        let want = if i % 2 == 0 { 0.5 * 2.0 + 1.0 } else { 0.5 * 0.5 - 2.0 };
+        (a - want).abs() < 1e-6
+    }));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn engine_rejects_malformed_observations_and_keeps_serving() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = tdmpc2_artifact(dir.path());
+    let mut engine = Engine::new(&artifact, &device, &EngineOptions::default()).unwrap();
+    let good = Inputs::random(&artifact, 1);
+    let nan = Tensor::full(f32::NAN, (1, 10), &Device::Cpu).unwrap();
+    let short = Tensor::zeros((1, 9), DType::F32, &Device::Cpu).unwrap();
+    let small_frame = Tensor::zeros((1, 20, 20, 3), DType::U8, &Device::Cpu).unwrap();
+    fn replace<'a>(good: &'a Inputs, name: &str, t: &'a Tensor, obs_frames: bool) -> Observation<'a> {
+        let mut obs = Observation::new();
+        for (n, kind, v) in &good.tensors {
+            let v = if n == name { t } else { v };
+            obs = match (kind, obs_frames && n == name) {
+                (ObservationKind::State, false) => obs.state(n, v),
+                _ => obs.frames(n, v),
+            };
+        }
+        obs
+    }
+    for (what, obs, needle) in [
+        ("NaN state", replace(&good, "state", &nan, false), "NaN"),
+        ("short state", replace(&good, "state", &short, false), "expected (B, 10)"),
+        ("small frame", replace(&good, "pixels", &small_frame, true), "20x20"),
+        ("missing modality", Observation::new().state("state", &short), "missing"),
+    ] {
+        let err = engine.step(&obs).expect_err(what).to_string();
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    let extra = good.observation().state("velocity", &short);
+    assert!(engine.step(&extra).unwrap_err().to_string().contains("velocity"));
+    assert!(engine.set_goal(&good.observation()).unwrap_err().to_string().contains("no goal"));
+    // Still serving.
+    assert_eq!(engine.step(&good.observation()).unwrap().source, PlanSource::Solved);
+}
