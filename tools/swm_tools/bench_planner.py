@@ -56,6 +56,22 @@ def main():
     with torch.inference_mode():
         for name, cls, kw in specs:
             row(name, cls, kw, "fp32")
+        # The control step `swm bench plan`'s engine row times: a host u8 RGB frame in, ImageNet normalisation on
+        # the GPU, the CEM 300x30 solve (which encodes the frame), the first actions back on the host.
+        solver = CEMSolver(model, var_scale=1.0, device="cuda", seed=1, num_samples=300, n_steps=30, topk=30)
+        solver.configure(action_space=gym.spaces.Box(-1, 1, shape=(1, a_in // block), dtype=np.float32), n_envs=1,
+                         config=types.SimpleNamespace(horizon=horizon, action_block=block))
+        frame = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        mean = torch.tensor([0.485, 0.456, 0.406], device="cuda").view(1, 1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device="cuda").view(1, 1, 3, 1, 1)
+
+        def step():
+            x = torch.from_numpy(frame).cuda().permute(2, 0, 1).float().div(255).view(1, 1, 3, side, side)
+            info = {"pixels": (x - mean) / std, "goal": goal.clone(), "action": torch.zeros(1, 1, a_in, device="cuda")}
+            with contextlib.redirect_stdout(io.StringIO()):
+                out = solver.solve(info)
+            out["actions"][:, :1].cpu()
+        rows.append(bench(f"official lewm step u8 frame -> cem 300x30 H{horizon} fp32", step, 2, args.iters, width=56))
     if args.compile:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
