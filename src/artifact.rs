@@ -219,13 +219,15 @@ impl Preprocess {
     }
 
     /// TD-MPC2 defaults (docs/spec/tdmpc2.md §4): ImageNet statistics at `image_size` for pixels (0 × 0 without pixels),
-    /// one env step per action, no dataset statistics (state normalisation is the caller's).
+    /// one env step per action, actions bounded to [−1, 1] (the range of TD-MPC2's tanh actor and of the
+    /// normalised action spaces it is trained on), no dataset statistics (state normalisation is the caller's).
     pub fn for_tdmpc2(cfg: &crate::models::tdmpc2::Config) -> Self {
         let side = if cfg.wm.encoding.pixels().is_some() { cfg.image_size.unwrap_or(0) } else { 0 };
+        let a = cfg.action_dim;
         Self {
             image_size: [side, side],
             normalization: ImageNormalization::IMAGENET,
-            action: ActionSpec { block: 1, low: None, high: None, mean: None, std: None },
+            action: ActionSpec { block: 1, low: Some(vec![-1.0; a]), high: Some(vec![1.0; a]), mean: None, std: None },
         }
     }
 }

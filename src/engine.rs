@@ -226,6 +226,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Encodes `obs` into the context and captures the planner's CUDA graph, without planning: call it once before
+    /// the first deadline-bounded step, whose budget would otherwise be spent on eager iterations (kernel loading,
+    /// no graph). The observation stays in the context (LeWM's window).
+    pub fn warm_up(&mut self, obs: &Observation<'_>) -> Result<()> {
+        self.session.push_observation(obs)?;
+        self.prepare()?;
+        self.stream()?.synchronize()?;
+        Ok(())
+    }
+
     /// One control step: encode `obs` (appended to the context), plan, return the executed actions.
     pub fn step(&mut self, obs: &Observation<'_>) -> Result<Step<'_>> {
         let start = Instant::now();

@@ -1,0 +1,92 @@
+//! The clap types of `swm bench`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::{positive, DeviceArgs, ReportArgs};
+
+/// `swm bench <rows>`.
+#[derive(Subcommand)]
+pub enum BenchFamily {
+    /// LeWM rows: encode one frame, score S candidates x H steps.
+    Lewm(BenchLewmArgs),
+    /// The rollout's GEMM shapes (PushT-sized LeWM, 300 candidates) on swm's split-TF32 GEMM, cuBLAS f32 and
+    /// cuBLAS TF32: GPU time per call.
+    Gemm(BenchGemmArgs),
+    /// TD-MPC2 rows: MPPI 512x6 (top-64, temperature 0.5, H3, 6-d actions) on the official baseline's model
+    /// size with random weights, CUDA graph; and the planning cost of 512 candidates alone.
+    Tdmpc2(BenchTdmpc2Args),
+    /// Planner rows on LeWM: CEM 300x30, MPPI 300x30, iCEM 1024x5 (H5, PushT action blocks), CUDA graphs; and
+    /// one control step of the engine (encode + CEM 300x30).
+    Plan(BenchPlanArgs),
+}
+
+/// `swm bench lewm`.
+#[derive(Args)]
+pub struct BenchLewmArgs {
+    /// Artifact or checkpoint (default: PushT-sized config with random weights).
+    pub path: Option<PathBuf>,
+    /// Timed iterations per row.
+    #[arg(long, default_value_t = 100, value_parser = positive)]
+    pub iters: usize,
+    /// Candidates for the scoring row.
+    #[arg(long, default_value_t = 300, value_parser = positive)]
+    pub samples: usize,
+    /// Untimed runs before each row.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
+    /// Candidate steps for the scoring row.
+    #[arg(long, default_value_t = 5, value_parser = positive)]
+    pub horizon: usize,
+    /// The rows as JSON.
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The GPU.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `swm bench gemm`.
+#[derive(Args)]
+pub struct BenchGemmArgs {
+    /// Timed calls per row.
+    #[arg(long, default_value_t = 200, value_parser = positive)]
+    pub iters: usize,
+    /// The rows as JSON.
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The GPU.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `swm bench tdmpc2`.
+#[derive(Args)]
+pub struct BenchTdmpc2Args {
+    /// Timed runs per row.
+    #[arg(long, default_value_t = 20, value_parser = positive)]
+    pub iters: usize,
+    /// The rows as JSON.
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The GPU.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `swm bench plan`.
+#[derive(Args)]
+pub struct BenchPlanArgs {
+    /// Artifact or checkpoint (default: PushT-sized config with random weights).
+    pub path: Option<PathBuf>,
+    /// Timed plans per row.
+    #[arg(long, default_value_t = 20, value_parser = positive)]
+    pub iters: usize,
+    /// The rows as JSON.
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The GPU.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}

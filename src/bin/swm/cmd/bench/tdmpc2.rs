@@ -1,0 +1,68 @@
+//! `swm bench tdmpc2`: the official baseline's MPPI 512×6×H3 through an [`Engine`], and one planning cost of 512
+//! candidates, per matmul precision.
+
+use std::sync::Arc;
+
+use candle_core::Tensor;
+
+use swm::artifact::{Preprocess, Schema};
+use swm::device;
+use swm::engine::{Engine, EngineOptions};
+use swm::models::tdmpc2::{Config, TdMpc2};
+use swm::planning::{CandidateScorer, MppiConfig, PlannerConfig, SolverConfig};
+use swm::session::{Session, SessionOptions};
+use swm::tools::bench::{self, BenchRow};
+use swm::tools::demo;
+
+use super::keep;
+use crate::cli::BenchTdmpc2Args;
+use crate::error::CliError;
+use crate::inputs::RandomObservation;
+use crate::precision::Precision;
+
+/// Candidates of the baseline's MPPI and of the cost row.
+const SAMPLES: usize = 512;
+/// Planning horizon.
+const HORIZON: usize = 3;
+
+/// MPPI 512 × 6, top-64, temperature 0.5, H3 (the official baseline's planner).
+fn planner(action_dim: usize) -> PlannerConfig {
+    let mppi = MppiConfig { num_samples: SAMPLES, n_steps: 6, topk: Some(64), temperature: 0.5, ..Default::default() };
+    PlannerConfig::new(SolverConfig::Mppi(mppi), HORIZON, action_dim, 1)
+}
+
+/// Two rows per precision (the process's own, cuBLAS f32, TF32), on [`Config::bench`] with random weights.
+pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
+    args.report.check()?;
+    let device = device::cuda(args.device.gpu)?;
+    outln!("device: {}", device::name(&device).unwrap_or_default());
+    let config = Config::bench();
+    let model = Arc::new(TdMpc2::from_state_dict(&config, &demo::random_tdmpc2_state_dict(&config, 7)?, &device)?);
+    let (schema, preprocess) = (Schema::for_tdmpc2(&config), Preprocess::for_tdmpc2(&config));
+    let obs = RandomObservation::new(&schema, &preprocess)?;
+    let session = Session::tdmpc2(model, schema, preprocess, &SessionOptions::default())?;
+    let a = config.action_dim;
+    let mut engine = Engine::with_session(session, &EngineOptions { planner: Some(planner(a)), ..Default::default() })?;
+    engine.session_mut().set_observation(&obs.observation())?;
+    let candidates = Tensor::rand(-1f32, 1.0, (1, SAMPLES, HORIZON, a), &device)?;
+    let mut rows = Vec::new();
+    for precision in [Precision::current(), Precision::CublasF32, Precision::Tf32] {
+        let label = precision.label();
+        let pair = precision.with(|| -> Result<[BenchRow; 2], CliError> {
+            // A fresh planner, so that its graph is captured under this precision.
+            engine.set_planner(planner(a))?;
+            let plan =
+                bench::time(&device, &format!("tdmpc2 mppi 512x6 H3 {label}, CUDA graph"), 3, args.iters, || {
+                    engine.replan().map(drop)
+                })?;
+            let cost = bench::time(&device, &format!("tdmpc2 cost 512 x H3 {label}, eager"), 5, args.iters, || {
+                engine.session_mut().score(&candidates).map(drop)
+            })?;
+            Ok([plan, cost])
+        })?;
+        for row in pair {
+            keep(&mut rows, row)?;
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,46 @@
+//! The matmul precision a benchmark row runs under.
+
+use swm::device;
+use swm::ops::gemm::{self, F32Matmul};
+
+/// The matmul precision of a benchmark row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// swm's split-TF32 tensor-core GEMM (f32-accurate, the default).
+    SplitF32,
+    /// cuBLAS's f32 GEMMs.
+    CublasF32,
+    /// cuBLAS's TF32 GEMMs.
+    Tf32,
+}
+
+impl Precision {
+    /// The precision the process runs under now (`--tf32`, `--cublas-f32`).
+    pub fn current() -> Self {
+        match (device::tf32(), gemm::f32_matmul()) {
+            (true, _) => Self::Tf32,
+            (false, F32Matmul::Cublas) => Self::CublasF32,
+            (false, F32Matmul::Split3xTf32) => Self::SplitF32,
+        }
+    }
+
+    /// The label in row names.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SplitF32 => "f32 (split-TF32 GEMM)",
+            Self::CublasF32 => "f32 (cuBLAS GEMM)",
+            Self::Tf32 => "TF32 GEMMs",
+        }
+    }
+
+    /// Runs `work` with this precision selected, restoring the previous one afterwards (also on error).
+    pub fn with<T>(self, work: impl FnOnce() -> T) -> T {
+        let (tf32, kind) = (device::tf32(), gemm::f32_matmul());
+        device::set_tf32(self == Self::Tf32);
+        gemm::set_f32_matmul(if self == Self::CublasF32 { F32Matmul::Cublas } else { F32Matmul::Split3xTf32 });
+        let out = work();
+        device::set_tf32(tf32);
+        gemm::set_f32_matmul(kind);
+        out
+    }
+}
