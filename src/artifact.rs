@@ -15,12 +15,24 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{LoadOptions, StateDict};
+use crate::checkpoint::{CheckpointError, LoadOptions, ParamSpec, StateDict, WeightsFile, WeightsFormat};
 use crate::config::{parse_json, ConfigError, Family, ModelConfig};
+use crate::files;
 use crate::ops::ImageNormalization;
 
 /// The artifact schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Largest frame side `preprocess.json` may ask for (pixels).
+pub const MAX_IMAGE_SIDE: usize = 8192;
+/// Most observation streams a schema may list.
+pub const MAX_OBSERVATIONS: usize = 64;
+/// Largest state vector (elements) a schema may declare.
+pub const MAX_STATE_DIM: usize = 1 << 16;
+/// Smallest standard deviation `preprocess.json` may divide by (image and action statistics).
+pub const MIN_STD: f32 = 1e-6;
+/// Largest magnitude of a mean, a standard deviation or an action bound in `preprocess.json`.
+pub const MAX_STAT: f32 = 1e6;
 
 /// Why a checkpoint or artifact directory cannot be used. Names the directory, file or field.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +43,31 @@ pub enum ArtifactError {
         /// The path given.
         path: PathBuf,
     },
+    /// A path exists but cannot be examined (permissions, a symlink loop, ...).
+    #[error("{path}: {source}")]
+    Unreadable {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error (e.g. "Too many levels of symbolic links").
+        source: std::io::Error,
+    },
+    /// A path that must be a regular file is a directory (or another non-file).
+    #[error("{path}: is a directory, expected a file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The output of `convert` would overwrite its input.
+    #[error("{out}: refusing to write over the input checkpoint (`{input}`); choose another --out directory")]
+    OutputIsInput {
+        /// The output path that resolves to an input.
+        out: PathBuf,
+        /// The input file or directory it resolves to.
+        input: PathBuf,
+    },
+    /// The weights file is unusable (malformed, over a limit, or not matching the model).
+    #[error(transparent)]
+    Weights(#[from] CheckpointError),
     /// A required file is absent.
     #[error("{dir}: missing `{file}`")]
     MissingFile {
@@ -163,29 +200,49 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Opens a checkpoint directory (`config.json` + `model.safetensors` | `weights.pt` | the one `*.pt`), or a
-    /// weights file with `config.json` beside it.
+    /// weights file with `config.json` beside it. Reads the config, not the weights.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ArtifactError> {
         let path = path.as_ref();
-        if !path.exists() {
-            return Err(ArtifactError::NotFound { path: path.to_path_buf() });
-        }
-        let (dir, weights) = if path.is_dir() {
+        let meta = examine(path)?;
+        let (dir, weights) = if meta.is_dir() {
             (path.to_path_buf(), find_weights(path)?)
         } else {
-            let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+            // A file given directly must be a weights file: say so before looking for a config beside it.
+            WeightsFormat::from_path(path)?;
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
             (dir, path.to_path_buf())
         };
-        let config_path = dir.join("config.json");
-        if !config_path.is_file() {
-            return Err(ArtifactError::MissingFile { dir, file: "config.json".into() });
-        }
+        let config_path = require_file(&dir, "config.json")?;
         let config = ModelConfig::load(&config_path)?;
         Ok(Self { dir, config, weights })
     }
 
-    /// Reads the weights into host memory (validation against the model happens when the model is built).
+    /// The model's parameter table: every tensor the weights must hold, with its shape.
+    pub fn parameter_table(&self) -> Result<Vec<ParamSpec>, ConfigError> {
+        match &self.config {
+            ModelConfig::Lewm(cfg) => cfg.parameter_table(),
+            ModelConfig::Tdmpc2(cfg) => Ok(cfg.parameter_table()),
+        }
+    }
+
+    /// Opens the weights file and validates its structure; its keys are in the model's naming (legacy LeWM ViT
+    /// keys renamed). No tensor data is read.
+    pub fn weights_file(&self, options: &LoadOptions) -> Result<WeightsFile, CheckpointError> {
+        let mut file = WeightsFile::open(&self.weights, options)?;
+        if let ModelConfig::Lewm(_) = &self.config {
+            file.rename_keys(crate::models::lewm::legacy_vit_key)?;
+        }
+        Ok(file)
+    }
+
+    /// Reads the weights into host memory, verified against the model: the file's tensor table is compared with
+    /// the parameter table before any data is read, then the values are checked (finite, variances ≥ 0).
     pub fn state_dict(&self, options: &LoadOptions) -> Result<StateDict, crate::Error> {
-        Ok(StateDict::load(&self.weights, options)?)
+        let table = self.parameter_table()?;
+        Ok(self.weights_file(options)?.read_checked(&table)?)
     }
 
     /// Default preprocessing for this checkpoint's family (LeWM: ImageNet statistics at the encoder size,
@@ -268,15 +325,40 @@ impl Schema {
     }
 }
 
+/// Metadata of `path`, following symlinks: `NotFound` when nothing is there, `Unreadable` for a symlink loop or a
+/// permission problem.
+fn examine(path: &Path) -> Result<std::fs::Metadata, ArtifactError> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(path).is_err() => {
+            Err(ArtifactError::NotFound { path: path.to_path_buf() })
+        }
+        Err(source) => Err(ArtifactError::Unreadable { path: path.to_path_buf(), source }),
+    }
+}
+
+/// `dir/name`, which must be a regular file (or a symlink to one): `MissingFile` when absent, `NotAFile` for a
+/// directory, `Unreadable` for a dangling link, a loop or a permission problem.
+fn require_file(dir: &Path, name: &str) -> Result<PathBuf, ArtifactError> {
+    let path = dir.join(name);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(ArtifactError::MissingFile { dir: dir.to_path_buf(), file: name.into() });
+    }
+    let meta = std::fs::metadata(&path).map_err(|source| ArtifactError::Unreadable { path: path.clone(), source })?;
+    if !meta.is_file() {
+        return Err(ArtifactError::NotAFile { path });
+    }
+    Ok(path)
+}
+
 fn find_weights(dir: &Path) -> Result<PathBuf, ArtifactError> {
     for name in ["model.safetensors", "weights.pt"] {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
+        if std::fs::symlink_metadata(dir.join(name)).is_ok() {
+            return require_file(dir, name);
         }
     }
     let mut pts: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|_| ArtifactError::NotFound { path: dir.to_path_buf() })?
+        .map_err(|source| ArtifactError::Unreadable { path: dir.to_path_buf(), source })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "pt" || e == "safetensors"))
         .collect();
@@ -310,13 +392,16 @@ impl Artifact {
     /// Opens and cross-validates an artifact directory.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ArtifactError> {
         let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(ArtifactError::NotFound { path: dir.to_path_buf() });
+        if !examine(dir)?.is_dir() {
+            return Err(ArtifactError::Invalid {
+                path: dir.to_path_buf(),
+                field: ".".into(),
+                reason: "an artifact is a directory (config.json, model.safetensors, preprocess.json, schema.json)"
+                    .into(),
+            });
         }
         for file in ["config.json", "preprocess.json", "schema.json"] {
-            if !dir.join(file).is_file() {
-                return Err(ArtifactError::MissingFile { dir: dir.to_path_buf(), file: file.into() });
-            }
+            require_file(dir, file)?;
         }
         let checkpoint = Checkpoint::open(dir)?;
         let schema_path = dir.join("schema.json");
@@ -353,6 +438,7 @@ impl Artifact {
                 format!("{} but config.json describes {}", self.schema.family, self.checkpoint.config.family()),
             ));
         }
+        self.validate_bounds()?;
         if let ModelConfig::Lewm(cfg) = &self.checkpoint.config {
             if self.schema.action_dim != cfg.action_encoder.input_dim {
                 return Err(invalid(
@@ -373,14 +459,30 @@ impl Artifact {
                     format!("{h}x{w} is smaller than one {patch}px patch"),
                 ));
             }
-            for (i, obs) in self.schema.observations.iter().enumerate() {
-                if matches!(obs.kind, ObservationKind::Image | ObservationKind::Video) && obs.shape != [3, h, w] {
+            let pixels = self.schema.observations.iter().position(|o| o.name == "pixels");
+            match pixels.map(|i| (i, &self.schema.observations[i])) {
+                Some((_, obs)) if matches!(obs.kind, ObservationKind::Image | ObservationKind::Video) => {}
+                Some((i, obs)) => {
                     return Err(invalid(
                         "schema.json",
-                        &format!("observations[{i}].shape"),
-                        format!("{:?} != [3, {h}, {w}] from preprocess.json image_size", obs.shape),
-                    ));
+                        &format!("observations[{i}].kind"),
+                        format!("LeWM encodes frames: `pixels` must be an image or video stream, not {:?}", obs.kind),
+                    ))
                 }
+                None => {
+                    return Err(invalid(
+                        "schema.json",
+                        "observations",
+                        "LeWM needs a `pixels` image observation (it encodes frames only)".into(),
+                    ))
+                }
+            }
+            if let Some(i) = self.schema.observations.iter().position(|o| o.kind == ObservationKind::State) {
+                return Err(invalid(
+                    "schema.json",
+                    &format!("observations[{i}].kind"),
+                    "LeWM takes no state observations (it encodes frames only)".into(),
+                ));
             }
         }
         if let ModelConfig::Tdmpc2(cfg) = &self.checkpoint.config {
@@ -440,26 +542,82 @@ impl Artifact {
                 }
             }
         }
-        if let Some(std) = &a.std {
-            if let Some(i) = std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+        Ok(())
+    }
+
+    /// Bounds on every number of `preprocess.json` and `schema.json` that sizes an allocation or is divided by
+    /// (the limits are the `MAX_*`/`MIN_*` constants of this module, listed in docs/artifacts.md).
+    fn validate_bounds(&self) -> Result<(), ArtifactError> {
+        let dir = &self.checkpoint.dir;
+        let invalid =
+            |file: &str, field: String, reason: String| ArtifactError::Invalid { path: dir.join(file), field, reason };
+        let [h, w] = self.preprocess.image_size;
+        if h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE {
+            return Err(invalid(
+                "preprocess.json",
+                "image_size".into(),
+                format!("{h}x{w} exceeds the largest supported side {MAX_IMAGE_SIDE}"),
+            ));
+        }
+        let obs = &self.schema.observations;
+        if obs.is_empty() || obs.len() > MAX_OBSERVATIONS {
+            return Err(invalid(
+                "schema.json",
+                "observations".into(),
+                format!("lists {} streams; a model takes 1 to {MAX_OBSERVATIONS}", obs.len()),
+            ));
+        }
+        for (i, o) in obs.iter().enumerate() {
+            if o.name.is_empty() || obs[..i].iter().any(|p| p.name == o.name) {
                 return Err(invalid(
-                    "preprocess.json",
-                    &format!("action.std[{i}]"),
-                    format!("{} must be finite and > 0", std[i]),
+                    "schema.json",
+                    format!("observations[{i}].name"),
+                    format!("{:?} is empty or named twice", o.name),
+                ));
+            }
+            let ok = match o.kind {
+                ObservationKind::Image | ObservationKind::Video => o.shape == [3, h, w],
+                ObservationKind::State => matches!(o.shape.as_slice(), [d] if (1..=MAX_STATE_DIM).contains(d)),
+            };
+            if !ok {
+                let expected = match o.kind {
+                    ObservationKind::State => format!("[d] with 1 <= d <= {MAX_STATE_DIM}"),
+                    _ => format!("[3, {h}, {w}] from preprocess.json image_size"),
+                };
+                return Err(invalid(
+                    "schema.json",
+                    format!("observations[{i}].shape"),
+                    format!("{:?} != {expected}", o.shape),
                 ));
             }
         }
         let n = &self.preprocess.normalization;
-        if let Some(i) = n.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(invalid(
-                "preprocess.json",
-                &format!("std[{i}]"),
-                format!("{} must be finite and > 0", n.std[i]),
-            ));
+        stats("", &n.mean, &n.std).map_err(|(field, reason)| invalid("preprocess.json", field, reason))?;
+        let a = &self.preprocess.action;
+        match (&a.mean, &a.std) {
+            (Some(mean), Some(std)) => {
+                stats("action.", mean, std).map_err(|(field, reason)| invalid("preprocess.json", field, reason))?
+            }
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "preprocess.json",
+                    "action.mean".into(),
+                    "action.mean and action.std are given together or not at all".into(),
+                ))
+            }
+        }
+        for (name, bound) in [("action.low", &a.low), ("action.high", &a.high)] {
+            if let Some(i) = bound.iter().flatten().position(|b| !(b.is_finite() && b.abs() <= MAX_STAT)) {
+                return Err(invalid(
+                    "preprocess.json",
+                    format!("{name}[{i}]"),
+                    format!("must be finite with magnitude <= {MAX_STAT:e}"),
+                ));
+            }
         }
         Ok(())
     }
-
     /// Writes `preprocess.json` and `schema.json` into `dir` (config and weights are written by the caller).
     pub fn write_metadata(dir: &Path, preprocess: &Preprocess, schema: &Schema) -> Result<(), ArtifactError> {
         write_json(&dir.join("preprocess.json"), preprocess)?;
@@ -467,43 +625,85 @@ impl Artifact {
     }
 }
 
-fn read(path: &Path) -> Result<String, ArtifactError> {
-    std::fs::read_to_string(path).map_err(|source| ArtifactError::Config(ConfigError::Io { path: path.into(), source }))
+/// Checks a mean/std pair of statistics: finite means of magnitude ≤ [`MAX_STAT`], standard deviations in
+/// [[`MIN_STD`], [`MAX_STAT`]]. Returns the offending field (`{prefix}mean[i]`) and why.
+fn stats(prefix: &str, mean: &[f32], std: &[f32]) -> Result<(), (String, String)> {
+    if let Some(i) = mean.iter().position(|m| !(m.is_finite() && m.abs() <= MAX_STAT)) {
+        return Err((
+            format!("{prefix}mean[{i}]"),
+            format!("{} must be finite with magnitude <= {MAX_STAT:e}", mean[i]),
+        ));
+    }
+    if let Some(i) = std.iter().position(|s| !(s.is_finite() && (MIN_STD..=MAX_STAT).contains(s))) {
+        return Err((
+            format!("{prefix}std[{i}]"),
+            format!("{:e} must be finite and within [{MIN_STD:e}, {MAX_STAT:e}]", std[i]),
+        ));
+    }
+    Ok(())
 }
 
-/// Writes `value` as pretty JSON.
+fn read(path: &Path) -> Result<String, ArtifactError> {
+    files::read_text(path, files::MAX_JSON_BYTES)
+        .map_err(|source| ArtifactError::Config(ConfigError::Io { path: path.into(), source }))
+}
+
+/// Writes `value` as pretty JSON, atomically (a temporary file renamed over `path`, mode 0644).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ArtifactError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| ArtifactError::Write { path: path.into(), source: std::io::Error::other(e) })?;
-    std::fs::write(path, text + "\n").map_err(|source| ArtifactError::Write { path: path.into(), source })
+    files::write_atomic(path, (text + "\n").as_bytes())
+        .map_err(|source| ArtifactError::Write { path: path.into(), source })
+}
+
+/// The files an artifact consists of, as `convert` writes them.
+const ARTIFACT_FILES: [&str; 4] = ["config.json", "model.safetensors", "preprocess.json", "schema.json"];
+
+/// Refuses an output directory that is the checkpoint's directory, or whose artifact files would replace one of the
+/// checkpoint's files (through a symlink or a hard link).
+fn check_output(checkpoint: &Checkpoint, out: &Path) -> Result<(), ArtifactError> {
+    let inputs = [checkpoint.dir.clone(), checkpoint.dir.join("config.json"), checkpoint.weights.clone()];
+    if files::same_file(out, &checkpoint.dir) {
+        return Err(ArtifactError::OutputIsInput { out: out.to_path_buf(), input: checkpoint.dir.clone() });
+    }
+    for name in ARTIFACT_FILES {
+        let target = out.join(name);
+        if let Some(input) = inputs.iter().find(|input| files::same_file(&target, input)) {
+            return Err(ArtifactError::OutputIsInput { out: target, input: input.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// Converts a checkpoint into a deployment artifact in `out`: `config.json` copied verbatim, weights written as
-/// `model.safetensors` (after validation against the model's parameter table), default `preprocess.json` and
-/// `schema.json` unless given. Returns the opened artifact.
+/// `model.safetensors` (after verification against the model's parameter table), default `preprocess.json` and
+/// `schema.json` unless given. Never writes over the checkpoint; every file is written to a temporary name and
+/// renamed into place (mode 0644), so an interrupted convert leaves no truncated file. Returns the opened artifact.
 pub fn convert(
     checkpoint: &Checkpoint,
     options: &LoadOptions,
     out: &Path,
     preprocess: Option<Preprocess>,
 ) -> Result<Artifact, crate::Error> {
-    let mut weights = checkpoint.state_dict(options)?;
-    match &checkpoint.config {
-        ModelConfig::Lewm(cfg) => {
-            weights.rename_keys(crate::models::lewm::legacy_vit_key);
-            weights.validate(&cfg.parameter_table()?)?;
-        }
-        ModelConfig::Tdmpc2(cfg) => weights.validate(&cfg.parameter_table())?,
-    }
-    std::fs::create_dir_all(out).map_err(|source| ArtifactError::Write { path: out.into(), source })?;
-    let config_out = out.join("config.json");
-    std::fs::copy(checkpoint.dir.join("config.json"), &config_out)
-        .map_err(|source| ArtifactError::Write { path: config_out, source })?;
-    weights.save_safetensors(out.join("model.safetensors"))?;
+    check_output(checkpoint, out)?;
+    let weights = checkpoint.state_dict(options)?;
     let preprocess = match preprocess {
         Some(p) => p,
         None => checkpoint.default_preprocess()?,
     };
-    Artifact::write_metadata(out, &preprocess, &checkpoint.default_schema()?)?;
+    let schema = checkpoint.default_schema()?;
+    let config_in = checkpoint.dir.join("config.json");
+    let config = files::read_bytes(&config_in, files::MAX_JSON_BYTES)
+        .map_err(|source| ArtifactError::Config(ConfigError::Io { path: config_in, source }))?;
+    std::fs::create_dir_all(out).map_err(|source| ArtifactError::Write { path: out.into(), source })?;
+    // Created just now, the directory may be the input only through a race; check again before writing.
+    check_output(checkpoint, out)?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = out.join(name);
+        files::write_atomic(&path, bytes).map_err(|source| ArtifactError::Write { path, source })
+    };
+    write("config.json", &config)?;
+    weights.save_safetensors(out.join("model.safetensors"))?;
+    Artifact::write_metadata(out, &preprocess, &schema)?;
     Ok(Artifact::open(out)?)
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub(crate) mod files;
 pub mod graph;
 #[cfg(feature = "hub")]
 pub mod hub;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use swm::artifact::{Artifact, ArtifactError, Checkpoint};
-use swm::checkpoint::{CheckpointError, LoadOptions, StateDict};
+use swm::checkpoint::{CheckpointError, LoadOptions, StateDict, WeightsError};
 use swm::config::{ConfigError, ModelConfig};
 use swm::models::lewm::legacy_vit_key;
 use swm::tools::demo;
@@ -148,7 +148,18 @@ fn truncated_safetensors_is_reported_as_corrupt() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = StateDict::load(&path, &LoadOptions::default()).unwrap_err();
-    assert!(matches!(err, CheckpointError::Corrupt { format: "safetensors", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CheckpointError::Weights {
+                source: WeightsError::DataRegion { .. }
+                    | WeightsError::SafetensorsHeader { .. }
+                    | WeightsError::InvalidEntry { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("model.safetensors"));
 }
 
@@ -158,7 +169,7 @@ fn garbage_pt_file_is_reported_as_corrupt() {
     let path = dir.path().join("weights.pt");
     std::fs::write(&path, b"definitely not a zip archive").unwrap();
     let err = StateDict::load(&path, &LoadOptions::default()).unwrap_err();
-    assert!(matches!(err, CheckpointError::Corrupt { format: "PyTorch zip", .. }), "{err}");
+    assert!(matches!(err, CheckpointError::Weights { source: WeightsError::NotZip { .. }, .. }), "{err}");
 }
 
 #[test]
@@ -166,7 +177,7 @@ fn unknown_extension_and_missing_file_are_distinct_errors() {
     let err = StateDict::load("weights.onnx", &LoadOptions::default()).unwrap_err();
     assert!(matches!(err, CheckpointError::UnknownFormat { .. }));
     let err = StateDict::load("/nonexistent/weights.safetensors", &LoadOptions::default()).unwrap_err();
-    assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
+    assert!(matches!(err, CheckpointError::Weights { source: WeightsError::Io { .. }, .. }), "{err}");
 }
 
 #[test]
@@ -215,7 +226,7 @@ fn transformers_5_9_vit_keys_map_to_the_public_layout() {
         }
     });
     assert!(renamed.validate(&table()).is_err());
-    renamed.rename_keys(legacy_vit_key);
+    renamed.rename_keys(legacy_vit_key).unwrap();
     renamed.validate(&table()).unwrap();
 }
 
@@ -341,7 +352,7 @@ fn committed_fixture_weights_pt_loads_and_validates() {
     assert!(ckpt.weights.ends_with("weights.pt"));
     let mut state = ckpt.state_dict(&LoadOptions::default()).unwrap();
     assert!(state.get("projector.net.1.num_batches_tracked").is_some_and(|t| t.dtype() == DType::I64));
-    state.rename_keys(legacy_vit_key);
+    state.rename_keys(legacy_vit_key).unwrap();
     state.validate(&cfg.parameter_table().unwrap()).unwrap();
 }
 
@@ -414,7 +425,7 @@ fn tdmpc2_checkpoint_converts_into_an_artifact() {
         ("state", &[24][..])
     );
     // A state dict missing a Q head is refused, naming the tensor.
-    weights.rename_keys(|k| k.starts_with("qs.4.2.").then(|| k.replace("qs.4.2.", "qs.9.2.")));
+    weights.rename_keys(|k| k.starts_with("qs.4.2.").then(|| k.replace("qs.4.2.", "qs.9.2."))).unwrap();
     let bad = dir.path().join("bad");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("config.json"), text).unwrap();

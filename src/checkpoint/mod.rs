@@ -1,39 +1,35 @@
 //! Checkpoint loading: `.safetensors` and PyTorch `.pt` state dicts into named host tensors, validated against the
 //! parameter table of a model before anything is uploaded to the GPU.
 //!
-//! Files are read on the host once; [`StateDict::to_var_builder`] then uploads every parameter to the CUDA device
-//! in the model dtype so that model construction never touches the disk or the host again.
+//! Weights files are untrusted input (docs/artifacts.md, "Trust model"). They are read by `swm-weights`, our bounded
+//! reader: [`WeightsFile::open`] validates the file's structure and returns its tensor *table* (key, dtype, shape)
+//! without reading tensor data; [`WeightsFile::check`] compares that table with the model's parameter table; only
+//! then does [`WeightsFile::read`] read the data, one tensor at a time, and [`StateDict::validate`] checks the values
+//! (finite, BatchNorm variances non-negative). [`StateDict::to_var_builder`] finally uploads every parameter to the
+//! CUDA device in the model dtype, so that model construction never touches the disk or the host again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+pub use swm_weights::{Dtype, Limits, TensorInfo, WeightsError};
+use swm_weights::{SafetensorsFile, TorchFile};
 
 /// Why a checkpoint could not be used. Every variant names the file and, where it applies, the tensor key.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// The file could not be opened or read.
-    #[error("{path}: cannot read weights: {source}")]
-    Io {
+    /// The file is malformed, truncated, exceeds a limit or is not in the format its extension claims; the
+    /// reader's error names the zip member, pickle opcode or tensor key.
+    #[error("{path}: {source}")]
+    Weights {
         /// The weights file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is truncated or not in the format its extension claims.
-    #[error("{path}: not a valid {format} file: {reason}")]
-    Corrupt {
-        /// The weights file.
-        path: PathBuf,
-        /// `safetensors` or `PyTorch zip`.
-        format: &'static str,
-        /// What the parser reported.
-        reason: String,
+        /// What the bounded reader found.
+        source: WeightsError,
     },
     /// The extension is none of `.safetensors`, `.pt`, `.pth`, `.bin`, `.ckpt`.
-    #[error("{path}: unknown weights format (expected .safetensors, .pt, .pth, .bin or .ckpt)")]
+    #[error("{path}: not a weights file (expected .safetensors, .pt, .pth, .bin or .ckpt)")]
     UnknownFormat {
         /// The weights file.
         path: PathBuf,
@@ -45,6 +41,18 @@ pub enum CheckpointError {
         path: PathBuf,
         /// Extra advice (e.g. the state-dict key to use).
         hint: String,
+    },
+    /// Two tensors end up under the same key after prefix stripping or renaming.
+    #[error("{path}: tensors `{first}` and `{second}` both map to key `{key}`")]
+    KeyCollision {
+        /// The weights file.
+        path: PathBuf,
+        /// The key both map to.
+        key: String,
+        /// The first tensor's name in the file.
+        first: String,
+        /// The second tensor's name in the file.
+        second: String,
     },
     /// A parameter the model needs is absent.
     #[error("{path}: missing tensor `{key}` (expected shape {expected:?})")]
@@ -69,16 +77,26 @@ pub enum CheckpointError {
         found: Vec<usize>,
     },
     /// A parameter has a dtype the model cannot use (e.g. an integer tensor where weights are expected).
-    #[error("{path}: tensor `{key}` has dtype {found:?}, expected {expected}")]
+    #[error("{path}: tensor `{key}` has dtype {found}, expected {expected}")]
     WrongDtype {
         /// The weights file.
         path: PathBuf,
         /// The parameter name.
         key: String,
         /// The dtype in the file.
-        found: DType,
+        found: String,
         /// What the model accepts.
         expected: &'static str,
+    },
+    /// A tensor has a dtype swm cannot hold in memory (I8, BOOL).
+    #[error("{path}: tensor `{key}` has dtype {dtype}, which swm does not load")]
+    UnsupportedDtype {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor key.
+        key: String,
+        /// The dtype in the file.
+        dtype: Dtype,
     },
     /// The file holds a tensor that is no parameter of the configured model (strict loading, as PyTorch's).
     #[error("{path}: unexpected tensor `{key}` (no parameter of this model has that name; wrong config?)")]
@@ -89,12 +107,26 @@ pub enum CheckpointError {
         key: String,
     },
     /// A parameter holds NaN or Inf.
-    #[error("{path}: tensor `{key}` holds NaN or Inf")]
+    #[error("{path}: tensor `{key}` holds NaN or Inf (element {index})")]
     NonFinite {
         /// The weights file.
         path: PathBuf,
         /// The parameter name.
         key: String,
+        /// Flat index of the first such element.
+        index: usize,
+    },
+    /// A BatchNorm running variance is negative (its square root would be NaN).
+    #[error("{path}: tensor `{key}` is a variance but element {index} is {value} < 0")]
+    NegativeVariance {
+        /// The weights file.
+        path: PathBuf,
+        /// The parameter name.
+        key: String,
+        /// Flat index of the first negative element.
+        index: usize,
+        /// Its value.
+        value: f32,
     },
     /// Writing a converted checkpoint failed.
     #[error("{path}: cannot write safetensors: {reason}")]
@@ -144,6 +176,8 @@ pub struct LoadOptions {
     pub strip_prefix: Option<String>,
     /// For `.pt` files that wrap the state dict in a dict (e.g. Lightning's `{"state_dict": ...}`), the key to read.
     pub state_dict_key: Option<String>,
+    /// Resource limits of the reader (sizes, counts, pickle budgets); the defaults are in docs/artifacts.md.
+    pub limits: Limits,
 }
 
 /// What kind of tensor a parameter is.
@@ -175,6 +209,252 @@ impl ParamSpec {
     pub fn counter(name: impl Into<String>) -> Self {
         Self { name: name.into(), shape: vec![], kind: ParamKind::Counter }
     }
+    /// Whether the values are a variance (BatchNorm `running_var`), which must not be negative.
+    fn is_variance(&self) -> bool {
+        self.kind == ParamKind::Float && self.name.ends_with("running_var")
+    }
+}
+
+/// The dtype classes the model accepts for a float parameter, for error messages.
+const FLOAT_DTYPES: &str = "a float dtype (F16, BF16, F32, F64)";
+
+enum Reader {
+    Torch(Box<TorchFile>),
+    Safetensors(SafetensorsFile),
+}
+
+impl Reader {
+    fn table(&self) -> &[TensorInfo] {
+        match self {
+            Reader::Torch(f) => f.tensors(),
+            Reader::Safetensors(f) => f.tensors(),
+        }
+    }
+
+    fn read(&self, name: &str) -> Result<swm_weights::Tensor, WeightsError> {
+        match self {
+            Reader::Torch(f) => f.read(name),
+            Reader::Safetensors(f) => f.read(name),
+        }
+    }
+}
+
+/// A weights file whose structure has been validated and whose tensor table is known; no tensor data read yet.
+///
+/// Keys are the state-dict keys after prefix stripping ([`LoadOptions::strip_prefix`]) and renaming
+/// ([`WeightsFile::rename_keys`]); the file's own names are kept to read the data.
+pub struct WeightsFile {
+    path: PathBuf,
+    reader: Reader,
+    /// Key -> row of the file's table (whose `name` is the name in the file).
+    entries: BTreeMap<String, TensorInfo>,
+}
+
+impl std::fmt::Debug for WeightsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeightsFile").field("path", &self.path).field("tensors", &self.entries.len()).finish()
+    }
+}
+
+impl WeightsFile {
+    /// Opens a `.safetensors` or `.pt` file and validates its structure within `options.limits`; applies
+    /// `options.strip_prefix` (or strips a `model.` prefix shared by every key).
+    pub fn open(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self, CheckpointError> {
+        let path = path.as_ref();
+        let weights = |source| CheckpointError::Weights { path: path.to_path_buf(), source };
+        let reader = match WeightsFormat::from_path(path)? {
+            WeightsFormat::Safetensors => {
+                Reader::Safetensors(SafetensorsFile::open(path, &options.limits).map_err(weights)?)
+            }
+            WeightsFormat::PyTorch => Reader::Torch(Box::new(
+                TorchFile::open(path, options.state_dict_key.as_deref(), &options.limits).map_err(weights)?,
+            )),
+        };
+        let mut entries = BTreeMap::new();
+        for info in reader.table() {
+            // Both readers reject duplicate names.
+            entries.insert(info.name.clone(), info.clone());
+        }
+        let mut file = Self { path: path.to_path_buf(), reader, entries };
+        let prefix = match &options.strip_prefix {
+            Some(prefix) => Some(prefix.clone()),
+            None => (!file.entries.is_empty() && file.entries.keys().all(|k| k.starts_with("model.")))
+                .then(|| "model.".to_string()),
+        };
+        if let Some(prefix) = prefix {
+            file.rename_keys(|k| k.strip_prefix(prefix.as_str()).map(str::to_string))?;
+        }
+        if file.entries.is_empty() {
+            let hint = if options.state_dict_key.is_none() && path.extension().is_some_and(|e| e != "safetensors") {
+                " (if the state dict is nested, pass its key, e.g. `state_dict`)".to_string()
+            } else {
+                String::new()
+            };
+            return Err(CheckpointError::Empty { path: path.to_path_buf(), hint });
+        }
+        Ok(file)
+    }
+
+    /// Renames keys with `rename`, which returns `None` to keep a key unchanged. Two tensors mapping to one key
+    /// are an error (nothing is silently dropped).
+    pub fn rename_keys(&mut self, rename: impl Fn(&str) -> Option<String>) -> Result<(), CheckpointError> {
+        let entries = std::mem::take(&mut self.entries);
+        for (key, info) in entries {
+            let key = rename(&key).unwrap_or(key);
+            if let Some(first) = self.entries.get(&key) {
+                return Err(CheckpointError::KeyCollision {
+                    path: self.path.clone(),
+                    first: first.name.clone(),
+                    second: info.name,
+                    key,
+                });
+            }
+            self.entries.insert(key, info);
+        }
+        Ok(())
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tensor table in key order: `(key, row)`, where `row.name` is the tensor's name in the file.
+    pub fn table(&self) -> impl Iterator<Item = (&str, &TensorInfo)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the table is empty (never after a successful [`WeightsFile::open`]).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Total number of floating-point parameters (integer counters excluded).
+    pub fn parameter_count(&self) -> usize {
+        self.entries.values().filter(|t| t.dtype.is_float()).map(TensorInfo::numel).sum()
+    }
+
+    /// Compares the tensor table with a model's parameter table, as PyTorch's strict `load_state_dict` does, before
+    /// any tensor data is read: every float parameter present with the right shape and a float dtype, counters
+    /// (optional) integer scalars, no unknown key.
+    pub fn check(&self, table: &[ParamSpec]) -> Result<(), CheckpointError> {
+        check_table(
+            &self.path,
+            table,
+            |key| self.entries.get(key).map(|t| (t.dtype.to_string(), t.dtype.is_float(), t.shape.clone())),
+            || self.entries.keys().map(String::as_str),
+        )
+    }
+
+    /// Reads every tensor into host memory, one at a time (each read is bounded and checksummed by the reader).
+    pub fn read(&self) -> Result<StateDict, CheckpointError> {
+        let mut tensors = BTreeMap::new();
+        for (key, info) in &self.entries {
+            let dtype = candle_dtype(info.dtype).ok_or_else(|| CheckpointError::UnsupportedDtype {
+                path: self.path.clone(),
+                key: key.clone(),
+                dtype: info.dtype,
+            })?;
+            let raw = self
+                .reader
+                .read(&info.name)
+                .map_err(|source| CheckpointError::Weights { path: self.path.clone(), source })?;
+            let tensor =
+                Tensor::from_raw_buffer(&raw.data, dtype, &raw.info.shape, &Device::Cpu).map_err(|source| {
+                    CheckpointError::Tensor { path: self.path.clone(), key: key.clone(), source: Box::new(source) }
+                })?;
+            tensors.insert(key.clone(), tensor);
+        }
+        Ok(StateDict { tensors, source: self.path.clone() })
+    }
+
+    /// [`check`](Self::check)s the table, [`read`](Self::read)s the data and [`validate`](StateDict::validate)s
+    /// the values against `table`.
+    pub fn read_checked(&self, table: &[ParamSpec]) -> Result<StateDict, CheckpointError> {
+        self.check(table)?;
+        let state = self.read()?;
+        state.validate(table)?;
+        Ok(state)
+    }
+}
+
+/// The Candle dtype that holds `dtype`, if any.
+fn candle_dtype(dtype: Dtype) -> Option<DType> {
+    Some(match dtype {
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F32 => DType::F32,
+        Dtype::F64 => DType::F64,
+        Dtype::I64 => DType::I64,
+        Dtype::I32 => DType::I32,
+        Dtype::I16 => DType::I16,
+        Dtype::U8 => DType::U8,
+        _ => return None,
+    })
+}
+
+/// The table comparison shared by [`WeightsFile::check`] and [`StateDict::validate`]: `lookup(key)` gives the
+/// dtype name, whether it is a float dtype and the shape of the tensor stored under `key`.
+fn check_table<'a, K: Iterator<Item = &'a str>>(
+    path: &Path,
+    table: &[ParamSpec],
+    lookup: impl Fn(&str) -> Option<(String, bool, Vec<usize>)>,
+    keys: impl FnOnce() -> K,
+) -> Result<(), CheckpointError> {
+    let path = || path.to_path_buf();
+    let mut known = HashMap::with_capacity(table.len());
+    for spec in table {
+        known.insert(spec.name.as_str(), spec);
+        let Some((dtype, is_float, shape)) = lookup(&spec.name) else {
+            if spec.kind == ParamKind::Counter {
+                continue;
+            }
+            return Err(CheckpointError::MissingTensor {
+                path: path(),
+                key: spec.name.clone(),
+                expected: spec.shape.clone(),
+            });
+        };
+        match spec.kind {
+            ParamKind::Float => {
+                if !is_float {
+                    return Err(CheckpointError::WrongDtype {
+                        path: path(),
+                        key: spec.name.clone(),
+                        found: dtype,
+                        expected: FLOAT_DTYPES,
+                    });
+                }
+                if shape != spec.shape {
+                    return Err(CheckpointError::ShapeMismatch {
+                        path: path(),
+                        key: spec.name.clone(),
+                        expected: spec.shape.clone(),
+                        found: shape,
+                    });
+                }
+            }
+            ParamKind::Counter => {
+                if is_float || shape.iter().product::<usize>() != 1 {
+                    return Err(CheckpointError::WrongDtype {
+                        path: path(),
+                        key: spec.name.clone(),
+                        found: format!("{dtype} {shape:?}"),
+                        expected: "an integer scalar",
+                    });
+                }
+            }
+        }
+    }
+    if let Some(key) = keys().find(|k| !known.contains_key(k)) {
+        return Err(CheckpointError::UnexpectedTensor { path: path(), key: key.to_string() });
+    }
+    Ok(())
 }
 
 /// A state dict read into host memory: parameter name -> tensor, in key order.
@@ -185,31 +465,10 @@ pub struct StateDict {
 }
 
 impl StateDict {
-    /// Reads a `.safetensors` or `.pt` state dict.
+    /// Opens and reads a `.safetensors` or `.pt` state dict whole, without a model to check it against
+    /// (prefer [`WeightsFile::read_checked`] when the model is known).
     pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self, CheckpointError> {
-        let path = path.as_ref();
-        let tensors = match WeightsFormat::from_path(path)? {
-            WeightsFormat::Safetensors => read_safetensors(path)?,
-            WeightsFormat::PyTorch => read_pytorch(path, options.state_dict_key.as_deref())?,
-        };
-        let mut dict = Self { tensors, source: path.to_path_buf() };
-        match &options.strip_prefix {
-            Some(prefix) => dict.strip_prefix(prefix),
-            None => {
-                if !dict.tensors.is_empty() && dict.tensors.keys().all(|k| k.starts_with("model.")) {
-                    dict.strip_prefix("model.");
-                }
-            }
-        }
-        if dict.tensors.is_empty() {
-            let hint = if options.state_dict_key.is_none() && path.extension().is_some_and(|e| e != "safetensors") {
-                " (if the state dict is nested, pass its key, e.g. `state_dict`)".to_string()
-            } else {
-                String::new()
-            };
-            return Err(CheckpointError::Empty { path: path.to_path_buf(), hint });
-        }
-        Ok(dict)
+        WeightsFile::open(path, options)?.read()
     }
 
     /// Builds a state dict from named host tensors (tests, converters).
@@ -217,22 +476,28 @@ impl StateDict {
         Self { tensors: tensors.into_iter().collect(), source: source.into() }
     }
 
-    /// Removes `prefix` from every key that starts with it.
-    pub fn strip_prefix(&mut self, prefix: &str) {
-        let tensors = std::mem::take(&mut self.tensors);
-        self.tensors = tensors
-            .into_iter()
-            .map(|(k, v)| match k.strip_prefix(prefix) {
-                Some(rest) => (rest.to_string(), v),
-                None => (k, v),
-            })
-            .collect();
+    /// Removes `prefix` from every key that starts with it; two tensors mapping to one key are an error.
+    pub fn strip_prefix(&mut self, prefix: &str) -> Result<(), CheckpointError> {
+        self.rename_keys(|k| k.strip_prefix(prefix).map(str::to_string))
     }
 
-    /// Renames keys with `rename`, which returns `None` to keep a key unchanged.
-    pub fn rename_keys(&mut self, rename: impl Fn(&str) -> Option<String>) {
+    /// Renames keys with `rename`, which returns `None` to keep a key unchanged; two tensors mapping to one key
+    /// are an error (nothing is silently dropped).
+    pub fn rename_keys(&mut self, rename: impl Fn(&str) -> Option<String>) -> Result<(), CheckpointError> {
         let tensors = std::mem::take(&mut self.tensors);
-        self.tensors = tensors.into_iter().map(|(k, v)| (rename(&k).unwrap_or(k), v)).collect();
+        for (name, tensor) in tensors {
+            let key = rename(&name).unwrap_or_else(|| name.clone());
+            if self.tensors.contains_key(&key) {
+                return Err(CheckpointError::KeyCollision {
+                    path: self.source.clone(),
+                    first: key.clone(),
+                    second: name,
+                    key,
+                });
+            }
+            self.tensors.insert(key, tensor);
+        }
+        Ok(())
     }
 
     /// The file this state dict came from.
@@ -265,64 +530,44 @@ impl StateDict {
         self.tensors.values().filter(|t| t.dtype().is_float()).map(|t| t.elem_count()).sum()
     }
 
-    /// Checks this state dict against a model's parameter table, as PyTorch's strict `load_state_dict` does:
-    /// every float parameter present with the right shape and a float dtype, finite values, no unknown key.
-    /// Counters may be absent.
+    /// Checks this state dict against a model's parameter table: the table comparison of [`WeightsFile::check`],
+    /// then the values: finite, and BatchNorm running variances non-negative.
     pub fn validate(&self, table: &[ParamSpec]) -> Result<(), CheckpointError> {
-        let path = || self.source.clone();
-        let mut known = HashMap::with_capacity(table.len());
-        for spec in table {
-            known.insert(spec.name.as_str(), spec);
-            let Some(tensor) = self.tensors.get(&spec.name) else {
-                if spec.kind == ParamKind::Counter {
-                    continue;
-                }
-                return Err(CheckpointError::MissingTensor {
-                    path: path(),
-                    key: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                });
+        check_table(
+            &self.source,
+            table,
+            |key| {
+                self.tensors
+                    .get(key)
+                    .map(|t| (format!("{:?}", t.dtype()).to_uppercase(), t.dtype().is_float(), t.dims().to_vec()))
+            },
+            || self.tensors.keys().map(String::as_str),
+        )?;
+        for spec in table.iter().filter(|s| s.kind == ParamKind::Float) {
+            let Some(tensor) = self.tensors.get(&spec.name) else { continue };
+            let tensor_error = |source| CheckpointError::Tensor {
+                path: self.source.clone(),
+                key: spec.name.clone(),
+                source: Box::new(source),
             };
-            match spec.kind {
-                ParamKind::Float => {
-                    if !tensor.dtype().is_float() {
-                        return Err(CheckpointError::WrongDtype {
-                            path: path(),
-                            key: spec.name.clone(),
-                            found: tensor.dtype(),
-                            expected: "a float dtype (F16, BF16, F32, F64)",
-                        });
-                    }
-                    if tensor.dims() != spec.shape.as_slice() {
-                        return Err(CheckpointError::ShapeMismatch {
-                            path: path(),
-                            key: spec.name.clone(),
-                            expected: spec.shape.clone(),
-                            found: tensor.dims().to_vec(),
-                        });
-                    }
-                    if !is_finite(tensor).map_err(|source| CheckpointError::Tensor {
-                        path: path(),
+            let values = tensor
+                .to_dtype(DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(tensor_error)?;
+            if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+                return Err(CheckpointError::NonFinite { path: self.source.clone(), key: spec.name.clone(), index });
+            }
+            if spec.is_variance() {
+                if let Some(index) = values.iter().position(|&v| v < 0.0) {
+                    return Err(CheckpointError::NegativeVariance {
+                        path: self.source.clone(),
                         key: spec.name.clone(),
-                        source: Box::new(source),
-                    })? {
-                        return Err(CheckpointError::NonFinite { path: path(), key: spec.name.clone() });
-                    }
-                }
-                ParamKind::Counter => {
-                    if tensor.dtype().is_float() || tensor.elem_count() != 1 {
-                        return Err(CheckpointError::WrongDtype {
-                            path: path(),
-                            key: spec.name.clone(),
-                            found: tensor.dtype(),
-                            expected: "an integer scalar",
-                        });
-                    }
+                        index,
+                        value: values[index],
+                    });
                 }
             }
-        }
-        if let Some(key) = self.tensors.keys().find(|k| !known.contains_key(k.as_str())) {
-            return Err(CheckpointError::UnexpectedTensor { path: path(), key: key.clone() });
         }
         Ok(())
     }
@@ -343,49 +588,17 @@ impl StateDict {
         Ok(VarBuilder::from_tensors(on_device, dtype, device))
     }
 
-    /// Writes the tensors as safetensors (float tensors as stored, counters as I64).
+    /// Writes the tensors as a safetensors file, atomically (a temporary file renamed into place, mode 0644).
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
         let path = path.as_ref();
-        let tensors: HashMap<&str, Tensor> = self.tensors.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        candle_core::safetensors::save(&tensors, path)
+        let bytes = self.to_safetensors()?;
+        crate::files::write_atomic(path, &bytes)
             .map_err(|e| CheckpointError::Write { path: path.to_path_buf(), reason: e.to_string() })
     }
-}
 
-fn is_finite(tensor: &Tensor) -> candle_core::Result<bool> {
-    let values = tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    Ok(values.iter().all(|v| v.is_finite()))
-}
-
-fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
-    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.to_path_buf(), format: "safetensors", reason };
-    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let mut tensors = BTreeMap::new();
-    for (name, view) in file.tensors() {
-        // `Load` copies through an aligned buffer when the mmap'd data is not aligned for its dtype.
-        let tensor =
-            view.load(&Device::Cpu).map_err(|e| corrupt(format!("tensor `{name}` ({:?}): {e}", view.dtype())))?;
-        tensors.insert(name, tensor);
+    /// Serialises the tensors as safetensors bytes (float tensors as stored, counters as I64).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, CheckpointError> {
+        safetensors::tensor::serialize(self.tensors.iter().map(|(k, v)| (k.as_str(), v)), None)
+            .map_err(|e| CheckpointError::Write { path: self.source.clone(), reason: e.to_string() })
     }
-    Ok(tensors)
-}
-
-fn read_pytorch(path: &Path, key: Option<&str>) -> Result<BTreeMap<String, Tensor>, CheckpointError> {
-    if let Err(source) = std::fs::metadata(path) {
-        return Err(CheckpointError::Io { path: path.to_path_buf(), source });
-    }
-    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.to_path_buf(), format: "PyTorch zip", reason };
-    let pth = candle_core::pickle::PthTensors::new(path, key).map_err(|e| corrupt(e.to_string()))?;
-    let mut names: Vec<String> = pth.tensor_infos().keys().cloned().collect();
-    names.sort();
-    let mut tensors = BTreeMap::new();
-    for name in names {
-        let tensor = pth
-            .get(&name)
-            .map_err(|e| corrupt(format!("tensor `{name}`: {e}")))?
-            .ok_or_else(|| corrupt(format!("tensor `{name}` listed but not readable")))?;
-        tensors.insert(name, tensor);
-    }
-    Ok(tensors)
 }

@@ -94,7 +94,11 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// The runtime's load options.
     pub fn options(&self) -> LoadOptions {
-        LoadOptions { strip_prefix: self.strip_prefix.clone(), state_dict_key: self.state_dict_key.clone() }
+        LoadOptions {
+            strip_prefix: self.strip_prefix.clone(),
+            state_dict_key: self.state_dict_key.clone(),
+            ..LoadOptions::default()
+        }
     }
 }
 

@@ -81,7 +81,7 @@ impl LeWm {
     /// to `device` and builds the model. Errors name the missing/misshaped tensor.
     pub fn from_state_dict(config: &Config, weights: &StateDict, device: &Device) -> Result<Self> {
         let mut weights = weights.clone();
-        weights.rename_keys(legacy_vit_key);
+        weights.rename_keys(legacy_vit_key)?;
         weights.validate(&config.parameter_table()?)?;
         let vb = weights.to_var_builder(DType::F32, device)?;
         Ok(Self::load(config, vb)?)

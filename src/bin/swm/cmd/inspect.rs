@@ -1,11 +1,12 @@
-//! `swm inspect`: family, config summary, weight validation and tensor table of an artifact, a checkpoint or a
-//! weights file (host only).
+//! `swm inspect`: family, config summary, weight verification and tensor table of an artifact, a checkpoint or a
+//! weights file (host only). The file's tensor table is compared with the model's before any tensor data is read;
+//! the values (finite, variances ≥ 0) are checked only when the table matches.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use swm::artifact::{Artifact, Checkpoint};
-use swm::checkpoint::StateDict;
+use swm::checkpoint::WeightsFile;
 use swm::config::ModelConfig;
 
 use crate::cli::{existing, InspectArgs};
@@ -26,14 +27,16 @@ pub fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
             demo.path()
         }
     };
-    let is_artifact = path.is_dir() && path.join("schema.json").is_file();
+    // Any `schema.json` entry (even a directory or a dangling link) makes it an artifact, whose opening says
+    // what is wrong with it.
+    let is_artifact = path.is_dir() && std::fs::symlink_metadata(path.join("schema.json")).is_ok();
     let checkpoint = if is_artifact { Artifact::open(path)?.checkpoint } else { Checkpoint::open(path)? };
-    let state = checkpoint.state_dict(&args.load.options())?;
+    let weights = checkpoint.weights_file(&args.load.options())?;
     outln!("path:        {}", path.display());
     outln!("kind:        {}", if is_artifact { "deployment artifact" } else { "checkpoint" });
     outln!("family:      {}", checkpoint.config.family());
     outln!("weights:     {}", checkpoint.weights.display());
-    let validation = match &checkpoint.config {
+    match &checkpoint.config {
         ModelConfig::Lewm(cfg) => {
             let vit = cfg.encoder.dims()?;
             outln!(
@@ -60,9 +63,6 @@ pub fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
                 cfg.action_encoder.input_dim,
                 cfg.action_encoder.emb_dim
             );
-            let mut renamed = state.clone();
-            renamed.rename_keys(swm::models::lewm::legacy_vit_key);
-            renamed.validate(&cfg.parameter_table()?)
         }
         ModelConfig::Tdmpc2(cfg) => {
             let encoding: Vec<String> = cfg.wm.encoding.0.iter().map(|(k, w)| format!("{k}->{w}")).collect();
@@ -83,28 +83,30 @@ pub fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
                 wm.vmax,
                 wm.discount
             );
-            state.validate(&cfg.parameter_table())
         }
-    };
+    }
+    // The table first; the data only when the table matches the model.
+    let table = checkpoint.parameter_table()?;
+    let validation = weights.check(&table).and_then(|()| weights.read()?.validate(&table));
     match &validation {
-        Ok(()) => outln!("validation:  ok (every parameter present with the expected shape)"),
+        Ok(()) => outln!("validation:  ok (every parameter present with the expected shape, finite values)"),
         Err(e) => outln!("validation:  FAILED: {e}"),
     }
-    tensor_table(&state, args.all)?;
+    tensor_table(&weights, args.all)?;
     validation?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The parameter count and the tensors (the first [`TENSOR_LIMIT`] unless `all`).
-fn tensor_table(state: &StateDict, all: bool) -> Result<(), CliError> {
-    outln!("parameters:  {} in {} tensors", state.parameter_count(), state.len());
+fn tensor_table(weights: &WeightsFile, all: bool) -> Result<(), CliError> {
+    outln!("parameters:  {} in {} tensors", weights.parameter_count(), weights.len());
     let limit = if all { usize::MAX } else { TENSOR_LIMIT };
-    for (i, (name, t)) in state.iter().enumerate() {
+    for (i, (key, t)) in weights.table().enumerate() {
         if i == limit {
-            outln!("  ... {} more (--all)", state.len() - limit);
+            outln!("  ... {} more (--all)", weights.len() - limit);
             break;
         }
-        outln!("  {:<64} {:>5?} {:?}", name, t.dtype(), t.dims());
+        outln!("  {:<64} {:>5} {:?}", key, t.dtype, t.shape);
     }
     Ok(())
 }
