@@ -395,6 +395,12 @@ fn hub_repo_resolves_offline_from_a_cache_laid_out_like_huggingface_hub() {
     assert!(swm::hub::resolve_checkpoint("quentinll/lewm-tiny", Some("v2"), Some(cache.path())).is_err());
 }
 
+#[path = "host/config_bounds.rs"]
+mod config_bounds;
+
+#[path = "host/fuzz_json.rs"]
+mod fuzz_json;
+
 #[path = "host/planner_config.rs"]
 mod planner_config;
 

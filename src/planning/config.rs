@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::{limits, ConfigError};
 
 /// Largest candidate count per environment (the elite-selection kernel sorts a row in shared memory).
 pub const MAX_SAMPLES: usize = 4096;
@@ -285,9 +285,10 @@ impl PlannerConfig {
         }
     }
 
-    /// Solver action dim Da = `action_dim · action_block` (one macro step).
+    /// Solver action dim Da = `action_dim · action_block` (one macro step). Saturates instead of wrapping;
+    /// [`PlannerConfig::validate`] bounds it by [`limits::MAX_ACTION_DIM`].
     pub fn macro_action_dim(&self) -> usize {
-        self.action_dim * self.action_block
+        self.action_dim.saturating_mul(self.action_block)
     }
 
     /// Macro steps executed per plan.
@@ -302,7 +303,10 @@ impl PlannerConfig {
         Ok(config)
     }
 
-    /// Checks every field; the error names the field and why it cannot work.
+    /// Checks every field; the error names the field and why it cannot work. Besides the solver's own limits
+    /// ([`MAX_SAMPLES`], [`MAX_ICEM_HORIZON`]), the horizon is at most [`limits::MAX_HORIZON`], `action_dim`,
+    /// `action_block` and their product at most [`limits::MAX_ACTION_DIM`], and a candidate buffer at most
+    /// [`limits::MAX_CANDIDATE_VALUES`] values (products with checked arithmetic).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &str, reason: String| Err(ConfigError::invalid(field, reason));
         let n = self.solver.num_samples();
@@ -356,6 +360,28 @@ impl PlannerConfig {
         }
         if self.action_block == 0 {
             return bad("action_block", "must be at least 1 env step per macro step".into());
+        }
+        crate::config::within!("horizon", self.horizon, 1, MAX_HORIZON)?;
+        crate::config::within!("action_dim", self.action_dim, 1, MAX_ACTION_DIM)?;
+        crate::config::within!("action_block", self.action_block, 1, MAX_ACTION_DIM)?;
+        let macro_dim = ConfigError::checked_mul("action_block", self.action_dim, self.action_block)?;
+        let (max, max_values) = (limits::MAX_ACTION_DIM, limits::MAX_CANDIDATE_VALUES);
+        if macro_dim > max {
+            return bad(
+                "action_block",
+                format!("action_dim × action_block = {macro_dim} exceeds the limit of {max} (limits::MAX_ACTION_DIM)"),
+            );
+        }
+        let values = ConfigError::checked_mul("horizon", n, self.horizon)
+            .and_then(|v| ConfigError::checked_mul("horizon", v, macro_dim))?;
+        if values > max_values {
+            return bad(
+                "horizon",
+                format!(
+                    "num_samples × horizon × action_dim × action_block = {values} exceeds the limit of \
+                     {max_values} (limits::MAX_CANDIDATE_VALUES)"
+                ),
+            );
         }
         if let Some(r) = self.receding_horizon {
             if r == 0 || r > self.horizon {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::checkpoint::ParamSpec;
-use crate::config::ConfigError;
+use crate::config::{within, ConfigError};
 
 /// The whole LeWM configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,13 +254,13 @@ pub struct VitDims {
 }
 
 impl VitDims {
-    /// Patches per side of the nominal image.
+    /// Patches per side of the nominal image (0 for a zero patch, which [`Config::validate`] refuses).
     pub fn grid(&self) -> usize {
-        self.image / self.patch
+        self.image.checked_div(self.patch).unwrap_or(0)
     }
-    /// Position-table rows: grid² + 1 (CLS).
+    /// Position-table rows: grid² + 1 (CLS). Saturates instead of wrapping; a validated config is far below.
     pub fn positions(&self) -> usize {
-        self.grid() * self.grid() + 1
+        self.grid().saturating_mul(self.grid()).saturating_add(1)
     }
 }
 
@@ -285,7 +285,7 @@ impl EncoderConfig {
                 None => Ok(default),
                 Some(v) => v
                     .as_u64()
-                    .map(|v| v as usize)
+                    .and_then(|v| usize::try_from(v).ok())
                     .ok_or_else(|| ConfigError::invalid(format!("encoder.{key}"), "must be a non-negative integer")),
             }
         };
@@ -305,11 +305,15 @@ impl EncoderConfig {
                 }
             }
         }
+        let intermediate = match self.overrides.get("intermediate_size") {
+            Some(_) => int("intermediate_size", 0)?,
+            None => ConfigError::checked_mul("encoder.hidden_size", 4, hidden)?,
+        };
         Ok(VitDims {
             hidden,
             layers: int("num_hidden_layers", layers)?,
             heads: int("num_attention_heads", heads)?,
-            intermediate: int("intermediate_size", 4 * hidden)?,
+            intermediate,
             patch: self.patch_size,
             image: self.image_size,
             channels: int("num_channels", 3)?,
@@ -330,39 +334,94 @@ impl PredictorConfig {
     pub fn output(&self) -> usize {
         self.output_dim.unwrap_or(self.input_dim)
     }
-    /// Attention inner dim = heads * dim_head.
+    /// Attention inner dim = heads * dim_head. Saturates instead of wrapping; [`Config::validate`] bounds it by
+    /// [`crate::config::limits::MAX_WIDTH`].
     pub fn inner(&self) -> usize {
-        self.heads * self.dim_head
+        self.heads.saturating_mul(self.dim_head)
     }
 }
 
+/// Shapes derived from a config's fields with checked arithmetic, every field within [`crate::config::limits`].
+struct Shapes {
+    /// The resolved ViT dims.
+    vit: VitDims,
+    /// ViT position-table rows (grid² + 1).
+    positions: usize,
+    /// Predictor attention inner dim (heads × dim_head).
+    inner: usize,
+    /// Predictor qkv rows (3 × inner).
+    qkv: usize,
+    /// AdaLN modulation rows (6 × predictor width).
+    modulation: usize,
+    /// Action embedder hidden width (mlp_scale × emb_dim).
+    action_hidden: usize,
+}
+
 impl Config {
-    /// Checks that the sub-configs fit together (dims agree, nothing is zero).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every count and width against [`crate::config::limits`] and derives the shapes the parameter table
+    /// needs with checked arithmetic: nothing here can overflow, wrap or allocate.
+    fn shapes(&self) -> Result<Shapes, ConfigError> {
         let vit = self.encoder.dims()?;
-        let positive = [
-            ("encoder.hidden_size", vit.hidden),
-            ("encoder.num_hidden_layers", vit.layers),
-            ("encoder.num_attention_heads", vit.heads),
-            ("encoder.patch_size", vit.patch),
-            ("encoder.image_size", vit.image),
-            ("predictor.num_frames", self.predictor.num_frames),
-            ("predictor.input_dim", self.predictor.input_dim),
-            ("predictor.hidden_dim", self.predictor.hidden_dim),
-            ("predictor.depth", self.predictor.depth),
-            ("predictor.heads", self.predictor.heads),
-            ("predictor.dim_head", self.predictor.dim_head),
-            ("predictor.mlp_dim", self.predictor.mlp_dim),
-            ("action_encoder.input_dim", self.action_encoder.input_dim),
-            ("action_encoder.smoothed_dim", self.action_encoder.smoothed_dim),
-            ("action_encoder.emb_dim", self.action_encoder.emb_dim),
-            ("action_encoder.mlp_scale", self.action_encoder.mlp_scale),
-        ];
-        for (field, value) in positive {
-            if value == 0 {
-                return Err(ConfigError::invalid(field, "must be positive"));
+        within!("encoder.hidden_size", vit.hidden, 1, MAX_WIDTH)?;
+        within!("encoder.intermediate_size", vit.intermediate, 1, MAX_WIDTH)?;
+        within!("encoder.num_hidden_layers", vit.layers, 1, MAX_LAYERS)?;
+        within!("encoder.num_attention_heads", vit.heads, 1, MAX_HEADS)?;
+        within!("encoder.patch_size", vit.patch, 1, MAX_IMAGE_SIDE)?;
+        within!("encoder.image_size", vit.image, 1, MAX_IMAGE_SIDE)?;
+        if !(0.0..=1.0).contains(&vit.layer_norm_eps) {
+            return Err(ConfigError::invalid(
+                "encoder.layer_norm_eps",
+                format!("{} is outside [0, 1]", vit.layer_norm_eps),
+            ));
+        }
+        let pr = &self.predictor;
+        within!("predictor.num_frames", pr.num_frames, 1, MAX_FRAMES)?;
+        within!("predictor.input_dim", pr.input_dim, 1, MAX_WIDTH)?;
+        within!("predictor.hidden_dim", pr.hidden_dim, 1, MAX_WIDTH)?;
+        if let Some(out) = pr.output_dim {
+            within!("predictor.output_dim", out, 1, MAX_WIDTH)?;
+        }
+        within!("predictor.depth", pr.depth, 1, MAX_LAYERS)?;
+        within!("predictor.heads", pr.heads, 1, MAX_HEADS)?;
+        within!("predictor.dim_head", pr.dim_head, 1, MAX_WIDTH)?;
+        within!("predictor.mlp_dim", pr.mlp_dim, 1, MAX_WIDTH)?;
+        let inner = ConfigError::checked_mul("predictor.dim_head", pr.heads, pr.dim_head)?;
+        product_within("predictor.dim_head", "predictor.heads × predictor.dim_head", inner)?;
+        let ae = &self.action_encoder;
+        within!("action_encoder.input_dim", ae.input_dim, 1, MAX_ACTION_DIM)?;
+        within!("action_encoder.smoothed_dim", ae.smoothed_dim, 1, MAX_WIDTH)?;
+        within!("action_encoder.emb_dim", ae.emb_dim, 1, MAX_WIDTH)?;
+        within!("action_encoder.mlp_scale", ae.mlp_scale, 1, MAX_WIDTH)?;
+        let action_hidden = ConfigError::checked_mul("action_encoder.mlp_scale", ae.mlp_scale, ae.emb_dim)?;
+        product_within("action_encoder.mlp_scale", "action_encoder.mlp_scale × action_encoder.emb_dim", action_hidden)?;
+        for (prefix, mlp) in [("projector", &self.projector), ("pred_proj", &self.pred_proj)] {
+            let Some(mlp) = mlp else { continue };
+            within!(&format!("{prefix}.input_dim"), mlp.input_dim, 1, MAX_WIDTH)?;
+            within!(&format!("{prefix}.hidden_dim"), mlp.hidden_dim, 1, MAX_WIDTH)?;
+            if let Some(out) = mlp.output_dim {
+                within!(&format!("{prefix}.output_dim"), out, 1, MAX_WIDTH)?;
             }
         }
+        let grid = vit.grid();
+        let positions = ConfigError::checked_mul("encoder.image_size", grid, grid)
+            .and_then(|cells| ConfigError::checked_add("encoder.image_size", cells, 1))?;
+        Ok(Shapes {
+            vit,
+            positions,
+            inner,
+            qkv: ConfigError::checked_mul("predictor.dim_head", 3, inner)?,
+            modulation: ConfigError::checked_mul("predictor.hidden_dim", 6, pr.hidden_dim)?,
+            action_hidden,
+        })
+    }
+
+    /// Checks that the sub-configs fit together (dims agree, nothing is zero), that every count and width is
+    /// within [`crate::config::limits`] and that the whole model holds at most
+    /// [`crate::config::limits::MAX_PARAMETERS`] parameters (counted with checked arithmetic). Errors name the
+    /// dotted field and the limit.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let shapes = self.shapes()?;
+        let vit = shapes.vit;
         if vit.hidden % vit.heads != 0 {
             return Err(ConfigError::invalid(
                 "encoder.num_attention_heads",
@@ -413,6 +472,7 @@ impl Config {
                 format!("predictions ({}) must live in the embedding space ({emb_dim})", self.embedding_dim()?),
             ));
         }
+        crate::config::parameter_count(&self.table(&shapes))?;
         Ok(())
     }
 
@@ -427,13 +487,21 @@ impl Config {
     }
 
     /// The full parameter table (state-dict key, shape) that a checkpoint of this config must hold, in the
-    /// transformers < 5.9 ViT key layout (docs/spec/lewm.md §2).
+    /// transformers < 5.9 ViT key layout (docs/spec/lewm.md §2). Every count and width is checked against
+    /// [`crate::config::limits`] first (at the limits the table has ~30 000 entries) and every
+    /// shape is computed with checked arithmetic; the dims need not agree with each other ([`Config::validate`]
+    /// checks that, and the parameter count).
     pub fn parameter_table(&self) -> Result<Vec<ParamSpec>, ConfigError> {
-        let vit = self.encoder.dims()?;
+        Ok(self.table(&self.shapes()?))
+    }
+
+    /// The parameter table from checked [`Shapes`].
+    fn table(&self, shapes: &Shapes) -> Vec<ParamSpec> {
+        let vit = &shapes.vit;
         let (e, i, p) = (vit.hidden, vit.intermediate, vit.patch);
         let mut t = vec![
             ParamSpec::float("encoder.embeddings.cls_token", &[1, 1, e]),
-            ParamSpec::float("encoder.embeddings.position_embeddings", &[1, vit.positions(), e]),
+            ParamSpec::float("encoder.embeddings.position_embeddings", &[1, shapes.positions, e]),
             ParamSpec::float("encoder.embeddings.patch_embeddings.projection.weight", &[e, vit.channels, p, p]),
             ParamSpec::float("encoder.embeddings.patch_embeddings.projection.bias", &[e]),
         ];
@@ -461,7 +529,7 @@ impl Config {
         t.push(ParamSpec::float("encoder.layernorm.bias", &[e]));
 
         let pr = &self.predictor;
-        let (d, w, dout, inner, m) = (pr.input_dim, pr.hidden_dim, pr.output(), pr.inner(), pr.mlp_dim);
+        let (d, w, dout, inner, m) = (pr.input_dim, pr.hidden_dim, pr.output(), shapes.inner, pr.mlp_dim);
         t.push(ParamSpec::float("predictor.pos_embedding", &[1, pr.num_frames, d]));
         if d != w {
             t.push(ParamSpec::float("predictor.transformer.input_proj.weight", &[w, d]));
@@ -479,7 +547,7 @@ impl Config {
             let pre = format!("predictor.transformer.layers.{j}");
             t.push(ParamSpec::float(format!("{pre}.attn.norm.weight"), &[w]));
             t.push(ParamSpec::float(format!("{pre}.attn.norm.bias"), &[w]));
-            t.push(ParamSpec::float(format!("{pre}.attn.to_qkv.weight"), &[3 * inner, w]));
+            t.push(ParamSpec::float(format!("{pre}.attn.to_qkv.weight"), &[shapes.qkv, w]));
             if self.predictor_has_out_proj() {
                 t.push(ParamSpec::float(format!("{pre}.attn.to_out.0.weight"), &[w, inner]));
                 t.push(ParamSpec::float(format!("{pre}.attn.to_out.0.bias"), &[w]));
@@ -490,12 +558,12 @@ impl Config {
             t.push(ParamSpec::float(format!("{pre}.mlp.net.1.bias"), &[m]));
             t.push(ParamSpec::float(format!("{pre}.mlp.net.4.weight"), &[w, m]));
             t.push(ParamSpec::float(format!("{pre}.mlp.net.4.bias"), &[w]));
-            t.push(ParamSpec::float(format!("{pre}.adaLN_modulation.1.weight"), &[6 * w, w]));
-            t.push(ParamSpec::float(format!("{pre}.adaLN_modulation.1.bias"), &[6 * w]));
+            t.push(ParamSpec::float(format!("{pre}.adaLN_modulation.1.weight"), &[shapes.modulation, w]));
+            t.push(ParamSpec::float(format!("{pre}.adaLN_modulation.1.bias"), &[shapes.modulation]));
         }
 
         let ae = &self.action_encoder;
-        let hidden = ae.mlp_scale * ae.emb_dim;
+        let hidden = shapes.action_hidden;
         t.push(ParamSpec::float("action_encoder.patch_embed.weight", &[ae.smoothed_dim, ae.input_dim, 1]));
         t.push(ParamSpec::float("action_encoder.patch_embed.bias", &[ae.smoothed_dim]));
         t.push(ParamSpec::float("action_encoder.embed.0.weight", &[hidden, ae.smoothed_dim]));
@@ -524,13 +592,26 @@ impl Config {
             t.push(ParamSpec::float(format!("{prefix}.net.3.weight"), &[out, hid]));
             t.push(ParamSpec::float(format!("{prefix}.net.3.bias"), &[out]));
         }
-        Ok(t)
+        t
     }
 
     /// Upstream `Attention` drops `to_out` (Identity) when a single head already spans the width.
     pub fn predictor_has_out_proj(&self) -> bool {
         !(self.predictor.heads == 1 && self.predictor.dim_head == self.predictor.hidden_dim)
     }
+}
+
+/// A derived width (a product of two fields) within [`crate::config::limits::MAX_WIDTH`]; the error names `field`
+/// and shows the product as `what`.
+fn product_within(field: &str, what: &str, value: usize) -> Result<(), ConfigError> {
+    let max = crate::config::limits::MAX_WIDTH;
+    if value > max {
+        return Err(ConfigError::invalid(
+            field,
+            format!("{what} = {value} exceeds the limit of {max} (limits::MAX_WIDTH)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Maps a transformers >= 5.9 ViT key (`encoder.layers.3.attention.q_proj.weight`) to the 4.x spelling that the

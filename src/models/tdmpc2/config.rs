@@ -7,7 +7,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::checkpoint::ParamSpec;
-use crate::config::ConfigError;
+use crate::config::{within, ConfigError};
 
 /// Modalities and their latent widths in document order (`wm.encoding`). Upstream concatenates the per-modality
 /// latents in this order (pixels always first), so the order of the JSON object matters and is kept.
@@ -150,47 +150,77 @@ impl Config {
         }
     }
 
-    /// Latent width Z.
+    /// Latent width Z (the sum of the encoding widths). Saturates instead of wrapping; [`Config::validate`] bounds
+    /// it by [`crate::config::limits::MAX_WIDTH`].
     pub fn latent_dim(&self) -> usize {
-        self.wm.encoding.0.iter().map(|(_, w)| w).sum()
+        self.wm.encoding.0.iter().fold(0, |z, (_, w)| z.saturating_add(*w))
     }
 
-    /// Checks the fields against each other.
+    /// Checks the fields against each other and against [`crate::config::limits`] (every count and width, the
+    /// latent width, finite bin range and constants), then counts the parameter table with checked arithmetic
+    /// (at most [`crate::config::limits::MAX_PARAMETERS`]). Errors name the dotted field and the limit.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let wm = &self.wm;
         if wm.encoding.0.is_empty() {
             return Err(ConfigError::invalid("wm.encoding", "no modality: the model needs pixels or a state input"));
         }
-        for (field, v) in [
-            ("action_dim", self.action_dim),
-            ("wm.mlp_dim", wm.mlp_dim),
-            ("wm.simnorm_dim", wm.simnorm_dim),
-            ("num_pi_trajs", self.num_pi_trajs),
-        ] {
-            if v == 0 {
-                return Err(ConfigError::invalid(field, "must be positive"));
+        within!("wm.encoding", wm.encoding.0.len(), 1, MAX_MODALITIES)?;
+        let mut latent = 0usize;
+        for (i, (key, width)) in wm.encoding.0.iter().enumerate() {
+            if wm.encoding.0[..i].iter().any(|(k, _)| k == key) {
+                return Err(ConfigError::invalid(format!("wm.encoding.{key}"), "listed twice"));
             }
+            within!(&format!("wm.encoding.{key}"), *width, 1, MAX_WIDTH)?;
+            latent = ConfigError::checked_add("wm.encoding", latent, *width)?;
         }
+        if latent > crate::config::limits::MAX_WIDTH {
+            return Err(ConfigError::invalid(
+                "wm.encoding",
+                format!(
+                    "latent width {latent} (the sum of the widths) exceeds the limit of {} (limits::MAX_WIDTH)",
+                    crate::config::limits::MAX_WIDTH
+                ),
+            ));
+        }
+        within!("action_dim", self.action_dim, 1, MAX_ACTION_DIM)?;
+        within!("wm.mlp_dim", wm.mlp_dim, 1, MAX_WIDTH)?;
+        within!("wm.simnorm_dim", wm.simnorm_dim, 1, MAX_WIDTH)?;
+        within!("wm.enc_dim", wm.enc_dim, 0, MAX_WIDTH)?;
+        within!("num_pi_trajs", self.num_pi_trajs, 1, MAX_PI_TRAJS)?;
         if wm.num_q < 2 {
             return Err(ConfigError::invalid("wm.num_q", format!("{} (the value spread needs ≥ 2 Q heads)", wm.num_q)));
         }
+        within!("wm.num_q", wm.num_q, 2, MAX_Q_HEADS)?;
         if wm.num_bins < 2 || wm.vmin.partial_cmp(&wm.vmax) != Some(std::cmp::Ordering::Less) {
             return Err(ConfigError::invalid(
                 "wm.num_bins",
                 format!("{} bins over [{}, {}]: need ≥ 2 bins and vmin < vmax", wm.num_bins, wm.vmin, wm.vmax),
             ));
         }
-        let z = self.latent_dim();
+        within!("wm.num_bins", wm.num_bins, 2, MAX_WIDTH)?;
+        let symlog = crate::config::limits::MAX_SYMLOG;
+        for (field, v) in [("wm.vmin", wm.vmin), ("wm.vmax", wm.vmax)] {
+            if !(-symlog..=symlog).contains(&v) {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{v} is outside ±{symlog} (limits::MAX_SYMLOG: symexp of the bins must be a finite f32)"),
+                ));
+            }
+        }
+        for (field, v) in [("wm.discount", wm.discount), ("wm.uncertainty_penalty", wm.uncertainty_penalty)] {
+            if !v.is_finite() {
+                return Err(ConfigError::invalid(field, format!("{v} is not finite")));
+            }
+        }
+        if let Some(side) = self.image_size {
+            within!("image_size", side, 0, MAX_IMAGE_SIDE)?;
+        }
+        let z = latent;
         if z % wm.simnorm_dim != 0 {
             return Err(ConfigError::invalid(
                 "wm.encoding",
                 format!("latent width {z} is not a multiple of wm.simnorm_dim {}", wm.simnorm_dim),
             ));
-        }
-        for (key, width) in &wm.encoding.0 {
-            if *width == 0 {
-                return Err(ConfigError::invalid(format!("wm.encoding.{key}"), "must be positive"));
-            }
         }
         if wm.encoding.pixels().is_some() && self.cnn_side().is_none() {
             return Err(ConfigError::invalid(
@@ -199,16 +229,22 @@ impl Config {
             ));
         }
         for (key, _) in wm.encoding.extras() {
-            if self.extra_dims.get(key).is_none_or(|d| *d == 0) {
-                return Err(ConfigError::invalid(
-                    format!("extra_dims.{key}"),
-                    "missing or zero for an encoded modality",
-                ));
-            }
+            match self.extra_dims.get(key) {
+                None | Some(0) => {
+                    return Err(ConfigError::invalid(
+                        format!("extra_dims.{key}"),
+                        "missing or zero for an encoded modality",
+                    ))
+                }
+                Some(d) => within!(&format!("extra_dims.{key}"), *d, 1, MAX_WIDTH)?,
+            };
             if wm.enc_dim == 0 {
                 return Err(ConfigError::invalid("wm.enc_dim", "must be positive with non-pixel modalities"));
             }
         }
+        // Every width is bounded now, so the table is small and its shapes cannot overflow; its size may still be
+        // too large (a wide pixel encoder on a large image).
+        crate::config::parameter_count(&self.parameter_table())?;
         Ok(())
     }
 
@@ -224,8 +260,13 @@ impl Config {
 
     /// Every tensor of the checkpoint's state dict, with its shape (§3), as a strict load expects it; the model
     /// does not read the training state in it (`target_qs.*`, `scale.value`).
+    ///
+    /// Meant for a validated config ([`Config::from_json_str`] validates): the table has 2 × `wm.num_q` Q heads, so
+    /// an unvalidated `num_q` sizes it without bound. Shapes saturate instead of wrapping, so an out-of-range
+    /// width shows as `usize::MAX`, which [`crate::config::parameter_count`] refuses.
     pub fn parameter_table(&self) -> Vec<ParamSpec> {
         let (a, m, nb, z) = (self.action_dim, self.wm.mlp_dim, self.wm.num_bins, self.latent_dim());
+        let (za, a2) = (z.saturating_add(a), a.saturating_mul(2));
         let mut t = Vec::new();
         let normed = |t: &mut Vec<ParamSpec>, name: &str, out: usize, inp: usize| {
             t.push(ParamSpec::float(format!("{name}.weight"), &[out, inp]));
@@ -242,7 +283,7 @@ impl Config {
                 t.push(ParamSpec::float(format!("cnn.{}.weight", 2 * i), &[32, cin, k, k]));
                 t.push(ParamSpec::float(format!("cnn.{}.bias", 2 * i), &[32]));
             }
-            plain(&mut t, "pixel_encoder", pd, 32 * side * side);
+            plain(&mut t, "pixel_encoder", pd, side.saturating_mul(side).saturating_mul(32));
         }
         for (key, out) in self.wm.encoding.extras() {
             let inp = self.extra_dims.get(key).copied().unwrap_or(0);
@@ -260,15 +301,15 @@ impl Config {
                 plain(t, &format!("{name}.2"), out, m);
             }
         };
-        mlp(&mut t, "dynamics", z + a, z, true);
-        mlp(&mut t, "reward", z + a, nb, false);
-        mlp(&mut t, "pi", z, 2 * a, false);
+        mlp(&mut t, "dynamics", za, z, true);
+        mlp(&mut t, "reward", za, nb, false);
+        mlp(&mut t, "pi", z, a2, false);
         for i in 0..self.wm.num_q {
-            mlp(&mut t, &format!("qs.{i}"), z + a, nb, false);
+            mlp(&mut t, &format!("qs.{i}"), za, nb, false);
         }
         // Training state a strict load accepts: the Polyak target Qs and the running value scale.
         for i in 0..self.wm.num_q {
-            mlp(&mut t, &format!("target_qs.{i}"), z + a, nb, false);
+            mlp(&mut t, &format!("target_qs.{i}"), za, nb, false);
         }
         t.push(ParamSpec::float("scale.value", &[1]));
         t
