@@ -224,7 +224,7 @@ impl Checkpoint {
     pub fn parameter_table(&self) -> Result<Vec<ParamSpec>, ConfigError> {
         match &self.config {
             ModelConfig::Lewm(cfg) => cfg.parameter_table(),
-            ModelConfig::Tdmpc2(cfg) => Ok(cfg.parameter_table()),
+            ModelConfig::Tdmpc2(cfg) => cfg.parameter_table(),
         }
     }
 
@@ -644,8 +644,7 @@ fn stats(prefix: &str, mean: &[f32], std: &[f32]) -> Result<(), (String, String)
 }
 
 fn read(path: &Path) -> Result<String, ArtifactError> {
-    files::read_text(path, files::MAX_JSON_BYTES)
-        .map_err(|source| ArtifactError::Config(ConfigError::Io { path: path.into(), source }))
+    Ok(crate::config::read_text(path)?)
 }
 
 /// Writes `value` as pretty JSON, atomically (a temporary file renamed over `path`, mode 0644).
@@ -693,8 +692,7 @@ pub fn convert(
     };
     let schema = checkpoint.default_schema()?;
     let config_in = checkpoint.dir.join("config.json");
-    let config = files::read_bytes(&config_in, files::MAX_JSON_BYTES)
-        .map_err(|source| ArtifactError::Config(ConfigError::Io { path: config_in, source }))?;
+    let config = crate::config::read_text(&config_in).map_err(ArtifactError::Config)?;
     std::fs::create_dir_all(out).map_err(|source| ArtifactError::Write { path: out.into(), source })?;
     // Created just now, the directory may be the input only through a race; check again before writing.
     check_output(checkpoint, out)?;
@@ -702,7 +700,7 @@ pub fn convert(
         let path = out.join(name);
         files::write_atomic(&path, bytes).map_err(|source| ArtifactError::Write { path, source })
     };
-    write("config.json", &config)?;
+    write("config.json", config.as_bytes())?;
     weights.save_safetensors(out.join("model.safetensors"))?;
     Artifact::write_metadata(out, &preprocess, &schema)?;
     Ok(Artifact::open(out)?)

@@ -1,33 +1,8 @@
-//! Filesystem helpers for untrusted inputs (bounded reads) and for outputs that must never be left half-written
-//! (atomic replacement).
+//! Filesystem helpers for outputs that must never be left half-written (atomic replacement) nor written over an
+//! input (same-file checks). Bounded reads of JSON files are `config::read_text`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Largest JSON file (config, preprocess, schema) swm reads: far above any real config, far below memory.
-pub const MAX_JSON_BYTES: u64 = 16 << 20;
-
-/// Reads at most `max` bytes of `path`; a longer file is an `InvalidData` error, never a huge allocation.
-pub fn read_bytes(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
-    }
-    Ok(bytes)
-}
-
-/// Reads a UTF-8 text file of at most `max` bytes; a leading byte-order mark (as some editors write) is dropped.
-pub fn read_text(path: &Path, max: u64) -> std::io::Result<String> {
-    let bytes = read_bytes(path, max)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 text: {e}")))?;
-    Ok(match text.strip_prefix('\u{feff}') {
-        Some(rest) => rest.to_string(),
-        None => text,
-    })
-}
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it (mode 0644), flushed to disk, then renamed over
 /// `path`. A reader sees the old file or the new one, never a truncated one; a symlink at `path` is replaced, not

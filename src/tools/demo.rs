@@ -55,7 +55,7 @@ pub fn tdmpc2_bench_config() -> crate::models::tdmpc2::Config {
 
 /// Deterministic random TD-MPC2 weights for `config` (gains near 1, fan-in scaled weights and biases).
 pub fn random_tdmpc2_state_dict(config: &crate::models::tdmpc2::Config, seed: u64) -> Result<StateDict, ToolError> {
-    random_weights(config.parameter_table(), seed)
+    random_weights(config.parameter_table()?, seed)
 }
 
 /// Random tensors for every entry of a parameter table.

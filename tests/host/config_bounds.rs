@@ -223,7 +223,7 @@ fn tdmpc2_parameter_count_is_bounded() {
     let (field, reason) = invalid(&doc);
     assert_eq!(field, "pixel_encoder.weight", "{reason}");
     // The benchmark model is far below.
-    let table = tdmpc2::Config::bench().parameter_table();
+    let table = tdmpc2::Config::bench().parameter_table().unwrap();
     assert!(swm::config::parameter_count(&table).unwrap() < limits::MAX_PARAMETERS / 100);
 }
 

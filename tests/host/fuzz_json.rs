@@ -302,8 +302,10 @@ fn outcome(reader: Reader, text: &str) -> &'static str {
                 "ok lewm"
             }
             Ok(ModelConfig::Tdmpc2(cfg)) => {
-                swm::config::parameter_count(&cfg.parameter_table())
-                    .expect("a validated config is within MAX_PARAMETERS");
+                swm::config::parameter_count(
+                    &cfg.parameter_table().expect("a validated TD-MPC2 config has a parameter table"),
+                )
+                .expect("a validated config is within MAX_PARAMETERS");
                 "ok tdmpc2"
             }
             Err(e) => config_error(&e),

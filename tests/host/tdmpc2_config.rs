@@ -47,7 +47,7 @@ fn encoding_keeps_document_order_and_pixels_size_the_cnn() {
     let text = cfg("", "")
         .replace(r#"{"state": 512}"#, r#"{"pixels": 256, "state": 128}"#)
         .replace(r#""mlp_dim": 512"#, r#""mlp_dim": 384"#);
-    let table = parse(&text).unwrap().parameter_table();
+    let table = parse(&text).unwrap().parameter_table().unwrap();
     assert_eq!(table.len(), 151);
     assert!(table.iter().any(|p| p.name == "pixel_encoder.weight" && p.shape == [256, 512]));
     assert!(table.iter().any(|p| p.name == "dynamics.0.weight" && p.shape == [384, 390]));

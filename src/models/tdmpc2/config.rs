@@ -244,7 +244,7 @@ impl Config {
         }
         // Every width is bounded now, so the table is small and its shapes cannot overflow; its size may still be
         // too large (a wide pixel encoder on a large image).
-        crate::config::parameter_count(&self.parameter_table())?;
+        crate::config::parameter_count(&self.table())?;
         Ok(())
     }
 
@@ -259,12 +259,16 @@ impl Config {
     }
 
     /// Every tensor of the checkpoint's state dict, with its shape (§3), as a strict load expects it; the model
-    /// does not read the training state in it (`target_qs.*`, `scale.value`).
-    ///
-    /// Meant for a validated config ([`Config::from_json_str`] validates): the table has 2 × `wm.num_q` Q heads, so
-    /// an unvalidated `num_q` sizes it without bound. Shapes saturate instead of wrapping, so an out-of-range
-    /// width shows as `usize::MAX`, which [`crate::config::parameter_count`] refuses.
-    pub fn parameter_table(&self) -> Vec<ParamSpec> {
+    /// does not read the training state in it (`target_qs.*`, `scale.value`). Validates the config first, so an
+    /// unbounded `num_q` or width is an error, never a huge table.
+    pub fn parameter_table(&self) -> Result<Vec<ParamSpec>, ConfigError> {
+        self.validate()?;
+        Ok(self.table())
+    }
+
+    /// The parameter table of a config whose widths are bounded (shapes saturate instead of wrapping, so an
+    /// out-of-range width shows as `usize::MAX`, which [`crate::config::parameter_count`] refuses).
+    fn table(&self) -> Vec<ParamSpec> {
         let (a, m, nb, z) = (self.action_dim, self.wm.mlp_dim, self.wm.num_bins, self.latent_dim());
         let (za, a2) = (z.saturating_add(a), a.saturating_mul(2));
         let mut t = Vec::new();

@@ -233,7 +233,7 @@ impl TdMpc2 {
     /// `device` and builds the model. Errors name the missing or misshaped tensor.
     pub fn from_state_dict(config: &Config, weights: &StateDict, device: &Device) -> Result<Self> {
         config.validate()?;
-        weights.validate(&config.parameter_table())?;
+        weights.validate(&config.parameter_table()?)?;
         let vb = weights.to_var_builder(DType::F32, device)?;
         Ok(Self::load(config, vb)?)
     }
