@@ -404,6 +404,9 @@ mod fuzz_json;
 #[path = "host/planner_config.rs"]
 mod planner_config;
 
+#[path = "host/untrusted.rs"]
+mod untrusted;
+
 #[path = "host/tdmpc2_config.rs"]
 mod tdmpc2_config;
 
