@@ -16,23 +16,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, LoadOptions, ParamSpec, StateDict, WeightsFile, WeightsFormat};
+use crate::config::limits::{MAX_IMAGE_SIDE, MAX_MODALITIES, MAX_STAT, MAX_WIDTH, MIN_STD};
 use crate::config::{parse_json, ConfigError, Family, ModelConfig};
 use crate::files;
 use crate::ops::ImageNormalization;
 
 /// The artifact schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// Largest frame side `preprocess.json` may ask for (pixels).
-pub const MAX_IMAGE_SIDE: usize = 8192;
-/// Most observation streams a schema may list.
-pub const MAX_OBSERVATIONS: usize = 64;
-/// Largest state vector (elements) a schema may declare.
-pub const MAX_STATE_DIM: usize = 1 << 16;
-/// Smallest standard deviation `preprocess.json` may divide by (image and action statistics).
-pub const MIN_STD: f32 = 1e-6;
-/// Largest magnitude of a mean, a standard deviation or an action bound in `preprocess.json`.
-pub const MAX_STAT: f32 = 1e6;
 
 /// Why a checkpoint or artifact directory cannot be used. Names the directory, file or field.
 #[derive(Debug, thiserror::Error)]
@@ -546,7 +536,7 @@ impl Artifact {
     }
 
     /// Bounds on every number of `preprocess.json` and `schema.json` that sizes an allocation or is divided by
-    /// (the limits are the `MAX_*`/`MIN_*` constants of this module, listed in docs/artifacts.md).
+    /// (the limits are in [`crate::config::limits`], listed in docs/artifacts.md).
     fn validate_bounds(&self) -> Result<(), ArtifactError> {
         let dir = &self.checkpoint.dir;
         let invalid =
@@ -560,11 +550,11 @@ impl Artifact {
             ));
         }
         let obs = &self.schema.observations;
-        if obs.is_empty() || obs.len() > MAX_OBSERVATIONS {
+        if obs.is_empty() || obs.len() > MAX_MODALITIES {
             return Err(invalid(
                 "schema.json",
                 "observations".into(),
-                format!("lists {} streams; a model takes 1 to {MAX_OBSERVATIONS}", obs.len()),
+                format!("lists {} streams; a model takes 1 to {MAX_MODALITIES}", obs.len()),
             ));
         }
         for (i, o) in obs.iter().enumerate() {
@@ -577,11 +567,11 @@ impl Artifact {
             }
             let ok = match o.kind {
                 ObservationKind::Image | ObservationKind::Video => o.shape == [3, h, w],
-                ObservationKind::State => matches!(o.shape.as_slice(), [d] if (1..=MAX_STATE_DIM).contains(d)),
+                ObservationKind::State => matches!(o.shape.as_slice(), [d] if (1..=MAX_WIDTH).contains(d)),
             };
             if !ok {
                 let expected = match o.kind {
-                    ObservationKind::State => format!("[d] with 1 <= d <= {MAX_STATE_DIM}"),
+                    ObservationKind::State => format!("[d] with 1 <= d <= {MAX_WIDTH}"),
                     _ => format!("[3, {h}, {w}] from preprocess.json image_size"),
                 };
                 return Err(invalid(

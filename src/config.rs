@@ -53,8 +53,13 @@ pub mod limits {
     /// Most candidate values `num_samples × horizon × action_dim × action_block` of a planner per environment:
     /// each candidate buffer holds this many f32 (2^28: 1 GiB; CEM 300 × 5 × 10 on PushT holds 15 000).
     pub const MAX_CANDIDATE_VALUES: usize = 1 << 28;
-    /// Largest config file [`super::ModelConfig::load`] reads (16 MiB; real configs are a few KiB).
+    /// Largest config file [`super::ModelConfig::load`] reads (16 MiB; real configs are a few KiB), and largest
+    /// `preprocess.json` / `schema.json`.
     pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+    /// Smallest standard deviation `preprocess.json` may divide by (image and action statistics).
+    pub const MIN_STD: f32 = 1e-6;
+    /// Largest magnitude of a mean, a standard deviation or an action bound in `preprocess.json`.
+    pub const MAX_STAT: f32 = 1e6;
 }
 
 /// A configuration that cannot describe a working model. Names the file and the field.
