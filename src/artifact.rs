@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{CheckpointError, LoadOptions, ParamSpec, StateDict, WeightsFile, WeightsFormat};
+use crate::checkpoint::{CheckpointError, LoadOptions, ParamSpec, RawStateDict, StateDict, WeightsFile, WeightsFormat};
 use crate::config::limits::{MAX_IMAGE_SIDE, MAX_MODALITIES, MAX_STAT, MAX_WIDTH, MIN_STD};
 use crate::config::{parse_json, ConfigError, Family, ModelConfig};
 use crate::files;
@@ -228,11 +228,17 @@ impl Checkpoint {
         Ok(file)
     }
 
-    /// Reads the weights into host memory, verified against the model: the file's tensor table is compared with
-    /// the parameter table before any data is read, then the values are checked (finite, variances ≥ 0).
-    pub fn state_dict(&self, options: &LoadOptions) -> Result<StateDict, crate::Error> {
+    /// Reads the weights into host memory as raw bytes, verified against the model: the file's tensor table is
+    /// compared with the parameter table before any data is read, then the values are checked (finite,
+    /// variances ≥ 0). No Candle, no CUDA: what the host-only commands use.
+    pub fn raw_state_dict(&self, options: &LoadOptions) -> Result<RawStateDict, crate::Error> {
         let table = self.parameter_table()?;
-        Ok(self.weights_file(options)?.read_checked(&table)?)
+        Ok(self.weights_file(options)?.read_raw_checked(&table)?)
+    }
+
+    /// [`raw_state_dict`](Self::raw_state_dict) as Candle host tensors, ready to upload.
+    pub fn state_dict(&self, options: &LoadOptions) -> Result<StateDict, crate::Error> {
+        Ok(self.raw_state_dict(options)?.into_state_dict()?)
     }
 
     /// Default preprocessing for this checkpoint's family (LeWM: ImageNet statistics at the encoder size,
@@ -666,7 +672,7 @@ fn check_output(checkpoint: &Checkpoint, out: &Path) -> Result<(), ArtifactError
 
 /// Converts a checkpoint into a deployment artifact in `out`: `config.json` copied verbatim, weights written as
 /// `model.safetensors` (after verification against the model's parameter table), default `preprocess.json` and
-/// `schema.json` unless given. Never writes over the checkpoint; every file is written to a temporary name and
+/// `schema.json` unless given. Host only (no Candle, no CUDA). Never writes over the checkpoint; every file is written to a temporary name and
 /// renamed into place (mode 0644), so an interrupted convert leaves no truncated file. Returns the opened artifact.
 pub fn convert(
     checkpoint: &Checkpoint,
@@ -675,7 +681,7 @@ pub fn convert(
     preprocess: Option<Preprocess>,
 ) -> Result<Artifact, crate::Error> {
     check_output(checkpoint, out)?;
-    let weights = checkpoint.state_dict(options)?;
+    let weights = checkpoint.raw_state_dict(options)?;
     let preprocess = match preprocess {
         Some(p) => p,
         None => checkpoint.default_preprocess()?,

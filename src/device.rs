@@ -21,6 +21,44 @@ pub enum DeviceError {
     },
 }
 
+/// A shared library the GPU half of swm links, and what it provides, in the order the loader needs them.
+pub const CUDA_LIBRARIES: [(&str, &str); 5] = [
+    ("libcuda.so.1", "the NVIDIA driver"),
+    ("libcudart.so.13", "the CUDA 13 runtime"),
+    ("libcublas.so.13", "cuBLAS 13"),
+    ("libcurand.so.10", "cuRAND (CUDA 13)"),
+    ("libcudnn.so.9", "cuDNN 9"),
+];
+
+/// A library of [`CUDA_LIBRARIES`] that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("no NVIDIA driver found: {library} ({what}) cannot be loaded: {reason}")]
+pub struct MissingLibrary {
+    /// The soname (`libcuda.so.1`, ...).
+    pub library: &'static str,
+    /// What it provides.
+    pub what: &'static str,
+    /// The dynamic loader's message.
+    pub reason: String,
+}
+
+/// Checks that every library of [`CUDA_LIBRARIES`] loads (the dynamic loader's search: `LD_LIBRARY_PATH`, the
+/// cache, the system directories), so that a GPU command can say which one is missing instead of failing to start.
+/// Touches no device and creates no CUDA context.
+pub fn probe_cuda_libraries() -> Result<(), MissingLibrary> {
+    for (library, what) in CUDA_LIBRARIES {
+        // SAFETY: loading runs the library's initialisers. These are NVIDIA's driver and CUDA libraries, which the
+        // GPU half of swm loads at start-up anyway; nothing is called in them, and each is closed again on drop.
+        let loaded = unsafe { libloading::Library::new(library) };
+        if let Err(e) = loaded {
+            // libloading's own text is "dlopen failed"; the loader's reason is its source.
+            let reason = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+            return Err(MissingLibrary { library, what, reason: first_line(&reason) });
+        }
+    }
+    Ok(())
+}
+
 /// Opens CUDA device `ordinal` with a dedicated stream.
 pub fn cuda(ordinal: usize) -> Result<Device, DeviceError> {
     let device = Device::new_cuda_with_stream(ordinal)

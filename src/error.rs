@@ -48,9 +48,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// An error from Candle (kernel launch, allocation, shape error inside a model).
+    /// An error from Candle (kernel launch, allocation, shape error inside a model). Type-erased (a
+    /// `candle_core::Error` inside) so that code which only carries this error links none of Candle's CUDA code.
     #[error("candle: {0}")]
-    Candle(Box<candle_core::Error>),
+    Candle(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Result alias for [`Error`].

@@ -5,10 +5,11 @@
 pub enum KernelError {
     /// The CUDA driver refused a launch, an event or a graph operation.
     #[error("CUDA driver: {0}")]
-    Driver(#[from] cudarc::driver::DriverError),
+    Driver(DriverFailure),
     /// A Candle op inside the kernel layer failed (allocation, copy, shape).
+    /// Type-erased (a `candle_core::Error` inside), as [`crate::Error::Candle`].
     #[error("candle: {0}")]
-    Candle(Box<candle_core::Error>),
+    Candle(Box<dyn std::error::Error + Send + Sync>),
     /// An operand has the wrong shape, dtype, layout or device for the kernel.
     #[error("operand `{operand}`: {reason}")]
     Operand {
@@ -20,6 +21,23 @@ pub enum KernelError {
     /// Something swm itself should have guaranteed did not hold (a bug, reported instead of a panic).
     #[error("internal invariant violated: {0}")]
     Internal(String),
+}
+
+/// A CUDA driver error with its message, read from the driver when the error happened (so that displaying it
+/// later never calls into the driver: host-only code that merely carries this error links no CUDA library).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverFailure {
+    /// The `CUresult` code.
+    pub code: cudarc::driver::sys::CUresult,
+    /// The driver's name and description of the code.
+    pub message: String,
+}
+
+impl From<cudarc::driver::DriverError> for KernelError {
+    fn from(e: cudarc::driver::DriverError) -> Self {
+        Self::Driver(DriverFailure { code: e.0, message: e.to_string() })
+    }
 }
 
 impl From<candle_core::Error> for KernelError {

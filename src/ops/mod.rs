@@ -20,5 +20,5 @@ pub mod predictor;
 pub mod preprocess;
 pub mod tdmpc2;
 
-pub use error::{KernelError, Result};
+pub use error::{DriverFailure, KernelError, Result};
 pub use preprocess::{normalize_rgb_frames, ImageNormalization};

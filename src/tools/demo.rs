@@ -4,10 +4,8 @@
 use crate::tools::ToolError;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
-
 use crate::artifact::{ActionSpec, Artifact, ArtifactError, Preprocess, Schema};
-use crate::checkpoint::{ParamKind, StateDict};
+use crate::checkpoint::{ParamKind, RawStateDict, StateDict};
 use crate::models::lewm::Config;
 
 /// SplitMix64: a tiny deterministic generator for reproducible demo weights.
@@ -42,10 +40,15 @@ pub fn state_dict(seed: u64) -> Result<StateDict, ToolError> {
     random_state_dict(&config(), seed)
 }
 
+/// The demo weights as raw bytes (no Candle): what [`write_artifact`] saves.
+pub fn raw_state_dict(seed: u64) -> Result<RawStateDict, ToolError> {
+    random_weights(config().parameter_table()?, seed)
+}
+
 /// Deterministic random weights for any LeWM config: Linear/conv weights uniform in ±1/√fan_in, norm gains near 1,
 /// BatchNorm running variances in [0.5, 1.5].
 pub fn random_state_dict(config: &Config, seed: u64) -> Result<StateDict, ToolError> {
-    random_weights(config.parameter_table()?, seed)
+    Ok(random_weights(config.parameter_table()?, seed)?.into_state_dict().map_err(crate::Error::from)?)
 }
 
 /// The TD-MPC2 config of the official baseline's planning row ([`crate::models::tdmpc2::Config::bench`]).
@@ -55,17 +58,17 @@ pub fn tdmpc2_bench_config() -> crate::models::tdmpc2::Config {
 
 /// Deterministic random TD-MPC2 weights for `config` (gains near 1, fan-in scaled weights and biases).
 pub fn random_tdmpc2_state_dict(config: &crate::models::tdmpc2::Config, seed: u64) -> Result<StateDict, ToolError> {
-    random_weights(config.parameter_table()?, seed)
+    Ok(random_weights(config.parameter_table()?, seed)?.into_state_dict().map_err(crate::Error::from)?)
 }
 
 /// Random tensors for every entry of a parameter table.
-fn random_weights(table: Vec<crate::checkpoint::ParamSpec>, seed: u64) -> Result<StateDict, ToolError> {
+fn random_weights(table: Vec<crate::checkpoint::ParamSpec>, seed: u64) -> Result<RawStateDict, ToolError> {
     let mut rng = SplitMix64(seed);
     let mut tensors = Vec::with_capacity(table.len());
     for spec in table {
         let n: usize = spec.shape.iter().product();
         let tensor = match spec.kind {
-            ParamKind::Counter => Tensor::new(0i64, &Device::Cpu)?,
+            ParamKind::Counter => RawStateDict::i64_scalar(0),
             ParamKind::Float => {
                 let name = spec.name.as_str();
                 let values: Vec<f32> = if name.ends_with("running_var") {
@@ -78,19 +81,21 @@ fn random_weights(table: Vec<crate::checkpoint::ParamSpec>, seed: u64) -> Result
                     let scale = 1.0 / (fan_in as f32).sqrt();
                     (0..n).map(|_| scale * rng.symmetric()).collect()
                 };
-                Tensor::from_vec(values, spec.shape.as_slice(), &Device::Cpu)?
+                RawStateDict::f32_tensor(&spec.shape, &values).ok_or_else(|| {
+                    crate::Error::Internal(format!("demo weights: {} values for shape {:?}", values.len(), spec.shape))
+                })?
             }
         };
         tensors.push((spec.name, tensor));
     }
-    Ok(StateDict::from_tensors(tensors, "<demo>"))
+    Ok(RawStateDict::from_tensors(tensors, "<demo>"))
 }
 
 /// Writes the demo artifact (config, safetensors weights, preprocess, schema) into `dir` and opens it.
 pub fn write_artifact(dir: &Path) -> Result<Artifact, ToolError> {
     std::fs::create_dir_all(dir).map_err(|source| ArtifactError::Write { path: dir.into(), source })?;
     crate::artifact::write_json(&dir.join("config.json"), &config())?;
-    state_dict(0x5EED)?.save_safetensors(dir.join("model.safetensors"))?;
+    raw_state_dict(0x5EED)?.save_safetensors(dir.join("model.safetensors"))?;
     let cfg = config();
     let a = cfg.action_encoder.input_dim;
     let mut preprocess = Preprocess::for_lewm(&cfg);

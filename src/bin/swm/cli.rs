@@ -64,6 +64,13 @@ pub enum Command {
     Bench(BenchFamily),
 }
 
+impl Command {
+    /// Whether the command runs on the GPU (in `swm-gpu`); `inspect`, `convert` and `demo` run on the host only.
+    pub fn needs_gpu(&self) -> bool {
+        !matches!(self, Self::Inspect(_) | Self::Convert(_) | Self::Demo(_))
+    }
+}
+
 /// `--gpu`: the CUDA device a command runs on.
 #[derive(Args, Clone, Copy)]
 pub struct DeviceArgs {

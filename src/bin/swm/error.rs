@@ -19,6 +19,17 @@ pub enum CliError {
     /// stdout was closed by its reader (`| head`): the command stops quietly, exit 0.
     #[error("stdout closed")]
     BrokenPipe,
+    /// A GPU command on a machine without the NVIDIA driver or the CUDA libraries: exit 1.
+    #[error("{0}; `swm {1}` needs an NVIDIA GPU (inspect, convert and demo run without one)")]
+    NoDriver(swm::device::MissingLibrary, &'static str),
+    /// `swm-gpu`, the GPU half of swm, could not be started: exit 1.
+    #[error("cannot run {path}: {source} (swm-gpu is installed beside swm)")]
+    Exec {
+        /// Where it was looked for.
+        path: std::path::PathBuf,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -31,8 +42,21 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => 2,
-            Self::Tool(_) | Self::Stdout(_) => 1,
+            Self::Tool(_) | Self::Stdout(_) | Self::NoDriver(..) | Self::Exec { .. } => 1,
             Self::BrokenPipe => 0,
+        }
+    }
+}
+
+/// The exit code of a command's outcome, after printing its error (if any) on stderr.
+pub fn exit(outcome: Result<std::process::ExitCode, CliError>) -> std::process::ExitCode {
+    match outcome {
+        Ok(code) => code,
+        Err(CliError::BrokenPipe) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // stderr may be closed too; there is nobody left to tell then.
+            let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("error: {e}\n"));
+            std::process::ExitCode::from(e.exit_code())
         }
     }
 }

@@ -1,67 +1,62 @@
 //! `swm`: the pipeline binary — inspect, convert, demo, score, plan, parity and bench.
 //!
-//! `main` parses the command line, sets the process-wide knobs once, dispatches to `cmd::<verb>::run` and maps
-//! the outcome to an exit code:
+//! swm ships as two executables. `swm` (this file) parses every command, runs the host-only ones (`inspect`,
+//! `convert`, `demo`) itself and links no CUDA library, so it starts on any Linux machine, with or without an
+//! NVIDIA driver. The GPU commands (`score`, `plan`, `parity`, `bench`) run in `swm-gpu`, installed beside it:
+//! `swm` first checks that the driver and the CUDA libraries load (naming the one that does not), then replaces
+//! itself with `swm-gpu` and the same arguments. Exit codes:
 //!
 //! | outcome                                                              | exit |
 //! |----------------------------------------------------------------------|------|
 //! | success, or stdout closed early (`swm inspect \| head -1`)           | 0    |
-//! | runtime failure (device, checkpoint, artifact, model, planner)       | 1    |
+//! | runtime failure (driver, device, checkpoint, artifact, model, planner) | 1  |
 //! | a parity check or a checkpoint validation that fails                 | 1    |
 //! | usage: bad flag values, missing files or planner files given as args | 2    |
 
+// `cli`, `error` and `out` are shared with `swm-gpu` (gpu.rs); what only the GPU commands use is unused here.
 #[macro_use]
+#[allow(unused_macros)]
 mod out;
+#[allow(dead_code, unused_imports)]
 mod cli;
-mod cmd;
 mod demo_dir;
 mod error;
+mod forward;
 mod hub;
-mod inputs;
-mod planner;
-mod precision;
 
-use std::io::Write;
+/// The host-only commands.
+mod cmd {
+    pub mod convert;
+    pub mod demo;
+    pub mod inspect;
+}
+
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use cli::{Cli, Command};
 use error::CliError;
-use swm::device;
-use swm::ops::gemm::{self, F32Matmul};
 
 fn main() -> ExitCode {
-    // Clap's own errors (unknown flags, bad values) print usage and exit with 2 here.
+    // Clap's own errors (unknown flags, bad values) print usage and exit with 2 here, for every command.
     let cli = Cli::parse();
+    if cli.command.needs_gpu() {
+        return error::exit(Err(forward::to_gpu(&cli.command)));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    device::set_tf32(cli.tf32);
-    if cli.cublas_f32 {
-        gemm::set_f32_matmul(F32Matmul::Cublas);
-    }
-    match hub::resolve(cli.command, &cli.hub).and_then(run) {
-        Ok(code) => code,
-        Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
-        Err(e) => {
-            // stderr may be closed too; there is nobody left to tell then.
-            let _ = writeln!(std::io::stderr(), "error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    error::exit(hub::resolve(cli.command, &cli.hub).and_then(run))
 }
 
-/// Runs one command.
+/// Runs one host-only command.
 fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Demo(args) => cmd::demo::run(args),
-        Command::Score(args) => cmd::score::run(args),
-        Command::Plan(args) => cmd::plan::run(args),
-        Command::Parity(family) => cmd::parity::run(family),
-        Command::Bench(family) => cmd::bench::run(family),
+        gpu => Err(forward::to_gpu(&gpu)),
     }
 }

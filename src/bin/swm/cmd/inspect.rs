@@ -87,7 +87,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
     }
     // The table first; the data only when the table matches the model.
     let table = checkpoint.parameter_table()?;
-    let validation = weights.check(&table).and_then(|()| weights.read()?.validate(&table));
+    let validation = weights.check(&table).and_then(|()| weights.read_raw()?.validate(&table));
     match &validation {
         Ok(()) => outln!("validation:  ok (every parameter present with the expected shape, finite values)"),
         Err(e) => outln!("validation:  FAILED: {e}"),
