@@ -41,11 +41,13 @@ pub enum ArtifactError {
         /// The I/O error (e.g. "Too many levels of symbolic links").
         source: std::io::Error,
     },
-    /// A path that must be a regular file is a directory (or another non-file).
-    #[error("{path}: is a directory, expected a file")]
+    /// A path that must be a regular file is a directory, a FIFO, a device or a socket (nothing is read from it).
+    #[error("{path}: is {kind}, expected a regular file")]
     NotAFile {
         /// The path.
         path: PathBuf,
+        /// What it is instead ("a directory", "a FIFO", ...).
+        kind: &'static str,
     },
     /// The output of `convert` would overwrite its input.
     #[error("{out}: refusing to write over the input checkpoint (`{input}`); choose another --out directory")]
@@ -197,8 +199,15 @@ impl Checkpoint {
         let (dir, weights) = if meta.is_dir() {
             (path.to_path_buf(), find_weights(path)?)
         } else {
-            // A file given directly must be a weights file: say so before looking for a config beside it.
+            // A file given directly must be a weights file: say so before looking for a config beside it, and
+            // never open a FIFO or a device (reading one would block or never end).
             WeightsFormat::from_path(path)?;
+            if !meta.is_file() {
+                return Err(ArtifactError::NotAFile {
+                    path: path.to_path_buf(),
+                    kind: crate::config::describe(&meta.file_type()),
+                });
+            }
             let dir = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
@@ -342,7 +351,7 @@ fn require_file(dir: &Path, name: &str) -> Result<PathBuf, ArtifactError> {
     }
     let meta = std::fs::metadata(&path).map_err(|source| ArtifactError::Unreadable { path: path.clone(), source })?;
     if !meta.is_file() {
-        return Err(ArtifactError::NotAFile { path });
+        return Err(ArtifactError::NotAFile { path, kind: crate::config::describe(&meta.file_type()) });
     }
     Ok(path)
 }

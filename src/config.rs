@@ -281,7 +281,7 @@ pub fn read_text(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// What a non-regular file is, for [`ConfigError::NotAFile`].
-fn describe(kind: &std::fs::FileType) -> &'static str {
+pub(crate) fn describe(kind: &std::fs::FileType) -> &'static str {
     if kind.is_dir() {
         return "a directory";
     }
