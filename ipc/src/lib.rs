@@ -1,106 +1,74 @@
-//! Shared-memory message types exchanged between `swm-loop` and robot controllers.
+//! Shared-memory messages exchanged between `swm-loop` and robot controllers, and the iceoryx2 services that carry
+//! them.
 //!
-//! This crate is CUDA-free and has no dependencies, so controllers (Rust, or C through the same `#[repr(C)]`
-//! layout) can link it without the GPU stack. Every type is plain old data with a fixed layout.
+//! This crate is CUDA-free and has no swm dependency, so a controller (Rust, or C through the same `#[repr(C)]`
+//! layout) links it without the GPU stack. It depends on exactly one crate, `iceoryx2 = "=0.10.0"`, re-exported as
+//! [`iceoryx2`] so a controller uses the same version without naming it.
+//!
+//! - Messages, all `#[repr(C)]`, plain old data with no implicit padding, a stable iceoryx2 type name
+//!   (`swm::<Name>`, so two binaries agree on the type) and layout tests: [`ObservationHeader`] (the user header of
+//!   an observation or goal sample whose payload is the frame or state bytes), [`ActionSlot`], [`Command`] /
+//!   [`CommandReply`] and [`Stats`] / [`StageStats`].
+//! - [`services`]: every service name in one place, and [`services::prefixed`] for running several daemons side by
+//!   side.
+//! - [`transport`]: opens each service and creates each port with the QoS both sides must agree on, and builds
+//!   nodes with iceoryx2's signal handling disabled.
+//!
+//! Text fields (`ObservationHeader::name`, `CommandReply::message`) are NUL-padded UTF-8 and always hold at least
+//! one NUL, so a C reader can use them as C strings.
 
 #![deny(missing_docs)]
 
-/// Largest action vector a slot carries (model action dims are far smaller; PushT LeWM uses 10).
-pub const MAX_ACTION_DIM: usize = 64;
+pub use iceoryx2;
 
-/// Where a slot's action came from; the values mirror swm's `PlanSource`.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActionStatus {
-    /// Every configured planner iteration ran.
-    Solved = 0,
-    /// The deadline stopped the planner early; the state its completed iterations reached was used.
-    Truncated = 1,
-    /// No iteration fitted the deadline; the previous plan, shifted by the executed steps, was used.
-    WarmStart = 2,
-    /// No iteration fitted the deadline and there was no warm start; the configured fallback action was used.
-    Fallback = 3,
-    /// No iteration fitted the deadline, with neither warm start nor fallback: the prior mean (zeros).
-    Prior = 4,
-}
+mod action;
+mod control;
+mod observation;
+pub mod services;
+mod stats;
+mod text;
+pub mod transport;
 
-impl ActionStatus {
-    /// Every status, in raw-value order.
-    pub const ALL: [Self; 5] = [Self::Solved, Self::Truncated, Self::WarmStart, Self::Fallback, Self::Prior];
+pub use action::{ActionSlot, ActionStatus, MAX_ACTION_DIM, MAX_PLAN_VALUES};
+pub use control::{Command, CommandKind, CommandReply, ReplyCode};
+pub use observation::{Encoding, GoalHeader, Modality, ObservationHeader};
+pub use stats::{StageStats, Stats, STAGES, STAGE_NAMES};
+pub use text::FieldError;
 
-    /// Decodes the raw value stored in a slot.
-    pub fn from_raw(raw: u32) -> Option<Self> {
-        Self::ALL.get(raw as usize).copied()
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock of every `*_ns` timestamp here
+/// (`ObservationHeader::capture_ns`, the `ActionSlot` times), one clock for every process on the host.
+#[cfg(target_os = "linux")]
+pub fn monotonic_ns() -> u64 {
+    use std::ffi::{c_int, c_long};
+
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: c_long,
+        tv_nsec: c_long,
     }
-}
-
-/// One published action: what a controller reads from shared memory.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ActionSlot {
-    /// Monotonic sequence number of the plan (starts at 1; 0 = never written).
-    pub sequence: u64,
-    /// Sequence number of the observation the plan answered.
-    pub observation_sequence: u64,
-    /// CLOCK_MONOTONIC time the action was published, in nanoseconds.
-    pub published_ns: u64,
-    /// An [`ActionStatus`] as `u32`.
-    pub status: u32,
-    /// Number of valid entries in `action`.
-    pub action_dim: u32,
-    /// The action, in env units; entries past `action_dim` are zero.
-    pub action: [f32; MAX_ACTION_DIM],
-}
-
-impl ActionSlot {
-    /// An empty slot (sequence 0).
-    pub const EMPTY: Self = Self {
-        sequence: 0,
-        observation_sequence: 0,
-        published_ns: 0,
-        status: 0,
-        action_dim: 0,
-        action: [0.0; MAX_ACTION_DIM],
-    };
-
-    /// The valid part of the action.
-    pub fn action(&self) -> &[f32] {
-        &self.action[..(self.action_dim as usize).min(MAX_ACTION_DIM)]
+    extern "C" {
+        fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
     }
+    const CLOCK_MONOTONIC: c_int = 1;
 
-    /// The decoded status, `None` for a value this version does not know.
-    pub fn status(&self) -> Option<ActionStatus> {
-        ActionStatus::from_raw(self.status)
-    }
-}
-
-impl Default for ActionSlot {
-    fn default() -> Self {
-        Self::EMPTY
-    }
+    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one `struct timespec` (two C longs on Linux) through a valid pointer; it cannot
+    // fail for CLOCK_MONOTONIC.
+    let rc = unsafe { clock_gettime(CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn layout_is_fixed_for_c_readers() {
-        assert_eq!(std::mem::size_of::<ActionSlot>(), 8 * 3 + 4 * 2 + 4 * MAX_ACTION_DIM);
-        assert_eq!(std::mem::align_of::<ActionSlot>(), 8);
-        assert_eq!(std::mem::offset_of!(ActionSlot, status), 24);
-        assert_eq!(std::mem::offset_of!(ActionSlot, action), 32);
-    }
-
-    #[test]
-    fn status_round_trips_and_rejects_unknown_values() {
-        for (raw, s) in ActionStatus::ALL.into_iter().enumerate() {
-            assert_eq!(s as u32, raw as u32);
-            assert_eq!(ActionStatus::from_raw(raw as u32), Some(s));
-        }
-        assert_eq!(ActionStatus::from_raw(5), None);
-        assert_eq!(ActionStatus::from_raw(7), None);
-        let slot = ActionSlot { action_dim: 2, action: [1.0; MAX_ACTION_DIM], ..ActionSlot::EMPTY };
-        assert_eq!(slot.action(), &[1.0, 1.0]);
+    fn monotonic_ns_advances_with_time() {
+        let start = std::time::Instant::now();
+        let a = super::monotonic_ns();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let b = super::monotonic_ns();
+        let elapsed = start.elapsed().as_nanos() as u64;
+        assert!(a > 0 && b - a >= 20_000_000, "{a} {b}");
+        assert!(b - a <= elapsed, "no faster than std's monotonic clock");
     }
 }
