@@ -528,7 +528,7 @@ impl Artifact {
                 ));
             }
         }
-        if a.block == 0 || self.schema.action_dim % a.block != 0 {
+        if a.block == 0 || !self.schema.action_dim.is_multiple_of(a.block) {
             return Err(invalid(
                 "preprocess.json",
                 "action.block",

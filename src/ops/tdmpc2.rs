@@ -31,7 +31,7 @@ fn kernel(name: &str, width: usize) -> Result<String> {
 pub fn supports(width: usize, act: NormAct) -> bool {
     let group_fits = match act {
         NormAct::Mish => true,
-        NormAct::SimNorm(g) => g.is_power_of_two() && g <= 32 && width % g == 0,
+        NormAct::SimNorm(g) => g.is_power_of_two() && g <= 32 && width.is_multiple_of(g),
     };
     width <= MAX_WIDTH && group_fits
 }

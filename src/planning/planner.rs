@@ -183,7 +183,7 @@ pub fn colouring_matrix(h: usize, beta: f32) -> Vec<f32> {
         for t in 0..h {
             let mut acc = gain[0];
             for (k, g) in gain.iter().enumerate().skip(1) {
-                let weight = if h % 2 == 0 && k == h / 2 { 1.0 } else { 2.0 };
+                let weight = if h.is_multiple_of(2) && k == h / 2 { 1.0 } else { 2.0 };
                 let phase = 2.0 * std::f64::consts::PI * (k as f64) * ((t as f64) - (s as f64)) / h as f64;
                 acc += weight * g * phase.cos();
             }

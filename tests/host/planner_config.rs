@@ -168,7 +168,7 @@ fn coloured_by_dft(w: &[f64], beta: f64) -> Vec<f64> {
             for (k, &(re, im)) in spectrum.iter().enumerate().skip(1) {
                 let p = tau * (k * t) as f64 / h as f64;
                 let term = re * p.cos() - im * p.sin();
-                acc += if h % 2 == 0 && k == h / 2 { re * p.cos() } else { 2.0 * term };
+                acc += if h.is_multiple_of(2) && k == h / 2 { re * p.cos() } else { 2.0 * term };
             }
             acc / h as f64
         })

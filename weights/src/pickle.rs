@@ -338,7 +338,7 @@ impl Machine<'_> {
         }
         match self.marks.last() {
             Some(&m) if m >= 1 => {
-                matches!(self.stack.get(m - 1), Some(Value::Dict(_))) && (self.stack.len() - m) % 2 == 0
+                matches!(self.stack.get(m - 1), Some(Value::Dict(_))) && (self.stack.len() - m).is_multiple_of(2)
             }
             _ => false,
         }
@@ -402,7 +402,7 @@ impl Machine<'_> {
     }
 
     fn new_dict(&mut self, items: Vec<Value>) -> Result<Value> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for a dict"));
         }
         let depth = items.iter().map(Self::adopt).max().unwrap_or(0).saturating_add(1);
@@ -439,7 +439,7 @@ impl Machine<'_> {
         let Value::Dict(dict) = self.top()?.clone() else {
             return Err(self.err(format!("SETITEM on a {}", self.top()?.kind())));
         };
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for SETITEMS"));
         }
         if dict.frozen.get() {

@@ -39,7 +39,7 @@ impl Planned {
             return Ok(Self { config, from_file: true });
         }
         let block = args.action_block.unwrap_or(artifact.preprocess.action.block);
-        if block == 0 || action_dim % block != 0 {
+        if block == 0 || !action_dim.is_multiple_of(block) {
             return Err(CliError::usage(format!(
                 "--action-block {block}: does not divide the model's action dim {action_dim}"
             )));

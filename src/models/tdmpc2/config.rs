@@ -216,7 +216,7 @@ impl Config {
             within!("image_size", side, 0, MAX_IMAGE_SIDE)?;
         }
         let z = latent;
-        if z % wm.simnorm_dim != 0 {
+        if !z.is_multiple_of(wm.simnorm_dim) {
             return Err(ConfigError::invalid(
                 "wm.encoding",
                 format!("latent width {z} is not a multiple of wm.simnorm_dim {}", wm.simnorm_dim),

@@ -380,7 +380,7 @@ pub fn valid_torch_file() -> Vec<u8> {
 /// A safetensors file from a raw JSON header (padded to 8 bytes with spaces) and a data region.
 pub fn safetensors_raw(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.as_bytes().to_vec();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
