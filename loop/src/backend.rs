@@ -1,0 +1,266 @@
+//! The inference actor's work, behind a trait: [`EngineBackend`] runs swm's [`Engine`] on the GPU; tests plug in a
+//! double so that the IPC and actor plumbing run on machines without one.
+
+use std::time::Duration;
+
+use candle_core::{Device, Tensor};
+use swm::engine::{default_planner, Engine, EngineOptions};
+use swm::planning::{CemConfig, IcemConfig, MppiConfig, PlannerConfig, Sampling, SolverConfig};
+use swm::session::{Observation, Session, SessionOptions};
+use swm_ipc::{ActionSlot, ActionStatus, Encoding, MAX_ACTION_DIM, MAX_PLAN_VALUES};
+
+use crate::config::{Fallback, LoopConfig, PlannerSection};
+use crate::message::{InputSpec, Message};
+
+/// What the backend measured of a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimes {
+    /// Upload, preprocessing and encoding (GPU time).
+    pub encode: Duration,
+    /// Planning (GPU time).
+    pub plan: Duration,
+}
+
+/// A planner change requested over the control service (zero fields keep their value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlannerUpdate {
+    /// Candidates per iteration.
+    pub samples: usize,
+    /// Iterations per step.
+    pub iterations: usize,
+    /// Horizon in macro steps.
+    pub horizon: usize,
+    /// Step budget.
+    pub deadline: Option<Duration>,
+    /// Noise seed.
+    pub seed: u64,
+}
+
+/// The work of the inference actor. Owned by that one thread (an [`Engine`] holds CUDA graphs).
+pub trait Backend {
+    /// The model's inputs, in the order [`Backend::step`] receives them.
+    fn inputs(&self) -> &[InputSpec];
+    /// Plans for one complete observation (one message per input, in [`Backend::inputs`] order) and writes the
+    /// first env action, the planned sequence, status, cost and iterations into `slot`.
+    fn step(&mut self, observation: &[Message], slot: &mut ActionSlot) -> Result<StepTimes, swm::Error>;
+    /// Sets the goal (LeWM) from one complete observation.
+    fn set_goal(&mut self, goal: &[Message]) -> Result<(), swm::Error>;
+    /// Starts a new episode: context, warm start and goal cleared.
+    fn reset(&mut self);
+    /// Changes the planner's parameters.
+    fn update_planner(&mut self, update: PlannerUpdate) -> Result<(), swm::Error>;
+}
+
+/// [`Backend`] over swm's [`Engine`]: uploads each message to the device, reorders channels and drops the row
+/// pitch there, runs the control step and copies its result into the slot.
+pub struct EngineBackend {
+    engine: Engine,
+    inputs: Vec<InputSpec>,
+    device: Device,
+    /// `[2, 1, 0]` on the device, to turn BGR into RGB.
+    bgr: Tensor,
+}
+
+impl EngineBackend {
+    /// Opens the artifact of `config` on its GPU with its planner, deadline and fallback, and captures the step
+    /// (one warm-up step on zero inputs, then a reset) so that the first real step runs from CUDA graphs.
+    pub fn open(config: &LoopConfig) -> Result<Self, swm::Error> {
+        let artifact_dir = config.artifact.as_ref().ok_or_else(|| swm::Error::invalid_input("artifact", "missing"))?;
+        let device = swm::device::cuda(config.gpu)?;
+        let artifact = swm::artifact::Artifact::open(artifact_dir)?;
+        let session_options = SessionOptions { history: config.history, ..SessionOptions::default() };
+        let session = Session::open(&artifact, &device, &session_options)?;
+        let planner = planner_config(&session, &config.planner, &config.fallback)?;
+        let options = EngineOptions {
+            gpu: config.gpu,
+            session: session_options,
+            planner: Some(planner),
+            deadline: Some(config.deadline()),
+            ..EngineOptions::default()
+        };
+        let inputs = inputs(session.schema());
+        let engine = Engine::with_session(session, &options)?;
+        let bgr = Tensor::new(&[2u32, 1, 0], &device)?;
+        let mut backend = Self { engine, inputs, device, bgr };
+        backend.warm_up()?;
+        Ok(backend)
+    }
+
+    /// The engine (for reports).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// One step on zero inputs without a deadline (captures the graphs), then a reset.
+    fn warm_up(&mut self) -> Result<(), swm::Error> {
+        let tensors = self
+            .inputs
+            .iter()
+            .map(|i| match i {
+                InputSpec::Frame { height, width, .. } => {
+                    Tensor::zeros((1, *height, *width, 3), candle_core::DType::U8, &self.device)
+                }
+                InputSpec::State { dim, .. } => Tensor::zeros((1, *dim), candle_core::DType::F32, &self.device),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let obs = observation(&self.inputs, &tensors);
+        self.engine.warm_up(&obs)?;
+        self.engine.reset();
+        Ok(())
+    }
+
+    /// The device tensors of one observation: u8 RGB frames `(1, H, W, 3)` and f32 states `(1, d)`.
+    fn upload(&self, messages: &[Message]) -> Result<Vec<Tensor>, swm::Error> {
+        messages
+            .iter()
+            .zip(&self.inputs)
+            .map(|(m, spec)| -> Result<Tensor, swm::Error> {
+                match spec {
+                    InputSpec::Frame { height, width, .. } => {
+                        let h = m.header.height as usize;
+                        let pitch = m.header.pitch as usize;
+                        let channels = match Encoding::from_raw(m.header.encoding) {
+                            Some(Encoding::Rgba8) => 4,
+                            _ => 3,
+                        };
+                        // One upload of the rows as they are; pitch, alpha and channel order are handled on the GPU.
+                        let rows = Tensor::from_slice(&m.payload, (h, pitch), &self.device)?;
+                        let mut frame = rows.narrow(1, 0, width * channels)?.reshape((1, *height, *width, channels))?;
+                        if channels == 4 {
+                            frame = frame.narrow(3, 0, 3)?;
+                        }
+                        if Encoding::from_raw(m.header.encoding) == Some(Encoding::Bgr8) {
+                            frame = frame.index_select(&self.bgr, 3)?;
+                        }
+                        Ok(frame.contiguous()?)
+                    }
+                    InputSpec::State { dim, .. } => Ok(Tensor::from_vec(m.state(), (1, *dim), &self.device)?),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Backend for EngineBackend {
+    fn inputs(&self) -> &[InputSpec] {
+        &self.inputs
+    }
+
+    fn step(&mut self, observation_messages: &[Message], slot: &mut ActionSlot) -> Result<StepTimes, swm::Error> {
+        let tensors = self.upload(observation_messages)?;
+        let obs = observation(&self.inputs, &tensors);
+        let step = self.engine.step(&obs)?;
+        let first = step.first_action(0);
+        let n = first.len().min(MAX_ACTION_DIM);
+        slot.action[..n].copy_from_slice(&first[..n]);
+        slot.action_dim = n as u32;
+        let per_env = step.steps * step.env_action_dim;
+        let plan = &step.actions[..per_env.min(step.actions.len())];
+        let m = plan.len().min(MAX_PLAN_VALUES);
+        slot.plan[..m].copy_from_slice(&plan[..m]);
+        slot.horizon = m.checked_div(step.env_action_dim).unwrap_or(0) as u32;
+        slot.status = ActionStatus::from(step.source) as u32;
+        slot.cost = step.cost.first().copied().unwrap_or(f32::NAN);
+        slot.iterations = step.iterations as u32;
+        Ok(StepTimes { encode: step.times.encode, plan: step.times.plan })
+    }
+
+    fn set_goal(&mut self, goal: &[Message]) -> Result<(), swm::Error> {
+        let tensors = self.upload(goal)?;
+        self.engine.set_goal(&observation(&self.inputs, &tensors))
+    }
+
+    fn reset(&mut self) {
+        self.engine.reset();
+    }
+
+    fn update_planner(&mut self, update: PlannerUpdate) -> Result<(), swm::Error> {
+        let mut config = self.engine.planner().config().clone();
+        let section = PlannerSection {
+            samples: (update.samples > 0).then_some(update.samples),
+            iterations: (update.iterations > 0).then_some(update.iterations),
+            horizon: (update.horizon > 0).then_some(update.horizon),
+            seed: (update.seed > 0).then_some(update.seed),
+            ..PlannerSection::default()
+        };
+        apply(&mut config, &section);
+        config.validate()?;
+        self.engine.set_planner(config)?;
+        if update.deadline.is_some() {
+            self.engine.set_deadline(update.deadline);
+        }
+        Ok(())
+    }
+}
+
+/// The engine's observation over `tensors` (one per input, in order).
+fn observation<'a>(inputs: &'a [InputSpec], tensors: &'a [Tensor]) -> Observation<'a> {
+    inputs.iter().zip(tensors).fold(Observation::new(), |obs, (spec, t)| match spec {
+        InputSpec::Frame { name, .. } => obs.frames(name, t),
+        InputSpec::State { name, .. } => obs.state(name, t),
+    })
+}
+
+/// The model's inputs from its artifact's schema.
+pub fn inputs(schema: &swm::artifact::Schema) -> Vec<InputSpec> {
+    use swm::artifact::ObservationKind;
+    schema
+        .observations
+        .iter()
+        .map(|o| match (o.kind, o.shape.as_slice()) {
+            (ObservationKind::State, [d]) => InputSpec::State { name: o.name.clone(), dim: *d },
+            (_, [_, h, w]) => InputSpec::Frame { name: o.name.clone(), height: *h, width: *w },
+            // Artifact validation guarantees one of the two shapes.
+            _ => InputSpec::State { name: o.name.clone(), dim: o.shape.iter().product() },
+        })
+        .collect()
+}
+
+/// The daemon's planner: the artifact's default (or the planner file), the overrides of `section`, the fallback.
+pub fn planner_config(
+    session: &Session,
+    section: &PlannerSection,
+    fallback: &Fallback,
+) -> Result<PlannerConfig, swm::Error> {
+    let mut config = match &section.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| swm::Error::Io { path: path.clone(), source })?;
+            PlannerConfig::from_json_str(&text).map_err(|e| e.in_file(path))?
+        }
+        None => default_planner(session)?,
+    };
+    apply(&mut config, section);
+    if let Fallback::Fixed { action } = fallback {
+        config.fallback_action = Some(action.clone());
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Applies the overrides of `section` (solver first, with upstream defaults, then counts, horizon, seed).
+fn apply(config: &mut PlannerConfig, section: &PlannerSection) {
+    if let Some(solver) = section.solver.as_deref() {
+        config.solver = match solver {
+            "mppi" => SolverConfig::Mppi(MppiConfig::default()),
+            "icem" => SolverConfig::Icem(IcemConfig::default()),
+            _ => SolverConfig::Cem(CemConfig::default()),
+        };
+    }
+    let (samples, steps) = match &mut config.solver {
+        SolverConfig::Cem(c) => (&mut c.num_samples, &mut c.n_steps),
+        SolverConfig::Mppi(c) => (&mut c.num_samples, &mut c.n_steps),
+        SolverConfig::Icem(c) => (&mut c.num_samples, &mut c.n_steps),
+    };
+    if let Some(s) = section.samples {
+        *samples = s;
+    }
+    if let Some(i) = section.iterations {
+        *steps = i;
+    }
+    if let Some(h) = section.horizon {
+        config.horizon = h;
+    }
+    if let Some(seed) = section.seed {
+        config.sampling = Sampling::Persistent { seed };
+    }
+}

@@ -1,0 +1,244 @@
+//! The daemon's configuration: a TOML file (`configs/loop-*.toml`) in which every field has a documented default,
+//! then command-line overrides. `swm-loop --check-config` validates it and exits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration cannot be used. Names the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown field or a value of the wrong type.
+    #[error("{path}: {reason}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What the parser reported (with the line and the field).
+        reason: String,
+    },
+    /// A value is out of range or contradicts another.
+    #[error("{path}: field `{field}`: {reason}")]
+    Invalid {
+        /// The config file (`<command line>` for overrides).
+        path: PathBuf,
+        /// Dotted field path.
+        field: String,
+        /// Why it cannot work.
+        reason: String,
+    },
+}
+
+/// What is published when a step's deadline leaves the planner no iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Fallback {
+    /// The previous plan shifted by the executed steps (the planner's warm start); the prior mean at the start.
+    WarmStart,
+    /// A fixed macro action (normalised model units, `action_dim × action_block` values) when there is no warm start.
+    Fixed {
+        /// The action.
+        action: Vec<f32>,
+    },
+}
+
+/// The planner the daemon runs: the artifact's default (CEM 300×30, horizon 5) unless a planner file or
+/// overrides are given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlannerSection {
+    /// A planner JSON file (`swm plan --planner` format); relative paths are relative to the config file.
+    pub file: Option<PathBuf>,
+    /// `cem`, `mppi` or `icem` (overrides the file's or default solver, with upstream defaults).
+    pub solver: Option<String>,
+    /// Candidates per iteration.
+    pub samples: Option<usize>,
+    /// Planner iterations per step.
+    pub iterations: Option<usize>,
+    /// Planning horizon in macro steps.
+    pub horizon: Option<usize>,
+    /// Noise seed (fixed: a run is replayable).
+    pub seed: Option<u64>,
+}
+
+/// Service names and queue sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpcSection {
+    /// Prefix of every iceoryx2 service name (`<prefix>/observations`, ...), so that several daemons can run
+    /// side by side. Default `swm`.
+    pub prefix: String,
+    /// Name of the daemon's iceoryx2 node. Default `swm-loop`.
+    pub node_name: String,
+    /// Observations buffered between ingest and inference. 1 (the default) = the newest observation wins and an
+    /// older one still waiting is dropped (and counted); larger values queue, oldest dropped when full.
+    pub observation_queue: usize,
+    /// Finished steps buffered between inference and output; when full, the oldest unpublished action is
+    /// replaced by the newer one (and counted), inference never waits for the output thread. Default 4.
+    pub action_queue: usize,
+    /// Largest observation payload accepted, in bytes (a frame's `pitch × height`). Default 16 MiB.
+    pub max_observation_bytes: usize,
+}
+
+impl Default for IpcSection {
+    fn default() -> Self {
+        Self {
+            prefix: "swm".into(),
+            node_name: "swm-loop".into(),
+            observation_queue: 1,
+            action_queue: 4,
+            max_observation_bytes: 16 << 20,
+        }
+    }
+}
+
+/// The whole daemon configuration. Every field has a default; a file only states what differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoopConfig {
+    /// The deployment artifact (`swm convert` output); relative paths are relative to the config file. Required.
+    pub artifact: Option<PathBuf>,
+    /// CUDA device ordinal. Default 0.
+    pub gpu: usize,
+    /// Control rate in Hz: one step per period. Default 30.
+    pub rate_hz: f64,
+    /// Step budget in milliseconds, from the observation's arrival to the action in host memory; default: 80 % of
+    /// the period (the rest is ingest, publish and slack).
+    pub deadline_ms: Option<f64>,
+    /// What is published when the deadline leaves no iteration. Default: the warm start.
+    pub fallback: Fallback,
+    /// The planner.
+    pub planner: PlannerSection,
+    /// LeWM: observations kept as the predictor's context (1 = the newest only, upstream's default).
+    pub history: usize,
+    /// Service names and queues.
+    pub ipc: IpcSection,
+    /// Statistics are published (and overruns logged) at most this often, in seconds. Default 1.
+    pub stats_period_s: f64,
+    /// `tracing` filter (`info`, `swm_loop=debug`, ...); `RUST_LOG` wins when set. Default `info`.
+    pub log: String,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            artifact: None,
+            gpu: 0,
+            rate_hz: 30.0,
+            deadline_ms: None,
+            fallback: Fallback::WarmStart,
+            planner: PlannerSection::default(),
+            history: 1,
+            ipc: IpcSection::default(),
+            stats_period_s: 1.0,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Highest control rate accepted (a step every 100 µs).
+pub const MAX_RATE_HZ: f64 = 10_000.0;
+
+impl LoopConfig {
+    /// Reads and validates a TOML file; relative paths in it become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::load_unvalidated(path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file without validating it (command-line overrides come next).
+    pub fn load_unvalidated(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let mut config = Self::from_toml(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [config.artifact.as_mut(), config.planner.file.as_mut()].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses TOML text (`path` only names it in errors); does not validate.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), reason: e.to_string() })
+    }
+
+    /// The control period.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate_hz)
+    }
+
+    /// The step budget: `deadline_ms`, or 80 % of the period.
+    pub fn deadline(&self) -> Duration {
+        match self.deadline_ms {
+            Some(ms) => Duration::from_secs_f64(ms / 1e3),
+            None => self.period().mul_f64(0.8),
+        }
+    }
+
+    /// Checks ranges and consistency; `path` names the file in errors.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid =
+            |field: &str, reason: String| ConfigError::Invalid { path: path.into(), field: field.into(), reason };
+        if self.artifact.is_none() {
+            return Err(invalid("artifact", "required: the deployment artifact directory to serve".into()));
+        }
+        if !(self.rate_hz.is_finite() && self.rate_hz > 0.0 && self.rate_hz <= MAX_RATE_HZ) {
+            return Err(invalid("rate_hz", format!("{} is not in (0, {MAX_RATE_HZ}]", self.rate_hz)));
+        }
+        if let Some(ms) = self.deadline_ms {
+            let period_ms = 1e3 / self.rate_hz;
+            if !(ms.is_finite() && ms > 0.0 && ms <= period_ms) {
+                return Err(invalid(
+                    "deadline_ms",
+                    format!("{ms} is not in (0, {period_ms:.3}] (the period at rate_hz {})", self.rate_hz),
+                ));
+            }
+        }
+        if let Fallback::Fixed { action } = &self.fallback {
+            if action.is_empty() || action.iter().any(|v| !v.is_finite()) {
+                return Err(invalid("fallback.action", "must be a non-empty list of finite values".into()));
+            }
+        }
+        if let Some(solver) = &self.planner.solver {
+            if !["cem", "mppi", "icem"].contains(&solver.as_str()) {
+                return Err(invalid("planner.solver", format!("{solver:?} is not one of cem, mppi, icem")));
+            }
+        }
+        for (field, value) in [
+            ("planner.samples", self.planner.samples),
+            ("planner.iterations", self.planner.iterations),
+            ("planner.horizon", self.planner.horizon),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(field, "must be positive".into()));
+            }
+        }
+        if self.history == 0 {
+            return Err(invalid("history", "must be at least 1".into()));
+        }
+        if self.ipc.prefix.is_empty() || self.ipc.node_name.is_empty() {
+            return Err(invalid("ipc.prefix", "the service prefix and node name must not be empty".into()));
+        }
+        if self.ipc.observation_queue == 0 || self.ipc.action_queue == 0 {
+            return Err(invalid("ipc.observation_queue", "queues hold at least one message".into()));
+        }
+        if self.ipc.max_observation_bytes == 0 || self.ipc.max_observation_bytes > 1 << 30 {
+            return Err(invalid("ipc.max_observation_bytes", "must be in [1, 1 GiB]".into()));
+        }
+        if !(self.stats_period_s.is_finite() && self.stats_period_s >= 0.01) {
+            return Err(invalid("stats_period_s", format!("{} must be at least 0.01", self.stats_period_s)));
+        }
+        Ok(())
+    }
+}

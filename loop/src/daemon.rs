@@ -1,0 +1,541 @@
+//! The actors: ingest, inference, output and control threads connected by bounded crossbeam channels.
+//!
+//! ```text
+//! controllers ──observations──▶ ingest ──(latest wins)──▶ inference ──(bounded, newest kept)──▶ output ──▶ actions
+//!             ──goals─────────▶   │                        ▲   owns the Backend (Engine,          │  + stats
+//!             ──commands──▶ control ──(bounded)────────────┘   its stream and CUDA graphs)       ▼  every period
+//! ```
+//! * **ingest** takes messages from shared memory, checks them against the model's inputs (a malformed one is
+//!   rejected, logged at most once a second and counted) and assembles complete observations (one message per
+//!   input, same sequence). The hand-over queue holds `ipc.observation_queue` observations: when it is full, the
+//!   oldest waiting one is dropped and counted, so inference always takes the newest.
+//! * **inference** owns the [`Backend`]: it is created on that thread and never leaves it. Each step has the
+//!   configured deadline; a planner that cannot finish publishes its warm start or fallback with the matching status
+//!   (counted as a deadline miss). Overruns are logged at most once a second.
+//! * **output** stamps and publishes each action (latest value; a slow or dead subscriber never stalls it) and the
+//!   statistics every `stats_period_s`. When its queue is full, the oldest unpublished action is replaced.
+//! * **control** answers commands (reset, planner parameters, pause/resume, shutdown) through the inference thread.
+//!
+//! Shutdown: [`Shutdown::request`] (from the signal handler or a `Shutdown` command) stops every loop within one
+//! poll interval; threads finish their current message and drop their ports (releasing shared memory).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
+use swm_ipc::{ActionSlot, ActionStatus, Command, CommandKind, CommandReply, ObservationHeader, ReplyCode, Stats};
+
+use crate::backend::{Backend, PlannerUpdate};
+use crate::config::LoopConfig;
+use crate::message::{check, InputSpec, Message};
+use crate::metrics::{monotonic_ns, Metrics, Stage};
+
+/// How long a loop waits for input before it checks for shutdown again.
+pub const POLL: Duration = Duration::from_millis(5);
+
+/// A transport failure (iceoryx2 service, port or sample), named by what failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct TransportError {
+    /// The service or port.
+    pub what: String,
+    /// What the transport reported.
+    pub reason: String,
+}
+
+/// A message taken from an observation or goal service.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The header as sent.
+    pub header: ObservationHeader,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+    /// From the goal service rather than the observation service.
+    pub goal: bool,
+}
+
+/// Where observations and goals come from (iceoryx2 subscribers, or a test's channel). Created on, and used by,
+/// the ingest thread only.
+pub trait ObservationSource {
+    /// The next message, waiting at most `timeout`.
+    fn receive(&mut self, timeout: Duration) -> Result<Option<Incoming>, TransportError>;
+}
+
+/// Where actions and statistics go. Created on, and used by, the output thread only.
+pub trait ActionSink {
+    /// Publishes one action (latest value: never waits for subscribers).
+    fn publish(&mut self, slot: &ActionSlot) -> Result<(), TransportError>;
+    /// Publishes the statistics of the last period.
+    fn publish_stats(&mut self, stats: &Stats) -> Result<(), TransportError>;
+}
+
+/// Where commands come from, and where their replies go. Created on, and used by, the control thread only.
+pub trait CommandSource {
+    /// Waits at most `timeout` for a command; `respond` is called once with its reply.
+    fn serve(
+        &mut self,
+        timeout: Duration,
+        respond: &mut dyn FnMut(&Command) -> CommandReply,
+    ) -> Result<(), TransportError>;
+}
+
+/// Creates each thread's transport end on that thread (iceoryx2's ports are not `Send`).
+pub trait Transport: Send + Sync + 'static {
+    /// The ingest thread's source.
+    fn observations(&self) -> Result<Box<dyn ObservationSource>, TransportError>;
+    /// The output thread's sink.
+    fn actions(&self) -> Result<Box<dyn ActionSink>, TransportError>;
+    /// The control thread's command source.
+    fn commands(&self) -> Result<Box<dyn CommandSource>, TransportError>;
+}
+
+/// The process-wide shutdown flag.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown(Arc<AtomicBool>);
+
+impl Shutdown {
+    /// Asks every loop to stop.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Whether a stop was requested.
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP request a shutdown. The process's one signal owner: iceoryx2's own handling is
+/// disabled on every node, so this fails (with `MultipleHandlers`) only if some other component took the signals.
+pub fn install_signal_handler(shutdown: &Shutdown) -> Result<(), ctrlc::Error> {
+    let flag = shutdown.clone();
+    ctrlc::try_set_handler(move || flag.request())
+}
+
+/// Why the daemon stopped other than by request.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The backend could not be created (artifact, device, planner).
+    #[error("inference: {0}")]
+    Backend(swm::Error),
+    /// A transport could not be created.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A thread could not be started or panicked.
+    #[error("thread `{0}` failed")]
+    Thread(&'static str),
+}
+
+/// Work for the inference thread besides observations.
+enum Control {
+    Goal(Vec<Message>),
+    Reset,
+    Planner(PlannerUpdate, Sender<CommandReply>),
+    Pause(bool),
+}
+
+/// An observation complete for every input, ready for a step.
+struct Ready {
+    messages: Vec<Message>,
+    /// When its last message was received (queue wait starts here).
+    ready: Instant,
+}
+
+/// A step's result on its way to the output thread.
+struct Done {
+    slot: ActionSlot,
+    finished: Instant,
+    received: Instant,
+}
+
+/// A running daemon: its threads and the shutdown flag.
+pub struct Daemon {
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+    threads: Vec<(&'static str, JoinHandle<Result<(), DaemonError>>)>,
+}
+
+impl Daemon {
+    /// Starts the four actors. `backend` is called on the inference thread to create the backend; `inputs` are the
+    /// model's inputs (known before the backend exists, so that ingest can check messages from the start).
+    pub fn start<B, F>(
+        config: &LoopConfig,
+        inputs: Vec<InputSpec>,
+        transport: Arc<dyn Transport>,
+        backend: F,
+        shutdown: Shutdown,
+    ) -> Result<Self, DaemonError>
+    where
+        B: Backend,
+        F: FnOnce() -> Result<B, swm::Error> + Send + 'static,
+    {
+        let metrics = Arc::new(Metrics::default());
+        let (obs_tx, obs_rx) = bounded::<Ready>(config.ipc.observation_queue);
+        // Channels are multi-consumer: ingest keeps a receiver to drop the oldest waiting observation when full.
+        let obs_drain = obs_rx.clone();
+        let (done_tx, done_rx) = bounded::<Done>(config.ipc.action_queue);
+        let (ctl_tx, ctl_rx) = bounded::<Control>(16);
+        let (started_tx, started_rx) = bounded::<Result<(), String>>(1);
+        let mut threads = Vec::new();
+
+        let spawn = |name: &'static str, f: Box<dyn FnOnce() -> Result<(), DaemonError> + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map(|h| (name, h))
+                .map_err(|_| DaemonError::Thread(name))
+        };
+
+        // Inference first: it owns the backend, whose creation may fail (reported before the others start).
+        {
+            let (metrics, shutdown, done_rx2) = (metrics.clone(), shutdown.clone(), done_rx.clone());
+            let deadline = config.deadline();
+            threads.push(spawn(
+                "infer",
+                Box::new(move || {
+                    let backend = match backend() {
+                        Ok(b) => {
+                            let _ = started_tx.send(Ok(()));
+                            b
+                        }
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e.to_string()));
+                            return Err(DaemonError::Backend(e));
+                        }
+                    };
+                    infer(backend, obs_rx, ctl_rx, done_tx, done_rx2, &metrics, &shutdown, deadline);
+                    Ok(())
+                }),
+            )?);
+        }
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                shutdown.request();
+                let (_, handle) = threads.pop().ok_or(DaemonError::Thread("infer"))?;
+                return Err(handle
+                    .join()
+                    .map_err(|_| DaemonError::Thread("infer"))?
+                    .err()
+                    .unwrap_or(DaemonError::Thread("infer")));
+            }
+        }
+        {
+            let (metrics, shutdown, transport) = (metrics.clone(), shutdown.clone(), transport.clone());
+            let (max_bytes, ctl_tx) = (config.ipc.max_observation_bytes, ctl_tx.clone());
+            threads.push(spawn(
+                "ingest",
+                Box::new(move || {
+                    let source = transport.observations()?;
+                    ingest(source, &inputs, max_bytes, obs_tx, obs_drain, ctl_tx, &metrics, &shutdown);
+                    Ok(())
+                }),
+            )?);
+        }
+        {
+            let (metrics, shutdown, transport) = (metrics.clone(), shutdown.clone(), transport.clone());
+            let period = Duration::from_secs_f64(config.stats_period_s);
+            threads.push(spawn(
+                "output",
+                Box::new(move || {
+                    let sink = transport.actions()?;
+                    output(sink, done_rx, period, &metrics, &shutdown);
+                    Ok(())
+                }),
+            )?);
+        }
+        {
+            let (shutdown, transport) = (shutdown.clone(), transport);
+            threads.push(spawn(
+                "control",
+                Box::new(move || {
+                    let source = transport.commands()?;
+                    control(source, ctl_tx, &shutdown);
+                    Ok(())
+                }),
+            )?);
+        }
+        Ok(Self { shutdown, metrics, threads })
+    }
+
+    /// The shared counters and latency windows.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The shutdown flag.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Waits for every thread (after [`Shutdown::request`], or until one fails); the first failure is returned.
+    pub fn join(self) -> Result<(), DaemonError> {
+        let mut first = Ok(());
+        for (name, handle) in self.threads {
+            let result = handle.join().map_err(|_| DaemonError::Thread(name)).and_then(|r| r);
+            if let Err(e) = result {
+                // One actor failing stops the others.
+                self.shutdown.request();
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+}
+
+/// Logs at most once per second per kind (ros2_control's throttled overrun reporting).
+struct Throttle(Option<Instant>);
+
+impl Throttle {
+    fn ready(&mut self) -> bool {
+        let now = Instant::now();
+        if self.0.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return false;
+        }
+        self.0 = Some(now);
+        true
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ingest(
+    mut source: Box<dyn ObservationSource>,
+    inputs: &[InputSpec],
+    max_bytes: usize,
+    obs_tx: Sender<Ready>,
+    obs_drain: Receiver<Ready>,
+    ctl_tx: Sender<Control>,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) {
+    let mut pending: Vec<Option<Message>> = vec![None; inputs.len()];
+    let mut goal: Vec<Option<Message>> = vec![None; inputs.len()];
+    let mut warn = Throttle(None);
+    while !shutdown.requested() {
+        let incoming = match source.receive(POLL) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(e) => {
+                if warn.ready() {
+                    tracing::warn!("observations: {e}");
+                }
+                continue;
+            }
+        };
+        let received = Instant::now();
+        Metrics::count(&metrics.observations_received);
+        let input = match check(&incoming.header, &incoming.payload, inputs, max_bytes) {
+            Ok(i) => i,
+            Err(reason) => {
+                Metrics::count(&metrics.observations_rejected);
+                if warn.ready() {
+                    tracing::warn!("rejected observation {}: {reason}", incoming.header.sequence);
+                }
+                continue;
+            }
+        };
+        let message = Message { header: incoming.header, input, payload: incoming.payload, received };
+        let slots = if incoming.goal { &mut goal } else { &mut pending };
+        let sequence = message.header.sequence;
+        slots[input] = Some(message);
+        if !slots.iter().all(|m| m.as_ref().is_some_and(|m| m.header.sequence == sequence)) {
+            continue;
+        }
+        let messages: Vec<Message> = slots.iter_mut().filter_map(Option::take).collect();
+        if incoming.goal {
+            let _ = ctl_tx.try_send(Control::Goal(messages));
+            continue;
+        }
+        let ready = Ready { messages, ready: Instant::now() };
+        metrics.record(Stage::Ingest, ready.ready.duration_since(received));
+        match obs_tx.try_send(ready) {
+            Ok(()) => {}
+            Err(TrySendError::Full(ready)) => {
+                // Newest wins: take the oldest waiting observation out, then retry once.
+                if obs_drain.try_recv().is_ok() {
+                    Metrics::count(&metrics.observations_dropped_stale);
+                }
+                if obs_tx.try_send(ready).is_err() {
+                    Metrics::count(&metrics.observations_dropped_stale);
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn infer<B: Backend>(
+    mut backend: B,
+    obs_rx: Receiver<Ready>,
+    ctl_rx: Receiver<Control>,
+    done_tx: Sender<Done>,
+    done_drain: Receiver<Done>,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+    deadline: Duration,
+) {
+    let mut paused = false;
+    let mut sequence = 0u64;
+    let mut overrun = Throttle(None);
+    while !shutdown.requested() {
+        select! {
+            recv(ctl_rx) -> msg => match msg {
+                Ok(Control::Goal(goal)) => {
+                    if let Err(e) = backend.set_goal(&goal) {
+                        tracing::warn!("goal rejected: {e}");
+                    }
+                }
+                Ok(Control::Reset) => backend.reset(),
+                Ok(Control::Planner(update, reply)) => {
+                    let answer = match backend.update_planner(update) {
+                        Ok(()) => CommandReply::ok("planner updated"),
+                        Err(e) => CommandReply::rejected(&e.to_string()),
+                    };
+                    let _ = reply.send(answer);
+                }
+                Ok(Control::Pause(p)) => paused = p,
+                Err(_) => return,
+            },
+            recv(obs_rx) -> msg => {
+                let Ok(ready) = msg else { return };
+                if paused {
+                    Metrics::count(&metrics.observations_dropped_stale);
+                    continue;
+                }
+                let start = Instant::now();
+                metrics.record(Stage::QueueWait, start.duration_since(ready.ready));
+                let head = &ready.messages[0].header;
+                let received = ready.messages.iter().map(|m| m.received).min().unwrap_or(ready.ready);
+                let mut slot = ActionSlot {
+                    observation_sequence: head.sequence,
+                    captured_ns: ready.messages.iter().map(|m| m.header.capture_ns).max().unwrap_or(0),
+                    received_ns: monotonic_ns().saturating_sub(received.elapsed().as_nanos() as u64),
+                    ..ActionSlot::default()
+                };
+                match backend.step(&ready.messages, &mut slot) {
+                    Ok(times) => {
+                        Metrics::count(&metrics.steps);
+                        metrics.record(Stage::Encode, times.encode);
+                        metrics.record(Stage::Plan, times.plan);
+                        let status = slot.status();
+                        if status != Some(ActionStatus::Solved) {
+                            Metrics::count(&metrics.deadline_misses);
+                            if matches!(status, Some(ActionStatus::WarmStart | ActionStatus::Fallback | ActionStatus::Prior)) {
+                                Metrics::count(&metrics.fallbacks_published);
+                            }
+                            if overrun.ready() {
+                                tracing::warn!(
+                                    "step for observation {} missed its {:?} deadline: published {:?} after {} iterations",
+                                    slot.observation_sequence, deadline, status, slot.iterations
+                                );
+                            }
+                        }
+                        sequence += 1;
+                        slot.sequence = sequence;
+                        let done = Done { slot, finished: Instant::now(), received };
+                        if let Err(TrySendError::Full(done)) = done_tx.try_send(done) {
+                            if done_drain.try_recv().is_ok() {
+                                Metrics::count(&metrics.actions_dropped);
+                            }
+                            let _ = done_tx.try_send(done);
+                        }
+                    }
+                    Err(e) => {
+                        Metrics::count(&metrics.step_errors);
+                        if overrun.ready() {
+                            tracing::error!("step for observation {} failed: {e}", head.sequence);
+                        }
+                    }
+                }
+            },
+            default(POLL) => {}
+        }
+    }
+}
+
+fn output(
+    mut sink: Box<dyn ActionSink>,
+    done_rx: Receiver<Done>,
+    period: Duration,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) {
+    let mut last_stats = Instant::now();
+    let mut warn = Throttle(None);
+    while !shutdown.requested() {
+        if let Ok(mut done) = done_rx.recv_timeout(POLL) {
+            done.slot.published_ns = monotonic_ns();
+            match sink.publish(&done.slot) {
+                Ok(()) => {
+                    Metrics::count(&metrics.actions_published);
+                    let now = Instant::now();
+                    metrics.record(Stage::Publish, now.duration_since(done.finished));
+                    metrics.record(Stage::EndToEnd, now.duration_since(done.received));
+                }
+                Err(e) => {
+                    if warn.ready() {
+                        tracing::warn!("actions: {e}");
+                    }
+                }
+            }
+        }
+        let elapsed = last_stats.elapsed();
+        if elapsed >= period {
+            let stats = metrics.summarise(elapsed);
+            if let Err(e) = sink.publish_stats(&stats) {
+                if warn.ready() {
+                    tracing::warn!("stats: {e}");
+                }
+            }
+            last_stats = Instant::now();
+        }
+    }
+}
+
+fn control(mut source: Box<dyn CommandSource>, ctl_tx: Sender<Control>, shutdown: &Shutdown) {
+    let mut warn = Throttle(None);
+    while !shutdown.requested() {
+        let mut respond = |command: &Command| -> CommandReply {
+            let forward = |c: Control| match ctl_tx.send_timeout(c, Duration::from_secs(1)) {
+                Ok(()) => CommandReply::ok("done"),
+                Err(_) => CommandReply::rejected("the inference thread is not answering"),
+            };
+            match CommandKind::from_raw(command.kind) {
+                Some(CommandKind::ResetEpisode) => forward(Control::Reset),
+                Some(CommandKind::Pause) => forward(Control::Pause(true)),
+                Some(CommandKind::Resume) => forward(Control::Pause(false)),
+                Some(CommandKind::Shutdown) => {
+                    shutdown.request();
+                    CommandReply::ok("shutting down")
+                }
+                Some(CommandKind::SetGoal) => CommandReply::ok("send the goal on the goal service"),
+                Some(CommandKind::SetPlanner) => {
+                    let (tx, rx) = bounded(1);
+                    let update = PlannerUpdate {
+                        samples: command.num_samples as usize,
+                        iterations: command.iterations as usize,
+                        horizon: command.horizon as usize,
+                        deadline: (command.deadline_us > 0).then(|| Duration::from_micros(command.deadline_us.into())),
+                        seed: command.seed,
+                    };
+                    match forward(Control::Planner(update, tx)) {
+                        reply if reply.code == ReplyCode::Ok as u32 => rx
+                            .recv_timeout(Duration::from_secs(5))
+                            .unwrap_or_else(|_| CommandReply::rejected("no answer")),
+                        reply => reply,
+                    }
+                }
+                None => CommandReply::unknown(command.kind),
+            }
+        };
+        if let Err(e) = source.serve(POLL, &mut respond) {
+            if warn.ready() {
+                tracing::warn!("control: {e}");
+            }
+        }
+    }
+}

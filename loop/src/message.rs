@@ -1,0 +1,204 @@
+//! Observations as they arrive from controllers, checked against the model's inputs before anything else sees
+//! them: a malformed message is rejected with the reason (and counted), never passed on.
+
+use std::time::Instant;
+
+use swm_ipc::{Encoding, Modality, ObservationHeader};
+
+/// One input of the model, from the artifact's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSpec {
+    /// An image stream of `height × width` RGB frames.
+    Frame {
+        /// Schema name (`pixels`).
+        name: String,
+        /// Rows.
+        height: usize,
+        /// Columns.
+        width: usize,
+    },
+    /// A state vector of `dim` floats.
+    State {
+        /// Schema name (`state`, ...).
+        name: String,
+        /// Elements.
+        dim: usize,
+    },
+}
+
+impl InputSpec {
+    /// The schema name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Frame { name, .. } | Self::State { name, .. } => name,
+        }
+    }
+}
+
+/// Why an observation message was rejected. Each names what was wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    /// The header's name is not valid UTF-8 or not NUL-terminated within its field.
+    #[error("observation name is not valid UTF-8")]
+    BadName,
+    /// No input of the model has this name.
+    #[error("unknown observation `{0}` (the model takes {1})")]
+    UnknownInput(String, String),
+    /// The modality value is unknown, or does not match the input's kind.
+    #[error("observation `{name}`: modality {raw} is not what this input takes ({expected})")]
+    Modality {
+        /// The input.
+        name: String,
+        /// The raw modality.
+        raw: u32,
+        /// What the input takes.
+        expected: &'static str,
+    },
+    /// The encoding value is unknown or not usable for this input.
+    #[error("observation `{name}`: encoding {raw} is not supported for this input")]
+    Encoding {
+        /// The input.
+        name: String,
+        /// The raw encoding.
+        raw: u32,
+    },
+    /// A frame's size differs from the model's input size.
+    #[error("observation `{name}`: {width}x{height} frame, the model takes {expected_width}x{expected_height}")]
+    FrameSize {
+        /// The input.
+        name: String,
+        /// Columns received.
+        width: u32,
+        /// Rows received.
+        height: u32,
+        /// Columns expected.
+        expected_width: usize,
+        /// Rows expected.
+        expected_height: usize,
+    },
+    /// A state vector has the wrong number of elements.
+    #[error("observation `{name}`: {got} state values, the model takes {expected}")]
+    StateSize {
+        /// The input.
+        name: String,
+        /// Elements received.
+        got: u32,
+        /// Elements expected.
+        expected: usize,
+    },
+    /// The payload length does not match the header (pitch × height, or elements × 4), or the header's geometry
+    /// is impossible (a pitch shorter than a row).
+    #[error("observation `{name}`: payload of {got} bytes, the header describes {expected:?}")]
+    Length {
+        /// The input.
+        name: String,
+        /// Bytes received.
+        got: usize,
+        /// Bytes the header describes (`None`: an impossible geometry).
+        expected: Option<usize>,
+    },
+    /// The payload is larger than the configured maximum.
+    #[error("observation `{name}`: payload of {got} bytes exceeds ipc.max_observation_bytes = {max}")]
+    TooLarge {
+        /// The input.
+        name: String,
+        /// Bytes received.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A state vector holds NaN or Inf.
+    #[error("observation `{name}`: state element {index} is not finite")]
+    NonFinite {
+        /// The input.
+        name: String,
+        /// The first such element.
+        index: usize,
+    },
+}
+
+/// A checked observation message: header, payload and the time it was taken from shared memory.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The header as sent.
+    pub header: ObservationHeader,
+    /// Index of the input in the model's [`InputSpec`] list.
+    pub input: usize,
+    /// The payload (a frame's rows with their pitch, or little-endian f32 state values).
+    pub payload: Vec<u8>,
+    /// When the daemon received it.
+    pub received: Instant,
+}
+
+impl Message {
+    /// The state values of a state message (empty for frames).
+    pub fn state(&self) -> Vec<f32> {
+        match Modality::from_raw(self.header.modality) {
+            Some(Modality::State) => {
+                self.payload.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Checks a header and its payload against the model's inputs; returns the input's index.
+pub fn check(
+    header: &ObservationHeader,
+    payload: &[u8],
+    inputs: &[InputSpec],
+    max_bytes: usize,
+) -> Result<usize, Rejection> {
+    let name = header.name().ok_or(Rejection::BadName)?;
+    let Some(input) = inputs.iter().position(|i| i.name() == name) else {
+        let known: Vec<&str> = inputs.iter().map(InputSpec::name).collect();
+        return Err(Rejection::UnknownInput(name.to_string(), known.join(", ")));
+    };
+    let name = name.to_string();
+    if payload.len() > max_bytes {
+        return Err(Rejection::TooLarge { name, got: payload.len(), max: max_bytes });
+    }
+    let modality = Modality::from_raw(header.modality);
+    let encoding = Encoding::from_raw(header.encoding);
+    match &inputs[input] {
+        InputSpec::Frame { height, width, .. } => {
+            if modality != Some(Modality::Frame) {
+                return Err(Rejection::Modality { name, raw: header.modality, expected: "frames" });
+            }
+            if !matches!(encoding, Some(Encoding::Rgb8 | Encoding::Bgr8 | Encoding::Rgba8)) {
+                return Err(Rejection::Encoding { name, raw: header.encoding });
+            }
+            if header.width as usize != *width || header.height as usize != *height {
+                return Err(Rejection::FrameSize {
+                    name,
+                    width: header.width,
+                    height: header.height,
+                    expected_width: *width,
+                    expected_height: *height,
+                });
+            }
+        }
+        InputSpec::State { dim, .. } => {
+            if modality != Some(Modality::State) {
+                return Err(Rejection::Modality { name, raw: header.modality, expected: "a state vector" });
+            }
+            if encoding != Some(Encoding::F32) {
+                return Err(Rejection::Encoding { name, raw: header.encoding });
+            }
+            if header.elements as usize != *dim {
+                return Err(Rejection::StateSize { name, got: header.elements, expected: *dim });
+            }
+        }
+    }
+    let expected = header.expected_payload_len();
+    if expected != Some(payload.len()) {
+        return Err(Rejection::Length { name, got: payload.len(), expected });
+    }
+    if modality == Some(Modality::State) {
+        let bad = payload.chunks_exact(4).position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite());
+        if let Some(index) = bad {
+            return Err(Rejection::NonFinite { name, index });
+        }
+    }
+    Ok(input)
+}
