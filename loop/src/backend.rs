@@ -91,7 +91,8 @@ impl EngineBackend {
         &self.engine
     }
 
-    /// One step on zero inputs without a deadline (captures the graphs), then a reset.
+    /// One step on zero inputs without a deadline (captures the graphs), then a reset (LeWM: the goal too, so
+    /// that steps fail, naming the missing goal, until a controller sends one).
     fn warm_up(&mut self) -> Result<(), swm::Error> {
         let tensors = self
             .inputs
@@ -104,6 +105,10 @@ impl EngineBackend {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let obs = observation(&self.inputs, &tensors);
+        if self.engine.session().family() == swm::config::Family::Lewm {
+            // LeWM plans toward a goal: a zero one for the capture, cleared by the reset below.
+            self.engine.set_goal(&obs)?;
+        }
         self.engine.warm_up(&obs)?;
         self.engine.reset();
         Ok(())

@@ -113,6 +113,20 @@ pub fn install_signal_handler(shutdown: &Shutdown) -> Result<(), ctrlc::Error> {
     ctrlc::try_set_handler(move || flag.request())
 }
 
+/// [`install_signal_handler`] for the daemon's `main`: a process started in the background by a shell inherits
+/// SIGINT as *ignored*, which `try_set_handler` reports as taken; the daemon then takes the signals over (with a
+/// warning), since nothing else in it owns them.
+pub fn take_signals(shutdown: &Shutdown) -> Result<(), ctrlc::Error> {
+    match install_signal_handler(shutdown) {
+        Err(ctrlc::Error::MultipleHandlers) => {
+            tracing::warn!("SIGINT/SIGTERM had a disposition already (ignored by the parent shell?); taking them over");
+            let flag = shutdown.clone();
+            ctrlc::set_handler(move || flag.request())
+        }
+        other => other,
+    }
+}
+
 /// Why the daemon stopped other than by request.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {

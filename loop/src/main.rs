@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 use swm_loop::backend::{inputs, EngineBackend};
 use swm_loop::config::LoopConfig;
-use swm_loop::daemon::{install_signal_handler, Daemon, Shutdown};
+use swm_loop::daemon::{take_signals, Daemon, Shutdown};
 use swm_loop::transport::Iceoryx;
 
 /// The real-time control-loop daemon beside a robot controller.
@@ -105,7 +105,7 @@ fn resolve(args: &Args) -> Result<LoopConfig, swm_loop::config::ConfigError> {
 fn run(config: LoopConfig) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = Shutdown::default();
     // The one owner of SIGINT/SIGTERM/SIGHUP in this process (iceoryx2's own handling is disabled on every node).
-    install_signal_handler(&shutdown)?;
+    take_signals(&shutdown)?;
     let artifact_dir = config.artifact.clone().ok_or("no artifact")?;
     let artifact = swm::artifact::Artifact::open(&artifact_dir)?;
     let inputs = inputs(&artifact.schema);
@@ -121,6 +121,7 @@ fn run(config: LoopConfig) -> Result<(), Box<dyn std::error::Error>> {
     );
     let daemon =
         Daemon::start(&config, inputs, transport, move || EngineBackend::open(&backend_config), shutdown.clone())?;
+    tracing::info!("ready");
     while !shutdown.requested() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

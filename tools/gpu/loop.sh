@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# GPU-host session for swm-loop (issue 11): the daemon serving the example controller over iceoryx2 with a LeWM
+# artifact at 30 Hz and a TD-MPC2 artifact at 200 Hz for DUR seconds each, then LeWM with a deadline below the
+# step time (the fallback must be published on time and counted). Records GPU memory, /dev/shm entries and the
+# daemon's open fds before and after each run. Needs .whl/ (shared/gpu/python-wheels.sh) and .gpu/ from
+#   shared/gpu/bundle.sh --bins --with target/release/examples/controller -- --release --test cli
+#   xz -T0 -6 -c target/release/swm-loop > .gpu/files/target/release/swm-loop.xz
+set -uo pipefail
+out=${OUT:-/tmp/out}; mkdir -p "$out"; log=$out/log.txt
+DUR=${DUR:-30}
+bash .gpu/run.sh exec swm --version > /dev/null 2>&1   # unpacks every binary into /tmp/gpu-bin
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+bin=/tmp/gpu-bin; ctl=$PWD/target/release/examples/controller; loopbin=/tmp/gpu-bin/swm-loop
+# swm-loop travels xz-compressed (the carried tree must stay under 64 MiB).
+[ -x "$loopbin" ] || { xz -d -c target/release/swm-loop.xz > "$loopbin"; chmod +x "$loopbin"; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$log"
+rm -rf /tmp/lewm /tmp/tdmpc2 /tmp/tdmpc2-ckpt
+"$bin/swm" demo --out /tmp/lewm 2>&1 | tee -a "$log"
+# TD-MPC2 at the official baseline's size (state only, latent 512, MLP 512, 5 Q), random weights from the official
+# package, converted by swm.
+( source tools/gpu/env.sh >/dev/null 2>&1
+  python3 -m swm_tools.export_tdmpc2 --config tools/configs/tdmpc2-bench.json --out /tmp/tdmpc2-ckpt > /dev/null 2>&1 )
+"$bin/swm" convert /tmp/tdmpc2-ckpt --out /tmp/tdmpc2 2>&1 | tee -a "$log"
+cat > /tmp/loop-lewm.toml <<T
+artifact = "/tmp/lewm"
+rate_hz = 30.0
+[planner]
+seed = 7
+[ipc]
+prefix = "gpu-lewm"
+T
+cat > /tmp/loop-tdmpc2.toml <<T
+artifact = "/tmp/tdmpc2"
+rate_hz = 200.0
+deadline_ms = 4.5
+[planner]
+solver = "mppi"
+samples = 512
+iterations = 6
+horizon = 3
+seed = 1
+[ipc]
+prefix = "gpu-tdmpc2"
+T
+cat > /tmp/loop-lewm-late.toml <<T
+artifact = "/tmp/lewm"
+rate_hz = 30.0
+deadline_ms = 4.0
+[ipc]
+prefix = "gpu-late"
+T
+snapshot() {  # $1 label, $2 pid
+  local mem shm fds
+  mem=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | grep "^$2," | cut -d, -f2)
+  shm=$(ls /dev/shm | grep -c iox2)
+  fds=$(ls /proc/$2/fd 2>/dev/null | wc -l)
+  echo "$1: gpu memory${mem:- ?}, /dev/shm iox2 entries $shm, daemon fds $fds" | tee -a "$log"
+}
+run() {  # $1 name, $2 config, $3 artifact, $4 prefix, $5 rate, $6 seconds
+  echo "== $1: $2 for $6 s" | tee -a "$log"
+  echo "/dev/shm iox2 entries before: $(ls /dev/shm | grep -c iox2)" | tee -a "$log"
+  "$loopbin" --config "$2" > "$out/daemon-$1.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 600); do grep -q "ready" "$out/daemon-$1.log" && break; sleep 0.1; done
+  grep -q "ready" "$out/daemon-$1.log" || { echo "daemon did not start" | tee -a "$log"; cat "$out/daemon-$1.log" | tee -a "$log"; kill -9 $pid; return; }
+  "$ctl" --artifact "$3" --prefix "$4" --rate-hz "$5" --seconds 3 > /dev/null 2>&1   # warm the path
+  snapshot "start" $pid
+  "$ctl" --artifact "$3" --prefix "$4" --rate-hz "$5" --seconds "$6" --json "$out/controller-$1.json" 2>&1 | tee -a "$log"
+  snapshot "end  " $pid
+  kill -TERM $pid; wait $pid; echo "daemon exit code after SIGTERM: $?" | tee -a "$log"
+  echo "/dev/shm iox2 entries after: $(ls /dev/shm | grep -c iox2)" | tee -a "$log"
+  grep -E "WARN|ERROR" "$out/daemon-$1.log" | head -5 | tee -a "$log"
+}
+run lewm /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR"
+run tdmpc2 /tmp/loop-tdmpc2.toml /tmp/tdmpc2 gpu-tdmpc2 200 "$DUR"
+run lewm-late /tmp/loop-lewm-late.toml /tmp/lewm gpu-late 30 10
+echo "== done" | tee -a "$log"
