@@ -16,11 +16,14 @@ use swm_ipc::transport as ipc;
 use swm_ipc::{ActionSlot, ActionStatus, Encoding, Modality, ObservationHeader};
 use swm_loop::backend::{Backend, PlannerUpdate, StepTimes};
 use swm_loop::config::LoopConfig;
-use swm_loop::daemon::{install_signal_handler, Daemon, Shutdown};
+use swm_loop::daemon::{install_signal_handler, take_signals, Daemon, Shutdown};
 use swm_loop::message::{InputSpec, Message};
 use swm_loop::transport::Iceoryx;
 
 const ROLE: &str = "SWM_LOOP_TEST_DAEMON";
+/// Set when the child was started with SIGINT ignored (as a shell's background job is): it must take the signals
+/// over, as `swm-loop`'s main does.
+const IGNORED: &str = "SWM_LOOP_TEST_SIGINT_IGNORED";
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn inputs() -> Vec<InputSpec> {
@@ -60,8 +63,13 @@ fn child_daemon() {
     let transport = Arc::new(Iceoryx::new(&config.ipc).expect("services"));
     let daemon =
         Daemon::start(&config, inputs(), transport, || Ok(Echo(inputs())), shutdown.clone()).expect("daemon starts");
-    // Installed after iceoryx2 set everything up: it would fail if iceoryx2 (or anyone) had taken the signals.
-    install_signal_handler(&shutdown).expect("swm-loop is the only owner of SIGINT/SIGTERM");
+    if std::env::var(IGNORED).is_ok() {
+        assert!(install_signal_handler(&shutdown).is_err(), "SIGINT was started ignored");
+        take_signals(&shutdown).expect("the daemon takes ignored signals over");
+    } else {
+        // Installed after iceoryx2 set everything up: it would fail if iceoryx2 (or anyone) had taken the signals.
+        install_signal_handler(&shutdown).expect("swm-loop is the only owner of SIGINT/SIGTERM");
+    }
     println!("@ready");
     while !shutdown.requested() {
         std::thread::sleep(Duration::from_millis(5));
@@ -95,14 +103,24 @@ fn collect(dir: &Path, out: &mut Vec<String>) {
 
 /// Starts the daemon child on `prefix` and waits until it serves.
 fn spawn_daemon(prefix: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+    spawn(prefix, false)
+}
+
+/// Starts the daemon child, with SIGINT ignored (through `sh -c "trap '' INT; exec ..."`) when `ignored`.
+fn spawn(prefix: &str, ignored: bool) -> (Child, BufReader<std::process::ChildStdout>) {
     let exe = std::env::current_exe().expect("test binary");
-    let mut child = Process::new(exe)
-        .args(["--exact", "child_daemon", "--nocapture", "--test-threads", "1"])
-        .env(ROLE, prefix)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the daemon");
+    let args = ["--exact", "child_daemon", "--nocapture", "--test-threads", "1"];
+    let mut command = if ignored {
+        let mut c = Process::new("sh");
+        c.arg("-c").arg("trap '' INT; exec \"$0\" \"$@\"").arg(&exe).args(args).env(IGNORED, "1");
+        c
+    } else {
+        let mut c = Process::new(&exe);
+        c.args(args);
+        c
+    };
+    let mut child =
+        command.env(ROLE, prefix).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn the daemon");
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     let end = Instant::now() + TIMEOUT;
@@ -186,6 +204,14 @@ fn signals_end_the_daemon_cleanly_and_a_killed_daemon_is_replaced() {
         let _ = std::io::Read::read_to_string(&mut out, &mut rest);
         assert!(rest.contains("@stopped"), "SIG{sig}: the daemon did not stop through its shutdown path");
     }
+    // Started with SIGINT ignored (a shell's background job): the daemon takes the signals over, SIGTERM ends it.
+    let (mut child, mut out) = spawn(&prefix, true);
+    round_trip(&prefix, 50);
+    signal(&child, "TERM");
+    assert!(wait(&mut child).success(), "SIGTERM after a takeover");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    assert!(rest.contains("@stopped"));
     // SIGKILL leaves the daemon's single action-publisher slot taken; the next daemon cleans the dead node up and
     // serves on the same services.
     let (mut child, _out) = spawn_daemon(&prefix);
