@@ -71,7 +71,12 @@ run() {  # $1 name, $2 config, $3 artifact, $4 prefix, $5 rate, $6 seconds
   echo "/dev/shm iox2 entries after: $(ls /dev/shm | grep -c iox2)" | tee -a "$log"
   grep -E "WARN|ERROR" "$out/daemon-$1.log" | head -5 | tee -a "$log"
 }
-run lewm /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR"
-run tdmpc2 /tmp/loop-tdmpc2.toml /tmp/tdmpc2 gpu-tdmpc2 200 "$DUR"
-run lewm-late /tmp/loop-lewm-late.toml /tmp/lewm gpu-late 30 10
+# RUNS selects the runs (default all three).
+for r in ${RUNS:-lewm tdmpc2 lewm-late}; do
+  case $r in
+    lewm) run lewm /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR" ;;
+    tdmpc2) run tdmpc2 /tmp/loop-tdmpc2.toml /tmp/tdmpc2 gpu-tdmpc2 200 "$DUR" ;;
+    lewm-late) run lewm-late /tmp/loop-lewm-late.toml /tmp/lewm gpu-late 30 10 ;;
+  esac
+done
 echo "== done" | tee -a "$log"
