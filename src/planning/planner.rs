@@ -557,6 +557,24 @@ impl Planner {
             if Instant::now() + per_iteration * (in_flight + 1) > deadline {
                 break;
             }
+            // When every remaining iteration is predicted to fit, issue them back to back (no host wait between
+            // them, as without a deadline): the GPU never idles for the host, and the plan is solved.
+            let remaining = n_steps - issued;
+            let fits_all = || {
+                let left = u32::try_from(remaining).unwrap_or(u32::MAX);
+                Instant::now() + per_iteration * left.saturating_add(in_flight) <= deadline
+            };
+            if remaining > 1 && self.clock.estimate.is_some() && fits_all() {
+                for _ in 0..remaining {
+                    match (&self.graph, use_graph) {
+                        (Some(g), true) => g.graph.launch()?,
+                        _ => drop(self.iterate(scorer, None)?),
+                    }
+                    self.ends[issued % 3].record(&stream)?;
+                    issued += 1;
+                }
+                break;
+            }
             match (&self.graph, use_graph) {
                 (Some(g), true) => g.graph.launch()?,
                 _ => drop(self.iterate(scorer, None)?),
@@ -566,7 +584,16 @@ impl Planner {
         }
         // Let the issued iterations finish: the result is their state.
         if issued > 0 {
-            self.ends[(issued - 1) % 3].synchronize()?;
+            let last = issued - 1;
+            self.ends[last % 3].synchronize()?;
+            // Learn from the last iteration too: a plan cut short after one or two iterations observes nothing in
+            // the loop above, and an estimate that once came out high would otherwise never come down again
+            // (every later plan would stop after its first iteration).
+            if last >= 1 || self.clock.estimate.is_some() {
+                let begin = if last == 0 { &self.started } else { &self.ends[(last - 1) % 3] };
+                let ms = begin.elapsed_ms(&self.ends[last % 3])?;
+                self.clock.observe(Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
+            }
         }
         Ok(issued)
     }
