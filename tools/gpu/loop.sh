@@ -34,7 +34,7 @@ T
 cat > /tmp/loop-tdmpc2.toml <<T
 artifact = "/tmp/tdmpc2"
 rate_hz = 200.0
-deadline_ms = 4.5
+deadline_ms = ${TDMPC2_DEADLINE_MS:-4.5}
 [planner]
 solver = "mppi"
 samples = 512
