@@ -7,9 +7,10 @@
 //! deadline the host does not wait for the GPU before that copy.
 //!
 //! # Threading
-//! An `Engine` is `Send` but must be used from **one thread at a time, and captured CUDA graphs must be launched
-//! from the thread that captured them**: create it on the inference thread and keep it there (the daemon and the
-//! C ABI hand requests to that thread instead of sharing the engine).
+//! An `Engine` is neither `Send` nor `Sync` (it holds CUDA graphs, which must be launched from the thread that
+//! captured them): create it on the inference thread and keep it there (the daemon and the C ABI hand requests to
+//! that thread instead of sharing the engine). Moving it within that thread is fine: the captured graphs stay
+//! valid (the session is boxed, so the address they are keyed by does not change).
 //!
 //! ```no_run
 //! # fn demo(obs: &candle_core::Tensor, goal: &candle_core::Tensor) -> swm::Result<()> {
@@ -115,7 +116,10 @@ pub fn default_planner(session: &Session) -> Result<PlannerConfig> {
 /// Session + planner + output buffers on one CUDA stream (see the module docs).
 #[derive(Debug)]
 pub struct Engine {
-    session: Session,
+    /// Boxed: the planner keys its captured graph by the scorer's address, which must not change when the engine
+    /// moves (into a thread, a struct, a `Result`) after the graph was captured, or every later deadline-bounded
+    /// step would find the graph stale and run eagerly.
+    session: Box<Session>,
     planner: Planner,
     device: Device,
     deadline: Option<Duration>,
@@ -160,7 +164,7 @@ impl Engine {
         let ctx = cuda.cuda_stream().context().clone();
         let event = || ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT));
         Ok(Self {
-            session,
+            session: Box::new(session),
             planner,
             device,
             deadline: options.deadline,
@@ -221,7 +225,7 @@ impl Engine {
     /// deadline-bounded step does not run eagerly.
     pub fn prepare(&mut self) -> Result<()> {
         if !self.eager {
-            self.planner.prepare(&mut self.session)?;
+            self.planner.prepare(&mut *self.session)?;
         }
         Ok(())
     }
@@ -268,10 +272,10 @@ impl Engine {
         // A step without a deadline captures (once) and replays the iteration graph; with one, it replays the
         // graph if it is current and otherwise runs eagerly rather than capture inside the budget.
         if self.deadline.is_none() && !self.eager {
-            self.planner.prepare(&mut self.session)?;
+            self.planner.prepare(&mut *self.session)?;
         }
         let options = PlanOptions { deadline: self.deadline.map(|d| start + d), eager: self.eager };
-        let plan = self.planner.plan(&mut self.session, &options)?;
+        let plan = self.planner.plan(&mut *self.session, &options)?;
         let (source, iterations) = (plan.source, plan.iterations);
         let executed = plan.executed()?; // (B, steps, A_env)
         let (b, steps, a) = executed.dims3()?;

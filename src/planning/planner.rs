@@ -295,6 +295,12 @@ impl Planner {
         [self.batch, self.config.solver.num_samples(), self.config.horizon, self.config.macro_action_dim()]
     }
 
+    /// Whether a captured iteration graph for `scorer` (its address and revision) is ready, so that plans — with a
+    /// deadline too — replay it rather than run eagerly.
+    pub fn is_prepared<S: CandidateScorer + ?Sized>(&self, scorer: &S) -> bool {
+        self.graph.as_ref().is_some_and(|g| g.scorer == scorer_key(scorer))
+    }
+
     /// Captures the iteration graph for `scorer` now (one eager warm-up iteration, then stream capture), so that the
     /// first [`Planner::plan`] does not pay for it. Call it after the scorer's observation and goal are set (and
     /// again after they change shape); a deadline-bounded plan never captures, it runs eagerly until this is done.

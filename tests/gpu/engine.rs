@@ -234,3 +234,32 @@ fn engine_rejects_malformed_observations_and_keeps_serving() {
     // Still serving.
     assert_eq!(engine.step(&good.observation()).unwrap().source, PlanSource::Solved);
 }
+
+/// A daemon creates its engine, warms it up and then moves it (into its actor): the captured graph must still be
+/// the one deadline-bounded steps replay (it is keyed by the session's address), and a generous deadline then
+/// solves every step. Before the session was boxed, the moved engine planned eagerly forever.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_moved_engine_keeps_replaying_its_graph_under_a_deadline() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = tdmpc2_artifact(dir.path());
+    let inputs = Inputs::random(&artifact, 11);
+    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
+    let probe = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
+    let config = fixed(solver, &probe, 3);
+    let options = EngineOptions { planner: Some(config), deadline: Some(Duration::from_secs(1)), ..Default::default() };
+    let mut engine = Engine::new(&artifact, &device, &options).unwrap();
+    engine.warm_up(&inputs.observation()).unwrap();
+    assert!(engine.planner().is_prepared(engine.session()));
+    // Move it, as a daemon does (returned from its constructor, into its actor): through a box and a vector.
+    let boxed = Box::new(engine);
+    let mut moved = vec![*boxed];
+    let mut engine = moved.pop().unwrap();
+    assert!(engine.planner().is_prepared(engine.session()), "the move made the captured graph stale");
+    for _ in 0..5 {
+        let step = engine.step(&inputs.observation()).unwrap();
+        assert_eq!(step.source, PlanSource::Solved);
+    }
+    assert!(engine.planner().is_prepared(engine.session()));
+}
