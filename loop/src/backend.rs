@@ -229,7 +229,7 @@ pub fn planner_config(
 ) -> Result<PlannerConfig, swm::Error> {
     let mut config = match &section.file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| swm::Error::Io { path: path.clone(), source })?;
+            let text = swm::config::read_text(path)?;
             PlannerConfig::from_json_str(&text).map_err(|e| e.in_file(path))?
         }
         None => default_planner(session)?,

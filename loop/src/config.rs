@@ -9,14 +9,10 @@ use serde::{Deserialize, Serialize};
 /// Why a configuration cannot be used. Names the file and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        /// The config file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// The file could not be read: missing, not a regular file, over swm's 16 MiB bound for config files, or not
+    /// UTF-8 (read with [`swm::config::read_text`]).
+    #[error(transparent)]
+    Read(#[from] swm::config::ConfigError),
     /// The TOML is malformed, has an unknown field or a value of the wrong type.
     #[error("{path}: {reason}")]
     Parse {
@@ -157,7 +153,7 @@ impl LoopConfig {
 
     /// Reads a TOML file without validating it (command-line overrides come next).
     pub fn load_unvalidated(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let text = swm::config::read_text(path)?;
         let mut config = Self::from_toml(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [config.artifact.as_mut(), config.planner.file.as_mut()].into_iter().flatten() {

@@ -190,7 +190,7 @@ impl Daemon {
         let obs_drain = obs_rx.clone();
         let (done_tx, done_rx) = bounded::<Done>(config.ipc.action_queue);
         let (ctl_tx, ctl_rx) = bounded::<Control>(16);
-        let (started_tx, started_rx) = bounded::<Result<(), String>>(1);
+        let (started_tx, started_rx) = bounded::<Result<(), swm::Error>>(1);
         let mut threads = Vec::new();
 
         let spawn = |name: &'static str, f: Box<dyn FnOnce() -> Result<(), DaemonError> + Send>| {
@@ -203,37 +203,31 @@ impl Daemon {
 
         // Inference first: it owns the backend, whose creation may fail (reported before the others start).
         {
-            let (metrics, shutdown, done_rx2) = (metrics.clone(), shutdown.clone(), done_rx.clone());
+            let (metrics, shutdown, done_drain) = (metrics.clone(), shutdown.clone(), done_rx.clone());
             let deadline = config.deadline();
             threads.push(spawn(
                 "infer",
                 Box::new(move || {
-                    let backend = match backend() {
-                        Ok(b) => {
+                    match backend() {
+                        Ok(backend) => {
                             let _ = started_tx.send(Ok(()));
-                            b
+                            infer(backend, obs_rx, ctl_rx, done_tx, done_drain, &metrics, &shutdown, deadline);
                         }
-                        Err(e) => {
-                            let _ = started_tx.send(Err(e.to_string()));
-                            return Err(DaemonError::Backend(e));
-                        }
-                    };
-                    infer(backend, obs_rx, ctl_rx, done_tx, done_rx2, &metrics, &shutdown, deadline);
+                        // Reported by `start` (the thread ends without an error of its own).
+                        Err(e) => drop(started_tx.send(Err(e))),
+                    }
                     Ok(())
                 }),
             )?);
         }
-        match started_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => {
-                shutdown.request();
-                let (_, handle) = threads.pop().ok_or(DaemonError::Thread("infer"))?;
-                return Err(handle
-                    .join()
-                    .map_err(|_| DaemonError::Thread("infer"))?
-                    .err()
-                    .unwrap_or(DaemonError::Thread("infer")));
+        // A closed channel means the thread died before it could report: it panicked.
+        let started = started_rx.recv().unwrap_or(Err(swm::Error::Internal("the inference thread panicked".into())));
+        if let Err(e) = started {
+            shutdown.request();
+            for (_, handle) in threads {
+                let _ = handle.join();
             }
+            return Err(DaemonError::Backend(e));
         }
         {
             let (metrics, shutdown, transport) = (metrics.clone(), shutdown.clone(), transport.clone());
@@ -508,6 +502,19 @@ fn output(
             last_stats = Instant::now();
         }
     }
+    // The counters `Stats` has no field for, and the totals, once at the end.
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    tracing::info!(
+        "served {} steps: {} actions published, {} replaced before publishing, {} failed steps, {} deadline misses, \
+         {} observations rejected, {} dropped as stale",
+        load(&metrics.steps),
+        load(&metrics.actions_published),
+        load(&metrics.actions_dropped),
+        load(&metrics.step_errors),
+        load(&metrics.deadline_misses),
+        load(&metrics.observations_rejected),
+        load(&metrics.observations_dropped_stale)
+    );
 }
 
 fn control(mut source: Box<dyn CommandSource>, ctl_tx: Sender<Control>, shutdown: &Shutdown) {
