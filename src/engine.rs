@@ -176,6 +176,18 @@ impl Engine {
         })
     }
 
+    /// `normalised` model-unit actions (env-action-dim values per env step) in env units, `x·std + mean` per env
+    /// dim as the step maps its plan (host arithmetic; identity without an action normaliser).
+    pub fn to_env_units(&self, normalised: &[f32]) -> Vec<f32> {
+        let a = &self.session.preprocess().action;
+        match (&a.std, &a.mean) {
+            (Some(std), Some(mean)) if !std.is_empty() && std.len() == mean.len() => {
+                normalised.iter().enumerate().map(|(i, x)| x * std[i % std.len()] + mean[i % mean.len()]).collect()
+            }
+            _ => normalised.to_vec(),
+        }
+    }
+
     /// The session (schema, preprocessing, model).
     pub fn session(&self) -> &Session {
         &self.session

@@ -1,7 +1,7 @@
 //! The inference actor's work, behind a trait: [`EngineBackend`] runs swm's [`Engine`] on the GPU; tests plug in a
 //! double so that the IPC and actor plumbing run on machines without one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
 use swm::engine::{default_planner, Engine, EngineOptions};
@@ -41,8 +41,20 @@ pub trait Backend {
     /// The model's inputs, in the order [`Backend::step`] receives them.
     fn inputs(&self) -> &[InputSpec];
     /// Plans for one complete observation (one message per input, in [`Backend::inputs`] order) and writes the
-    /// first env action, the planned sequence, status, cost and iterations into `slot`.
-    fn step(&mut self, observation: &[Message], slot: &mut ActionSlot) -> Result<StepTimes, swm::Error>;
+    /// first env action, the planned sequence, status, cost and iterations into `slot`. `deadline` is when the
+    /// action must be in host memory: a planner that cannot finish by then stops early (`Truncated`) or uses its
+    /// warm start or fallback.
+    fn step(
+        &mut self,
+        observation: &[Message],
+        deadline: Instant,
+        slot: &mut ActionSlot,
+    ) -> Result<StepTimes, swm::Error>;
+    /// The configured fixed fallback as one env action in env units, for the daemon's watchdog (which answers a
+    /// step that has not come back in time without the GPU); `None` when none is configured.
+    fn fallback_action(&self) -> Option<Vec<f32>> {
+        None
+    }
     /// Sets the goal (LeWM) from one complete observation.
     fn set_goal(&mut self, goal: &[Message]) -> Result<(), swm::Error>;
     /// Starts a new episode: context, warm start and goal cleared.
@@ -59,6 +71,8 @@ pub struct EngineBackend {
     device: Device,
     /// `[2, 1, 0]` on the device, to turn BGR into RGB.
     bgr: Tensor,
+    /// The fixed fallback's first env action in env units.
+    fallback: Option<Vec<f32>>,
 }
 
 impl EngineBackend {
@@ -81,7 +95,12 @@ impl EngineBackend {
         let inputs = inputs(session.schema());
         let engine = Engine::with_session(session, &options)?;
         let bgr = Tensor::new(&[2u32, 1, 0], &device)?;
-        let mut backend = Self { engine, inputs, device, bgr };
+        let env_dim = engine.session().env_action_dim();
+        let fallback = match &config.fallback {
+            Fallback::Fixed { action } => Some(engine.to_env_units(&action[..env_dim.min(action.len())])),
+            Fallback::WarmStart => None,
+        };
+        let mut backend = Self { engine, inputs, device, bgr, fallback };
         backend.warm_up()?;
         Ok(backend)
     }
@@ -151,7 +170,14 @@ impl Backend for EngineBackend {
         &self.inputs
     }
 
-    fn step(&mut self, observation_messages: &[Message], slot: &mut ActionSlot) -> Result<StepTimes, swm::Error> {
+    fn step(
+        &mut self,
+        observation_messages: &[Message],
+        deadline: Instant,
+        slot: &mut ActionSlot,
+    ) -> Result<StepTimes, swm::Error> {
+        // The budget counts from the observation's arrival, not from this call.
+        self.engine.set_deadline(Some(deadline.saturating_duration_since(Instant::now())));
         let tensors = self.upload(observation_messages)?;
         let obs = observation(&self.inputs, &tensors);
         let step = self.engine.step(&obs)?;
@@ -168,6 +194,10 @@ impl Backend for EngineBackend {
         slot.cost = step.cost.first().copied().unwrap_or(f32::NAN);
         slot.iterations = step.iterations as u32;
         Ok(StepTimes { encode: step.times.encode, plan: step.times.plan })
+    }
+
+    fn fallback_action(&self) -> Option<Vec<f32>> {
+        self.fallback.clone()
     }
 
     fn set_goal(&mut self, goal: &[Message]) -> Result<(), swm::Error> {
@@ -190,11 +220,8 @@ impl Backend for EngineBackend {
         };
         apply(&mut config, &section);
         config.validate()?;
-        self.engine.set_planner(config)?;
-        if update.deadline.is_some() {
-            self.engine.set_deadline(update.deadline);
-        }
-        Ok(())
+        // A new deadline is the daemon's (it sets each step's budget).
+        self.engine.set_planner(config)
     }
 }
 

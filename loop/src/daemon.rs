@@ -10,10 +10,13 @@
 //!   input, same sequence). The hand-over queue holds `ipc.observation_queue` observations: when it is full, the
 //!   oldest waiting one is dropped and counted, so inference always takes the newest.
 //! * **inference** owns the [`Backend`]: it is created on that thread and never leaves it. Each step has the
-//!   configured deadline; a planner that cannot finish publishes its warm start or fallback with the matching status
-//!   (counted as a deadline miss). Overruns are logged at most once a second.
+//!   configured deadline, counted from the observation's arrival; a planner that cannot finish publishes its
+//!   truncated plan, warm start or fallback with the matching status (counted as a deadline miss). Overruns are
+//!   logged at most once a second.
 //! * **output** stamps and publishes each action (latest value; a slow or dead subscriber never stalls it) and the
-//!   statistics every `stats_period_s`. When its queue is full, the oldest unpublished action is replaced.
+//!   statistics every `stats_period_s`. When its queue is full, the oldest unpublished action is replaced. It is
+//!   also the **watchdog**: a step whose result is not back half-way between its deadline and the end of the
+//!   period (a stalled GPU) is answered from host data ([`watchdog::fallback`]) and its late result discarded.
 //! * **control** answers commands (reset, planner parameters, pause/resume, shutdown) through the inference thread.
 //!
 //! Shutdown: [`Shutdown::request`] (from the signal handler or a `Shutdown` command) stops every loop within one
@@ -31,6 +34,7 @@ use crate::backend::{Backend, PlannerUpdate};
 use crate::config::LoopConfig;
 use crate::message::{check, InputSpec, Message};
 use crate::metrics::{monotonic_ns, Metrics, Stage};
+use crate::watchdog::{self, InFlight};
 
 /// How long a loop waits for input before it checks for shutdown again.
 pub const POLL: Duration = Duration::from_millis(5);
@@ -156,11 +160,28 @@ struct Ready {
     ready: Instant,
 }
 
+/// What the inference thread tells the output thread.
+enum ToOutput {
+    /// A step started: the watchdog answers it if its result is not back by `due`.
+    Started(InFlight),
+    /// A step's result.
+    Done(Done),
+}
+
 /// A step's result on its way to the output thread.
 struct Done {
+    /// The step number of its [`InFlight`].
+    step: u64,
     slot: ActionSlot,
     finished: Instant,
     received: Instant,
+}
+
+/// The step budget and the control period (the watchdog fires between the two).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    deadline: Duration,
+    period: Duration,
 }
 
 /// A running daemon: its threads and the shutdown flag.
@@ -188,9 +209,10 @@ impl Daemon {
         let (obs_tx, obs_rx) = bounded::<Ready>(config.ipc.observation_queue);
         // Channels are multi-consumer: ingest keeps a receiver to drop the oldest waiting observation when full.
         let obs_drain = obs_rx.clone();
-        let (done_tx, done_rx) = bounded::<Done>(config.ipc.action_queue);
+        // Two messages per step (started, done).
+        let (done_tx, done_rx) = bounded::<ToOutput>(2 * config.ipc.action_queue);
         let (ctl_tx, ctl_rx) = bounded::<Control>(16);
-        let (started_tx, started_rx) = bounded::<Result<(), swm::Error>>(1);
+        let (started_tx, started_rx) = bounded::<Result<Option<Vec<f32>>, swm::Error>>(1);
         let mut threads = Vec::new();
 
         let spawn = |name: &'static str, f: Box<dyn FnOnce() -> Result<(), DaemonError> + Send>| {
@@ -204,14 +226,14 @@ impl Daemon {
         // Inference first: it owns the backend, whose creation may fail (reported before the others start).
         {
             let (metrics, shutdown, done_drain) = (metrics.clone(), shutdown.clone(), done_rx.clone());
-            let deadline = config.deadline();
+            let timing = Timing { deadline: config.deadline(), period: config.period() };
             threads.push(spawn(
                 "infer",
                 Box::new(move || {
                     match backend() {
                         Ok(backend) => {
-                            let _ = started_tx.send(Ok(()));
-                            infer(backend, obs_rx, ctl_rx, done_tx, done_drain, &metrics, &shutdown, deadline);
+                            let _ = started_tx.send(Ok(backend.fallback_action()));
+                            infer(backend, obs_rx, ctl_rx, done_tx, done_drain, &metrics, &shutdown, timing);
                         }
                         // Reported by `start` (the thread ends without an error of its own).
                         Err(e) => drop(started_tx.send(Err(e))),
@@ -222,13 +244,16 @@ impl Daemon {
         }
         // A closed channel means the thread died before it could report: it panicked.
         let started = started_rx.recv().unwrap_or(Err(swm::Error::Internal("the inference thread panicked".into())));
-        if let Err(e) = started {
-            shutdown.request();
-            for (_, handle) in threads {
-                let _ = handle.join();
+        let fixed_fallback = match started {
+            Ok(fixed) => fixed,
+            Err(e) => {
+                shutdown.request();
+                for (_, handle) in threads {
+                    let _ = handle.join();
+                }
+                return Err(DaemonError::Backend(e));
             }
-            return Err(DaemonError::Backend(e));
-        }
+        };
         {
             let (metrics, shutdown, transport) = (metrics.clone(), shutdown.clone(), transport.clone());
             let (max_bytes, ctl_tx) = (config.ipc.max_observation_bytes, ctl_tx.clone());
@@ -248,7 +273,7 @@ impl Daemon {
                 "output",
                 Box::new(move || {
                     let sink = transport.actions()?;
-                    output(sink, done_rx, period, &metrics, &shutdown);
+                    output(sink, done_rx, period, fixed_fallback, &metrics, &shutdown);
                     Ok(())
                 }),
             )?);
@@ -380,15 +405,24 @@ fn infer<B: Backend>(
     mut backend: B,
     obs_rx: Receiver<Ready>,
     ctl_rx: Receiver<Control>,
-    done_tx: Sender<Done>,
-    done_drain: Receiver<Done>,
+    done_tx: Sender<ToOutput>,
+    done_drain: Receiver<ToOutput>,
     metrics: &Metrics,
     shutdown: &Shutdown,
-    deadline: Duration,
+    mut timing: Timing,
 ) {
     let mut paused = false;
-    let mut sequence = 0u64;
+    let mut step = 0u64;
     let mut overrun = Throttle(None);
+    // Inference never waits for the output thread: when the queue is full, the oldest message is dropped.
+    let send = |message: ToOutput| {
+        if let Err(TrySendError::Full(message)) = done_tx.try_send(message) {
+            if let Ok(ToOutput::Done(_)) = done_drain.try_recv() {
+                Metrics::count(&metrics.actions_dropped);
+            }
+            let _ = done_tx.try_send(message);
+        }
+    };
     while !shutdown.requested() {
         select! {
             recv(ctl_rx) -> msg => match msg {
@@ -400,7 +434,12 @@ fn infer<B: Backend>(
                 Ok(Control::Reset) => backend.reset(),
                 Ok(Control::Planner(update, reply)) => {
                     let answer = match backend.update_planner(update) {
-                        Ok(()) => CommandReply::ok("planner updated"),
+                        Ok(()) => {
+                            if let Some(deadline) = update.deadline {
+                                timing.deadline = deadline;
+                            }
+                            CommandReply::ok("planner updated")
+                        }
                         Err(e) => CommandReply::rejected(&e.to_string()),
                     };
                     let _ = reply.send(answer);
@@ -418,39 +457,39 @@ fn infer<B: Backend>(
                 metrics.record(Stage::QueueWait, start.duration_since(ready.ready));
                 let head = &ready.messages[0].header;
                 let received = ready.messages.iter().map(|m| m.received).min().unwrap_or(ready.ready);
-                let mut slot = ActionSlot {
+                step += 1;
+                let in_flight = InFlight {
+                    step,
                     observation_sequence: head.sequence,
                     captured_ns: ready.messages.iter().map(|m| m.header.capture_ns).max().unwrap_or(0),
                     received_ns: monotonic_ns().saturating_sub(received.elapsed().as_nanos() as u64),
+                    due: received + watchdog::due_after(timing.deadline, timing.period),
+                };
+                send(ToOutput::Started(in_flight));
+                let mut slot = ActionSlot {
+                    observation_sequence: in_flight.observation_sequence,
+                    captured_ns: in_flight.captured_ns,
+                    received_ns: in_flight.received_ns,
                     ..ActionSlot::default()
                 };
-                match backend.step(&ready.messages, &mut slot) {
+                match backend.step(&ready.messages, received + timing.deadline, &mut slot) {
                     Ok(times) => {
                         Metrics::count(&metrics.steps);
                         metrics.record(Stage::Encode, times.encode);
                         metrics.record(Stage::Plan, times.plan);
+                        // Misses are counted by the output thread (a step the watchdog answered counts once).
                         let status = slot.status();
                         if status != Some(ActionStatus::Solved) {
-                            Metrics::count(&metrics.deadline_misses);
-                            if matches!(status, Some(ActionStatus::WarmStart | ActionStatus::Fallback | ActionStatus::Prior)) {
-                                Metrics::count(&metrics.fallbacks_published);
-                            }
                             if overrun.ready() {
                                 tracing::warn!(
-                                    "step for observation {} missed its {:?} deadline: published {:?} after {} iterations",
-                                    slot.observation_sequence, deadline, status, slot.iterations
+                                    "step for observation {} missed its {:?} deadline: {:?} after {} iterations \
+                                     (queue wait {:?}, encode {:?}, plan {:?} GPU, step {:?} wall)",
+                                    slot.observation_sequence, timing.deadline, status, slot.iterations,
+                                    start.duration_since(ready.ready), times.encode, times.plan, start.elapsed()
                                 );
                             }
                         }
-                        sequence += 1;
-                        slot.sequence = sequence;
-                        let done = Done { slot, finished: Instant::now(), received };
-                        if let Err(TrySendError::Full(done)) = done_tx.try_send(done) {
-                            if done_drain.try_recv().is_ok() {
-                                Metrics::count(&metrics.actions_dropped);
-                            }
-                            let _ = done_tx.try_send(done);
-                        }
+                        send(ToOutput::Done(Done { step, slot, finished: Instant::now(), received }));
                     }
                     Err(e) => {
                         Metrics::count(&metrics.step_errors);
@@ -465,37 +504,104 @@ fn infer<B: Backend>(
     }
 }
 
+/// The output thread's state: the published sequence, the step it is watching, the last published action.
+struct Output {
+    sink: Box<dyn ActionSink>,
+    sequence: u64,
+    watching: Option<InFlight>,
+    /// The newest step answered by the watchdog (its late result is discarded).
+    answered: u64,
+    last: Option<ActionSlot>,
+    fixed: Option<Vec<f32>>,
+    late: u64,
+    warn: Throttle,
+}
+
+impl Output {
+    /// Stamps and publishes `slot`; true when it reached shared memory.
+    fn publish(&mut self, mut slot: ActionSlot, metrics: &Metrics) -> bool {
+        self.sequence += 1;
+        slot.sequence = self.sequence;
+        slot.published_ns = monotonic_ns();
+        match self.sink.publish(&slot) {
+            Ok(()) => {
+                Metrics::count(&metrics.actions_published);
+                self.last = Some(slot);
+                true
+            }
+            Err(e) => {
+                if self.warn.ready() {
+                    tracing::warn!("actions: {e}");
+                }
+                false
+            }
+        }
+    }
+
+    /// Publishes the watchdog's fallback for the watched step once it is due.
+    fn check_watchdog(&mut self, metrics: &Metrics) {
+        let Some(step) = self.watching.filter(|w| Instant::now() >= w.due) else { return };
+        self.watching = None;
+        self.answered = step.step;
+        let slot = watchdog::fallback(&step, self.last.as_ref(), self.fixed.as_deref());
+        Metrics::count(&metrics.deadline_misses);
+        Metrics::count(&metrics.fallbacks_published);
+        if self.warn.ready() {
+            tracing::warn!(
+                "step for observation {} not back by its due time: the watchdog published {:?}",
+                step.observation_sequence,
+                slot.status()
+            );
+        }
+        self.publish(slot, metrics);
+    }
+}
+
 fn output(
-    mut sink: Box<dyn ActionSink>,
-    done_rx: Receiver<Done>,
+    sink: Box<dyn ActionSink>,
+    done_rx: Receiver<ToOutput>,
     period: Duration,
+    fixed: Option<Vec<f32>>,
     metrics: &Metrics,
     shutdown: &Shutdown,
 ) {
+    let mut out =
+        Output { sink, sequence: 0, watching: None, answered: 0, last: None, fixed, late: 0, warn: Throttle(None) };
     let mut last_stats = Instant::now();
-    let mut warn = Throttle(None);
     while !shutdown.requested() {
-        if let Ok(mut done) = done_rx.recv_timeout(POLL) {
-            done.slot.published_ns = monotonic_ns();
-            match sink.publish(&done.slot) {
-                Ok(()) => {
-                    Metrics::count(&metrics.actions_published);
+        // Wake for the next message, the watched step's due time or the next poll, whichever is first.
+        let timeout = out.watching.map_or(POLL, |w| w.due.saturating_duration_since(Instant::now()).min(POLL));
+        match done_rx.recv_timeout(timeout) {
+            Ok(ToOutput::Started(step)) => out.watching = Some(step),
+            Ok(ToOutput::Done(done)) if done.step <= out.answered => {
+                // Answered by the watchdog already: publishing it now would reorder the controller's actions.
+                out.late += 1;
+            }
+            Ok(ToOutput::Done(done)) => {
+                if out.watching.is_some_and(|w| w.step == done.step) {
+                    out.watching = None;
+                }
+                let status = done.slot.status();
+                if status != Some(ActionStatus::Solved) {
+                    Metrics::count(&metrics.deadline_misses);
+                }
+                if matches!(status, Some(ActionStatus::WarmStart | ActionStatus::Fallback | ActionStatus::Prior)) {
+                    Metrics::count(&metrics.fallbacks_published);
+                }
+                if out.publish(done.slot, metrics) {
                     let now = Instant::now();
                     metrics.record(Stage::Publish, now.duration_since(done.finished));
                     metrics.record(Stage::EndToEnd, now.duration_since(done.received));
                 }
-                Err(e) => {
-                    if warn.ready() {
-                        tracing::warn!("actions: {e}");
-                    }
-                }
             }
+            Err(_) => {}
         }
+        out.check_watchdog(metrics);
         let elapsed = last_stats.elapsed();
         if elapsed >= period {
             let stats = metrics.summarise(elapsed);
-            if let Err(e) = sink.publish_stats(&stats) {
-                if warn.ready() {
+            if let Err(e) = out.sink.publish_stats(&stats) {
+                if out.warn.ready() {
                     tracing::warn!("stats: {e}");
                 }
             }
@@ -505,11 +611,12 @@ fn output(
     // The counters `Stats` has no field for, and the totals, once at the end.
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     tracing::info!(
-        "served {} steps: {} actions published, {} replaced before publishing, {} failed steps, {} deadline misses, \
-         {} observations rejected, {} dropped as stale",
+        "served {} steps: {} actions published, {} replaced before publishing, {} late results discarded after the \
+         watchdog's fallback, {} failed steps, {} deadline misses, {} observations rejected, {} dropped as stale",
         load(&metrics.steps),
         load(&metrics.actions_published),
         load(&metrics.actions_dropped),
+        out.late,
         load(&metrics.step_errors),
         load(&metrics.deadline_misses),
         load(&metrics.observations_rejected),

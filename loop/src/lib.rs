@@ -14,3 +14,4 @@ pub mod daemon;
 pub mod message;
 pub mod metrics;
 pub mod transport;
+pub mod watchdog;

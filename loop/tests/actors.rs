@@ -25,12 +25,13 @@ struct Log {
     planner: Vec<PlannerUpdate>,
 }
 
-/// A backend that "plans" by echoing the observation's sequence as its action, taking `delay` per step; a step
-/// slower than `deadline` publishes the warm start, as the engine does.
+/// A backend that "plans" by echoing the observation's sequence as its action (a three-step plan `seq`,
+/// `seq + 0.25`, `seq + 0.5`), taking `delay` per step; a step slower than its deadline publishes the warm start,
+/// as the engine does. `stall` makes the next step ignore its deadline (a GPU that hangs, then finishes).
 struct Double {
     inputs: Vec<InputSpec>,
     delay: Arc<Mutex<Duration>>,
-    deadline: Duration,
+    stall: Arc<Mutex<Option<Duration>>>,
     log: Arc<Mutex<Log>>,
 }
 
@@ -38,11 +39,19 @@ impl Backend for Double {
     fn inputs(&self) -> &[InputSpec] {
         &self.inputs
     }
-    fn step(&mut self, observation: &[Message], slot: &mut ActionSlot) -> Result<StepTimes, swm::Error> {
+    fn step(
+        &mut self,
+        observation: &[Message],
+        deadline: Instant,
+        slot: &mut ActionSlot,
+    ) -> Result<StepTimes, swm::Error> {
         let delay = *self.delay.lock().unwrap();
         let start = Instant::now();
-        let status = if delay > self.deadline {
-            std::thread::sleep(self.deadline);
+        let status = if let Some(stall) = self.stall.lock().unwrap().take() {
+            std::thread::sleep(stall);
+            ActionStatus::Solved
+        } else if start + delay > deadline {
+            std::thread::sleep(deadline.saturating_duration_since(start));
             ActionStatus::WarmStart
         } else {
             std::thread::sleep(delay);
@@ -50,8 +59,9 @@ impl Backend for Double {
         };
         let seq = observation[0].header.sequence;
         self.log.lock().unwrap().steps.push(seq);
-        slot.action[0] = seq as f32;
-        slot.action_dim = 1;
+        let s = seq as f32;
+        slot.set_action(&[s]).unwrap();
+        slot.set_plan(3, &[s, s + 0.25, s + 0.5]).unwrap();
         slot.status = status as u32;
         slot.iterations = if status == ActionStatus::Solved { 30 } else { 0 };
         Ok(StepTimes { encode: Duration::ZERO, plan: start.elapsed() })
@@ -132,6 +142,7 @@ struct Harness {
     stats: Receiver<Stats>,
     commands: Sender<(Command, Sender<CommandReply>)>,
     delay: Arc<Mutex<Duration>>,
+    stall: Arc<Mutex<Option<Duration>>>,
     log: Arc<Mutex<Log>>,
 }
 
@@ -154,9 +165,10 @@ fn start(observation_queue: usize) -> Harness {
     config.ipc.observation_queue = observation_queue;
     let transport = Arc::new(Channels { observations: obs_rx, actions: act_tx, stats: stats_tx, commands: cmd_rx });
     let delay = Arc::new(Mutex::new(Duration::from_millis(1)));
+    let stall = Arc::new(Mutex::new(None));
     let log = Arc::new(Mutex::new(Log::default()));
-    let (d, l) = (delay.clone(), log.clone());
-    let backend = move || Ok(Double { inputs: inputs(), delay: d, deadline: DEADLINE, log: l });
+    let (d, st, l) = (delay.clone(), stall.clone(), log.clone());
+    let backend = move || Ok(Double { inputs: inputs(), delay: d, stall: st, log: l });
     let daemon = Daemon::start(&config, inputs(), transport, backend, Shutdown::default()).expect("daemon starts");
     Harness {
         daemon: Some(daemon),
@@ -165,6 +177,7 @@ fn start(observation_queue: usize) -> Harness {
         stats: stats_rx,
         commands: cmd_tx,
         delay,
+        stall,
         log,
     }
 }
@@ -327,6 +340,37 @@ fn a_step_over_its_deadline_publishes_the_fallback_on_time_and_counts_the_miss()
     assert!(sent.elapsed() < DEADLINE + Duration::from_millis(150), "published after {:?}", sent.elapsed());
     let stats = h.stats_until(|s| s.deadline_misses == 1);
     assert_eq!(stats.fallbacks_published, 1);
+    h.stop();
+}
+
+#[test]
+fn a_stalled_step_is_answered_by_the_watchdog_on_time_and_its_late_result_discarded() {
+    let h = start(1);
+    h.send(1);
+    let first = h.next_action();
+    assert_eq!((first.sequence, first.status()), (1, Some(ActionStatus::Solved)));
+    // The next step hangs far past its deadline and the period (a stalled GPU).
+    *h.stall.lock().unwrap() = Some(Duration::from_millis(300));
+    let sent = Instant::now();
+    h.send(2);
+    let slot = h.next_action();
+    let after = sent.elapsed();
+    // Due half-way between the deadline (20 ms) and the end of the 33 ms period.
+    let due = DEADLINE + (Duration::from_secs_f64(1.0 / 30.0) - DEADLINE) / 2;
+    assert!(after >= DEADLINE && after < due + Duration::from_millis(15), "published after {after:?}, due {due:?}");
+    assert_eq!(slot.observation_sequence, 2);
+    assert_eq!(slot.sequence, 2);
+    assert_eq!(slot.status(), Some(ActionStatus::WarmStart), "{slot:?}");
+    assert_eq!(slot.action(), &[1.25], "the previous plan, shifted by one step");
+    assert_eq!(slot.plan(), &[1.25, 1.5]);
+    assert_eq!(slot.iterations, 0);
+    // The step's own (late) result never reaches the controller; the next observation is served normally.
+    assert!(h.actions.recv_timeout(Duration::from_millis(400)).is_err(), "the late result was published");
+    h.send(3);
+    let next = h.next_action();
+    assert_eq!((next.observation_sequence, next.sequence, next.status()), (3, 3, Some(ActionStatus::Solved)));
+    let stats = h.stats_until(|s| s.actions_published == 3);
+    assert_eq!((stats.deadline_misses, stats.fallbacks_published, stats.steps), (1, 1, 3), "{stats:?}");
     h.stop();
 }
 

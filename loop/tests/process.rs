@@ -37,7 +37,7 @@ impl Backend for Echo {
     fn inputs(&self) -> &[InputSpec] {
         &self.0
     }
-    fn step(&mut self, observation: &[Message], slot: &mut ActionSlot) -> Result<StepTimes, swm::Error> {
+    fn step(&mut self, observation: &[Message], _: Instant, slot: &mut ActionSlot) -> Result<StepTimes, swm::Error> {
         slot.action[0] = observation[0].header.sequence as f32;
         slot.action_dim = 1;
         slot.status = ActionStatus::Solved as u32;
