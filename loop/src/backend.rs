@@ -9,7 +9,7 @@ use swm::planning::{CemConfig, IcemConfig, MppiConfig, PlannerConfig, Sampling, 
 use swm::session::{Observation, Session, SessionOptions};
 use swm_ipc::{ActionSlot, ActionStatus, Encoding, MAX_ACTION_DIM, MAX_PLAN_VALUES};
 
-use crate::config::{Fallback, LoopConfig, PlannerSection};
+use crate::config::{Fallback, FaultSection, LoopConfig, PlannerSection};
 use crate::message::{InputSpec, Message};
 
 /// What the backend measured of a step.
@@ -73,6 +73,9 @@ pub struct EngineBackend {
     bgr: Tensor,
     /// The fixed fallback's first env action in env units.
     fallback: Option<Vec<f32>>,
+    /// Injected GPU stalls (testing the deadline path).
+    fault: FaultSection,
+    steps: u64,
 }
 
 impl EngineBackend {
@@ -100,7 +103,7 @@ impl EngineBackend {
             Fallback::Fixed { action } => Some(engine.to_env_units(&action[..env_dim.min(action.len())])),
             Fallback::WarmStart => None,
         };
-        let mut backend = Self { engine, inputs, device, bgr, fallback };
+        let mut backend = Self { engine, inputs, device, bgr, fallback, fault: config.fault.clone(), steps: 0 };
         backend.warm_up()?;
         Ok(backend)
     }
@@ -176,6 +179,10 @@ impl Backend for EngineBackend {
         deadline: Instant,
         slot: &mut ActionSlot,
     ) -> Result<StepTimes, swm::Error> {
+        self.steps += 1;
+        if let Some(stall) = self.fault.delay_before(self.steps) {
+            swm::ops::fault::gpu_delay(&self.device, stall)?;
+        }
         // The budget counts from the observation's arrival, not from this call.
         self.engine.set_deadline(Some(deadline.saturating_duration_since(Instant::now())));
         let tensors = self.upload(observation_messages)?;

@@ -96,6 +96,26 @@ impl Default for IpcSection {
     }
 }
 
+/// Fault injection, to test the deadline path on a GPU host: every `every`-th step is queued behind a kernel that
+/// keeps the GPU busy for `gpu_delay_ms` (the stall a loop must survive; the watchdog answers such a step). Off by
+/// default; never meant for production.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultSection {
+    /// Length of each injected GPU stall in milliseconds (at most 10 000). Default 0 (off).
+    pub gpu_delay_ms: f64,
+    /// Stall every this many steps (the first at step `every`). Default 0 (off).
+    pub every: u64,
+}
+
+impl FaultSection {
+    /// The stall to inject before step `step` (counted from 1), if any.
+    pub fn delay_before(&self, step: u64) -> Option<Duration> {
+        (self.every > 0 && self.gpu_delay_ms > 0.0 && step.is_multiple_of(self.every))
+            .then(|| Duration::from_secs_f64(self.gpu_delay_ms / 1e3))
+    }
+}
+
 /// The whole daemon configuration. Every field has a default; a file only states what differs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -121,6 +141,8 @@ pub struct LoopConfig {
     pub stats_period_s: f64,
     /// `tracing` filter (`info`, `swm_loop=debug`, ...); `RUST_LOG` wins when set. Default `info`.
     pub log: String,
+    /// Fault injection (testing only). Default off.
+    pub fault: FaultSection,
 }
 
 impl Default for LoopConfig {
@@ -136,6 +158,7 @@ impl Default for LoopConfig {
             ipc: IpcSection::default(),
             stats_period_s: 1.0,
             log: "info".into(),
+            fault: FaultSection::default(),
         }
     }
 }
@@ -231,6 +254,9 @@ impl LoopConfig {
         }
         if self.ipc.max_observation_bytes == 0 || self.ipc.max_observation_bytes > 1 << 30 {
             return Err(invalid("ipc.max_observation_bytes", "must be in [1, 1 GiB]".into()));
+        }
+        if !(self.fault.gpu_delay_ms.is_finite() && (0.0..=10_000.0).contains(&self.fault.gpu_delay_ms)) {
+            return Err(invalid("fault.gpu_delay_ms", format!("{} is not in [0, 10000]", self.fault.gpu_delay_ms)));
         }
         if !(self.stats_period_s.is_finite() && self.stats_period_s >= 0.01) {
             return Err(invalid("stats_period_s", format!("{} must be at least 0.01", self.stats_period_s)));

@@ -119,6 +119,9 @@ fn run(config: LoopConfig) -> Result<(), Box<dyn std::error::Error>> {
         config.gpu,
         config.ipc.prefix
     );
+    if let Some(stall) = config.fault.delay_before(config.fault.every) {
+        tracing::warn!("fault injection: every {}th step waits behind a {stall:?} GPU stall", config.fault.every);
+    }
     let daemon =
         Daemon::start(&config, inputs, transport, move || EngineBackend::open(&backend_config), shutdown.clone())?;
     tracing::info!("ready");

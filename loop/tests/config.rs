@@ -89,3 +89,18 @@ fn unknown_fields_and_wrong_types_are_parse_errors_naming_them() {
         assert!(err.to_string().contains(needle), "{text}: {err}");
     }
 }
+
+#[test]
+fn fault_injection_is_off_by_default_and_bounded() {
+    let config = LoopConfig::default();
+    assert!((1..1000).all(|step| config.fault.delay_before(step).is_none()));
+    let text = "artifact = \"a\"\n[fault]\ngpu_delay_ms = 40.0\nevery = 100\n";
+    let config = LoopConfig::from_toml(text, Path::new("f.toml")).unwrap();
+    config.validate(Path::new("f.toml")).unwrap();
+    assert_eq!(config.fault.delay_before(100), Some(Duration::from_millis(40)));
+    assert_eq!(config.fault.delay_before(200), Some(Duration::from_millis(40)));
+    assert_eq!(config.fault.delay_before(150), None);
+    let text = "artifact = \"a\"\n[fault]\ngpu_delay_ms = -1.0\nevery = 1\n";
+    let err = LoopConfig::from_toml(text, Path::new("f.toml")).unwrap().validate(Path::new("f.toml")).unwrap_err();
+    assert!(err.to_string().contains("fault.gpu_delay_ms"), "{err}");
+}

@@ -13,6 +13,7 @@
 
 pub mod bias_act;
 mod error;
+pub mod fault;
 pub mod gemm;
 pub(crate) mod launch;
 pub(crate) mod planner;

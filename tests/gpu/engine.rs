@@ -263,3 +263,41 @@ fn a_moved_engine_keeps_replaying_its_graph_under_a_deadline() {
     }
     assert!(engine.planner().is_prepared(engine.session()));
 }
+
+/// swm-loop's fault injection: the delay kernel occupies the stream for the requested time without blocking the
+/// host; a step queued behind it comes back late (the daemon's watchdog answers it) and the planner's iteration
+/// estimate is not poisoned — the next steps are solved within a generous deadline again.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn an_injected_gpu_stall_delays_one_step_and_the_engine_recovers() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = tdmpc2_artifact(dir.path());
+    let inputs = Inputs::random(&artifact, 12);
+    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
+    let probe = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
+    let config = fixed(solver, &probe, 3);
+    let options = EngineOptions { planner: Some(config), deadline: Some(Duration::from_secs(1)), ..Default::default() };
+    let mut engine = Engine::new(&artifact, &device, &options).unwrap();
+    engine.warm_up(&inputs.observation()).unwrap();
+    let stall = Duration::from_millis(60);
+    let issued = std::time::Instant::now();
+    swm::ops::fault::gpu_delay(&device, stall).unwrap();
+    assert!(issued.elapsed() < Duration::from_millis(10), "the delay blocked the host for {:?}", issued.elapsed());
+    engine.set_deadline(Some(Duration::from_millis(20)));
+    let step = engine.step(&inputs.observation()).unwrap();
+    assert!(
+        step.times.wall + Duration::from_millis(1) >= stall,
+        "the step did not wait for the stall: {:?}",
+        step.times
+    );
+    assert_ne!(step.source, PlanSource::Solved, "six iterations behind a 60 ms stall cannot meet 20 ms");
+    assert_eq!(step.first_action(0).len(), step.env_action_dim);
+    assert!(step.first_action(0).iter().all(|v| v.is_finite()));
+    engine.set_deadline(Some(Duration::from_secs(1)));
+    for _ in 0..3 {
+        let step = engine.step(&inputs.observation()).unwrap();
+        assert_eq!(step.source, PlanSource::Solved, "{:?}", step.times);
+    }
+    assert!(swm::ops::fault::gpu_delay(&device, Duration::from_secs(11)).is_err(), "over MAX_DELAY");
+}
