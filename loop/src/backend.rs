@@ -19,6 +19,9 @@ pub struct StepTimes {
     pub encode: Duration,
     /// Planning (GPU time).
     pub plan: Duration,
+    /// The whole step on the host (upload, engine step, copy into the slot): what the loop adds is measured
+    /// against it.
+    pub wall: Duration,
 }
 
 /// A planner change requested over the control service (zero fields keep their value).
@@ -179,6 +182,7 @@ impl Backend for EngineBackend {
         deadline: Instant,
         slot: &mut ActionSlot,
     ) -> Result<StepTimes, swm::Error> {
+        let start = Instant::now();
         self.steps += 1;
         if let Some(stall) = self.fault.delay_before(self.steps) {
             swm::ops::fault::gpu_delay(&self.device, stall)?;
@@ -200,7 +204,7 @@ impl Backend for EngineBackend {
         slot.status = ActionStatus::from(step.source) as u32;
         slot.cost = step.cost.first().copied().unwrap_or(f32::NAN);
         slot.iterations = step.iterations as u32;
-        Ok(StepTimes { encode: step.times.encode, plan: step.times.plan })
+        Ok(StepTimes { encode: step.times.encode, plan: step.times.plan, wall: start.elapsed() })
     }
 
     fn fallback_action(&self) -> Option<Vec<f32>> {

@@ -175,6 +175,8 @@ struct Done {
     slot: ActionSlot,
     finished: Instant,
     received: Instant,
+    /// The backend's step (host wall time).
+    wall: Duration,
 }
 
 /// The step budget and the control period (the watchdog fires between the two).
@@ -489,7 +491,7 @@ fn infer<B: Backend>(
                                 );
                             }
                         }
-                        send(ToOutput::Done(Done { step, slot, finished: Instant::now(), received }));
+                        send(ToOutput::Done(Done { step, slot, finished: Instant::now(), received, wall: times.wall }));
                     }
                     Err(e) => {
                         Metrics::count(&metrics.step_errors);
@@ -591,7 +593,9 @@ fn output(
                 if out.publish(done.slot, metrics) {
                     let now = Instant::now();
                     metrics.record(Stage::Publish, now.duration_since(done.finished));
-                    metrics.record(Stage::EndToEnd, now.duration_since(done.received));
+                    let end_to_end = now.duration_since(done.received);
+                    metrics.record(Stage::EndToEnd, end_to_end);
+                    metrics.record_overhead(end_to_end.saturating_sub(done.wall));
                 }
             }
             Err(_) => {}
@@ -622,6 +626,7 @@ fn output(
         load(&metrics.observations_rejected),
         load(&metrics.observations_dropped_stale)
     );
+    tracing::info!("whole run, per stage:\n{}", metrics.run_report());
 }
 
 fn control(mut source: Box<dyn CommandSource>, ctl_tx: Sender<Control>, shutdown: &Shutdown) {
