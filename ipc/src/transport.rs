@@ -53,7 +53,7 @@ use iceoryx2::port::server::Server;
 use iceoryx2::port::subscriber::{Subscriber, SubscriberCreateError};
 use iceoryx2::port::{LoanError, SendError};
 use iceoryx2::prelude::{
-    AllocationStrategy, Config, EventId, Node, NodeBuilder, NodeName, SemanticStringError, ServiceName,
+    AllocationStrategy, Config, EventId, LogLevel, Node, NodeBuilder, NodeName, SemanticStringError, ServiceName,
     SignalHandlingMode,
 };
 use iceoryx2::service::builder::event::EventOpenOrCreateError;
@@ -293,7 +293,25 @@ impl std::error::Error for TransportError {
 
 /// A node named `name` on iceoryx2's global config, with iceoryx2's signal handling disabled.
 pub fn node(name: &str) -> Result<Node<Service>, TransportError> {
-    node_with_config(name, Config::global_config())
+    node_with_config(name, global_config())
+}
+
+/// iceoryx2's global config: the first of its config files (`config/iceoryx2.toml`, the user's, the system's)
+/// or the defaults. Without a file, iceoryx2 warns on stderr that it uses the defaults, which is how swm runs
+/// normally: that one notice is silenced unless `IOX2_LOG_LEVEL` asks for iceoryx2's own logging.
+pub fn global_config() -> &'static Config {
+    if std::env::var_os("IOX2_LOG_LEVEL").is_some() {
+        return Config::global_config();
+    }
+    let level = iceoryx2_log::get_log_level();
+    iceoryx2::prelude::set_log_level(LogLevel::Error);
+    let config = Config::global_config();
+    let restored = [LogLevel::Trace, LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error, LogLevel::Fatal]
+        .into_iter()
+        .find(|l| *l as u8 == level)
+        .unwrap_or(LogLevel::Info);
+    iceoryx2::prelude::set_log_level(restored);
+    config
 }
 
 /// A node named `name` on `config` (e.g. another `global.prefix`, which isolates a group of processes from every

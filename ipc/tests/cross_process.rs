@@ -53,7 +53,7 @@ impl Domain {
     }
 
     fn named(name: String) -> Self {
-        let mut config = Config::global_config().clone();
+        let mut config = swm_ipc::transport::global_config().clone();
         config.global.prefix = FileName::new(iox_prefix(&name).as_bytes()).expect("a valid file name prefix");
         Self { name, config }
     }
