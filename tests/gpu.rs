@@ -17,6 +17,8 @@ mod gemm;
 mod planning;
 #[path = "gpu/tdmpc2.rs"]
 mod tdmpc2;
+#[path = "gpu/upload.rs"]
+mod upload;
 
 /// GPU tests run one at a time: CUDA graph capture must not overlap with another thread creating streams or
 /// synchronizing the (shared, primary) context, which the parallel test harness would otherwise do.

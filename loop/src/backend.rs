@@ -4,13 +4,14 @@
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
+use swm::device::UploadKind;
 use swm::engine::{default_planner, Engine, EngineOptions};
 use swm::planning::{CemConfig, IcemConfig, MppiConfig, PlannerConfig, Sampling, SolverConfig};
 use swm::session::{Observation, Session, SessionOptions};
 use swm_ipc::{ActionSlot, ActionStatus, Encoding, MAX_ACTION_DIM, MAX_PLAN_VALUES};
 
 use crate::config::{Fallback, FaultSection, LoopConfig, PlannerSection};
-use crate::message::{InputSpec, Message};
+use crate::message::{InputSpec, Message, Payload};
 
 /// What the backend measured of a step.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -39,6 +40,38 @@ pub struct PlannerUpdate {
     pub seed: u64,
 }
 
+/// The ingest thread's half of a backend: moves an accepted message's bytes to where the backend's step reads
+/// them (created by the backend on the inference thread, then owned by the ingest thread).
+pub trait Stager: Send {
+    /// The payload of one checked message for input `spec`.
+    fn stage(&mut self, spec: &InputSpec, bytes: &[u8]) -> Result<Payload, swm::Error>;
+}
+
+/// Keeps payloads on the host (backends without a GPU, such as test doubles).
+#[derive(Debug, Default)]
+pub struct HostStager;
+
+impl Stager for HostStager {
+    fn stage(&mut self, _: &InputSpec, bytes: &[u8]) -> Result<Payload, swm::Error> {
+        Ok(Payload::Host(bytes.to_vec()))
+    }
+}
+
+/// Uploads payloads on a stream of its own ([`swm::device::Uploader`]): one copy from shared memory into
+/// pinned memory, an asynchronous copy to the device, a CUDA event for the inference stream to wait on.
+#[derive(Debug)]
+pub struct DeviceStager(swm::device::Uploader);
+
+impl Stager for DeviceStager {
+    fn stage(&mut self, spec: &InputSpec, bytes: &[u8]) -> Result<Payload, swm::Error> {
+        let kind = match spec {
+            InputSpec::Frame { .. } => UploadKind::U8,
+            InputSpec::State { .. } => UploadKind::F32,
+        };
+        Ok(Payload::Device(self.0.upload(kind, bytes)?))
+    }
+}
+
 /// The work of the inference actor. Owned by that one thread (an [`Engine`] holds CUDA graphs).
 pub trait Backend {
     /// The model's inputs, in the order [`Backend::step`] receives them.
@@ -57,6 +90,10 @@ pub trait Backend {
     /// step that has not come back in time without the GPU); `None` when none is configured.
     fn fallback_action(&self) -> Option<Vec<f32>> {
         None
+    }
+    /// The ingest thread's half ([`HostStager`] unless the backend uploads on a stream of its own).
+    fn stage(&self) -> Result<Box<dyn Stager>, swm::Error> {
+        Ok(Box::new(HostStager))
     }
     /// Sets the goal (LeWM) from one complete observation.
     fn set_goal(&mut self, goal: &[Message]) -> Result<(), swm::Error>;
@@ -139,7 +176,8 @@ impl EngineBackend {
         Ok(())
     }
 
-    /// The device tensors of one observation: u8 RGB frames `(1, H, W, 3)` and f32 states `(1, d)`.
+    /// The device tensors of one observation: u8 RGB frames `(1, H, W, 3)` and f32 states `(1, d)`. Device
+    /// payloads are waited for on the engine's stream (no host wait); host payloads are uploaded here.
     fn upload(&self, messages: &[Message]) -> Result<Vec<Tensor>, swm::Error> {
         messages
             .iter()
@@ -153,8 +191,11 @@ impl EngineBackend {
                             Some(Encoding::Rgba8) => 4,
                             _ => 3,
                         };
-                        // One upload of the rows as they are; pitch, alpha and channel order are handled on the GPU.
-                        let rows = Tensor::from_slice(&m.payload, (h, pitch), &self.device)?;
+                        // The rows as they are; pitch, alpha and channel order are handled on the GPU.
+                        let rows = match &m.payload {
+                            Payload::Device(upload) => upload.tensor(&self.device)?.reshape((h, pitch))?,
+                            Payload::Host(bytes) => Tensor::from_slice(bytes, (h, pitch), &self.device)?,
+                        };
                         let mut frame = rows.narrow(1, 0, width * channels)?.reshape((1, *height, *width, channels))?;
                         if channels == 4 {
                             frame = frame.narrow(3, 0, 3)?;
@@ -162,9 +203,15 @@ impl EngineBackend {
                         if Encoding::from_raw(m.header.encoding) == Some(Encoding::Bgr8) {
                             frame = frame.index_select(&self.bgr, 3)?;
                         }
-                        Ok(frame.contiguous()?)
+                        // A copy of its own: the upload buffer is released when the message is dropped.
+                        Ok(frame.force_contiguous()?)
                     }
-                    InputSpec::State { dim, .. } => Ok(Tensor::from_vec(m.state(), (1, *dim), &self.device)?),
+                    InputSpec::State { dim, .. } => match &m.payload {
+                        Payload::Device(upload) => {
+                            Ok(upload.tensor(&self.device)?.reshape((1, *dim))?.force_contiguous()?)
+                        }
+                        Payload::Host(_) => Ok(Tensor::from_vec(m.state(), (1, *dim), &self.device)?),
+                    },
                 }
             })
             .collect()
@@ -209,6 +256,10 @@ impl Backend for EngineBackend {
 
     fn fallback_action(&self) -> Option<Vec<f32>> {
         self.fallback.clone()
+    }
+
+    fn stage(&self) -> Result<Box<dyn Stager>, swm::Error> {
+        Ok(Box::new(DeviceStager(swm::device::Uploader::new(&self.device)?)))
     }
 
     fn set_goal(&mut self, goal: &[Message]) -> Result<(), swm::Error> {

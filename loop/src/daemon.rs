@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use swm_ipc::{ActionSlot, ActionStatus, Command, CommandKind, CommandReply, ObservationHeader, ReplyCode, Stats};
 
-use crate::backend::{Backend, PlannerUpdate};
+use crate::backend::{Backend, PlannerUpdate, Stager};
 use crate::config::LoopConfig;
 use crate::message::{check, InputSpec, Message};
 use crate::metrics::{monotonic_ns, Metrics, Stage};
@@ -49,7 +49,7 @@ pub struct TransportError {
     pub reason: String,
 }
 
-/// A message taken from an observation or goal service.
+/// A message of an observation or goal service, owned (for sources that are not shared memory, such as tests).
 #[derive(Debug, Clone)]
 pub struct Incoming {
     /// The header as sent.
@@ -63,8 +63,14 @@ pub struct Incoming {
 /// Where observations and goals come from (iceoryx2 subscribers, or a test's channel). Created on, and used by,
 /// the ingest thread only.
 pub trait ObservationSource {
-    /// The next message, waiting at most `timeout`.
-    fn receive(&mut self, timeout: Duration) -> Result<Option<Incoming>, TransportError>;
+    /// Waits at most `timeout` for the next message and lends it to `take` (header, payload, from the goal
+    /// service) — straight from shared memory where the transport allows, so that the payload is copied once, by
+    /// the ingest thread's stage. Returns whether a message came.
+    fn receive(
+        &mut self,
+        timeout: Duration,
+        take: &mut dyn FnMut(&ObservationHeader, &[u8], bool),
+    ) -> Result<bool, TransportError>;
 }
 
 /// Where actions and statistics go. Created on, and used by, the output thread only.
@@ -160,7 +166,17 @@ struct Ready {
     ready: Instant,
 }
 
-/// What the inference thread tells the output thread.
+/// What the inference thread hands back once its backend is up.
+struct Started {
+    /// The fixed fallback in env units, for the watchdog.
+    fallback: Option<Vec<f32>>,
+    /// The ingest thread's half of the backend.
+    stage: Box<dyn Stager>,
+}
+
+/// What the inference thread tells the output thread. `Done` carries the 4 KiB action slot by value on purpose:
+/// the channel's buffer is allocated once, a box would allocate on every step.
+#[allow(clippy::large_enum_variant)]
 enum ToOutput {
     /// A step started: the watchdog answers it if its result is not back by `due`.
     Started(InFlight),
@@ -214,7 +230,7 @@ impl Daemon {
         // Two messages per step (started, done).
         let (done_tx, done_rx) = bounded::<ToOutput>(2 * config.ipc.action_queue);
         let (ctl_tx, ctl_rx) = bounded::<Control>(16);
-        let (started_tx, started_rx) = bounded::<Result<Option<Vec<f32>>, swm::Error>>(1);
+        let (started_tx, started_rx) = bounded::<Result<Started, swm::Error>>(1);
         let mut threads = Vec::new();
 
         let spawn = |name: &'static str, f: Box<dyn FnOnce() -> Result<(), DaemonError> + Send>| {
@@ -232,9 +248,13 @@ impl Daemon {
             threads.push(spawn(
                 "infer",
                 Box::new(move || {
-                    match backend() {
-                        Ok(backend) => {
-                            let _ = started_tx.send(Ok(backend.fallback_action()));
+                    let started = backend().and_then(|b| {
+                        let started = Started { fallback: b.fallback_action(), stage: b.stage()? };
+                        Ok((b, started))
+                    });
+                    match started {
+                        Ok((backend, started)) => {
+                            let _ = started_tx.send(Ok(started));
                             infer(backend, obs_rx, ctl_rx, done_tx, done_drain, &metrics, &shutdown, timing);
                         }
                         // Reported by `start` (the thread ends without an error of its own).
@@ -246,8 +266,8 @@ impl Daemon {
         }
         // A closed channel means the thread died before it could report: it panicked.
         let started = started_rx.recv().unwrap_or(Err(swm::Error::Internal("the inference thread panicked".into())));
-        let fixed_fallback = match started {
-            Ok(fixed) => fixed,
+        let Started { fallback: fixed_fallback, stage } = match started {
+            Ok(started) => started,
             Err(e) => {
                 shutdown.request();
                 for (_, handle) in threads {
@@ -263,7 +283,7 @@ impl Daemon {
                 "ingest",
                 Box::new(move || {
                     let source = transport.observations()?;
-                    ingest(source, &inputs, max_bytes, obs_tx, obs_drain, ctl_tx, &metrics, &shutdown);
+                    ingest(source, stage, &inputs, max_bytes, obs_tx, obs_drain, ctl_tx, &metrics, &shutdown);
                     Ok(())
                 }),
             )?);
@@ -338,6 +358,7 @@ impl Throttle {
 #[allow(clippy::too_many_arguments)]
 fn ingest(
     mut source: Box<dyn ObservationSource>,
+    mut stage: Box<dyn Stager>,
     inputs: &[InputSpec],
     max_bytes: usize,
     obs_tx: Sender<Ready>,
@@ -346,41 +367,49 @@ fn ingest(
     metrics: &Metrics,
     shutdown: &Shutdown,
 ) {
-    let mut pending: Vec<Option<Message>> = vec![None; inputs.len()];
-    let mut goal: Vec<Option<Message>> = vec![None; inputs.len()];
+    let mut pending: Vec<Option<Message>> = inputs.iter().map(|_| None).collect();
+    let mut goal: Vec<Option<Message>> = inputs.iter().map(|_| None).collect();
     let mut warn = Throttle(None);
     while !shutdown.requested() {
-        let incoming = match source.receive(POLL) {
-            Ok(Some(m)) => m,
-            Ok(None) => continue,
-            Err(e) => {
-                if warn.ready() {
-                    tracing::warn!("observations: {e}");
+        // Checked and staged while the payload is still in shared memory.
+        let mut accepted = None;
+        let mut take = |header: &ObservationHeader, payload: &[u8], is_goal: bool| {
+            let received = Instant::now();
+            Metrics::count(&metrics.observations_received);
+            let staged =
+                check(header, payload, inputs, max_bytes).map_err(|reason| reason.to_string()).and_then(|input| {
+                    match stage.stage(&inputs[input], payload) {
+                        Ok(payload) => Ok(Message { header: *header, input, payload, received }),
+                        Err(e) => Err(format!("could not be staged: {e}")),
+                    }
+                });
+            match staged {
+                Ok(message) => accepted = Some((message, is_goal)),
+                Err(reason) => {
+                    Metrics::count(&metrics.observations_rejected);
+                    if warn.ready() {
+                        tracing::warn!("rejected observation {}: {reason}", header.sequence);
+                    }
                 }
-                continue;
             }
         };
-        let received = Instant::now();
-        Metrics::count(&metrics.observations_received);
-        let input = match check(&incoming.header, &incoming.payload, inputs, max_bytes) {
-            Ok(i) => i,
-            Err(reason) => {
-                Metrics::count(&metrics.observations_rejected);
-                if warn.ready() {
-                    tracing::warn!("rejected observation {}: {reason}", incoming.header.sequence);
-                }
-                continue;
+        if let Err(e) = source.receive(POLL, &mut take) {
+            if warn.ready() {
+                tracing::warn!("observations: {e}");
             }
-        };
-        let message = Message { header: incoming.header, input, payload: incoming.payload, received };
-        let slots = if incoming.goal { &mut goal } else { &mut pending };
+            continue;
+        }
+        let Some((message, is_goal)) = accepted else { continue };
+        let received = message.received;
+        let slots = if is_goal { &mut goal } else { &mut pending };
         let sequence = message.header.sequence;
+        let input = message.input;
         slots[input] = Some(message);
         if !slots.iter().all(|m| m.as_ref().is_some_and(|m| m.header.sequence == sequence)) {
             continue;
         }
         let messages: Vec<Message> = slots.iter_mut().filter_map(Option::take).collect();
-        if incoming.goal {
+        if is_goal {
             let _ = ctl_tx.try_send(Control::Goal(messages));
             continue;
         }
@@ -481,15 +510,13 @@ fn infer<B: Backend>(
                         metrics.record(Stage::Plan, times.plan);
                         // Misses are counted by the output thread (a step the watchdog answered counts once).
                         let status = slot.status();
-                        if status != Some(ActionStatus::Solved) {
-                            if overrun.ready() {
-                                tracing::warn!(
-                                    "step for observation {} missed its {:?} deadline: {:?} after {} iterations \
-                                     (queue wait {:?}, encode {:?}, plan {:?} GPU, step {:?} wall)",
-                                    slot.observation_sequence, timing.deadline, status, slot.iterations,
-                                    start.duration_since(ready.ready), times.encode, times.plan, start.elapsed()
-                                );
-                            }
+                        if status != Some(ActionStatus::Solved) && overrun.ready() {
+                            tracing::warn!(
+                                "step for observation {} missed its {:?} deadline: {:?} after {} iterations \
+                                 (queue wait {:?}, encode {:?}, plan {:?} GPU, step {:?} wall)",
+                                slot.observation_sequence, timing.deadline, status, slot.iterations,
+                                start.duration_since(ready.ready), times.encode, times.plan, start.elapsed()
+                            );
                         }
                         send(ToOutput::Done(Done { step, slot, finished: Instant::now(), received, wall: times.wall }));
                     }

@@ -117,25 +117,34 @@ pub enum Rejection {
     },
 }
 
+/// Where a checked message's data is: still on the host, or on its way to the GPU.
+#[derive(Debug)]
+pub enum Payload {
+    /// The bytes as sent (a frame's rows with their pitch, or little-endian f32 state values).
+    Host(Vec<u8>),
+    /// Copied by the ingest thread on its own stream; the inference stream waits for it on the GPU.
+    Device(swm::device::Upload),
+}
+
 /// A checked observation message: header, payload and the time it was taken from shared memory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Message {
     /// The header as sent.
     pub header: ObservationHeader,
     /// Index of the input in the model's [`InputSpec`] list.
     pub input: usize,
-    /// The payload (a frame's rows with their pitch, or little-endian f32 state values).
-    pub payload: Vec<u8>,
+    /// The payload.
+    pub payload: Payload,
     /// When the daemon received it.
     pub received: Instant,
 }
 
 impl Message {
-    /// The state values of a state message (empty for frames).
+    /// The state values of a state message kept on the host (empty for frames and device payloads).
     pub fn state(&self) -> Vec<f32> {
-        match Modality::from_raw(self.header.modality) {
-            Some(Modality::State) => {
-                self.payload.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        match (Modality::from_raw(self.header.modality), &self.payload) {
+            (Some(Modality::State), Payload::Host(bytes)) => {
+                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
             }
             _ => Vec::new(),
         }

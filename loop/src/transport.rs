@@ -10,10 +10,10 @@ use swm_ipc::transport::{
     self as ipc, ActionService, ControlService, EventKind, EventService, GoalService, ObservationService, Service,
     StatsService,
 };
-use swm_ipc::{ActionSlot, Command, CommandReply, Stats};
+use swm_ipc::{ActionSlot, Command, CommandReply, ObservationHeader, Stats};
 
 use crate::config::IpcSection;
-use crate::daemon::{ActionSink, CommandSource, Incoming, ObservationSource, Transport, TransportError};
+use crate::daemon::{ActionSink, CommandSource, ObservationSource, Transport, TransportError};
 
 fn error(what: &str, e: impl std::fmt::Display) -> TransportError {
     TransportError { what: what.into(), reason: e.to_string() }
@@ -80,26 +80,25 @@ struct Ingest {
 }
 
 impl ObservationSource for Ingest {
-    fn receive(&mut self, timeout: Duration) -> Result<Option<Incoming>, TransportError> {
+    fn receive(
+        &mut self,
+        timeout: Duration,
+        take: &mut dyn FnMut(&ObservationHeader, &[u8], bool),
+    ) -> Result<bool, TransportError> {
         for _ in 0..2 {
+            // Goals first (rare, and a step may need the new one); payloads are lent from shared memory.
             if let Some(sample) = self.goals.receive().map_err(|e| error("goals", e))? {
-                return Ok(Some(Incoming {
-                    header: *sample.user_header(),
-                    payload: sample.payload().to_vec(),
-                    goal: true,
-                }));
+                take(sample.user_header(), sample.payload(), true);
+                return Ok(true);
             }
             if let Some(sample) = self.observations.receive().map_err(|e| error("observations", e))? {
-                return Ok(Some(Incoming {
-                    header: *sample.user_header(),
-                    payload: sample.payload().to_vec(),
-                    goal: false,
-                }));
+                take(sample.user_header(), sample.payload(), false);
+                return Ok(true);
             }
             // Nothing waiting: sleep until a controller notifies (or the poll interval passes), then look again.
             self.listener.timed_wait(|_| {}, timeout).map_err(|e| error("events", e))?;
         }
-        Ok(None)
+        Ok(false)
     }
 }
 

@@ -107,8 +107,14 @@ struct SinkEnd(Sender<ActionSlot>, Sender<Stats>);
 struct CmdEnd(Receiver<(Command, Sender<CommandReply>)>);
 
 impl ObservationSource for ObsEnd {
-    fn receive(&mut self, timeout: Duration) -> Result<Option<Incoming>, TransportError> {
-        Ok(self.0.recv_timeout(timeout).ok())
+    fn receive(
+        &mut self,
+        timeout: Duration,
+        take: &mut dyn FnMut(&ObservationHeader, &[u8], bool),
+    ) -> Result<bool, TransportError> {
+        let Ok(m) = self.0.recv_timeout(timeout) else { return Ok(false) };
+        take(&m.header, &m.payload, m.goal);
+        Ok(true)
     }
 }
 impl ActionSink for SinkEnd {

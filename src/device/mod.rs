@@ -8,6 +8,10 @@ use candle_core::Device;
 
 use crate::ops::KernelError;
 
+mod upload;
+
+pub use upload::{Upload, UploadKind, Uploader, MAX_BUFFERS};
+
 /// No usable CUDA device.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
