@@ -1,0 +1,76 @@
+//! GPU tests of swm-loop's engine backend: what the ingest thread stages on its own stream (pitched, BGR and RGBA
+//! frames, state vectors) gives the same step as the same observation uploaded by the inference thread. Ignored
+//! without a device (`bash .gpu/run.sh` runs them with `--include-ignored`); without one they fail, never pass.
+
+use std::time::{Duration, Instant};
+
+use swm_ipc::{ActionSlot, Encoding, Modality, ObservationHeader};
+use swm_loop::backend::{Backend, EngineBackend, HostStager, Stager};
+use swm_loop::config::LoopConfig;
+use swm_loop::message::{InputSpec, Message, Payload};
+
+/// A frame message of the demo artifact's size in `encoding`, rows padded to `pitch`, pixel values from `seed`.
+fn frame(spec: &InputSpec, encoding: Encoding, pad: usize, seed: u32, stage: &mut dyn Stager) -> Message {
+    let InputSpec::Frame { height, width, .. } = spec else { panic!("the demo artifact takes frames") };
+    let channels = if encoding == Encoding::Rgba8 { 4 } else { 3 };
+    let pitch = width * channels + pad;
+    let mut bytes = vec![0u8; pitch * height];
+    for y in 0..*height {
+        for x in 0..*width {
+            let rgb = [0u32, 1, 2].map(|c| ((x as u32 * 31 + y as u32 * 17 + c * 71 + seed * 13) % 256) as u8);
+            let px = match encoding {
+                Encoding::Bgr8 => vec![rgb[2], rgb[1], rgb[0]],
+                Encoding::Rgba8 => vec![rgb[0], rgb[1], rgb[2], 255],
+                _ => rgb.to_vec(),
+            };
+            bytes[y * pitch + x * channels..][..channels].copy_from_slice(&px);
+        }
+    }
+    let mut header = ObservationHeader {
+        sequence: u64::from(seed),
+        modality: Modality::Frame as u32,
+        encoding: encoding as u32,
+        width: *width as u32,
+        height: *height as u32,
+        pitch: pitch as u32,
+        ..ObservationHeader::default()
+    };
+    header.set_name(spec.name()).unwrap();
+    let payload = stage.stage(spec, &bytes).unwrap();
+    Message { header, input: 0, payload, received: Instant::now() }
+}
+
+fn backend(dir: &std::path::Path) -> EngineBackend {
+    let mut config = LoopConfig { artifact: Some(dir.to_path_buf()), ..LoopConfig::default() };
+    config.planner.samples = Some(64);
+    config.planner.iterations = Some(3);
+    config.planner.seed = Some(5);
+    EngineBackend::open(&config).expect("the demo artifact opens on the GPU")
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn staged_frames_plan_like_frames_uploaded_by_the_inference_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    swm::tools::demo::write_artifact(dir.path()).unwrap();
+    let mut host = backend(dir.path());
+    let mut device = backend(dir.path());
+    let spec = host.inputs()[0].clone();
+    let mut host_stage = HostStager;
+    let mut device_stage: Box<dyn Stager> = device.stage().unwrap();
+    // The goal, then three observations: plain RGB on the host path; pitched BGR, RGBA and RGB on the staged one.
+    host.set_goal(&[frame(&spec, Encoding::Rgb8, 0, 99, &mut host_stage)]).unwrap();
+    device.set_goal(&[frame(&spec, Encoding::Bgr8, 5, 99, device_stage.as_mut())]).unwrap();
+    for (seed, encoding, pad) in [(1, Encoding::Bgr8, 3), (2, Encoding::Rgba8, 0), (3, Encoding::Rgb8, 64)] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mut a, mut b) = (ActionSlot::default(), ActionSlot::default());
+        let staged = frame(&spec, encoding, pad, seed, device_stage.as_mut());
+        assert!(matches!(staged.payload, Payload::Device(_)), "the engine backend stages on the device");
+        host.step(&[frame(&spec, Encoding::Rgb8, 0, seed, &mut host_stage)], deadline, &mut a).unwrap();
+        device.step(&[staged], deadline, &mut b).unwrap();
+        assert!(a.action_dim > 0 && a.action_dim == b.action_dim);
+        let diff = a.action().iter().zip(b.action()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-5, "{encoding:?} pitch +{pad}: {:?} vs {:?}", a.action(), b.action());
+        assert_eq!(a.status, b.status);
+    }
+}
