@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU-host session for swm-loop (issue 11): the daemon serving the example controller over iceoryx2 with a LeWM
-# artifact at 30 Hz and a TD-MPC2 artifact at 200 Hz for DUR seconds each, then LeWM with a deadline below the
-# step time (the fallback must be published on time and counted). Records GPU memory, /dev/shm entries and the
+# artifact at 30 Hz and a TD-MPC2 artifact at 200 Hz for DUR seconds each, the same with injected GPU stalls (the
+# watchdog's fallback must be published on time and counted), then LeWM with a deadline below the step time. Records GPU memory, /dev/shm entries and the
 # daemon's open fds before and after each run. Needs .whl/ (shared/gpu/python-wheels.sh) and .gpu/ from
 #   shared/gpu/bundle.sh --bins --with target/release/examples/controller -- --release --test cli
 #   xz -T0 -6 -c target/release/swm-loop > .gpu/files/target/release/swm-loop.xz
@@ -24,10 +24,9 @@ rm -rf /tmp/lewm /tmp/tdmpc2 /tmp/tdmpc2-ckpt
 cat > /tmp/loop-lewm.toml <<T
 artifact = "/tmp/lewm"
 rate_hz = 30.0
-# Measured ~1 ms per deadline-bounded CEM iteration while a moved engine planned eagerly (fixed since, not yet
-# re-measured: the graph replays ~0.4 ms per iteration); 15 iterations fit the 26.7 ms budget either way.
+# Upstream's CEM 300x30, horizon 5 (~12 ms with the graph replayed), within the default 26.7 ms deadline.
 [planner]
-iterations = 15
+iterations = ${LEWM_ITERS:-30}
 seed = 7
 [ipc]
 prefix = "gpu-lewm"
@@ -39,7 +38,7 @@ deadline_ms = ${TDMPC2_DEADLINE_MS:-4.5}
 [planner]
 solver = "mppi"
 samples = 512
-iterations = 6
+iterations = ${TDMPC2_ITERS:-6}
 horizon = 3
 seed = 1
 [ipc]
@@ -52,6 +51,11 @@ deadline_ms = 4.0
 [ipc]
 prefix = "gpu-late"
 T
+# Injected GPU stalls: the watchdog must publish a fallback within the period for each, and count it.
+sed -e 's/gpu-lewm/gpu-lewm-stall/' /tmp/loop-lewm.toml > /tmp/loop-lewm-stall.toml
+printf '[fault]\ngpu_delay_ms = 60.0\nevery = 90\n' >> /tmp/loop-lewm-stall.toml
+sed -e 's/gpu-tdmpc2/gpu-tdmpc2-stall/' /tmp/loop-tdmpc2.toml > /tmp/loop-tdmpc2-stall.toml
+printf '[fault]\ngpu_delay_ms = 20.0\nevery = 400\n' >> /tmp/loop-tdmpc2-stall.toml
 snapshot() {  # $1 label, $2 pid
   local mem shm fds
   mem=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | grep "^$2," | cut -d, -f2)
@@ -73,13 +77,25 @@ run() {  # $1 name, $2 config, $3 artifact, $4 prefix, $5 rate, $6 seconds
   kill -TERM $pid; wait $pid; echo "daemon exit code after SIGTERM: $?" | tee -a "$log"
   echo "/dev/shm iox2 entries after: $(ls /dev/shm | grep -c iox2)" | tee -a "$log"
   grep -E "WARN|ERROR" "$out/daemon-$1.log" | head -5 | tee -a "$log"
+  sed 's/\x1b\[[0-9;]*m//g' "$out/daemon-$1.log" | grep -E -A7 "served|whole run" | tee -a "$log"
 }
-# RUNS selects the runs (default all three).
-for r in ${RUNS:-lewm tdmpc2 lewm-late}; do
+# RUNS selects the runs (default: LeWM, TD-MPC2, each with injected stalls, LeWM under a 4 ms deadline).
+for r in ${RUNS:-lewm tdmpc2 lewm-stall tdmpc2-stall lewm-late}; do
   case $r in
     lewm) run lewm /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR" ;;
     tdmpc2) run tdmpc2 /tmp/loop-tdmpc2.toml /tmp/tdmpc2 gpu-tdmpc2 200 "$DUR" ;;
+    lewm-stall) run lewm-stall /tmp/loop-lewm-stall.toml /tmp/lewm gpu-lewm-stall 30 "${STALL_DUR:-30}" ;;
+    tdmpc2-stall) run tdmpc2-stall /tmp/loop-tdmpc2-stall.toml /tmp/tdmpc2 gpu-tdmpc2-stall 200 "${STALL_DUR:-30}" ;;
     lewm-late) run lewm-late /tmp/loop-lewm-late.toml /tmp/lewm gpu-late 30 10 ;;
   esac
 done
+# The official solvers at the daemon's sizes, same GPU, same call (OFFICIAL=1): the in-process Python control step
+# a user would otherwise run in their loop.
+if [ "${OFFICIAL:-0}" = 1 ]; then
+  ( source tools/gpu/env.sh >/dev/null 2>&1
+    python3 -m swm_tools.bench_planner --config tools/configs/lewm-pusht.json --iters ${ITERS:-5} \
+      --json "$out/bench-planner-official.json" 2>&1 | tail -12
+    python3 -m swm_tools.bench_tdmpc2 --config tools/configs/tdmpc2-bench.json --iters ${ITERS:-20} \
+      --json "$out/bench-tdmpc2-official.json" 2>&1 | tail -6 ) | tee -a "$log"
+fi
 echo "== done" | tee -a "$log"
