@@ -27,13 +27,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
 use swm_ipc::{ActionSlot, ActionStatus, Command, CommandKind, CommandReply, ObservationHeader, ReplyCode, Stats};
 
 use crate::backend::{Backend, PlannerUpdate, Stager};
 use crate::config::LoopConfig;
 use crate::message::{check, InputSpec, Message};
 use crate::metrics::{monotonic_ns, Metrics, Stage};
+use crate::spin::Expect;
 use crate::watchdog::{self, InFlight};
 
 /// How long a loop waits for input before it checks for shutdown again.
@@ -159,6 +160,12 @@ enum Control {
     Pause(bool),
 }
 
+/// What the inference thread takes next.
+enum Work {
+    Control(Control),
+    Observation(Ready),
+}
+
 /// An observation complete for every input, ready for a step.
 struct Ready {
     messages: Vec<Message>,
@@ -195,11 +202,13 @@ struct Done {
     wall: Duration,
 }
 
-/// The step budget and the control period (the watchdog fires between the two).
+/// The step budget and the control period (the watchdog fires between the two), and the spin window of the
+/// hand-overs.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     deadline: Duration,
     period: Duration,
+    spin: Duration,
 }
 
 /// A running daemon: its threads and the shutdown flag.
@@ -244,7 +253,7 @@ impl Daemon {
         // Inference first: it owns the backend, whose creation may fail (reported before the others start).
         {
             let (metrics, shutdown, done_drain) = (metrics.clone(), shutdown.clone(), done_rx.clone());
-            let timing = Timing { deadline: config.deadline(), period: config.period() };
+            let timing = Timing { deadline: config.deadline(), period: config.period(), spin: config.ipc.spin() };
             threads.push(spawn(
                 "infer",
                 Box::new(move || {
@@ -290,12 +299,12 @@ impl Daemon {
         }
         {
             let (metrics, shutdown, transport) = (metrics.clone(), shutdown.clone(), transport.clone());
-            let period = Duration::from_secs_f64(config.stats_period_s);
+            let (period, spin) = (Duration::from_secs_f64(config.stats_period_s), config.ipc.spin());
             threads.push(spawn(
                 "output",
                 Box::new(move || {
                     let sink = transport.actions()?;
-                    output(sink, done_rx, period, fixed_fallback, &metrics, &shutdown);
+                    output(sink, done_rx, period, spin, fixed_fallback, &metrics, &shutdown);
                     Ok(())
                 }),
             )?);
@@ -454,16 +463,43 @@ fn infer<B: Backend>(
             let _ = done_tx.try_send(message);
         }
     };
+    let mut last_ready: Option<Instant> = None;
     while !shutdown.requested() {
-        select! {
-            recv(ctl_rx) -> msg => match msg {
-                Ok(Control::Goal(goal)) => {
+        // The next observation is expected one period after the last: poll for it around then (see `spin`).
+        let expect = Expect { expected: last_ready.map(|t| t + timing.period), window: timing.spin };
+        let next = expect.wait(
+            Instant::now() + POLL,
+            || match ctl_rx.try_recv() {
+                Ok(c) => Some(Ok(Work::Control(c))),
+                Err(TryRecvError::Disconnected) => Some(Err(())),
+                Err(TryRecvError::Empty) => match obs_rx.try_recv() {
+                    Ok(r) => Some(Ok(Work::Observation(r))),
+                    Err(TryRecvError::Disconnected) => Some(Err(())),
+                    Err(TryRecvError::Empty) => None,
+                },
+            },
+            |timeout| {
+                select! {
+                    recv(ctl_rx) -> m => Some(m.map(Work::Control).map_err(drop)),
+                    recv(obs_rx) -> m => Some(m.map(Work::Observation).map_err(drop)),
+                    default(timeout) => None,
+                }
+            },
+        );
+        let work = match next {
+            None => continue,
+            Some(Err(())) => return,
+            Some(Ok(work)) => work,
+        };
+        match work {
+            Work::Control(control) => match control {
+                Control::Goal(goal) => {
                     if let Err(e) = backend.set_goal(&goal) {
                         tracing::warn!("goal rejected: {e}");
                     }
                 }
-                Ok(Control::Reset) => backend.reset(),
-                Ok(Control::Planner(update, reply)) => {
+                Control::Reset => backend.reset(),
+                Control::Planner(update, reply) => {
                     let answer = match backend.update_planner(update) {
                         Ok(()) => {
                             if let Some(deadline) = update.deadline {
@@ -475,11 +511,10 @@ fn infer<B: Backend>(
                     };
                     let _ = reply.send(answer);
                 }
-                Ok(Control::Pause(p)) => paused = p,
-                Err(_) => return,
+                Control::Pause(p) => paused = p,
             },
-            recv(obs_rx) -> msg => {
-                let Ok(ready) = msg else { return };
+            Work::Observation(ready) => {
+                last_ready = Some(ready.ready);
                 if paused {
                     Metrics::count(&metrics.observations_dropped_stale);
                     continue;
@@ -491,6 +526,7 @@ fn infer<B: Backend>(
                 step += 1;
                 let in_flight = InFlight {
                     step,
+                    started: start,
                     observation_sequence: head.sequence,
                     captured_ns: ready.messages.iter().map(|m| m.header.capture_ns).max().unwrap_or(0),
                     received_ns: monotonic_ns().saturating_sub(received.elapsed().as_nanos() as u64),
@@ -514,8 +550,14 @@ fn infer<B: Backend>(
                             tracing::warn!(
                                 "step for observation {} missed its {:?} deadline: {:?} after {} iterations \
                                  (queue wait {:?}, encode {:?}, plan {:?} GPU, step {:?} wall)",
-                                slot.observation_sequence, timing.deadline, status, slot.iterations,
-                                start.duration_since(ready.ready), times.encode, times.plan, start.elapsed()
+                                slot.observation_sequence,
+                                timing.deadline,
+                                status,
+                                slot.iterations,
+                                start.duration_since(ready.ready),
+                                times.encode,
+                                times.plan,
+                                start.elapsed()
                             );
                         }
                         send(ToOutput::Done(Done { step, slot, finished: Instant::now(), received, wall: times.wall }));
@@ -527,8 +569,7 @@ fn infer<B: Backend>(
                         }
                     }
                 }
-            },
-            default(POLL) => {}
+            }
         }
     }
 }
@@ -590,6 +631,7 @@ fn output(
     sink: Box<dyn ActionSink>,
     done_rx: Receiver<ToOutput>,
     period: Duration,
+    spin: Duration,
     fixed: Option<Vec<f32>>,
     metrics: &Metrics,
     shutdown: &Shutdown,
@@ -597,18 +639,25 @@ fn output(
     let mut out =
         Output { sink, sequence: 0, watching: None, answered: 0, last: None, fixed, late: 0, warn: Throttle(None) };
     let mut last_stats = Instant::now();
+    // Smoothed step time (started → done), to poll for the result around when it is expected (see `spin`).
+    let mut step_time: Option<Duration> = None;
     while !shutdown.requested() {
         // Wake for the next message, the watched step's due time or the next poll, whichever is first.
-        let timeout = out.watching.map_or(POLL, |w| w.due.saturating_duration_since(Instant::now()).min(POLL));
-        match done_rx.recv_timeout(timeout) {
-            Ok(ToOutput::Started(step)) => out.watching = Some(step),
-            Ok(ToOutput::Done(done)) if done.step <= out.answered => {
+        let now = Instant::now();
+        let limit = out.watching.map_or(now + POLL, |w| w.due.min(now + POLL));
+        let expect = Expect { expected: out.watching.zip(step_time).map(|(w, t)| w.started + t), window: spin };
+        let message = expect.wait(limit, || done_rx.try_recv().ok(), |t| done_rx.recv_timeout(t).ok());
+        match message {
+            Some(ToOutput::Started(step)) => out.watching = Some(step),
+            Some(ToOutput::Done(done)) if done.step <= out.answered => {
                 // Answered by the watchdog already: publishing it now would reorder the controller's actions.
                 out.late += 1;
             }
-            Ok(ToOutput::Done(done)) => {
-                if out.watching.is_some_and(|w| w.step == done.step) {
+            Some(ToOutput::Done(done)) => {
+                if let Some(w) = out.watching.filter(|w| w.step == done.step) {
                     out.watching = None;
+                    let took = done.finished.saturating_duration_since(w.started);
+                    step_time = Some(step_time.map_or(took, |t| t.mul_f64(0.8) + took.mul_f64(0.2)));
                 }
                 let status = done.slot.status();
                 if status != Some(ActionStatus::Solved) {
@@ -625,7 +674,7 @@ fn output(
                     metrics.record_overhead(end_to_end.saturating_sub(done.wall));
                 }
             }
-            Err(_) => {}
+            None => {}
         }
         out.check_watchdog(metrics);
         let elapsed = last_stats.elapsed();

@@ -13,5 +13,6 @@ pub mod config;
 pub mod daemon;
 pub mod message;
 pub mod metrics;
+pub mod spin;
 pub mod transport;
 pub mod watchdog;

@@ -11,6 +11,8 @@ use swm_ipc::{ActionSlot, ActionStatus};
 pub struct InFlight {
     /// The inference thread's step number (matches the step's result).
     pub step: u64,
+    /// When the inference thread started it.
+    pub started: Instant,
     /// The observation it answers.
     pub observation_sequence: u64,
     /// That observation's capture time (CLOCK_MONOTONIC ns).
@@ -61,7 +63,8 @@ mod tests {
     use super::*;
 
     fn step() -> InFlight {
-        InFlight { step: 3, observation_sequence: 9, captured_ns: 1, received_ns: 2, due: Instant::now() }
+        let now = Instant::now();
+        InFlight { step: 3, started: now, observation_sequence: 9, captured_ns: 1, received_ns: 2, due: now }
     }
 
     fn published(plan: &[f32], dim: usize) -> ActionSlot {
