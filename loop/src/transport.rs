@@ -3,7 +3,7 @@
 //! thread that created them) and one node per thread, all with iceoryx2's signal handling disabled.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use swm_ipc::iceoryx2::prelude::Node;
 use swm_ipc::transport::{
@@ -131,10 +131,32 @@ impl Drop for Output {
     }
 }
 
-/// The control thread's end: the one server of the control service.
+/// How often the control thread looks for dead nodes (controllers killed with SIGKILL) while the daemon runs.
+pub const CLEANUP_PERIOD: Duration = Duration::from_secs(2);
+
+/// The control thread's end: the one server of the control service; also removes the resources of dead nodes
+/// every [`CLEANUP_PERIOD`].
 struct Control {
-    _node: Node<Service>,
+    node: Node<Service>,
     server: ipc::ControlServer,
+    last_cleanup: Instant,
+}
+
+impl Control {
+    fn cleanup(&mut self) {
+        if self.last_cleanup.elapsed() < CLEANUP_PERIOD {
+            return;
+        }
+        self.last_cleanup = Instant::now();
+        let cleanup = self.node.try_cleanup_dead_nodes();
+        if cleanup.cleanups > 0 || cleanup.failed_cleanups > 0 {
+            tracing::info!(
+                "removed the resources of {} dead node(s) ({} could not be removed)",
+                cleanup.cleanups,
+                cleanup.failed_cleanups
+            );
+        }
+    }
 }
 
 impl CommandSource for Control {
@@ -148,7 +170,10 @@ impl CommandSource for Control {
                 let reply = respond(request.payload());
                 request.send_copy(reply).map_err(|e| error("control", e))?;
             }
-            None => std::thread::sleep(timeout),
+            None => {
+                self.cleanup();
+                std::thread::sleep(timeout);
+            }
         }
         Ok(())
     }
@@ -179,7 +204,8 @@ impl Transport for Iceoryx {
         let node = self.thread_node("control")?;
         Ok(Box::new(Control {
             server: ipc::control_server(&self.control).map_err(|e| error("control", e))?,
-            _node: node,
+            node,
+            last_cleanup: Instant::now(),
         }))
     }
 }

@@ -1,7 +1,8 @@
 //! The daemon as a process, over real iceoryx2 shared memory, with the CPU test double as its backend: a controller
 //! process gets actions for its observations; SIGTERM and SIGINT end the daemon cleanly (exit 0, no shared memory
 //! left behind, nobody but the daemon's handler owns the signals); a daemon killed with SIGKILL is replaced by a new
-//! one on the same services, which cleans up after it.
+//! one on the same services, which cleans up after it; a controller killed with SIGKILL while the daemon runs is
+//! cleaned up by the daemon.
 //!
 //! The test re-executes this test binary as the daemon (`child_daemon`, selected by `--exact` and an environment
 //! variable; without it the child test returns at once).
@@ -12,6 +13,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use swm_ipc::iceoryx2::prelude::PortFactory;
 use swm_ipc::transport as ipc;
 use swm_ipc::{ActionSlot, ActionStatus, Encoding, Modality, ObservationHeader};
 use swm_loop::backend::{Backend, PlannerUpdate, StepTimes};
@@ -21,6 +23,8 @@ use swm_loop::message::{InputSpec, Message};
 use swm_loop::transport::Iceoryx;
 
 const ROLE: &str = "SWM_LOOP_TEST_DAEMON";
+/// Selects the controller child (a node with an observation publisher that waits to be killed).
+const CONTROLLER: &str = "SWM_LOOP_TEST_CONTROLLER";
 /// Set when the child was started with SIGINT ignored (as a shell's background job is): it must take the signals
 /// over, as `swm-loop`'s main does.
 const IGNORED: &str = "SWM_LOOP_TEST_SIGINT_IGNORED";
@@ -76,6 +80,57 @@ fn child_daemon() {
     }
     daemon.join().expect("clean shutdown");
     println!("@stopped");
+}
+
+/// The controller side for the SIGKILL test: attaches a publisher to the observation service, then waits.
+#[test]
+fn child_controller() {
+    let Ok(prefix) = std::env::var(CONTROLLER) else { return };
+    let node = ipc::node("swm-loop-test-killed-controller").expect("node");
+    let observations = ipc::observation_service(&node, &prefix).expect("observations");
+    let _publisher = ipc::observation_publisher(&observations, 6 * 3 * 4).expect("publisher");
+    println!("@ready");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A controller killed with SIGKILL while the daemon runs: the daemon's control thread finds its node dead and
+/// removes its resources (its publisher leaves the service) within its cleanup period, and keeps serving.
+fn a_controller_killed_while_the_daemon_runs_is_cleaned_up(prefix: &str) {
+    let (mut daemon, _out) = spawn_daemon(prefix);
+    // Opened before the kill: creating nodes or opening services later would clean the dead node up on our side.
+    let node = ipc::node(&format!("observer-{}", std::process::id())).expect("node");
+    let observations = ipc::observation_service(&node, prefix).expect("observations");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut controller = Process::new(exe)
+        .args(["--exact", "child_controller", "--nocapture", "--test-threads", "1"])
+        .env(CONTROLLER, prefix)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the controller");
+    let mut out = BufReader::new(controller.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("@ready") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap_or(0) > 0, "the controller did not start");
+    }
+    assert_eq!(observations.dynamic_config().number_of_publishers(), 1);
+    signal(&controller, "KILL");
+    let _ = controller.wait();
+    let end = Instant::now() + swm_loop::transport::CLEANUP_PERIOD + Duration::from_secs(5);
+    while observations.dynamic_config().number_of_publishers() > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cleaned = observations.dynamic_config().number_of_publishers() == 0;
+    if !cleaned {
+        let _ = daemon.kill(); // an orphaned daemon would keep the test's output open
+    }
+    assert!(cleaned, "the daemon did not clean the dead controller's node up");
+    drop((observations, node));
+    round_trip(prefix, 1);
+    signal(&daemon, "TERM");
+    assert!(wait(&mut daemon).success());
 }
 
 /// iceoryx2's files (shared memory, node and service files), without the per-host node counter it keeps forever.
@@ -186,12 +241,13 @@ fn wait(child: &mut Child) -> std::process::ExitStatus {
 }
 
 #[test]
-fn signals_end_the_daemon_cleanly_and_a_killed_daemon_is_replaced() {
-    if std::env::var(ROLE).is_ok() {
+fn signals_end_the_daemon_cleanly_and_killed_peers_are_cleaned_up() {
+    if std::env::var(ROLE).is_ok() || std::env::var(CONTROLLER).is_ok() {
         return;
     }
     let before = iceoryx_files();
     let prefix = format!("swm-loop-test-{}", std::process::id());
+    a_controller_killed_while_the_daemon_runs_is_cleaned_up(&prefix);
     for sig in ["TERM", "INT"] {
         let (mut child, mut out) = spawn_daemon(&prefix);
         let slot = round_trip(&prefix, 1);
