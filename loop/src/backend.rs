@@ -153,8 +153,9 @@ impl EngineBackend {
         &self.engine
     }
 
-    /// One step on zero inputs without a deadline (captures the graphs), then a reset (LeWM: the goal too, so
-    /// that steps fail, naming the missing goal, until a controller sends one).
+    /// One step on zero inputs without a deadline (captures the graphs), two with one (graph upload, the planner's
+    /// iteration time), then a reset (LeWM: the goal too, so that steps fail, naming the missing goal, until a
+    /// controller sends one).
     fn warm_up(&mut self) -> Result<(), swm::Error> {
         let tensors = self
             .inputs
@@ -172,6 +173,12 @@ impl EngineBackend {
             self.engine.set_goal(&obs)?;
         }
         self.engine.warm_up(&obs)?;
+        // Two deadline-bounded steps replaying the graph (the second from a warm start): the first launch of a graph
+        // uploads it, and the planner learns its iteration time, so that the first real step is as fast as the rest.
+        self.engine.set_deadline(Some(Duration::from_secs(1)));
+        for _ in 0..2 {
+            self.engine.step(&obs)?;
+        }
         self.engine.reset();
         Ok(())
     }
