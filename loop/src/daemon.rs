@@ -22,6 +22,7 @@
 //! Shutdown: [`Shutdown::request`] (from the signal handler or a `Shutdown` command) stops every loop within one
 //! poll interval; threads finish their current message and drop their ports (releasing shared memory).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -66,7 +67,7 @@ pub struct Incoming {
 pub trait ObservationSource {
     /// Waits at most `timeout` for the next message and lends it to `take` (header, payload, from the goal
     /// service) — straight from shared memory where the transport allows, so that the payload is copied once, by
-    /// the ingest thread's stage. Returns whether a message came.
+    /// the ingest thread's stage. A zero `timeout` polls without waiting. Returns whether a message came.
     fn receive(
         &mut self,
         timeout: Duration,
@@ -241,6 +242,7 @@ impl Daemon {
         let (ctl_tx, ctl_rx) = bounded::<Control>(16);
         let (started_tx, started_rx) = bounded::<Result<Started, swm::Error>>(1);
         let mut threads = Vec::new();
+        let timing = Timing { deadline: config.deadline(), period: config.period(), spin: config.ipc.spin() };
 
         let spawn = |name: &'static str, f: Box<dyn FnOnce() -> Result<(), DaemonError> + Send>| {
             std::thread::Builder::new()
@@ -253,7 +255,6 @@ impl Daemon {
         // Inference first: it owns the backend, whose creation may fail (reported before the others start).
         {
             let (metrics, shutdown, done_drain) = (metrics.clone(), shutdown.clone(), done_rx.clone());
-            let timing = Timing { deadline: config.deadline(), period: config.period(), spin: config.ipc.spin() };
             threads.push(spawn(
                 "infer",
                 Box::new(move || {
@@ -292,7 +293,7 @@ impl Daemon {
                 "ingest",
                 Box::new(move || {
                     let source = transport.observations()?;
-                    ingest(source, stage, &inputs, max_bytes, obs_tx, obs_drain, ctl_tx, &metrics, &shutdown);
+                    ingest(source, stage, &inputs, max_bytes, obs_tx, obs_drain, ctl_tx, &metrics, &shutdown, timing);
                     Ok(())
                 }),
             )?);
@@ -375,10 +376,12 @@ fn ingest(
     ctl_tx: Sender<Control>,
     metrics: &Metrics,
     shutdown: &Shutdown,
+    timing: Timing,
 ) {
     let mut pending: Vec<Option<Message>> = inputs.iter().map(|_| None).collect();
     let mut goal: Vec<Option<Message>> = inputs.iter().map(|_| None).collect();
     let mut warn = Throttle(None);
+    let mut last_received: Option<Instant> = None;
     while !shutdown.requested() {
         // Checked and staged while the payload is still in shared memory.
         let mut accepted = None;
@@ -402,7 +405,15 @@ fn ingest(
                 }
             }
         };
-        if let Err(e) = source.receive(POLL, &mut take) {
+        // The next observation is expected one period after the last: poll for it around then (see `spin`).
+        let expect = Expect { expected: last_received.map(|t| t + timing.period), window: timing.spin };
+        let (source_cell, take_cell) = (RefCell::new(&mut source), RefCell::new(&mut take));
+        let receive = |timeout: Duration| match source_cell.borrow_mut().receive(timeout, *take_cell.borrow_mut()) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(Err(e)) = expect.wait(Instant::now() + POLL, || receive(Duration::ZERO), receive) {
             if warn.ready() {
                 tracing::warn!("observations: {e}");
             }
@@ -410,6 +421,9 @@ fn ingest(
         }
         let Some((message, is_goal)) = accepted else { continue };
         let received = message.received;
+        if !is_goal {
+            last_received = Some(received);
+        }
         let slots = if is_goal { &mut goal } else { &mut pending };
         let sequence = message.header.sequence;
         let input = message.input;

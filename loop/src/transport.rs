@@ -95,7 +95,12 @@ impl ObservationSource for Ingest {
                 take(sample.user_header(), sample.payload(), false);
                 return Ok(true);
             }
-            // Nothing waiting: sleep until a controller notifies (or the poll interval passes), then look again.
+            // Nothing waiting: sleep until a controller notifies (or the poll interval passes), then look again; a
+            // zero timeout (polling) only drains the notifications.
+            if timeout.is_zero() {
+                self.listener.try_wait(|_| {}).map_err(|e| error("events", e))?;
+                return Ok(false);
+            }
             self.listener.timed_wait(|_| {}, timeout).map_err(|e| error("events", e))?;
         }
         Ok(false)
