@@ -235,6 +235,20 @@ fn engine_rejects_malformed_observations_and_keeps_serving() {
     assert_eq!(engine.step(&good.observation()).unwrap().source, PlanSource::Solved);
 }
 
+/// A TD-MPC2 engine (MPPI 128 × 6, horizon 3, a 1 s deadline) on the tiny fixture converted into `dir`, warmed up
+/// (graph captured), and its random inputs.
+fn warm_mppi_engine(device: &Device, dir: &Path, seed: u64) -> (Engine, Inputs) {
+    let artifact = tdmpc2_artifact(dir);
+    let inputs = Inputs::random(&artifact, seed);
+    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
+    let probe = Session::open(&artifact, device, &SessionOptions::default()).unwrap();
+    let config = fixed(solver, &probe, 3);
+    let options = EngineOptions { planner: Some(config), deadline: Some(Duration::from_secs(1)), ..Default::default() };
+    let mut engine = Engine::new(&artifact, device, &options).unwrap();
+    engine.warm_up(&inputs.observation()).unwrap();
+    (engine, inputs)
+}
+
 /// A daemon creates its engine, warms it up and then moves it (into its actor): the captured graph must still be
 /// the one deadline-bounded steps replay (it is keyed by the session's address), and a generous deadline then
 /// solves every step. Before the session was boxed, the moved engine planned eagerly forever.
@@ -243,14 +257,7 @@ fn engine_rejects_malformed_observations_and_keeps_serving() {
 fn a_moved_engine_keeps_replaying_its_graph_under_a_deadline() {
     let (_gpu, device) = gpu();
     let dir = tempfile::tempdir().unwrap();
-    let artifact = tdmpc2_artifact(dir.path());
-    let inputs = Inputs::random(&artifact, 11);
-    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
-    let probe = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
-    let config = fixed(solver, &probe, 3);
-    let options = EngineOptions { planner: Some(config), deadline: Some(Duration::from_secs(1)), ..Default::default() };
-    let mut engine = Engine::new(&artifact, &device, &options).unwrap();
-    engine.warm_up(&inputs.observation()).unwrap();
+    let (engine, inputs) = warm_mppi_engine(&device, dir.path(), 11);
     assert!(engine.planner().is_prepared(engine.session()));
     // Move it, as a daemon does (returned from its constructor, into its actor): through a box and a vector.
     let boxed = Box::new(engine);
@@ -272,14 +279,7 @@ fn a_moved_engine_keeps_replaying_its_graph_under_a_deadline() {
 fn an_injected_gpu_stall_delays_one_step_and_the_engine_recovers() {
     let (_gpu, device) = gpu();
     let dir = tempfile::tempdir().unwrap();
-    let artifact = tdmpc2_artifact(dir.path());
-    let inputs = Inputs::random(&artifact, 12);
-    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
-    let probe = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
-    let config = fixed(solver, &probe, 3);
-    let options = EngineOptions { planner: Some(config), deadline: Some(Duration::from_secs(1)), ..Default::default() };
-    let mut engine = Engine::new(&artifact, &device, &options).unwrap();
-    engine.warm_up(&inputs.observation()).unwrap();
+    let (mut engine, inputs) = warm_mppi_engine(&device, dir.path(), 12);
     let stall = Duration::from_millis(60);
     let issued = std::time::Instant::now();
     swm::ops::fault::gpu_delay(&device, stall).unwrap();

@@ -1,0 +1,1 @@
+"""Test-media generator for the nvJPEG / NVDEC media path (see media/gen.py)."""
