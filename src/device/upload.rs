@@ -13,7 +13,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::op::BackpropOp;
+use candle_core::{CudaStorage, DType, Device, Storage, Tensor};
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaEvent, CudaStream, DevicePtr, PinnedHostSlice};
 
@@ -29,15 +30,6 @@ pub enum UploadKind {
     U8,
     /// f32 values (state vectors).
     F32,
-}
-
-impl UploadKind {
-    fn dtype(self) -> DType {
-        match self {
-            Self::U8 => DType::U8,
-            Self::F32 => DType::F32,
-        }
-    }
 }
 
 /// One device buffer, its staging memory and its events; shared by the uploader and the uploads of it.
@@ -131,16 +123,24 @@ impl Uploader {
         Ok(Upload { buffer: staging.shared.clone(), len, consumer: OnceLock::new() })
     }
 
-    /// A buffer of `kind` with room for `len` elements that no [`Upload`] holds, allocated if needed.
+    /// A buffer of `kind` with room for `len` elements that no [`Upload`] holds: a free one that fits, else a new
+    /// one while the pool has room, else a free one that is too small, replaced.
+    ///
+    /// New device memory comes from the upload stream (stream-ordered, no zero-fill on the consumer's stream that
+    /// the copy could race with); allocating pinned memory may wait for the device, so buffers are allocated once
+    /// per pool slot (the first messages, a larger message), never in the steady state.
     fn free_buffer(&mut self, kind: UploadKind, len: usize) -> crate::ops::Result<usize> {
         let free = |s: &Staging| Arc::strong_count(&s.shared) == 1 && s.shared.kind == kind;
         if let Some(i) = self.buffers.iter().position(|s| free(s) && s.shared.len >= len) {
             return Ok(i);
         }
-        // Replace a free buffer that is too small, or add one.
         let index = match self.buffers.iter().position(free) {
-            Some(i) => i,
-            None if self.buffers.len() < MAX_BUFFERS => self.buffers.len(),
+            _ if self.buffers.len() < MAX_BUFFERS => self.buffers.len(),
+            Some(i) => {
+                // The old device memory is freed on the upload stream: after the consumer's last read of it.
+                self.stream.wait(&self.buffers[i].shared.released)?;
+                i
+            }
             None => {
                 return Err(KernelError::operand(
                     "upload",
@@ -148,12 +148,19 @@ impl Uploader {
                 ))
             }
         };
+        let Device::Cuda(cuda) = &self.device else {
+            return Err(KernelError::operand("device", "uploads need a CUDA device"));
+        };
+        let storage = match kind {
+            UploadKind::U8 => CudaStorage::wrap_cuda_slice(self.stream.alloc_zeros::<u8>(len)?, cuda.clone()),
+            UploadKind::F32 => CudaStorage::wrap_cuda_slice(self.stream.alloc_zeros::<f32>(len)?, cuda.clone()),
+        };
+        let device = Tensor::from_storage(Storage::Cuda(storage), len, BackpropOp::none(), false);
         let bytes = len * if kind == UploadKind::F32 { 4 } else { 1 };
         let ctx = self.stream.context();
         // SAFETY: the staging memory is only read by a copy after the host wrote the bytes it copies (`upload`);
         // flags 0: ordinary (not write-combined) page-locked memory.
         let host = unsafe { ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }?;
-        let device = Tensor::zeros(len, kind.dtype(), &self.device)?;
         let event = || ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING));
         let shared = Arc::new(Buffer { kind, len, device, copied: event()?, released: event()? });
         let staging = Staging { host, shared };
