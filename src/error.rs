@@ -1,8 +1,8 @@
 //! The crate-wide error type.
 //!
-//! Each layer has its own typed error (kernels, checkpoint, artifact, model config, device); [`Error`] aggregates
-//! them at the top of the runtime so that binaries, the daemon and the C ABI can report any of them with the file,
-//! key or field that was wrong. Errors point downward: no layer below returns this type's tooling cousins
+//! Each layer has its own typed error (kernels, checkpoint, artifact, model config, device, media); [`Error`]
+//! aggregates them at the top of the runtime so that binaries, the daemon and the C ABI can report any of them with
+//! the file, key or field that was wrong. Errors point downward: no layer below returns this type's tooling cousins
 //! (`tools::ToolError` wraps this one, never the reverse).
 
 use std::path::PathBuf;
@@ -33,6 +33,9 @@ pub enum Error {
     /// A kernel launch, CUDA graph capture or driver call failed, or a kernel operand was malformed.
     #[error(transparent)]
     Kernel(#[from] crate::ops::KernelError),
+    /// A codec library is missing, or an image could not be decoded.
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
     /// Something swm itself should have guaranteed did not hold (a bug, reported instead of a panic).
     #[error("internal invariant violated: {0}")]
     Internal(String),

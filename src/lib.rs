@@ -22,6 +22,7 @@ pub(crate) mod files;
 pub mod graph;
 #[cfg(feature = "hub")]
 pub mod hub;
+pub mod media;
 pub mod models;
 pub mod ops;
 pub mod planning;

@@ -13,6 +13,8 @@ use swm::tools::{demo, parity};
 mod engine;
 #[path = "gpu/gemm.rs"]
 mod gemm;
+#[path = "gpu/media.rs"]
+mod media;
 #[path = "gpu/planning.rs"]
 mod planning;
 #[path = "gpu/tdmpc2.rs"]

@@ -1,0 +1,29 @@
+//! The media layer: camera frames in their compressed forms, decoded on the GPU into Candle tensors on the
+//! device's stream, so that a frame reaches preprocessing without a trip through host RGB buffers.
+//!
+//! Each codec follows cudarc's three levels: raw declarations of the NVIDIA library, loaded at run time with
+//! `libloading` (`sys`: C names, `#[repr(C)]` types with host-checked layouts, no policy); owned handles that
+//! destroy themselves on drop; and a small Candle-facing API. Nothing is linked at build time: a machine without
+//! the library builds, runs the host-only commands and reports a typed [`MediaError`] naming the missing library
+//! or symbol when decoding is asked for.
+//!
+//! What exists now:
+//! - [`nvjpeg`]: JPEG decoding with nvJPEG (CUDA 13, `libnvjpeg.so.13`) — image info on the host,
+//!   [`nvjpeg::Decoder::decode_rgb`] into a U8 `(H, W, 3)` interleaved RGB CUDA tensor on Candle's stream, with the
+//!   backend chosen at creation (the NVJPG hardware engines through the batched API, or the hybrid CPU/GPU
+//!   decoders through the single-image API).
+//!
+//! What comes next (issue 12):
+//! - `nvdec`: H.264/HEVC elementary streams through NVDEC (`libnvcuvid.so.1`, also loaded at run time): parser
+//!   callbacks, NV12 surfaces mapped on the ingest stream, resolution changes and recovery at the next IDR.
+//! - Fused preprocessing: decoded frames (interleaved RGB from nvJPEG, NV12 from NVDEC) converted, resized and
+//!   normalised by one kernel of `ops` straight into the model's input layout, replacing the separate
+//!   `normalize_rgb_frames` pass.
+//!
+//! Layering: media uses `ops` and `device` (never the reverse); `session`/`engine` and the daemon's ingest thread
+//! use media. Errors are [`MediaError`], carried into [`crate::Error::Media`].
+
+mod error;
+pub mod nvjpeg;
+
+pub use error::MediaError;

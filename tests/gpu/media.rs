@@ -1,0 +1,202 @@
+//! `swm::media::nvjpeg` on the device: the committed JPEGs of `tests/data/media`, checked against the manifest
+//! written by `tools/media/gen.py` (shapes, subsampling, and the mean RGB of Pillow's decode).
+//!
+//! Tolerance: JPEG decoders legitimately differ pixel by pixel (IDCT rounding, chroma upsampling: Pillow's
+//! libjpeg-turbo interpolates chroma, nvJPEG replicates it by default), by a few levels near edges and by about
+//! zero on average. The mean of each channel is compared to Pillow's within [`MEAN_TOLERANCE`] = 1.5 levels (of
+//! 255): a conforming decoder lands well inside it (rounding biases are at most half a level; upsampling
+//! differences only redistribute chroma near edges), while the mistakes that matter — swapped channels (the
+//! images' R and B means differ by ~4.5 levels, G by ~12), a wrong YCbCr matrix or range (several levels), chroma
+//! planes misplaced — land outside it. The 17x9 image has too few pixels for the average to cancel edge effects,
+//! so it gets [`MEAN_TOLERANCE_TINY`] = 4 levels. Pixel-level checks come from images whose Pillow decodes are
+//! identical: the progressive file and the baseline 4:2:0 file (same coefficients), and greyscale (R = G = B).
+
+use std::path::PathBuf;
+
+use candle_core::Tensor;
+use serde_json::Value;
+use swm::media::nvjpeg::{Backend, Decoder};
+use swm::media::MediaError;
+
+use super::gpu;
+
+/// Tolerance of a channel mean against Pillow's, in levels of 255 (see the module docs).
+const MEAN_TOLERANCE: f64 = 1.5;
+/// The same for images of fewer than 1000 pixels.
+const MEAN_TOLERANCE_TINY: f64 = 4.0;
+
+fn media_dir() -> PathBuf {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| panic!("set CARGO_MANIFEST_DIR to the repository root (the media files live there)"));
+    PathBuf::from(root).join("tests/data/media")
+}
+
+/// The manifest's JPEG entries (`kind` `jpeg` or `jpeg-corrupt`), in file order.
+fn jpeg_entries() -> Vec<Value> {
+    let text = std::fs::read_to_string(media_dir().join("manifest.json")).expect("tests/data/media/manifest.json");
+    let manifest: Value = serde_json::from_str(&text).expect("manifest.json parses");
+    let files = manifest["files"].as_array().expect("manifest.files").clone();
+    let jpegs: Vec<Value> =
+        files.into_iter().filter(|f| f["kind"].as_str().is_some_and(|k| k.starts_with("jpeg"))).collect();
+    assert!(jpegs.len() >= 9, "expected the nine JPEG fixtures, found {}", jpegs.len());
+    jpegs
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(media_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Per-channel mean of a U8 `(H, W, 3)` tensor, summed exactly on the host.
+fn mean_rgb(t: &Tensor) -> [f64; 3] {
+    let px = t.flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let mut sum = [0u64; 3];
+    for (i, v) in px.iter().enumerate() {
+        sum[i % 3] += u64::from(*v);
+    }
+    let n = (px.len() / 3) as f64;
+    sum.map(|s| s as f64 / n)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> u8 {
+    let (a, b) = (a.flatten_all().unwrap().to_vec1::<u8>().unwrap(), b.flatten_all().unwrap().to_vec1::<u8>().unwrap());
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+}
+
+/// Checks one `expect: ok` image decoded by `decoder` against its manifest entry; returns the mean differences.
+fn check_ok(decoder: &mut Decoder, entry: &Value, rgb: &Tensor) -> [f64; 3] {
+    let name = entry["name"].as_str().unwrap();
+    let (w, h) = (entry["width"].as_u64().unwrap() as usize, entry["height"].as_u64().unwrap() as usize);
+    assert_eq!(rgb.dims(), &[h, w, 3], "{name}: shape");
+    assert_eq!(rgb.dtype(), candle_core::DType::U8, "{name}: dtype");
+    assert!(rgb.device().same_device(decoder.device()), "{name}: device");
+    let want: Vec<f64> = entry["decoded"]["mean_rgb"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let got = mean_rgb(rgb);
+    let tol = if w * h < 1000 { MEAN_TOLERANCE_TINY } else { MEAN_TOLERANCE };
+    let diff = [got[0] - want[0], got[1] - want[1], got[2] - want[2]];
+    assert!(
+        diff.iter().all(|d| d.abs() <= tol),
+        "{name} ({} backend): mean RGB {got:.3?}, Pillow {want:.3?} (tolerance {tol})",
+        decoder.backend()
+    );
+    if entry["subsampling"].as_str() == Some("4:0:0") {
+        let px = rgb.flatten_all().unwrap().to_vec1::<u8>().unwrap();
+        assert!(px.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]), "{name}: greyscale must give R = G = B");
+    }
+    diff
+}
+
+/// Every `expect: ok` JPEG decodes to the manifest's shape and (within the tolerance) Pillow's mean RGB, with the
+/// default and the hardware backend; `corrupt_*` files give typed errors and leave the decoder working (the next
+/// good image decodes); the progressive file either decodes on the hardware backend or is refused as
+/// `Unsupported` and then decodes with the default backend.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn nvjpeg_decodes_the_committed_jpegs_like_pillow() {
+    let (_gpu, device) = gpu();
+    let entries = jpeg_entries();
+    let baseline = entries.iter().find(|e| e["name"] == "baseline_420_640x480.jpg").expect("baseline entry");
+    let mut fallback = Decoder::new(&device, Backend::Default).unwrap();
+    for backend in [Backend::Default, Backend::Hardware] {
+        let mut decoder = Decoder::new(&device, backend).unwrap();
+        println!("requested {backend}, obtained {}", decoder.backend());
+        for entry in &entries {
+            let name = entry["name"].as_str().unwrap();
+            let bytes = read(name);
+            match entry["expect"].as_str().unwrap() {
+                "ok" => {
+                    let info = decoder.image_info(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!(
+                        (info.width as u64, info.height as u64),
+                        (entry["width"].as_u64().unwrap(), entry["height"].as_u64().unwrap()),
+                        "{name}: image_info size"
+                    );
+                    assert_eq!(Some(info.subsampling.name()), entry["subsampling"].as_str(), "{name}: subsampling");
+                    let want_components = if info.subsampling.name() == "4:0:0" { 1 } else { 3 };
+                    assert_eq!(info.components, want_components, "{name}: components");
+                    let (rgb, by) = match decoder.decode_rgb(&bytes) {
+                        Ok(rgb) => (rgb, decoder.backend()),
+                        Err(MediaError::Unsupported { backend: Backend::Hardware, reason })
+                            if entry["progressive"] == true =>
+                        {
+                            println!("{name}: hardware backend refuses it ({reason}); default backend instead");
+                            (fallback.decode_rgb(&bytes).unwrap(), fallback.backend())
+                        }
+                        Err(e) => panic!("{name} ({} backend): {e}", decoder.backend()),
+                    };
+                    let diff =
+                        check_ok(if by == decoder.backend() { &mut decoder } else { &mut fallback }, entry, &rgb);
+                    println!(
+                        "{name:32} {by:>8}: mean RGB − Pillow = [{:+.3}, {:+.3}, {:+.3}]",
+                        diff[0], diff[1], diff[2]
+                    );
+                }
+                "error" => {
+                    let err = match decoder.decode_rgb(&bytes) {
+                        Ok(t) => panic!("{name}: decoded to {:?} instead of failing", t.dims()),
+                        Err(e) => e,
+                    };
+                    println!("{name:32} {:>8}: {err}", decoder.backend());
+                    assert!(err.is_bad_input(), "{name}: expected a bad-input error, got {err:?}");
+                    if name.contains("png") {
+                        assert!(matches!(err, MediaError::NotJpeg { .. }), "{name}: {err:?}");
+                    }
+                    // The decoder still works.
+                    let rgb = decoder.decode_rgb(&read("baseline_420_640x480.jpg")).unwrap();
+                    check_ok(&mut decoder, baseline, &rgb);
+                }
+                other => panic!("{name}: unknown expectation {other}"),
+            }
+        }
+    }
+}
+
+/// Pixel-level agreement where the reference is exact: Pillow decodes the progressive and the baseline 4:2:0
+/// file (the same coefficients) to identical pixels, and so must nvJPEG, up to one level of IDCT rounding; and the
+/// hardware backend agrees with the default one (reported, and within a few levels).
+#[test]
+#[ignore = "needs a CUDA device"]
+fn progressive_and_baseline_decode_to_the_same_pixels() {
+    let (_gpu, device) = gpu();
+    let mut default = Decoder::new(&device, Backend::Default).unwrap();
+    let baseline = default.decode_rgb(&read("baseline_420_640x480.jpg")).unwrap();
+    let progressive = default.decode_rgb(&read("progressive_420_640x480.jpg")).unwrap();
+    let d = max_abs_diff(&baseline, &progressive);
+    println!("default backend: baseline vs progressive max |diff| = {d}");
+    assert!(d <= 1, "baseline and progressive decodes differ by up to {d} levels");
+
+    let mut hardware = Decoder::new(&device, Backend::Hardware).unwrap();
+    for name in ["baseline_420_640x480.jpg", "baseline_444_640x480.jpg", "baseline_422_320x240.jpg"] {
+        let a = default.decode_rgb(&read(name)).unwrap();
+        let b = hardware.decode_rgb(&read(name)).unwrap();
+        let d = max_abs_diff(&a, &b);
+        println!("{name}: default vs {} backend max |diff| = {d}", hardware.backend());
+        assert!(d <= 16, "{name}: backends differ by up to {d} levels");
+    }
+}
+
+/// The input bytes are not needed once `decode_rgb` returns: overwriting them at once (before anything waits
+/// for the GPU) leaves the decoded image unchanged. Also decodes many frames in a row without a host wait, and
+/// the tensors stay distinct.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn decode_needs_the_input_only_during_the_call() {
+    let (_gpu, device) = gpu();
+    for backend in [Backend::Default, Backend::Hardware] {
+        let mut decoder = Decoder::new(&device, backend).unwrap();
+        let reference = decoder.decode_rgb(&read("baseline_444_640x480.jpg")).unwrap();
+        let mut outputs = Vec::new();
+        for i in 0..8 {
+            let name = if i % 2 == 0 { "baseline_444_640x480.jpg" } else { "baseline_420_640x480.jpg" };
+            let mut bytes = read(name);
+            outputs.push((name, decoder.decode_rgb(&bytes).unwrap()));
+            bytes.iter_mut().for_each(|b| *b = 0);
+            drop(bytes);
+        }
+        let other = decoder.decode_rgb(&read("baseline_420_640x480.jpg")).unwrap();
+        for (name, t) in &outputs {
+            let want = if *name == "baseline_444_640x480.jpg" { &reference } else { &other };
+            assert_eq!(max_abs_diff(t, want), 0, "{name} ({} backend): input reused after the call", decoder.backend());
+        }
+    }
+}
