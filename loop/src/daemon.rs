@@ -23,7 +23,8 @@
 //! poll interval; threads finish their current message and drop their ports (releasing shared memory).
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -172,6 +173,17 @@ struct Ready {
     messages: Vec<Message>,
     /// When its last message was received (queue wait starts here).
     ready: Instant,
+    /// What the watchdog knows of it (announced to the output thread on arrival).
+    watch: InFlight,
+}
+
+/// State the threads share besides the channels.
+#[derive(Debug, Default)]
+struct Flow {
+    /// Planning paused: observations are neither planned nor answered.
+    paused: AtomicBool,
+    /// The newest observation (by [`InFlight::id`]) that has an answer; an older one still queued is skipped.
+    answered: AtomicU64,
 }
 
 /// What the inference thread hands back once its backend is up.
@@ -182,25 +194,46 @@ struct Started {
     stage: Box<dyn Stager>,
 }
 
-/// What the inference thread tells the output thread. `Done` carries the 4 KiB action slot by value on purpose:
-/// the channel's buffer is allocated once, a box would allocate on every step.
+/// What the ingest and inference threads tell the output thread. `Done` carries the 4 KiB action slot by value on
+/// purpose: the channel's buffer is allocated once, a box would allocate on every step.
 #[allow(clippy::large_enum_variant)]
 enum ToOutput {
-    /// A step started: the watchdog answers it if its result is not back by `due`.
-    Started(InFlight),
+    /// An observation arrived (from ingest): the watchdog answers it if no result is published by its due time.
+    Arrived(InFlight),
+    /// A step started on observation `id` (when its result can be expected).
+    Started { id: u64, at: Instant },
     /// A step's result.
     Done(Done),
 }
 
 /// A step's result on its way to the output thread.
 struct Done {
-    /// The step number of its [`InFlight`].
-    step: u64,
+    /// The observation's [`InFlight::id`].
+    id: u64,
     slot: ActionSlot,
     finished: Instant,
     received: Instant,
     /// The backend's step (host wall time).
     wall: Duration,
+}
+
+/// The ingest thread's channel ends.
+struct IngestPorts {
+    obs_tx: Sender<Ready>,
+    /// Takes the oldest waiting observation out when the queue is full (newest wins).
+    obs_drain: Receiver<Ready>,
+    ctl_tx: Sender<Control>,
+    /// Announces each complete observation to the output thread's watchdog.
+    arrived_tx: Sender<ToOutput>,
+}
+
+/// The inference thread's channel ends.
+struct InferPorts {
+    obs_rx: Receiver<Ready>,
+    ctl_rx: Receiver<Control>,
+    done_tx: Sender<ToOutput>,
+    /// Takes the oldest message out when the output queue is full (inference never waits).
+    done_drain: Receiver<ToOutput>,
 }
 
 /// The step budget and the control period (the watchdog fires between the two), and the spin window of the
@@ -234,11 +267,13 @@ impl Daemon {
         F: FnOnce() -> Result<B, swm::Error> + Send + 'static,
     {
         let metrics = Arc::new(Metrics::default());
+        let flow = Arc::new(Flow::default());
         let (obs_tx, obs_rx) = bounded::<Ready>(config.ipc.observation_queue);
         // Channels are multi-consumer: ingest keeps a receiver to drop the oldest waiting observation when full.
         let obs_drain = obs_rx.clone();
         // Two messages per step (started, done).
-        let (done_tx, done_rx) = bounded::<ToOutput>(2 * config.ipc.action_queue);
+        let (done_tx, done_rx) = bounded::<ToOutput>(3 * config.ipc.action_queue);
+        let arrived_tx = done_tx.clone();
         let (ctl_tx, ctl_rx) = bounded::<Control>(16);
         let (started_tx, started_rx) = bounded::<Result<Started, swm::Error>>(1);
         let mut threads = Vec::new();
@@ -254,7 +289,8 @@ impl Daemon {
 
         // Inference first: it owns the backend, whose creation may fail (reported before the others start).
         {
-            let (metrics, shutdown, done_drain) = (metrics.clone(), shutdown.clone(), done_rx.clone());
+            let (metrics, shutdown, done_drain, flow) =
+                (metrics.clone(), shutdown.clone(), done_rx.clone(), flow.clone());
             threads.push(spawn(
                 "infer",
                 Box::new(move || {
@@ -265,7 +301,8 @@ impl Daemon {
                     match started {
                         Ok((backend, started)) => {
                             let _ = started_tx.send(Ok(started));
-                            infer(backend, obs_rx, ctl_rx, done_tx, done_drain, &metrics, &shutdown, timing);
+                            let ports = InferPorts { obs_rx, ctl_rx, done_tx, done_drain };
+                            infer(backend, ports, &metrics, &flow, &shutdown, timing);
                         }
                         // Reported by `start` (the thread ends without an error of its own).
                         Err(e) => drop(started_tx.send(Err(e))),
@@ -288,24 +325,26 @@ impl Daemon {
         };
         {
             let (metrics, shutdown, transport) = (metrics.clone(), shutdown.clone(), transport.clone());
-            let (max_bytes, ctl_tx) = (config.ipc.max_observation_bytes, ctl_tx.clone());
+            let (max_bytes, ctl_tx, flow) = (config.ipc.max_observation_bytes, ctl_tx.clone(), flow.clone());
             threads.push(spawn(
                 "ingest",
                 Box::new(move || {
                     let source = transport.observations()?;
-                    ingest(source, stage, &inputs, max_bytes, obs_tx, obs_drain, ctl_tx, &metrics, &shutdown, timing);
+                    let ports = IngestPorts { obs_tx, obs_drain, ctl_tx, arrived_tx };
+                    ingest(source, stage, &inputs, max_bytes, ports, &metrics, &flow, &shutdown, timing);
                     Ok(())
                 }),
             )?);
         }
         {
-            let (metrics, shutdown, transport) = (metrics.clone(), shutdown.clone(), transport.clone());
+            let (metrics, shutdown, transport, flow) =
+                (metrics.clone(), shutdown.clone(), transport.clone(), flow.clone());
             let (period, spin) = (Duration::from_secs_f64(config.stats_period_s), config.ipc.spin());
             threads.push(spawn(
                 "output",
                 Box::new(move || {
                     let sink = transport.actions()?;
-                    output(sink, done_rx, period, spin, fixed_fallback, &metrics, &shutdown);
+                    output(sink, done_rx, period, spin, fixed_fallback, &metrics, &flow, &shutdown);
                     Ok(())
                 }),
             )?);
@@ -371,13 +410,14 @@ fn ingest(
     mut stage: Box<dyn Stager>,
     inputs: &[InputSpec],
     max_bytes: usize,
-    obs_tx: Sender<Ready>,
-    obs_drain: Receiver<Ready>,
-    ctl_tx: Sender<Control>,
+    ports: IngestPorts,
     metrics: &Metrics,
+    flow: &Flow,
     shutdown: &Shutdown,
     timing: Timing,
 ) {
+    let IngestPorts { obs_tx, obs_drain, ctl_tx, arrived_tx } = ports;
+    let mut next_id = 0u64;
     let mut pending: Vec<Option<Message>> = inputs.iter().map(|_| None).collect();
     let mut goal: Vec<Option<Message>> = inputs.iter().map(|_| None).collect();
     let mut warn = Throttle(None);
@@ -436,8 +476,23 @@ fn ingest(
             let _ = ctl_tx.try_send(Control::Goal(messages));
             continue;
         }
-        let ready = Ready { messages, ready: Instant::now() };
+        // The observation counts from its first message's arrival.
+        let first = messages.iter().map(|m| m.received).min().unwrap_or(received);
+        next_id += 1;
+        let watch = InFlight {
+            id: next_id,
+            observation_sequence: sequence,
+            captured_ns: messages.iter().map(|m| m.header.capture_ns).max().unwrap_or(0),
+            received_ns: monotonic_ns().saturating_sub(first.elapsed().as_nanos() as u64),
+            received: first,
+            due: first + watchdog::due_after(timing.deadline, timing.period),
+        };
+        let ready = Ready { messages, ready: Instant::now(), watch };
         metrics.record(Stage::Ingest, ready.ready.duration_since(received));
+        if !flow.paused.load(Ordering::Relaxed) {
+            // Never waits: with the output queue full, this observation is simply not watched.
+            let _ = arrived_tx.try_send(ToOutput::Arrived(watch));
+        }
         match obs_tx.try_send(ready) {
             Ok(()) => {}
             Err(TrySendError::Full(ready)) => {
@@ -457,16 +512,14 @@ fn ingest(
 #[allow(clippy::too_many_arguments)]
 fn infer<B: Backend>(
     mut backend: B,
-    obs_rx: Receiver<Ready>,
-    ctl_rx: Receiver<Control>,
-    done_tx: Sender<ToOutput>,
-    done_drain: Receiver<ToOutput>,
+    ports: InferPorts,
     metrics: &Metrics,
+    flow: &Flow,
     shutdown: &Shutdown,
     mut timing: Timing,
 ) {
+    let InferPorts { obs_rx, ctl_rx, done_tx, done_drain } = ports;
     let mut paused = false;
-    let mut step = 0u64;
     let mut overrun = Throttle(None);
     // Inference never waits for the output thread: when the queue is full, the oldest message is dropped.
     let send = |message: ToOutput| {
@@ -525,28 +578,23 @@ fn infer<B: Backend>(
                     };
                     let _ = reply.send(answer);
                 }
-                Control::Pause(p) => paused = p,
+                Control::Pause(p) => {
+                    paused = p;
+                    flow.paused.store(p, Ordering::Relaxed);
+                }
             },
             Work::Observation(ready) => {
                 last_ready = Some(ready.ready);
-                if paused {
+                // Paused, or answered by the watchdog while it waited behind a stalled step: not planned.
+                if paused || ready.watch.id <= flow.answered.load(Ordering::Relaxed) {
                     Metrics::count(&metrics.observations_dropped_stale);
                     continue;
                 }
                 let start = Instant::now();
                 metrics.record(Stage::QueueWait, start.duration_since(ready.ready));
                 let head = &ready.messages[0].header;
-                let received = ready.messages.iter().map(|m| m.received).min().unwrap_or(ready.ready);
-                step += 1;
-                let in_flight = InFlight {
-                    step,
-                    started: start,
-                    observation_sequence: head.sequence,
-                    captured_ns: ready.messages.iter().map(|m| m.header.capture_ns).max().unwrap_or(0),
-                    received_ns: monotonic_ns().saturating_sub(received.elapsed().as_nanos() as u64),
-                    due: received + watchdog::due_after(timing.deadline, timing.period),
-                };
-                send(ToOutput::Started(in_flight));
+                let (in_flight, received) = (ready.watch, ready.watch.received);
+                send(ToOutput::Started { id: in_flight.id, at: start });
                 let mut slot = ActionSlot {
                     observation_sequence: in_flight.observation_sequence,
                     captured_ns: in_flight.captured_ns,
@@ -574,7 +622,8 @@ fn infer<B: Backend>(
                                 start.elapsed()
                             );
                         }
-                        send(ToOutput::Done(Done { step, slot, finished: Instant::now(), received, wall: times.wall }));
+                        let id = in_flight.id;
+                        send(ToOutput::Done(Done { id, slot, finished: Instant::now(), received, wall: times.wall }));
                     }
                     Err(e) => {
                         Metrics::count(&metrics.step_errors);
@@ -588,12 +637,19 @@ fn infer<B: Backend>(
     }
 }
 
-/// The output thread's state: the published sequence, the step it is watching, the last published action.
-struct Output {
+/// Most observations the watchdog tracks at once (older ones are forgotten: a flood, not a stall).
+const MAX_WATCHED: usize = 64;
+
+/// The output thread's state: the published sequence, the observations waiting for an answer, the last published
+/// action.
+struct Output<'a> {
     sink: Box<dyn ActionSink>,
+    metrics: &'a Metrics,
+    flow: &'a Flow,
     sequence: u64,
-    watching: Option<InFlight>,
-    /// The newest step answered by the watchdog (its late result is discarded).
+    /// Observations announced by ingest and not yet answered, oldest first.
+    waiting: VecDeque<InFlight>,
+    /// The newest observation answered (by a step or by the watchdog); results for older ones are discarded.
     answered: u64,
     last: Option<ActionSlot>,
     fixed: Option<Vec<f32>>,
@@ -601,15 +657,19 @@ struct Output {
     warn: Throttle,
 }
 
-impl Output {
-    /// Stamps and publishes `slot`; true when it reached shared memory.
-    fn publish(&mut self, mut slot: ActionSlot, metrics: &Metrics) -> bool {
+impl Output<'_> {
+    /// Stamps and publishes `slot` as the answer to observation `id`; true when it reached shared memory.
+    fn publish(&mut self, id: u64, mut slot: ActionSlot) -> bool {
+        self.answered = self.answered.max(id);
+        self.flow.answered.store(self.answered, Ordering::Relaxed);
+        let answered = self.answered;
+        self.waiting.retain(|w| w.id > answered);
         self.sequence += 1;
         slot.sequence = self.sequence;
         slot.published_ns = monotonic_ns();
         match self.sink.publish(&slot) {
             Ok(()) => {
-                Metrics::count(&metrics.actions_published);
+                Metrics::count(&self.metrics.actions_published);
                 self.last = Some(slot);
                 true
             }
@@ -622,25 +682,26 @@ impl Output {
         }
     }
 
-    /// Publishes the watchdog's fallback for the watched step once it is due.
-    fn check_watchdog(&mut self, metrics: &Metrics) {
-        let Some(step) = self.watching.filter(|w| Instant::now() >= w.due) else { return };
-        self.watching = None;
-        self.answered = step.step;
-        let slot = watchdog::fallback(&step, self.last.as_ref(), self.fixed.as_deref());
-        Metrics::count(&metrics.deadline_misses);
-        Metrics::count(&metrics.fallbacks_published);
-        if self.warn.ready() {
-            tracing::warn!(
-                "step for observation {} not back by its due time: the watchdog published {:?}",
-                step.observation_sequence,
-                slot.status()
-            );
+    /// Publishes the watchdog's fallback for every waiting observation whose due time has come.
+    fn check_watchdog(&mut self) {
+        while let Some(w) = self.waiting.front().copied().filter(|w| Instant::now() >= w.due) {
+            self.waiting.pop_front();
+            let slot = watchdog::fallback(&w, self.last.as_ref(), self.fixed.as_deref());
+            Metrics::count(&self.metrics.deadline_misses);
+            Metrics::count(&self.metrics.fallbacks_published);
+            if self.warn.ready() {
+                tracing::warn!(
+                    "observation {} not answered by its due time: the watchdog published {:?}",
+                    w.observation_sequence,
+                    slot.status()
+                );
+            }
+            self.publish(w.id, slot);
         }
-        self.publish(slot, metrics);
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn output(
     sink: Box<dyn ActionSink>,
     done_rx: Receiver<ToOutput>,
@@ -648,49 +709,72 @@ fn output(
     spin: Duration,
     fixed: Option<Vec<f32>>,
     metrics: &Metrics,
+    flow: &Flow,
     shutdown: &Shutdown,
 ) {
-    let mut out =
-        Output { sink, sequence: 0, watching: None, answered: 0, last: None, fixed, late: 0, warn: Throttle(None) };
+    let mut out = Output {
+        sink,
+        metrics,
+        flow,
+        sequence: 0,
+        waiting: VecDeque::new(),
+        answered: 0,
+        last: None,
+        fixed,
+        late: 0,
+        warn: Throttle(None),
+    };
     let mut last_stats = Instant::now();
-    // Smoothed step time (started → done), to poll for the result around when it is expected (see `spin`).
+    // The step running (observation id, start) and the smoothed step time (started → done), to poll for the
+    // result around when it is expected (see `spin`).
+    let mut running: Option<(u64, Instant)> = None;
     let mut step_time: Option<Duration> = None;
     while !shutdown.requested() {
-        // Wake for the next message, the watched step's due time or the next poll, whichever is first.
+        // Wake for the next message, the oldest waiting observation's due time or the next poll, whichever is first.
         let now = Instant::now();
-        let limit = out.watching.map_or(now + POLL, |w| w.due.min(now + POLL));
-        let expect = Expect { expected: out.watching.zip(step_time).map(|(w, t)| w.started + t), window: spin };
-        let message = expect.wait(limit, || done_rx.try_recv().ok(), |t| done_rx.recv_timeout(t).ok());
-        match message {
-            Some(ToOutput::Started(step)) => out.watching = Some(step),
-            Some(ToOutput::Done(done)) if done.step <= out.answered => {
-                // Answered by the watchdog already: publishing it now would reorder the controller's actions.
-                out.late += 1;
+        let limit = out.waiting.front().map_or(now + POLL, |w| w.due.min(now + POLL));
+        let expect = Expect { expected: running.zip(step_time).map(|((_, at), t)| at + t), window: spin };
+        match expect.wait(limit, || done_rx.try_recv().ok(), |t| done_rx.recv_timeout(t).ok()) {
+            Some(ToOutput::Arrived(w)) if w.id > out.answered => {
+                if out.waiting.len() == MAX_WATCHED {
+                    out.waiting.pop_front();
+                }
+                out.waiting.push_back(w);
             }
+            Some(ToOutput::Arrived(_)) => {}
+            Some(ToOutput::Started { id, at }) => running = Some((id, at)),
             Some(ToOutput::Done(done)) => {
-                if let Some(w) = out.watching.filter(|w| w.step == done.step) {
-                    out.watching = None;
-                    let took = done.finished.saturating_duration_since(w.started);
+                if let Some((_, at)) = running.filter(|(id, _)| *id == done.id) {
+                    running = None;
+                    let took = done.finished.saturating_duration_since(at);
                     step_time = Some(step_time.map_or(took, |t| t.mul_f64(0.8) + took.mul_f64(0.2)));
                 }
-                let status = done.slot.status();
-                if status != Some(ActionStatus::Solved) {
-                    Metrics::count(&metrics.deadline_misses);
-                }
-                if matches!(status, Some(ActionStatus::WarmStart | ActionStatus::Fallback | ActionStatus::Prior)) {
-                    Metrics::count(&metrics.fallbacks_published);
-                }
-                if out.publish(done.slot, metrics) {
-                    let now = Instant::now();
-                    metrics.record(Stage::Publish, now.duration_since(done.finished));
-                    let end_to_end = now.duration_since(done.received);
-                    metrics.record(Stage::EndToEnd, end_to_end);
-                    metrics.record_overhead(end_to_end.saturating_sub(done.wall));
+                if done.id <= out.answered {
+                    // Answered by the watchdog already: publishing it now would reorder the controller's actions.
+                    out.late += 1;
+                } else {
+                    let status = done.slot.status();
+                    if status != Some(ActionStatus::Solved) {
+                        Metrics::count(&metrics.deadline_misses);
+                    }
+                    if matches!(status, Some(ActionStatus::WarmStart | ActionStatus::Fallback | ActionStatus::Prior)) {
+                        Metrics::count(&metrics.fallbacks_published);
+                    }
+                    if out.publish(done.id, done.slot) {
+                        let now = Instant::now();
+                        metrics.record(Stage::Publish, now.duration_since(done.finished));
+                        let end_to_end = now.duration_since(done.received);
+                        metrics.record(Stage::EndToEnd, end_to_end);
+                        metrics.record_overhead(end_to_end.saturating_sub(done.wall));
+                    }
                 }
             }
             None => {}
         }
-        out.check_watchdog(metrics);
+        if flow.paused.load(Ordering::Relaxed) {
+            out.waiting.clear();
+        }
+        out.check_watchdog();
         let elapsed = last_stats.elapsed();
         if elapsed >= period {
             let stats = metrics.summarise(elapsed);

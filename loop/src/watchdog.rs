@@ -1,18 +1,18 @@
-//! The output thread's deadline watchdog: the action a step owes its controller when the step has not come back
-//! by its due time (a stalled GPU, a driver hiccup, a step far over budget). Host data only, so that it can be
-//! published while the GPU is still busy.
+//! The output thread's deadline watchdog: the action the daemon owes a controller for an observation that has no
+//! answer by its due time (its step stalled on the GPU, or it is still queued behind such a step). Host data only,
+//! so that it can be published while the GPU is still busy.
 
 use std::time::{Duration, Instant};
 
 use swm_ipc::{ActionSlot, ActionStatus};
 
-/// A step the inference thread has started: what the watchdog needs to answer it without the GPU.
+/// An observation waiting for its answer: what the watchdog needs to answer it without the GPU.
 #[derive(Debug, Clone, Copy)]
 pub struct InFlight {
-    /// The inference thread's step number (matches the step's result).
-    pub step: u64,
-    /// When the inference thread started it.
-    pub started: Instant,
+    /// The daemon's number for it, in order of arrival (matches its step's result).
+    pub id: u64,
+    /// When its first message was received (its budget counts from here).
+    pub received: Instant,
     /// The observation it answers.
     pub observation_sequence: u64,
     /// That observation's capture time (CLOCK_MONOTONIC ns).
@@ -29,15 +29,15 @@ pub fn due_after(deadline: Duration, period: Duration) -> Duration {
     deadline + period.saturating_sub(deadline) / 2
 }
 
-/// The fallback for `step`, from host data only: the previous published plan shifted by one step (`WarmStart`)
+/// The answer to `observation`, from host data only: the previous published plan shifted by one step (`WarmStart`)
 /// when it has a next step; otherwise the configured fixed action (`Fallback`); otherwise the last published
 /// action held (`Fallback`); with nothing published yet, an empty action (`Fallback`, `action_dim` 0: the
 /// controller keeps its own safe behaviour).
-pub fn fallback(step: &InFlight, last: Option<&ActionSlot>, fixed: Option<&[f32]>) -> ActionSlot {
+pub fn fallback(observation: &InFlight, last: Option<&ActionSlot>, fixed: Option<&[f32]>) -> ActionSlot {
     let mut slot = ActionSlot {
-        observation_sequence: step.observation_sequence,
-        captured_ns: step.captured_ns,
-        received_ns: step.received_ns,
+        observation_sequence: observation.observation_sequence,
+        captured_ns: observation.captured_ns,
+        received_ns: observation.received_ns,
         status: ActionStatus::Fallback as u32,
         cost: f32::NAN,
         ..ActionSlot::default()
@@ -64,7 +64,7 @@ mod tests {
 
     fn step() -> InFlight {
         let now = Instant::now();
-        InFlight { step: 3, started: now, observation_sequence: 9, captured_ns: 1, received_ns: 2, due: now }
+        InFlight { id: 3, received: now, observation_sequence: 9, captured_ns: 1, received_ns: 2, due: now }
     }
 
     fn published(plan: &[f32], dim: usize) -> ActionSlot {

@@ -350,33 +350,44 @@ fn a_step_over_its_deadline_publishes_the_fallback_on_time_and_counts_the_miss()
 }
 
 #[test]
-fn a_stalled_step_is_answered_by_the_watchdog_on_time_and_its_late_result_discarded() {
+fn a_stalled_step_and_the_observations_behind_it_are_answered_by_the_watchdog_on_time() {
     let h = start(1);
     h.send(1);
     let first = h.next_action();
     assert_eq!((first.sequence, first.status()), (1, Some(ActionStatus::Solved)));
-    // The next step hangs far past its deadline and the period (a stalled GPU).
+    // The next step hangs far past its deadline and several periods (a stalled GPU).
     *h.stall.lock().unwrap() = Some(Duration::from_millis(300));
-    let sent = Instant::now();
-    h.send(2);
-    let slot = h.next_action();
-    let after = sent.elapsed();
     // Due half-way between the deadline (20 ms) and the end of the 33 ms period.
     let due = DEADLINE + (Duration::from_secs_f64(1.0 / 30.0) - DEADLINE) / 2;
-    assert!(after >= DEADLINE && after < due + Duration::from_millis(15), "published after {after:?}, due {due:?}");
-    assert_eq!(slot.observation_sequence, 2);
-    assert_eq!(slot.sequence, 2);
+    let answer = |sequence: u64| {
+        let sent = Instant::now();
+        h.send(sequence);
+        let slot = h.next_action();
+        let after = sent.elapsed();
+        assert!(after >= DEADLINE && after < due + Duration::from_millis(15), "published after {after:?}, due {due:?}");
+        assert_eq!((slot.observation_sequence, slot.sequence), (sequence, sequence));
+        assert_eq!(slot.iterations, 0);
+        slot
+    };
+    let slot = answer(2);
     assert_eq!(slot.status(), Some(ActionStatus::WarmStart), "{slot:?}");
     assert_eq!(slot.action(), &[1.25], "the previous plan, shifted by one step");
     assert_eq!(slot.plan(), &[1.25, 1.5]);
-    assert_eq!(slot.iterations, 0);
-    // The step's own (late) result never reaches the controller; the next observation is served normally.
-    assert!(h.actions.recv_timeout(Duration::from_millis(400)).is_err(), "the late result was published");
-    h.send(3);
+    // Queued behind the stalled step: answered on time too, the plan shifting on, then the last action held.
+    let slot = answer(3);
+    assert_eq!((slot.status(), slot.action()), (Some(ActionStatus::WarmStart), &[1.5f32][..]));
+    let slot = answer(4);
+    assert_eq!((slot.status(), slot.action()), (Some(ActionStatus::Fallback), &[1.5f32][..]));
+    // The stalled step's (late) result never reaches the controller, and the queued observation it would have
+    // planned next (already answered) is skipped; the next observation is served normally.
+    assert!(h.actions.recv_timeout(Duration::from_millis(400)).is_err(), "a late result was published");
+    h.send(5);
     let next = h.next_action();
-    assert_eq!((next.observation_sequence, next.sequence, next.status()), (3, 3, Some(ActionStatus::Solved)));
-    let stats = h.stats_until(|s| s.actions_published == 3);
-    assert_eq!((stats.deadline_misses, stats.fallbacks_published, stats.steps), (1, 1, 3), "{stats:?}");
+    assert_eq!((next.observation_sequence, next.sequence, next.status()), (5, 5, Some(ActionStatus::Solved)));
+    let stats = h.stats_until(|s| s.actions_published == 5);
+    assert_eq!((stats.deadline_misses, stats.fallbacks_published), (3, 3), "{stats:?}");
+    assert_eq!(stats.steps, 3, "steps for 1, 2 and 5: {stats:?}");
+    assert_eq!(h.log.lock().unwrap().steps, vec![1, 2, 5]);
     h.stop();
 }
 
