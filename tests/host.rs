@@ -410,6 +410,9 @@ mod untrusted;
 #[path = "host/tdmpc2_config.rs"]
 mod tdmpc2_config;
 
+#[path = "host/preprocess_reference.rs"]
+mod preprocess_reference;
+
 #[test]
 fn tdmpc2_checkpoint_converts_into_an_artifact() {
     let config = swm::tools::demo::tdmpc2_bench_config();

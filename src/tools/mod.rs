@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod demo;
 pub mod parity;
+pub mod reference;
 
 pub use parity::ParityError;
 
