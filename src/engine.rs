@@ -311,18 +311,6 @@ impl Engine {
     }
 }
 
-impl From<PlanSource> for swm_ipc::ActionStatus {
-    fn from(source: PlanSource) -> Self {
-        match source {
-            PlanSource::Solved => Self::Solved,
-            PlanSource::Truncated { .. } => Self::Truncated,
-            PlanSource::WarmStart => Self::WarmStart,
-            PlanSource::Fallback => Self::Fallback,
-            PlanSource::Prior => Self::Prior,
-        }
-    }
-}
-
 /// The planner must produce the session's actions.
 fn check_planner(session: &Session, config: &PlannerConfig) -> Result<()> {
     if config.macro_action_dim() != session.action_dim() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use swm::device::UploadKind;
 use swm::engine::{default_planner, Engine, EngineOptions};
-use swm::planning::{CemConfig, IcemConfig, MppiConfig, PlannerConfig, Sampling, SolverConfig};
+use swm::planning::{CemConfig, IcemConfig, MppiConfig, PlanSource, PlannerConfig, Sampling, SolverConfig};
 use swm::session::{Observation, Session, SessionOptions};
 use swm_ipc::{ActionSlot, ActionStatus, Encoding, MAX_ACTION_DIM, MAX_PLAN_VALUES};
 
@@ -255,7 +255,7 @@ impl Backend for EngineBackend {
         let m = plan.len().min(MAX_PLAN_VALUES);
         slot.plan[..m].copy_from_slice(&plan[..m]);
         slot.horizon = m.checked_div(step.env_action_dim).unwrap_or(0) as u32;
-        slot.status = ActionStatus::from(step.source) as u32;
+        slot.status = status(step.source) as u32;
         slot.cost = step.cost.first().copied().unwrap_or(f32::NAN);
         slot.iterations = step.iterations as u32;
         Ok(StepTimes { encode: step.times.encode, plan: step.times.plan, wall: start.elapsed() })
@@ -291,6 +291,17 @@ impl Backend for EngineBackend {
         config.validate()?;
         // A new deadline is the daemon's (it sets each step's budget).
         self.engine.set_planner(config)
+    }
+}
+
+/// The published status of a plan's source (the runtime does not depend on the IPC types).
+fn status(source: PlanSource) -> ActionStatus {
+    match source {
+        PlanSource::Solved => ActionStatus::Solved,
+        PlanSource::Truncated { .. } => ActionStatus::Truncated,
+        PlanSource::WarmStart => ActionStatus::WarmStart,
+        PlanSource::Fallback => ActionStatus::Fallback,
+        PlanSource::Prior => ActionStatus::Prior,
     }
 }
 
