@@ -52,17 +52,6 @@ pub struct TransportError {
     pub reason: String,
 }
 
-/// A message of an observation or goal service, owned (for sources that are not shared memory, such as tests).
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    /// The header as sent.
-    pub header: ObservationHeader,
-    /// The payload bytes.
-    pub payload: Vec<u8>,
-    /// From the goal service rather than the observation service.
-    pub goal: bool,
-}
-
 /// Where observations and goals come from (iceoryx2 subscribers, or a test's channel). Created on, and used by,
 /// the ingest thread only.
 pub trait ObservationSource {
@@ -519,7 +508,6 @@ fn infer<B: Backend>(
     mut timing: Timing,
 ) {
     let InferPorts { obs_rx, ctl_rx, done_tx, done_drain } = ports;
-    let mut paused = false;
     let mut overrun = Throttle(None);
     // Inference never waits for the output thread: when the queue is full, the oldest message is dropped.
     let send = |message: ToOutput| {
@@ -567,7 +555,14 @@ fn infer<B: Backend>(
                 }
                 Control::Reset => backend.reset(),
                 Control::Planner(update, reply) => {
-                    let answer = match backend.update_planner(update) {
+                    let answer = match update.deadline.filter(|d| d.is_zero() || *d > timing.period) {
+                        Some(d) => Err(swm::Error::invalid_input(
+                            "deadline",
+                            format!("{d:?} is not within the control period of {:?}", timing.period),
+                        )),
+                        None => backend.update_planner(update),
+                    };
+                    let answer = match answer {
                         Ok(()) => {
                             if let Some(deadline) = update.deadline {
                                 timing.deadline = deadline;
@@ -578,15 +573,12 @@ fn infer<B: Backend>(
                     };
                     let _ = reply.send(answer);
                 }
-                Control::Pause(p) => {
-                    paused = p;
-                    flow.paused.store(p, Ordering::Relaxed);
-                }
+                Control::Pause(p) => flow.paused.store(p, Ordering::Relaxed),
             },
             Work::Observation(ready) => {
                 last_ready = Some(ready.ready);
                 // Paused, or answered by the watchdog while it waited behind a stalled step: not planned.
-                if paused || ready.watch.id <= flow.answered.load(Ordering::Relaxed) {
+                if flow.paused.load(Ordering::Relaxed) || ready.watch.id <= flow.answered.load(Ordering::Relaxed) {
                     Metrics::count(&metrics.observations_dropped_stale);
                     continue;
                 }
@@ -649,8 +641,6 @@ struct Output<'a> {
     sequence: u64,
     /// Observations announced by ingest and not yet answered, oldest first.
     waiting: VecDeque<InFlight>,
-    /// The newest observation answered (by a step or by the watchdog); results for older ones are discarded.
-    answered: u64,
     last: Option<ActionSlot>,
     fixed: Option<Vec<f32>>,
     late: u64,
@@ -658,11 +648,16 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
+    /// The newest observation answered (by a step or by the watchdog); results for older ones are discarded.
+    fn answered(&self) -> u64 {
+        self.flow.answered.load(Ordering::Relaxed)
+    }
+
     /// Stamps and publishes `slot` as the answer to observation `id`; true when it reached shared memory.
     fn publish(&mut self, id: u64, mut slot: ActionSlot) -> bool {
-        self.answered = self.answered.max(id);
-        self.flow.answered.store(self.answered, Ordering::Relaxed);
-        let answered = self.answered;
+        // The output thread is the only writer.
+        let answered = self.answered().max(id);
+        self.flow.answered.store(answered, Ordering::Relaxed);
         self.waiting.retain(|w| w.id > answered);
         self.sequence += 1;
         slot.sequence = self.sequence;
@@ -718,7 +713,6 @@ fn output(
         flow,
         sequence: 0,
         waiting: VecDeque::new(),
-        answered: 0,
         last: None,
         fixed,
         late: 0,
@@ -735,7 +729,7 @@ fn output(
         let limit = out.waiting.front().map_or(now + POLL, |w| w.due.min(now + POLL));
         let expect = Expect { expected: running.zip(step_time).map(|((_, at), t)| at + t), window: spin };
         match expect.wait(limit, || done_rx.try_recv().ok(), |t| done_rx.recv_timeout(t).ok()) {
-            Some(ToOutput::Arrived(w)) if w.id > out.answered => {
+            Some(ToOutput::Arrived(w)) if w.id > out.answered() => {
                 if out.waiting.len() == MAX_WATCHED {
                     out.waiting.pop_front();
                 }
@@ -749,7 +743,7 @@ fn output(
                     let took = done.finished.saturating_duration_since(at);
                     step_time = Some(step_time.map_or(took, |t| t.mul_f64(0.8) + took.mul_f64(0.2)));
                 }
-                if done.id <= out.answered {
+                if done.id <= out.answered() {
                     // Answered by the watchdog already: publishing it now would reorder the controller's actions.
                     out.late += 1;
                 } else {

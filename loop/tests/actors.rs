@@ -11,9 +11,7 @@ use swm_ipc::{
 };
 use swm_loop::backend::{Backend, PlannerUpdate, StepTimes};
 use swm_loop::config::LoopConfig;
-use swm_loop::daemon::{
-    ActionSink, CommandSource, Daemon, Incoming, ObservationSource, Shutdown, Transport, TransportError,
-};
+use swm_loop::daemon::{ActionSink, CommandSource, Daemon, ObservationSource, Shutdown, Transport, TransportError};
 use swm_loop::message::{InputSpec, Message};
 
 /// What the test double was asked to do.
@@ -80,6 +78,14 @@ impl Backend for Double {
         self.log.lock().unwrap().planner.push(update);
         Ok(())
     }
+}
+
+/// A message of the observation or goal service, owned (the channel standing in for shared memory).
+#[derive(Debug, Clone)]
+struct Incoming {
+    header: ObservationHeader,
+    payload: Vec<u8>,
+    goal: bool,
 }
 
 /// Channel ends standing in for the iceoryx2 services.
@@ -406,6 +412,10 @@ fn control_commands_reach_the_inference_thread() {
     let reply =
         h.command(Command { kind: CommandKind::SetPlanner as u32, num_samples: 1_000_000, ..Command::default() });
     assert_eq!(reply.accepted, 0, "the backend's refusal comes back: {reply:?}");
+    // A step budget longer than the control period is refused before it reaches the backend.
+    let reply =
+        h.command(Command { kind: CommandKind::SetPlanner as u32, deadline_us: 1_000_000, ..Command::default() });
+    assert_eq!(reply.accepted, 0, "{reply:?}");
     let reply = h.command(Command { kind: 77, ..Command::default() });
     assert_eq!(reply.accepted, 0);
     // Paused: observations are dropped, not planned.
