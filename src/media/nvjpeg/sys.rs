@@ -547,21 +547,13 @@ mod tests {
         assert!(err.to_string().contains("libc.so.6 has no symbol `nvjpegGetProperty`"), "{err}");
     }
 
-    /// Where libnvjpeg is installed (the build machine's CUDA wheels, the GPU hosts), every symbol resolves and
-    /// the version is 13.x; needs no GPU. Where it is not, the error names the library.
+    /// libnvjpeg is installed wherever swm's tests run (the build machine's and CI's CUDA wheels from
+    /// tools/setup-cuda.sh, the GPU hosts): every symbol resolves and the version is 13.x; needs no GPU.
     #[test]
-    fn libnvjpeg_resolves_where_installed() {
-        match Library::load() {
-            Ok(lib) => {
-                let (major, minor, patch) = lib.version().unwrap();
-                println!("{}: nvJPEG {major}.{minor}.{patch}", lib.name());
-                assert_eq!(major, 13, "{} is not nvJPEG 13", lib.name());
-            }
-            Err(MediaError::LibraryMissing { name, reason }) => {
-                println!("not installed here: {name}: {reason}");
-                assert!(name.contains("libnvjpeg.so.13") && reason.contains("libnvjpeg.so.13"), "{name}: {reason}");
-            }
-            Err(other) => panic!("{other}"),
-        }
+    fn libnvjpeg_resolves() {
+        let lib = Library::load().unwrap_or_else(|e| panic!("{e} (source tools/setup-cuda.sh)"));
+        let (major, minor, patch) = lib.version().unwrap();
+        println!("{}: nvJPEG {major}.{minor}.{patch}", lib.name());
+        assert_eq!(major, 13, "{} is not nvJPEG 13", lib.name());
     }
 }
