@@ -64,6 +64,9 @@ impl Default for EngineOptions {
 pub struct StageTimes {
     /// Observation upload, preprocessing and encoding.
     pub encode: Duration,
+    /// Host time spent issuing the encode stage (uploads, kernel launches): close to `encode` when the GPU waited
+    /// for the host, e.g. a preempted thread.
+    pub encode_issue: Duration,
     /// Planning (every iteration, the actor prior, the action mapping).
     pub plan: Duration,
     /// The device-to-host copy of the result.
@@ -259,7 +262,10 @@ impl Engine {
         self.events[0].record(&stream)?;
         self.session.push_observation(obs)?;
         self.events[1].record(&stream)?;
-        self.finish(start)
+        let issued = start.elapsed();
+        let mut step = self.finish(start)?;
+        step.times.encode_issue = issued;
+        Ok(step)
     }
 
     /// Plans again from the current context without a new observation.
@@ -306,7 +312,13 @@ impl Engine {
             let ms = self.events[i].elapsed_ms(&self.events[i + 1])?;
             Ok(Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1e3))
         };
-        let times = StageTimes { encode: elapsed(0)?, plan: elapsed(1)?, copy: elapsed(2)?, wall: start.elapsed() };
+        let times = StageTimes {
+            encode: elapsed(0)?,
+            encode_issue: Duration::ZERO,
+            plan: elapsed(1)?,
+            copy: elapsed(2)?,
+            wall: start.elapsed(),
+        };
         Ok(Step { actions: &out[..n], cost: &out[n..n + b], steps, env_action_dim: a, source, iterations, times })
     }
 }

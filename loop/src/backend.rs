@@ -18,6 +18,8 @@ use crate::message::{InputSpec, Message, Payload};
 pub struct StepTimes {
     /// Upload, preprocessing and encoding (GPU time).
     pub encode: Duration,
+    /// Host time spent issuing the encode (see [`swm::engine::StageTimes::encode_issue`]).
+    pub encode_issue: Duration,
     /// Planning (GPU time).
     pub plan: Duration,
     /// The whole step on the host (upload, engine step, copy into the slot): what the loop adds is measured
@@ -143,6 +145,10 @@ impl EngineBackend {
             Fallback::Fixed { action } => Some(engine.to_env_units(&action[..env_dim.min(action.len())])),
             Fallback::WarmStart => None,
         };
+        if config.fault.every > 0 {
+            // Loads the stall kernel now, so that the first injected stall does not also block the host.
+            swm::ops::fault::gpu_delay(&device, std::time::Duration::ZERO)?;
+        }
         let mut backend = Self { engine, inputs, device, bgr, fallback, fault: config.fault.clone(), steps: 0 };
         backend.warm_up()?;
         Ok(backend)
@@ -258,7 +264,8 @@ impl Backend for EngineBackend {
         slot.status = status(step.source) as u32;
         slot.cost = step.cost.first().copied().unwrap_or(f32::NAN);
         slot.iterations = step.iterations as u32;
-        Ok(StepTimes { encode: step.times.encode, plan: step.times.plan, wall: start.elapsed() })
+        let t = step.times;
+        Ok(StepTimes { encode: t.encode, encode_issue: t.encode_issue, plan: t.plan, wall: start.elapsed() })
     }
 
     fn fallback_action(&self) -> Option<Vec<f32>> {

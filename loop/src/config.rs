@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::realtime::RealtimeSection;
+
 /// Why a configuration cannot be used. Names the file and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -154,6 +156,8 @@ pub struct LoopConfig {
     pub stats_period_s: f64,
     /// `tracing` filter (`info`, `swm_loop=debug`, ...); `RUST_LOG` wins when set. Default `info`.
     pub log: String,
+    /// Real-time scheduling of the ingest, inference and output threads. Default off.
+    pub realtime: RealtimeSection,
     /// Fault injection (testing only). Default off.
     pub fault: FaultSection,
 }
@@ -171,6 +175,7 @@ impl Default for LoopConfig {
             ipc: IpcSection::default(),
             stats_period_s: 1.0,
             log: "info".into(),
+            realtime: RealtimeSection::default(),
             fault: FaultSection::default(),
         }
     }
@@ -274,6 +279,7 @@ impl LoopConfig {
         if self.ipc.spin_us > 100_000 {
             return Err(invalid("ipc.spin_us", format!("{} µs is more than 100 ms of spinning", self.ipc.spin_us)));
         }
+        self.realtime.check().map_err(|(field, reason)| invalid(&format!("realtime.{field}"), reason))?;
         if !(self.stats_period_s.is_finite() && self.stats_period_s >= 0.01) {
             return Err(invalid("stats_period_s", format!("{} must be at least 0.01", self.stats_period_s)));
         }

@@ -268,10 +268,21 @@ impl Daemon {
         let mut threads = Vec::new();
         let timing = Timing { deadline: config.deadline(), period: config.period(), spin: config.ipc.spin() };
 
+        let realtime = config.realtime.clone();
         let spawn = |name: &'static str, f: Box<dyn FnOnce() -> Result<(), DaemonError> + Send>| {
+            // The hot threads get the configured scheduling; control (a command now and then) keeps the default.
+            let realtime = (name != "control" && realtime.is_set()).then(|| realtime.clone());
             std::thread::Builder::new()
                 .name(name.into())
-                .spawn(f)
+                .spawn(move || {
+                    if let Some(rt) = realtime {
+                        match rt.apply_to_current_thread() {
+                            Ok(()) => tracing::debug!("{name} thread: priority {}, CPUs {:?}", rt.priority, rt.cpus),
+                            Err(e) => tracing::warn!("{name} thread keeps the default scheduling: {e}"),
+                        }
+                    }
+                    f()
+                })
                 .map(|h| (name, h))
                 .map_err(|_| DaemonError::Thread(name))
         };
@@ -600,16 +611,21 @@ fn infer<B: Backend>(
                         metrics.record(Stage::Plan, times.plan);
                         // Misses are counted by the output thread (a step the watchdog answered counts once).
                         let status = slot.status();
-                        if status != Some(ActionStatus::Solved) && overrun.ready() {
+                        // A step that finished after its deadline was (or will be) answered by the watchdog,
+                        // even when every iteration ran.
+                        let late = Instant::now() > received + timing.deadline;
+                        if (late || status != Some(ActionStatus::Solved)) && overrun.ready() {
                             tracing::warn!(
-                                "step for observation {} missed its {:?} deadline: {:?} after {} iterations \
-                                 (queue wait {:?}, encode {:?}, plan {:?} GPU, step {:?} wall)",
+                                "step for observation {} missed its {:?} deadline: {:?} after {} iterations{} \
+                                 (queue wait {:?}, encode {:?} GPU / {:?} to issue, plan {:?} GPU, step {:?} wall)",
                                 slot.observation_sequence,
                                 timing.deadline,
                                 status,
                                 slot.iterations,
+                                if late { ", late" } else { "" },
                                 start.duration_since(ready.ready),
                                 times.encode,
+                                times.encode_issue,
                                 times.plan,
                                 start.elapsed()
                             );

@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod message;
 pub mod metrics;
+pub mod realtime;
 pub mod spin;
 pub mod transport;
 pub mod watchdog;

@@ -35,6 +35,9 @@ struct Args {
     /// Service name prefix (overrides `ipc.prefix`).
     #[arg(long)]
     prefix: Option<String>,
+    /// SCHED_FIFO priority of the hot threads, 0 = off (overrides `realtime.priority`).
+    #[arg(long)]
+    rt_priority: Option<u8>,
     /// Validate the configuration, print it resolved (TOML) and exit.
     #[arg(long)]
     check_config: bool,
@@ -96,6 +99,9 @@ fn resolve(args: &Args) -> Result<LoopConfig, swm_loop::config::ConfigError> {
     }
     if let Some(p) = &args.prefix {
         config.ipc.prefix = p.clone();
+    }
+    if let Some(p) = args.rt_priority {
+        config.realtime.priority = p;
     }
     config.validate(&path)?;
     Ok(config)

@@ -71,6 +71,8 @@ fn bad_values_name_their_field() {
         ("[ipc]\nprefix = \"\"", "ipc.prefix"),
         ("[ipc]\nobservation_queue = 0", "ipc.observation_queue"),
         ("[ipc]\nmax_observation_bytes = 0", "ipc.max_observation_bytes"),
+        ("[realtime]\npriority = 100", "realtime.priority"),
+        ("[realtime]\ncpus = [100000]", "realtime.cpus"),
     ];
     for (text, field) in cases {
         assert_eq!(invalid_field(&format!("artifact = \"a\"\n{text}")), field, "{text}");

@@ -123,17 +123,19 @@ impl Uploader {
         Ok(Upload { buffer: staging.shared.clone(), len, consumer: OnceLock::new() })
     }
 
-    /// A buffer of `kind` with room for `len` elements that no [`Upload`] holds: a free one that fits, else a new
-    /// one while the pool has room, else a free one that is too small, replaced.
+    /// A buffer of `kind` with room for `len` elements that no [`Upload`] holds: a free one of that kind that fits,
+    /// else a new one while the pool has room, else a free one (too small or of the other kind), replaced.
     ///
     /// New device memory comes from the upload stream (stream-ordered, no zero-fill on the consumer's stream that
     /// the copy could race with); allocating pinned memory may wait for the device, so buffers are allocated once
     /// per pool slot (the first messages, a larger message), never in the steady state.
     fn free_buffer(&mut self, kind: UploadKind, len: usize) -> crate::ops::Result<usize> {
-        let free = |s: &Staging| Arc::strong_count(&s.shared) == 1 && s.shared.kind == kind;
-        if let Some(i) = self.buffers.iter().position(|s| free(s) && s.shared.len >= len) {
+        let free = |s: &Staging| Arc::strong_count(&s.shared) == 1;
+        if let Some(i) = self.buffers.iter().position(|s| free(s) && s.shared.kind == kind && s.shared.len >= len) {
             return Ok(i);
         }
+        // Any free buffer can be replaced, whatever its kind (a pool full of frame buffers still takes a state
+        // vector; found by the GPU test).
         let index = match self.buffers.iter().position(free) {
             _ if self.buffers.len() < MAX_BUFFERS => self.buffers.len(),
             Some(i) => {

@@ -16,7 +16,8 @@ const MODULE: &str = "swm_fault";
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// Enqueues a kernel on `device`'s stream that occupies it for `delay` (work issued after it waits); returns at
-/// once.
+/// once. The first call on a device also loads the kernel's module (milliseconds on the host): call it once with
+/// `Duration::ZERO` to prepare, outside the timed path.
 pub fn gpu_delay(device: &Device, delay: Duration) -> Result<()> {
     if delay > MAX_DELAY {
         return Err(KernelError::operand("delay", format!("{delay:?} > {MAX_DELAY:?}")));

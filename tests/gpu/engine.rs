@@ -281,6 +281,8 @@ fn an_injected_gpu_stall_delays_one_step_and_the_engine_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let (mut engine, inputs) = warm_mppi_engine(&device, dir.path(), 12);
     let stall = Duration::from_millis(60);
+    // The first launch loads the kernel's module on the host (~10 ms); prepare it as swm-loop does.
+    swm::ops::fault::gpu_delay(&device, Duration::ZERO).unwrap();
     let issued = std::time::Instant::now();
     swm::ops::fault::gpu_delay(&device, stall).unwrap();
     assert!(issued.elapsed() < Duration::from_millis(10), "the delay blocked the host for {:?}", issued.elapsed());

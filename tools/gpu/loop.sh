@@ -43,6 +43,9 @@ horizon = 3
 seed = 1
 [ipc]
 prefix = "gpu-tdmpc2"
+[realtime]
+priority = ${RT_PRIORITY:-0}
+cpus = [${RT_CPUS:-}]
 T
 cat > /tmp/loop-lewm-late.toml <<T
 artifact = "/tmp/lewm"
@@ -72,8 +75,15 @@ run() {  # $1 name, $2 config, $3 artifact, $4 prefix, $5 rate, $6 seconds
   grep -qw "ready" "$out/daemon-$1.log" || { echo "daemon did not start" | tee -a "$log"; cat "$out/daemon-$1.log" | tee -a "$log"; kill -9 $pid; return; }
   "$ctl" --artifact "$3" --prefix "$4" --rate-hz "$5" --seconds 3 > /dev/null 2>&1   # warm the path
   snapshot "start" $pid
+  # GPU clocks and throttle reasons, and the host's CPU steal time, over the run (slow steps: GPU or host?).
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+    --format=csv -lms 500 > "$out/smi-$1.csv" 2>&1 &
+  local smi=$!
+  local steal0; steal0=$(awk '/^cpu /{print $9}' /proc/stat)
   "$ctl" --artifact "$3" --prefix "$4" --rate-hz "$5" --seconds "$6" --json "$out/controller-$1.json" 2>&1 | tee -a "$log"
   snapshot "end  " $pid
+  kill $smi 2>/dev/null
+  echo "host CPU steal during the run: $(( $(awk '/^cpu /{print $9}' /proc/stat) - steal0 )) ticks (USER_HZ); GPU throttle reasons seen: $(cut -d, -f6 "$out/smi-$1.csv" | sort | uniq -c | tr '\n' ' ')" | tee -a "$log"
   kill -TERM $pid; wait $pid; echo "daemon exit code after SIGTERM: $?" | tee -a "$log"
   echo "/dev/shm iox2 entries after: $(ls /dev/shm | grep -c iox2)" | tee -a "$log"
   grep -E "WARN|ERROR" "$out/daemon-$1.log" | head -5 | tee -a "$log"
