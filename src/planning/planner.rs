@@ -156,6 +156,8 @@ pub struct Planner {
     /// Deadline pacing: the start of a plan's iterations, and the ends of the last three iterations.
     started: CudaEvent,
     ends: [CudaEvent; 3],
+    /// The last iteration of the previous deadline-bounded plan, whose time is not learned yet.
+    unobserved: Option<usize>,
 }
 
 impl std::fmt::Debug for Planner {
@@ -261,6 +263,7 @@ impl Planner {
             clock: IterationClock::default(),
             started: event()?,
             ends: [event()?, event()?, event()?],
+            unobserved: None,
             config,
         })
     }
@@ -538,6 +541,7 @@ impl Planner {
     ) -> Result<usize> {
         let n_steps = self.config.solver.n_steps();
         let stream = cuda(&self.device)?.cuda_stream();
+        self.observe_previous_plan()?;
         // `started` marks the start; ends[i % 3] the end of iteration i (a ring of three: while iteration i is
         // being issued, the ends of i − 1, i − 2 and i − 3 are the ones still needed).
         self.started.record(&stream)?;
@@ -588,19 +592,27 @@ impl Planner {
             self.ends[issued % 3].record(&stream)?;
             issued += 1;
         }
-        // Let the issued iterations finish: the result is their state.
+        // The host does not wait for the issued iterations: what follows on the stream (the executed actions, the
+        // copy out) is enqueued behind them at once, so that a host thread preempted now does not leave the GPU
+        // idle. The last iteration's time is learned at the start of the next deadline-bounded plan: a plan cut
+        // short after one or two iterations observes nothing in the loop above, and an estimate that once came out
+        // high would otherwise never come down again (every later plan would stop after its first iteration).
         if issued > 0 {
             let last = issued - 1;
-            self.ends[last % 3].synchronize()?;
-            // Learn from the last iteration too: a plan cut short after one or two iterations observes nothing in
-            // the loop above, and an estimate that once came out high would otherwise never come down again
-            // (every later plan would stop after its first iteration).
-            if last >= 1 || self.clock.estimate.is_some() {
-                let begin = if last == 0 { &self.started } else { &self.ends[(last - 1) % 3] };
-                let ms = begin.elapsed_ms(&self.ends[last % 3])?;
-                self.clock.observe(Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
-            }
+            self.unobserved = (last >= 1 || self.clock.estimate.is_some()).then_some(last);
         }
         Ok(issued)
+    }
+
+    /// Learns from the previous plan's last iteration (see `run_until`); its events have completed unless the
+    /// caller never waited for that plan's result, in which case this waits for them.
+    fn observe_previous_plan(&mut self) -> Result<()> {
+        if let Some(last) = self.unobserved.take() {
+            self.ends[last % 3].synchronize()?;
+            let begin = if last == 0 { &self.started } else { &self.ends[(last - 1) % 3] };
+            let ms = begin.elapsed_ms(&self.ends[last % 3])?;
+            self.clock.observe(Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
+        }
+        Ok(())
     }
 }

@@ -280,6 +280,8 @@ fn deadlines_bound_gpu_time_and_say_what_they_returned() {
     let t0 = Instant::now();
     let plan = planner.plan(&mut scorer, &far).unwrap();
     assert_eq!(plan.source, PlanSource::Solved);
+    // `plan` returns once the iterations are issued; reading the cost waits for them.
+    plan.cost.to_vec1::<f32>().unwrap();
     let full = t0.elapsed();
     let per_iteration = planner.iteration_estimate().expect("learned from events");
     // The estimate is the GPU time of one of the 40 iterations, not a stale or negative interval.
@@ -290,6 +292,7 @@ fn deadlines_bound_gpu_time_and_say_what_they_returned() {
     let budget = full / 3;
     let t0 = Instant::now();
     let plan = planner.plan(&mut scorer, &PlanOptions { deadline: Some(t0 + budget), eager: false }).unwrap();
+    plan.cost.to_vec1::<f32>().unwrap();
     let took = t0.elapsed();
     let PlanSource::Truncated { iterations } = plan.source else {
         panic!("expected truncation, got {:?}", plan.source)
