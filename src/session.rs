@@ -16,9 +16,10 @@ use crate::artifact::{Artifact, ObservationKind, Preprocess, Schema};
 use crate::checkpoint::LoadOptions;
 use crate::config::{Family, ModelConfig};
 use crate::error::{Error, Result};
+use crate::media::nvjpeg;
 use crate::models::lewm::{LeWm, LeWmSession, RolloutSemantics};
 use crate::models::tdmpc2::{ActorPrior, TdMpc2, TdMpc2Session};
-use crate::ops::normalize_rgb_frames;
+use crate::ops::{frame_into, normalize_rgb_frames, FrameLayout, PixelFormat, ResizeTable};
 use crate::planning::{ActionBounds, CandidateScorer};
 
 /// One modality of an observation.
@@ -31,6 +32,12 @@ pub enum Input<'a> {
     Pixels(&'a Tensor),
     /// A state vector per env, `f32` (B, d).
     State(&'a Tensor),
+    /// Decoded camera frames of any size and pixel format (packed RGB/BGR/RGBA/BGRA with a pitch, or NV12): `u8`
+    /// (B, [T,] bytes), each row one frame laid out as `FrameLayout` says. Converted, normalised and resized as
+    /// upstream's `Resize` does, in one kernel.
+    Image(&'a Tensor, FrameLayout),
+    /// JPEG files, one per env, decoded on the GPU (nvJPEG) and preprocessed like [`Input::Image`].
+    Jpeg(&'a [&'a [u8]]),
 }
 
 /// A named set of inputs, one per modality of the artifact's schema.
@@ -54,6 +61,18 @@ impl<'a> Observation<'a> {
     /// Adds normalised pixels under `name` (see [`Input::Pixels`]).
     pub fn pixels(mut self, name: &'a str, pixels: &'a Tensor) -> Self {
         self.inputs.push((name, Input::Pixels(pixels)));
+        self
+    }
+
+    /// Adds decoded frames of any size and format under `name` (see [`Input::Image`]).
+    pub fn image(mut self, name: &'a str, frames: &'a Tensor, layout: FrameLayout) -> Self {
+        self.inputs.push((name, Input::Image(frames, layout)));
+        self
+    }
+
+    /// Adds JPEG files, one per env, under `name` (see [`Input::Jpeg`]).
+    pub fn jpeg(mut self, name: &'a str, files: &'a [&'a [u8]]) -> Self {
+        self.inputs.push((name, Input::Jpeg(files)));
         self
     }
 
@@ -121,6 +140,62 @@ pub struct Session {
     schema: Schema,
     preprocess: Preprocess,
     device: Device,
+    media: MediaCache,
+}
+
+/// What preprocessing camera frames needs across steps: resize tables per frame geometry, nvJPEG decoders.
+#[derive(Default)]
+struct MediaCache {
+    /// Most recently used first; a handful of geometries at most.
+    tables: Vec<ResizeTable>,
+    /// nvJPEG on the hardware engines (created on the first JPEG), and the default backend for what they refuse.
+    hardware: Option<nvjpeg::Decoder>,
+    fallback: Option<nvjpeg::Decoder>,
+}
+
+impl std::fmt::Debug for MediaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaCache").field("tables", &self.tables.len()).finish()
+    }
+}
+
+/// Resize tables kept per session (distinct camera geometries).
+const MAX_TABLES: usize = 8;
+
+impl MediaCache {
+    /// The resize table for `h × w` frames to a model of `size` (shorter side).
+    fn table(&mut self, h: usize, w: usize, size: usize, device: &Device) -> Result<&ResizeTable> {
+        match self.tables.iter().position(|t| t.source() == (h, w)) {
+            Some(i) => self.tables[..=i].rotate_right(1),
+            None => {
+                let table = ResizeTable::shorter_side(h, w, size, device)?;
+                self.tables.insert(0, table);
+                self.tables.truncate(MAX_TABLES);
+            }
+        }
+        Ok(&self.tables[0])
+    }
+
+    /// Decodes one JPEG to a U8 (H, W, 3) RGB tensor on `device`'s stream: the hardware decoder, or nvJPEG's
+    /// default backend for what the hardware refuses (progressive JPEGs).
+    fn decode_jpeg(&mut self, bytes: &[u8], device: &Device) -> Result<Tensor> {
+        if self.hardware.is_none() {
+            self.hardware = Some(nvjpeg::Decoder::new(device, nvjpeg::Backend::Hardware)?);
+        }
+        if let Some(hw) = self.hardware.as_mut() {
+            match hw.decode_rgb(bytes) {
+                Err(crate::media::MediaError::Unsupported { .. }) => {}
+                other => return Ok(other?),
+            }
+        }
+        if self.fallback.is_none() {
+            self.fallback = Some(nvjpeg::Decoder::new(device, nvjpeg::Backend::Default)?);
+        }
+        match self.fallback.as_mut() {
+            Some(d) => Ok(d.decode_rgb(bytes)?),
+            None => Err(Error::Internal("no JPEG decoder".into())),
+        }
+    }
 }
 
 impl Session {
@@ -153,7 +228,8 @@ impl Session {
         check_schema(&schema, Family::Lewm, model.action_dim())?;
         let device = model.device().clone();
         let session = LeWmSession::new(model, options.semantics);
-        Ok(Self { model: Model::Lewm { session, context: None, history: options.history }, schema, preprocess, device })
+        let model = Model::Lewm { session, context: None, history: options.history };
+        Ok(Self { model, schema, preprocess, device, media: MediaCache::default() })
     }
 
     /// A session over a loaded TD-MPC2 with the given interface (see [`Schema::for_tdmpc2`]).
@@ -166,7 +242,7 @@ impl Session {
         check_schema(&schema, Family::Tdmpc2, model.action_dim())?;
         let device = model.device().clone();
         let session = TdMpc2Session::new(model).with_prior(options.prior).with_seed(options.seed);
-        Ok(Self { model: Model::Tdmpc2(session), schema, preprocess, device })
+        Ok(Self { model: Model::Tdmpc2(session), schema, preprocess, device, media: MediaCache::default() })
     }
 
     /// The model family.
@@ -236,7 +312,8 @@ impl Session {
         self.check_names(obs)?;
         match &mut self.model {
             Model::Lewm { session, context, history } => {
-                let pixels = image_input(&self.schema, &self.preprocess, &self.device, obs, "pixels", true)?;
+                let pixels =
+                    image_input(&self.schema, &self.preprocess, &self.device, &mut self.media, obs, "pixels", true)?;
                 let emb = session.model().encode(&pixels)?;
                 let joined = match context.take() {
                     Some(old) if old.dim(0)? == emb.dim(0)? => Tensor::cat(&[&old, &emb], 1)?,
@@ -254,7 +331,15 @@ impl Session {
                 for spec in &self.schema.observations {
                     let t = match spec.kind {
                         ObservationKind::State => state_input(&self.device, obs, &spec.name, spec.shape[0])?,
-                        _ => image_input(&self.schema, &self.preprocess, &self.device, obs, &spec.name, false)?,
+                        _ => image_input(
+                            &self.schema,
+                            &self.preprocess,
+                            &self.device,
+                            &mut self.media,
+                            obs,
+                            &spec.name,
+                            false,
+                        )?,
                     };
                     owned.push((spec.name.clone(), t));
                 }
@@ -272,7 +357,8 @@ impl Session {
         }
         match &mut self.model {
             Model::Lewm { session, .. } => {
-                let pixels = image_input(&self.schema, &self.preprocess, &self.device, goal, "pixels", true)?;
+                let pixels =
+                    image_input(&self.schema, &self.preprocess, &self.device, &mut self.media, goal, "pixels", true)?;
                 session.set_goal(&pixels).map(drop)
             }
             Model::Tdmpc2(_) => {
@@ -285,6 +371,15 @@ impl Session {
     pub fn reset(&mut self) {
         if let Model::Lewm { context, .. } = &mut self.model {
             *context = None;
+        }
+    }
+
+    /// The encoded observation context: LeWM (B, T ≤ history, D) embeddings, TD-MPC2 (B, Z) latent; `None` before
+    /// the first observation (or after a reset, LeWM).
+    pub fn encoded_observation(&self) -> Option<&Tensor> {
+        match &self.model {
+            Model::Lewm { context, .. } => context.as_ref(),
+            Model::Tdmpc2(s) => s.latent(),
         }
     }
 
@@ -388,12 +483,28 @@ fn image_input(
     schema: &Schema,
     preprocess: &Preprocess,
     device: &Device,
+    media: &mut MediaCache,
     obs: &Observation<'_>,
     name: &str,
     with_time: bool,
 ) -> Result<Tensor> {
     let field = || format!("observation `{name}`");
     let [h, w] = preprocess.image_size;
+    // (N, 3, h', w') pixels to (B, T, 3, h', w') (`with_time`) or (B, 3, h', w').
+    let finish = |pixels: Tensor, lead: &[usize]| -> Result<Tensor> {
+        let (b, t) = (lead.first().copied().unwrap_or(0), lead.get(1).copied().unwrap_or(1));
+        if b == 0 || t == 0 {
+            return Err(Error::invalid_input(field(), "empty batch"));
+        }
+        let (_, _, ph, pw) = pixels.dims4()?;
+        if with_time {
+            Ok(pixels.reshape((b, t, 3, ph, pw))?)
+        } else if t == 1 {
+            Ok(pixels.reshape((b, 3, ph, pw))?)
+        } else {
+            Err(Error::invalid_input(field(), "this model takes one frame per env"))
+        }
+    };
     let spec = schema.observations.iter().find(|s| s.name == name).map(|s| s.shape.as_slice());
     if spec.is_some_and(|s| s != [3, h, w]) {
         return Err(Error::invalid_input(field(), format!("schema shape {spec:?} is not [3, {h}, {w}]")));
@@ -415,19 +526,46 @@ fn image_input(
                     ))
                 }
             };
-            if tail != [h, w] {
-                return Err(Error::invalid_input(
-                    field(),
-                    format!(
-                        "{}x{} frames; this model takes {h}x{w} (resizing comes with the media path)",
-                        tail[1], tail[0]
-                    ),
-                ));
-            }
             let n: usize = lead.iter().product();
+            if tail != [h, w] {
+                // Another size: resized as upstream does, by the fused kernel.
+                let layout = FrameLayout::packed(PixelFormat::Rgb, tail[1], tail[0]);
+                let flat = to_device(f, device, name)?.reshape((n, tail[0] * tail[1] * 3))?;
+                return finish(resized(&flat, &layout, preprocess, media, device, &field)?, &lead);
+            }
             let flat = to_device(f, device, name)?.reshape((n, h, w, 3))?;
             let normalized = normalize_rgb_frames(&flat, &preprocess.normalization)?;
-            (normalized, lead)
+            (normalized.reshape((n, 3, h, w))?, lead)
+        }
+        Input::Image(f, layout) => {
+            if f.dtype() != DType::U8 || !matches!(f.rank(), 2 | 3) {
+                return Err(Error::invalid_input(
+                    field(),
+                    format!("expected u8 (B, [T,] bytes) frames, got {:?} {:?}", f.dtype(), f.dims()),
+                ));
+            }
+            let dims = f.dims();
+            let lead = dims[..dims.len() - 1].to_vec();
+            let flat = to_device(f, device, name)?.reshape((lead.iter().product::<usize>(), dims[dims.len() - 1]))?;
+            return finish(resized(&flat, &layout, preprocess, media, device, &field)?, &lead);
+        }
+        Input::Jpeg(files) => {
+            let mut decoded = Vec::with_capacity(files.len());
+            for bytes in files {
+                decoded.push(media.decode_jpeg(bytes, device)?);
+            }
+            let Some(first) = decoded.first() else {
+                return Err(Error::invalid_input(field(), "no JPEG given"));
+            };
+            let (fh, fw, _) = first.dims3()?;
+            if decoded.iter().any(|d| d.dims() != first.dims()) {
+                return Err(Error::invalid_input(field(), "the JPEGs of one observation must have one size"));
+            }
+            let layout = FrameLayout::packed(PixelFormat::Rgb, fw, fh);
+            let refs: Vec<Tensor> =
+                decoded.iter().map(|d| d.reshape((1, fh * fw * 3))).collect::<candle_core::Result<_>>()?;
+            let flat = Tensor::cat(&refs, 0)?;
+            return finish(resized(&flat, &layout, preprocess, media, device, &field)?, &[files.len()]);
         }
         Input::Pixels(p) => {
             let dims = p.dims().to_vec();
@@ -441,21 +579,54 @@ fn image_input(
                     ))
                 }
             };
-            (to_device(p, device, name)?.to_dtype(DType::F32)?, lead)
+            let n: usize = lead.iter().product();
+            (to_device(p, device, name)?.to_dtype(DType::F32)?.reshape((n, 3, h, w))?, lead)
         }
         Input::State(_) => return Err(Error::invalid_input(field(), "an image modality; give frames or pixels")),
     };
-    let (b, t) = (dims[0], dims.get(1).copied().unwrap_or(1));
-    if b == 0 || t == 0 {
+    finish(pixels, &dims)
+}
+
+/// Preprocesses `n` frames (rows of `flat`, u8 on the device, each laid out as `layout`) with the fused kernel
+/// into (n, 3, h', w'): the artifact's normalisation, the shorter side resized to the model's size.
+fn resized(
+    flat: &Tensor,
+    layout: &FrameLayout,
+    preprocess: &Preprocess,
+    media: &mut MediaCache,
+    device: &Device,
+    field: &dyn Fn() -> String,
+) -> Result<Tensor> {
+    let [h, w] = preprocess.image_size;
+    if h != w {
+        return Err(Error::invalid_input(
+            field(),
+            format!("resizing frames needs a square model input (Resize(size)); this one is {h}x{w}"),
+        ));
+    }
+    let (n, row) = flat.dims2()?;
+    if n == 0 {
         return Err(Error::invalid_input(field(), "empty batch"));
     }
-    Ok(if with_time {
-        pixels.reshape((b, t, 3, h, w))?
-    } else if t == 1 {
-        pixels.reshape((b, 3, h, w))?
-    } else {
-        return Err(Error::invalid_input(field(), "this model takes one frame per env"));
-    })
+    if row < layout.required_bytes() {
+        return Err(Error::invalid_input(
+            field(),
+            format!("{row} bytes per frame; a {layout:?} frame needs {}", layout.required_bytes()),
+        ));
+    }
+    let table = media.table(layout.height, layout.width, h, device)?;
+    let (oh, ow) = table.output();
+    let Device::Cuda(cuda) = device else {
+        return Err(Error::Internal("a session on a non-CUDA device".into()));
+    };
+    // Every slot is written by `frame_into` below before the tensor is read.
+    let out = crate::ops::launch::uninit_f32(cuda, (n, 3, oh, ow))?;
+    for i in 0..n {
+        let frame = flat.get(i)?;
+        frame_into(&frame, layout, table, &preprocess.normalization, &out, i)
+            .map_err(|e| Error::invalid_input(field(), e.to_string()))?;
+    }
+    Ok(out)
 }
 
 /// The state modality `name` as f32 (B, dim) on the device.

@@ -34,6 +34,8 @@ pub(crate) fn address(t: &Tensor) -> Result<u64> {
     let stream = s.device().cuda_stream();
     let (base, size) = match t.dtype() {
         DType::F32 => (s.as_cuda_slice::<f32>()?.device_ptr(&stream).0, 4),
+        DType::U8 => (s.as_cuda_slice::<u8>()?.device_ptr(&stream).0, 1),
+        DType::BF16 => (s.as_cuda_slice::<half::bf16>()?.device_ptr(&stream).0, 2),
         DType::U32 => (s.as_cuda_slice::<u32>()?.device_ptr(&stream).0, 4),
         DType::I64 => (s.as_cuda_slice::<i64>()?.device_ptr(&stream).0, 8),
         other => return Err(KernelError::operand("tensor", format!("unsupported dtype {other:?}"))),

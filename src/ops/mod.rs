@@ -19,7 +19,12 @@ pub(crate) mod launch;
 pub(crate) mod planner;
 pub mod predictor;
 pub mod preprocess;
+pub mod resize;
 pub mod tdmpc2;
 
 pub use error::{DriverFailure, KernelError, Result};
-pub use preprocess::{normalize_rgb_frames, ImageNormalization};
+pub use preprocess::{
+    frame_into, frame_to_model, normalize_rgb_frames, FrameLayout, ImageNormalization, PixelFormat, YuvColor,
+    YuvMatrix, YuvRange,
+};
+pub use resize::ResizeTable;

@@ -7,6 +7,9 @@ use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 use super::config::VitDims;
 use crate::ops::bias_act::{linear_gelu, linear_residual};
 
+/// Position tables interpolated for other patch grids, computed once per grid (docs/spec/lewm.md §3.1 step 3).
+type PositionCache = std::sync::Arc<std::sync::Mutex<Vec<((usize, usize), Tensor)>>>;
+
 /// Patch embedding + CLS token + position table.
 #[derive(Debug, Clone)]
 struct Embeddings {
@@ -16,6 +19,7 @@ struct Embeddings {
     positions: Tensor,
     patch_size: usize,
     grid: usize,
+    interpolated: PositionCache,
 }
 
 impl Embeddings {
@@ -33,7 +37,34 @@ impl Embeddings {
             positions: vb.get((1, dims.positions(), e), "position_embeddings")?,
             patch_size: p,
             grid: dims.grid(),
+            interpolated: PositionCache::default(),
         })
+    }
+
+    /// The position table for a `gh × gw` patch grid of an `h × w` image: the trained table when the grid is the
+    /// trained one and the image square (as upstream), else its patch rows resized bicubically to `gh × gw`
+    /// (Hugging Face's `interpolate_pos_encoding`, which LeWM always enables) with the CLS row kept. An
+    /// interpolated table is computed on the device the first time a grid is seen and cached.
+    fn positions_for(&self, gh: usize, gw: usize, square: bool) -> Result<Tensor> {
+        if square && gh == self.grid && gw == self.grid {
+            return Ok(self.positions.clone());
+        }
+        let mut cache =
+            self.interpolated.lock().map_err(|_| candle_core::Error::Msg("position cache poisoned".into()))?;
+        if let Some((_, t)) = cache.iter().find(|(g, _)| *g == (gh, gw)) {
+            return Ok(t.clone());
+        }
+        let (g, dev) = (self.grid, self.positions.device());
+        let e = self.positions.dim(D::Minus1)?;
+        let patches = self.positions.narrow(1, 1, g * g)?.reshape((g, g, e))?;
+        // Separable: along the width (per grid row), then along the height, as PyTorch's bicubic kernel.
+        let wx = Tensor::from_vec(crate::ops::resize::bicubic_matrix(g, gw), (1, gw, g), dev)?;
+        let rows = wx.broadcast_as((g, gw, g))?.contiguous()?.matmul(&patches)?; // (g, gw, E)
+        let wy = Tensor::from_vec(crate::ops::resize::bicubic_matrix(g, gh), (gh, g), dev)?;
+        let grid = wy.matmul(&rows.reshape((g, gw * e))?)?.reshape((1, gh * gw, e))?;
+        let table = Tensor::cat(&[&self.positions.narrow(1, 0, 1)?, &grid], 1)?.contiguous()?;
+        cache.push(((gh, gw), table.clone()));
+        Ok(table)
     }
 
     /// (N, 3, H, W) -> (N, 1 + (H/P)·(W/P), E).
@@ -41,13 +72,10 @@ impl Embeddings {
         let (n, c, h, w) = pixels.dims4()?;
         let p = self.patch_size;
         let (gh, gw) = (h / p, w / p);
-        if gh != self.grid || gw != self.grid {
-            candle_core::bail!(
-                "image {h}x{w} gives a {gh}x{gw} patch grid; this encoder's position table is {g}x{g} (resize frames to {s}x{s})",
-                g = self.grid,
-                s = self.grid * p
-            );
+        if gh == 0 || gw == 0 {
+            candle_core::bail!("image {h}x{w} is smaller than one {p}x{p} patch");
         }
+        let positions = self.positions_for(gh, gw, h == w)?;
         // Trailing rows/columns that do not fill a patch are dropped, as the strided convolution does.
         let pixels = if h != gh * p || w != gw * p {
             pixels.narrow(2, 0, gh * p)?.narrow(3, 0, gw * p)?
@@ -63,7 +91,7 @@ impl Embeddings {
         let tokens = self.patch.forward(&patches)?;
         let e = tokens.dim(D::Minus1)?;
         let cls = self.cls.broadcast_as((n, 1, e))?;
-        Tensor::cat(&[&cls, &tokens], 1)?.broadcast_add(&self.positions)
+        Tensor::cat(&[&cls, &tokens], 1)?.broadcast_add(&positions)
     }
 }
 
