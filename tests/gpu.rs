@@ -15,8 +15,12 @@ mod engine;
 mod gemm;
 #[path = "gpu/media.rs"]
 mod media;
+#[path = "gpu/nvdec.rs"]
+mod nvdec;
 #[path = "gpu/planning.rs"]
 mod planning;
+#[path = "gpu/preprocess.rs"]
+mod preprocess;
 #[path = "gpu/tdmpc2.rs"]
 mod tdmpc2;
 #[path = "gpu/upload.rs"]
@@ -39,6 +43,11 @@ fn fixture(name: &str) -> PathBuf {
     let root = std::env::var_os("CARGO_MANIFEST_DIR")
         .unwrap_or_else(|| panic!("set CARGO_MANIFEST_DIR to the repository root (the fixtures live there)"));
     PathBuf::from(root).join("tests/fixtures").join(name)
+}
+
+/// A committed test media file (`tests/data/media`), found like [`fixture`].
+fn media_file(name: &str) -> PathBuf {
+    fixture("../data/media").join(name)
 }
 
 fn demo_model(device: &Device) -> Arc<LeWm> {
@@ -171,8 +180,12 @@ fn bad_inputs_are_typed_errors() {
     assert!(session.score(&wrong_dim).unwrap_err().to_string().contains("action dim"));
     let wrong_batch = Tensor::zeros((3, 2, 3, 4), DType::F32, &device).unwrap();
     assert!(session.score(&wrong_batch).unwrap_err().to_string().contains("batch"));
-    let e = model.encode(&Tensor::zeros((1, 1, 3, 16, 16), DType::F32, &device).unwrap()).unwrap_err();
-    assert!(e.to_string().contains("patch grid"), "{e}");
+    let e = model.encode(&Tensor::zeros((1, 1, 3, 2, 2), DType::F32, &device).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("smaller than one"), "{e}");
+    // Other sizes interpolate the position table (upstream's interpolate_pos_encoding) instead of failing.
+    let wide = model.encode(&Tensor::randn(0f32, 1., (1, 1, 3, 32, 48), &device).unwrap()).unwrap();
+    assert_eq!(wide.dims(), &[1, 1, 32]);
+    assert!(wide.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|v| v.is_finite()));
     let d = model.embed_actions(&Tensor::zeros((1, 1, 4), DType::F32, &device).unwrap()).unwrap();
     assert_eq!(d.dim(D::Minus1).unwrap(), 32);
 }

@@ -1,7 +1,9 @@
-//! The error of the media layer: what loading a codec library, parsing or decoding an image can fail with.
+//! The error of the media layer: what loading a codec library, parsing or decoding an image or a video stream
+//! can fail with.
 
 use crate::ops::DriverFailure;
 
+use super::nvdec::sys::CUresult;
 use super::nvjpeg::sys::nvjpegStatus_t;
 use super::nvjpeg::Backend;
 
@@ -60,6 +62,55 @@ pub enum MediaError {
     /// Decoding needs a CUDA device.
     #[error("nvJPEG decodes on a CUDA device, not on {0}")]
     NotCuda(String),
+    /// NVDEC decoding needs a CUDA device.
+    #[error("NVDEC decodes on a CUDA device, not on {0}")]
+    NvdecNotCuda(String),
+    /// A video stream is damaged: NVDEC reported a decode error for a picture (`cuvidGetDecodeStatus`), or the
+    /// parser refused or dropped the access unit. The decoder stays usable; see `nvdec::Decoder` for what is
+    /// skipped until the next IDR.
+    #[error("corrupt {codec} stream: {reason}")]
+    CorruptStream {
+        /// The codec (`"H.264"`, `"HEVC"`).
+        codec: &'static str,
+        /// What was wrong (the picture, the status or the call).
+        reason: String,
+    },
+    /// A valid video stream that swm's NVDEC path does not decode (not 8-bit 4:2:0, larger or smaller than the
+    /// engine's limits, odd output size).
+    #[error("unsupported {codec} stream: {reason}")]
+    StreamUnsupported {
+        /// The codec.
+        codec: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The GPU's NVDEC engines do not decode this codec at all (`cuvidGetDecoderCaps` says unsupported).
+    #[error("NVDEC on this GPU does not decode {codec}: {reason}")]
+    CodecUnavailable {
+        /// The codec.
+        codec: &'static str,
+        /// The capability that was asked for.
+        reason: String,
+    },
+    /// Any other failed NVDECODE call (`cuvid*`), with its CUDA driver status.
+    #[error("{call} failed: {status} ({code})")]
+    Nvdec {
+        /// The NVDECODE function.
+        call: &'static str,
+        /// The `CUresult` name, e.g. `CUDA_ERROR_INVALID_VALUE`.
+        status: &'static str,
+        /// The `CUresult` code.
+        code: i32,
+    },
+    /// A parser callback of swm panicked; the panic was caught at the FFI boundary (it never unwinds into
+    /// libnvcuvid) and the access unit failed. A bug of swm.
+    #[error("the NVDEC {callback} panicked: {message}")]
+    CallbackPanicked {
+        /// The callback (`"sequence callback"`, `"decode callback"`, `"display callback"`).
+        callback: &'static str,
+        /// The panic message.
+        message: String,
+    },
     /// A CUDA driver call (binding the context, allocating) failed.
     #[error("CUDA driver: {0}")]
     Driver(DriverFailure),
@@ -85,10 +136,27 @@ impl MediaError {
         }
     }
 
-    /// Whether this is a defect of the input image (not a JPEG, truncated, unsupported) rather than of the
-    /// library, the device or swm: the next image may decode fine.
+    /// `Ok(())` for `CUDA_SUCCESS`, else [`MediaError::Nvdec`] naming `call` and the status.
+    pub fn check_cuvid(call: &'static str, status: CUresult) -> Result<(), Self> {
+        if status == CUresult::CUDA_SUCCESS {
+            Ok(())
+        } else {
+            Err(Self::Nvdec { call, status: status.name(), code: status.0 })
+        }
+    }
+
+    /// Whether this is a defect of the input (an image that is not a JPEG, truncated or unsupported; a corrupt
+    /// or unsupported video stream) rather than of the library, the device or swm: the next image, or the video
+    /// stream from its next IDR, may decode fine.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Self::NotJpeg { .. } | Self::Truncated { .. } | Self::Unsupported { .. })
+        matches!(
+            self,
+            Self::NotJpeg { .. }
+                | Self::Truncated { .. }
+                | Self::Unsupported { .. }
+                | Self::CorruptStream { .. }
+                | Self::StreamUnsupported { .. }
+        )
     }
 }
 
@@ -152,5 +220,25 @@ mod tests {
         // Through the crate error, unchanged.
         let top: crate::Error = unsupported.into();
         assert_eq!(top.to_string(), "unsupported by the nvJPEG hardware backend: a progressive JPEG");
+    }
+
+    #[test]
+    fn nvdec_errors_name_the_call_and_say_whether_the_input_is_at_fault() {
+        assert!(MediaError::check_cuvid("cuvidCreateDecoder", CUresult(0)).is_ok());
+        let err = MediaError::check_cuvid("cuvidCreateDecoder", CUresult(2)).unwrap_err();
+        assert_eq!(err.to_string(), "cuvidCreateDecoder failed: CUDA_ERROR_OUT_OF_MEMORY (2)");
+        assert!(!err.is_bad_input());
+        let corrupt = MediaError::CorruptStream {
+            codec: "H.264",
+            reason: "picture 11: cuvidGetDecodeStatus reports cuvidDecodeStatus_Error_Concealed".into(),
+        };
+        assert!(corrupt.is_bad_input());
+        assert_eq!(
+            corrupt.to_string(),
+            "corrupt H.264 stream: picture 11: cuvidGetDecodeStatus reports cuvidDecodeStatus_Error_Concealed"
+        );
+        assert!(MediaError::StreamUnsupported { codec: "HEVC", reason: "10-bit".into() }.is_bad_input());
+        assert!(!MediaError::CodecUnavailable { codec: "HEVC", reason: String::new() }.is_bad_input());
+        assert!(!MediaError::CallbackPanicked { callback: "display callback", message: String::new() }.is_bad_input());
     }
 }

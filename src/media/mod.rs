@@ -12,10 +12,12 @@
 //!   [`nvjpeg::Decoder::decode_rgb`] into a U8 `(H, W, 3)` interleaved RGB CUDA tensor on Candle's stream, with the
 //!   backend chosen at creation (the NVJPG hardware engines through the batched API, or the hybrid CPU/GPU
 //!   decoders through the single-image API).
+//! - [`nvdec`]: H.264/HEVC Annex-B streams through NVDEC (`libnvcuvid.so.1`, the driver's library, also loaded at
+//!   run time) — [`nvdec::caps`] of the engines, and [`nvdec::Decoder::decode`] of one access unit into NV12
+//!   frames (U8 `(3H/2, W)` CUDA tensors on Candle's stream), following resolution changes and recovering at the
+//!   next IDR after a damaged picture.
 //!
 //! What comes next (issue 12):
-//! - `nvdec`: H.264/HEVC elementary streams through NVDEC (`libnvcuvid.so.1`, also loaded at run time): parser
-//!   callbacks, NV12 surfaces mapped on the ingest stream, resolution changes and recovery at the next IDR.
 //! - Fused preprocessing: decoded frames (interleaved RGB from nvJPEG, NV12 from NVDEC) converted, resized and
 //!   normalised by one kernel of `ops` straight into the model's input layout, replacing the separate
 //!   `normalize_rgb_frames` pass.
@@ -24,6 +26,7 @@
 //! use media. Errors are [`MediaError`], carried into [`crate::Error::Media`].
 
 mod error;
+pub mod nvdec;
 pub mod nvjpeg;
 
 pub use error::MediaError;
