@@ -28,6 +28,8 @@ Files (all listed, with hashes, in manifest.json):
   baseline_422_320x240.jpg      baseline, 4:2:2 (chroma halved horizontally only)
   odd_420_223x127.jpg           4:2:0 with width and height not multiples of the 16x16 MCU: the padding must be cropped
   odd_420_17x9.jpg              4:2:0, tiny: two MCUs wide, one high
+  baseline_420_224x224.jpg      baseline 4:2:0 at LeWM's input size, so preprocessing needs no resize (the jpeg224
+                                row of `swm bench media` and tools/swm_tools/bench_media.py)
   corrupt_truncated.jpg         the first 60 % of baseline_420_640x480.jpg: a valid header, the entropy data cut off;
                                 Pillow fails to decode it, a decoder must return an error (not crash or hang)
   corrupt_png_bytes.jpg         a 16x12 PNG under a .jpg name: must be rejected as not a JPEG
@@ -128,6 +130,8 @@ JPEG_CASES = [
     JpegCase("odd_420_223x127.jpg", 223, 127, "4:2:0", False,
              "4:2:0, size not a multiple of the MCU: crop the padding"),
     JpegCase("odd_420_17x9.jpg", 17, 9, "4:2:0", False, "4:2:0, tiny (2x1 MCUs)"),
+    JpegCase("baseline_420_224x224.jpg", 224, 224, "4:2:0", False,
+             "baseline 4:2:0 at the model's input size: preprocessing without a resize (swm bench media, jpeg224)"),
 ]
 
 

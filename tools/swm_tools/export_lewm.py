@@ -15,6 +15,29 @@ from . import official  # noqa: F401  (installs the import stubs first)
 import torch
 
 
+def build_model(config, seed, weights=None, device="cpu"):
+    """The official LeWM of a fixture: built from `config` after `torch.manual_seed(seed)`, then `weights` loaded
+    or the deterministic randomisation of `official.randomize_(model, seed)`; eval mode on `device`, TF32 off.
+    The same config and seed give the same weights on any device (they are made on the CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(seed)
+    model = official.build_lewm(config)
+    if weights:
+        model.load_state_dict(torch.load(weights, map_location="cpu"), strict=True)
+    else:
+        official.randomize_(model, seed)
+    return model.to(device).eval()
+
+
+def write_checkpoint(out, config, model):
+    """`out/config.json` + `out/weights.pt` (a raw `state_dict()`, as the public checkpoints ship)."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, os.path.join(out, "weights.pt"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="upstream LeWM config.json")
@@ -27,17 +50,9 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.manual_seed(args.seed)
     with open(args.config) as f:
         config = json.load(f)
-    model = official.build_lewm(config)
-    if args.weights:
-        model.load_state_dict(torch.load(args.weights, map_location="cpu"), strict=True)
-    else:
-        official.randomize_(model, args.seed)
-    model = model.to(args.device).eval()
+    model = build_model(config, args.seed, args.weights, args.device)
 
     enc = config["encoder"]
     side = enc.get("image_size", 224)
@@ -61,10 +76,7 @@ def main():
         rollout = info["predicted_emb"]
         goal_emb = info["goal_emb"]
 
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, os.path.join(args.out, "weights.pt"))
+    write_checkpoint(args.out, config, model)
     arrays = dict(pixels=pixels, goal=goal, actions=actions, candidates=candidates, emb=emb, act_emb=act_emb,
                   pred=pred, goal_emb=goal_emb, rollout=rollout, cost=cost)
     arrays = {k: v.detach().float().cpu().numpy() for k, v in arrays.items()}
