@@ -207,7 +207,8 @@ fn engine_rejects_malformed_observations_and_keeps_serving() {
     let good = Inputs::random(&artifact, 1);
     let nan = Tensor::full(f32::NAN, (1, 10), &Device::Cpu).unwrap();
     let short = Tensor::zeros((1, 9), DType::F32, &Device::Cpu).unwrap();
-    let small_frame = Tensor::zeros((1, 20, 20, 3), DType::U8, &Device::Cpu).unwrap();
+    // Frames of another size are resized like upstream's; four channels in a plain frames input are not RGB.
+    let rgba_frame = Tensor::zeros((1, 20, 20, 4), DType::U8, &Device::Cpu).unwrap();
     fn replace<'a>(good: &'a Inputs, name: &str, t: &'a Tensor, obs_frames: bool) -> Observation<'a> {
         let mut obs = Observation::new();
         for (n, kind, v) in &good.tensors {
@@ -222,7 +223,7 @@ fn engine_rejects_malformed_observations_and_keeps_serving() {
     for (what, obs, needle) in [
         ("NaN state", replace(&good, "state", &nan, false), "NaN"),
         ("short state", replace(&good, "state", &short, false), "expected (B, 10)"),
-        ("small frame", replace(&good, "pixels", &small_frame, true), "20x20"),
+        ("RGBA as frames", replace(&good, "pixels", &rgba_frame, true), "H, W, 3"),
         ("missing modality", Observation::new().state("state", &short), "missing"),
     ] {
         let err = engine.step(&obs).expect_err(what).to_string();
