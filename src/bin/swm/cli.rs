@@ -8,7 +8,7 @@ use crate::error::CliError;
 
 mod bench;
 mod parity;
-pub use bench::{BenchFamily, BenchGemmArgs, BenchLewmArgs, BenchPlanArgs, BenchTdmpc2Args};
+pub use bench::{BenchFamily, BenchGemmArgs, BenchLewmArgs, BenchMediaArgs, BenchPlanArgs, BenchTdmpc2Args};
 pub use parity::{CostSource, DecisionParityArgs, ModelParityArgs, ParityFamily, PlannerParityArgs};
 use swm::checkpoint::LoadOptions;
 

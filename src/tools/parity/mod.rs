@@ -15,9 +15,11 @@ use crate::config::{parse_json, Family, ModelConfig};
 use crate::models::lewm::{LeWm, LeWmSession, RolloutSemantics};
 
 mod decision;
+mod media;
 mod planner;
 mod tdmpc2;
 pub use decision::{decision, DecisionReport, DecisionRow};
+pub use media::{media, media_tolerances};
 pub use planner::{planner, planner_config, PlannerCosts, PlannerFixture, RecordedScorer};
 pub use tdmpc2::{load_tdmpc2, tdmpc2, tdmpc2_tolerances};
 

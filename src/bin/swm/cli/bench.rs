@@ -20,6 +20,28 @@ pub enum BenchFamily {
     /// Planner rows on LeWM: CEM 300x30, MPPI 300x30, iCEM 1024x5 (H5, PushT action blocks), CUDA graphs; and
     /// one control step of the engine (encode + CEM 300x30).
     Plan(BenchPlanArgs),
+    /// Media rows: camera bytes to the model's input tensor on the GPU — JPEG 224² and 640×480 (nvJPEG + the
+    /// fused kernel), a history batch of four, packed RGB and NV12 1080p frames already on the device, and an
+    /// H.264 access unit through NVDEC.
+    Media(BenchMediaArgs),
+}
+
+/// `swm bench media`.
+#[derive(Args)]
+pub struct BenchMediaArgs {
+    /// Directory of the test media (tests/data/media of the repository; default: under `CARGO_MANIFEST_DIR`, else
+    /// ./tests/data/media).
+    #[arg(long)]
+    pub media: Option<PathBuf>,
+    /// Timed iterations per row.
+    #[arg(long, default_value_t = 200, value_parser = positive)]
+    pub iters: usize,
+    /// The rows as JSON.
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The GPU.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `swm bench lewm`.

@@ -29,6 +29,20 @@ pub enum ParityFamily {
     /// Decision parity: swm CEM vs the official CEM's plans over many starts (decision.npz from
     /// `swm_tools.decision_parity`); both plans are scored by the same model.
     Decision(DecisionParityArgs),
+    /// Media: a camera JPEG through swm's decode + preprocessing + LeWM encode against the official pipeline
+    /// (`swm_tools.export_media_parity`: media_parity.safetensors beside config.json and weights.pt).
+    Media(MediaParityArgs),
+}
+
+/// `swm parity media`.
+#[derive(Args)]
+pub struct MediaParityArgs {
+    /// The model and the official outputs (`--fixture`, `--tol`, `--json`, `--gpu` as for `swm parity lewm`).
+    #[command(flatten)]
+    pub model: ModelParityArgs,
+    /// The JPEG the official pipeline decoded.
+    #[arg(long)]
+    pub jpeg: PathBuf,
 }
 
 /// A model parity run: a fixture directory (fixtures.md) and overrides.

@@ -3,6 +3,7 @@
 
 mod gemm;
 mod lewm;
+mod media;
 mod plan;
 mod tdmpc2;
 
@@ -20,6 +21,7 @@ pub fn run(family: BenchFamily) -> Result<ExitCode, CliError> {
         BenchFamily::Gemm(args) => (gemm::run(&args)?, args.report),
         BenchFamily::Tdmpc2(args) => (tdmpc2::run(&args)?, args.report),
         BenchFamily::Plan(args) => (plan::run(&args)?, args.report),
+        BenchFamily::Media(args) => (media::run(&args)?, args.report),
     };
     report.write(&rows)?;
     Ok(ExitCode::SUCCESS)

@@ -23,6 +23,13 @@ pub fn run(family: ParityFamily) -> Result<ExitCode, CliError> {
         ParityFamily::Tdmpc2(args) => model(args, parity::tdmpc2_tolerances(), parity::tdmpc2),
         ParityFamily::Planner(args) => planner(args),
         ParityFamily::Decision(args) => decision(args),
+        ParityFamily::Media(args) => {
+            existing(&args.jpeg, "--jpeg")?;
+            let jpeg = args.jpeg;
+            model_with(args.model, parity::media_tolerances(), |paths, tolerances, device| {
+                parity::media(paths, &jpeg, tolerances, device)
+            })
+        }
     }
 }
 
@@ -37,10 +44,15 @@ fn verdict(passed: bool) -> ExitCode {
 
 /// Runs `check` with the fixture paths and the tolerances (defaults + `--tol` overrides), prints the table and
 /// writes the JSON report.
-fn model(
+fn model(args: ModelParityArgs, tolerances: BTreeMap<String, f64>, check: ModelCheck) -> Result<ExitCode, CliError> {
+    model_with(args, tolerances, check)
+}
+
+/// [`model`] with any check (the media check also takes the JPEG).
+fn model_with(
     args: ModelParityArgs,
     mut tolerances: BTreeMap<String, f64>,
-    check: ModelCheck,
+    check: impl FnOnce(&FixturePaths, &BTreeMap<String, f64>, &Device) -> Result<ParityReport, ToolError>,
 ) -> Result<ExitCode, CliError> {
     parity::apply_overrides(&mut tolerances, &args.tolerances).map_err(|e| CliError::usage(format!("--tol: {e}")))?;
     existing(&args.fixture, "--fixture")?;
