@@ -27,7 +27,7 @@ impl Modality {
     }
 }
 
-/// How the payload bytes are encoded. Values 4 and up are reserved (JPEG bytes and H.264 access units later).
+/// How the payload bytes are encoded. Values 10 and up are reserved (H.264/HEVC access units later).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
@@ -39,24 +39,66 @@ pub enum Encoding {
     Rgba8 = 2,
     /// State: native-endian (little-endian on every supported host) IEEE-754 `f32` values.
     F32 = 3,
+    /// Frame: 4 bytes per pixel, B G R A (alpha ignored).
+    Bgra8 = 4,
+    /// Frame: NV12 (8-bit 4:2:0: `height` rows of luma, then `height / 2` rows of interleaved U, V, all `pitch`
+    /// bytes apart), BT.601 limited range (SD video, most webcams). Even width and height.
+    Nv12 = 5,
+    /// Frame: NV12, BT.709 limited range (HD video).
+    Nv12Bt709 = 6,
+    /// Frame: NV12, BT.601 full range.
+    Nv12Full = 7,
+    /// Frame: NV12, BT.709 full range.
+    Nv12Bt709Full = 8,
+    /// Frame: a JPEG file (baseline or progressive, colour or greyscale). `width`/`height` state the image size
+    /// when known (0: not checked), `pitch` is 0; the payload is the file, of any length.
+    Jpeg = 9,
 }
 
 impl Encoding {
     /// Every encoding, in raw-value order.
-    pub const ALL: [Self; 4] = [Self::Rgb8, Self::Bgr8, Self::Rgba8, Self::F32];
+    pub const ALL: [Self; 10] = [
+        Self::Rgb8,
+        Self::Bgr8,
+        Self::Rgba8,
+        Self::F32,
+        Self::Bgra8,
+        Self::Nv12,
+        Self::Nv12Bt709,
+        Self::Nv12Full,
+        Self::Nv12Bt709Full,
+        Self::Jpeg,
+    ];
 
     /// Decodes a raw `ObservationHeader::encoding`; `None` for a value this version does not know.
     pub fn from_raw(raw: u32) -> Option<Self> {
         Self::ALL.get(raw as usize).copied()
     }
 
-    /// Bytes per pixel of a packed frame encoding; `None` for an encoding frames do not use.
+    /// Bytes per pixel of a packed frame encoding (NV12: 1, its luma plane); `None` for an encoding frames do not
+    /// use or a compressed one.
     pub fn bytes_per_pixel(self) -> Option<usize> {
         match self {
             Self::Rgb8 | Self::Bgr8 => Some(3),
-            Self::Rgba8 => Some(4),
-            Self::F32 => None,
+            Self::Rgba8 | Self::Bgra8 => Some(4),
+            Self::Nv12 | Self::Nv12Bt709 | Self::Nv12Full | Self::Nv12Bt709Full => Some(1),
+            Self::F32 | Self::Jpeg => None,
         }
+    }
+
+    /// Whether this is one of the NV12 encodings.
+    pub fn is_nv12(self) -> bool {
+        matches!(self, Self::Nv12 | Self::Nv12Bt709 | Self::Nv12Full | Self::Nv12Bt709Full)
+    }
+
+    /// Whether frames of this encoding are compressed (their payload length is not derived from the header).
+    pub fn is_compressed(self) -> bool {
+        self == Self::Jpeg
+    }
+
+    /// Whether frames may use this encoding.
+    pub fn is_frame(self) -> bool {
+        self != Self::F32
     }
 }
 
@@ -186,7 +228,15 @@ impl ObservationHeader {
                 if u64::from(self.pitch) < row {
                     return None;
                 }
-                u64::from(self.pitch).checked_mul(u64::from(self.height))?
+                let plane = u64::from(self.pitch).checked_mul(u64::from(self.height))?;
+                if encoding.is_nv12() {
+                    if !self.width.is_multiple_of(2) || !self.height.is_multiple_of(2) {
+                        return None;
+                    }
+                    plane.checked_add(plane / 2)?
+                } else {
+                    plane
+                }
             }
             (Modality::State, Encoding::F32) => {
                 if self.elements == 0 {
@@ -266,7 +316,7 @@ mod tests {
             assert_eq!(e as u32, raw as u32);
             assert_eq!(Encoding::from_raw(raw as u32), Some(e));
         }
-        for reserved in [4, 5, 255, u32::MAX] {
+        for reserved in [10, 11, 255, u32::MAX] {
             assert_eq!(Encoding::from_raw(reserved), None);
         }
     }
@@ -305,6 +355,18 @@ mod tests {
         assert_eq!(frame(Encoding::Rgb8, 64, 48, 191).expected_payload_len(), None, "pitch < width * 3");
         assert_eq!(frame(Encoding::Rgba8, 64, 48, 192).expected_payload_len(), None, "pitch < width * 4");
         assert_eq!(frame(Encoding::F32, 64, 48, 256).expected_payload_len(), None, "frames are 8-bit");
+        assert_eq!(frame(Encoding::Bgra8, 64, 48, 256).expected_payload_len(), Some(256 * 48));
+        assert_eq!(
+            frame(Encoding::Nv12, 64, 48, 64).expected_payload_len(),
+            Some(64 * 72),
+            "luma + half-height chroma"
+        );
+        assert_eq!(frame(Encoding::Nv12Bt709Full, 64, 48, 128).expected_payload_len(), Some(128 * 72), "padded");
+        assert_eq!(frame(Encoding::Nv12, 63, 48, 64).expected_payload_len(), None, "odd width");
+        assert_eq!(frame(Encoding::Nv12, 64, 47, 64).expected_payload_len(), None, "odd height");
+        assert_eq!(frame(Encoding::Jpeg, 64, 48, 0).expected_payload_len(), None, "compressed: any length");
+        assert!(Encoding::Jpeg.is_compressed() && Encoding::Jpeg.is_frame() && !Encoding::F32.is_frame());
+        assert!(Encoding::Nv12Full.is_nv12() && !Encoding::Bgra8.is_nv12());
         assert_eq!(frame(Encoding::Rgb8, 0, 48, 192).expected_payload_len(), None);
         assert_eq!(frame(Encoding::Rgb8, 64, 0, 192).expected_payload_len(), None);
         // Overflow: a row of u32::MAX RGBA pixels does not fit any pitch; u32::MAX² bytes exceed isize::MAX.

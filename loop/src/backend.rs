@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use swm::device::UploadKind;
 use swm::engine::{default_planner, Engine, EngineOptions};
+use swm::ops::{FrameLayout, PixelFormat, YuvColor, YuvMatrix, YuvRange};
 use swm::planning::{CemConfig, IcemConfig, MppiConfig, PlanSource, PlannerConfig, Sampling, SolverConfig};
 use swm::session::{Observation, Session, SessionOptions};
 use swm_ipc::{ActionSlot, ActionStatus, Encoding, MAX_ACTION_DIM, MAX_PLAN_VALUES};
@@ -105,14 +106,13 @@ pub trait Backend {
     fn update_planner(&mut self, update: PlannerUpdate) -> Result<(), swm::Error>;
 }
 
-/// [`Backend`] over swm's [`Engine`]: uploads each message to the device, reorders channels and drops the row
-/// pitch there, runs the control step and copies its result into the slot.
+/// [`Backend`] over swm's [`Engine`]: hands each message's device bytes (or JPEG file) to the engine with its
+/// layout — pitch, channel order, NV12 colour and the resize to the model's size are done by the fused
+/// preprocessing kernel — runs the control step and copies its result into the slot.
 pub struct EngineBackend {
     engine: Engine,
     inputs: Vec<InputSpec>,
     device: Device,
-    /// `[2, 1, 0]` on the device, to turn BGR into RGB.
-    bgr: Tensor,
     /// The fixed fallback's first env action in env units.
     fallback: Option<Vec<f32>>,
     /// Injected GPU stalls (testing the deadline path).
@@ -139,7 +139,6 @@ impl EngineBackend {
         };
         let inputs = inputs(session.schema());
         let engine = Engine::with_session(session, &options)?;
-        let bgr = Tensor::new(&[2u32, 1, 0], &device)?;
         let env_dim = engine.session().env_action_dim();
         let fallback = match &config.fallback {
             Fallback::Fixed { action } => Some(engine.to_env_units(&action[..env_dim.min(action.len())])),
@@ -149,7 +148,7 @@ impl EngineBackend {
             // Loads the stall kernel now, so that the first injected stall does not also block the host.
             swm::ops::fault::gpu_delay(&device, std::time::Duration::ZERO)?;
         }
-        let mut backend = Self { engine, inputs, device, bgr, fallback, fault: config.fault.clone(), steps: 0 };
+        let mut backend = Self { engine, inputs, device, fallback, fault: config.fault.clone(), steps: 0 };
         backend.warm_up()?;
         Ok(backend)
     }
@@ -189,46 +188,73 @@ impl EngineBackend {
         Ok(())
     }
 
-    /// The device tensors of one observation: u8 RGB frames `(1, H, W, 3)` and f32 states `(1, d)`. Device
-    /// payloads are waited for on the engine's stream (no host wait); host payloads are uploaded here.
-    fn upload(&self, messages: &[Message]) -> Result<Vec<Tensor>, swm::Error> {
+    /// The engine inputs of one observation. Device payloads are waited for on the engine's stream (no host
+    /// wait); host payloads are uploaded here; JPEG files stay on the host (nvJPEG parses them there).
+    fn upload(&self, messages: &[Message]) -> Result<Vec<StepInput>, swm::Error> {
         messages
             .iter()
             .zip(&self.inputs)
-            .map(|(m, spec)| -> Result<Tensor, swm::Error> {
+            .map(|(m, spec)| -> Result<StepInput, swm::Error> {
+                let bytes = || -> Result<Tensor, swm::Error> {
+                    Ok(match &m.payload {
+                        Payload::Device(upload) => upload.tensor(&self.device)?.unsqueeze(0)?,
+                        Payload::Host(bytes) => Tensor::from_slice(bytes, (1, bytes.len()), &self.device)?,
+                    })
+                };
                 match spec {
-                    InputSpec::Frame { height, width, .. } => {
-                        let h = m.header.height as usize;
-                        let pitch = m.header.pitch as usize;
-                        let channels = match Encoding::from_raw(m.header.encoding) {
-                            Some(Encoding::Rgba8) => 4,
-                            _ => 3,
-                        };
-                        // The rows as they are; pitch, alpha and channel order are handled on the GPU.
-                        let rows = match &m.payload {
-                            Payload::Device(upload) => upload.tensor(&self.device)?.reshape((h, pitch))?,
-                            Payload::Host(bytes) => Tensor::from_slice(bytes, (h, pitch), &self.device)?,
-                        };
-                        let mut frame = rows.narrow(1, 0, width * channels)?.reshape((1, *height, *width, channels))?;
-                        if channels == 4 {
-                            frame = frame.narrow(3, 0, 3)?;
+                    InputSpec::Frame { .. } => {
+                        let encoding = Encoding::from_raw(m.header.encoding);
+                        if encoding == Some(Encoding::Jpeg) {
+                            return match &m.payload {
+                                Payload::Host(file) => Ok(StepInput::Jpeg(file.clone())),
+                                Payload::Device(_) => {
+                                    Err(swm::Error::Internal("a JPEG payload was uploaded instead of kept".into()))
+                                }
+                            };
                         }
-                        if Encoding::from_raw(m.header.encoding) == Some(Encoding::Bgr8) {
-                            frame = frame.index_select(&self.bgr, 3)?;
-                        }
-                        // A copy of its own: the upload buffer is released when the message is dropped.
-                        Ok(frame.force_contiguous()?)
+                        let layout = frame_layout(&m.header)
+                            .ok_or_else(|| swm::Error::invalid_input(spec.name(), "not a frame encoding"))?;
+                        // The upload buffer is read by the step's kernel, enqueued before the message is dropped.
+                        Ok(StepInput::Image(bytes()?, layout))
                     }
                     InputSpec::State { dim, .. } => match &m.payload {
                         Payload::Device(upload) => {
-                            Ok(upload.tensor(&self.device)?.reshape((1, *dim))?.force_contiguous()?)
+                            Ok(StepInput::State(upload.tensor(&self.device)?.reshape((1, *dim))?.force_contiguous()?))
                         }
-                        Payload::Host(_) => Ok(Tensor::from_vec(m.state(), (1, *dim), &self.device)?),
+                        Payload::Host(_) => Ok(StepInput::State(Tensor::from_vec(m.state(), (1, *dim), &self.device)?)),
                     },
                 }
             })
             .collect()
     }
+}
+
+/// One input of a step, as the engine takes it.
+enum StepInput {
+    /// Frame bytes on the device, `(1, bytes)`, and where the pixels are in them.
+    Image(Tensor, FrameLayout),
+    /// A JPEG file.
+    Jpeg(Vec<u8>),
+    /// A state vector, `(1, d)`.
+    State(Tensor),
+}
+
+/// The pixel layout a frame header describes (`None` for a non-frame or compressed encoding).
+fn frame_layout(h: &swm_ipc::ObservationHeader) -> Option<FrameLayout> {
+    let yuv = |matrix, range| PixelFormat::Nv12(YuvColor { matrix, range });
+    let format = match Encoding::from_raw(h.encoding)? {
+        Encoding::Rgb8 => PixelFormat::Rgb,
+        Encoding::Bgr8 => PixelFormat::Bgr,
+        Encoding::Rgba8 => PixelFormat::Rgba,
+        Encoding::Bgra8 => PixelFormat::Bgra,
+        Encoding::Nv12 => yuv(YuvMatrix::Bt601, YuvRange::Limited),
+        Encoding::Nv12Bt709 => yuv(YuvMatrix::Bt709, YuvRange::Limited),
+        Encoding::Nv12Full => yuv(YuvMatrix::Bt601, YuvRange::Full),
+        Encoding::Nv12Bt709Full => yuv(YuvMatrix::Bt709, YuvRange::Full),
+        Encoding::F32 | Encoding::Jpeg => return None,
+    };
+    let (width, height, pitch) = (h.width as usize, h.height as usize, h.pitch as usize);
+    Some(FrameLayout { format, width, height, pitch, uv_offset: pitch * height })
 }
 
 impl Backend for EngineBackend {
@@ -249,8 +275,9 @@ impl Backend for EngineBackend {
         }
         // The budget counts from the observation's arrival, not from this call.
         self.engine.set_deadline(Some(deadline.saturating_duration_since(Instant::now())));
-        let tensors = self.upload(observation_messages)?;
-        let obs = observation(&self.inputs, &tensors);
+        let staged = self.upload(observation_messages)?;
+        let files = jpeg_files(&staged);
+        let obs = staged_observation(&self.inputs, &staged, &files);
         let step = self.engine.step(&obs)?;
         let first = step.first_action(0);
         let n = first.len().min(MAX_ACTION_DIM);
@@ -277,8 +304,9 @@ impl Backend for EngineBackend {
     }
 
     fn set_goal(&mut self, goal: &[Message]) -> Result<(), swm::Error> {
-        let tensors = self.upload(goal)?;
-        self.engine.set_goal(&observation(&self.inputs, &tensors))
+        let staged = self.upload(goal)?;
+        let files = jpeg_files(&staged);
+        self.engine.set_goal(&staged_observation(&self.inputs, &staged, &files))
     }
 
     fn reset(&mut self) {
@@ -318,6 +346,30 @@ fn observation<'a>(inputs: &'a [InputSpec], tensors: &'a [Tensor]) -> Observatio
         InputSpec::Frame { name, .. } => obs.frames(name, t),
         InputSpec::State { name, .. } => obs.state(name, t),
     })
+}
+
+/// The observation of staged step inputs (`files` holds each JPEG's one-element file list).
+fn staged_observation<'a>(
+    inputs: &'a [InputSpec],
+    staged: &'a [StepInput],
+    files: &'a [[&'a [u8]; 1]],
+) -> Observation<'a> {
+    inputs.iter().zip(staged).zip(files).fold(Observation::new(), |obs, ((spec, s), file)| match s {
+        StepInput::Image(t, layout) => obs.image(spec.name(), t, *layout),
+        StepInput::Jpeg(_) => obs.jpeg(spec.name(), file),
+        StepInput::State(t) => obs.state(spec.name(), t),
+    })
+}
+
+/// Each staged input's file list for [`staged_observation`] (empty bytes for inputs that are not JPEG files).
+fn jpeg_files(staged: &[StepInput]) -> Vec<[&[u8]; 1]> {
+    staged
+        .iter()
+        .map(|s| match s {
+            StepInput::Jpeg(file) => [file.as_slice()],
+            _ => [&[][..]],
+        })
+        .collect()
 }
 
 /// The model's inputs from its artifact's schema.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::message::FrameSizes;
 pub use crate::realtime::RealtimeSection;
 
 /// Why a configuration cannot be used. Names the file and the field.
@@ -84,6 +85,9 @@ pub struct IpcSection {
     pub action_queue: usize,
     /// Largest observation payload accepted, in bytes (a frame's `pitch × height`). Default 16 MiB.
     pub max_observation_bytes: usize,
+    /// Frame sizes an image input takes: `any` (the default: resized on the GPU as upstream's `Resize`) or
+    /// `model` (only the model's input size; others are rejected and counted).
+    pub frame_sizes: FrameSizes,
     /// Half-width in microseconds of the window in which the inference and output threads poll for their next
     /// message instead of sleeping (around one period after the last observation, and one step time after a step
     /// started): a parked thread takes tens of microseconds to wake. Costs at most twice this much CPU per message
@@ -106,6 +110,7 @@ impl Default for IpcSection {
             observation_queue: 1,
             action_queue: 4,
             max_observation_bytes: 16 << 20,
+            frame_sizes: FrameSizes::Any,
             spin_us: 200,
         }
     }

@@ -30,11 +30,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
-use swm_ipc::{ActionSlot, ActionStatus, Command, CommandKind, CommandReply, ObservationHeader, ReplyCode, Stats};
+use swm_ipc::{
+    ActionSlot, ActionStatus, Command, CommandKind, CommandReply, Encoding, ObservationHeader, ReplyCode, Stats,
+};
 
 use crate::backend::{Backend, PlannerUpdate, Stager};
 use crate::config::LoopConfig;
-use crate::message::{check, InputSpec, Message};
+use crate::message::{check, FrameSizes, InputSpec, Message, Payload};
 use crate::metrics::{monotonic_ns, Metrics, Stage};
 use crate::spin::Expect;
 use crate::watchdog::{self, InFlight};
@@ -325,13 +327,14 @@ impl Daemon {
         };
         {
             let (metrics, shutdown, transport) = (metrics.clone(), shutdown.clone(), transport.clone());
-            let (max_bytes, ctl_tx, flow) = (config.ipc.max_observation_bytes, ctl_tx.clone(), flow.clone());
+            let limits = (config.ipc.max_observation_bytes, config.ipc.frame_sizes);
+            let (ctl_tx, flow) = (ctl_tx.clone(), flow.clone());
             threads.push(spawn(
                 "ingest",
                 Box::new(move || {
                     let source = transport.observations()?;
                     let ports = IngestPorts { obs_tx, obs_drain, ctl_tx, arrived_tx };
-                    ingest(source, stage, &inputs, max_bytes, ports, &metrics, &flow, &shutdown, timing);
+                    ingest(source, stage, &inputs, limits, ports, &metrics, &flow, &shutdown, timing);
                     Ok(())
                 }),
             )?);
@@ -409,7 +412,7 @@ fn ingest(
     mut source: Box<dyn ObservationSource>,
     mut stage: Box<dyn Stager>,
     inputs: &[InputSpec],
-    max_bytes: usize,
+    (max_bytes, sizes): (usize, FrameSizes),
     ports: IngestPorts,
     metrics: &Metrics,
     flow: &Flow,
@@ -428,9 +431,16 @@ fn ingest(
         let mut take = |header: &ObservationHeader, payload: &[u8], is_goal: bool| {
             let received = Instant::now();
             Metrics::count(&metrics.observations_received);
-            let staged =
-                check(header, payload, inputs, max_bytes).map_err(|reason| reason.to_string()).and_then(|input| {
-                    match stage.stage(&inputs[input], payload) {
+            let staged = check(header, payload, inputs, max_bytes, sizes)
+                .map_err(|reason| reason.to_string())
+                .and_then(|input| {
+                    // A JPEG file stays on the host: nvJPEG parses it there before decoding on the GPU.
+                    let staged = if header.encoding == Encoding::Jpeg as u32 {
+                        Ok(Payload::Host(payload.to_vec()))
+                    } else {
+                        stage.stage(&inputs[input], payload)
+                    };
+                    match staged {
                         Ok(payload) => Ok(Message { header: *header, input, payload, received }),
                         Err(e) => Err(format!("could not be staged: {e}")),
                     }

@@ -62,8 +62,9 @@ pub enum Rejection {
         /// The raw encoding.
         raw: u32,
     },
-    /// A frame's size differs from the model's input size.
-    #[error("observation `{name}`: {width}x{height} frame, the model takes {expected_width}x{expected_height}")]
+    /// A frame's size is not one the input takes: not the model's (`ipc.frame_sizes = "model"`), or a side beyond
+    /// [`MAX_FRAME_SIDE`].
+    #[error("observation `{name}`: {width}x{height} frame, the model takes {expected_width}x{expected_height} (other sizes are resized when ipc.frame_sizes = \"any\", up to 16384 a side)")]
     FrameSize {
         /// The input.
         name: String,
@@ -106,6 +107,12 @@ pub enum Rejection {
         got: usize,
         /// The limit.
         max: usize,
+    },
+    /// A JPEG payload does not start with the JPEG start-of-image marker.
+    #[error("observation `{name}`: the payload is not a JPEG file (no FF D8 start-of-image marker)")]
+    NotJpeg {
+        /// The input.
+        name: String,
     },
     /// A state vector holds NaN or Inf.
     #[error("observation `{name}`: state element {index} is not finite")]
@@ -151,12 +158,28 @@ impl Message {
     }
 }
 
+/// Which frame sizes an image input takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrameSizes {
+    /// Any size: frames are resized on the GPU as upstream's `Resize(size)` does (shorter side to the model's
+    /// size, aspect ratio kept).
+    #[default]
+    Any,
+    /// Only the model's input size (a camera misconfigured to another size is rejected and counted).
+    Model,
+}
+
+/// Largest frame side accepted (16K).
+pub const MAX_FRAME_SIDE: u32 = 16_384;
+
 /// Checks a header and its payload against the model's inputs; returns the input's index.
 pub fn check(
     header: &ObservationHeader,
     payload: &[u8],
     inputs: &[InputSpec],
     max_bytes: usize,
+    sizes: FrameSizes,
 ) -> Result<usize, Rejection> {
     let name = header.name().ok_or(Rejection::BadName)?;
     let Some(input) = inputs.iter().position(|i| i.name() == name) else {
@@ -174,10 +197,16 @@ pub fn check(
             if modality != Some(Modality::Frame) {
                 return Err(Rejection::Modality { name, raw: header.modality, expected: "frames" });
             }
-            if !matches!(encoding, Some(Encoding::Rgb8 | Encoding::Bgr8 | Encoding::Rgba8)) {
+            let Some(encoding) = encoding.filter(|e| e.is_frame()) else {
                 return Err(Rejection::Encoding { name, raw: header.encoding });
-            }
-            if header.width as usize != *width || header.height as usize != *height {
+            };
+            // A JPEG's size is optional in its header (0: unknown, checked when decoded).
+            let unknown = encoding.is_compressed() && header.width == 0 && header.height == 0;
+            let wrong = match sizes {
+                FrameSizes::Model => header.width as usize != *width || header.height as usize != *height,
+                FrameSizes::Any => header.width > MAX_FRAME_SIDE || header.height > MAX_FRAME_SIDE,
+            };
+            if wrong && !unknown {
                 return Err(Rejection::FrameSize {
                     name,
                     width: header.width,
@@ -198,6 +227,13 @@ pub fn check(
                 return Err(Rejection::StateSize { name, got: header.elements, expected: *dim });
             }
         }
+    }
+    if encoding == Some(Encoding::Jpeg) {
+        return if payload.starts_with(&[0xFF, 0xD8]) {
+            Ok(input)
+        } else {
+            Err(Rejection::NotJpeg { name: inputs[input].name().to_string() })
+        };
     }
     let expected = header.expected_payload_len();
     if expected != Some(payload.len()) {

@@ -10,7 +10,7 @@ use swm_ipc::{
     ActionSlot, ActionStatus, Command, CommandKind, CommandReply, Encoding, Modality, ObservationHeader, Stats,
 };
 use swm_loop::backend::{Backend, PlannerUpdate, StepTimes};
-use swm_loop::config::LoopConfig;
+use swm_loop::config::{FrameSizes, LoopConfig};
 use swm_loop::daemon::{ActionSink, CommandSource, Daemon, ObservationSource, Shutdown, Transport, TransportError};
 use swm_loop::message::{InputSpec, Message};
 
@@ -168,6 +168,11 @@ fn inputs() -> Vec<InputSpec> {
 }
 
 fn start(observation_queue: usize) -> Harness {
+    start_with(observation_queue, |_| {})
+}
+
+/// [`start`] with a config change.
+fn start_with(observation_queue: usize, edit: impl FnOnce(&mut LoopConfig)) -> Harness {
     let (obs_tx, obs_rx) = bounded(1024);
     let (act_tx, act_rx) = bounded(1024);
     let (stats_tx, stats_rx) = bounded(1024);
@@ -175,6 +180,7 @@ fn start(observation_queue: usize) -> Harness {
     let mut config = LoopConfig { artifact: Some("unused".into()), stats_period_s: 0.05, ..LoopConfig::default() };
     config.deadline_ms = Some(DEADLINE.as_secs_f64() * 1e3);
     config.ipc.observation_queue = observation_queue;
+    edit(&mut config);
     let transport = Arc::new(Channels { observations: obs_rx, actions: act_tx, stats: stats_tx, commands: cmd_rx });
     let delay = Arc::new(Mutex::new(Duration::from_millis(1)));
     let stall = Arc::new(Mutex::new(None));
@@ -310,7 +316,8 @@ fn the_newest_observation_wins_and_stale_ones_are_counted() {
 
 #[test]
 fn malformed_messages_are_rejected_counted_and_the_daemon_keeps_serving() {
-    let h = start(1);
+    // Frames of the model's size only, so that a frame of another size is malformed.
+    let h = start_with(1, |c| c.ipc.frame_sizes = FrameSizes::Model);
     let mut bad = Vec::new();
     let mut f = frame(1);
     f.payload.pop(); // wrong length
@@ -329,6 +336,13 @@ fn malformed_messages_are_rejected_counted_and_the_daemon_keeps_serving() {
     bad.push(f);
     let mut f = frame(1);
     f.header.encoding = Encoding::F32 as u32; // an encoding frames do not take
+    bad.push(f);
+    let mut f = frame(1);
+    f.header.encoding = Encoding::Jpeg as u32; // JPEG bytes that are not a JPEG file
+    f.header.pitch = 0;
+    bad.push(f);
+    let mut f = frame(1);
+    f.header.encoding = 10; // reserved encoding
     bad.push(f);
     let n = bad.len() as u64;
     for m in bad {
@@ -469,4 +483,36 @@ fn a_backend_that_cannot_start_is_reported_before_anything_runs() {
         || -> Result<Double, swm::Error> { Err(swm::Error::invalid_input("artifact", "no GPU in this test")) };
     let err = Daemon::start(&config, inputs(), transport, backend, Shutdown::default()).err().expect("an error");
     assert!(err.to_string().contains("no GPU in this test"), "{err}");
+}
+
+/// By default frames of any size and every frame encoding are taken (the engine resizes and converts them on the
+/// GPU); what is still malformed — an NV12 frame of odd width, a payload that does not match its header — is not.
+#[test]
+fn frames_of_any_size_and_encoding_are_accepted_by_default() {
+    let h = start(8);
+    let with = |sequence: u64, encoding: Encoding, width: u32, height: u32, pitch: u32, len: usize| {
+        let mut f = frame(sequence);
+        f.header.encoding = encoding as u32;
+        (f.header.width, f.header.height, f.header.pitch) = (width, height, pitch);
+        f.payload = vec![9u8; len];
+        f
+    };
+    let good = [
+        with(1, Encoding::Rgb8, 64, 48, 192, 192 * 48),
+        with(2, Encoding::Bgra8, 10, 4, 48, 48 * 4),
+        with(3, Encoding::Nv12, 8, 4, 8, 8 * 6),
+        with(4, Encoding::Nv12Bt709Full, 8, 4, 16, 16 * 6),
+    ];
+    let mut jpeg = with(5, Encoding::Jpeg, 0, 0, 0, 0);
+    jpeg.payload = vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3];
+    for (i, f) in good.into_iter().chain([jpeg]).enumerate() {
+        h.observations.send(f).unwrap();
+        h.observations.send(state(i as u64 + 1, [0.1, 0.2, 0.3])).unwrap();
+        assert_eq!(h.next_action().observation_sequence, i as u64 + 1);
+    }
+    h.observations.send(with(6, Encoding::Nv12, 7, 4, 8, 8 * 6)).unwrap(); // odd width
+    h.observations.send(with(7, Encoding::Rgb8, 64, 48, 192, 100)).unwrap(); // short payload
+    let stats = h.stats_until(|s| s.observations_rejected == 2);
+    assert_eq!(stats.steps, 5);
+    h.stop();
 }

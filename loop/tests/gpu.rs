@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use swm_ipc::{ActionSlot, Encoding, Modality, ObservationHeader};
+use swm_ipc::{ActionSlot, ActionStatus, Encoding, Modality, ObservationHeader};
 use swm_loop::backend::{Backend, EngineBackend, HostStager, Stager};
 use swm_loop::config::LoopConfig;
 use swm_loop::message::{InputSpec, Message, Payload};
@@ -73,4 +73,63 @@ fn staged_frames_plan_like_frames_uploaded_by_the_inference_thread() {
         assert!(diff <= 1e-5, "{encoding:?} pitch +{pad}: {:?} vs {:?}", a.action(), b.action());
         assert_eq!(a.status, b.status);
     }
+}
+
+/// A message of `bytes` for the first input.
+fn message(spec: &InputSpec, encoding: Encoding, (width, height, pitch): (u32, u32, u32), payload: Payload) -> Message {
+    let mut header = ObservationHeader {
+        sequence: 1,
+        modality: Modality::Frame as u32,
+        encoding: encoding as u32,
+        width,
+        height,
+        pitch,
+        ..ObservationHeader::default()
+    };
+    header.set_name(spec.name()).unwrap();
+    Message { header, input: 0, payload, received: Instant::now() }
+}
+
+/// Camera messages as a robot sends them — a JPEG file, a 640×480 RGB frame, an NV12 frame — are planned on: the
+/// engine decodes and resizes them on the GPU. The JPEG message plans exactly like the RGB frame of the same
+/// decoder's pixels.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn jpeg_nv12_and_camera_sized_frames_are_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    swm::tools::demo::write_artifact(dir.path()).unwrap();
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run.sh sets it)");
+    let mut media = std::path::PathBuf::from(root);
+    if !media.join("tests/data/media").is_dir() {
+        media.pop(); // cargo sets the crate's directory (loop/); run.sh the repository root
+    }
+    let jpeg = std::fs::read(media.join("tests/data/media/baseline_420_640x480.jpg")).unwrap();
+    let mut a = backend(dir.path());
+    let mut b = backend(dir.path());
+    let spec = a.inputs()[0].clone();
+    let device = swm::device::cuda(0).unwrap();
+    let mut decoder = swm::media::nvjpeg::Decoder::new(&device, swm::media::nvjpeg::Backend::Hardware).unwrap();
+    let rgb = decoder.decode_rgb(&jpeg).unwrap().flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let jpeg_msg = || message(&spec, Encoding::Jpeg, (0, 0, 0), Payload::Host(jpeg.clone()));
+    let rgb_msg = || message(&spec, Encoding::Rgb8, (640, 480, 1920), Payload::Host(rgb.clone()));
+    a.set_goal(&[jpeg_msg()]).unwrap();
+    b.set_goal(&[rgb_msg()]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut sa, mut sb) = (ActionSlot::default(), ActionSlot::default());
+    a.step(&[jpeg_msg()], deadline, &mut sa).unwrap();
+    b.step(&[rgb_msg()], deadline, &mut sb).unwrap();
+    assert!(sa.action_dim > 0 && sa.action().iter().all(|v| v.is_finite()));
+    let diff = sa.action().iter().zip(sb.action()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-5, "JPEG {:?} vs RGB {:?}", sa.action(), sb.action());
+    // NV12 640x480 (limited-range grey ramp) through the staged device path.
+    let mut nv12 = vec![128u8; 640 * 480 * 3 / 2];
+    for (i, v) in nv12[..640 * 480].iter_mut().enumerate() {
+        *v = (16 + (i % 640) * 219 / 640) as u8;
+    }
+    let mut stage = b.stage().unwrap();
+    let staged = stage.stage(&spec, &nv12).unwrap();
+    let mut sn = ActionSlot::default();
+    b.step(&[message(&spec, Encoding::Nv12, (640, 480, 640), staged)], deadline, &mut sn).unwrap();
+    assert!(sn.action_dim > 0 && sn.action().iter().all(|v| v.is_finite()));
+    assert_eq!(sn.status, ActionStatus::Solved as u32);
 }
