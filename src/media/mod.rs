@@ -25,6 +25,7 @@
 //! Layering: media uses `ops` and `device` (never the reverse); `session`/`engine` and the daemon's ingest thread
 //! use media. Errors are [`MediaError`], carried into [`crate::Error::Media`].
 
+mod dl;
 mod error;
 pub mod nvdec;
 pub mod nvjpeg;

@@ -714,26 +714,13 @@ impl Library {
     /// Loads libnvcuvid by the names of [`LIBRARY_NAMES`] (the dynamic loader's search path) and resolves every
     /// symbol.
     pub fn load() -> Result<Self, MediaError> {
-        let mut first_failure = None;
-        for name in LIBRARY_NAMES {
-            match Self::open(name) {
-                Ok(lib) => return Self::resolve(name, lib),
-                Err(e) => {
-                    first_failure.get_or_insert(e);
-                }
-            }
-        }
-        Err(MediaError::LibraryMissing {
-            name: LIBRARY_NAMES.join(" or "),
-            reason: first_failure.map(|e| describe(&e)).unwrap_or_default(),
-        })
+        let (name, lib) = super::super::dl::open_first(&LIBRARY_NAMES)?;
+        Self::resolve(name, lib)
     }
 
     /// Loads the library at `path` (a file name or a path) and resolves every symbol.
     pub fn load_from(path: &str) -> Result<Self, MediaError> {
-        let lib = Self::open(path)
-            .map_err(|e| MediaError::LibraryMissing { name: path.to_string(), reason: describe(&e) })?;
-        Self::resolve(path, lib)
+        Self::resolve(path, super::super::dl::open(path)?)
     }
 
     /// The file name that was opened.
@@ -741,26 +728,14 @@ impl Library {
         &self.name
     }
 
-    fn open(name: &str) -> Result<libloading::Library, libloading::Error> {
-        // SAFETY: loading libnvcuvid (part of the NVIDIA driver) runs its ELF initialisers, which set up the
-        // library's own state only; loading another library by mistake is caught below: its symbols do not
-        // resolve.
-        unsafe { libloading::Library::new(name) }
-    }
-
     fn resolve(name: &str, lib: libloading::Library) -> Result<Self, MediaError> {
         /// Resolves one symbol as the function pointer type of its field.
         macro_rules! sym {
             ($field:ident) => {{
-                let symbol = stringify!($field);
                 // SAFETY: the field's type is the function pointer type written above from the symbol's
-                // declaration in cuviddec.h / nvcuvid.h (same parameters, same return type, C calling convention);
-                // the pointer is copied out of the `Symbol` and only used while `lib` (moved into the returned
-                // value) is loaded.
-                let f = unsafe { lib.get::<_>(symbol.as_bytes()) }.map(|s| *s).map_err(|e| {
-                    MediaError::SymbolMissing { library: name.to_string(), symbol, reason: describe(&e) }
-                })?;
-                f
+                // declaration in cuviddec.h / nvcuvid.h (same parameters, same return type, C calling convention); it is only used
+                // while `lib` (moved into the returned value) is loaded.
+                unsafe { super::super::dl::symbol(&lib, name, stringify!($field))? }
             }};
         }
         Ok(Self {
@@ -779,17 +754,6 @@ impl Library {
             _lib: lib,
         })
     }
-}
-
-/// libloading's message and the `dlerror` text under it (its error source), on one line.
-fn describe(e: &libloading::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text.lines().next().unwrap_or_default().to_string()
 }
 
 /// `long` is 8 bytes on LP64 Linux; kept as a named check of the `tcu_ulong` assumption.
