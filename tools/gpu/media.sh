@@ -9,6 +9,7 @@ source tools/gpu/env.sh
 bash .gpu/run.sh exec swm --version > /dev/null 2>&1   # unpacks the binaries into /tmp/gpu-bin
 export CARGO_MANIFEST_DIR=$PWD
 swm=/tmp/gpu-bin/swm
+"$swm" media caps 2>&1 | tee -a "$log"
 "$swm" bench media --iters "${ITERS:-200}" --json "$out/swm_bench_media.json" 2>&1 | tee -a "$log"
 python3 -m swm_tools.bench_media --json "$out/bench_media.json" --iters "${ITERS:-200}" 2>&1 | tail -14 | tee -a "$log"
 parity=/tmp/media-parity

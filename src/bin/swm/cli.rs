@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::error::CliError;
 
 mod bench;
+mod media;
 mod parity;
 pub use bench::{BenchFamily, BenchGemmArgs, BenchLewmArgs, BenchMediaArgs, BenchPlanArgs, BenchTdmpc2Args};
+pub use media::MediaCommand;
 pub use parity::{CostSource, DecisionParityArgs, ModelParityArgs, ParityFamily, PlannerParityArgs};
 use swm::checkpoint::LoadOptions;
 
@@ -62,6 +64,9 @@ pub enum Command {
     /// Benchmark rows (CUDA-event and wall-clock timing, p50/p99).
     #[command(subcommand)]
     Bench(BenchFamily),
+    /// The GPU's media engines (nvJPEG, NVDEC) as swm's decoders see them.
+    #[command(subcommand)]
+    Media(MediaCommand),
 }
 
 impl Command {

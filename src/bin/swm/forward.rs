@@ -33,5 +33,6 @@ fn verb(command: &Command) -> &'static str {
         Command::Plan(_) => "plan",
         Command::Parity(_) => "parity",
         Command::Bench(_) => "bench",
+        Command::Media(_) => "media",
     }
 }

@@ -48,5 +48,6 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Plan(args) => cmd::plan::run(args),
         Command::Parity(family) => cmd::parity::run(family),
         Command::Bench(family) => cmd::bench::run(family),
+        Command::Media(command) => cmd::media::run(command),
     }
 }

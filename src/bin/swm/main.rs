@@ -1,8 +1,8 @@
-//! `swm`: the pipeline binary — inspect, convert, demo, score, plan, parity and bench.
+//! `swm`: the pipeline binary — inspect, convert, demo, score, plan, parity, bench and media.
 //!
 //! swm ships as two executables. `swm` (this file) parses every command, runs the host-only ones (`inspect`,
 //! `convert`, `demo`) itself and links no CUDA library, so it starts on any Linux machine, with or without an
-//! NVIDIA driver. The GPU commands (`score`, `plan`, `parity`, `bench`) run in `swm-gpu`, installed beside it:
+//! NVIDIA driver. The GPU commands (`score`, `plan`, `parity`, `bench`, `media`) run in `swm-gpu`, installed beside it:
 //! `swm` first checks that the driver and the CUDA libraries load (naming the one that does not), then replaces
 //! itself with `swm-gpu` and the same arguments. Exit codes:
 //!

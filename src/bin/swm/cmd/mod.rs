@@ -4,6 +4,7 @@ pub mod bench;
 pub mod convert;
 pub mod demo;
 pub mod inspect;
+pub mod media;
 pub mod parity;
 pub mod plan;
 pub mod score;
