@@ -43,6 +43,8 @@ Files (all listed, with hashes, in manifest.json):
   hevc_res_change.h265          raw HEVC Annex-B (libx265, Main profile), built like the H.264 stream: 24 frames
                                 320x240, then 24 frames 256x192, an IDR (closed GOP) every 8 frames with VPS/SPS/PPS
                                 repeated, CRF 28, no B-frames, one slice per picture
+  h264_1080p.h264               raw H.264 Annex-B, 16 frames 1920x1080 (coded 1920x1088: the decoder crops), built
+                                like h264_res_change.h264 at CRF 30: the clip of `swm bench media`'s H.264 row
   baseline_420_640x480.ref112.f32
                                 written with --reference only (an explicit flag, so that the set of files does not
                                 depend on what is installed): the Pillow-decoded RGB of baseline_420_640x480.jpg
@@ -162,6 +164,9 @@ STREAM_CASES = [
     StreamCase("hevc_res_change.h265", "h265-annexb", "libx265", "hevc", ((24, 320, 240), (24, 256, 192)),
                {"preset": "medium", "crf": "28", "x265-params": _X265},
                "HEVC Annex-B, resolution change at frame 24, an IDR every 8 frames"),
+    StreamCase("h264_1080p.h264", "h264-annexb", "libx264", "h264", ((16, 1920, 1080),),
+               {"preset": "medium", "crf": "30", "x264-params": _X264},
+               "H.264 Annex-B 1080p (coded 1088 rows, cropped to 1080), 16 frames, an IDR every 8: the bench clip"),
 ]
 
 
@@ -572,7 +577,7 @@ def generate(out: Path, seed: int, reference: bool) -> list[dict]:
     for case in STREAM_CASES:
         entry, data = make_stream(out, case, seed)
         entries.append(entry)
-        if case.demuxer == "h264":
+        if case.name == "h264_res_change.h264":
             entries.append(make_corrupt_stream(out, entry, data, seed))
     if reference:
         entries.append(make_reference(out, source, jpegs[source]))

@@ -1077,7 +1077,7 @@ mod tests {
                 assert_eq!(info.recovery_point, idr.contains(&(i as u64)), "{name} access unit {i}");
             }
         }
-        assert_eq!(streams, 3);
+        assert_eq!(streams, 4);
     }
 
     #[test]

@@ -150,17 +150,17 @@ pub fn run(args: &BenchMediaArgs) -> Result<Vec<BenchRow>, CliError> {
         &mut rows,
         device_row(&device, &nv12_1080(), nv12, "media nv12_1080 on device -> 1x3x224x398 (fused)", iters)?,
     )?;
-    // H.264 through NVDEC: the committed 320x240 clip (no 1080p clip is committed yet), one access unit per
-    // iteration in decode order over its first GOPs (an IDR every 8), each frame preprocessed.
-    let aus = access_units(&dir, "h264_res_change.h264", 24)?;
+    // H.264 through NVDEC: the committed 1080p clip (16 frames, an IDR every 8), one access unit per iteration in
+    // decode order, wrapping round to its first IDR; each frame preprocessed.
+    let aus = access_units(&dir, "h264_1080p.h264", 16)?;
     let mut nvdec = nvdec::Decoder::new(&device, Codec::H264).map_err(swm::Error::from)?;
-    let layout = FrameLayout::packed(PixelFormat::Nv12(color), 320, 240);
-    let table = ResizeTable::shorter_side(240, 320, SIZE, &device).map_err(swm::Error::from)?;
+    let layout = FrameLayout::packed(PixelFormat::Nv12(color), 1920, 1080);
+    let table = ResizeTable::shorter_side(1080, 1920, SIZE, &device).map_err(swm::Error::from)?;
     let (oh, ow) = table.output();
     let out = Tensor::zeros((1, 3, oh, ow), DType::F32, &device)?;
     let norm = ImageNormalization::IMAGENET;
     let mut next = 0usize;
-    let name = "media h264 320x240 AU -> 1x3x224x298 (NVDEC + fused)";
+    let name = "media h264_1080 AU -> 1x3x224x398 (NVDEC + fused)";
     let row = bench::time(&device, name, WARMUP, iters, || -> Result<(), swm::Error> {
         let frames = nvdec.decode(&aus[next % aus.len()], next as i64)?;
         next += 1;
