@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use swm::device::UploadKind;
 use swm::engine::{default_planner, Engine, EngineOptions};
 use swm::ops::{FrameLayout, PixelFormat, YuvColor, YuvMatrix, YuvRange};
-use swm::planning::{CemConfig, IcemConfig, MppiConfig, PlanSource, PlannerConfig, Sampling, SolverConfig};
+use swm::planning::{PlanSource, PlannerConfig, PlannerOverrides, SolverKind};
 use swm::session::{Observation, Session, SessionOptions};
 use swm_ipc::{ActionSlot, ActionStatus, Encoding, MAX_ACTION_DIM, MAX_PLAN_VALUES};
 
@@ -410,28 +410,13 @@ pub fn planner_config(
 
 /// Applies the overrides of `section` (solver first, with upstream defaults, then counts, horizon, seed).
 fn apply(config: &mut PlannerConfig, section: &PlannerSection) {
-    if let Some(solver) = section.solver.as_deref() {
-        config.solver = match solver {
-            "mppi" => SolverConfig::Mppi(MppiConfig::default()),
-            "icem" => SolverConfig::Icem(IcemConfig::default()),
-            _ => SolverConfig::Cem(CemConfig::default()),
-        };
-    }
-    let (samples, steps) = match &mut config.solver {
-        SolverConfig::Cem(c) => (&mut c.num_samples, &mut c.n_steps),
-        SolverConfig::Mppi(c) => (&mut c.num_samples, &mut c.n_steps),
-        SolverConfig::Icem(c) => (&mut c.num_samples, &mut c.n_steps),
-    };
-    if let Some(s) = section.samples {
-        *samples = s;
-    }
-    if let Some(i) = section.iterations {
-        *steps = i;
-    }
-    if let Some(h) = section.horizon {
-        config.horizon = h;
-    }
-    if let Some(seed) = section.seed {
-        config.sampling = Sampling::Persistent { seed };
-    }
+    // `validate` accepted the solver name.
+    let solver = section.solver.as_deref().and_then(|s| s.parse::<SolverKind>().ok());
+    config.apply(&PlannerOverrides {
+        solver,
+        samples: section.samples,
+        iterations: section.iterations,
+        horizon: section.horizon,
+        seed: section.seed,
+    });
 }

@@ -144,6 +144,45 @@ impl Default for IcemConfig {
     }
 }
 
+/// A solver family, for [`PlannerOverrides`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SolverKind {
+    /// The cross-entropy method.
+    Cem,
+    /// Model-predictive path integral control.
+    Mppi,
+    /// Improved CEM (coloured noise, elite keeping).
+    Icem,
+}
+
+impl std::str::FromStr for SolverKind {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "cem" => Ok(Self::Cem),
+            "mppi" => Ok(Self::Mppi),
+            "icem" => Ok(Self::Icem),
+            other => Err(ConfigError::invalid("solver", format!("{other:?} is not one of cem, mppi, icem"))),
+        }
+    }
+}
+
+/// Changes to a planner configuration (`None` keeps the value): what a daemon config or a C caller states.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlannerOverrides {
+    /// Another solver, with upstream's defaults.
+    pub solver: Option<SolverKind>,
+    /// Candidates per iteration.
+    pub samples: Option<usize>,
+    /// Iterations per plan.
+    pub iterations: Option<usize>,
+    /// Horizon in macro steps.
+    pub horizon: Option<usize>,
+    /// Noise seed (persistent sampling).
+    pub seed: Option<u64>,
+}
+
 /// The sampling planner and its hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -294,6 +333,35 @@ impl PlannerConfig {
     /// Macro steps executed per plan.
     pub fn receding(&self) -> usize {
         self.receding_horizon.unwrap_or(self.horizon)
+    }
+
+    /// Applies `overrides`: the solver first (with upstream's defaults for it), then the sample and iteration
+    /// counts, the horizon and the seed (persistent sampling). Call [`PlannerConfig::validate`] afterwards.
+    pub fn apply(&mut self, overrides: &PlannerOverrides) {
+        if let Some(solver) = overrides.solver {
+            self.solver = match solver {
+                SolverKind::Cem => SolverConfig::Cem(CemConfig::default()),
+                SolverKind::Mppi => SolverConfig::Mppi(MppiConfig::default()),
+                SolverKind::Icem => SolverConfig::Icem(IcemConfig::default()),
+            };
+        }
+        let (samples, steps) = match &mut self.solver {
+            SolverConfig::Cem(c) => (&mut c.num_samples, &mut c.n_steps),
+            SolverConfig::Mppi(c) => (&mut c.num_samples, &mut c.n_steps),
+            SolverConfig::Icem(c) => (&mut c.num_samples, &mut c.n_steps),
+        };
+        if let Some(s) = overrides.samples {
+            *samples = s;
+        }
+        if let Some(i) = overrides.iterations {
+            *steps = i;
+        }
+        if let Some(h) = overrides.horizon {
+            self.horizon = h;
+        }
+        if let Some(seed) = overrides.seed {
+            self.sampling = Sampling::Persistent { seed };
+        }
     }
 
     /// Parses a JSON planner config (`swm plan --planner file.json`), naming the offending field on error.

@@ -20,8 +20,8 @@ mod config;
 mod planner;
 
 pub use config::{
-    ActionBounds, CemConfig, IcemConfig, MppiConfig, PlannerConfig, Sampling, SolverConfig, MAX_ICEM_HORIZON,
-    MAX_SAMPLES,
+    ActionBounds, CemConfig, IcemConfig, MppiConfig, PlannerConfig, PlannerOverrides, Sampling, SolverConfig,
+    SolverKind, MAX_ICEM_HORIZON, MAX_SAMPLES,
 };
 pub use planner::{colouring_matrix, IterationState, NoiseReplay, Plan, PlanOptions, PlanSource, Planner};
 

@@ -1,0 +1,222 @@
+//! What a handle's engine thread owns: the [`Engine`] and the inputs staged for the next observation or goal.
+
+use std::collections::HashMap;
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use candle_core::{DType, Device, Tensor};
+use runtime::engine::{Engine, EngineOptions};
+use runtime::ops::FrameLayout;
+use runtime::planning::{PlanSource, PlannerOverrides};
+use runtime::session::{Observation, SessionOptions};
+
+use crate::error::Failure;
+use crate::swm_status as SwmStatus;
+
+/// One staged input.
+pub(crate) enum Staged {
+    /// A state vector.
+    State(Vec<f32>),
+    /// Frame bytes (host memory, copied at staging) and their layout.
+    Frame(Vec<u8>, FrameLayout),
+    /// Frame bytes already copied into a device buffer on the engine's stream.
+    DeviceFrame(Tensor, FrameLayout),
+    /// A JPEG file.
+    Jpeg(Vec<u8>),
+}
+
+/// One input of the model's observations.
+pub(crate) struct Input {
+    pub name: String,
+    pub shape: Shape,
+}
+
+/// An input's shape.
+pub(crate) enum Shape {
+    /// A state vector of this many values.
+    State(usize),
+    /// Frames of (height, width) at the model's input.
+    Frame(usize, usize),
+}
+
+/// The result of a plan.
+pub(crate) struct Planned {
+    pub source: PlanSource,
+    pub iterations: usize,
+    pub steps: usize,
+    pub action_dim: usize,
+    pub cost: f32,
+    /// Every executed env action (steps × action_dim).
+    pub actions: Vec<f32>,
+    pub encode: Duration,
+    pub plan: Duration,
+    pub wall: Duration,
+}
+
+/// The engine thread's state.
+pub(crate) struct State {
+    pub engine: Engine,
+    pub device: Device,
+    /// Inputs staged by each calling thread: threads sharing a handle each build their own observation.
+    staged: HashMap<ThreadId, Vec<(String, Staged)>>,
+}
+
+impl State {
+    /// Opens `dir` on GPU `gpu`.
+    pub fn open(dir: &std::path::Path, options: &EngineOptions) -> Result<Self, Failure> {
+        let engine = Engine::open(dir, options)?;
+        let device = engine.device().clone();
+        Ok(Self { engine, device, staged: HashMap::new() })
+    }
+
+    /// Stages `input` under `name` for `thread`'s next observation or goal (replacing one of the same name).
+    pub fn stage(&mut self, thread: ThreadId, name: String, input: Staged) -> Result<(), Failure> {
+        if !self.engine.session().schema().observations.iter().any(|o| o.name == name) {
+            let known: Vec<&str> =
+                self.engine.session().schema().observations.iter().map(|o| o.name.as_str()).collect();
+            return Err(Failure::new(
+                SwmStatus::BadInput,
+                format!("no input `{name}` (the model takes {})", known.join(", ")),
+            ));
+        }
+        let staged = self.staged.entry(thread).or_default();
+        staged.retain(|(n, _)| *n != name);
+        staged.push((name, input));
+        Ok(())
+    }
+
+    /// `thread`'s staged inputs as an observation; clears them.
+    fn take_observation<R>(
+        &mut self,
+        thread: ThreadId,
+        f: impl FnOnce(&mut Engine, &Observation<'_>) -> Result<R, Failure>,
+    ) -> Result<R, Failure> {
+        let staged = self.staged.remove(&thread).unwrap_or_default();
+        let mut tensors = Vec::with_capacity(staged.len());
+        for (_, s) in &staged {
+            tensors.push(match s {
+                Staged::State(v) => Some(Tensor::from_slice(v, (1, v.len()), &self.device)?),
+                Staged::Frame(bytes, _) => Some(Tensor::from_slice(bytes, (1, bytes.len()), &self.device)?),
+                Staged::DeviceFrame(t, _) => Some(t.clone()),
+                Staged::Jpeg(_) => None,
+            });
+        }
+        let files: Vec<[&[u8]; 1]> = staged
+            .iter()
+            .map(|(_, s)| match s {
+                Staged::Jpeg(bytes) => [bytes.as_slice()],
+                _ => [&[][..]],
+            })
+            .collect();
+        let mut obs = Observation::new();
+        for (((name, s), t), file) in staged.iter().zip(&tensors).zip(&files) {
+            obs = match (s, t) {
+                (Staged::State(_), Some(t)) => obs.state(name, t),
+                (Staged::Frame(_, layout) | Staged::DeviceFrame(_, layout), Some(t)) => obs.image(name, t, *layout),
+                _ => obs.jpeg(name, file),
+            };
+        }
+        f(&mut self.engine, &obs)
+    }
+
+    /// `thread`'s staged inputs become the goal (LeWM).
+    pub fn commit_goal(&mut self, thread: ThreadId) -> Result<(), Failure> {
+        self.take_observation(thread, |engine, obs| Ok(engine.set_goal(obs)?))
+    }
+
+    /// Plans from `thread`'s staged observation (every input of the model's schema).
+    pub fn plan(&mut self, thread: ThreadId) -> Result<Planned, Failure> {
+        self.take_observation(thread, |engine, obs| {
+            let step = engine.step(obs)?;
+            let per_env = step.steps * step.env_action_dim;
+            Ok(Planned {
+                source: step.source,
+                iterations: step.iterations,
+                steps: step.steps,
+                action_dim: step.env_action_dim,
+                cost: step.cost.first().copied().unwrap_or(f32::NAN),
+                actions: step.actions[..per_env.min(step.actions.len())].to_vec(),
+                encode: step.times.encode,
+                plan: step.times.plan,
+                wall: step.times.wall,
+            })
+        })
+    }
+
+    /// Applies planner overrides (validated; the planner is rebuilt).
+    pub fn set_planner(&mut self, overrides: &PlannerOverrides) -> Result<(), Failure> {
+        let mut config = self.engine.planner().config().clone();
+        config.apply(overrides);
+        config.validate().map_err(|e| Failure::new(SwmStatus::InvalidArgument, e.to_string()))?;
+        self.engine.set_planner(config)?;
+        Ok(())
+    }
+
+    /// Copies `bytes` of device memory at `src` (after the caller's `event`, if any) into a new buffer on the
+    /// engine's stream.
+    pub fn copy_device(&self, src: u64, bytes: usize, event: usize) -> Result<Tensor, Failure> {
+        let Device::Cuda(cuda) = &self.device else {
+            return Err(Failure::new(SwmStatus::Runtime, "the engine is not on a CUDA device"));
+        };
+        let stream = cuda.cuda_stream();
+        if event != 0 {
+            // SAFETY: the caller passes a live CUevent of this context (documented in the header); waiting on it
+            // only orders our stream after the work it records.
+            unsafe {
+                cudarc::driver::result::stream::wait_event(
+                    stream.cu_stream(),
+                    event as cudarc::driver::sys::CUevent,
+                    cudarc::driver::sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
+                )
+            }
+            .map_err(|e| Failure::new(SwmStatus::Runtime, format!("waiting on the caller's event: {e}")))?;
+        }
+        let dst = Tensor::zeros(bytes, DType::U8, &self.device)?;
+        {
+            let (storage, _) = dst.storage_and_layout();
+            let candle_core::Storage::Cuda(s) = &*storage else {
+                return Err(Failure::new(SwmStatus::Runtime, "a host buffer"));
+            };
+            let slice = s.as_cuda_slice::<u8>()?;
+            let (dst_ptr, _guard) = cudarc::driver::DevicePtr::device_ptr(slice, &stream);
+            // SAFETY: `dst_ptr` is the start of a fresh `bytes`-byte device buffer; the caller guarantees `src`
+            // holds `bytes` readable bytes until the plan that uses them returns (documented in the header). The
+            // copy is ordered on the engine's stream after the buffer's zero-fill and before every read.
+            unsafe { cudarc::driver::result::memcpy_dtod_async(dst_ptr, src, bytes, stream.cu_stream()) }
+                .map_err(|e| Failure::new(SwmStatus::Runtime, format!("copying the caller's frame: {e}")))?;
+        }
+        Ok(dst)
+    }
+
+    /// The model family (0 LeWM, 1 TD-MPC2), the env action dim and the number of inputs.
+    pub fn info(&self) -> (u32, usize, usize) {
+        let session = self.engine.session();
+        let family = match session.family() {
+            runtime::config::Family::Lewm => 0,
+            runtime::config::Family::Tdmpc2 => 1,
+        };
+        (family, session.env_action_dim(), session.schema().observations.len())
+    }
+
+    /// Input `index`, if the model has it.
+    pub fn input(&self, index: usize) -> Option<Input> {
+        let spec = self.engine.session().schema().observations.get(index)?;
+        let shape = match (spec.kind, spec.shape.as_slice()) {
+            (runtime::artifact::ObservationKind::State, [d]) => Shape::State(*d),
+            (_, [_, h, w]) => Shape::Frame(*h, *w),
+            _ => Shape::State(spec.shape.iter().product()),
+        };
+        Some(Input { name: spec.name.clone(), shape })
+    }
+}
+
+/// Engine options from the C options.
+pub(crate) fn engine_options(gpu: usize, history: usize, deadline_ms: f64, eager: bool) -> EngineOptions {
+    EngineOptions {
+        gpu,
+        session: SessionOptions { history: history.max(1), ..SessionOptions::default() },
+        deadline: (deadline_ms > 0.0).then(|| Duration::from_secs_f64(deadline_ms / 1e3)),
+        eager,
+        ..EngineOptions::default()
+    }
+}

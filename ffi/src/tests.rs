@@ -1,0 +1,241 @@
+//! Host tests of the C ABI (no GPU): the committed header is what cbindgen makes of this crate, and misuse —
+//! NULL and unknown handles, short buffers, wrong struct sizes, unknown enum values, calls after a failed open —
+//! returns a status with a message.
+
+use std::ffi::CString;
+use std::ptr::{null, null_mut};
+
+use super::*;
+
+fn message() -> String {
+    let mut buf = vec![0 as c_char; 1024];
+    let mut len = 0usize;
+    // SAFETY: `buf` holds 1024 bytes; `len` is a live local.
+    assert_eq!(unsafe { swm_last_error(buf.as_mut_ptr(), buf.len(), &mut len) }, swm_status::Ok);
+    // SAFETY: `swm_last_error` wrote a NUL-terminated string.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_committed_header_is_up_to_date() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let config = cbindgen::Config::from_file(format!("{dir}/cbindgen.toml")).unwrap();
+    let mut generated = Vec::new();
+    cbindgen::Builder::new()
+        .with_crate(dir)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen parses the crate")
+        .write(&mut generated);
+    let path = format!("{dir}/include/swm.h");
+    if std::env::var_os("SWM_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "ffi/include/swm.h is out of date: run `SWM_BLESS=1 cargo test -p swm-ffi header` and commit it"
+    );
+}
+
+#[test]
+fn null_and_unknown_handles_are_statuses_with_messages() {
+    assert_eq!(swm_abi_version(), SWM_ABI_VERSION);
+    assert_eq!(swm_engine_free(null_mut()), swm_status::Ok, "free(NULL) is allowed");
+    let bogus = 0x1234usize as *mut swm_engine;
+    assert_eq!(swm_engine_free(bogus), swm_status::InvalidHandle);
+    assert!(message().contains("not an open handle"), "{}", message());
+    assert_eq!(swm_engine_reset(null_mut()), swm_status::NullArgument);
+    assert!(message().contains("engine is NULL"));
+    assert_eq!(swm_engine_commit_goal(bogus), swm_status::InvalidHandle);
+    let name = CString::new("state").unwrap();
+    let v = [1.0f32; 3];
+    // SAFETY: valid pointers; the handle is checked before use.
+    unsafe {
+        assert_eq!(swm_engine_set_state(bogus, name.as_ptr(), v.as_ptr(), 3), swm_status::InvalidHandle);
+        assert_eq!(swm_engine_set_state(null_mut(), name.as_ptr(), v.as_ptr(), 3), swm_status::NullArgument);
+        let mut a = [0f32; 4];
+        assert_eq!(swm_engine_plan(bogus, a.as_mut_ptr(), 4, 0, null_mut()), swm_status::InvalidHandle);
+        assert_eq!(swm_engine_set_jpeg(null_mut(), name.as_ptr(), null(), 0), swm_status::NullArgument);
+    }
+    assert_eq!(swm_engine_set_deadline(bogus, f64::NAN), swm_status::InvalidArgument, "the value is checked first");
+}
+
+#[test]
+fn opening_fails_with_a_status_and_leaves_a_null_handle() {
+    let mut engine = std::ptr::dangling_mut::<swm_engine>();
+    let missing = CString::new("/nonexistent/artifact").unwrap();
+    // SAFETY: valid pointers.
+    let status = unsafe { swm_engine_open(missing.as_ptr(), null(), &mut engine) };
+    assert_ne!(status, swm_status::Ok);
+    assert!(engine.is_null(), "a failed open stores NULL");
+    let text = message();
+    assert!(text.starts_with("swm_engine_open:"), "{text}");
+    // SAFETY: as above.
+    assert_eq!(unsafe { swm_engine_open(null(), null(), &mut engine) }, swm_status::NullArgument);
+    assert_eq!(unsafe { swm_engine_open(missing.as_ptr(), null(), null_mut()) }, swm_status::NullArgument);
+    // A struct_size below version 1's, and one that is not a multiple of 4.
+    for size in [0u32, 4, 9] {
+        let options = swm_engine_options { struct_size: size, ..Default::default() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { swm_engine_open(missing.as_ptr(), &options, &mut engine) }, swm_status::StructSize);
+        assert!(message().contains("struct_size"));
+    }
+    let options = swm_engine_options {
+        struct_size: std::mem::size_of::<swm_engine_options>() as u32,
+        deadline_ms: -1.0,
+        ..Default::default()
+    };
+    // SAFETY: as above.
+    assert_eq!(unsafe { swm_engine_open(missing.as_ptr(), &options, &mut engine) }, swm_status::InvalidArgument);
+    // Calls on the handle a failed open left are NULL-handle errors, not crashes.
+    assert_eq!(swm_engine_reset(engine), swm_status::NullArgument);
+}
+
+#[test]
+fn last_error_reports_its_size_and_refuses_short_buffers() {
+    assert_eq!(swm_engine_reset(null_mut()), swm_status::NullArgument);
+    let mut len = 0usize;
+    // SAFETY: NULL buffer with capacity 0 asks for the size.
+    assert_eq!(unsafe { swm_last_error(null_mut(), 0, &mut len) }, swm_status::Ok);
+    assert_eq!(len, message().len() + 1);
+    let mut short = [0 as c_char; 4];
+    // SAFETY: `short` holds 4 bytes.
+    assert_eq!(unsafe { swm_last_error(short.as_mut_ptr(), 4, null_mut()) }, swm_status::BufferTooSmall);
+    assert_eq!(short, [0; 4], "nothing written");
+}
+
+#[test]
+fn frames_and_enums_are_checked_before_anything_runs() {
+    let name = CString::new("pixels").unwrap();
+    let data = [0u8; 12];
+    let mut frame = swm_frame {
+        struct_size: std::mem::size_of::<swm_frame>() as u32,
+        format: 99,
+        width: 2,
+        height: 2,
+        pitch: 6,
+        uv_offset: 0,
+        data: data.as_ptr(),
+        size: data.len(),
+    };
+    assert!(matches!(layout(99, 2, 2, 6, 0), Err(Failure { status: swm_status::UnknownEnum, .. })));
+    assert!(matches!(layout(0, 2, 2, 5, 0), Err(Failure { status: swm_status::InvalidArgument, .. })), "pitch");
+    assert!(layout(4, 2, 2, 2, 0).is_ok(), "NV12");
+    assert!(read_frame(&frame).is_ok());
+    frame.struct_size = 12;
+    assert!(matches!(read_frame(&frame), Err(Failure { status: swm_status::StructSize, .. })));
+    let bogus = 0x1234usize as *mut swm_engine;
+    // SAFETY: valid pointers; the handle is checked first.
+    assert_eq!(unsafe { swm_engine_set_frame(bogus, name.as_ptr(), &frame) }, swm_status::InvalidHandle);
+    let planner = swm_planner_options { struct_size: 32, solver: 9, ..Default::default() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { swm_engine_set_planner(bogus, &planner) }, swm_status::InvalidHandle);
+}
+
+/// The demo artifact (tiny LeWM) written to a temporary directory.
+fn demo_artifact() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    runtime::tools::demo::write_artifact(dir.path()).unwrap();
+    dir
+}
+
+/// Opens `dir` through the C ABI with a fixed planner seed.
+fn open(dir: &std::path::Path) -> *mut swm_engine {
+    let path = CString::new(dir.to_str().unwrap()).unwrap();
+    let mut engine = null_mut();
+    // SAFETY: valid pointers.
+    let status = unsafe { swm_engine_open(path.as_ptr(), null(), &mut engine) };
+    assert_eq!(status, swm_status::Ok, "{}", message());
+    let planner = swm_planner_options { struct_size: 32, samples: 64, iterations: 3, seed: 11, ..Default::default() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { swm_engine_set_planner(engine, &planner) }, swm_status::Ok, "{}", message());
+    engine
+}
+
+/// Stages a synthetic 640x480 RGB frame of `seed` for `pixels`.
+fn stage_frame(engine: *mut swm_engine, seed: u8) {
+    let rgb: Vec<u8> = (0..640 * 480 * 3).map(|i| ((i * 7) as u8).wrapping_add(seed)).collect();
+    let frame = swm_frame {
+        struct_size: std::mem::size_of::<swm_frame>() as u32,
+        format: swm_pixel_format::Rgb8 as u32,
+        width: 640,
+        height: 480,
+        pitch: 640 * 3,
+        uv_offset: 0,
+        data: rgb.as_ptr(),
+        size: rgb.len(),
+    };
+    let name = CString::new("pixels").unwrap();
+    // SAFETY: valid pointers; the frame is copied during the call.
+    assert_eq!(unsafe { swm_engine_set_frame(engine, name.as_ptr(), &frame) }, swm_status::Ok, "{}", message());
+}
+
+fn plan(engine: *mut swm_engine) -> (Vec<f32>, swm_plan_result) {
+    let mut actions = vec![0f32; 64];
+    let mut result =
+        swm_plan_result { struct_size: std::mem::size_of::<swm_plan_result>() as u32, ..Default::default() };
+    // SAFETY: `actions` holds 64 floats; `result` is a live local of the size it states.
+    let status = unsafe { swm_engine_plan(engine, actions.as_mut_ptr(), actions.len(), 0, &mut result) };
+    assert_eq!(status, swm_status::Ok, "{}", message());
+    actions.truncate(result.written as usize);
+    (actions, result)
+}
+
+/// On the GPU: a C caller plans like the Rust `Engine` with the same seed, frames of a camera's size are taken,
+/// and four threads sharing one handle each get their calls through intact.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
+    let dir = demo_artifact();
+    let engine = open(dir.path());
+    let mut info = swm_engine_info { struct_size: std::mem::size_of::<swm_engine_info>() as u32, ..Default::default() };
+    // SAFETY: a live local of the size it states.
+    assert_eq!(unsafe { swm_engine_describe(engine, &mut info) }, swm_status::Ok);
+    assert_eq!((info.family, info.inputs), (0, 1));
+    stage_frame(engine, 99);
+    assert_eq!(swm_engine_commit_goal(engine), swm_status::Ok, "{}", message());
+    stage_frame(engine, 1);
+    let (c_actions, result) = plan(engine);
+    assert_eq!(result.source, swm_plan_source::Solved as u32);
+    assert_eq!(c_actions.len(), info.action_dim as usize);
+
+    // The same through the Rust API.
+    let device = runtime::device::cuda(0).unwrap();
+    let mut rust = runtime::engine::Engine::open(dir.path(), &engine::engine_options(0, 1, 0.0, false)).unwrap();
+    let mut config = rust.planner().config().clone();
+    config.apply(&PlannerOverrides { samples: Some(64), iterations: Some(3), seed: Some(11), ..Default::default() });
+    rust.set_planner(config).unwrap();
+    let frame = |seed: u8| {
+        let rgb: Vec<u8> = (0..640 * 480 * 3).map(|i| ((i * 7) as u8).wrapping_add(seed)).collect();
+        candle_core::Tensor::from_vec(rgb, (1, 640 * 480 * 3), &device).unwrap()
+    };
+    let layout = FrameLayout::packed(PixelFormat::Rgb, 640, 480);
+    let goal = frame(99);
+    rust.set_goal(&runtime::session::Observation::new().image("pixels", &goal, layout)).unwrap();
+    let obs = frame(1);
+    let step = rust.step(&runtime::session::Observation::new().image("pixels", &obs, layout)).unwrap();
+    let diff = step.first_action(0).iter().zip(&c_actions).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-6, "C {c_actions:?} vs Rust {:?}", step.first_action(0));
+
+    // Four threads, one handle: each stages its own observation (inputs are staged per thread) and plans.
+    let handle = engine as usize;
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let engine = handle as *mut swm_engine;
+                for i in 0..5 {
+                    stage_frame(engine, (t * 10 + i) as u8);
+                    let (actions, result) = plan(engine);
+                    assert_eq!(result.source, swm_plan_source::Solved as u32);
+                    assert!(actions.iter().all(|v| v.is_finite()));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(swm_engine_free(engine), swm_status::Ok);
+    assert_eq!(swm_engine_free(engine), swm_status::InvalidHandle, "a double free is detected");
+}
