@@ -30,4 +30,5 @@ mod error;
 pub mod nvdec;
 pub mod nvjpeg;
 
+pub use dl::{Functions, Loaded};
 pub use error::MediaError;

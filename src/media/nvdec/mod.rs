@@ -76,11 +76,7 @@ use sys::{
 /// The process-wide libnvcuvid, loaded on first use (a failed load is retried on the next call).
 pub fn library() -> Result<Arc<Library>, MediaError> {
     static LIBRARY: OnceLock<Arc<Library>> = OnceLock::new();
-    if let Some(lib) = LIBRARY.get() {
-        return Ok(lib.clone());
-    }
-    let lib = Arc::new(Library::load()?);
-    Ok(LIBRARY.get_or_init(|| lib).clone())
+    super::dl::cached(&LIBRARY)
 }
 
 /// A video codec swm decodes with NVDEC.

@@ -671,11 +671,11 @@ pub type cuvidDestroyVideoParser_t = unsafe extern "C" fn(CUvideoparser) -> CUre
 /// The file names tried, in order: the driver's soname, then an unversioned development link.
 pub const LIBRARY_NAMES: [&str; 2] = ["libnvcuvid.so.1", "libnvcuvid.so"];
 
-/// libnvcuvid, loaded, with every entry point swm uses resolved once.
-///
-/// The function pointers stay valid while this value lives (it owns the `dlopen` reference); owned parsers and
-/// decoders keep an `Arc<Library>` so that the library outlives them.
-pub struct Library {
+/// The loaded library: its [`Functions`] through `Deref`.
+pub type Library = super::super::dl::Loaded<Functions>;
+
+/// The library's functions, resolved at load time ([`Library`] keeps the library loaded while they are used).
+pub struct Functions {
     /// See [`cuvidGetDecoderCaps_t`].
     pub cuvidGetDecoderCaps: cuvidGetDecoderCaps_t,
     /// See [`cuvidCreateDecoder_t`].
@@ -698,44 +698,19 @@ pub struct Library {
     pub cuvidParseVideoData: cuvidParseVideoData_t,
     /// See [`cuvidDestroyVideoParser_t`].
     pub cuvidDestroyVideoParser: cuvidDestroyVideoParser_t,
-    /// The file name that was opened.
-    name: String,
-    /// Keeps the library mapped while the pointers above are in use. Declared last: dropped after them.
-    _lib: libloading::Library,
 }
 
-impl std::fmt::Debug for Library {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Library").field("name", &self.name).finish_non_exhaustive()
-    }
-}
+impl super::super::dl::Functions for Functions {
+    const NAMES: &'static [&'static str] = &LIBRARY_NAMES;
 
-impl Library {
-    /// Loads libnvcuvid by the names of [`LIBRARY_NAMES`] (the dynamic loader's search path) and resolves every
-    /// symbol.
-    pub fn load() -> Result<Self, MediaError> {
-        let (name, lib) = super::super::dl::open_first(&LIBRARY_NAMES)?;
-        Self::resolve(name, lib)
-    }
-
-    /// Loads the library at `path` (a file name or a path) and resolves every symbol.
-    pub fn load_from(path: &str) -> Result<Self, MediaError> {
-        Self::resolve(path, super::super::dl::open(path)?)
-    }
-
-    /// The file name that was opened.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn resolve(name: &str, lib: libloading::Library) -> Result<Self, MediaError> {
+    fn resolve(lib: &libloading::Library, name: &str) -> Result<Self, MediaError> {
         /// Resolves one symbol as the function pointer type of its field.
         macro_rules! sym {
             ($field:ident) => {{
                 // SAFETY: the field's type is the function pointer type written above from the symbol's
                 // declaration in cuviddec.h / nvcuvid.h (same parameters, same return type, C calling convention); it is only used
-                // while `lib` (moved into the returned value) is loaded.
-                unsafe { super::super::dl::symbol(&lib, name, stringify!($field))? }
+                // while `lib` (kept by the `Library` that holds these functions) is loaded.
+                unsafe { super::super::dl::symbol(lib, name, stringify!($field))? }
             }};
         }
         Ok(Self {
@@ -750,8 +725,6 @@ impl Library {
             cuvidCreateVideoParser: sym!(cuvidCreateVideoParser),
             cuvidParseVideoData: sym!(cuvidParseVideoData),
             cuvidDestroyVideoParser: sym!(cuvidDestroyVideoParser),
-            name: name.to_string(),
-            _lib: lib,
         })
     }
 }

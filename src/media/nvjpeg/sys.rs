@@ -308,11 +308,11 @@ pub type nvjpegDecodeBatchedSupported_t =
 /// The file names tried, in order: the CUDA 13 soname, then the unversioned development link.
 pub const LIBRARY_NAMES: [&str; 2] = ["libnvjpeg.so.13", "libnvjpeg.so"];
 
-/// libnvjpeg, loaded, with every entry point swm uses resolved once.
-///
-/// The function pointers stay valid while this value lives (it owns the `dlopen` reference); owned handles keep
-/// an `Arc<Library>` so that the library outlives them.
-pub struct Library {
+/// The loaded library: its [`Functions`] through `Deref`.
+pub type Library = super::super::dl::Loaded<Functions>;
+
+/// The library's functions, resolved at load time ([`Library`] keeps the library loaded while they are used).
+pub struct Functions {
     /// See [`nvjpegGetProperty_t`].
     pub nvjpegGetProperty: nvjpegGetProperty_t,
     /// See [`nvjpegGetCudartProperty_t`].
@@ -345,45 +345,19 @@ pub struct Library {
     pub nvjpegJpegStreamParseHeader: nvjpegJpegStreamParseHeader_t,
     /// See [`nvjpegDecodeBatchedSupported_t`].
     pub nvjpegDecodeBatchedSupported: nvjpegDecodeBatchedSupported_t,
-    /// The file name that was opened.
-    name: String,
-    /// Keeps the library mapped while the pointers above are in use. Declared last: dropped after them.
-    _lib: libloading::Library,
 }
 
-impl std::fmt::Debug for Library {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Library").field("name", &self.name).finish_non_exhaustive()
-    }
-}
+impl super::super::dl::Functions for Functions {
+    const NAMES: &'static [&'static str] = &LIBRARY_NAMES;
 
-impl Library {
-    /// Loads libnvjpeg by the names of [`LIBRARY_NAMES`] (the dynamic loader's search path: `LD_LIBRARY_PATH`,
-    /// the ld.so cache) and resolves every symbol.
-    pub fn load() -> Result<Self, MediaError> {
-        let (name, lib) = super::super::dl::open_first(&LIBRARY_NAMES)?;
-        Self::resolve(name, lib)
-    }
-
-    /// Loads the library at `path` (a file name or a path) and resolves every symbol; for tests and for
-    /// installations outside the loader's search path.
-    pub fn load_from(path: &str) -> Result<Self, MediaError> {
-        Self::resolve(path, super::super::dl::open(path)?)
-    }
-
-    /// The file name that was opened.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn resolve(name: &str, lib: libloading::Library) -> Result<Self, MediaError> {
+    fn resolve(lib: &libloading::Library, name: &str) -> Result<Self, MediaError> {
         /// Resolves one symbol as the function pointer type of its field.
         macro_rules! sym {
             ($field:ident) => {{
                 // SAFETY: the field's type is the function pointer type written above from the symbol's
                 // declaration in nvjpeg.h (same parameters, same return type, C calling convention); it is only used
-                // while `lib` (moved into the returned value) is loaded.
-                unsafe { super::super::dl::symbol(&lib, name, stringify!($field))? }
+                // while `lib` (kept by the `Library` that holds these functions) is loaded.
+                unsafe { super::super::dl::symbol(lib, name, stringify!($field))? }
             }};
         }
         Ok(Self {
@@ -403,11 +377,11 @@ impl Library {
             nvjpegJpegStreamDestroy: sym!(nvjpegJpegStreamDestroy),
             nvjpegJpegStreamParseHeader: sym!(nvjpegJpegStreamParseHeader),
             nvjpegDecodeBatchedSupported: sym!(nvjpegDecodeBatchedSupported),
-            name: name.to_string(),
-            _lib: lib,
         })
     }
+}
 
+impl Functions {
     /// The library's version `(major, minor, patch)` from `nvjpegGetProperty` (needs no GPU).
     pub fn version(&self) -> Result<(i32, i32, i32), MediaError> {
         let get = |p: libraryPropertyType| {
