@@ -7,6 +7,9 @@
 //! cargo run --release -p swm-loop --example controller -- --artifact artifacts/tdmpc2 --prefix swm-tdmpc2 \
 //!     --rate-hz 200 --seconds 10
 //! ```
+//!
+//! Camera-like frames: `--frame-size 640x480` sends synthetic RGB frames of that size (the daemon resizes them as
+//! upstream does); `--jpeg FILE` sends that JPEG file as every frame (decoded by the daemon with nvJPEG).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,10 +24,22 @@ struct Args {
     rate_hz: f64,
     seconds: f64,
     json: Option<PathBuf>,
+    /// Frames of this (width, height) instead of the model's input size.
+    frame_size: Option<(u32, u32)>,
+    /// A JPEG file sent as every frame.
+    jpeg: Option<Vec<u8>>,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { artifact: PathBuf::new(), prefix: "swm".into(), rate_hz: 30.0, seconds: 10.0, json: None };
+    let mut a = Args {
+        artifact: PathBuf::new(),
+        prefix: "swm".into(),
+        rate_hz: 30.0,
+        seconds: 10.0,
+        json: None,
+        frame_size: None,
+        jpeg: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -34,8 +49,21 @@ fn args() -> Result<Args, String> {
             "--rate-hz" => a.rate_hz = value()?.parse().map_err(|e| format!("--rate-hz: {e}"))?,
             "--seconds" => a.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--json" => a.json = Some(PathBuf::from(value()?)),
+            "--frame-size" => {
+                let v = value()?;
+                let (w, h) = v.split_once('x').ok_or(format!("--frame-size {v}: expected WxH"))?;
+                let parse = |t: &str| t.parse::<u32>().map_err(|e| format!("--frame-size {v}: {e}"));
+                a.frame_size = Some((parse(w)?, parse(h)?));
+            }
+            "--jpeg" => {
+                let path = value()?;
+                a.jpeg = Some(std::fs::read(&path).map_err(|e| format!("--jpeg {path}: {e}"))?);
+            }
             _ => {
-                return Err(format!("unknown flag {flag} (--artifact DIR --prefix P --rate-hz R --seconds S --json F)"))
+                return Err(format!(
+                    "unknown flag {flag} (--artifact DIR --prefix P --rate-hz R --seconds S --json F \
+                     --frame-size WxH --jpeg FILE)"
+                ))
             }
         }
     }
@@ -78,21 +106,35 @@ fn family(artifact: &std::path::Path) -> Result<String, String> {
     Ok(schema["family"].as_str().unwrap_or_default().to_string())
 }
 
+/// What frames the controller sends.
+struct FrameSource<'a> {
+    frame_size: Option<(u32, u32)>,
+    jpeg: Option<&'a [u8]>,
+}
+
 /// Publishes one synthetic observation (every stream of the schema) with `sequence`.
 fn publish(
     publisher: &ipc::ObservationPublisher,
     streams: &[Stream],
+    source: &FrameSource<'_>,
     sequence: u64,
     capture: u64,
     frame: &mut Vec<u8>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     for s in streams {
         match s {
+            Stream::Frame { name, .. } if source.jpeg.is_some() => {
+                let jpeg = source.jpeg.unwrap_or_default();
+                // A JPEG's size is optional in the header (0 x 0: the daemon reads it from the file).
+                let h = ObservationHeader::frame(sequence, capture, Encoding::Jpeg, 0, 0, 0).with_name(name)?;
+                ipc::send_observation(publisher, &h, jpeg)?;
+            }
             Stream::Frame { name, height, width } => {
+                let (width, height) = source.frame_size.unwrap_or((*width, *height));
                 let pitch = width * 3;
                 frame.clear();
                 frame.extend((0..pitch * height).map(|i| (i as u64 + sequence * 7) as u8));
-                let h = ObservationHeader::frame(sequence, capture, Encoding::Rgb8, *width, *height, pitch)
+                let h = ObservationHeader::frame(sequence, capture, Encoding::Rgb8, width, height, pitch)
                     .with_name(name)?;
                 ipc::send_observation(publisher, &h, frame)?;
             }
@@ -117,6 +159,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = args()?;
     let streams = streams(&args.artifact)?;
+    let source = FrameSource { frame_size: args.frame_size, jpeg: args.jpeg.as_deref() };
     let node = ipc::node(&format!("controller-{}", std::process::id()))?;
     let observations = ipc::observation_service(&node, &args.prefix)?;
     let actions = ipc::action_service(&node, &args.prefix)?;
@@ -144,7 +187,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .initial_max_slice_len(largest)
             .allocation_strategy(AllocationStrategy::PowerOfTwo)
             .create()?;
-        publish(&goal_pub, &streams, 0, monotonic_ns(), &mut Vec::new())?;
+        publish(&goal_pub, &streams, &source, 0, monotonic_ns(), &mut Vec::new())?;
         notifier.notify_with_custom_event_id(EventKind::Goal.id())?;
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -161,7 +204,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(wait) = tick.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        publish(&publisher, &streams, sequence, monotonic_ns(), &mut frame)?;
+        publish(&publisher, &streams, &source, sequence, monotonic_ns(), &mut frame)?;
         notifier.notify_with_custom_event_id(EventKind::Observation.id())?;
         // Wait for the answer until the next tick; the daemon wakes us with an Action event.
         let next = start + period.mul_f64(sequence as f64);

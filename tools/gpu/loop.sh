@@ -66,21 +66,22 @@ snapshot() {  # $1 label, $2 pid
   fds=$(ls /proc/$2/fd 2>/dev/null | wc -l)
   echo "$1: gpu memory${mem:- ?}, /dev/shm iox2 entries $shm, daemon fds $fds" | tee -a "$log"
 }
-run() {  # $1 name, $2 config, $3 artifact, $4 prefix, $5 rate, $6 seconds
+run() {  # $1 name, $2 config, $3 artifact, $4 prefix, $5 rate, $6 seconds, $7.. extra controller flags
   echo "== $1: $2 for $6 s" | tee -a "$log"
   echo "/dev/shm iox2 entries before: $(ls /dev/shm | grep -c iox2)" | tee -a "$log"
   "$loopbin" --config "$2" > "$out/daemon-$1.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 600); do grep -qw "ready" "$out/daemon-$1.log" && break; sleep 0.1; done
   grep -qw "ready" "$out/daemon-$1.log" || { echo "daemon did not start" | tee -a "$log"; cat "$out/daemon-$1.log" | tee -a "$log"; kill -9 $pid; return; }
-  "$ctl" --artifact "$3" --prefix "$4" --rate-hz "$5" --seconds 3 > /dev/null 2>&1   # warm the path
+  local extra=("${@:7}")
+  "$ctl" --artifact "$3" --prefix "$4" --rate-hz "$5" --seconds 3 "${extra[@]}" > /dev/null 2>&1   # warm the path
   snapshot "start" $pid
   # GPU clocks and throttle reasons, and the host's CPU steal time, over the run (slow steps: GPU or host?).
   nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
     --format=csv -lms 500 > "$out/smi-$1.csv" 2>&1 &
   local smi=$!
   local steal0; steal0=$(awk '/^cpu /{print $9}' /proc/stat)
-  "$ctl" --artifact "$3" --prefix "$4" --rate-hz "$5" --seconds "$6" --json "$out/controller-$1.json" 2>&1 | tee -a "$log"
+  "$ctl" --artifact "$3" --prefix "$4" --rate-hz "$5" --seconds "$6" --json "$out/controller-$1.json" "${extra[@]}" 2>&1 | tee -a "$log"
   snapshot "end  " $pid
   kill $smi 2>/dev/null
   echo "host CPU steal during the run: $(( $(awk '/^cpu /{print $9}' /proc/stat) - steal0 )) ticks (USER_HZ); GPU throttle reasons seen: $(cut -d, -f6 "$out/smi-$1.csv" | sort | uniq -c | tr '\n' ' ')" | tee -a "$log"
@@ -97,6 +98,9 @@ for r in ${RUNS:-lewm tdmpc2 lewm-stall tdmpc2-stall lewm-late}; do
     lewm-stall) run lewm-stall /tmp/loop-lewm-stall.toml /tmp/lewm gpu-lewm-stall 30 "${STALL_DUR:-30}" ;;
     tdmpc2-stall) run tdmpc2-stall /tmp/loop-tdmpc2-stall.toml /tmp/tdmpc2 gpu-tdmpc2-stall 200 "${STALL_DUR:-30}" ;;
     lewm-late) run lewm-late /tmp/loop-lewm-late.toml /tmp/lewm gpu-late 30 10 ;;
+    # Camera-like observations: 640x480 RGB frames (resized on the GPU), and the 640x480 test JPEG (nvJPEG).
+    lewm-640) run lewm-640 /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR" --frame-size 640x480 ;;
+    lewm-jpeg) run lewm-jpeg /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR" --jpeg tests/data/media/baseline_420_640x480.jpg ;;
   esac
 done
 # The official solvers at the daemon's sizes, same GPU, same call (OFFICIAL=1): the in-process Python control step
