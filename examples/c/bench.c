@@ -1,0 +1,91 @@
+/* The C ABI's cost per control step: wall time of swm_engine_plan (and of staging the observation) as the C
+ * caller sees it, minus the engine's own step time that the call reports (swm_plan_result.wall_ms), p50/p99 over N
+ * steps after a warm-up. Inputs: zero state vectors and synthetic 224x224 RGB frames.
+ *
+ *   make -C examples/c bench && examples/c/bench ARTIFACT_DIR [STEPS]
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "swm.h"
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void check(swm_status status, const char *what) {
+  if (status == SWM_STATUS_OK) return;
+  char message[1024];
+  swm_last_error(message, sizeof message, NULL);
+  fprintf(stderr, "%s failed (status %d): %s\n", what, (int)status, message);
+  exit(1);
+}
+
+static void stage(swm_engine *engine, unsigned inputs) {
+  static unsigned char rgb[224 * 224 * 3];
+  static float state[4096];
+  for (unsigned i = 0; i < inputs; i++) {
+    swm_input_info input = {.struct_size = sizeof input};
+    check(swm_engine_input(engine, i, &input), "swm_engine_input");
+    if (input.kind == 1) {
+      check(swm_engine_set_state(engine, (const char *)input.name, state, input.dim), "swm_engine_set_state");
+    } else {
+      swm_frame frame = {.struct_size = sizeof frame, .format = SWM_PIXEL_FORMAT_RGB8, .width = 224,
+                         .height = 224, .pitch = 224 * 3, .data = rgb, .size = sizeof rgb};
+      check(swm_engine_set_frame(engine, (const char *)input.name, &frame), "swm_engine_set_frame");
+    }
+  }
+}
+
+static void report(const char *what, double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp);
+  printf("%-44s p50 %8.2f us  p99 %8.2f us  (n=%d)\n", what, v[n / 2], v[(n * 99) / 100], n);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s ARTIFACT_DIR [STEPS]\n", argv[0]);
+    return 2;
+  }
+  int steps = argc > 2 ? atoi(argv[2]) : 500;
+  if (steps < 10) steps = 10;
+  swm_engine *engine = NULL;
+  check(swm_engine_open(argv[1], NULL, &engine), "swm_engine_open");
+  swm_engine_info info = {.struct_size = sizeof info};
+  check(swm_engine_describe(engine, &info), "swm_engine_describe");
+  if (info.family == 0) {
+    stage(engine, info.inputs);
+    check(swm_engine_commit_goal(engine), "swm_engine_commit_goal");
+  }
+  double *plan = malloc(sizeof(double) * (size_t)steps), *full = malloc(sizeof(double) * (size_t)steps);
+  float actions[256];
+  for (int i = -20; i < steps; i++) { /* 20 warm-up steps capture the graphs */
+    double t0 = now_us();
+    stage(engine, info.inputs);
+    double t1 = now_us();
+    swm_plan_result r = {.struct_size = sizeof r};
+    check(swm_engine_plan(engine, actions, 256, 0, &r), "swm_engine_plan");
+    double t2 = now_us();
+    if (i >= 0) {
+      plan[i] = (t2 - t1) - r.wall_ms * 1e3;
+      full[i] = (t2 - t0) - r.wall_ms * 1e3;
+    }
+  }
+  printf("C ABI overhead over the engine step (%s, %u inputs):\n", info.family == 0 ? "LeWM" : "TD-MPC2",
+         info.inputs);
+  report("swm_engine_plan call", plan, steps);
+  report("staging the observation + swm_engine_plan", full, steps);
+  free(plan);
+  free(full);
+  check(swm_engine_free(engine), "swm_engine_free");
+  return 0;
+}
