@@ -92,6 +92,15 @@ int main(int argc, char **argv) {
     for (unsigned a = 0; a < result.written; a++) printf(" %.5f", actions[a]);
     printf("\n");
   }
+  if (info.family == 1) {
+    /* TD-MPC2's actor without planning: the policy mean. */
+    size_t written = 0;
+    stage(engine, info.inputs, jpeg, jpeg_size, 0);
+    check(swm_engine_act(engine, 0, actions, 256, &written), "swm_engine_act");
+    printf("actor mean:");
+    for (size_t a = 0; a < written; a++) printf(" %.5f", actions[a]);
+    printf("\n");
+  }
   check(swm_engine_free(engine), "swm_engine_free");
   free(jpeg);
   return 0;

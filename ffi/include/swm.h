@@ -349,6 +349,18 @@ enum swm_status swm_engine_plan(struct swm_engine *engine,
                                 uint32_t sequence,
                                 struct swm_plan_result *result);
 
+// TD-MPC2's actor instead of the planner, on the calling thread's staged observation: the policy mean (`sample`
+// 0) or a sample from it, in env units, into `actions` (capacity `capacity`); `*written` (when not NULL) gets the
+// number of values. A LeWM handle is `SWM_STATUS_BAD_INPUT`. The observation is consumed.
+//
+// # Safety
+// `actions` is valid for `capacity` floats; `written` is NULL or valid for one `size_t`.
+enum swm_status swm_engine_act(struct swm_engine *engine,
+                               uint32_t sample,
+                               float *actions,
+                               size_t capacity,
+                               size_t *written);
+
 // Changes the planner (zero fields keep their value; see `swm_planner_options`).
 //
 // # Safety

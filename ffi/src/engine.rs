@@ -143,6 +143,27 @@ impl State {
         })
     }
 
+    /// TD-MPC2's actor on `thread`'s staged observation: the policy mean, or a sample of it, in env units.
+    pub fn act(&mut self, thread: ThreadId, sample: bool) -> Result<Vec<f32>, Failure> {
+        self.take_observation(thread, |engine, obs| {
+            engine.session_mut().set_observation(obs)?;
+            let Some(session) = engine.session().as_tdmpc2() else {
+                return Err(Failure::new(SwmStatus::BadInput, "the actor is TD-MPC2's; this is a LeWM artifact"));
+            };
+            let z =
+                session.latent().ok_or_else(|| Failure::new(SwmStatus::BadInput, "the observation did not encode"))?;
+            let model = session.model();
+            let action = if sample {
+                let eps = Tensor::randn(0f32, 1.0, (z.dim(0)?, model.action_dim()), z.device())?;
+                model.pi_sample(z, &eps)?
+            } else {
+                model.pi_mean(z)?
+            };
+            let normalised = action.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            Ok(engine.to_env_units(&normalised))
+        })
+    }
+
     /// Applies planner overrides (validated; the planner is rebuilt).
     pub fn set_planner(&mut self, overrides: &PlannerOverrides) -> Result<(), Failure> {
         let mut config = self.engine.planner().config().clone();

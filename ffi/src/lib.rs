@@ -699,6 +699,43 @@ pub unsafe extern "C" fn swm_engine_plan(
     })
 }
 
+/// TD-MPC2's actor instead of the planner, on the calling thread's staged observation: the policy mean (`sample`
+/// 0) or a sample from it, in env units, into `actions` (capacity `capacity`); `*written` (when not NULL) gets the
+/// number of values. A LeWM handle is `SWM_STATUS_BAD_INPUT`. The observation is consumed.
+///
+/// # Safety
+/// `actions` is valid for `capacity` floats; `written` is NULL or valid for one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn swm_engine_act(
+    engine: *mut swm_engine,
+    sample: u32,
+    actions: *mut f32,
+    capacity: usize,
+    written: *mut usize,
+) -> swm_status {
+    boundary("swm_engine_act", || {
+        let w = worker(engine)?;
+        if actions.is_null() {
+            return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
+        }
+        let thread = std::thread::current().id();
+        let a = w.call(move |s| s.act(thread, sample != 0))?;
+        if capacity < a.len() {
+            return Err(Failure::new(
+                swm_status::BufferTooSmall,
+                format!("actions holds {capacity} floats, the action has {}", a.len()),
+            ));
+        }
+        // SAFETY: `actions` holds `capacity >= a.len()` floats (caller contract, checked above).
+        unsafe { std::ptr::copy_nonoverlapping(a.as_ptr(), actions, a.len()) };
+        if !written.is_null() {
+            // SAFETY: the caller passes NULL or a valid `size_t` pointer.
+            unsafe { written.write(a.len()) };
+        }
+        Ok(())
+    })
+}
+
 /// Changes the planner (zero fields keep their value; see `swm_planner_options`).
 ///
 /// # Safety

@@ -57,6 +57,8 @@ fn null_and_unknown_handles_are_statuses_with_messages() {
         let mut a = [0f32; 4];
         assert_eq!(swm_engine_plan(bogus, a.as_mut_ptr(), 4, 0, null_mut()), swm_status::InvalidHandle);
         assert_eq!(swm_engine_set_jpeg(null_mut(), name.as_ptr(), null(), 0), swm_status::NullArgument);
+        assert_eq!(swm_engine_act(bogus, 0, a.as_mut_ptr(), 4, null_mut()), swm_status::InvalidHandle);
+        assert_eq!(swm_engine_act(bogus, 0, null_mut(), 4, null_mut()), swm_status::InvalidHandle);
     }
     assert_eq!(swm_engine_set_deadline(bogus, f64::NAN), swm_status::InvalidArgument, "the value is checked first");
 }
@@ -199,6 +201,12 @@ fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
     let (c_actions, result) = plan(engine);
     assert_eq!(result.source, swm_plan_source::Solved as u32);
     assert_eq!(c_actions.len(), info.action_dim as usize);
+    // The actor is TD-MPC2's: a LeWM handle says so.
+    stage_frame(engine, 2);
+    let mut a = [0f32; 16];
+    // SAFETY: `a` holds 16 floats.
+    assert_eq!(unsafe { swm_engine_act(engine, 0, a.as_mut_ptr(), 16, null_mut()) }, swm_status::BadInput);
+    assert!(message().contains("TD-MPC2"), "{}", message());
 
     // The same through the Rust API.
     let device = runtime::device::cuda(0).unwrap();
