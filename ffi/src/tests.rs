@@ -247,3 +247,32 @@ fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
     assert_eq!(swm_engine_free(engine), swm_status::Ok);
     assert_eq!(swm_engine_free(engine), swm_status::InvalidHandle, "a double free is detected");
 }
+
+/// Options structs grow only at the end: a newer caller's larger struct is read up to this library's fields, an
+/// older caller's smaller one keeps the defaults of the fields it lacks.
+#[test]
+fn options_of_other_struct_versions_are_read_by_their_size() {
+    #[derive(Clone, Copy, Default)]
+    #[repr(C)]
+    struct Newer {
+        current: swm_planner_options,
+        extra: u64,
+    }
+    let newer = Newer {
+        current: swm_planner_options {
+            struct_size: std::mem::size_of::<Newer>() as u32,
+            solver: 2,
+            samples: 128,
+            seed: 9,
+            ..Default::default()
+        },
+        extra: u64::MAX,
+    };
+    let read = read_options(&newer as *const Newer as *const swm_planner_options, "options").unwrap();
+    assert_eq!((read.solver, read.samples, read.seed), (2, 128, 9));
+    // An older caller that knew only the first three fields (struct_size, solver, samples: 12 bytes): the rest
+    // default to zero ("keep").
+    let older = swm_planner_options { struct_size: 12, solver: 1, samples: 64, iterations: 7, ..Default::default() };
+    let read = read_options(&older, "options").unwrap();
+    assert_eq!((read.solver, read.samples, read.iterations, read.seed), (1, 64, 0, 0), "fields past 12 bytes ignored");
+}
