@@ -27,7 +27,7 @@ impl Modality {
     }
 }
 
-/// How the payload bytes are encoded. Values 10 and up are reserved (H.264/HEVC access units later).
+/// How the payload bytes are encoded. Values 12 and up are reserved.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
@@ -53,11 +53,17 @@ pub enum Encoding {
     /// Frame: a JPEG file (baseline or progressive, colour or greyscale). `width`/`height` state the image size
     /// when known (0: not checked), `pitch` is 0; the payload is the file, of any length.
     Jpeg = 9,
+    /// Frame: one H.264 access unit (Annex-B, start codes included) of the input's stream, sent in decode order
+    /// (the daemon decodes every access unit; only decoded frames become observations). `width`/`height` as for
+    /// `Jpeg`.
+    H264 = 10,
+    /// Frame: one HEVC access unit, as `H264`.
+    Hevc = 11,
 }
 
 impl Encoding {
     /// Every encoding, in raw-value order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Rgb8,
         Self::Bgr8,
         Self::Rgba8,
@@ -68,6 +74,8 @@ impl Encoding {
         Self::Nv12Full,
         Self::Nv12Bt709Full,
         Self::Jpeg,
+        Self::H264,
+        Self::Hevc,
     ];
 
     /// Decodes a raw `ObservationHeader::encoding`; `None` for a value this version does not know.
@@ -82,7 +90,7 @@ impl Encoding {
             Self::Rgb8 | Self::Bgr8 => Some(3),
             Self::Rgba8 | Self::Bgra8 => Some(4),
             Self::Nv12 | Self::Nv12Bt709 | Self::Nv12Full | Self::Nv12Bt709Full => Some(1),
-            Self::F32 | Self::Jpeg => None,
+            Self::F32 | Self::Jpeg | Self::H264 | Self::Hevc => None,
         }
     }
 
@@ -93,7 +101,12 @@ impl Encoding {
 
     /// Whether frames of this encoding are compressed (their payload length is not derived from the header).
     pub fn is_compressed(self) -> bool {
-        self == Self::Jpeg
+        matches!(self, Self::Jpeg | Self::H264 | Self::Hevc)
+    }
+
+    /// Whether this is a video access unit (decoded in stream order, every one of them).
+    pub fn is_video(self) -> bool {
+        matches!(self, Self::H264 | Self::Hevc)
     }
 
     /// Whether frames may use this encoding.
@@ -316,7 +329,7 @@ mod tests {
             assert_eq!(e as u32, raw as u32);
             assert_eq!(Encoding::from_raw(raw as u32), Some(e));
         }
-        for reserved in [10, 11, 255, u32::MAX] {
+        for reserved in [12, 13, 255, u32::MAX] {
             assert_eq!(Encoding::from_raw(reserved), None);
         }
     }
@@ -366,6 +379,8 @@ mod tests {
         assert_eq!(frame(Encoding::Nv12, 64, 47, 64).expected_payload_len(), None, "odd height");
         assert_eq!(frame(Encoding::Jpeg, 64, 48, 0).expected_payload_len(), None, "compressed: any length");
         assert!(Encoding::Jpeg.is_compressed() && Encoding::Jpeg.is_frame() && !Encoding::F32.is_frame());
+        assert!(Encoding::H264.is_video() && Encoding::Hevc.is_compressed() && !Encoding::Jpeg.is_video());
+        assert_eq!(frame(Encoding::H264, 0, 0, 0).expected_payload_len(), None, "an access unit: any length");
         assert!(Encoding::Nv12Full.is_nv12() && !Encoding::Bgra8.is_nv12());
         assert_eq!(frame(Encoding::Rgb8, 0, 48, 192).expected_payload_len(), None);
         assert_eq!(frame(Encoding::Rgb8, 64, 0, 192).expected_payload_len(), None);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use swm::device::UploadKind;
 use swm::engine::{default_planner, Engine, EngineOptions};
+pub use swm::media::nvdec::Codec;
 use swm::ops::{FrameLayout, PixelFormat, YuvColor, YuvMatrix, YuvRange};
 use swm::planning::{PlanSource, PlannerConfig, PlannerOverrides, SolverKind};
 use swm::session::{Observation, Session, SessionOptions};
@@ -48,6 +49,12 @@ pub struct PlannerUpdate {
 pub trait Stager: Send {
     /// The payload of one checked message for input `spec`.
     fn stage(&mut self, spec: &InputSpec, bytes: &[u8]) -> Result<Payload, swm::Error>;
+    /// Decodes one video access unit (every one of a stream, in order) of input `input`: the frame it completes,
+    /// if any. Backends without a GPU refuse video.
+    fn decode(&mut self, input: usize, codec: Codec, bytes: &[u8]) -> Result<Option<Payload>, swm::Error> {
+        let _ = (input, codec, bytes);
+        Err(swm::Error::invalid_input("encoding", "video access units need the GPU backend"))
+    }
 }
 
 /// Keeps payloads on the host (backends without a GPU, such as test doubles).
@@ -61,9 +68,22 @@ impl Stager for HostStager {
 }
 
 /// Uploads payloads on a stream of its own ([`swm::device::Uploader`]): one copy from shared memory into
-/// pinned memory, an asynchronous copy to the device, a CUDA event for the inference stream to wait on.
-#[derive(Debug)]
-pub struct DeviceStager(swm::device::Uploader);
+/// pinned memory, an asynchronous copy to the device, a CUDA event for the inference stream to wait on. Video
+/// access units are decoded here with NVDEC, one decoder per input (created on the first access unit), so that
+/// every access unit of a stream is decoded even when observations are dropped as stale; the frames are written
+/// on the engine's stream, ahead of the step that reads them.
+pub struct DeviceStager {
+    uploader: swm::device::Uploader,
+    device: Device,
+    decoders: Vec<Option<(Codec, swm::media::nvdec::Decoder)>>,
+    decoded: i64,
+}
+
+impl std::fmt::Debug for DeviceStager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceStager").field("uploader", &self.uploader).finish_non_exhaustive()
+    }
+}
 
 impl Stager for DeviceStager {
     fn stage(&mut self, spec: &InputSpec, bytes: &[u8]) -> Result<Payload, swm::Error> {
@@ -71,7 +91,26 @@ impl Stager for DeviceStager {
             InputSpec::Frame { .. } => UploadKind::U8,
             InputSpec::State { .. } => UploadKind::F32,
         };
-        Ok(Payload::Device(self.0.upload(kind, bytes)?))
+        Ok(Payload::Device(self.uploader.upload(kind, bytes)?))
+    }
+
+    fn decode(&mut self, input: usize, codec: Codec, bytes: &[u8]) -> Result<Option<Payload>, swm::Error> {
+        if self.decoders.len() <= input {
+            self.decoders.resize_with(input + 1, || None);
+        }
+        let slot = &mut self.decoders[input];
+        if !matches!(slot, Some((c, _)) if *c == codec) {
+            *slot = Some((codec, swm::media::nvdec::Decoder::new(&self.device, codec)?));
+        }
+        let Some((_, decoder)) = slot.as_mut() else { return Ok(None) };
+        self.decoded += 1;
+        let frames = decoder.decode(bytes, self.decoded)?;
+        // Without B-frames one frame per access unit; with reordering, the newest one displayed.
+        Ok(frames.into_iter().next_back().map(|f| Payload::Decoded {
+            nv12: f.nv12,
+            width: f.width as usize,
+            height: f.height as usize,
+        }))
     }
 }
 
@@ -199,15 +238,23 @@ impl EngineBackend {
                     Ok(match &m.payload {
                         Payload::Device(upload) => upload.tensor(&self.device)?.unsqueeze(0)?,
                         Payload::Host(bytes) => Tensor::from_slice(bytes, (1, bytes.len()), &self.device)?,
+                        Payload::Decoded { nv12, .. } => nv12.flatten_all()?.unsqueeze(0)?,
                     })
                 };
                 match spec {
+                    InputSpec::Frame { .. } if matches!(m.payload, Payload::Decoded { .. }) => {
+                        let Payload::Decoded { width, height, .. } = m.payload else { unreachable!() };
+                        // NVDEC's frames: BT.601 limited range (what H.264/HEVC encoders emit by default; the
+                        // stream's colour description is not read yet).
+                        let color = YuvColor { matrix: YuvMatrix::Bt601, range: YuvRange::Limited };
+                        Ok(StepInput::Image(bytes()?, FrameLayout::packed(PixelFormat::Nv12(color), width, height)))
+                    }
                     InputSpec::Frame { .. } => {
                         let encoding = Encoding::from_raw(m.header.encoding);
                         if encoding == Some(Encoding::Jpeg) {
                             return match &m.payload {
                                 Payload::Host(file) => Ok(StepInput::Jpeg(file.clone())),
-                                Payload::Device(_) => {
+                                Payload::Device(_) | Payload::Decoded { .. } => {
                                     Err(swm::Error::Internal("a JPEG payload was uploaded instead of kept".into()))
                                 }
                             };
@@ -222,6 +269,9 @@ impl EngineBackend {
                             Ok(StepInput::State(upload.tensor(&self.device)?.reshape((1, *dim))?.force_contiguous()?))
                         }
                         Payload::Host(_) => Ok(StepInput::State(Tensor::from_vec(m.state(), (1, *dim), &self.device)?)),
+                        Payload::Decoded { .. } => {
+                            Err(swm::Error::Internal("a decoded frame for a state input".into()))
+                        }
                     },
                 }
             })
@@ -251,7 +301,7 @@ fn frame_layout(h: &swm_ipc::ObservationHeader) -> Option<FrameLayout> {
         Encoding::Nv12Bt709 => yuv(YuvMatrix::Bt709, YuvRange::Limited),
         Encoding::Nv12Full => yuv(YuvMatrix::Bt601, YuvRange::Full),
         Encoding::Nv12Bt709Full => yuv(YuvMatrix::Bt709, YuvRange::Full),
-        Encoding::F32 | Encoding::Jpeg => return None,
+        Encoding::F32 | Encoding::Jpeg | Encoding::H264 | Encoding::Hevc => return None,
     };
     let (width, height, pitch) = (h.width as usize, h.height as usize, h.pitch as usize);
     Some(FrameLayout { format, width, height, pitch, uv_offset: pitch * height })
@@ -300,7 +350,12 @@ impl Backend for EngineBackend {
     }
 
     fn stage(&self) -> Result<Box<dyn Stager>, swm::Error> {
-        Ok(Box::new(DeviceStager(swm::device::Uploader::new(&self.device)?)))
+        Ok(Box::new(DeviceStager {
+            uploader: swm::device::Uploader::new(&self.device)?,
+            device: self.device.clone(),
+            decoders: Vec::new(),
+            decoded: 0,
+        }))
     }
 
     fn set_goal(&mut self, goal: &[Message]) -> Result<(), swm::Error> {

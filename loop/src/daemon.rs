@@ -34,7 +34,7 @@ use swm_ipc::{
     ActionSlot, ActionStatus, Command, CommandKind, CommandReply, Encoding, ObservationHeader, ReplyCode, Stats,
 };
 
-use crate::backend::{Backend, PlannerUpdate, Stager};
+use crate::backend::{Backend, Codec, PlannerUpdate, Stager};
 use crate::config::LoopConfig;
 use crate::message::{check, FrameSizes, InputSpec, Message, Payload};
 use crate::metrics::{monotonic_ns, Metrics, Stage};
@@ -434,19 +434,24 @@ fn ingest(
             let staged = check(header, payload, inputs, max_bytes, sizes)
                 .map_err(|reason| reason.to_string())
                 .and_then(|input| {
-                    // A JPEG file stays on the host: nvJPEG parses it there before decoding on the GPU.
-                    let staged = if header.encoding == Encoding::Jpeg as u32 {
-                        Ok(Payload::Host(payload.to_vec()))
-                    } else {
-                        stage.stage(&inputs[input], payload)
+                    let staged = match Encoding::from_raw(header.encoding) {
+                        // A JPEG file stays on the host: nvJPEG parses it there before decoding on the GPU.
+                        Some(Encoding::Jpeg) => Ok(Some(Payload::Host(payload.to_vec()))),
+                        // Every access unit is decoded here, in stream order; only frames become observations.
+                        Some(Encoding::H264) => stage.decode(input, Codec::H264, payload),
+                        Some(Encoding::Hevc) => stage.decode(input, Codec::Hevc, payload),
+                        _ => stage.stage(&inputs[input], payload).map(Some),
                     };
                     match staged {
-                        Ok(payload) => Ok(Message { header: *header, input, payload, received }),
+                        Ok(Some(payload)) => Ok(Some(Message { header: *header, input, payload, received })),
+                        Ok(None) => Ok(None),
                         Err(e) => Err(format!("could not be staged: {e}")),
                     }
                 });
             match staged {
-                Ok(message) => accepted = Some((message, is_goal)),
+                Ok(Some(message)) => accepted = Some((message, is_goal)),
+                // An access unit that completed no frame (e.g. skipped until the next IDR after damage).
+                Ok(None) => {}
                 Err(reason) => {
                     Metrics::count(&metrics.observations_rejected);
                     if warn.ready() {

@@ -108,6 +108,12 @@ pub enum Rejection {
         /// The limit.
         max: usize,
     },
+    /// A video payload holds no Annex-B start code.
+    #[error("observation `{name}`: the payload is not an Annex-B access unit (no 00 00 01 start code)")]
+    NotAnnexB {
+        /// The input.
+        name: String,
+    },
     /// A JPEG payload does not start with the JPEG start-of-image marker.
     #[error("observation `{name}`: the payload is not a JPEG file (no FF D8 start-of-image marker)")]
     NotJpeg {
@@ -131,6 +137,16 @@ pub enum Payload {
     Host(Vec<u8>),
     /// Copied by the ingest thread on its own stream; the inference stream waits for it on the GPU.
     Device(swm::device::Upload),
+    /// A frame decoded from a video access unit by the ingest thread (NVDEC): tightly packed NV12, `(3h/2, w)` U8
+    /// on the device, written on the engine's stream.
+    Decoded {
+        /// The NV12 bytes.
+        nv12: candle_core::Tensor,
+        /// Width in pixels.
+        width: usize,
+        /// Height in pixels.
+        height: usize,
+    },
 }
 
 /// A checked observation message: header, payload and the time it was taken from shared memory.
@@ -227,6 +243,14 @@ pub fn check(
                 return Err(Rejection::StateSize { name, got: header.elements, expected: *dim });
             }
         }
+    }
+    if encoding.is_some_and(Encoding::is_video) {
+        let start_code = payload.windows(3).take(64).any(|w| w == [0, 0, 1]);
+        return if start_code {
+            Ok(input)
+        } else {
+            Err(Rejection::NotAnnexB { name: inputs[input].name().to_string() })
+        };
     }
     if encoding == Some(Encoding::Jpeg) {
         return if payload.starts_with(&[0xFF, 0xD8]) {

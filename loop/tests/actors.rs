@@ -516,3 +516,24 @@ fn frames_of_any_size_and_encoding_are_accepted_by_default() {
     assert_eq!(stats.steps, 5);
     h.stop();
 }
+
+/// Video access units: without the GPU backend they cannot be decoded (rejected and counted, the daemon keeps
+/// serving); bytes without an Annex-B start code are malformed.
+#[test]
+fn video_access_units_need_the_gpu_backend_and_an_annex_b_start_code() {
+    let h = start(8);
+    let mut au = frame(1);
+    au.header.encoding = Encoding::H264 as u32;
+    (au.header.width, au.header.height, au.header.pitch) = (0, 0, 0);
+    au.payload = vec![0, 0, 0, 1, 0x65, 0x88, 0x84];
+    h.observations.send(au).unwrap();
+    let mut junk = frame(1);
+    junk.header.encoding = Encoding::Hevc as u32;
+    junk.payload = vec![0x65; 32];
+    h.observations.send(junk).unwrap();
+    h.send(2);
+    assert_eq!(h.next_action().observation_sequence, 2);
+    let stats = h.stats_until(|s| s.observations_rejected == 2);
+    assert_eq!(stats.steps, 1);
+    h.stop();
+}

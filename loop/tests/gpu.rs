@@ -133,3 +133,46 @@ fn jpeg_nv12_and_camera_sized_frames_are_planned() {
     assert!(sn.action_dim > 0 && sn.action().iter().all(|v| v.is_finite()));
     assert_eq!(sn.status, ActionStatus::Solved as u32);
 }
+
+/// H.264 access units are decoded by the ingest half (NVDEC, every unit in order) and the decoded frames are
+/// planned on.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn h264_access_units_are_decoded_at_ingest_and_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    swm::tools::demo::write_artifact(dir.path()).unwrap();
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run.sh sets it)");
+    let mut media = std::path::PathBuf::from(root);
+    if !media.join("tests/data/media").is_dir() {
+        media.pop();
+    }
+    let media = media.join("tests/data/media");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(media.join("manifest.json")).unwrap()).unwrap();
+    let entry = manifest["files"].as_array().unwrap().iter().find(|e| e["name"] == "h264_res_change.h264").unwrap();
+    let bytes = std::fs::read(media.join("h264_res_change.h264")).unwrap();
+    let aus: Vec<&[u8]> = entry["access_units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (o, l) = (r[0].as_u64().unwrap() as usize, r[1].as_u64().unwrap() as usize);
+            &bytes[o..o + l]
+        })
+        .collect();
+    let mut backend = backend(dir.path());
+    let spec = backend.inputs()[0].clone();
+    let mut stage = backend.stage().unwrap();
+    let deadline = || Instant::now() + Duration::from_secs(5);
+    let goal = stage.decode(0, swm_loop::backend::Codec::H264, aus[0]).unwrap().expect("an IDR gives a frame");
+    backend.set_goal(&[message(&spec, Encoding::H264, (0, 0, 0), goal)]).unwrap();
+    for (i, au) in aus.iter().enumerate().take(8).skip(1) {
+        let payload = stage.decode(0, swm_loop::backend::Codec::H264, au).unwrap().expect("one frame per unit");
+        let Payload::Decoded { width, height, .. } = &payload else { panic!("a decoded frame") };
+        assert_eq!((*width, *height), (320, 240), "access unit {i}");
+        let mut slot = ActionSlot::default();
+        backend.step(&[message(&spec, Encoding::H264, (0, 0, 0), payload)], deadline(), &mut slot).unwrap();
+        assert_eq!(slot.status, ActionStatus::Solved as u32, "access unit {i}");
+        assert!(slot.action().iter().all(|v| v.is_finite()));
+    }
+}
