@@ -71,7 +71,10 @@ impl Stager for HostStager {
 /// pinned memory, an asynchronous copy to the device, a CUDA event for the inference stream to wait on. Video
 /// access units are decoded here with NVDEC, one decoder per input (created on the first access unit), so that
 /// every access unit of a stream is decoded even when observations are dropped as stale; the frames are written
-/// on the engine's stream, ahead of the step that reads them.
+/// on the engine's stream, ahead of the step that reads them. Because this thread enqueues on the engine's stream,
+/// the engine must not capture CUDA graphs while ingest runs (work from another thread would join the capture):
+/// the daemon captures only in [`EngineBackend::open`]'s warm-up, before the ingest thread starts, and plans under
+/// a deadline afterwards, which never captures.
 pub struct DeviceStager {
     uploader: swm::device::Uploader,
     device: Device,
