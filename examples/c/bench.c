@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "check.h"
 #include "swm.h"
 
 static double now_us(void) {
@@ -20,14 +21,6 @@ static double now_us(void) {
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
-}
-
-static void check(swm_status status, const char *what) {
-  if (status == SWM_STATUS_OK) return;
-  char message[1024];
-  swm_last_error(message, sizeof message, NULL);
-  fprintf(stderr, "%s failed (status %d): %s\n", what, (int)status, message);
-  exit(1);
 }
 
 static void stage(swm_engine *engine, unsigned inputs) {

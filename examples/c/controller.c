@@ -7,16 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "swm.h"
-
-/* Prints the call's status and the thread's last error, and exits, when a call fails. */
-static void check(swm_status status, const char *what) {
-  if (status == SWM_STATUS_OK) return;
-  char message[1024];
-  swm_last_error(message, sizeof message, NULL);
-  fprintf(stderr, "%s failed (status %d): %s\n", what, (int)status, message);
-  exit(1);
-}
 
 static unsigned char *read_file(const char *path, size_t *size) {
   FILE *f = fopen(path, "rb");
