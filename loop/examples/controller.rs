@@ -9,7 +9,11 @@
 //! ```
 //!
 //! Camera-like frames: `--frame-size 640x480` sends synthetic RGB frames of that size (the daemon resizes them as
-//! upstream does); `--jpeg FILE` sends that JPEG file as every frame (decoded by the daemon with nvJPEG).
+//! upstream does); `--jpeg FILE` sends that JPEG file as every frame (decoded by the daemon with nvJPEG);
+//! `--h264 FILE` / `--hevc FILE` send an Annex-B stream's access units, one per observation in decode order,
+//! starting over at its end (decoded by the daemon with NVDEC; the stream must start with an IDR and have one slice
+//! per picture, as `tests/data/media`'s clips do). A LeWM goal is then a synthetic RGB frame, so as not to
+//! interleave a second stream into the decoder.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,6 +32,8 @@ struct Args {
     frame_size: Option<(u32, u32)>,
     /// A JPEG file sent as every frame.
     jpeg: Option<Vec<u8>>,
+    /// A video stream's access units, sent in turn.
+    video: Option<(Encoding, Vec<Vec<u8>>)>,
 }
 
 fn args() -> Result<Args, String> {
@@ -39,6 +45,7 @@ fn args() -> Result<Args, String> {
         json: None,
         frame_size: None,
         jpeg: None,
+        video: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,10 +66,20 @@ fn args() -> Result<Args, String> {
                 let path = value()?;
                 a.jpeg = Some(std::fs::read(&path).map_err(|e| format!("--jpeg {path}: {e}"))?);
             }
+            "--h264" | "--hevc" => {
+                let path = value()?;
+                let data = std::fs::read(&path).map_err(|e| format!("{flag} {path}: {e}"))?;
+                let hevc = flag == "--hevc";
+                let units = access_units(&data, hevc);
+                if units.is_empty() {
+                    return Err(format!("{flag} {path}: no coded picture found"));
+                }
+                a.video = Some((if hevc { Encoding::Hevc } else { Encoding::H264 }, units));
+            }
             _ => {
                 return Err(format!(
                     "unknown flag {flag} (--artifact DIR --prefix P --rate-hz R --seconds S --json F \
-                     --frame-size WxH --jpeg FILE)"
+                     --frame-size WxH --jpeg FILE --h264 FILE --hevc FILE)"
                 ))
             }
         }
@@ -71,6 +88,36 @@ fn args() -> Result<Args, String> {
         return Err("--artifact DIR is required (its schema.json shapes the observations)".into());
     }
     Ok(a)
+}
+
+/// Splits an Annex-B stream into access units for streams of one slice per picture: a unit runs from the first
+/// NAL unit after the previous picture's slice to the end of the next coded slice (parameter sets and SEI travel
+/// with the picture they precede).
+fn access_units(data: &[u8], hevc: bool) -> Vec<Vec<u8>> {
+    let mut starts: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            // A four-byte start code's leading zero belongs to this NAL unit.
+            starts.push(if i > 0 && data[i - 1] == 0 { i - 1 } else { i });
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut units = Vec::new();
+    let mut unit_start = None;
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(data.len());
+        let header = data[start..end].iter().skip_while(|b| **b == 0).nth(1).copied().unwrap_or(0);
+        let vcl = if hevc { (header >> 1) & 0x3F < 32 } else { (1..=5).contains(&(header & 0x1F)) };
+        let first = *unit_start.get_or_insert(start);
+        if vcl {
+            units.push(data[first..end].to_vec());
+            unit_start = None;
+        }
+    }
+    units
 }
 
 /// One observation stream of the schema.
@@ -110,6 +157,7 @@ fn family(artifact: &std::path::Path) -> Result<String, String> {
 struct FrameSource<'a> {
     frame_size: Option<(u32, u32)>,
     jpeg: Option<&'a [u8]>,
+    video: Option<(Encoding, &'a [Vec<u8>])>,
 }
 
 /// Publishes one synthetic observation (every stream of the schema) with `sequence`.
@@ -123,6 +171,12 @@ fn publish(
 ) -> Result<(), Box<dyn std::error::Error>> {
     for s in streams {
         match s {
+            Stream::Frame { name, .. } if source.video.is_some() => {
+                let (encoding, units) = source.video.unwrap_or((Encoding::H264, &[]));
+                let unit = &units[(sequence.saturating_sub(1) as usize) % units.len().max(1)];
+                let h = ObservationHeader::frame(sequence, capture, encoding, 0, 0, 0).with_name(name)?;
+                ipc::send_observation(publisher, &h, unit)?;
+            }
             Stream::Frame { name, .. } if source.jpeg.is_some() => {
                 let jpeg = source.jpeg.unwrap_or_default();
                 // A JPEG's size is optional in the header (0 x 0: the daemon reads it from the file).
@@ -159,7 +213,10 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = args()?;
     let streams = streams(&args.artifact)?;
-    let source = FrameSource { frame_size: args.frame_size, jpeg: args.jpeg.as_deref() };
+    let video = args.video.as_ref().map(|(e, units)| (*e, units.as_slice()));
+    let source = FrameSource { frame_size: args.frame_size, jpeg: args.jpeg.as_deref(), video };
+    // A goal is never a video access unit: it would interleave a second stream into the daemon's decoder.
+    let goal_source = FrameSource { video: None, ..source };
     let node = ipc::node(&format!("controller-{}", std::process::id()))?;
     let observations = ipc::observation_service(&node, &args.prefix)?;
     let actions = ipc::action_service(&node, &args.prefix)?;
@@ -187,7 +244,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .initial_max_slice_len(largest)
             .allocation_strategy(AllocationStrategy::PowerOfTwo)
             .create()?;
-        publish(&goal_pub, &streams, &source, 0, monotonic_ns(), &mut Vec::new())?;
+        publish(&goal_pub, &streams, &goal_source, 0, monotonic_ns(), &mut Vec::new())?;
         notifier.notify_with_custom_event_id(EventKind::Goal.id())?;
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -101,6 +101,8 @@ for r in ${RUNS:-lewm tdmpc2 lewm-stall tdmpc2-stall lewm-late}; do
     # Camera-like observations: 640x480 RGB frames (resized on the GPU), and the 640x480 test JPEG (nvJPEG).
     lewm-640) run lewm-640 /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR" --frame-size 640x480 ;;
     lewm-jpeg) run lewm-jpeg /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR" --jpeg tests/data/media/baseline_420_640x480.jpg ;;
+    # H.264 1080p access units, one per observation (the 16-frame clip, starting over at its IDR), NVDEC at ingest.
+    lewm-h264) run lewm-h264 /tmp/loop-lewm.toml /tmp/lewm gpu-lewm 30 "$DUR" --h264 tests/data/media/h264_1080p.h264 ;;
   esac
 done
 # The official solvers at the daemon's sizes, same GPU, same call (OFFICIAL=1): the in-process Python control step
