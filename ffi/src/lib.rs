@@ -528,7 +528,7 @@ pub unsafe extern "C" fn swm_engine_set_frame(
     boundary("swm_engine_set_frame", || {
         let w = worker(engine)?;
         let name = text(name, "name")?.to_string();
-        let f = read_frame(frame)?;
+        let f = read_whole(frame, "frame")?;
         let layout = layout(f.format, f.width, f.height, f.pitch, f.uv_offset)?;
         if f.data.is_null() {
             return Err(Failure::new(swm_status::NullArgument, "frame.data is NULL"));
@@ -546,21 +546,22 @@ pub unsafe extern "C" fn swm_engine_set_frame(
     })
 }
 
-/// `swm_frame` lacks `Default` (it holds a pointer): read it by its size.
-fn read_frame(frame: *const swm_frame) -> Result<swm_frame, Failure> {
-    #[derive(Clone, Copy, Default)]
-    #[repr(C)]
-    struct Raw {
-        head: [u32; 6],
-        data: usize,
-        size: usize,
+/// Reads a struct whose every field is required (a frame: version 1 is the current one): the caller's
+/// `struct_size` is checked before anything beyond it is read.
+fn read_whole<T: Copy>(p: *const T, what: &str) -> Result<T, Failure> {
+    if p.is_null() {
+        return Err(Failure::new(swm_status::NullArgument, format!("{what} is NULL")));
     }
-    let raw = read_options(frame.cast::<Raw>(), "frame")?;
-    if (raw.head[0] as usize) < std::mem::size_of::<swm_frame>() {
-        return Err(Failure::new(swm_status::StructSize, "frame.struct_size is smaller than version 1's"));
+    // SAFETY: every struct of this ABI starts with a `uint32_t struct_size`; the caller's pointer is valid for it.
+    let size = unsafe { p.cast::<u32>().read_unaligned() } as usize;
+    if size < std::mem::size_of::<T>() {
+        return Err(Failure::new(
+            swm_status::StructSize,
+            format!("{what}.struct_size = {size}, version 1's is {}", std::mem::size_of::<T>()),
+        ));
     }
-    let [struct_size, format, width, height, pitch, uv_offset] = raw.head;
-    Ok(swm_frame { struct_size, format, width, height, pitch, uv_offset, data: raw.data as *const u8, size: raw.size })
+    // SAFETY: the caller's struct holds `size >= size_of::<T>()` bytes (checked above); `T` is plain data.
+    Ok(unsafe { p.read_unaligned() })
 }
 
 /// Stages a frame in the caller's device memory for input `name` (see `swm_device_frame`).
@@ -576,14 +577,7 @@ pub unsafe extern "C" fn swm_engine_set_device_frame(
     boundary("swm_engine_set_device_frame", || {
         let w = worker(engine)?;
         let name = text(name, "name")?.to_string();
-        if frame.is_null() {
-            return Err(Failure::new(swm_status::NullArgument, "frame is NULL"));
-        }
-        // SAFETY: non-NULL; the struct_size check below rejects older, smaller structs before fields are used.
-        let f = unsafe { frame.read_unaligned() };
-        if (f.struct_size as usize) < std::mem::size_of::<swm_device_frame>() {
-            return Err(Failure::new(swm_status::StructSize, "frame.struct_size is smaller than version 1's"));
-        }
+        let f = read_whole(frame, "frame")?;
         let layout = layout(f.format, f.width, f.height, f.pitch, f.uv_offset)?;
         if f.device_ptr == 0 {
             return Err(Failure::new(swm_status::NullArgument, "frame.device_ptr is 0"));

@@ -124,9 +124,9 @@ fn frames_and_enums_are_checked_before_anything_runs() {
     assert!(matches!(layout(99, 2, 2, 6, 0), Err(Failure { status: swm_status::UnknownEnum, .. })));
     assert!(matches!(layout(0, 2, 2, 5, 0), Err(Failure { status: swm_status::InvalidArgument, .. })), "pitch");
     assert!(layout(4, 2, 2, 2, 0).is_ok(), "NV12");
-    assert!(read_frame(&frame).is_ok());
+    assert!(read_whole(&frame, "frame").is_ok());
     frame.struct_size = 12;
-    assert!(matches!(read_frame(&frame), Err(Failure { status: swm_status::StructSize, .. })));
+    assert!(matches!(read_whole(&frame, "frame"), Err(Failure { status: swm_status::StructSize, .. })));
     let bogus = 0x1234usize as *mut swm_engine;
     // SAFETY: valid pointers; the handle is checked first.
     assert_eq!(unsafe { swm_engine_set_frame(bogus, name.as_ptr(), &frame) }, swm_status::InvalidHandle);
