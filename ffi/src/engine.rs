@@ -232,11 +232,11 @@ impl State {
 }
 
 /// Engine options from the C options.
-pub(crate) fn engine_options(gpu: usize, history: usize, deadline_ms: f64, eager: bool) -> EngineOptions {
+pub(crate) fn engine_options(gpu: usize, history: usize, deadline: Option<Duration>, eager: bool) -> EngineOptions {
     EngineOptions {
         gpu,
         session: SessionOptions { history: history.max(1), ..SessionOptions::default() },
-        deadline: (deadline_ms > 0.0).then(|| Duration::from_secs_f64(deadline_ms / 1e3)),
+        deadline,
         eager,
         ..EngineOptions::default()
     }

@@ -9,8 +9,9 @@
 //!   buffer comes with its capacity; enum arguments are `uint32_t` and unknown values are
 //!   `SWM_STATUS_UNKNOWN_ENUM`;
 //! - every options struct starts with `uint32_t struct_size` (`sizeof` the caller's struct) and only grows at the
-//!   end: a smaller size than version 1's is `SWM_STATUS_STRUCT_SIZE`, fields past the caller's size keep their
-//!   defaults;
+//!   end: a size below 8 or not a multiple of 4 is `SWM_STATUS_STRUCT_SIZE`, fields past the caller's size keep
+//!   their defaults; output structs are written up to their size (only `struct_size` is read); frame structs must
+//!   be whole;
 //! - a Rust panic never unwinds into C: it becomes `SWM_STATUS_PANIC`.
 //!
 //! Threads: a handle may be used from several threads at once. Its engine lives on a thread of its own (CUDA graphs
@@ -273,7 +274,7 @@ pub struct swm_input_info {
     pub name: [u8; 32],
 }
 
-/// Live handles: the pointer given to C is the address of its registry entry's `Arc`, never dereferenced.
+/// Live handles: the pointer given to C is a registry key (never reused, never dereferenced).
 fn handles() -> &'static Mutex<HashMap<usize, Arc<Worker>>> {
     static HANDLES: OnceLock<Mutex<HashMap<usize, Arc<Worker>>>> = OnceLock::new();
     HANDLES.get_or_init(|| Mutex::new(HashMap::new()))
@@ -298,6 +299,56 @@ fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
     // SAFETY: the caller passes a NUL-terminated string (header contract); it is only read during the call.
     let s = unsafe { CStr::from_ptr(p) };
     s.to_str().map_err(|_| Failure::new(swm_status::InvalidArgument, format!("{what} is not UTF-8")))
+}
+
+/// The `struct_size` of a caller's output struct (at least 8 and a multiple of 4); only that field is read, the
+/// rest may be uninitialised.
+fn output_size<T>(p: *const T, what: &str) -> Result<usize, Failure> {
+    if p.is_null() {
+        return Err(Failure::new(swm_status::NullArgument, format!("{what} is NULL")));
+    }
+    // SAFETY: every struct of this ABI starts with a `uint32_t struct_size`; the caller's pointer is valid for it.
+    let size = unsafe { p.cast::<u32>().read_unaligned() } as usize;
+    if size < 8 || !size.is_multiple_of(4) {
+        return Err(Failure::new(swm_status::StructSize, format!("{what}.struct_size = {size} (set it to sizeof)")));
+    }
+    Ok(size)
+}
+
+/// A step budget in milliseconds (0 = none), checked on the calling thread.
+fn deadline(ms: f64) -> Result<Option<std::time::Duration>, Failure> {
+    if ms == 0.0 {
+        return Ok(None);
+    }
+    std::time::Duration::try_from_secs_f64(ms / 1e3)
+        .map(Some)
+        .map_err(|_| Failure::new(swm_status::InvalidArgument, format!("deadline_ms = {ms}")))
+}
+
+/// A `swm_solver` value (`None`: keep the solver).
+fn solver_kind(raw: u32) -> Result<Option<SolverKind>, Failure> {
+    match raw {
+        0 => Ok(None),
+        1 => Ok(Some(SolverKind::Cem)),
+        2 => Ok(Some(SolverKind::Mppi)),
+        3 => Ok(Some(SolverKind::Icem)),
+        other => Err(Failure::new(swm_status::UnknownEnum, format!("solver {other}"))),
+    }
+}
+
+/// A caller's slice of `length` values at `p` (non-NULL), refusing lengths no allocation can have.
+///
+/// # Safety
+/// `p` is valid for `length` values of `T`.
+unsafe fn caller_slice<'a, T>(p: *const T, length: usize, what: &str) -> Result<&'a [T], Failure> {
+    if p.is_null() {
+        return Err(Failure::new(swm_status::NullArgument, format!("{what} is NULL")));
+    }
+    if length > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(Failure::new(swm_status::InvalidArgument, format!("{what}: length {length}")));
+    }
+    // SAFETY: the caller guarantees `length` readable values; the total size fits `isize` (checked above).
+    Ok(unsafe { std::slice::from_raw_parts(p, length) })
 }
 
 /// Reads a versioned options struct: at least `min` bytes (version 1), at most our size; the rest default.
@@ -395,12 +446,11 @@ pub unsafe extern "C" fn swm_engine_open(
         unsafe { engine.write(std::ptr::null_mut()) };
         let dir = std::path::PathBuf::from(text(artifact_dir, "artifact_dir")?);
         let o = if options.is_null() { swm_engine_options::default() } else { read_options(options, "options")? };
-        let opts = engine_options(o.gpu as usize, o.history as usize, o.deadline_ms, o.eager != 0);
-        if !(o.deadline_ms.is_finite() && o.deadline_ms >= 0.0) {
-            return Err(Failure::new(swm_status::InvalidArgument, format!("deadline_ms = {}", o.deadline_ms)));
-        }
+        let opts = engine_options(o.gpu as usize, o.history as usize, deadline(o.deadline_ms)?, o.eager != 0);
         let worker = Arc::new(Worker::start(move || State::open(&dir, &opts))?);
-        let key = Arc::as_ptr(&worker) as usize;
+        // Keys are never reused, so that a freed handle stays unknown even when its memory is reused.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0x5_0000);
+        let key = NEXT.fetch_add(16, std::sync::atomic::Ordering::Relaxed);
         handles().lock().map_err(|_| Failure::new(swm_status::Panic, "handle registry poisoned"))?.insert(key, worker);
         // SAFETY: as above.
         unsafe { engine.write(key as *mut swm_engine) };
@@ -438,7 +488,7 @@ pub extern "C" fn swm_engine_free(engine: *mut swm_engine) -> swm_status {
 pub unsafe extern "C" fn swm_engine_describe(engine: *const swm_engine, info: *mut swm_engine_info) -> swm_status {
     boundary("swm_engine_describe", || {
         let w = worker(engine)?;
-        let size = read_options(info, "info")?.struct_size as usize;
+        let size = output_size(info, "info")?;
         let (family, action_dim, inputs) = w.call(|s| Ok(s.info()))?;
         let out =
             swm_engine_info { struct_size: size as u32, family, action_dim: action_dim as u32, inputs: inputs as u32 };
@@ -460,7 +510,7 @@ pub unsafe extern "C" fn swm_engine_input(
 ) -> swm_status {
     boundary("swm_engine_input", || {
         let w = worker(engine)?;
-        let size = read_options(input, "input")?.struct_size as usize;
+        let size = output_size(input, "input")?;
         let spec = w.call(move |s| Ok(s.input(index as usize)))?;
         let Some(spec) = spec else {
             return Err(Failure::new(swm_status::InvalidArgument, format!("input {index} does not exist")));
@@ -502,11 +552,8 @@ pub unsafe extern "C" fn swm_engine_set_state(
     boundary("swm_engine_set_state", || {
         let w = worker(engine)?;
         let name = text(name, "name")?.to_string();
-        if values.is_null() {
-            return Err(Failure::new(swm_status::NullArgument, "values is NULL"));
-        }
         // SAFETY: caller contract: `length` readable floats.
-        let v = unsafe { std::slice::from_raw_parts(values, length) }.to_vec();
+        let v = unsafe { caller_slice(values, length, "values") }?.to_vec();
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             return Err(Failure::new(swm_status::BadInput, format!("`{name}` value {i} is not finite")));
         }
@@ -611,11 +658,8 @@ pub unsafe extern "C" fn swm_engine_set_jpeg(
     boundary("swm_engine_set_jpeg", || {
         let w = worker(engine)?;
         let name = text(name, "name")?.to_string();
-        if bytes.is_null() {
-            return Err(Failure::new(swm_status::NullArgument, "bytes is NULL"));
-        }
         // SAFETY: caller contract: `length` readable bytes.
-        let file = unsafe { std::slice::from_raw_parts(bytes, length) }.to_vec();
+        let file = unsafe { caller_slice(bytes, length, "bytes") }?.to_vec();
         if !file.starts_with(&[0xFF, 0xD8]) {
             return Err(Failure::new(swm_status::BadInput, format!("`{name}` is not a JPEG file (no FF D8)")));
         }
@@ -652,7 +696,7 @@ pub unsafe extern "C" fn swm_engine_plan(
         if actions.is_null() {
             return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
         }
-        let result_size = if result.is_null() { 0 } else { read_options(result, "result")?.struct_size as usize };
+        let result_size = if result.is_null() { 0 } else { output_size(result, "result")? };
         let thread = std::thread::current().id();
         let p = w.call(move |s| s.plan(thread))?;
         let n = if sequence != 0 { p.actions.len() } else { p.action_dim };
@@ -742,13 +786,7 @@ pub unsafe extern "C" fn swm_engine_set_planner(
     boundary("swm_engine_set_planner", || {
         let w = worker(engine)?;
         let o = read_options(options, "options")?;
-        let solver = match o.solver {
-            0 => None,
-            1 => Some(SolverKind::Cem),
-            2 => Some(SolverKind::Mppi),
-            3 => Some(SolverKind::Icem),
-            other => return Err(Failure::new(swm_status::UnknownEnum, format!("solver {other}"))),
-        };
+        let solver = solver_kind(o.solver)?;
         let nonzero = |v: u32| (v != 0).then_some(v as usize);
         let overrides = PlannerOverrides {
             solver,
@@ -776,11 +814,9 @@ pub extern "C" fn swm_engine_reset(engine: *mut swm_engine) -> swm_status {
 #[no_mangle]
 pub extern "C" fn swm_engine_set_deadline(engine: *mut swm_engine, deadline_ms: f64) -> swm_status {
     boundary("swm_engine_set_deadline", || {
-        if !(deadline_ms.is_finite() && deadline_ms >= 0.0) {
-            return Err(Failure::new(swm_status::InvalidArgument, format!("deadline_ms = {deadline_ms}")));
-        }
+        let budget = deadline(deadline_ms)?;
         worker(engine)?.call(move |s| {
-            s.engine.set_deadline((deadline_ms > 0.0).then(|| std::time::Duration::from_secs_f64(deadline_ms / 1e3)));
+            s.engine.set_deadline(budget);
             Ok(())
         })
     })

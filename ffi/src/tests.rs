@@ -133,6 +133,13 @@ fn frames_and_enums_are_checked_before_anything_runs() {
     let planner = swm_planner_options { struct_size: 32, solver: 9, ..Default::default() };
     // SAFETY: as above.
     assert_eq!(unsafe { swm_engine_set_planner(bogus, &planner) }, swm_status::InvalidHandle);
+    // The enum and the deadline are checked by themselves too (the handle check above comes first).
+    assert!(matches!(solver_kind(9), Err(Failure { status: swm_status::UnknownEnum, .. })));
+    assert!(matches!(solver_kind(2), Ok(Some(SolverKind::Mppi))));
+    for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300] {
+        assert!(matches!(deadline(bad), Err(Failure { status: swm_status::InvalidArgument, .. })), "{bad}");
+    }
+    assert!(matches!(deadline(0.0), Ok(None)));
 }
 
 /// The demo artifact (tiny LeWM) written to a temporary directory.
@@ -210,7 +217,7 @@ fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
 
     // The same through the Rust API.
     let device = runtime::device::cuda(0).unwrap();
-    let mut rust = runtime::engine::Engine::open(dir.path(), &engine::engine_options(0, 1, 0.0, false)).unwrap();
+    let mut rust = runtime::engine::Engine::open(dir.path(), &engine::engine_options(0, 1, None, false)).unwrap();
     let mut config = rust.planner().config().clone();
     config.apply(&PlannerOverrides { samples: Some(64), iterations: Some(3), seed: Some(11), ..Default::default() });
     rust.set_planner(config).unwrap();
