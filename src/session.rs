@@ -184,7 +184,9 @@ impl MediaCache {
         }
         if let Some(hw) = self.hardware.as_mut() {
             match hw.decode_rgb(bytes) {
-                Err(crate::media::MediaError::Unsupported { .. }) => {}
+                // Only the hardware engines refuse what the default backend decodes (progressive JPEGs); a
+                // "hardware" decoder that fell back to the default backend has nothing to retry with.
+                Err(crate::media::MediaError::Unsupported { .. }) if hw.backend() == nvjpeg::Backend::Hardware => {}
                 other => return Ok(other?),
             }
         }

@@ -90,9 +90,7 @@ pub fn normalize_rgb_frames(frames: &Tensor, norm: &ImageNormalization) -> Resul
     if !frames.device().is_cuda() {
         return Err(KernelError::operand("frames", "frames must be on the CUDA device"));
     }
-    if norm.std.iter().any(|s| !s.is_finite() || *s <= 0.0) || norm.mean.iter().any(|m| !m.is_finite()) {
-        return Err(KernelError::operand("normalization", format!("invalid mean/std {norm:?}")));
-    }
+    check_norm(norm)?;
     Ok(frames.contiguous()?.apply_op1_no_bwd(&NormalizeRgb(*norm))?)
 }
 
@@ -239,14 +237,11 @@ impl FrameLayout {
                     format!("NV12 needs even sides, got {}x{}", self.width, self.height),
                 ));
             }
-            if self.uv_offset < self.pitch * self.height {
+            let luma = self.pitch.saturating_mul(self.height);
+            if self.uv_offset < luma {
                 return Err(KernelError::operand(
                     "frame",
-                    format!(
-                        "NV12 UV plane at {} overlaps the luma plane ({} bytes)",
-                        self.uv_offset,
-                        self.pitch * self.height
-                    ),
+                    format!("NV12 UV plane at {} overlaps the luma plane ({luma} bytes)", self.uv_offset),
                 ));
             }
         }

@@ -420,6 +420,14 @@ impl Decoder {
     /// with R = G = B. A bad image is a typed error ([`MediaError::is_bad_input`]) and leaves the decoder usable.
     pub fn decode_rgb(&mut self, bytes: &[u8]) -> Result<Tensor, MediaError> {
         let info = self.image_info(bytes)?;
+        // The header states the size: refuse what no camera frame is before allocating for it.
+        let max = crate::ops::resize::MAX_SIDE as u32;
+        if info.width > max || info.height > max {
+            return Err(MediaError::Unsupported {
+                backend: self.backend(),
+                reason: format!("{}x{} is larger than {max} a side", info.width, info.height),
+            });
+        }
         if info.components != 1 && info.components != 3 {
             return Err(MediaError::Unsupported {
                 backend: self.backend(),

@@ -10,6 +10,9 @@ use crate::ops::bias_act::{linear_gelu, linear_residual};
 /// Position tables interpolated for other patch grids, computed once per grid (docs/spec/lewm.md §3.1 step 3).
 type PositionCache = std::sync::Arc<std::sync::Mutex<Vec<((usize, usize), Tensor)>>>;
 
+/// Interpolated position tables kept (most recently used).
+const MAX_INTERPOLATED: usize = 8;
+
 /// Patch embedding + CLS token + position table.
 #[derive(Debug, Clone)]
 struct Embeddings {
@@ -51,8 +54,10 @@ impl Embeddings {
         }
         let mut cache =
             self.interpolated.lock().map_err(|_| candle_core::Error::Msg("position cache poisoned".into()))?;
-        if let Some((_, t)) = cache.iter().find(|(g, _)| *g == (gh, gw)) {
-            return Ok(t.clone());
+        if let Some(i) = cache.iter().position(|(g, _)| *g == (gh, gw)) {
+            // Most recently used first.
+            cache[..=i].rotate_right(1);
+            return Ok(cache[0].1.clone());
         }
         let (g, dev) = (self.grid, self.positions.device());
         let e = self.positions.dim(D::Minus1)?;
@@ -63,7 +68,9 @@ impl Embeddings {
         let wy = Tensor::from_vec(crate::ops::resize::bicubic_matrix(g, gh), (gh, g), dev)?;
         let grid = wy.matmul(&rows.reshape((g, gw * e))?)?.reshape((1, gh * gw, e))?;
         let table = Tensor::cat(&[&self.positions.narrow(1, 0, 1)?, &grid], 1)?.contiguous()?;
-        cache.push(((gh, gw), table.clone()));
+        cache.insert(0, ((gh, gw), table.clone()));
+        // A handful of camera geometries at most; an unbounded set of sizes must not grow device memory.
+        cache.truncate(MAX_INTERPOLATED);
         Ok(table)
     }
 
