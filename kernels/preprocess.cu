@@ -28,7 +28,8 @@ extern "C" __global__ void rgb_u8_hwc_to_nchw_f32(
 // ---------------------------------------------------------------------------------------------------------------
 // Fused camera-frame preprocessing: one kernel from a decoded frame to the model's input slot.
 //
-//   source pixel (packed 8-bit RGB/BGR/RGBA/BGRA with a row pitch, or NV12) -> RGB in [0, 255]
+//   source pixel (packed 8-bit RGB/BGR/RGBA/BGRA with a row pitch, NV12, or a JPEG's planar components) -> RGB
+//   in [0, 255]
 //   -> x * (1/255), (x - mean_c) * inv_std_c                      (torchvision: ToDtype(scale=True), Normalize)
 //   -> antialiased bilinear resize, width taps then height taps   (Resize(size, antialias=True), after Normalize)
 //   -> planar (3, out_h, out_w) f32 or bf16 at `dst`.
@@ -45,10 +46,54 @@ struct Rgb {
   float r, g, b;
 };
 
-// format: 0 RGB, 1 BGR, 2 RGBA, 3 BGRA, 4 NV12. yuv = {y_offset, y_scale, c_scale, r_v, g_u, g_v, b_u}.
-__device__ __forceinline__ Rgb swm_fetch(const uint8_t* __restrict__ src, long long pitch, long long uv_offset,
-                                         int format, int x, int y, const float* yuv) {
+// A JPEG's chroma sample at full-resolution pixel (x, y), upsampled as libjpeg-turbo's "fancy" upsamplers do
+// (swm::ops::preprocess::jpeg_chroma is the host twin): 3/4 of the nearer sample, 1/4 of the next one outward per
+// subsampled axis (edges replicated), libjpeg's alternating rounding biases.
+__device__ __forceinline__ int swm_jpeg_chroma(const uint8_t* __restrict__ c, int cw, int ch, int hs, int vs, int x,
+                                               int y) {
+  const int cx = x / hs, cy = y / vs;
+  if (hs == 1 && vs == 1) return c[(long long)cy * cw + cx];
+  const bool ox = (x & 1) != 0, oy = (y & 1) != 0;
+  const int fx = ox ? min(cx + 1, cw - 1) : max(cx - 1, 0);
+  const int fy = oy ? min(cy + 1, ch - 1) : max(cy - 1, 0);
+  const uint8_t* row = c + (long long)cy * cw;
+  if (vs == 1) return (3 * row[cx] + row[fx] + (ox ? 2 : 1)) >> 2;
+  const uint8_t* far = c + (long long)fy * cw;
+  if (hs == 1) return (3 * row[cx] + far[cx] + (oy ? 2 : 1)) >> 2;
+  const int near_sum = 3 * row[cx] + far[cx];
+  const int far_sum = 3 * row[fx] + far[fx];
+  return (3 * near_sum + far_sum + (ox ? 7 : 8)) >> 4;
+}
+
+// format: 0 RGB, 1 BGR, 2 RGBA, 3 BGRA, 4 NV12, 5..9 JPEG planes (greyscale, 4:4:4, 4:2:2, 4:2:0, 4:4:0: luma
+// at pitch, then Cb and Cr planes of ceil(w/hs) x ceil(h/vs), tightly packed, from uv_offset).
+// yuv = {y_offset, y_scale, c_scale, r_v, g_u, g_v, b_u}.
+__device__ __forceinline__ Rgb swm_fetch(const uint8_t* __restrict__ src, int src_w, int src_h, long long pitch,
+                                         long long uv_offset, int format, int x, int y, const float* yuv) {
   Rgb p;
+  if (format >= 5) {
+    const int luma = src[(long long)y * pitch + x];
+    if (format == 5) {
+      p.r = p.g = p.b = (float)luma;
+      return p;
+    }
+    // libjpeg's YCbCr -> RGB in its fixed point (jdcolor.c: 16 fraction bits; FIX(1.402), FIX(0.34414),
+    // FIX(0.71414), FIX(1.772)), clamped to 8 bits: exactly libjpeg-turbo's integers.
+    const int hs = (format == 7 || format == 8) ? 2 : 1;
+    const int vs = (format == 8 || format == 9) ? 2 : 1;
+    const int cw = (src_w + hs - 1) / hs, ch = (src_h + vs - 1) / vs;
+    const uint8_t* cb_plane = src + uv_offset;
+    const int cb = swm_jpeg_chroma(cb_plane, cw, ch, hs, vs, x, y) - 128;
+    const int cr = swm_jpeg_chroma(cb_plane + (long long)cw * ch, cw, ch, hs, vs, x, y) - 128;
+    const int half = 1 << 15;
+    const int r = luma + ((91881 * cr + half) >> 16);
+    const int g = luma + ((-22554 * cb + half - 46802 * cr) >> 16);
+    const int b = luma + ((116130 * cb + half) >> 16);
+    p.r = (float)min(max(r, 0), 255);
+    p.g = (float)min(max(g, 0), 255);
+    p.b = (float)min(max(b, 0), 255);
+    return p;
+  }
   if (format == 4) {
     const float luma = ((float)src[y * pitch + x] - yuv[0]) * yuv[1];
     const uint8_t* uv = src + uv_offset + (long long)(y >> 1) * pitch + (x & ~1);
@@ -95,7 +140,7 @@ __device__ void swm_frame_to_model(const uint8_t* __restrict__ src, int src_w, i
     for (int tx = 0; tx < kx; ++tx) {
       const float wx = xw[(long long)ox * kx + tx];
       const int x = min(x0 + tx, src_w - 1);
-      const Rgb p = swm_fetch(src, pitch, uv_offset, format, x, y, yuv);
+      const Rgb p = swm_fetch(src, src_w, src_h, pitch, uv_offset, format, x, y, yuv);
       r0 += wx * ((p.r * inv255 - m0) * is0);
       r1 += wx * ((p.g * inv255 - m1) * is1);
       r2 += wx * ((p.b * inv255 - m2) * is2);

@@ -176,14 +176,15 @@ impl MediaCache {
         Ok(&self.tables[0])
     }
 
-    /// Decodes one JPEG to a U8 (H, W, 3) RGB tensor on `device`'s stream: the hardware decoder, or nvJPEG's
-    /// default backend for what the hardware refuses (progressive JPEGs).
-    fn decode_jpeg(&mut self, bytes: &[u8], device: &Device) -> Result<Tensor> {
+    /// Decodes one JPEG to its planar components on `device`'s stream (`nvjpeg::Decoder::decode_planar`: the
+    /// kernel finishes the decode as libjpeg-turbo does): the hardware decoder, or nvJPEG's default backend for
+    /// what the hardware refuses (progressive JPEGs).
+    fn decode_jpeg(&mut self, bytes: &[u8], device: &Device) -> Result<(Tensor, FrameLayout)> {
         if self.hardware.is_none() {
             self.hardware = Some(nvjpeg::Decoder::new(device, nvjpeg::Backend::Hardware)?);
         }
         if let Some(hw) = self.hardware.as_mut() {
-            match hw.decode_rgb(bytes) {
+            match hw.decode_planar(bytes) {
                 // Only the hardware engines refuse what the default backend decodes (progressive JPEGs); a
                 // "hardware" decoder that fell back to the default backend has nothing to retry with.
                 Err(crate::media::MediaError::Unsupported { .. }) if hw.backend() == nvjpeg::Backend::Hardware => {}
@@ -194,7 +195,7 @@ impl MediaCache {
             self.fallback = Some(nvjpeg::Decoder::new(device, nvjpeg::Backend::Default)?);
         }
         match self.fallback.as_mut() {
-            Some(d) => Ok(d.decode_rgb(bytes)?),
+            Some(d) => Ok(d.decode_planar(bytes)?),
             None => Err(Error::Internal("no JPEG decoder".into())),
         }
     }
@@ -559,15 +560,13 @@ fn image_input(
             let Some(first) = decoded.first() else {
                 return Err(Error::invalid_input(field(), "no JPEG given"));
             };
-            let (fh, fw, _) = first.dims3()?;
-            if decoded.iter().any(|d| d.dims() != first.dims()) {
+            let size = |l: &FrameLayout| (l.width, l.height);
+            if decoded.iter().any(|(_, l)| size(l) != size(&first.1)) {
                 return Err(Error::invalid_input(field(), "the JPEGs of one observation must have one size"));
             }
-            let layout = FrameLayout::packed(PixelFormat::Rgb, fw, fh);
-            let refs: Vec<Tensor> =
-                decoded.iter().map(|d| d.reshape((1, fh * fw * 3))).collect::<candle_core::Result<_>>()?;
-            let flat = Tensor::cat(&refs, 0)?;
-            return finish(resized(&flat, &layout, preprocess, media, device, &field)?, &[files.len()]);
+            // Each frame with its own layout (the files may differ in chroma sampling).
+            let frames: Vec<(Tensor, FrameLayout)> = decoded;
+            return finish(resize_frames(&frames, preprocess, media, device, &field)?, &[files.len()]);
         }
         Input::Pixels(p) => {
             let dims = p.dims().to_vec();
@@ -599,6 +598,25 @@ fn resized(
     device: &Device,
     field: &dyn Fn() -> String,
 ) -> Result<Tensor> {
+    let (n, row) = flat.dims2()?;
+    if row < layout.required_bytes() {
+        return Err(Error::invalid_input(
+            field(),
+            format!("{row} bytes per frame; a {layout:?} frame needs {}", layout.required_bytes()),
+        ));
+    }
+    let frames = (0..n).map(|i| Ok((flat.get(i)?, *layout))).collect::<Result<Vec<_>>>()?;
+    resize_frames(&frames, preprocess, media, device, field)
+}
+
+/// Frames of one size (each with its layout) → `(n, 3, h, w)` model input, through the fused kernel.
+fn resize_frames(
+    frames: &[(Tensor, FrameLayout)],
+    preprocess: &Preprocess,
+    media: &mut MediaCache,
+    device: &Device,
+    field: &dyn Fn() -> String,
+) -> Result<Tensor> {
     let [h, w] = preprocess.image_size;
     if h != w {
         return Err(Error::invalid_input(
@@ -606,26 +624,18 @@ fn resized(
             format!("resizing frames needs a square model input (Resize(size)); this one is {h}x{w}"),
         ));
     }
-    let (n, row) = flat.dims2()?;
-    if n == 0 {
+    let Some((_, first)) = frames.first() else {
         return Err(Error::invalid_input(field(), "empty batch"));
-    }
-    if row < layout.required_bytes() {
-        return Err(Error::invalid_input(
-            field(),
-            format!("{row} bytes per frame; a {layout:?} frame needs {}", layout.required_bytes()),
-        ));
-    }
-    let table = media.table(layout.height, layout.width, h, device)?;
+    };
+    let table = media.table(first.height, first.width, h, device)?;
     let (oh, ow) = table.output();
     let Device::Cuda(cuda) = device else {
         return Err(Error::Internal("a session on a non-CUDA device".into()));
     };
     // Every slot is written by `frame_into` below before the tensor is read.
-    let out = crate::ops::launch::uninit_f32(cuda, (n, 3, oh, ow))?;
-    for i in 0..n {
-        let frame = flat.get(i)?;
-        frame_into(&frame, layout, table, &preprocess.normalization, &out, i)
+    let out = crate::ops::launch::uninit_f32(cuda, (frames.len(), 3, oh, ow))?;
+    for (i, (frame, layout)) in frames.iter().enumerate() {
+        frame_into(frame, layout, table, &preprocess.normalization, &out, i)
             .map_err(|e| Error::invalid_input(field(), e.to_string()))?;
     }
     Ok(out)

@@ -109,7 +109,9 @@ fn jpeg_nv12_and_camera_sized_frames_are_planned() {
     let spec = a.inputs()[0].clone();
     let device = swm::device::cuda(0).unwrap();
     let mut decoder = swm::media::nvjpeg::Decoder::new(&device, swm::media::nvjpeg::Backend::Hardware).unwrap();
-    let rgb = decoder.decode_rgb(&jpeg).unwrap().flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    // The JPEG path's pixels: nvJPEG's planes finished as libjpeg-turbo does (the kernel's JPEG formats).
+    let (planes, layout) = decoder.decode_planar(&jpeg).unwrap();
+    let rgb = swm::ops::jpeg_rgb(&planes.to_vec1::<u8>().unwrap(), &layout).unwrap();
     let jpeg_msg = || message(&spec, Encoding::Jpeg, (0, 0, 0), Payload::Host(jpeg.clone()));
     let rgb_msg = || message(&spec, Encoding::Rgb8, (640, 480, 1920), Payload::Host(rgb.clone()));
     a.set_goal(&[jpeg_msg()]).unwrap();

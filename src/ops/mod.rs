@@ -24,7 +24,7 @@ pub mod tdmpc2;
 
 pub use error::{DriverFailure, KernelError, Result};
 pub use preprocess::{
-    frame_into, frame_to_model, normalize_rgb_frames, FrameLayout, ImageNormalization, PixelFormat, YuvColor,
-    YuvMatrix, YuvRange,
+    frame_into, frame_to_model, jpeg_rgb, normalize_rgb_frames, FrameLayout, ImageNormalization, JpegSampling,
+    PixelFormat, YuvColor, YuvMatrix, YuvRange,
 };
 pub use resize::ResizeTable;

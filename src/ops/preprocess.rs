@@ -9,7 +9,10 @@
 //!   planar `f32` (N, 3, H, W): `(x / 255 − mean_c) / std_c`.
 //!
 //! NV12 chroma is replicated over each 2×2 block (no chroma interpolation), converted to RGB in float (not rounded
-//! to 8 bits) and clamped to `[0, 255]`.
+//! to 8 bits) and clamped to `[0, 255]`. A JPEG's planar components ([`PixelFormat::Jpeg`]) are upsampled and
+//! converted exactly as libjpeg-turbo does by default (integer arithmetic, 8-bit RGB), so the kernel sees Pillow's
+//! pixels wherever the IDCT outputs agree; [`jpeg_rgb`] is that decode step on the host, the reference the GPU
+//! tests hold the kernel to.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
@@ -157,6 +160,45 @@ pub enum PixelFormat {
     Bgra,
     /// 8-bit 4:2:0 NV12: a luma plane, then a half-height plane of interleaved U, V (NVDEC's output).
     Nv12(YuvColor),
+    /// A JPEG's components as its decoder's IDCT leaves them (nvJPEG's planar YUV output): the luma plane, then
+    /// (unless greyscale) the Cb and Cr planes at their own sampling, tightly packed one after the other. The
+    /// kernel finishes the decode as libjpeg(-turbo) does by default — Pillow's decode, which upstream uses —
+    /// "fancy" (triangular) chroma upsampling and JFIF's full-range BT.601 conversion in libjpeg's fixed point —
+    /// so the model sees libjpeg's pixels, not those of nvJPEG's own colour conversion (which replicates chroma).
+    Jpeg(JpegSampling),
+}
+
+/// Chroma sampling of a [`PixelFormat::Jpeg`] frame (the ones libjpeg-turbo upsamples by interpolation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JpegSampling {
+    /// One component (greyscale): R = G = B = Y.
+    Gray,
+    /// 4:4:4: chroma at full resolution.
+    S444,
+    /// 4:2:2: chroma at half width.
+    S422,
+    /// 4:2:0: chroma at half width and half height.
+    S420,
+    /// 4:4:0: chroma at half height.
+    S440,
+}
+
+impl JpegSampling {
+    /// Horizontal and vertical chroma subsampling factors (greyscale: 1, 1).
+    pub fn factors(self) -> (usize, usize) {
+        match self {
+            Self::Gray | Self::S444 => (1, 1),
+            Self::S422 => (2, 1),
+            Self::S420 => (2, 2),
+            Self::S440 => (1, 2),
+        }
+    }
+
+    /// Width and height of each chroma plane of a `width × height` image (none for greyscale).
+    pub fn chroma_size(self, width: usize, height: usize) -> Option<(usize, usize)> {
+        let (h, v) = self.factors();
+        (self != Self::Gray).then(|| (width.div_ceil(h), height.div_ceil(v)))
+    }
 }
 
 impl PixelFormat {
@@ -168,15 +210,20 @@ impl PixelFormat {
             Self::Rgba => 2,
             Self::Bgra => 3,
             Self::Nv12(_) => 4,
+            Self::Jpeg(JpegSampling::Gray) => 5,
+            Self::Jpeg(JpegSampling::S444) => 6,
+            Self::Jpeg(JpegSampling::S422) => 7,
+            Self::Jpeg(JpegSampling::S420) => 8,
+            Self::Jpeg(JpegSampling::S440) => 9,
         }
     }
 
-    /// Bytes per pixel of a packed format (NV12: 1, its luma plane).
+    /// Bytes per pixel of a packed format (NV12 and JPEG planes: 1, the luma plane's).
     pub fn bytes_per_pixel(&self) -> usize {
         match self {
             Self::Rgb | Self::Bgr => 3,
             Self::Rgba | Self::Bgra => 4,
-            Self::Nv12(_) => 1,
+            Self::Nv12(_) | Self::Jpeg(_) => 1,
         }
     }
 }
@@ -190,9 +237,10 @@ pub struct FrameLayout {
     pub width: usize,
     /// Height in pixels.
     pub height: usize,
-    /// Bytes from one row to the next (≥ width × bytes per pixel); NV12: of both planes.
+    /// Bytes from one row to the next (≥ width × bytes per pixel); NV12: of both planes; JPEG: of the luma plane.
     pub pitch: usize,
     /// NV12: bytes from the start of the buffer to the UV plane (≥ pitch × height; decoders may pad the luma plane).
+    /// JPEG: to the Cb plane, which the Cr plane follows (each [`JpegSampling::chroma_size`], rows not padded).
     pub uv_offset: usize,
 }
 
@@ -207,8 +255,17 @@ impl FrameLayout {
     pub fn required_bytes(&self) -> usize {
         match self.format {
             PixelFormat::Nv12(_) => self.uv_offset.saturating_add(self.pitch.saturating_mul(self.height.div_ceil(2))),
-            _ => self.pitch.saturating_mul(self.height.saturating_sub(1)).saturating_add(self.row_bytes()),
+            PixelFormat::Jpeg(sampling) => match sampling.chroma_size(self.width, self.height) {
+                Some((cw, ch)) => self.uv_offset.saturating_add(cw.saturating_mul(ch).saturating_mul(2)),
+                None => self.luma_bytes(),
+            },
+            _ => self.luma_bytes(),
         }
+    }
+
+    /// Bytes from the start of the buffer to the end of the last row of the (luma) plane.
+    fn luma_bytes(&self) -> usize {
+        self.pitch.saturating_mul(self.height.saturating_sub(1)).saturating_add(self.row_bytes())
     }
 
     fn row_bytes(&self) -> usize {
@@ -245,6 +302,18 @@ impl FrameLayout {
                 ));
             }
         }
+        if let PixelFormat::Jpeg(sampling) = self.format {
+            if sampling != JpegSampling::Gray && self.uv_offset < self.luma_bytes() {
+                return Err(KernelError::operand(
+                    "frame",
+                    format!(
+                        "JPEG Cb plane at {} overlaps the luma plane ({} bytes)",
+                        self.uv_offset,
+                        self.luma_bytes()
+                    ),
+                ));
+            }
+        }
         if bytes < self.required_bytes() || i64::try_from(self.required_bytes()).is_err() {
             return Err(KernelError::operand(
                 "frame",
@@ -260,6 +329,85 @@ impl FrameLayout {
         }
         Ok(())
     }
+}
+
+/// libjpeg's fixed-point constants (`jdcolor.c`'s scale: 16 fraction bits): FIX(1.402), FIX(1.772), FIX(0.71414),
+/// FIX(0.34414), and one half.
+const JFIX_CR_R: i32 = 91881;
+const JFIX_CB_B: i32 = 116130;
+const JFIX_CR_G: i32 = 46802;
+const JFIX_CB_G: i32 = 22554;
+const JFIX_HALF: i32 = 1 << 15;
+
+/// The chroma sample of plane `c` (`cw × ch`, rows of `cw` bytes) at full-resolution pixel `(x, y)`, upsampled as
+/// libjpeg-turbo's "fancy" upsamplers do: the nearer chroma sample weighted 3/4 and the next one outward 1/4 per
+/// subsampled axis (edges replicated), with libjpeg's alternating rounding biases.
+fn jpeg_chroma(c: &[u8], cw: usize, ch: usize, (hs, vs): (usize, usize), x: usize, y: usize) -> i32 {
+    let at = |cx: usize, cy: usize| i32::from(c[cy * cw + cx]);
+    // The neighbour outward from the pixel's position within its chroma sample: before it for the first of the
+    // two pixels a sample covers, after it for the second (clamped to the plane).
+    let outward = |i: usize, n: usize, second: bool| if second { (i + 1).min(n - 1) } else { i.saturating_sub(1) };
+    let (cx, cy) = (x / hs, y / vs);
+    match (hs, vs) {
+        (1, 1) => at(cx, cy),
+        (2, 1) => {
+            let odd = x % 2 == 1;
+            (3 * at(cx, cy) + at(outward(cx, cw, odd), cy) + if odd { 2 } else { 1 }) >> 2
+        }
+        (1, 2) => {
+            let odd = y % 2 == 1;
+            (3 * at(cx, cy) + at(cx, outward(cy, ch, odd)) + if odd { 2 } else { 1 }) >> 2
+        }
+        _ => {
+            let fy = outward(cy, ch, y % 2 == 1);
+            let colsum = |cx: usize| 3 * at(cx, cy) + at(cx, fy);
+            let odd = x % 2 == 1;
+            (3 * colsum(cx) + colsum(outward(cx, cw, odd)) + if odd { 7 } else { 8 }) >> 4
+        }
+    }
+}
+
+/// libjpeg's YCbCr → RGB (JFIF full-range BT.601, `jdcolor.c`'s integer tables), clamped to 8 bits.
+fn jpeg_ycc_to_rgb(y: i32, cb: i32, cr: i32) -> [u8; 3] {
+    let (cb, cr) = (cb - 128, cr - 128);
+    let r = y + ((JFIX_CR_R * cr + JFIX_HALF) >> 16);
+    let g = y + ((-JFIX_CB_G * cb + JFIX_HALF - JFIX_CR_G * cr) >> 16);
+    let b = y + ((JFIX_CB_B * cb + JFIX_HALF) >> 16);
+    [r, g, b].map(|v| v.clamp(0, 255) as u8)
+}
+
+/// The 8-bit RGB image (H, W, 3) that libjpeg-turbo's default decode makes of a [`PixelFormat::Jpeg`] frame's
+/// planes, on the host: the reference of the kernel's JPEG path (which computes the same integers per tap).
+pub fn jpeg_rgb(planes: &[u8], layout: &FrameLayout) -> Result<Vec<u8>> {
+    let PixelFormat::Jpeg(sampling) = layout.format else {
+        return Err(KernelError::operand("frame", format!("{:?} is not a JPEG planar format", layout.format)));
+    };
+    layout.check(planes.len())?;
+    let (w, h) = (layout.width, layout.height);
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    let luma = |x: usize, y: usize| i32::from(planes[y * layout.pitch + x]);
+    match sampling.chroma_size(w, h) {
+        None => {
+            for y in 0..h {
+                for x in 0..w {
+                    let v = planes[y * layout.pitch + x];
+                    rgb.extend_from_slice(&[v, v, v]);
+                }
+            }
+        }
+        Some((cw, ch)) => {
+            let cb = &planes[layout.uv_offset..layout.uv_offset + cw * ch];
+            let cr = &planes[layout.uv_offset + cw * ch..layout.uv_offset + 2 * cw * ch];
+            let f = sampling.factors();
+            for y in 0..h {
+                for x in 0..w {
+                    let (u, v) = (jpeg_chroma(cb, cw, ch, f, x, y), jpeg_chroma(cr, cw, ch, f, x, y));
+                    rgb.extend_from_slice(&jpeg_ycc_to_rgb(luma(x, y), u, v));
+                }
+            }
+        }
+    }
+    Ok(rgb)
 }
 
 /// Preprocesses one frame into slot `slot` of `dst`: a contiguous CUDA `f32` or `bf16` tensor whose last three
@@ -338,8 +486,8 @@ pub fn frame_into(
     let cfg = LaunchConfig { grid_dim: (pixels.div_ceil(128), 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: the arguments match swm_frame_to_model_{f32,bf16}(src, src_w, src_h, pitch, uv_offset, format,
     // 7 × yuv f32, table, kx, ky, out_w, out_h, dst, 3 × mean, 3 × inv_std). `layout.check` proved the frame buffer
-    // holds every byte the kernel reads (rows below height at `pitch`, the UV plane at `uv_offset`; taps are
-    // clamped to the frame); the table holds out_w·(kx+1) + out_h·(ky+1) values (ResizeTable); `out` is slot
+    // holds every byte the kernel reads (rows below height at `pitch`, the UV plane — or a JPEG's Cb and Cr
+    // planes of `JpegSampling::chroma_size` — at `uv_offset`; taps and chroma neighbours are clamped to the frame); the table holds out_w·(kx+1) + out_h·(ky+1) values (ResizeTable); `out` is slot
     // `slot` < slots of `dst`, which holds 3·out_h·out_w values of its dtype from there. The tensors outlive the
     // launch on their shared stream.
     launched(unsafe { b.launch(cfg) })
@@ -384,6 +532,58 @@ mod tests {
         assert!(FrameLayout { uv_offset: 100, ..nv12 }.check(1 << 24).is_err(), "UV over luma");
         assert!(FrameLayout::packed(PixelFormat::Nv12(YuvColor::default()), 3, 2).check(100).is_err(), "odd width");
         assert!(FrameLayout::packed(PixelFormat::Bgra, 0, 2).check(100).is_err());
+    }
+
+    #[test]
+    fn jpeg_chroma_is_upsampled_as_libjpeg_turbo_does() {
+        // 4:2:2, one row [0, 100, 200]: the first and last pixels keep their sample, the others mix 3:1 with the
+        // outward neighbour (+1 / +2 biases).
+        let row = [0u8, 100, 200];
+        let got: Vec<i32> = (0..6).map(|x| jpeg_chroma(&row, 3, 1, (2, 1), x, 0)).collect();
+        assert_eq!(got, [0, 25, 75, 125, 175, 200]);
+        // 4:4:0, one column [0, 100]: the same vertically.
+        let col = [0u8, 100];
+        let got: Vec<i32> = (0..4).map(|y| jpeg_chroma(&col, 1, 2, (1, 2), 0, y)).collect();
+        assert_eq!(got, [0, 25, 75, 100]);
+        // 4:2:0, 2x2 [[0, 64], [128, 255]]: column sums 3·near + far, then 3:1 across with +8 / +7.
+        let block = [0u8, 64, 128, 255];
+        let at = |x, y| jpeg_chroma(&block, 2, 2, (2, 2), x, y);
+        assert_eq!(at(0, 0), 0);
+        // Column sums (3·near + far): 3·0 + 128 = 128 at x = 0, 3·64 + 255 = 447 at x = 1.
+        assert_eq!(at(1, 1), (3 * 128 + 447 + 7) >> 4);
+        assert_eq!(at(3, 3), 255, "the far corner keeps its sample");
+        assert_eq!(at(2, 1), (3 * 447 + 128 + 8) >> 4);
+        assert_eq!(jpeg_chroma(&block, 2, 2, (1, 1), 1, 1), 255, "4:4:4 reads the sample");
+    }
+
+    #[test]
+    fn jpeg_colour_conversion_uses_libjpeg_integers() {
+        assert_eq!(jpeg_ycc_to_rgb(100, 128, 128), [100, 100, 100]);
+        // JFIF red: 254, 0, 0 in libjpeg's tables (a float matrix gives 254.6, −0.3, −0.2 before rounding).
+        assert_eq!(jpeg_ycc_to_rgb(76, 85, 255), [254, 0, 0]);
+        assert_eq!(jpeg_ycc_to_rgb(255, 255, 255), [255, 121, 255]);
+        assert_eq!(jpeg_ycc_to_rgb(0, 0, 0), [0, 135, 0]);
+    }
+
+    #[test]
+    fn jpeg_planes_become_rgb_and_their_layout_is_checked() {
+        let sampling = JpegSampling::S420;
+        assert_eq!(sampling.chroma_size(17, 9), Some((9, 5)));
+        assert_eq!(JpegSampling::Gray.chroma_size(17, 9), None);
+        let layout = FrameLayout::packed(PixelFormat::Jpeg(sampling), 3, 3);
+        assert_eq!((layout.pitch, layout.uv_offset, layout.required_bytes()), (3, 9, 9 + 2 * 4));
+        let mut planes = vec![50u8; 9];
+        planes.extend_from_slice(&[128; 4]); // Cb
+        planes.extend_from_slice(&[128; 4]); // Cr
+        assert_eq!(jpeg_rgb(&planes, &layout).unwrap(), vec![50u8; 27]);
+        assert!(jpeg_rgb(&planes[..16], &layout).is_err(), "one byte short");
+        assert!(FrameLayout { uv_offset: 4, ..layout }.check(64).is_err(), "Cb over luma");
+        let gray = FrameLayout::packed(PixelFormat::Jpeg(JpegSampling::Gray), 3, 3);
+        assert_eq!(gray.required_bytes(), 9);
+        let rgb = jpeg_rgb(&(0..9).collect::<Vec<u8>>(), &gray).unwrap();
+        assert_eq!(&rgb[..6], &[0, 0, 0, 1, 1, 1]);
+        let not_jpeg = FrameLayout::packed(PixelFormat::Rgb, 1, 1);
+        assert!(jpeg_rgb(&[0; 3], &not_jpeg).is_err());
     }
 
     #[test]

@@ -203,3 +203,90 @@ fn decode_needs_the_input_only_during_the_call() {
         }
     }
 }
+
+/// The JPEG path the sessions use: nvJPEG's planar components finished by the fused kernel. On every committed
+/// JPEG and both backends, the kernel's pixels (an identity resize with a normalisation that leaves 0..255 levels)
+/// equal the host reference `swm::ops::jpeg_rgb` of libjpeg-turbo's upsampling and colour conversion on the same
+/// planes exactly, and land within half a level of Pillow's mean (libjpeg-turbo: the only remaining difference is
+/// the IDCT's rounding). Whether the result is bit-exact with Pillow's decode is printed.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn planar_decode_and_the_kernel_reproduce_libjpeg_turbo() {
+    use swm::ops::{frame_to_model, jpeg_rgb, ImageNormalization, JpegSampling, PixelFormat, ResizeTable};
+    let (_gpu, device) = gpu();
+    let levels = ImageNormalization { mean: [0.0; 3], std: [1.0 / 255.0; 3] };
+    let mut fallback = Decoder::new(&device, Backend::Default).unwrap();
+    for backend in [Backend::Default, Backend::Hardware] {
+        let mut decoder = Decoder::new(&device, backend).unwrap();
+        for entry in jpeg_entries().iter().filter(|e| e["expect"] == "ok") {
+            let name = entry["name"].as_str().unwrap();
+            let bytes = read(name);
+            let (planes, layout, by) = match decoder.decode_planar(&bytes) {
+                Ok((p, l)) => (p, l, decoder.backend()),
+                Err(MediaError::Unsupported { .. }) => {
+                    let (p, l) = fallback.decode_planar(&bytes).unwrap();
+                    (p, l, fallback.backend())
+                }
+                Err(e) => panic!("{name} ({backend}): {e}"),
+            };
+            let want_sampling = match entry["subsampling"].as_str().unwrap() {
+                "4:0:0" => JpegSampling::Gray,
+                "4:4:4" => JpegSampling::S444,
+                "4:2:2" => JpegSampling::S422,
+                "4:2:0" => JpegSampling::S420,
+                other => panic!("{name}: no planar format expected for {other}"),
+            };
+            assert_eq!(layout.format, PixelFormat::Jpeg(want_sampling), "{name}");
+            let (w, h) = (layout.width, layout.height);
+            assert_eq!((w as u64, h as u64), (entry["width"].as_u64().unwrap(), entry["height"].as_u64().unwrap()));
+            let host_planes = planes.to_vec1::<u8>().unwrap();
+            let reference = jpeg_rgb(&host_planes, &layout).unwrap();
+            let identity = ResizeTable::shorter_side(h, w, h.min(w), &device).unwrap();
+            let out = frame_to_model(&planes, &layout, &identity, &levels).unwrap();
+            let ours = out.squeeze(0).unwrap().permute((1, 2, 0)).unwrap().flatten_all().unwrap();
+            let ours = ours.to_vec1::<f32>().unwrap();
+            let off = ours.iter().zip(&reference).map(|(a, b)| (a - f32::from(*b)).abs()).fold(0.0f32, f32::max);
+            assert!(off < 0.01, "{name} ({by}): kernel vs host libjpeg reference differ by {off} levels");
+            let rgb = Tensor::from_vec(reference.clone(), (h, w, 3), &candle_core::Device::Cpu).unwrap();
+            let got = mean_rgb(&rgb);
+            let want: Vec<f64> =
+                entry["decoded"]["mean_rgb"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let bit_exact = super::nvdec::sha256_hex(&reference) == entry["decoded"]["sha256"].as_str().unwrap();
+            println!("{name} ({by}): mean {got:.3?}, Pillow {want:.3?}, bit-exact with Pillow: {bit_exact}");
+            let tol = if w * h < 1000 { 1.0 } else { 0.5 };
+            assert!((0..3).all(|c| (got[c] - want[c]).abs() <= tol), "{name} ({by}): mean {got:?} vs {want:?}");
+        }
+    }
+}
+
+/// End to end and bit for bit: the flat-block JPEGs of `tests/data/media/flat_blocks` (every IDCT exact, see
+/// `tools/media/flat_blocks.py`) decode on both backends to exactly the drawn planes, and the kernel turns them
+/// into exactly Pillow's pixels.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn flat_block_jpegs_decode_to_pillow_s_pixels_exactly() {
+    use swm::ops::{frame_to_model, ImageNormalization, ResizeTable};
+    let (_gpu, device) = gpu();
+    let levels = ImageNormalization { mean: [0.0; 3], std: [1.0 / 255.0; 3] };
+    let dir = media_dir().join("flat_blocks");
+    for backend in [Backend::Default, Backend::Hardware] {
+        let mut decoder = Decoder::new(&device, backend).unwrap();
+        for name in ["444", "422", "420"] {
+            let file = |ext: &str| std::fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
+            let (planes, layout) = decoder.decode_planar(&file("jpg")).unwrap();
+            assert_eq!(planes.to_vec1::<u8>().unwrap(), file("planes"), "{name} ({backend}): planes");
+            let table = ResizeTable::shorter_side(32, 48, 32, &device).unwrap();
+            let out = frame_to_model(&planes, &layout, &table, &levels).unwrap();
+            let ours = out.squeeze(0).unwrap().permute((1, 2, 0)).unwrap().flatten_all().unwrap();
+            let pillow = file("rgb");
+            let off = ours
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .zip(&pillow)
+                .map(|(a, b)| (a - f32::from(*b)).abs())
+                .fold(0.0f32, f32::max);
+            assert!(off < 0.01, "{name} ({backend}): {off} levels from Pillow's decode");
+        }
+    }
+}

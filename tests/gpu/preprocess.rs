@@ -204,9 +204,11 @@ fn sessions_encode_camera_frames_of_any_size_and_format() {
     let artifact = swm::tools::demo::write_artifact(dir.path()).unwrap();
     let mut session = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
     let jpeg = std::fs::read(super::media_file("baseline_420_640x480.jpg")).unwrap();
-    // nvJPEG's decode, as the JPEG path sees it.
+    // The JPEG path's pixels: nvJPEG's planes finished as libjpeg-turbo does (the host twin of the kernel).
     let mut decoder = swm::media::nvjpeg::Decoder::new(&device, swm::media::nvjpeg::Backend::Default).unwrap();
-    let rgb = decoder.decode_rgb(&jpeg).unwrap(); // (480, 640, 3) on the device
+    let (planes, layout) = decoder.decode_planar(&jpeg).unwrap();
+    let host = swm::ops::jpeg_rgb(&planes.to_vec1::<u8>().unwrap(), &layout).unwrap();
+    let rgb = Tensor::from_vec(host, (480, 640, 3), &device).unwrap();
     let embed = |session: &mut Session, obs: &Observation<'_>| {
         session.set_observation(obs).unwrap();
         session.encoded_observation().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()

@@ -215,3 +215,24 @@ fn lewm_preprocessing_matches_torchvision() {
     );
     assert!(pmax > 5.0 * max_tol && pmean > 5.0 * mean_tol, "the control must fail clearly");
 }
+
+/// libjpeg-turbo's chroma upsampling and colour conversion, bit for bit: JPEGs whose components are flat over
+/// every 8x8 block (so every IDCT gives back the drawn planes exactly; `tools/media/flat_blocks.py`) decode in
+/// Pillow to exactly what `swm::ops::jpeg_rgb` — the host twin of the fused kernel's JPEG formats — makes of
+/// those planes, for 4:4:4, 4:2:2 and 4:2:0 (a replicating upsampler is off by tens of levels at block edges).
+#[test]
+fn jpeg_planes_become_pillow_s_pixels_exactly() {
+    use swm::ops::{jpeg_rgb, FrameLayout, JpegSampling, PixelFormat};
+    let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+        .join("tests/data/media/flat_blocks");
+    for (name, sampling) in [("444", JpegSampling::S444), ("422", JpegSampling::S422), ("420", JpegSampling::S420)] {
+        let planes = std::fs::read(dir.join(format!("{name}.planes"))).unwrap();
+        let pillow = std::fs::read(dir.join(format!("{name}.rgb"))).unwrap();
+        let layout = FrameLayout::packed(PixelFormat::Jpeg(sampling), 48, 32);
+        assert_eq!(planes.len(), layout.required_bytes(), "{name}");
+        let ours = jpeg_rgb(&planes, &layout).unwrap();
+        let differing = ours.iter().zip(&pillow).filter(|(a, b)| a != b).count();
+        let max = ours.iter().zip(&pillow).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
+        assert_eq!(differing, 0, "{name}: {differing} values differ from Pillow's, by up to {max} levels");
+    }
+}

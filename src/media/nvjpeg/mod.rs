@@ -36,10 +36,11 @@ pub mod sys;
 use std::ffi::c_int;
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{CudaStorage, Device, Storage, Tensor};
+use candle_core::{CudaStorage, Device, Shape, Storage, Tensor};
 use cudarc::driver::{CudaContext, DevicePtrMut};
 
 use super::MediaError;
+use crate::ops::{FrameLayout, JpegSampling, PixelFormat};
 use sys::{nvjpegBackend_t, nvjpegChromaSubsampling_t, nvjpegOutputFormat_t, nvjpegStatus_t, Library};
 
 /// The process-wide libnvjpeg, loaded on first use (a failed load is retried on the next call).
@@ -158,6 +159,8 @@ pub struct ImageInfo {
     pub components: u32,
     /// Chroma subsampling.
     pub subsampling: ChromaSubsampling,
+    /// Width and height of the second component (a chroma plane), when there is one.
+    pub chroma: Option<(u32, u32)>,
 }
 
 /// The start-of-image marker every JPEG begins with (`FF D8`, then the next marker's `FF`); checked on the host
@@ -281,6 +284,7 @@ impl Handle {
             height: heights[0] as u32,
             components: components as u32,
             subsampling: ChromaSubsampling::from_raw(subsampling),
+            chroma: (components > 1 && widths[1] > 0 && heights[1] > 0).then(|| (widths[1] as u32, heights[1] as u32)),
         })
     }
 }
@@ -370,9 +374,9 @@ pub struct Decoder {
     // it, so this only keeps the order obvious).
     state: JpegState,
     jpeg_stream: Option<JpegStream>,
-    /// Whether `nvjpegDecodeBatchedInitialize` has set `state` up for batches of one (hardware backend); reset
-    /// after a failed batch, which nvJPEG requires to be re-initialised.
-    batched_ready: bool,
+    /// The output format `nvjpegDecodeBatchedInitialize` has set `state` up for, for batches of one (hardware
+    /// backend); reset after a failed batch, which nvJPEG requires to be re-initialised.
+    batched_for: Option<nvjpegOutputFormat_t>,
     handle: Arc<Handle>,
     device: Device,
 }
@@ -392,7 +396,7 @@ impl Decoder {
         let ctx = cuda.cuda_stream().context().clone();
         let handle = Arc::new(Handle::new(library()?, &ctx, backend)?);
         let state = JpegState::new(&handle)?;
-        Ok(Self { state, jpeg_stream: None, batched_ready: false, handle, device: device.clone() })
+        Ok(Self { state, jpeg_stream: None, batched_for: None, handle, device: device.clone() })
     }
 
     /// The backend obtained (see [`Handle::backend`]).
@@ -418,7 +422,53 @@ impl Decoder {
     /// Decodes `bytes` into a new U8 `(H, W, 3)` interleaved RGB tensor on the decoder's device, enqueued on the
     /// device's Candle stream (no host synchronisation by swm; see the module docs). Greyscale JPEGs come out
     /// with R = G = B. A bad image is a typed error ([`MediaError::is_bad_input`]) and leaves the decoder usable.
+    ///
+    /// This is nvJPEG's own colour conversion, which replicates subsampled chroma; [`Decoder::decode_planar`]
+    /// leaves upsampling and conversion to the fused kernel, which does them as libjpeg-turbo (and so Pillow) does.
     pub fn decode_rgb(&mut self, bytes: &[u8]) -> Result<Tensor, MediaError> {
+        let info = self.checked_info(bytes)?;
+        let (h, w) = (info.height as usize, info.width as usize);
+        self.decode_to(bytes, nvjpegOutputFormat_t::NVJPEG_OUTPUT_RGBI, (h, w, 3).into(), &[(0, 3 * w)])
+    }
+
+    /// Decodes `bytes` into the JPEG's planar components (luma, then Cb and Cr at their own sampling) in a new
+    /// U8 tensor on the decoder's device, with the [`FrameLayout`] of [`PixelFormat::Jpeg`] that says where they
+    /// are: what [`crate::ops::frame_into`] turns into the model's input, upsampling chroma and converting to
+    /// RGB exactly as libjpeg-turbo's default decode does (upstream decodes with Pillow, i.e. libjpeg-turbo).
+    /// JPEGs at a sampling the kernel does not finish (4:1:1, 4:1:0) are decoded to interleaved RGB by nvJPEG
+    /// instead ([`PixelFormat::Rgb`]). Ordered on the device's stream like [`Decoder::decode_rgb`].
+    pub fn decode_planar(&mut self, bytes: &[u8]) -> Result<(Tensor, FrameLayout), MediaError> {
+        let info = self.checked_info(bytes)?;
+        let (h, w) = (info.height as usize, info.width as usize);
+        let sampling = match (info.components, info.subsampling) {
+            (1, _) => Some(JpegSampling::Gray),
+            (3, ChromaSubsampling::Css444) => Some(JpegSampling::S444),
+            (3, ChromaSubsampling::Css422) => Some(JpegSampling::S422),
+            (3, ChromaSubsampling::Css420) => Some(JpegSampling::S420),
+            (3, ChromaSubsampling::Css440) => Some(JpegSampling::S440),
+            _ => None,
+        };
+        // The planes must be the size the kernel derives from the sampling (they are for these samplings).
+        let chroma = |s: JpegSampling| s.chroma_size(w, h).map(|(cw, ch)| (cw as u32, ch as u32));
+        let Some(sampling) = sampling.filter(|s| chroma(*s) == info.chroma || *s == JpegSampling::Gray) else {
+            let rgb =
+                self.decode_to(bytes, nvjpegOutputFormat_t::NVJPEG_OUTPUT_RGBI, (h * w * 3).into(), &[(0, 3 * w)])?;
+            return Ok((rgb, FrameLayout::packed(PixelFormat::Rgb, w, h)));
+        };
+        let layout = FrameLayout::packed(PixelFormat::Jpeg(sampling), w, h);
+        let flat = match sampling.chroma_size(w, h) {
+            None => self.decode_to(bytes, nvjpegOutputFormat_t::NVJPEG_OUTPUT_Y, (h * w).into(), &[(0, w)])?,
+            Some((cw, ch)) => {
+                let planes = [(0, w), (layout.uv_offset, cw), (layout.uv_offset + cw * ch, cw)];
+                let len = layout.required_bytes();
+                self.decode_to(bytes, nvjpegOutputFormat_t::NVJPEG_OUTPUT_YUV, len.into(), &planes)?
+            }
+        };
+        Ok((flat, layout))
+    }
+
+    /// The header of `bytes`, refused when it is not an image swm decodes.
+    fn checked_info(&self, bytes: &[u8]) -> Result<ImageInfo, MediaError> {
         let info = self.image_info(bytes)?;
         // The header states the size: refuse what no camera frame is before allocating for it.
         let max = crate::ops::resize::MAX_SIDE as u32;
@@ -434,57 +484,64 @@ impl Decoder {
                 reason: format!("{} colour components (swm decodes greyscale and YCbCr JPEGs)", info.components),
             });
         }
+        Ok(info)
+    }
+
+    /// Decodes `bytes` as `format` into a new U8 tensor of `shape` whose planes are at `planes` (byte offset,
+    /// pitch), one per channel `format` writes; every byte of the planes is written by nvJPEG.
+    fn decode_to(
+        &mut self,
+        bytes: &[u8],
+        format: nvjpegOutputFormat_t,
+        shape: Shape,
+        planes: &[(usize, usize)],
+    ) -> Result<Tensor, MediaError> {
         let device = self.device.clone();
         let Device::Cuda(cuda) = &device else {
             return Err(MediaError::NotCuda(format!("{:?}", device.location())));
         };
-        let (h, w) = (info.height as usize, info.width as usize);
         let stream = cuda.cuda_stream();
         stream.context().bind_to_thread()?;
-        // SAFETY: uninitialised device memory; nvJPEG writes every byte of the (h, w, 3) RGBI image (pitch 3w,
-        // no padding) before the tensor is handed out, and on failure the memory is freed unread.
-        let mut slice = unsafe { cuda.alloc::<u8>(h * w * 3) }?;
+        // SAFETY: uninitialised device memory; the callers size `shape` and `planes` so that nvJPEG writes every
+        // byte a reader of the returned tensor (under its layout) reads, before the tensor is handed out; on
+        // failure the memory is freed unread.
+        let mut slice = unsafe { cuda.alloc::<u8>(shape.elem_count()) }?;
         {
             // Held across the decode: with event tracking on, dropping it records the write after nvJPEG's work.
             let (ptr, _written) = slice.device_ptr_mut(&stream);
             let mut image = sys::nvjpegImage_t::default();
-            image.channel[0] = ptr as usize as *mut u8;
-            image.pitch[0] = 3 * w;
+            for (c, &(offset, pitch)) in planes.iter().enumerate().take(sys::NVJPEG_MAX_COMPONENT) {
+                image.channel[c] = (ptr as usize + offset) as *mut u8;
+                image.pitch[c] = pitch;
+            }
             let cu_stream = stream.cu_stream() as sys::cudaStream_t;
             if self.handle.backend == Backend::Hardware {
-                self.decode_hardware(bytes, &mut image, cu_stream)?;
+                self.decode_hardware(bytes, format, &mut image, cu_stream)?;
             } else {
-                self.decode_single(bytes, &mut image, cu_stream)?;
+                self.decode_single(bytes, format, &mut image, cu_stream)?;
             }
         }
         let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, cuda.clone()));
-        Ok(Tensor::from_storage(storage, (h, w, 3), candle_core::op::BackpropOp::none(), false))
+        Ok(Tensor::from_storage(storage, shape, candle_core::op::BackpropOp::none(), false))
     }
 
     /// `nvjpegDecode` (every backend but the hardware one).
     fn decode_single(
         &mut self,
         bytes: &[u8],
+        format: nvjpegOutputFormat_t,
         image: &mut sys::nvjpegImage_t,
         stream: sys::cudaStream_t,
     ) -> Result<(), MediaError> {
         let h = &self.handle;
         // SAFETY: handle and state are live and belong together; `bytes` is a live host slice of `bytes.len()`
-        // bytes, read during the call; `image.channel[0]` is the device address of `3 * width * height` bytes
-        // (allocated by the caller for the size `nvjpegGetImageInfo` gave for these bytes) with pitch `3 * width`,
-        // as RGBI needs (nvjpeg.h:385-387); `stream` is the Candle stream of the context bound to this thread, on
-        // which the allocation was made.
-        let status = unsafe {
-            (h.lib.nvjpegDecode)(
-                h.raw,
-                self.state.raw,
-                bytes.as_ptr(),
-                bytes.len(),
-                nvjpegOutputFormat_t::NVJPEG_OUTPUT_RGBI,
-                image,
-                stream,
-            )
-        };
+        // bytes, read during the call; each channel of `image` that `format` writes is the device address of a
+        // plane the caller allocated for the sizes `nvjpegGetImageInfo` gave for these bytes, with its pitch
+        // (`decode_to`; RGBI: one plane of pitch `3 * width`, nvjpeg.h:385-387; Y: the luma plane; YUV: luma and
+        // the two chroma planes at their own sizes); `stream` is the Candle stream of the context bound to this
+        // thread, on which the allocation was made.
+        let status =
+            unsafe { (h.lib.nvjpegDecode)(h.raw, self.state.raw, bytes.as_ptr(), bytes.len(), format, image, stream) };
         self.status("nvjpegDecode", status)
     }
 
@@ -492,6 +549,7 @@ impl Decoder {
     fn decode_hardware(
         &mut self,
         bytes: &[u8],
+        format: nvjpegOutputFormat_t,
         image: &mut sys::nvjpegImage_t,
         stream: sys::cudaStream_t,
     ) -> Result<(), MediaError> {
@@ -515,32 +573,25 @@ impl Decoder {
                     .into(),
             });
         }
-        if !self.batched_ready {
-            // SAFETY: handle and state are live and belong together; a batch of one, one CPU thread, RGBI.
-            let status = unsafe {
-                (h.lib.nvjpegDecodeBatchedInitialize)(
-                    h.raw,
-                    self.state.raw,
-                    1,
-                    1,
-                    nvjpegOutputFormat_t::NVJPEG_OUTPUT_RGBI,
-                )
-            };
+        if self.batched_for != Some(format) {
+            // SAFETY: handle and state are live and belong together; a batch of one, one CPU thread, `format`.
+            let status = unsafe { (h.lib.nvjpegDecodeBatchedInitialize)(h.raw, self.state.raw, 1, 1, format) };
+            self.batched_for = None;
             self.status("nvjpegDecodeBatchedInitialize", status)?;
-            self.batched_ready = true;
+            self.batched_for = Some(format);
         }
         let data = [bytes.as_ptr()];
         let lengths = [bytes.len()];
-        // SAFETY: the state was initialised for batches of one RGBI image; `data`/`lengths` are live arrays of one
-        // entry each describing the live host slice `bytes`; `image` is one nvjpegImage_t whose `channel[0]` is
-        // the device address of `3 * width * height` bytes with pitch `3 * width` (see `decode_single`); `stream`
-        // is the Candle stream of the context bound to this thread.
+        // SAFETY: the state was initialised for batches of one image of `format`; `data`/`lengths` are live arrays
+        // of one entry each describing the live host slice `bytes`; `image` is one nvjpegImage_t whose channels
+        // are device planes of the sizes `format` writes (see `decode_single`); `stream` is the Candle stream of
+        // the context bound to this thread.
         let status = unsafe {
             (h.lib.nvjpegDecodeBatched)(h.raw, self.state.raw, data.as_ptr(), lengths.as_ptr(), image, stream)
         };
         if status != nvjpegStatus_t::NVJPEG_STATUS_SUCCESS {
             // nvjpeg.h:413: initialisation is also how a failed batch is reset.
-            self.batched_ready = false;
+            self.batched_for = None;
         }
         self.status("nvjpegDecodeBatched", status)
     }

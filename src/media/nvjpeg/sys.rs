@@ -101,12 +101,17 @@ impl nvjpegChromaSubsampling_t {
 }
 
 /// `nvjpegOutputFormat_t` (nvjpeg.h:123-149): the layout nvJPEG writes into an [`nvjpegImage_t`]. Only the two
-/// RGB formats swm uses are listed.
+/// RGB formats and the two planar YCbCr formats swm uses are listed.
 #[repr(transparent)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct nvjpegOutputFormat_t(pub c_int);
 
 impl nvjpegOutputFormat_t {
+    /// Planar components at their own sampling, as the IDCT leaves them: `channel[c]` with `pitch[c]` at least
+    /// the component's width from `nvjpegGetImageInfo` (the planes the fused kernel's JPEG formats read).
+    pub const NVJPEG_OUTPUT_YUV: Self = Self(1);
+    /// The luma component only, in `channel[0]` (what a greyscale JPEG has).
+    pub const NVJPEG_OUTPUT_Y: Self = Self(2);
     /// Planar RGB: `channel[0..3]` are the R, G and B planes, each `pitch[c] >= width`.
     pub const NVJPEG_OUTPUT_RGB: Self = Self(3);
     /// Interleaved RGB: `channel[0]` only, `pitch[0] >= 3 * width`; a greyscale JPEG is written as R = G = B.
@@ -466,6 +471,8 @@ mod tests {
         }
         assert_eq!(nvjpegBackend_t::NVJPEG_BACKEND_HARDWARE.0, 3);
         assert_eq!(nvjpegOutputFormat_t::NVJPEG_OUTPUT_RGBI.0, 5);
+        assert_eq!(nvjpegOutputFormat_t::NVJPEG_OUTPUT_YUV.0, 1);
+        assert_eq!(nvjpegOutputFormat_t::NVJPEG_OUTPUT_Y.0, 2);
         assert_eq!(nvjpegChromaSubsampling_t::NVJPEG_CSS_GRAY.0, 6);
         assert_eq!(nvjpegChromaSubsampling_t::NVJPEG_CSS_UNKNOWN.0, -1);
         assert_eq!(NVJPEG_FLAGS_BITSTREAM_STRICT, 4);

@@ -77,7 +77,8 @@ fn access_units(dir: &std::path::Path, name: &str, n: usize) -> Result<Vec<Vec<u
     Ok(aus)
 }
 
-/// One JPEG to a fresh model tensor: nvJPEG (hardware engines) + the fused kernel.
+/// JPEGs to model tensors: nvJPEG's planar components (hardware engines) + the fused kernel (libjpeg's chroma
+/// upsampling and colour conversion, resize, normalisation).
 fn jpeg_row(
     device: &Device,
     decoder: &mut Decoder,
@@ -90,13 +91,12 @@ fn jpeg_row(
     let (w, h) = (info.width as usize, info.height as usize);
     let table = ResizeTable::shorter_side(h, w, SIZE, device).map_err(swm::Error::from)?;
     let (oh, ow) = table.output();
-    let layout = FrameLayout::packed(PixelFormat::Rgb, w, h);
     let norm = ImageNormalization::IMAGENET;
     let out = Tensor::zeros((count, 3, oh, ow), DType::F32, device)?;
     Ok(bench::time(device, name, WARMUP, iters, || -> Result<(), swm::Error> {
         for slot in 0..count {
-            let rgb = decoder.decode_rgb(bytes)?;
-            frame_into(&rgb.flatten_all()?, &layout, &table, &norm, &out, slot)?;
+            let (planes, layout) = decoder.decode_planar(bytes)?;
+            frame_into(&planes, &layout, &table, &norm, &out, slot)?;
         }
         Ok(())
     })?)
