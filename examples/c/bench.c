@@ -73,10 +73,19 @@ int main(int argc, char **argv) {
       full[i] = (t2 - t0) - r.wall_ms * 1e3;
     }
   }
+  /* The hand-over alone: a call that goes to the engine thread and does no GPU work. */
+  double *hop = malloc(sizeof(double) * (size_t)steps);
+  for (int i = 0; i < steps; i++) {
+    double t0 = now_us();
+    check(swm_engine_set_deadline(engine, 0.0), "swm_engine_set_deadline");
+    hop[i] = now_us() - t0;
+  }
   printf("C ABI overhead over the engine step (%s, %u inputs):\n", info.family == 0 ? "LeWM" : "TD-MPC2",
          info.inputs);
   report("swm_engine_plan call", plan, steps);
   report("staging the observation + swm_engine_plan", full, steps);
+  report("engine-thread round trip (set_deadline)", hop, steps);
+  free(hop);
   free(plan);
   free(full);
   check(swm_engine_free(engine), "swm_engine_free");

@@ -1,7 +1,6 @@
-//! What a handle's engine thread owns: the [`Engine`] and the inputs staged for the next observation or goal.
+//! What a handle's engine thread owns (the [`Engine`]) and what it runs: observations built from the inputs a
+//! calling thread staged ([`crate::handle::Handle`] keeps those, on the caller's side).
 
-use std::collections::HashMap;
-use std::thread::ThreadId;
 use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
@@ -26,12 +25,14 @@ pub(crate) enum Staged {
 }
 
 /// One input of the model's observations.
+#[derive(Clone)]
 pub(crate) struct Input {
     pub name: String,
     pub shape: Shape,
 }
 
 /// An input's shape.
+#[derive(Clone, Copy)]
 pub(crate) enum Shape {
     /// A state vector of this many values.
     State(usize),
@@ -53,12 +54,13 @@ pub(crate) struct Planned {
     pub wall: Duration,
 }
 
+/// Inputs staged by one calling thread, by input name.
+pub(crate) type StagedInputs = Vec<(String, Staged)>;
+
 /// The engine thread's state.
 pub(crate) struct State {
     pub engine: Engine,
     pub device: Device,
-    /// Inputs staged by each calling thread: threads sharing a handle each build their own observation.
-    staged: HashMap<ThreadId, Vec<(String, Staged)>>,
 }
 
 impl State {
@@ -66,32 +68,15 @@ impl State {
     pub fn open(dir: &std::path::Path, options: &EngineOptions) -> Result<Self, Failure> {
         let engine = Engine::open(dir, options)?;
         let device = engine.device().clone();
-        Ok(Self { engine, device, staged: HashMap::new() })
+        Ok(Self { engine, device })
     }
 
-    /// Stages `input` under `name` for `thread`'s next observation or goal (replacing one of the same name).
-    pub fn stage(&mut self, thread: ThreadId, name: String, input: Staged) -> Result<(), Failure> {
-        if !self.engine.session().schema().observations.iter().any(|o| o.name == name) {
-            let known: Vec<&str> =
-                self.engine.session().schema().observations.iter().map(|o| o.name.as_str()).collect();
-            return Err(Failure::new(
-                SwmStatus::BadInput,
-                format!("no input `{name}` (the model takes {})", known.join(", ")),
-            ));
-        }
-        let staged = self.staged.entry(thread).or_default();
-        staged.retain(|(n, _)| *n != name);
-        staged.push((name, input));
-        Ok(())
-    }
-
-    /// `thread`'s staged inputs as an observation; clears them.
-    fn take_observation<R>(
+    /// Runs `f` on the observation made of `staged`.
+    fn with_observation<R>(
         &mut self,
-        thread: ThreadId,
+        staged: StagedInputs,
         f: impl FnOnce(&mut Engine, &Observation<'_>) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
-        let staged = self.staged.remove(&thread).unwrap_or_default();
         let mut tensors = Vec::with_capacity(staged.len());
         for (_, s) in &staged {
             tensors.push(match s {
@@ -119,14 +104,14 @@ impl State {
         f(&mut self.engine, &obs)
     }
 
-    /// `thread`'s staged inputs become the goal (LeWM).
-    pub fn commit_goal(&mut self, thread: ThreadId) -> Result<(), Failure> {
-        self.take_observation(thread, |engine, obs| Ok(engine.set_goal(obs)?))
+    /// `staged` becomes the goal (LeWM).
+    pub fn commit_goal(&mut self, staged: StagedInputs) -> Result<(), Failure> {
+        self.with_observation(staged, |engine, obs| Ok(engine.set_goal(obs)?))
     }
 
-    /// Plans from `thread`'s staged observation (every input of the model's schema).
-    pub fn plan(&mut self, thread: ThreadId) -> Result<Planned, Failure> {
-        self.take_observation(thread, |engine, obs| {
+    /// Plans from the observation `staged` (every input of the model's schema).
+    pub fn plan(&mut self, staged: StagedInputs) -> Result<Planned, Failure> {
+        self.with_observation(staged, |engine, obs| {
             let step = engine.step(obs)?;
             let per_env = step.steps * step.env_action_dim;
             Ok(Planned {
@@ -143,9 +128,9 @@ impl State {
         })
     }
 
-    /// TD-MPC2's actor on `thread`'s staged observation: the policy mean, or a sample of it, in env units.
-    pub fn act(&mut self, thread: ThreadId, sample: bool) -> Result<Vec<f32>, Failure> {
-        self.take_observation(thread, |engine, obs| {
+    /// TD-MPC2's actor on the observation `staged`: the policy mean, or a sample of it, in env units.
+    pub fn act(&mut self, staged: StagedInputs, sample: bool) -> Result<Vec<f32>, Failure> {
+        self.with_observation(staged, |engine, obs| {
             engine.session_mut().set_observation(obs)?;
             let Some(session) = engine.session().as_tdmpc2() else {
                 return Err(Failure::new(SwmStatus::BadInput, "the actor is TD-MPC2's; this is a LeWM artifact"));

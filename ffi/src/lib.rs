@@ -15,14 +15,17 @@
 //! - a Rust panic never unwinds into C: it becomes `SWM_STATUS_PANIC`.
 //!
 //! Threads: a handle may be used from several threads at once. Its engine lives on a thread of its own (CUDA graphs
-//! must be launched from the thread that captured them); calls are handed to it and serialised in arrival order.
-//! Inputs are staged per calling thread, so threads sharing a handle each plan from their own observation (the
-//! planner's warm start is the handle's: the previous plan, whichever thread asked for it).
+//! must be launched from the thread that captured them); calls that use the GPU (goal, plan, act, device frames,
+//! planner and deadline changes, reset) are handed to it and serialised in arrival order. Describing the model and
+//! staging host inputs stay on the calling thread. Inputs are staged per calling thread, so threads sharing a
+//! handle each plan from their own observation (the planner's warm start is the handle's: the previous plan,
+//! whichever thread asked for it).
 
 #![allow(non_camel_case_types)]
 
 mod engine;
 mod error;
+mod handle;
 mod worker;
 
 use std::collections::HashMap;
@@ -34,7 +37,7 @@ use runtime::planning::{PlanSource, PlannerOverrides, SolverKind};
 
 use crate::engine::{engine_options, Shape, Staged, State};
 use crate::error::{boundary, last_error, Failure};
-use crate::worker::Worker;
+use crate::handle::Handle;
 
 /// The ABI version: raised when a function, struct or enum changes incompatibly.
 pub const SWM_ABI_VERSION: u32 = 1;
@@ -275,13 +278,13 @@ pub struct swm_input_info {
 }
 
 /// Live handles: the pointer given to C is a registry key (never reused, never dereferenced).
-fn handles() -> &'static Mutex<HashMap<usize, Arc<Worker>>> {
-    static HANDLES: OnceLock<Mutex<HashMap<usize, Arc<Worker>>>> = OnceLock::new();
+fn handles() -> &'static Mutex<HashMap<usize, Arc<Handle>>> {
+    static HANDLES: OnceLock<Mutex<HashMap<usize, Arc<Handle>>>> = OnceLock::new();
     HANDLES.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The worker of a live handle.
-fn worker(engine: *const swm_engine) -> Result<Arc<Worker>, Failure> {
+/// A live handle.
+fn handle(engine: *const swm_engine) -> Result<Arc<Handle>, Failure> {
     if engine.is_null() {
         return Err(Failure::new(swm_status::NullArgument, "engine is NULL"));
     }
@@ -447,11 +450,11 @@ pub unsafe extern "C" fn swm_engine_open(
         let dir = std::path::PathBuf::from(text(artifact_dir, "artifact_dir")?);
         let o = if options.is_null() { swm_engine_options::default() } else { read_options(options, "options")? };
         let opts = engine_options(o.gpu as usize, o.history as usize, deadline(o.deadline_ms)?, o.eager != 0);
-        let worker = Arc::new(Worker::start(move || State::open(&dir, &opts))?);
+        let handle = Arc::new(Handle::start(move || State::open(&dir, &opts))?);
         // Keys are never reused, so that a freed handle stays unknown even when its memory is reused.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0x5_0000);
         let key = NEXT.fetch_add(16, std::sync::atomic::Ordering::Relaxed);
-        handles().lock().map_err(|_| Failure::new(swm_status::Panic, "handle registry poisoned"))?.insert(key, worker);
+        handles().lock().map_err(|_| Failure::new(swm_status::Panic, "handle registry poisoned"))?.insert(key, handle);
         // SAFETY: as above.
         unsafe { engine.write(key as *mut swm_engine) };
         Ok(())
@@ -471,8 +474,8 @@ pub extern "C" fn swm_engine_free(engine: *mut swm_engine) -> swm_status {
             .map_err(|_| Failure::new(swm_status::Panic, "handle registry poisoned"))?
             .remove(&(engine as usize));
         match removed {
-            Some(worker) => {
-                drop(worker);
+            Some(handle) => {
+                drop(handle);
                 Ok(())
             }
             None => Err(Failure::new(swm_status::InvalidHandle, "engine is not an open handle (freed twice?)")),
@@ -487,11 +490,14 @@ pub extern "C" fn swm_engine_free(engine: *mut swm_engine) -> swm_status {
 #[no_mangle]
 pub unsafe extern "C" fn swm_engine_describe(engine: *const swm_engine, info: *mut swm_engine_info) -> swm_status {
     boundary("swm_engine_describe", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         let size = output_size(info, "info")?;
-        let (family, action_dim, inputs) = w.call(|s| Ok(s.info()))?;
-        let out =
-            swm_engine_info { struct_size: size as u32, family, action_dim: action_dim as u32, inputs: inputs as u32 };
+        let out = swm_engine_info {
+            struct_size: size as u32,
+            family: h.family,
+            action_dim: h.action_dim as u32,
+            inputs: h.inputs.len() as u32,
+        };
         // SAFETY: the caller's struct holds `size` bytes (at least 8, checked by `read_options`).
         unsafe { write_prefix(info, &out, size) };
         Ok(())
@@ -509,10 +515,9 @@ pub unsafe extern "C" fn swm_engine_input(
     input: *mut swm_input_info,
 ) -> swm_status {
     boundary("swm_engine_input", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         let size = output_size(input, "input")?;
-        let spec = w.call(move |s| Ok(s.input(index as usize)))?;
-        let Some(spec) = spec else {
+        let Some(spec) = h.inputs.get(index as usize) else {
             return Err(Failure::new(swm_status::InvalidArgument, format!("input {index} does not exist")));
         };
         let mut out = swm_input_info { struct_size: size as u32, ..Default::default() };
@@ -550,15 +555,14 @@ pub unsafe extern "C" fn swm_engine_set_state(
     length: usize,
 ) -> swm_status {
     boundary("swm_engine_set_state", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         let name = text(name, "name")?.to_string();
         // SAFETY: caller contract: `length` readable floats.
         let v = unsafe { caller_slice(values, length, "values") }?.to_vec();
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             return Err(Failure::new(swm_status::BadInput, format!("`{name}` value {i} is not finite")));
         }
-        let thread = std::thread::current().id();
-        w.call(move |s| s.stage(thread, name, Staged::State(v)))
+        h.stage(name, Staged::State(v))
     })
 }
 
@@ -573,7 +577,7 @@ pub unsafe extern "C" fn swm_engine_set_frame(
     frame: *const swm_frame,
 ) -> swm_status {
     boundary("swm_engine_set_frame", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         let name = text(name, "name")?.to_string();
         let f = read_whole(frame, "frame")?;
         let layout = layout(f.format, f.width, f.height, f.pitch, f.uv_offset)?;
@@ -588,8 +592,7 @@ pub unsafe extern "C" fn swm_engine_set_frame(
         }
         // SAFETY: caller contract: `size` readable bytes at `data`.
         let bytes = unsafe { std::slice::from_raw_parts(f.data, layout.required_bytes()) }.to_vec();
-        let thread = std::thread::current().id();
-        w.call(move |s| s.stage(thread, name, Staged::Frame(bytes, layout)))
+        h.stage(name, Staged::Frame(bytes, layout))
     })
 }
 
@@ -622,7 +625,7 @@ pub unsafe extern "C" fn swm_engine_set_device_frame(
     frame: *const swm_device_frame,
 ) -> swm_status {
     boundary("swm_engine_set_device_frame", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         let name = text(name, "name")?.to_string();
         let f = read_whole(frame, "frame")?;
         let layout = layout(f.format, f.width, f.height, f.pitch, f.uv_offset)?;
@@ -636,11 +639,9 @@ pub unsafe extern "C" fn swm_engine_set_device_frame(
             ));
         }
         let (src, bytes, event) = (f.device_ptr, layout.required_bytes(), f.wait_event as usize);
-        let thread = std::thread::current().id();
-        w.call(move |s| {
-            let t = s.copy_device(src, bytes, event)?.unsqueeze(0)?;
-            s.stage(thread, name, Staged::DeviceFrame(t, layout))
-        })
+        h.check_name(&name)?; // before the copy
+        let t = h.worker.call(move |s| Ok(s.copy_device(src, bytes, event)?.unsqueeze(0)?))?;
+        h.stage(name, Staged::DeviceFrame(t, layout))
     })
 }
 
@@ -656,15 +657,14 @@ pub unsafe extern "C" fn swm_engine_set_jpeg(
     length: usize,
 ) -> swm_status {
     boundary("swm_engine_set_jpeg", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         let name = text(name, "name")?.to_string();
         // SAFETY: caller contract: `length` readable bytes.
         let file = unsafe { caller_slice(bytes, length, "bytes") }?.to_vec();
         if !file.starts_with(&[0xFF, 0xD8]) {
             return Err(Failure::new(swm_status::BadInput, format!("`{name}` is not a JPEG file (no FF D8)")));
         }
-        let thread = std::thread::current().id();
-        w.call(move |s| s.stage(thread, name, Staged::Jpeg(file)))
+        h.stage(name, Staged::Jpeg(file))
     })
 }
 
@@ -672,8 +672,9 @@ pub unsafe extern "C" fn swm_engine_set_jpeg(
 #[no_mangle]
 pub extern "C" fn swm_engine_commit_goal(engine: *mut swm_engine) -> swm_status {
     boundary("swm_engine_commit_goal", || {
-        let thread = std::thread::current().id();
-        worker(engine)?.call(move |s| s.commit_goal(thread))
+        let h = handle(engine)?;
+        let staged = h.take_staged()?;
+        h.worker.call(move |s| s.commit_goal(staged))
     })
 }
 
@@ -692,13 +693,13 @@ pub unsafe extern "C" fn swm_engine_plan(
     result: *mut swm_plan_result,
 ) -> swm_status {
     boundary("swm_engine_plan", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         if actions.is_null() {
             return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
         }
         let result_size = if result.is_null() { 0 } else { output_size(result, "result")? };
-        let thread = std::thread::current().id();
-        let p = w.call(move |s| s.plan(thread))?;
+        let staged = h.take_staged()?;
+        let p = h.worker.call(move |s| s.plan(staged))?;
         let n = if sequence != 0 { p.actions.len() } else { p.action_dim };
         if capacity < n {
             return Err(Failure::new(
@@ -752,12 +753,12 @@ pub unsafe extern "C" fn swm_engine_act(
     written: *mut usize,
 ) -> swm_status {
     boundary("swm_engine_act", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         if actions.is_null() {
             return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
         }
-        let thread = std::thread::current().id();
-        let a = w.call(move |s| s.act(thread, sample != 0))?;
+        let staged = h.take_staged()?;
+        let a = h.worker.call(move |s| s.act(staged, sample != 0))?;
         if capacity < a.len() {
             return Err(Failure::new(
                 swm_status::BufferTooSmall,
@@ -784,7 +785,7 @@ pub unsafe extern "C" fn swm_engine_set_planner(
     options: *const swm_planner_options,
 ) -> swm_status {
     boundary("swm_engine_set_planner", || {
-        let w = worker(engine)?;
+        let h = handle(engine)?;
         let o = read_options(options, "options")?;
         let solver = solver_kind(o.solver)?;
         let nonzero = |v: u32| (v != 0).then_some(v as usize);
@@ -795,7 +796,7 @@ pub unsafe extern "C" fn swm_engine_set_planner(
             horizon: nonzero(o.horizon),
             seed: (o.seed != 0).then_some(o.seed),
         };
-        w.call(move |s| s.set_planner(&overrides))
+        h.worker.call(move |s| s.set_planner(&overrides))
     })
 }
 
@@ -803,7 +804,7 @@ pub unsafe extern "C" fn swm_engine_set_planner(
 #[no_mangle]
 pub extern "C" fn swm_engine_reset(engine: *mut swm_engine) -> swm_status {
     boundary("swm_engine_reset", || {
-        worker(engine)?.call(|s| {
+        handle(engine)?.worker.call(|s| {
             s.engine.reset();
             Ok(())
         })
@@ -815,7 +816,7 @@ pub extern "C" fn swm_engine_reset(engine: *mut swm_engine) -> swm_status {
 pub extern "C" fn swm_engine_set_deadline(engine: *mut swm_engine, deadline_ms: f64) -> swm_status {
     boundary("swm_engine_set_deadline", || {
         let budget = deadline(deadline_ms)?;
-        worker(engine)?.call(move |s| {
+        handle(engine)?.worker.call(move |s| {
             s.engine.set_deadline(budget);
             Ok(())
         })
