@@ -176,15 +176,16 @@ impl MediaCache {
         Ok(&self.tables[0])
     }
 
-    /// Decodes one JPEG to its planar components on `device`'s stream (`nvjpeg::Decoder::decode_planar`: the
-    /// kernel finishes the decode as libjpeg-turbo does): the hardware decoder, or nvJPEG's default backend for
-    /// what the hardware refuses (progressive JPEGs).
-    fn decode_jpeg(&mut self, bytes: &[u8], device: &Device) -> Result<(Tensor, FrameLayout)> {
+    /// Decodes the JPEGs of one observation to their planar components on `device`'s stream
+    /// (`nvjpeg::Decoder::decode_planar_batch`: one hardware batch; the kernel finishes the decode as
+    /// libjpeg-turbo does): the hardware decoder, or nvJPEG's default backend for what the hardware refuses
+    /// (progressive JPEGs).
+    fn decode_jpegs(&mut self, files: &[&[u8]], device: &Device) -> Result<Vec<(Tensor, FrameLayout)>> {
         if self.hardware.is_none() {
             self.hardware = Some(nvjpeg::Decoder::new(device, nvjpeg::Backend::Hardware)?);
         }
         if let Some(hw) = self.hardware.as_mut() {
-            match hw.decode_planar(bytes) {
+            match hw.decode_planar_batch(files) {
                 // Only the hardware engines refuse what the default backend decodes (progressive JPEGs); a
                 // "hardware" decoder that fell back to the default backend has nothing to retry with.
                 Err(crate::media::MediaError::Unsupported { .. }) if hw.backend() == nvjpeg::Backend::Hardware => {}
@@ -194,10 +195,19 @@ impl MediaCache {
         if self.fallback.is_none() {
             self.fallback = Some(nvjpeg::Decoder::new(device, nvjpeg::Backend::Default)?);
         }
-        match self.fallback.as_mut() {
-            Some(d) => Ok(d.decode_planar(bytes)?),
-            None => Err(Error::Internal("no JPEG decoder".into())),
+        let mut hardware = self.hardware.as_mut();
+        let fallback = self.fallback.as_mut().ok_or_else(|| Error::Internal("no JPEG decoder".into()))?;
+        // One by one: the files the engines take still go to them, the rest to the default backend.
+        let mut out = Vec::with_capacity(files.len());
+        for bytes in files {
+            let decoded = match hardware.as_mut().map(|hw| hw.decode_planar(bytes)) {
+                Some(Ok(d)) => d,
+                Some(Err(crate::media::MediaError::Unsupported { .. })) | None => fallback.decode_planar(bytes)?,
+                Some(Err(e)) => return Err(e.into()),
+            };
+            out.push(decoded);
         }
+        Ok(out)
     }
 }
 
@@ -553,10 +563,7 @@ fn image_input(
             return finish(resized(&flat, &layout, preprocess, media, device, &field)?, &lead);
         }
         Input::Jpeg(files) => {
-            let mut decoded = Vec::with_capacity(files.len());
-            for bytes in files {
-                decoded.push(media.decode_jpeg(bytes, device)?);
-            }
+            let decoded = media.decode_jpegs(files, device)?;
             let Some(first) = decoded.first() else {
                 return Err(Error::invalid_input(field(), "no JPEG given"));
             };

@@ -290,3 +290,50 @@ fn flat_block_jpegs_decode_to_pillow_s_pixels_exactly() {
         }
     }
 }
+
+/// A history's JPEGs go to the hardware engines as one batch: every image of a mixed batch (sizes and samplings)
+/// comes out exactly as when decoded alone, a batch with a greyscale file is decoded file by file, a batch size
+/// change re-initialises the batch, and a progressive file in the batch is `Unsupported` (the session then
+/// decodes file by file with the fallback) with the decoder still usable.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn planar_batches_decode_like_single_images() {
+    let (_gpu, device) = gpu();
+    let mut decoder = Decoder::new(&device, Backend::Hardware).unwrap();
+    let names =
+        ["baseline_420_640x480.jpg", "baseline_444_640x480.jpg", "odd_420_223x127.jpg", "baseline_422_320x240.jpg"];
+    let files: Vec<Vec<u8>> = names.iter().map(|n| read(n)).collect();
+    let singles: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let (t, l) = decoder.decode_planar(f).unwrap();
+            (t.to_vec1::<u8>().unwrap(), l)
+        })
+        .collect();
+    for batch in [&files[..], &files[..2], &files[1..]] {
+        let refs: Vec<&[u8]> = batch.iter().map(|f| f.as_slice()).collect();
+        let first = files.iter().position(|f| *f == batch[0]).unwrap();
+        let decoded = decoder.decode_planar_batch(&refs).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decoded.len(), batch.len());
+        for (i, (t, l)) in decoded.iter().enumerate() {
+            let (want, want_layout) = &singles[first + i];
+            assert_eq!(l, want_layout, "{}", names[first + i]);
+            assert!(
+                &t.to_vec1::<u8>().unwrap() == want,
+                "{}: batch decode differs from the single decode",
+                names[first + i]
+            );
+        }
+    }
+    let gray = read("gray_320x240.jpg");
+    let mixed = decoder.decode_planar_batch(&[&files[0], &gray]).unwrap();
+    assert_eq!(mixed[1].1.format, swm::ops::PixelFormat::Jpeg(swm::ops::JpegSampling::Gray));
+    assert_eq!(mixed[0].0.to_vec1::<u8>().unwrap(), singles[0].0);
+    if decoder.backend() == Backend::Hardware {
+        let progressive = read("progressive_420_640x480.jpg");
+        let err = decoder.decode_planar_batch(&[&files[0], &progressive]).unwrap_err();
+        assert!(matches!(err, MediaError::Unsupported { .. }), "{err}");
+    }
+    let again = decoder.decode_planar_batch(&[&files[0], &files[2]]).unwrap();
+    assert_eq!(again[1].0.to_vec1::<u8>().unwrap(), singles[2].0, "the decoder works after a refused batch");
+}

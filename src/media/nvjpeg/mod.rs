@@ -373,10 +373,11 @@ pub struct Decoder {
     // Field order is drop order: the state and stream go before the handle they were made from (they also hold
     // it, so this only keeps the order obvious).
     state: JpegState,
-    jpeg_stream: Option<JpegStream>,
-    /// The output format `nvjpegDecodeBatchedInitialize` has set `state` up for, for batches of one (hardware
+    /// One parsed-bitstream handle per image of the largest batch so far (hardware backend).
+    jpeg_streams: Vec<JpegStream>,
+    /// The output format and batch size `nvjpegDecodeBatchedInitialize` has set `state` up for (hardware
     /// backend); reset after a failed batch, which nvJPEG requires to be re-initialised.
-    batched_for: Option<nvjpegOutputFormat_t>,
+    batched_for: Option<(nvjpegOutputFormat_t, usize)>,
     handle: Arc<Handle>,
     device: Device,
 }
@@ -396,7 +397,7 @@ impl Decoder {
         let ctx = cuda.cuda_stream().context().clone();
         let handle = Arc::new(Handle::new(library()?, &ctx, backend)?);
         let state = JpegState::new(&handle)?;
-        Ok(Self { state, jpeg_stream: None, batched_for: None, handle, device: device.clone() })
+        Ok(Self { state, jpeg_streams: Vec::new(), batched_for: None, handle, device: device.clone() })
     }
 
     /// The backend obtained (see [`Handle::backend`]).
@@ -467,6 +468,42 @@ impl Decoder {
         Ok((flat, layout))
     }
 
+    /// [`Decoder::decode_planar`] for the frames of one observation (a history, a batch): on the hardware backend
+    /// the colour JPEGs go to the engines as **one** batch (`nvjpegDecodeBatched`), which costs about what one image
+    /// does; other backends, greyscale files and samplings the kernel does not finish are decoded one by one.
+    /// An image the engines refuse fails the call with [`MediaError::Unsupported`], as for one image.
+    pub fn decode_planar_batch(&mut self, files: &[&[u8]]) -> Result<Vec<(Tensor, FrameLayout)>, MediaError> {
+        if files.len() < 2 || self.handle.backend != Backend::Hardware {
+            return files.iter().map(|f| self.decode_planar(f)).collect();
+        }
+        let mut targets = Vec::with_capacity(files.len());
+        let mut layouts = Vec::with_capacity(files.len());
+        for bytes in files {
+            let info = self.checked_info(bytes)?;
+            let (h, w) = (info.height as usize, info.width as usize);
+            let sampling = match (info.components, info.subsampling) {
+                (3, ChromaSubsampling::Css444) => Some(JpegSampling::S444),
+                (3, ChromaSubsampling::Css422) => Some(JpegSampling::S422),
+                (3, ChromaSubsampling::Css420) => Some(JpegSampling::S420),
+                (3, ChromaSubsampling::Css440) => Some(JpegSampling::S440),
+                _ => None,
+            };
+            let planes = sampling.and_then(|s| {
+                let (cw, ch) = s.chroma_size(w, h)?;
+                (info.chroma == Some((cw as u32, ch as u32))).then_some((s, cw, ch))
+            });
+            let Some((sampling, cw, ch)) = planes else {
+                return files.iter().map(|f| self.decode_planar(f)).collect();
+            };
+            let layout = FrameLayout::packed(PixelFormat::Jpeg(sampling), w, h);
+            let planes = vec![(0, w), (layout.uv_offset, cw), (layout.uv_offset + cw * ch, cw)];
+            targets.push((Shape::from(layout.required_bytes()), planes));
+            layouts.push(layout);
+        }
+        let tensors = self.decode_many(files, nvjpegOutputFormat_t::NVJPEG_OUTPUT_YUV, &targets)?;
+        Ok(tensors.into_iter().zip(layouts).collect())
+    }
+
     /// The header of `bytes`, refused when it is not an image swm decodes.
     fn checked_info(&self, bytes: &[u8]) -> Result<ImageInfo, MediaError> {
         let info = self.image_info(bytes)?;
@@ -496,33 +533,60 @@ impl Decoder {
         shape: Shape,
         planes: &[(usize, usize)],
     ) -> Result<Tensor, MediaError> {
+        let mut out = self.decode_many(&[bytes], format, &[(shape, planes.to_vec())])?;
+        out.pop().ok_or_else(|| MediaError::Unsupported { backend: self.backend(), reason: "no image".into() })
+    }
+
+    /// [`Decoder::decode_to`] for several files in one call: on the hardware backend one batch
+    /// (`nvjpegDecodeBatched` with a batch of `files.len()`), otherwise one `nvjpegDecode` each.
+    fn decode_many(
+        &mut self,
+        files: &[&[u8]],
+        format: nvjpegOutputFormat_t,
+        targets: &[(Shape, Vec<(usize, usize)>)],
+    ) -> Result<Vec<Tensor>, MediaError> {
         let device = self.device.clone();
         let Device::Cuda(cuda) = &device else {
             return Err(MediaError::NotCuda(format!("{:?}", device.location())));
         };
         let stream = cuda.cuda_stream();
         stream.context().bind_to_thread()?;
-        // SAFETY: uninitialised device memory; the callers size `shape` and `planes` so that nvJPEG writes every
-        // byte a reader of the returned tensor (under its layout) reads, before the tensor is handed out; on
-        // failure the memory is freed unread.
-        let mut slice = unsafe { cuda.alloc::<u8>(shape.elem_count()) }?;
+        let mut slices = Vec::with_capacity(targets.len());
+        for (shape, _) in targets {
+            // SAFETY: uninitialised device memory; the callers size `shape` and the planes so that nvJPEG writes
+            // every byte a reader of the returned tensor (under its layout) reads, before the tensor is handed
+            // out; on failure the memory is freed unread.
+            slices.push(unsafe { cuda.alloc::<u8>(shape.elem_count()) }?);
+        }
         {
-            // Held across the decode: with event tracking on, dropping it records the write after nvJPEG's work.
-            let (ptr, _written) = slice.device_ptr_mut(&stream);
-            let mut image = sys::nvjpegImage_t::default();
-            for (c, &(offset, pitch)) in planes.iter().enumerate().take(sys::NVJPEG_MAX_COMPONENT) {
-                image.channel[c] = (ptr as usize + offset) as *mut u8;
-                image.pitch[c] = pitch;
+            // Held across the decode: with event tracking on, dropping them records the writes after nvJPEG's work.
+            let mut guards = Vec::with_capacity(slices.len());
+            let mut images = vec![sys::nvjpegImage_t::default(); slices.len()];
+            for ((slice, image), (_, planes)) in slices.iter_mut().zip(images.iter_mut()).zip(targets) {
+                let (ptr, guard) = slice.device_ptr_mut(&stream);
+                guards.push(guard);
+                for (c, &(offset, pitch)) in planes.iter().enumerate().take(sys::NVJPEG_MAX_COMPONENT) {
+                    image.channel[c] = (ptr as usize + offset) as *mut u8;
+                    image.pitch[c] = pitch;
+                }
             }
             let cu_stream = stream.cu_stream() as sys::cudaStream_t;
             if self.handle.backend == Backend::Hardware {
-                self.decode_hardware(bytes, format, &mut image, cu_stream)?;
+                self.decode_hardware(files, format, &mut images, cu_stream)?;
             } else {
-                self.decode_single(bytes, format, &mut image, cu_stream)?;
+                for (bytes, image) in files.iter().zip(images.iter_mut()) {
+                    self.decode_single(bytes, format, image, cu_stream)?;
+                }
             }
         }
-        let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, cuda.clone()));
-        Ok(Tensor::from_storage(storage, shape, candle_core::op::BackpropOp::none(), false))
+        Ok(slices
+            .into_iter()
+            .zip(targets)
+            .map(|(slice, (shape, _))| {
+                let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, cuda.clone()));
+                Tensor::from_storage(storage, shape.clone(), candle_core::op::BackpropOp::none(), false)
+            })
+            .collect())
     }
 
     /// `nvjpegDecode` (every backend but the hardware one).
@@ -545,49 +609,68 @@ impl Decoder {
         self.status("nvjpegDecode", status)
     }
 
-    /// The hardware backend: ask whether the engines take this image, then a batch of one.
+    /// The hardware backend: ask whether the engines take each image, then one batch of all of them.
     fn decode_hardware(
         &mut self,
-        bytes: &[u8],
+        files: &[&[u8]],
         format: nvjpegOutputFormat_t,
-        image: &mut sys::nvjpegImage_t,
+        images: &mut [sys::nvjpegImage_t],
         stream: sys::cudaStream_t,
     ) -> Result<(), MediaError> {
-        if self.jpeg_stream.is_none() {
-            self.jpeg_stream = Some(JpegStream::new(&self.handle)?);
+        let n = files.len();
+        if n == 0 || images.len() != n {
+            return Ok(());
         }
-        let (h, js) = (&self.handle, self.jpeg_stream.as_ref().map_or(std::ptr::null_mut(), |s| s.raw));
-        // SAFETY: `js` is the live stream created just above from this handle; `bytes` is a live host slice of
-        // `bytes.len()` bytes, only read during the call.
-        let status = unsafe { (h.lib.nvjpegJpegStreamParseHeader)(h.raw, bytes.as_ptr(), bytes.len(), js) };
-        self.status("nvjpegJpegStreamParseHeader", status)?;
-        let mut unsupported: c_int = 0;
-        // SAFETY: handle and stream are live (the stream holds the parsed header); `unsupported` is a live local.
-        let status = unsafe { (h.lib.nvjpegDecodeBatchedSupported)(h.raw, js, &mut unsupported) };
-        self.status("nvjpegDecodeBatchedSupported", status)?;
-        if unsupported != 0 {
-            return Err(MediaError::Unsupported {
+        while self.jpeg_streams.len() < n {
+            self.jpeg_streams.push(JpegStream::new(&self.handle)?);
+        }
+        for (bytes, js) in files.iter().zip(&self.jpeg_streams) {
+            let h = &self.handle;
+            // SAFETY: `js.raw` is a live stream created from this handle; `bytes` is a live host slice of
+            // `bytes.len()` bytes, only read during the call.
+            let status = unsafe { (h.lib.nvjpegJpegStreamParseHeader)(h.raw, bytes.as_ptr(), bytes.len(), js.raw) };
+            self.status("nvjpegJpegStreamParseHeader", status)?;
+            let mut unsupported: c_int = 0;
+            // SAFETY: handle and stream are live (the stream holds the parsed header); `unsupported` is a live
+            // local.
+            let status = unsafe { (h.lib.nvjpegDecodeBatchedSupported)(h.raw, js.raw, &mut unsupported) };
+            self.status("nvjpegDecodeBatchedSupported", status)?;
+            if unsupported != 0 {
+                return Err(MediaError::Unsupported {
+                    backend: Backend::Hardware,
+                    reason: "nvjpegDecodeBatchedSupported refuses this image (the NVJPG engines take baseline, \
+                             single-scan JPEGs without 4:1:0/4:1:1 subsampling; a progressive JPEG is not one)"
+                        .into(),
+                });
+            }
+        }
+        let h = &self.handle;
+        if self.batched_for != Some((format, n)) {
+            let batch = c_int::try_from(n).map_err(|_| MediaError::Unsupported {
                 backend: Backend::Hardware,
-                reason: "nvjpegDecodeBatchedSupported refuses this image (the NVJPG engines take baseline, \
-                         single-scan JPEGs without 4:1:0/4:1:1 subsampling; a progressive JPEG is not one)"
-                    .into(),
-            });
-        }
-        if self.batched_for != Some(format) {
-            // SAFETY: handle and state are live and belong together; a batch of one, one CPU thread, `format`.
-            let status = unsafe { (h.lib.nvjpegDecodeBatchedInitialize)(h.raw, self.state.raw, 1, 1, format) };
+                reason: format!("a batch of {n} images"),
+            })?;
+            // SAFETY: handle and state are live and belong together; a batch of `n`, one CPU thread, `format`.
+            let status = unsafe { (h.lib.nvjpegDecodeBatchedInitialize)(h.raw, self.state.raw, batch, 1, format) };
             self.batched_for = None;
             self.status("nvjpegDecodeBatchedInitialize", status)?;
-            self.batched_for = Some(format);
+            self.batched_for = Some((format, n));
         }
-        let data = [bytes.as_ptr()];
-        let lengths = [bytes.len()];
-        // SAFETY: the state was initialised for batches of one image of `format`; `data`/`lengths` are live arrays
-        // of one entry each describing the live host slice `bytes`; `image` is one nvjpegImage_t whose channels
-        // are device planes of the sizes `format` writes (see `decode_single`); `stream` is the Candle stream of
-        // the context bound to this thread.
+        let data: Vec<*const u8> = files.iter().map(|f| f.as_ptr()).collect();
+        let lengths: Vec<usize> = files.iter().map(|f| f.len()).collect();
+        // SAFETY: the state was initialised for batches of `n` images of `format`; `data`/`lengths` are live
+        // arrays of `n` entries describing the live host slices `files`; `images` holds `n` nvjpegImage_t whose
+        // channels are device planes of the sizes `format` writes for each file (see `decode_single`); `stream`
+        // is the Candle stream of the context bound to this thread.
         let status = unsafe {
-            (h.lib.nvjpegDecodeBatched)(h.raw, self.state.raw, data.as_ptr(), lengths.as_ptr(), image, stream)
+            (h.lib.nvjpegDecodeBatched)(
+                h.raw,
+                self.state.raw,
+                data.as_ptr(),
+                lengths.as_ptr(),
+                images.as_mut_ptr(),
+                stream,
+            )
         };
         if status != nvjpegStatus_t::NVJPEG_STATUS_SUCCESS {
             // nvjpeg.h:413: initialisation is also how a failed batch is reset.

@@ -94,9 +94,10 @@ fn jpeg_row(
     let norm = ImageNormalization::IMAGENET;
     let out = Tensor::zeros((count, 3, oh, ow), DType::F32, device)?;
     Ok(bench::time(device, name, WARMUP, iters, || -> Result<(), swm::Error> {
-        for slot in 0..count {
-            let (planes, layout) = decoder.decode_planar(bytes)?;
-            frame_into(&planes, &layout, &table, &norm, &out, slot)?;
+        // The frames of one observation are decoded as one hardware batch.
+        let files = vec![bytes; count];
+        for (slot, (planes, layout)) in decoder.decode_planar_batch(&files)?.iter().enumerate() {
+            frame_into(planes, layout, &table, &norm, &out, slot)?;
         }
         Ok(())
     })?)
