@@ -478,23 +478,34 @@ pub fn notifier(service: &EventService) -> Result<EventNotifier, TransportError>
     service.notifier_builder().create().map_err(TransportError::Notifier)
 }
 
+/// Whether `payload` is one `header` describes: exactly `header.expected_payload_len()` bytes, or, for a
+/// compressed frame (JPEG, an H.264/HEVC access unit: the length is the file's), any non-empty payload.
+pub fn check_payload(header: &ObservationHeader, payload: &[u8]) -> Result<(), TransportError> {
+    let compressed = header.modality() == Some(crate::Modality::Frame)
+        && header.encoding().is_some_and(crate::Encoding::is_compressed);
+    let expected = header.expected_payload_len();
+    let ok = if compressed { !payload.is_empty() } else { expected == Some(payload.len()) };
+    if ok {
+        Ok(())
+    } else {
+        Err(TransportError::PayloadLength { expected, actual: payload.len() })
+    }
+}
+
 /// A listener on the event service.
 pub fn listener(service: &EventService) -> Result<EventListener, TransportError> {
     service.listener_builder().create().map_err(TransportError::Listener)
 }
 
 /// Publishes one observation (or goal): `header` and a copy of `payload` in one loaned sample. Refuses a payload
-/// whose length is not `header.expected_payload_len()` (use the publisher directly to send a malformed sample on
+/// the header does not describe ([`check_payload`]; use the publisher directly to send a malformed sample on
 /// purpose, e.g. in a test). Returns the number of subscribers it reached.
 pub fn send_observation(
     publisher: &ObservationPublisher,
     header: &ObservationHeader,
     payload: &[u8],
 ) -> Result<usize, TransportError> {
-    let expected = header.expected_payload_len();
-    if expected != Some(payload.len()) {
-        return Err(TransportError::PayloadLength { expected, actual: payload.len() });
-    }
+    check_payload(header, payload)?;
     let mut sample = publisher.loan_slice_uninit(payload.len()).map_err(TransportError::Loan)?;
     *sample.user_header_mut() = *header;
     sample.write_from_slice(payload).send().map_err(TransportError::Send)
@@ -512,6 +523,24 @@ mod tests {
         }
         assert_eq!(EventKind::from_id(EventId::new(0)), None);
         assert_eq!(EventKind::from_id(EventId::new(9)), None);
+    }
+
+    #[test]
+    fn compressed_frames_take_any_non_empty_payload_and_packed_ones_their_length() {
+        use crate::Encoding;
+        let jpeg = ObservationHeader::frame(1, 0, Encoding::Jpeg, 0, 0, 0);
+        assert!(check_payload(&jpeg, &[0xFF; 47890]).is_ok(), "a JPEG file of any length");
+        let h264 = ObservationHeader::frame(1, 0, Encoding::H264, 1920, 1080, 0);
+        assert!(check_payload(&h264, &[0, 0, 0, 1, 0x65]).is_ok());
+        assert!(matches!(check_payload(&jpeg, &[]), Err(TransportError::PayloadLength { expected: None, actual: 0 })));
+        let rgb = ObservationHeader::frame(1, 0, Encoding::Rgb8, 4, 2, 12);
+        assert!(check_payload(&rgb, &[0; 24]).is_ok());
+        assert!(matches!(
+            check_payload(&rgb, &[0; 23]),
+            Err(TransportError::PayloadLength { expected: Some(24), actual: 23 })
+        ));
+        let state = ObservationHeader::state(1, 0, 3);
+        assert!(check_payload(&state, &[0; 12]).is_ok() && check_payload(&state, &[0; 16]).is_err());
     }
 
     #[test]
