@@ -77,11 +77,13 @@ impl State {
         staged: StagedInputs,
         f: impl FnOnce(&mut Engine, &Observation<'_>) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
+        // Host inputs stay host tensors: the engine step uploads them, exactly as for a Rust caller of
+        // `Engine::step` with host tensors (so the step's reported wall time covers the same work).
         let mut tensors = Vec::with_capacity(staged.len());
         for (_, s) in &staged {
             tensors.push(match s {
-                Staged::State(v) => Some(Tensor::from_slice(v, (1, v.len()), &self.device)?),
-                Staged::Frame(bytes, _) => Some(Tensor::from_slice(bytes, (1, bytes.len()), &self.device)?),
+                Staged::State(v) => Some(Tensor::from_slice(v, (1, v.len()), &Device::Cpu)?),
+                Staged::Frame(bytes, _) => Some(Tensor::from_slice(bytes, (1, bytes.len()), &Device::Cpu)?),
                 Staged::DeviceFrame(t, _) => Some(t.clone()),
                 Staged::Jpeg(_) => None,
             });

@@ -216,8 +216,9 @@ fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
     assert!(message().contains("TD-MPC2"), "{}", message());
 
     // The same through the Rust API.
-    let device = runtime::device::cuda(0).unwrap();
     let mut rust = runtime::engine::Engine::open(dir.path(), &engine::engine_options(0, 1, None, false)).unwrap();
+    // The engine's own device: a second `cuda(0)` is another Candle device, whose tensors the kernels refuse.
+    let device = rust.device().clone();
     let mut config = rust.planner().config().clone();
     config.apply(&PlannerOverrides { samples: Some(64), iterations: Some(3), seed: Some(11), ..Default::default() });
     rust.set_planner(config).unwrap();
