@@ -24,6 +24,13 @@ pub(crate) enum Staged {
     Jpeg(Vec<u8>),
 }
 
+/// A staged input made ready for an [`Observation`].
+enum Ready {
+    State(Tensor),
+    Image(Tensor, FrameLayout),
+    Jpeg(Vec<u8>),
+}
+
 /// One input of the model's observations.
 #[derive(Clone)]
 pub(crate) struct Input {
@@ -77,30 +84,38 @@ impl State {
         staged: StagedInputs,
         f: impl FnOnce(&mut Engine, &Observation<'_>) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
-        // Host inputs stay host tensors: the engine step uploads them, exactly as for a Rust caller of
-        // `Engine::step` with host tensors (so the step's reported wall time covers the same work).
-        let mut tensors = Vec::with_capacity(staged.len());
-        for (_, s) in &staged {
-            tensors.push(match s {
-                Staged::State(v) => Some(Tensor::from_slice(v, (1, v.len()), &Device::Cpu)?),
-                Staged::Frame(bytes, _) => Some(Tensor::from_slice(bytes, (1, bytes.len()), &Device::Cpu)?),
-                Staged::DeviceFrame(t, _) => Some(t.clone()),
-                Staged::Jpeg(_) => None,
-            });
+        // Host inputs stay host tensors (moved, not copied, out of the staged buffers): the engine step uploads
+        // them, exactly as for a Rust caller of `Engine::step` with host tensors (so the step's reported wall time
+        // covers the same work).
+        let mut ready = Vec::with_capacity(staged.len());
+        for (name, s) in staged {
+            let r = match s {
+                Staged::State(v) => {
+                    let n = v.len();
+                    Ready::State(Tensor::from_vec(v, (1, n), &Device::Cpu)?)
+                }
+                Staged::Frame(bytes, layout) => {
+                    let n = bytes.len();
+                    Ready::Image(Tensor::from_vec(bytes, (1, n), &Device::Cpu)?, layout)
+                }
+                Staged::DeviceFrame(t, layout) => Ready::Image(t, layout),
+                Staged::Jpeg(bytes) => Ready::Jpeg(bytes),
+            };
+            ready.push((name, r));
         }
-        let files: Vec<[&[u8]; 1]> = staged
+        let files: Vec<[&[u8]; 1]> = ready
             .iter()
-            .map(|(_, s)| match s {
-                Staged::Jpeg(bytes) => [bytes.as_slice()],
+            .map(|(_, r)| match r {
+                Ready::Jpeg(bytes) => [bytes.as_slice()],
                 _ => [&[][..]],
             })
             .collect();
         let mut obs = Observation::new();
-        for (((name, s), t), file) in staged.iter().zip(&tensors).zip(&files) {
-            obs = match (s, t) {
-                (Staged::State(_), Some(t)) => obs.state(name, t),
-                (Staged::Frame(_, layout) | Staged::DeviceFrame(_, layout), Some(t)) => obs.image(name, t, *layout),
-                _ => obs.jpeg(name, file),
+        for ((name, r), file) in ready.iter().zip(&files) {
+            obs = match r {
+                Ready::State(t) => obs.state(name, t),
+                Ready::Image(t, layout) => obs.image(name, t, *layout),
+                Ready::Jpeg(_) => obs.jpeg(name, file),
             };
         }
         f(&mut self.engine, &obs)
