@@ -160,7 +160,13 @@ pub struct EngineBackend {
     /// Injected GPU stalls (testing the deadline path).
     fault: FaultSection,
     steps: u64,
+    /// Whether the warm-up also decodes a JPEG (`ipc.warm_jpeg`).
+    warm_jpeg: bool,
 }
+
+/// A tiny baseline 4:2:0 JPEG (17×9, two MCUs; `tests/data/media/odd_420_17x9.jpg` from `tools/media/gen.py`):
+/// decoding it once at start-up creates nvJPEG's hardware decoder and batch state (`ipc.warm_jpeg`).
+const WARM_JPEG: &[u8] = include_bytes!("../assets/warm_420_17x9.jpg");
 
 impl EngineBackend {
     /// Opens the artifact of `config` on its GPU with its planner, deadline and fallback, and captures the step
@@ -190,7 +196,15 @@ impl EngineBackend {
             // Loads the stall kernel now, so that the first injected stall does not also block the host.
             swm::ops::fault::gpu_delay(&device, std::time::Duration::ZERO)?;
         }
-        let mut backend = Self { engine, inputs, device, fallback, fault: config.fault.clone(), steps: 0 };
+        let mut backend = Self {
+            engine,
+            inputs,
+            device,
+            fallback,
+            fault: config.fault.clone(),
+            steps: 0,
+            warm_jpeg: config.ipc.warm_jpeg,
+        };
         backend.warm_up()?;
         Ok(backend)
     }
@@ -225,6 +239,15 @@ impl EngineBackend {
         self.engine.set_deadline(Some(Duration::from_secs(1)));
         for _ in 0..2 {
             self.engine.step(&obs)?;
+        }
+        if self.warm_jpeg && self.inputs.iter().any(|i| matches!(i, InputSpec::Frame { .. })) {
+            // Every frame input as the built-in JPEG: creates the session's nvJPEG decoders now.
+            let files = [WARM_JPEG];
+            let jpeg = self.inputs.iter().zip(&tensors).fold(Observation::new(), |obs, (spec, t)| match spec {
+                InputSpec::Frame { name, .. } => obs.jpeg(name, &files),
+                InputSpec::State { name, .. } => obs.state(name, t),
+            });
+            self.engine.step(&jpeg)?;
         }
         self.engine.reset();
         Ok(())

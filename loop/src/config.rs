@@ -93,6 +93,10 @@ pub struct IpcSection {
     /// started): a parked thread takes tens of microseconds to wake. Costs at most twice this much CPU per message
     /// and thread; 0 = always sleep. Default 200.
     pub spin_us: u64,
+    /// Whether to create nvJPEG's decoders at start-up by decoding a tiny built-in JPEG through the engine (for
+    /// controllers that send JPEG frames: the first JPEG otherwise creates them, ~0.5 s on an H200, and the
+    /// observations behind it miss their deadlines). Default false (no nvJPEG handles for other controllers).
+    pub warm_jpeg: bool,
 }
 
 impl IpcSection {
@@ -112,6 +116,7 @@ impl Default for IpcSection {
             max_observation_bytes: 16 << 20,
             frame_sizes: FrameSizes::Any,
             spin_us: 200,
+            warm_jpeg: false,
         }
     }
 }

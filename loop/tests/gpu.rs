@@ -178,3 +178,34 @@ fn h264_access_units_are_decoded_at_ingest_and_planned() {
         assert!(slot.action().iter().all(|v| v.is_finite()));
     }
 }
+
+/// `ipc.warm_jpeg`: the daemon's warm-up decodes the built-in JPEG, so that the first JPEG observation does not
+/// create nvJPEG's decoders inside its step (~0.5 s on an H200, measured as deadline misses without it).
+#[test]
+#[ignore = "needs a CUDA device"]
+fn warm_jpeg_creates_the_decoders_before_the_first_observation() {
+    let dir = tempfile::tempdir().unwrap();
+    swm::tools::demo::write_artifact(dir.path()).unwrap();
+    let mut config = LoopConfig { artifact: Some(dir.path().to_path_buf()), ..LoopConfig::default() };
+    config.planner.samples = Some(64);
+    config.planner.iterations = Some(3);
+    config.ipc.warm_jpeg = true;
+    let mut warm = EngineBackend::open(&config).expect("opens with a JPEG warm-up");
+    let spec = warm.inputs()[0].clone();
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run.sh sets it)");
+    let mut media = std::path::PathBuf::from(root);
+    if !media.join("tests/data/media").is_dir() {
+        media.pop();
+    }
+    let jpeg = std::fs::read(media.join("tests/data/media/baseline_420_640x480.jpg")).unwrap();
+    let msg = || message(&spec, Encoding::Jpeg, (0, 0, 0), Payload::Host(jpeg.clone()));
+    // The goal is the first JPEG this backend sees after its warm-up.
+    let start = Instant::now();
+    warm.set_goal(&[msg()]).unwrap();
+    let first = start.elapsed();
+    let mut slot = ActionSlot::default();
+    warm.step(&[msg()], Instant::now() + Duration::from_secs(5), &mut slot).unwrap();
+    println!("first JPEG (the goal) after the warm-up: {first:?}");
+    assert_eq!(slot.status, ActionStatus::Solved as u32);
+    assert!(first < Duration::from_millis(100), "the first JPEG took {first:?}");
+}

@@ -30,6 +30,8 @@ iterations = ${LEWM_ITERS:-30}
 seed = 7
 [ipc]
 prefix = "gpu-lewm"
+# The JPEG run's first observation must not create nvJPEG's decoders (WARM_JPEG=false shows what that costs).
+warm_jpeg = ${WARM_JPEG:-true}
 T
 cat > /tmp/loop-tdmpc2.toml <<T
 artifact = "/tmp/tdmpc2"
