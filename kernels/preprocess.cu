@@ -52,7 +52,8 @@ struct Rgb {
 __device__ __forceinline__ int swm_jpeg_chroma(const uint8_t* __restrict__ c, int cw, int ch, int hs, int vs, int x,
                                                int y) {
   const int cx = x / hs, cy = y / vs;
-  if (hs == 1 && vs == 1) return c[(long long)cy * cw + cx];
+  // libjpeg-turbo interpolates horizontally subsampled chroma only when the plane is more than two samples wide.
+  if ((hs == 1 && vs == 1) || (hs == 2 && cw <= 2)) return c[(long long)cy * cw + cx];
   const bool ox = (x & 1) != 0, oy = (y & 1) != 0;
   const int fx = ox ? min(cx + 1, cw - 1) : max(cx - 1, 0);
   const int fy = oy ? min(cy + 1, ch - 1) : max(cy - 1, 0);

@@ -195,9 +195,10 @@ impl MediaCache {
         if self.fallback.is_none() {
             self.fallback = Some(nvjpeg::Decoder::new(device, nvjpeg::Backend::Default)?);
         }
-        let mut hardware = self.hardware.as_mut();
+        // One by one: the files the engines take still go to them, the rest to the default backend (a single file
+        // the engines just refused goes straight to the default backend).
+        let mut hardware = if files.len() > 1 { self.hardware.as_mut() } else { None };
         let fallback = self.fallback.as_mut().ok_or_else(|| Error::Internal("no JPEG decoder".into()))?;
-        // One by one: the files the engines take still go to them, the rest to the default backend.
         let mut out = Vec::with_capacity(files.len());
         for bytes in files {
             let decoded = match hardware.as_mut().map(|hw| hw.decode_planar(bytes)) {

@@ -149,6 +149,7 @@ impl YuvColor {
 
 /// The pixel format of a decoded frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PixelFormat {
     /// Interleaved 8-bit R, G, B.
     Rgb,
@@ -341,13 +342,19 @@ const JFIX_HALF: i32 = 1 << 15;
 
 /// The chroma sample of plane `c` (`cw × ch`, rows of `cw` bytes) at full-resolution pixel `(x, y)`, upsampled as
 /// libjpeg-turbo's "fancy" upsamplers do: the nearer chroma sample weighted 3/4 and the next one outward 1/4 per
-/// subsampled axis (edges replicated), with libjpeg's alternating rounding biases.
+/// subsampled axis (edges replicated), with libjpeg's alternating rounding biases; horizontally subsampled planes of
+/// at most two samples a row are replicated instead, as libjpeg-turbo does.
 fn jpeg_chroma(c: &[u8], cw: usize, ch: usize, (hs, vs): (usize, usize), x: usize, y: usize) -> i32 {
     let at = |cx: usize, cy: usize| i32::from(c[cy * cw + cx]);
     // The neighbour outward from the pixel's position within its chroma sample: before it for the first of the
     // two pixels a sample covers, after it for the second (clamped to the plane).
     let outward = |i: usize, n: usize, second: bool| if second { (i + 1).min(n - 1) } else { i.saturating_sub(1) };
     let (cx, cy) = (x / hs, y / vs);
+    // libjpeg-turbo interpolates horizontally subsampled chroma only when the plane is more than two samples wide
+    // (`jinit_upsampler`); narrower planes (images up to 4 pixels wide) are replicated, 4:2:0 in both directions.
+    if hs == 2 && cw <= 2 {
+        return at(cx, cy);
+    }
     match (hs, vs) {
         (1, 1) => at(cx, cy),
         (2, 1) => {
@@ -545,15 +552,21 @@ mod tests {
         let col = [0u8, 100];
         let got: Vec<i32> = (0..4).map(|y| jpeg_chroma(&col, 1, 2, (1, 2), 0, y)).collect();
         assert_eq!(got, [0, 25, 75, 100]);
-        // 4:2:0, 2x2 [[0, 64], [128, 255]]: column sums 3·near + far, then 3:1 across with +8 / +7.
-        let block = [0u8, 64, 128, 255];
-        let at = |x, y| jpeg_chroma(&block, 2, 2, (2, 2), x, y);
+        // 4:2:0, 3x2 [[0, 64, 10], [128, 255, 20]]: column sums 3·near + far, then 3:1 across with +8 / +7.
+        let block = [0u8, 64, 10, 128, 255, 20];
+        let at = |x, y| jpeg_chroma(&block, 3, 2, (2, 2), x, y);
         assert_eq!(at(0, 0), 0);
-        // Column sums (3·near + far): 3·0 + 128 = 128 at x = 0, 3·64 + 255 = 447 at x = 1.
+        // Column sums (3·near + far) for row 1 of the output (near: chroma row 0, far: row 1): 3·0 + 128 = 128 at
+        // x = 0, 3·64 + 255 = 447 at x = 1.
         assert_eq!(at(1, 1), (3 * 128 + 447 + 7) >> 4);
-        assert_eq!(at(3, 3), 255, "the far corner keeps its sample");
         assert_eq!(at(2, 1), (3 * 447 + 128 + 8) >> 4);
-        assert_eq!(jpeg_chroma(&block, 2, 2, (1, 1), 1, 1), 255, "4:4:4 reads the sample");
+        assert_eq!(at(5, 3), 20, "the far corner keeps its sample");
+        assert_eq!(jpeg_chroma(&block, 3, 2, (1, 1), 1, 1), 255, "4:4:4 reads the sample");
+        // A plane two samples wide (an image up to 4 pixels wide) is replicated, as libjpeg-turbo does.
+        let narrow = [0u8, 64, 128, 255];
+        assert_eq!(jpeg_chroma(&narrow, 2, 2, (2, 2), 1, 1), 0);
+        assert_eq!(jpeg_chroma(&narrow, 2, 2, (2, 2), 2, 3), 255);
+        assert_eq!(jpeg_chroma(&[0, 100], 2, 1, (2, 1), 1, 0), 0, "4:2:2 too");
     }
 
     #[test]

@@ -545,6 +545,12 @@ impl Decoder {
         format: nvjpegOutputFormat_t,
         targets: &[(Shape, Vec<(usize, usize)>)],
     ) -> Result<Vec<Tensor>, MediaError> {
+        if files.len() != targets.len() || files.is_empty() {
+            return Err(MediaError::Unsupported {
+                backend: self.backend(),
+                reason: format!("{} files for {} output images", files.len(), targets.len()),
+            });
+        }
         let device = self.device.clone();
         let Device::Cuda(cuda) = &device else {
             return Err(MediaError::NotCuda(format!("{:?}", device.location())));
@@ -619,7 +625,10 @@ impl Decoder {
     ) -> Result<(), MediaError> {
         let n = files.len();
         if n == 0 || images.len() != n {
-            return Ok(());
+            return Err(MediaError::Unsupported {
+                backend: Backend::Hardware,
+                reason: format!("{n} files for {} output images", images.len()),
+            });
         }
         while self.jpeg_streams.len() < n {
             self.jpeg_streams.push(JpegStream::new(&self.handle)?);
