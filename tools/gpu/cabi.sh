@@ -2,7 +2,7 @@
 # GPU-host session for libswm (issue 13): the C example plans with the demo LeWM artifact (synthetic 640x480 frames,
 # then the 640x480 test JPEG) and with a TD-MPC2 artifact of the official baseline's size, and examples/c/bench
 # measures the C call's overhead over the engine step. Carry .gpu/ (with libswm.so.xz, see below), .whl/ and the
-# prebuilt examples/c/controller and examples/c/bench:
+# prebuilt examples/c/controller, examples/c/threads and examples/c/bench:
 #   cargo build --release -p swm-ffi && make -C examples/c
 #   bash ../shared/gpu/bundle.sh --bins -- --release --workspace --test gpu
 #   xz -T0 -6 -c target/release/libswm.so > .gpu/files/target/release/libswm.so.xz
@@ -18,5 +18,7 @@ python3 -m swm_tools.export_tdmpc2 --config tools/configs/tdmpc2-bench.json --ou
 examples/c/controller /tmp/lewm - 3 2>&1 | tee -a "$log"
 examples/c/controller /tmp/lewm tests/data/media/baseline_420_640x480.jpg 3 2>&1 | tee -a "$log"
 examples/c/controller /tmp/tdmpc2 - 3 2>&1 | tee -a "$log"
+examples/c/threads /tmp/lewm 10 2>&1 | tee -a "$log"
+examples/c/threads /tmp/tdmpc2 20 2>&1 | tee -a "$log"
 examples/c/bench /tmp/tdmpc2 "${STEPS:-1000}" 2>&1 | tee -a "$log"
 examples/c/bench /tmp/lewm "${STEPS_LEWM:-200}" 2>&1 | tee -a "$log"
