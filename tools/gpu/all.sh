@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# GPU host, one call, after tools/gpu/pack.sh: the GPU tests, libswm's GPU test, the media session, the C ABI
+# session and the daemon runs, each under its own time limit so that a slow part cannot eat the rest; results under
+# $OUT: 0-summary.txt and 1-logs.tgz (a device call returns a limited number of files). PARTS picks parts (default all:
+# tests ffi media cabi loop); the loop part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh does.
+set -uo pipefail
+export OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+rm -rf /tmp/gpu-bin
+# A device call returns only the first few files (by name): the summary is 0-summary.txt, everything else ends
+# up in 1-logs.tgz.
+summary=$OUT/0-summary.txt
+: > "$summary"
+part() { [[ " ${PARTS:-tests ffi media cabi loop} " == *" $1 "* ]]; }
+if part tests; then
+  timeout "${TESTS_S:-240}" bash .gpu/run.sh > "$OUT/tests.out" 2>&1
+  grep -a "test result\|FAILED\|panicked" "$OUT/tests.out" | head -20 | tee -a "$summary"
+fi
+if part ffi; then
+  timeout 120 bash .gpu-ffi/run.sh tests c_calls > "$OUT/ffi.out" 2>&1
+  grep -a "test result\|FAILED\|panicked" "$OUT/ffi.out" | head | tee -a "$summary"
+fi
+if part media; then
+  timeout 150 bash tools/gpu/media.sh > "$OUT/media.out" 2>&1
+  grep -a "^media \| gpu  \| cpu  \|within\|RESULT" "$OUT/media.out" | tee -a "$summary"
+fi
+if part cabi; then
+  timeout 150 bash tools/gpu/cabi.sh > "$OUT/cabi.out" 2>&1
+  grep -a "thread\|overhead\|p50\|failed" "$OUT/cabi.out" | tee -a "$summary"
+fi
+if part loop; then
+  RUNS="${RUNS:-lewm-jpeg lewm-h264 tdmpc2}" DUR="${DUR:-30}" timeout "${LOOP_S:-420}" bash tools/gpu/loop.sh \
+    > "$OUT/loop.out" 2>&1
+  grep -av "^step" "$OUT/loop.out" | grep -a "== \|answered\|served\|overhead\|end_to_end\|exit code\|gpu memory" \
+    | tee -a "$summary"
+fi
+rm -f "$OUT"/smi-*.csv   # per-run clock samples: summarised in loop.out's log lines
+( cd "$OUT" && find . -maxdepth 1 -type f ! -name 0-summary.txt -printf '%P\n' | tar czf /tmp/1-logs.tgz -T - \
+  && find . -maxdepth 1 -type f ! -name 0-summary.txt -delete && mv /tmp/1-logs.tgz . )

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds everything a GPU-host session needs and packs it under the 64 MiB a device call carries (run here, from
+# the repository root, after `source tools/setup-cuda.sh`):
+#   .gpu/      the GPU test binaries (swm's tests/gpu; swm-loop's with LOOP_TESTS=1), swm and swm-gpu, the example
+#              controller, swm-loop.xz and libswm.so.xz (tools/gpu/loop.sh and cabi.sh unpack them)
+#   .gpu-ffi/  libswm's unit-test binary (its GPU test: `bash .gpu-ffi/run.sh tests c_calls` — the header test
+#              needs cargo, which the GPU host lacks)
+#   .whl/      the official stable-worldmodel 0.1.1 wheels (once)
+# and the C examples (examples/c: controller, threads, bench). Carry: [".gpu", ".gpu-ffi", ".whl",
+# "examples/c/controller", "examples/c/threads", "examples/c/bench"]; run `bash tools/gpu/all.sh` there.
+set -euo pipefail
+shared=${SHARED:-../shared/gpu}
+cargo build --release --workspace --all-targets --all-features
+cargo build --release -p swm-ffi
+make -C examples/c all
+rm -rf .gpu .gpu-ffi
+bash "$shared/bundle.sh" -- --release -p swm-ffi --lib
+mv .gpu .gpu-ffi.tmp
+tests=(--release --test gpu)
+[ "${LOOP_TESTS:-0}" = 1 ] && tests=(--release --workspace --test gpu)
+bash "$shared/bundle.sh" --bins --with target/release/examples/controller -- "${tests[@]}"
+mv .gpu-ffi.tmp .gpu-ffi
+xz -T0 -6 -c target/release/libswm.so > .gpu/files/target/release/libswm.so.xz
+xz -T0 -6 -c target/release/swm-loop > .gpu/files/target/release/swm-loop.xz
+[ -d .whl ] || bash "$shared/python-wheels.sh" .whl
+size=$(du -smc .gpu .gpu-ffi .whl examples/c/controller examples/c/threads examples/c/bench | tail -1 | cut -f1)
+echo "pack.sh: ${size} MiB to carry (limit 64, with the working tree)"
+[ "$size" -lt 60 ] || { echo "pack.sh: too large; drop LOOP_TESTS or a part" >&2; exit 1; }
