@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # GPU host, one call, after tools/gpu/pack.sh: the GPU tests, libswm's GPU test, the media session, the C ABI
 # session and the daemon runs, each under its own time limit so that a slow part cannot eat the rest; results under
-# $OUT: 0-summary.txt and 1-logs.tgz (a device call returns a limited number of files). PARTS picks parts (default all:
-# tests ffi media cabi loop); the loop part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh does.
+# $OUT: 0-summary.txt and 1-logs.tgz (a device call returns a limited number of files). PARTS picks parts (default
+# all: tests ffi media cabi peer loop); the loop part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh
+# does. The peer part is issue 14's TD-MPC2 row: the official solver, the best PyTorch peer (checked to plan what the
+# official solver plans) eager / CUDA graph / torch.compile in fp32 and TF32, and swm, in one call.
 set -uo pipefail
 export OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -11,7 +13,7 @@ rm -rf /tmp/gpu-bin
 # up in 1-logs.tgz.
 summary=$OUT/0-summary.txt
 : > "$summary"
-part() { [[ " ${PARTS:-tests ffi media cabi loop} " == *" $1 "* ]]; }
+part() { [[ " ${PARTS:-tests ffi media cabi peer loop} " == *" $1 "* ]]; }
 if part tests; then
   timeout "${TESTS_S:-240}" bash .gpu/run.sh > "$OUT/tests.out" 2>&1
   grep -a "test result\|FAILED\|panicked" "$OUT/tests.out" | head -20 | tee -a "$summary"
@@ -27,6 +29,16 @@ fi
 if part cabi; then
   timeout 150 bash tools/gpu/cabi.sh > "$OUT/cabi.out" 2>&1
   grep -a "thread\|overhead\|p50\|failed" "$OUT/cabi.out" | tee -a "$summary"
+fi
+if part peer; then
+  ( source tools/gpu/env.sh > /dev/null 2>&1
+    bash .gpu/run.sh exec swm --version > /dev/null 2>&1
+    timeout 60 python3 -m swm_tools.peer_tdmpc2 --config tools/configs/tdmpc2-bench.json --check
+    timeout 120 python3 -m swm_tools.bench_tdmpc2 --config tools/configs/tdmpc2-bench.json --iters 20
+    timeout 300 python3 -m swm_tools.peer_tdmpc2 --config tools/configs/tdmpc2-bench.json --iters 100
+    /tmp/gpu-bin/swm bench tdmpc2 --iters 100
+    /tmp/gpu-bin/swm bench tdmpc2 --iters 100 --tf32 ) > "$OUT/peer.out" 2>&1
+  grep -a "peer vs\|p50" "$OUT/peer.out" | tee -a "$summary"
 fi
 if part loop; then
   RUNS="${RUNS:-lewm-jpeg lewm-h264 tdmpc2}" DUR="${DUR:-30}" timeout "${LOOP_S:-420}" bash tools/gpu/loop.sh \

@@ -31,7 +31,7 @@ def main() -> None:
         y, cb, cr = block(H, W), block(ch, cw), block(ch, cw)
         # The encoder gets full-resolution chroma, each sample repeated over the pixels it covers: its averaging
         # downsampler gives back exactly the planes above.
-        full = lambda c: Image.fromarray(np.repeat(np.repeat(c, vs, 0), hs, 1))
+        full = lambda c, vs=vs, hs=hs: Image.fromarray(np.repeat(np.repeat(c, vs, 0), hs, 1))
         image = Image.merge("YCbCr", [Image.fromarray(y), full(cb), full(cr)])
         image.save(out / f"{name}.jpg", quality=100, subsampling=sub)
         np.concatenate([y.ravel(), cb.ravel(), cr.ravel()]).tofile(out / f"{name}.planes")
