@@ -120,6 +120,7 @@ impl Stager for DeviceStager {
             nv12: f.nv12,
             width: f.width as usize,
             height: f.height as usize,
+            color: f.color,
         }))
     }
 }
@@ -276,10 +277,8 @@ impl EngineBackend {
                 };
                 match spec {
                     InputSpec::Frame { .. } if matches!(m.payload, Payload::Decoded { .. }) => {
-                        let Payload::Decoded { width, height, .. } = m.payload else { unreachable!() };
-                        // NVDEC's frames: BT.601 limited range (what H.264/HEVC encoders emit by default; the
-                        // stream's colour description is not read yet).
-                        let color = YuvColor { matrix: YuvMatrix::Bt601, range: YuvRange::Limited };
+                        let Payload::Decoded { width, height, color, .. } = m.payload else { unreachable!() };
+                        // NVDEC's frames, converted as the stream's VUI says.
                         Ok(StepInput::Image(bytes()?, FrameLayout::packed(PixelFormat::Nv12(color), width, height)))
                     }
                     InputSpec::Frame { .. } => {

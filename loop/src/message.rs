@@ -146,6 +146,8 @@ pub enum Payload {
         width: usize,
         /// Height in pixels.
         height: usize,
+        /// The stream's colour description (its VUI; BT.601 limited range when it says nothing).
+        color: swm::ops::YuvColor,
     },
 }
 

@@ -106,6 +106,8 @@ pub enum YuvMatrix {
     Bt601,
     /// ITU-R BT.709 (HD video).
     Bt709,
+    /// ITU-R BT.2020 non-constant luminance (UHD/HDR video; 8-bit NV12 only here).
+    Bt2020,
 }
 
 /// Value range of an NV12 frame's samples.
@@ -135,6 +137,7 @@ impl YuvColor {
         let (kr, kb) = match self.matrix {
             YuvMatrix::Bt601 => (0.299f64, 0.114f64),
             YuvMatrix::Bt709 => (0.2126, 0.0722),
+            YuvMatrix::Bt2020 => (0.2627, 0.0593),
         };
         let kg = 1.0 - kr - kb;
         let (yo, ys, cs) = match self.range {
@@ -601,7 +604,7 @@ mod tests {
 
     #[test]
     fn yuv_coefficients_map_white_black_and_grey() {
-        for matrix in [YuvMatrix::Bt601, YuvMatrix::Bt709] {
+        for matrix in [YuvMatrix::Bt601, YuvMatrix::Bt709, YuvMatrix::Bt2020] {
             let limited = YuvColor { matrix, range: YuvRange::Limited }.coefficients();
             let full = YuvColor { matrix, range: YuvRange::Full }.coefficients();
             let rgb = |c: [f32; 7], y: f32, u: f32, v: f32| {
@@ -613,7 +616,11 @@ mod tests {
                 assert!(rgb(c, black, 128.0, 128.0).iter().all(|v| v.abs() < 1e-3));
             }
             // Pure red in full range: Y = 255·Kr, U = 128 + (0 − Y)/(2(1 − Kb)), V = 128 + (255 − Y)/(2(1 − Kr)).
-            let (kr, kb) = if matrix == YuvMatrix::Bt601 { (0.299, 0.114) } else { (0.2126, 0.0722) };
+            let (kr, kb) = match matrix {
+                YuvMatrix::Bt601 => (0.299, 0.114),
+                YuvMatrix::Bt709 => (0.2126, 0.0722),
+                YuvMatrix::Bt2020 => (0.2627, 0.0593),
+            };
             let red = rgb(full, 255.0 * kr, 128.0 - 127.5 * kr / (1.0 - kb), 255.5);
             assert!((red[0] - 255.0).abs() < 1.0 && red[1].abs() < 1.5 && red[2].abs() < 1.5, "{matrix:?} {red:?}");
         }

@@ -114,7 +114,7 @@ fn decode_bit_exact(name: &str, codec: Codec, order: &[usize]) -> Decoder {
     }
     assert!(mismatches.is_empty(), "{name}: NV12 differs from FFmpeg's decode:\n{}", mismatches.join("\n"));
     let stats = decoder.stats();
-    println!("{name}: {} frames bit-exact, {stats:?}", frames.len());
+    println!("{name}: {} frames bit-exact, {stats:?}, colour {:?}", frames.len(), frames.first().map(|(_, f)| f.color));
     let n = n as u64;
     assert_eq!((stats.decoded, stats.returned, stats.skipped, stats.corrupt), (n, n, 0, 0), "{name}");
     decoder
@@ -317,4 +317,30 @@ fn nvdec_test_sha256_matches_known_digests() {
     let name = "h264_res_change.h264";
     let bytes = std::fs::read(media_dir().join(name)).unwrap();
     assert_eq!(sha256_hex(&bytes), entry(name)["sha256"].as_str().unwrap());
+}
+
+/// NVDEC frames carry the stream's colour description (its VUI), which the fused kernel then converts with:
+/// `tests/data/media/vui/` (tools/media/vui_streams.py) holds an H.264 stream signalling BT.709 full range and an
+/// HEVC stream signalling BT.2020 limited range; the committed clips signal BT.601 limited range.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn nvdec_frames_carry_the_stream_s_colour_description() {
+    use swm::ops::{YuvColor, YuvMatrix, YuvRange};
+    let (_gpu, device) = gpu();
+    let cases = [
+        ("vui/h264_bt709_full.h264", Codec::H264, YuvColor { matrix: YuvMatrix::Bt709, range: YuvRange::Full }),
+        ("vui/hevc_bt2020_limited.h265", Codec::Hevc, YuvColor { matrix: YuvMatrix::Bt2020, range: YuvRange::Limited }),
+        ("h264_1080p.h264", Codec::H264, YuvColor { matrix: YuvMatrix::Bt601, range: YuvRange::Limited }),
+    ];
+    for (name, codec, want) in cases {
+        let bytes = std::fs::read(media_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut decoder = Decoder::new(&device, codec).unwrap();
+        // The whole stream in one packet: the parser finds its pictures itself.
+        let mut frames = decoder.decode(&bytes, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        frames.extend(decoder.flush().unwrap());
+        assert!(!frames.is_empty(), "{name}: no frame");
+        for f in &frames {
+            assert_eq!(f.color, want, "{name}: frame {}", f.index);
+        }
+    }
 }

@@ -95,6 +95,7 @@ fn nv12_reference(y: &[u8], uv: &[u8], w: usize, h: usize, color: YuvColor, size
     let (kr, kb) = match color.matrix {
         YuvMatrix::Bt601 => (0.299f64, 0.114f64),
         YuvMatrix::Bt709 => (0.2126, 0.0722),
+        YuvMatrix::Bt2020 => (0.2627, 0.0593),
     };
     let kg = 1.0 - kr - kb;
     let (yo, ys, cs) = match color.range {
@@ -139,7 +140,7 @@ fn nv12_frames_match_the_host_conversion_for_each_matrix_and_range() {
     for r in 0..h / 2 {
         buf[uv_offset + r * pitch..][..w].copy_from_slice(&uv[r * w..][..w]);
     }
-    for matrix in [YuvMatrix::Bt601, YuvMatrix::Bt709] {
+    for matrix in [YuvMatrix::Bt601, YuvMatrix::Bt709, YuvMatrix::Bt2020] {
         for range in [YuvRange::Limited, YuvRange::Full] {
             let color = YuvColor { matrix, range };
             let layout = FrameLayout { pitch, uv_offset, ..FrameLayout::packed(PixelFormat::Nv12(color), w, h) };

@@ -67,6 +67,7 @@ use candle_core::{CudaDevice, CudaStorage, Device, Storage, Tensor};
 use cudarc::driver::{CudaContext, CudaStream, DevicePtrMut};
 
 use super::MediaError;
+use crate::ops::{YuvColor, YuvMatrix, YuvRange};
 use sys::{
     cudaVideoChromaFormat, cudaVideoCodec, cudaVideoDeinterlaceMode, cudaVideoSurfaceFormat, cuvidDecodeStatus,
     tcu_ulong, CUresult, Library, CUVIDDECODECAPS, CUVIDDECODECREATEINFO, CUVIDEOFORMAT, CUVIDPARSERDISPINFO,
@@ -326,6 +327,9 @@ pub struct Frame {
     pub timestamp: i64,
     /// Display-order number of the picture since the decoder was created (skipped pictures count too).
     pub index: u64,
+    /// How to convert the frame to RGB: the sequence's colour description (H.264/HEVC VUI `matrix_coefficients`
+    /// and `video_full_range_flag`; BT.601 limited range when the stream does not say, as FFmpeg assumes).
+    pub color: YuvColor,
 }
 
 impl Frame {
@@ -517,6 +521,20 @@ impl Drop for Mapped<'_> {
     }
 }
 
+/// The colour description of a sequence from its VUI (`CUVIDEOFORMAT::video_signal_description`): the matrix from
+/// `matrix_coefficients` (H.264/HEVC table E-5: 1 BT.709; 4, 5, 6 BT.601; 9, 10 BT.2020; 7, SMPTE 240M, as
+/// BT.709, its nearest; anything else — 2 "unspecified" included — BT.601, FFmpeg's default) and the range from
+/// `video_full_range_flag` (bit 3 of the first byte).
+fn vui_color(f: &CUVIDEOFORMAT) -> YuvColor {
+    let matrix = match f.matrix_coefficients {
+        1 | 7 => YuvMatrix::Bt709,
+        9 | 10 => YuvMatrix::Bt2020,
+        _ => YuvMatrix::Bt601,
+    };
+    let range = if f.video_signal_flags & 0b1000 != 0 { YuvRange::Full } else { YuvRange::Limited };
+    YuvColor { matrix, range }
+}
+
 /// The parser callbacks' state: heap-pinned (its address is the parser's `pUserData`), owned by a [`Decoder`].
 struct State {
     lib: Arc<Library>,
@@ -540,6 +558,8 @@ struct State {
     tainted: Vec<bool>,
     next_index: u64,
     stats: DecodeStats,
+    /// The current sequence's colour description (from its VUI).
+    color: YuvColor,
 }
 
 impl ErrorSlot for State {
@@ -593,6 +613,7 @@ impl State {
             return Err(self.unsupported(format!("odd output size {}x{} (NV12 needs even sizes)", target.0, target.1)));
         }
         let surfaces = u32::from(f.min_num_decode_surfaces).max(1);
+        self.color = vui_color(f);
 
         if let Some(d) = &mut self.decoder {
             if d.coded == coded && d.display == area {
@@ -777,7 +798,7 @@ impl State {
         drop(mapped);
         let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, self.cuda.clone()));
         let nv12 = Tensor::from_storage(storage, (hu * 3 / 2, wu), candle_core::op::BackpropOp::none(), false);
-        self.frames.push(Frame { nv12, width: w, height: h, timestamp: info.timestamp, index });
+        self.frames.push(Frame { nv12, width: w, height: h, timestamp: info.timestamp, index, color: self.color });
         self.stats.returned += 1;
         Ok(1)
     }
@@ -887,6 +908,7 @@ impl Decoder {
             tainted: Vec::new(),
             next_index: 0,
             stats: DecodeStats::default(),
+            color: YuvColor::default(),
         });
         let state = NonNull::from(Box::leak(state));
         let mut params = sys::CUVIDPARSERPARAMS {
@@ -1042,6 +1064,23 @@ impl Drop for Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vui_colour_descriptions_map_to_the_kernel_s_colours() {
+        let format = |matrix: u8, flags: u8| CUVIDEOFORMAT {
+            matrix_coefficients: matrix,
+            video_signal_flags: flags,
+            ..CUVIDEOFORMAT::default()
+        };
+        let color = |matrix, range| YuvColor { matrix, range };
+        assert_eq!(vui_color(&format(2, 0b0101)), color(YuvMatrix::Bt601, YuvRange::Limited), "unspecified");
+        assert_eq!(vui_color(&format(1, 0)), color(YuvMatrix::Bt709, YuvRange::Limited));
+        assert_eq!(vui_color(&format(1, 0b1000)), color(YuvMatrix::Bt709, YuvRange::Full), "video_full_range_flag");
+        assert_eq!(vui_color(&format(6, 0b1101)), color(YuvMatrix::Bt601, YuvRange::Full));
+        assert_eq!(vui_color(&format(5, 0)).matrix, YuvMatrix::Bt601);
+        assert_eq!(vui_color(&format(9, 0)).matrix, YuvMatrix::Bt2020);
+        assert_eq!(vui_color(&format(0, 0)).matrix, YuvMatrix::Bt601, "identity (GBR) is not decoded as such");
+    }
 
     fn media(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media").join(name);

@@ -155,7 +155,6 @@ pub fn run(args: &BenchMediaArgs) -> Result<Vec<BenchRow>, CliError> {
     // decode order, wrapping round to its first IDR; each frame preprocessed.
     let aus = access_units(&dir, "h264_1080p.h264", 16)?;
     let mut nvdec = nvdec::Decoder::new(&device, Codec::H264).map_err(swm::Error::from)?;
-    let layout = FrameLayout::packed(PixelFormat::Nv12(color), 1920, 1080);
     let table = ResizeTable::shorter_side(1080, 1920, SIZE, &device).map_err(swm::Error::from)?;
     let (oh, ow) = table.output();
     let out = Tensor::zeros((1, 3, oh, ow), DType::F32, &device)?;
@@ -166,6 +165,8 @@ pub fn run(args: &BenchMediaArgs) -> Result<Vec<BenchRow>, CliError> {
         let frames = nvdec.decode(&aus[next % aus.len()], next as i64)?;
         next += 1;
         for f in &frames {
+            // Converted as the stream's VUI says.
+            let layout = FrameLayout::packed(PixelFormat::Nv12(f.color), 1920, 1080);
             frame_into(&f.nv12.flatten_all()?, &layout, &table, &norm, &out, 0)?;
         }
         Ok(())
