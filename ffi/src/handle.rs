@@ -26,9 +26,10 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    /// Starts the engine thread with `open` and reads the model's description from it.
-    pub fn start(open: impl FnOnce() -> Result<State, Failure> + Send + 'static) -> Result<Self, Failure> {
-        let worker = Worker::start(open)?;
+    /// Starts the engine thread with `open` and reads the model's description from it; `sleep`: callers sleep on
+    /// their replies instead of polling (`SWM_WAIT_SLEEP`).
+    pub fn start(open: impl FnOnce() -> Result<State, Failure> + Send + 'static, sleep: bool) -> Result<Self, Failure> {
+        let worker = Worker::start(open, sleep)?;
         let ((family, action_dim, n), inputs) = worker.call(|s| {
             let info = s.info();
             let inputs = (0..info.2).filter_map(|i| s.input(i)).collect::<Vec<_>>();

@@ -114,6 +114,17 @@ pub enum swm_solver {
     Icem = 3,
 }
 
+/// How a thread waits for its call to finish on the handle's engine thread (`swm_engine_options.wait`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy)]
+pub enum swm_wait {
+    /// Poll: spin 100 µs, then yield the CPU between polls (the default; a hand-over costs microseconds, and the
+    /// waiting thread keeps a core busy for the whole call, as CUDA's default synchronisation does).
+    Poll = 0,
+    /// Sleep on the reply (no CPU while waiting; each call costs a thread wake-up, ~130 µs on the H200 hosts).
+    Sleep = 1,
+}
+
 /// How a plan's action was produced (swm's `PlanSource`).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +155,11 @@ pub struct swm_engine_options {
     pub eager: u32,
     /// Step budget in milliseconds, from the plan call to the action in host memory; 0 = every iteration runs.
     pub deadline_ms: f64,
+    /// A `swm_wait` value: how calling threads wait for the engine thread (added in struct size 32; older callers
+    /// get `SWM_WAIT_POLL`).
+    pub wait: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
 }
 
 /// Changes to the planner (`swm_engine_set_planner`); zero fields keep their value.
@@ -450,7 +466,12 @@ pub unsafe extern "C" fn swm_engine_open(
         let dir = std::path::PathBuf::from(text(artifact_dir, "artifact_dir")?);
         let o = if options.is_null() { swm_engine_options::default() } else { read_options(options, "options")? };
         let opts = engine_options(o.gpu as usize, o.history as usize, deadline(o.deadline_ms)?, o.eager != 0);
-        let handle = Arc::new(Handle::start(move || State::open(&dir, &opts))?);
+        let sleep = match o.wait {
+            0 => false,
+            1 => true,
+            other => return Err(Failure::new(swm_status::UnknownEnum, format!("options.wait = {other}"))),
+        };
+        let handle = Arc::new(Handle::start(move || State::open(&dir, &opts), sleep)?);
         // Keys are never reused, so that a freed handle stays unknown even when its memory is reused.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0x5_0000);
         let key = NEXT.fetch_add(16, std::sync::atomic::Ordering::Relaxed);

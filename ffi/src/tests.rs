@@ -90,6 +90,15 @@ fn opening_fails_with_a_status_and_leaves_a_null_handle() {
     };
     // SAFETY: as above.
     assert_eq!(unsafe { swm_engine_open(missing.as_ptr(), &options, &mut engine) }, swm_status::InvalidArgument);
+    // An unknown wait mode is refused before anything is opened.
+    let options = swm_engine_options {
+        struct_size: std::mem::size_of::<swm_engine_options>() as u32,
+        wait: 7,
+        ..Default::default()
+    };
+    // SAFETY: as above.
+    assert_eq!(unsafe { swm_engine_open(missing.as_ptr(), &options, &mut engine) }, swm_status::UnknownEnum);
+    assert!(message().contains("options.wait = 7"), "{}", message());
     // Calls on the handle a failed open left are NULL-handle errors, not crashes.
     assert_eq!(swm_engine_reset(engine), swm_status::NullArgument);
 }

@@ -27,11 +27,14 @@ const YIELD_FOR: Duration = Duration::from_secs(1);
 pub(crate) struct Worker {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// Callers sleep on their replies instead of polling.
+    sleep: bool,
 }
 
 impl Worker {
-    /// Starts the thread and creates its state with `open` there; fails with `open`'s failure.
-    pub fn start(open: impl FnOnce() -> Result<State, Failure> + Send + 'static) -> Result<Self, Failure> {
+    /// Starts the thread and creates its state with `open` there; fails with `open`'s failure. With `sleep`,
+    /// callers sleep on their replies instead of polling for them.
+    pub fn start(open: impl FnOnce() -> Result<State, Failure> + Send + 'static, sleep: bool) -> Result<Self, Failure> {
         let (jobs_tx, jobs_rx) = bounded::<Job>(16);
         let (ready_tx, ready_rx) = bounded::<Result<(), Failure>>(1);
         let thread = std::thread::Builder::new()
@@ -47,7 +50,7 @@ impl Worker {
             })
             .map_err(|e| Failure::new(SwmStatus::Runtime, format!("cannot start the engine thread: {e}")))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { jobs: Some(jobs_tx), thread: Some(thread) }),
+            Ok(Ok(())) => Ok(Self { jobs: Some(jobs_tx), thread: Some(thread), sleep }),
             Ok(Err(f)) => {
                 let _ = thread.join();
                 Err(f)
@@ -76,6 +79,9 @@ impl Worker {
         // its CPU between polls, as CUDA's default synchronisation does) instead of sleeping on the channel, whose
         // futex wake-up cost ~130 µs per call on the GPU hosts (measured: swm_engine_plan overhead p50 134 µs with
         // a sleeping caller). Past `YIELD_FOR` (a call stuck behind a long one) it sleeps.
+        if self.sleep {
+            return rx.recv().map_err(|_| dead())?;
+        }
         let start = Instant::now();
         loop {
             match rx.try_recv() {

@@ -10,6 +10,10 @@
 # "examples/c/controller", "examples/c/threads", "examples/c/bench"]; run `bash tools/gpu/all.sh` there.
 set -euo pipefail
 shared=${SHARED:-../shared/gpu}
+# A build of another checkout into the same target directory (CI run from a clone with CARGO_TARGET_DIR shared)
+# overwrites the unhashed outputs (libswm.so, the binaries) while cargo still counts this checkout's as fresh:
+# touching the crates that produce them makes cargo link them again from this checkout.
+touch ffi/src/lib.rs src/bin/swm/main.rs src/bin/swm/gpu.rs loop/src/main.rs
 cargo build --release --workspace --all-targets --all-features
 cargo build --release -p swm-ffi
 make -C examples/c all
