@@ -259,6 +259,10 @@ typedef struct swm_plan_result {
   double plan_ms;
   // Host time of the call on the engine thread, ms.
   double wall_ms;
+  // Host time of the whole job on the engine thread (building the observation, the step, collecting the
+  // result), ms: with `wall_ms` and the caller's own clock it splits the C call's cost into the hand-over and
+  // the work around the step (added in struct size 48).
+  double job_ms;
 } swm_plan_result;
 
 // Changes to the planner (`swm_engine_set_planner`); zero fields keep their value.

@@ -59,6 +59,8 @@ pub(crate) struct Planned {
     pub encode: Duration,
     pub plan: Duration,
     pub wall: Duration,
+    /// The whole job on the engine thread (observation, step, result).
+    pub job: Duration,
 }
 
 /// Inputs staged by one calling thread, by input name.
@@ -128,7 +130,8 @@ impl State {
 
     /// Plans from the observation `staged` (every input of the model's schema).
     pub fn plan(&mut self, staged: StagedInputs) -> Result<Planned, Failure> {
-        self.with_observation(staged, |engine, obs| {
+        let start = std::time::Instant::now();
+        let mut planned = self.with_observation(staged, |engine, obs| {
             let step = engine.step(obs)?;
             let per_env = step.steps * step.env_action_dim;
             Ok(Planned {
@@ -141,8 +144,11 @@ impl State {
                 encode: step.times.encode,
                 plan: step.times.plan,
                 wall: step.times.wall,
+                job: Duration::ZERO,
             })
-        })
+        })?;
+        planned.job = start.elapsed();
+        Ok(planned)
     }
 
     /// TD-MPC2's actor on the observation `staged`: the policy mean, or a sample of it, in env units.

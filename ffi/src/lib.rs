@@ -256,6 +256,10 @@ pub struct swm_plan_result {
     pub plan_ms: f64,
     /// Host time of the call on the engine thread, ms.
     pub wall_ms: f64,
+    /// Host time of the whole job on the engine thread (building the observation, the step, collecting the
+    /// result), ms: with `wall_ms` and the caller's own clock it splits the C call's cost into the hand-over and
+    /// the work around the step (added in struct size 48).
+    pub job_ms: f64,
 }
 
 /// The model behind a handle (`swm_engine_describe`).
@@ -751,6 +755,7 @@ pub unsafe extern "C" fn swm_engine_plan(
                 encode_ms: ms(p.encode),
                 plan_ms: ms(p.plan),
                 wall_ms: ms(p.wall),
+                job_ms: ms(p.job),
             };
             // SAFETY: `result` holds `result_size` bytes (caller contract; at least 8, checked).
             unsafe { write_prefix(result, &out, result_size) };
