@@ -4,7 +4,8 @@
 # $OUT: 0-summary.txt and 1-logs.tgz (a device call returns a limited number of files). PARTS picks parts (default
 # all: tests ffi media cabi peer loop); the loop part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh
 # does. The peer part is issue 14's TD-MPC2 row: the official solver, the best PyTorch peer (checked to plan what the
-# official solver plans) eager / CUDA graph / torch.compile in fp32 and TF32, and swm, in one call.
+# official solver plans) eager / CUDA graph / torch.compile in fp32 and TF32, and swm, in one call. The media and
+# peer parts' JSON feed the report: unpack 1-logs.tgz here and run `python -m swm_tools.report --results DIR`.
 set -uo pipefail
 export OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -34,10 +35,11 @@ if part peer; then
   ( source tools/gpu/env.sh > /dev/null 2>&1
     bash .gpu/run.sh exec swm --version > /dev/null 2>&1
     timeout 60 python3 -m swm_tools.peer_tdmpc2 --config tools/configs/tdmpc2-bench.json --check
-    timeout 120 python3 -m swm_tools.bench_tdmpc2 --config tools/configs/tdmpc2-bench.json --iters 20
-    timeout 300 python3 -m swm_tools.peer_tdmpc2 --config tools/configs/tdmpc2-bench.json --iters 100
-    /tmp/gpu-bin/swm bench tdmpc2 --iters 100
-    /tmp/gpu-bin/swm bench tdmpc2 --iters 100 --tf32 ) > "$OUT/peer.out" 2>&1
+    timeout 120 python3 -m swm_tools.bench_tdmpc2 --config tools/configs/tdmpc2-bench.json --iters 20 \
+      --json "$OUT/bench_tdmpc2_official.json"
+    timeout 300 python3 -m swm_tools.peer_tdmpc2 --config tools/configs/tdmpc2-bench.json --iters 100 \
+      --json "$OUT/bench_tdmpc2_peer.json"
+    /tmp/gpu-bin/swm bench tdmpc2 --iters 100 --json "$OUT/swm_bench_tdmpc2.json" ) > "$OUT/peer.out" 2>&1
   grep -a "peer vs\|p50" "$OUT/peer.out" | tee -a "$summary"
 fi
 if part loop; then
