@@ -119,15 +119,18 @@ def svg(sections, when, device):
     scale = width / math.log10(max(top * 1.2, 10))
 
     def x(v):
-        return left + max(0.0, math.log10(max(v, 1e-3)) + 0) * scale if v >= 1 else left - (-math.log10(v)) * scale
+        # Log scale from 1×: faster rows extend right of the axis, slower ones left of it.
+        return left + math.log10(max(v, 1e-3)) * scale
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{height}" '
-           'font-family="sans-serif" font-size="11">',
-           f'<text x="10" y="18" font-size="13" font-weight="bold">swm speed-up (p50; log scale; 1× = as fast)'
-           f'</text><text x="10" y="34" fill="#555">{html.escape(device)} · {when}</text>',
-           '<rect x="10" y="42" width="10" height="10" fill="#1f77b4"/><text x="24" y="51">vs official</text>',
-           '<rect x="100" y="42" width="10" height="10" fill="#ff7f0e"/><text x="114" y="51">vs best PyTorch peer'
-           '</text>']
+    out = [
+        (f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{height}" '
+         'font-family="sans-serif" font-size="11">'),
+        (f'<text x="10" y="18" font-size="13" font-weight="bold">swm speed-up (p50; log scale; 1× = as fast)'
+         f'</text><text x="10" y="34" fill="#555">{html.escape(device)} · {when}</text>'),
+        '<rect x="10" y="42" width="10" height="10" fill="#1f77b4"/><text x="24" y="51">vs official</text>',
+        ('<rect x="100" y="42" width="10" height="10" fill="#ff7f0e"/><text x="114" y="51">vs best PyTorch peer'
+         '</text>'),
+    ]
     y = 60
     for r in rows:
         out.append(f'<text x="{left - 6}" y="{y + bar + 4}" text-anchor="end">{html.escape(r["label"])}</text>')
