@@ -29,6 +29,7 @@ pub mod planning;
 pub mod session;
 #[cfg(feature = "tools")]
 pub mod tools;
+pub mod training;
 
 /// PTX of the custom kernels in `kernels/`, compiled by `build.rs`.
 pub mod kernels {

@@ -23,6 +23,8 @@ mod planning;
 mod preprocess;
 #[path = "gpu/tdmpc2.rs"]
 mod tdmpc2;
+#[path = "gpu/training.rs"]
+mod training;
 #[path = "gpu/upload.rs"]
 mod upload;
 
