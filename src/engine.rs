@@ -6,6 +6,10 @@
 //! plan's cost — to pinned host memory in **one** device-to-host copy. Nothing else leaves the GPU; without a
 //! deadline the host does not wait for the GPU before that copy.
 //!
+//! [`Engine::issue`] and [`Engine::collect`] are the two halves of a step, for callers that overlap host work with
+//! the GPU's: `issue` returns once the result's copy to host memory is enqueued ([`Engine::done_event`] marks it),
+//! `collect` waits for it.
+//!
 //! # Threading
 //! An `Engine` is neither `Send` nor `Sync` (it holds CUDA graphs, which must be launched from the thread that
 //! captured them): create it on the inference thread and keep it there (the daemon and the C ABI hand requests to
@@ -132,6 +136,8 @@ pub struct Engine {
     /// Device staging of one result: executed actions then costs; copied to `output` in one transfer.
     staging: Tensor,
     output: PinnedOutput,
+    /// The step [`Engine::issue`] left for [`Engine::collect`].
+    pending: Option<Pending>,
     /// Stage boundaries: start, encoded, planned, copied.
     events: [CudaEvent; 4],
 }
@@ -176,6 +182,7 @@ impl Engine {
             staging,
             output,
             events: [event()?, event()?, event()?, event()?],
+            pending: None,
         })
     }
 
@@ -211,8 +218,11 @@ impl Engine {
         &self.device
     }
 
-    /// Replaces the planner (new buffers; the warm start is lost). Graphs are captured again on the next step.
+    /// Replaces the planner (new buffers; the warm start is lost). Graphs are captured again on the next step. An
+    /// error while a step is in flight ([`Engine::issue`]).
     pub fn set_planner(&mut self, config: PlannerConfig) -> Result<()> {
+        // The issued step's copy still targets the current output buffer.
+        self.check_idle()?;
         check_planner(&self.session, &config)?;
         let planner = Planner::new(config, self.planner.batch(), &self.device)?;
         let (staging, output) = output_buffers(&planner, &self.device)?;
@@ -239,6 +249,7 @@ impl Engine {
     /// Captures the planner's CUDA graph now (after the first observation and goal are set), so that the first
     /// deadline-bounded step does not run eagerly.
     pub fn prepare(&mut self) -> Result<()> {
+        self.check_idle()?;
         if !self.eager {
             self.planner.prepare(&mut *self.session)?;
         }
@@ -249,32 +260,90 @@ impl Engine {
     /// the first deadline-bounded step, whose budget would otherwise be spent on eager iterations (kernel loading,
     /// no graph). The observation stays in the context (LeWM's window).
     pub fn warm_up(&mut self, obs: &Observation<'_>) -> Result<()> {
+        self.check_idle()?;
         self.session.push_observation(obs)?;
         self.prepare()?;
         self.stream()?.synchronize()?;
         Ok(())
     }
 
-    /// One control step: encode `obs` (appended to the context), plan, return the executed actions.
+    /// One control step: encode `obs` (appended to the context), plan, return the executed actions
+    /// ([`Engine::issue`] then [`Engine::collect`]).
     pub fn step(&mut self, obs: &Observation<'_>) -> Result<Step<'_>> {
+        self.issue(obs)?;
+        self.collect()
+    }
+
+    /// Plans again from the current context without a new observation.
+    pub fn replan(&mut self) -> Result<Step<'_>> {
+        self.check_idle()?;
+        let start = Instant::now();
+        let stream = self.stream()?;
+        self.events[0].record(&stream)?;
+        self.events[1].record(&stream)?;
+        self.pending = Some(self.finish(start, Duration::ZERO)?);
+        self.collect()
+    }
+
+    /// The first half of [`Engine::step`]: encodes `obs`, plans and enqueues the copy of the result to pinned host
+    /// memory, without waiting for the GPU to finish (with a deadline the planner still watches the GPU's progress
+    /// to stop in time). [`Engine::done_event`] is recorded after the copy; [`Engine::collect`] waits for it and
+    /// returns the step. A second `issue` (or `step`) before `collect` is an error.
+    pub fn issue(&mut self, obs: &Observation<'_>) -> Result<()> {
+        self.check_idle()?;
         let start = Instant::now();
         let stream = self.stream()?;
         self.events[0].record(&stream)?;
         self.session.push_observation(obs)?;
         self.events[1].record(&stream)?;
         let issued = start.elapsed();
-        let mut step = self.finish(start)?;
-        step.times.encode_issue = issued;
-        Ok(step)
+        self.pending = Some(self.finish(start, issued)?);
+        Ok(())
     }
 
-    /// Plans again from the current context without a new observation.
-    pub fn replan(&mut self) -> Result<Step<'_>> {
-        let start = Instant::now();
-        let stream = self.stream()?;
-        self.events[0].record(&stream)?;
-        self.events[1].record(&stream)?;
-        self.finish(start)
+    /// The CUDA event recorded after the issued step's result reached host memory (the engine stream's last
+    /// work of [`Engine::issue`]): another stream or a caller's poll can wait on it.
+    pub fn done_event(&self) -> &CudaEvent {
+        &self.events[3]
+    }
+
+    /// Whether a step was issued and not collected yet.
+    pub fn in_flight(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The second half of [`Engine::step`]: waits for the issued step's result and returns it.
+    pub fn collect(&mut self) -> Result<Step<'_>> {
+        let p = self.pending.take().ok_or_else(|| Error::invalid_input("collect", "no step in flight"))?;
+        let out = self.output.wait()?;
+        let elapsed = |i: usize| -> Result<Duration> {
+            let ms = self.events[i].elapsed_ms(&self.events[i + 1])?;
+            Ok(Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1e3))
+        };
+        let times = StageTimes {
+            encode: elapsed(0)?,
+            encode_issue: p.encode_issue,
+            plan: elapsed(1)?,
+            copy: elapsed(2)?,
+            wall: p.start.elapsed(),
+        };
+        let (n, b) = (p.values, p.envs);
+        Ok(Step {
+            actions: &out[..n],
+            cost: &out[n..n + b],
+            steps: p.steps,
+            env_action_dim: p.action_dim,
+            source: p.source,
+            iterations: p.iterations,
+            times,
+        })
+    }
+
+    fn check_idle(&self) -> Result<()> {
+        if self.pending.is_some() {
+            return Err(Error::invalid_input("step", "a step is in flight: collect it first"));
+        }
+        Ok(())
     }
 
     fn stream(&self) -> Result<std::sync::Arc<cudarc::driver::CudaStream>> {
@@ -284,8 +353,8 @@ impl Engine {
         }
     }
 
-    /// Plans, maps, copies and waits; `events[0..2]` are recorded.
-    fn finish(&mut self, start: Instant) -> Result<Step<'_>> {
+    /// Plans, maps and enqueues the copy to pinned memory; `events[0..2]` are recorded, `events[3]` after the copy.
+    fn finish(&mut self, start: Instant, encode_issue: Duration) -> Result<Pending> {
         let stream = self.stream()?;
         // A step without a deadline captures (once) and replays the iteration graph; with one, it replays the
         // graph if it is current and otherwise runs eagerly rather than capture inside the budget.
@@ -307,20 +376,22 @@ impl Engine {
         self.events[2].record(&stream)?;
         self.output.copy_from(&self.staging)?;
         self.events[3].record(&stream)?;
-        let out = self.output.wait()?;
-        let elapsed = |i: usize| -> Result<Duration> {
-            let ms = self.events[i].elapsed_ms(&self.events[i + 1])?;
-            Ok(Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1e3))
-        };
-        let times = StageTimes {
-            encode: elapsed(0)?,
-            encode_issue: Duration::ZERO,
-            plan: elapsed(1)?,
-            copy: elapsed(2)?,
-            wall: start.elapsed(),
-        };
-        Ok(Step { actions: &out[..n], cost: &out[n..n + b], steps, env_action_dim: a, source, iterations, times })
+        Ok(Pending { start, encode_issue, values: n, envs: b, steps, action_dim: a, source, iterations })
     }
+}
+
+/// What [`Engine::issue`] leaves for [`Engine::collect`].
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    start: Instant,
+    encode_issue: Duration,
+    /// Executed action values (envs × steps × action dim), then `envs` costs, in the pinned output.
+    values: usize,
+    envs: usize,
+    steps: usize,
+    action_dim: usize,
+    source: PlanSource,
+    iterations: usize,
 }
 
 /// The planner must produce the session's actions.

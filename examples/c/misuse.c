@@ -28,6 +28,10 @@ int main(void) {
   EXPECT(swm_engine_open("/nonexistent", &small, &engine), SWM_STATUS_STRUCT_SIZE);
   swm_engine_options bad_deadline = {.struct_size = sizeof bad_deadline, .deadline_ms = -1.0};
   EXPECT(swm_engine_open("/nonexistent", &bad_deadline, &engine), SWM_STATUS_INVALID_ARGUMENT);
+  uint64_t event = 0;
+  EXPECT(swm_engine_plan_async(NULL, &event), SWM_STATUS_NULL_ARGUMENT);
+  float collected[4];
+  EXPECT(swm_engine_plan_collect(NULL, collected, 4, 0, NULL), SWM_STATUS_NULL_ARGUMENT);
   swm_engine_options bad_wait = {.struct_size = sizeof bad_wait, .wait = 7};
   EXPECT(swm_engine_open("/nonexistent", &bad_wait, &engine), SWM_STATUS_UNKNOWN_ENUM);
   swm_status opened = swm_engine_open("/nonexistent", NULL, &engine);

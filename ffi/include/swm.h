@@ -261,7 +261,8 @@ typedef struct swm_plan_result {
   double wall_ms;
   // Host time of the whole job on the engine thread (building the observation, the step, collecting the
   // result), ms: with `wall_ms` and the caller's own clock it splits the C call's cost into the hand-over and
-  // the work around the step (added in struct size 48).
+  // the work around the step (added in struct size 48). For `swm_engine_plan_collect`: the collecting job only
+  // (`wall_ms` then spans from the issue to the collection).
   double job_ms;
 } swm_plan_result;
 
@@ -377,6 +378,28 @@ enum swm_status swm_engine_plan(struct swm_engine *engine,
                                 size_t capacity,
                                 uint32_t sequence,
                                 struct swm_plan_result *result);
+
+// The first half of `swm_engine_plan`: plans from the calling thread's staged observation without waiting for the
+// GPU, and stores in `*done_event` a `CUevent` recorded after the result's copy to host memory (a caller can
+// make its own stream wait on it, or poll it, with the CUDA driver API). The event belongs to the handle: valid
+// until the next plan on it. Collect the result with `swm_engine_plan_collect`; another plan before that is
+// `SWM_STATUS_BAD_INPUT`. The observation is consumed.
+//
+// # Safety
+// `done_event` is valid for one `uint64_t`.
+enum swm_status swm_engine_plan_async(struct swm_engine *engine,
+                                      uint64_t *done_event);
+
+// The second half of `swm_engine_plan`: waits for the plan `swm_engine_plan_async` issued and writes it as
+// `swm_engine_plan` does. `SWM_STATUS_BAD_INPUT` when no plan is in flight.
+//
+// # Safety
+// As `swm_engine_plan`.
+enum swm_status swm_engine_plan_collect(struct swm_engine *engine,
+                                        float *actions,
+                                        size_t capacity,
+                                        uint32_t sequence,
+                                        struct swm_plan_result *result);
 
 // TD-MPC2's actor instead of the planner, on the calling thread's staged observation: the policy mean (`sample`
 // 0) or a sample from it, in env units, into `actions` (capacity `capacity`); `*written` (when not NULL) gets the

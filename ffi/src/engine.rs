@@ -131,22 +131,25 @@ impl State {
     /// Plans from the observation `staged` (every input of the model's schema).
     pub fn plan(&mut self, staged: StagedInputs) -> Result<Planned, Failure> {
         let start = std::time::Instant::now();
-        let mut planned = self.with_observation(staged, |engine, obs| {
-            let step = engine.step(obs)?;
-            let per_env = step.steps * step.env_action_dim;
-            Ok(Planned {
-                source: step.source,
-                iterations: step.iterations,
-                steps: step.steps,
-                action_dim: step.env_action_dim,
-                cost: step.cost.first().copied().unwrap_or(f32::NAN),
-                actions: step.actions[..per_env.min(step.actions.len())].to_vec(),
-                encode: step.times.encode,
-                plan: step.times.plan,
-                wall: step.times.wall,
-                job: Duration::ZERO,
-            })
-        })?;
+        let mut planned = self.with_observation(staged, |engine, obs| Ok(planned(&engine.step(obs)?)))?;
+        planned.job = start.elapsed();
+        Ok(planned)
+    }
+
+    /// Issues a plan from the observation `staged` without waiting (`Engine::issue`); returns the `CUevent`
+    /// recorded after its result's copy to host memory.
+    pub fn plan_issue(&mut self, staged: StagedInputs) -> Result<u64, Failure> {
+        self.with_observation(staged, |engine, obs| {
+            engine.issue(obs)?;
+            Ok(engine.done_event().cu_event() as u64)
+        })
+    }
+
+    /// Waits for the issued plan and returns it (`Engine::collect`); `SWM_STATUS_BAD_INPUT` when none is in flight.
+    pub fn plan_collect(&mut self) -> Result<Planned, Failure> {
+        let start = std::time::Instant::now();
+        let step = self.engine.collect()?;
+        let mut planned = planned(&step);
         planned.job = start.elapsed();
         Ok(planned)
     }
@@ -236,6 +239,23 @@ impl State {
             _ => Shape::State(spec.shape.iter().product()),
         };
         Some(Input { name: spec.name.clone(), shape })
+    }
+}
+
+/// The C-side result of a step: env 0's executed actions, its cost and the step's times.
+fn planned(step: &runtime::engine::Step<'_>) -> Planned {
+    let per_env = step.steps * step.env_action_dim;
+    Planned {
+        source: step.source,
+        iterations: step.iterations,
+        steps: step.steps,
+        action_dim: step.env_action_dim,
+        cost: step.cost.first().copied().unwrap_or(f32::NAN),
+        actions: step.actions[..per_env.min(step.actions.len())].to_vec(),
+        encode: step.times.encode,
+        plan: step.times.plan,
+        wall: step.times.wall,
+        job: Duration::ZERO,
     }
 }
 

@@ -258,7 +258,8 @@ pub struct swm_plan_result {
     pub wall_ms: f64,
     /// Host time of the whole job on the engine thread (building the observation, the step, collecting the
     /// result), ms: with `wall_ms` and the caller's own clock it splits the C call's cost into the hand-over and
-    /// the work around the step (added in struct size 48).
+    /// the work around the step (added in struct size 48). For `swm_engine_plan_collect`: the collecting job only
+    /// (`wall_ms` then spans from the issue to the collection).
     pub job_ms: f64,
 }
 
@@ -725,43 +726,108 @@ pub unsafe extern "C" fn swm_engine_plan(
         let result_size = if result.is_null() { 0 } else { output_size(result, "result")? };
         let staged = h.take_staged()?;
         let p = h.worker.call(move |s| s.plan(staged))?;
-        let n = if sequence != 0 { p.actions.len() } else { p.action_dim };
-        if capacity < n {
-            return Err(Failure::new(
-                swm_status::BufferTooSmall,
-                format!("actions holds {capacity} floats, the plan has {n} (the plan was made and is lost)"),
-            ));
+        // SAFETY: caller contract, as `write_plan` requires.
+        unsafe { write_plan(&p, actions, capacity, sequence, result, result_size) }
+    })
+}
+
+/// The first half of `swm_engine_plan`: plans from the calling thread's staged observation without waiting for the
+/// GPU, and stores in `*done_event` a `CUevent` recorded after the result's copy to host memory (a caller can
+/// make its own stream wait on it, or poll it, with the CUDA driver API). The event belongs to the handle: valid
+/// until the next plan on it. Collect the result with `swm_engine_plan_collect`; another plan before that is
+/// `SWM_STATUS_BAD_INPUT`. The observation is consumed.
+///
+/// # Safety
+/// `done_event` is valid for one `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn swm_engine_plan_async(engine: *mut swm_engine, done_event: *mut u64) -> swm_status {
+    boundary("swm_engine_plan_async", || {
+        let h = handle(engine)?;
+        if done_event.is_null() {
+            return Err(Failure::new(swm_status::NullArgument, "done_event is NULL"));
         }
-        // SAFETY: `actions` holds `capacity >= n` floats (caller contract, checked above).
-        unsafe { std::ptr::copy_nonoverlapping(p.actions.as_ptr(), actions, n) };
-        if !result.is_null() {
-            let (source, iterations) = match p.source {
-                PlanSource::Solved => (swm_plan_source::Solved, p.iterations),
-                PlanSource::Truncated { iterations } => (swm_plan_source::Truncated, iterations),
-                PlanSource::WarmStart => (swm_plan_source::WarmStart, 0),
-                PlanSource::Fallback => (swm_plan_source::Fallback, 0),
-                PlanSource::Prior => (swm_plan_source::Prior, 0),
-            };
-            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-            let out = swm_plan_result {
-                struct_size: result_size as u32,
-                source: source as u32,
-                iterations: iterations as u32,
-                action_dim: p.action_dim as u32,
-                steps: p.steps as u32,
-                written: n as u32,
-                cost: p.cost,
-                reserved: 0,
-                encode_ms: ms(p.encode),
-                plan_ms: ms(p.plan),
-                wall_ms: ms(p.wall),
-                job_ms: ms(p.job),
-            };
-            // SAFETY: `result` holds `result_size` bytes (caller contract; at least 8, checked).
-            unsafe { write_prefix(result, &out, result_size) };
-        }
+        let staged = h.take_staged()?;
+        let event = h.worker.call(move |s| s.plan_issue(staged))?;
+        // SAFETY: checked non-NULL; the caller's pointer is valid for one write.
+        unsafe { done_event.write(event) };
         Ok(())
     })
+}
+
+/// The second half of `swm_engine_plan`: waits for the plan `swm_engine_plan_async` issued and writes it as
+/// `swm_engine_plan` does. `SWM_STATUS_BAD_INPUT` when no plan is in flight.
+///
+/// # Safety
+/// As `swm_engine_plan`.
+#[no_mangle]
+pub unsafe extern "C" fn swm_engine_plan_collect(
+    engine: *mut swm_engine,
+    actions: *mut f32,
+    capacity: usize,
+    sequence: u32,
+    result: *mut swm_plan_result,
+) -> swm_status {
+    boundary("swm_engine_plan_collect", || {
+        let h = handle(engine)?;
+        if actions.is_null() {
+            return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
+        }
+        let result_size = if result.is_null() { 0 } else { output_size(result, "result")? };
+        let p = h.worker.call(|s| s.plan_collect())?;
+        // SAFETY: caller contract, as `write_plan` requires.
+        unsafe { write_plan(&p, actions, capacity, sequence, result, result_size) }
+    })
+}
+
+/// Writes a plan to the caller: env 0's first action (or, with `sequence` non-zero, every executed action) into
+/// `actions`, and the rest into `*result` when not NULL.
+///
+/// # Safety
+/// `actions` is valid for `capacity` floats; `result` is NULL or valid for `result_size` bytes (at least 8).
+unsafe fn write_plan(
+    p: &crate::engine::Planned,
+    actions: *mut f32,
+    capacity: usize,
+    sequence: u32,
+    result: *mut swm_plan_result,
+    result_size: usize,
+) -> Result<(), Failure> {
+    let n = if sequence != 0 { p.actions.len() } else { p.action_dim };
+    if capacity < n {
+        return Err(Failure::new(
+            swm_status::BufferTooSmall,
+            format!("actions holds {capacity} floats, the plan has {n} (the plan was made and is lost)"),
+        ));
+    }
+    // SAFETY: `actions` holds `capacity >= n` floats (caller contract, checked above).
+    unsafe { std::ptr::copy_nonoverlapping(p.actions.as_ptr(), actions, n) };
+    if !result.is_null() {
+        let (source, iterations) = match p.source {
+            PlanSource::Solved => (swm_plan_source::Solved, p.iterations),
+            PlanSource::Truncated { iterations } => (swm_plan_source::Truncated, iterations),
+            PlanSource::WarmStart => (swm_plan_source::WarmStart, 0),
+            PlanSource::Fallback => (swm_plan_source::Fallback, 0),
+            PlanSource::Prior => (swm_plan_source::Prior, 0),
+        };
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let out = swm_plan_result {
+            struct_size: result_size as u32,
+            source: source as u32,
+            iterations: iterations as u32,
+            action_dim: p.action_dim as u32,
+            steps: p.steps as u32,
+            written: n as u32,
+            cost: p.cost,
+            reserved: 0,
+            encode_ms: ms(p.encode),
+            plan_ms: ms(p.plan),
+            wall_ms: ms(p.wall),
+            job_ms: ms(p.job),
+        };
+        // SAFETY: `result` holds `result_size` bytes (caller contract; at least 8, checked by the caller).
+        unsafe { write_prefix(result, &out, result_size) };
+    }
+    Ok(())
 }
 
 /// TD-MPC2's actor instead of the planner, on the calling thread's staged observation: the policy mean (`sample`

@@ -64,6 +64,19 @@ fn null_and_unknown_handles_are_statuses_with_messages() {
 }
 
 #[test]
+fn split_plans_check_their_arguments() {
+    let mut event = 0u64;
+    // SAFETY: NULL and bogus handles are refused before anything is dereferenced.
+    assert_eq!(unsafe { swm_engine_plan_async(null_mut(), &mut event) }, swm_status::NullArgument);
+    let bogus = 0x1234usize as *mut swm_engine;
+    assert_eq!(unsafe { swm_engine_plan_async(bogus, &mut event) }, swm_status::InvalidHandle);
+    let mut actions = [0f32; 4];
+    // SAFETY: as above.
+    let status = unsafe { swm_engine_plan_collect(bogus, actions.as_mut_ptr(), 4, 0, null_mut()) };
+    assert_eq!(status, swm_status::InvalidHandle);
+}
+
+#[test]
 fn opening_fails_with_a_status_and_leaves_a_null_handle() {
     let mut engine = std::ptr::dangling_mut::<swm_engine>();
     let missing = CString::new("/nonexistent/artifact").unwrap();
@@ -242,6 +255,31 @@ fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
     let step = rust.step(&runtime::session::Observation::new().image("pixels", &obs, layout)).unwrap();
     let diff = step.first_action(0).iter().zip(&c_actions).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(diff <= 1e-6, "C {c_actions:?} vs Rust {:?}", step.first_action(0));
+
+    // Split plans: the first half returns an event and leaves the plan in flight; a second plan is refused until
+    // the second half collects it; collecting twice is refused.
+    stage_frame(engine, 3);
+    let mut event = 0u64;
+    // SAFETY: `event` is a live local.
+    assert_eq!(unsafe { swm_engine_plan_async(engine, &mut event) }, swm_status::Ok, "{}", message());
+    assert_ne!(event, 0, "a CUevent");
+    stage_frame(engine, 4);
+    let mut again = 0u64;
+    // SAFETY: as above.
+    assert_eq!(unsafe { swm_engine_plan_async(engine, &mut again) }, swm_status::BadInput, "one plan in flight");
+    assert!(message().contains("in flight"), "{}", message());
+    let mut actions = vec![0f32; 64];
+    let mut result =
+        swm_plan_result { struct_size: std::mem::size_of::<swm_plan_result>() as u32, ..Default::default() };
+    // SAFETY: `actions` holds 64 floats; `result` is a live local of the size it states.
+    let collected = unsafe { swm_engine_plan_collect(engine, actions.as_mut_ptr(), 64, 0, &mut result) };
+    assert_eq!(collected, swm_status::Ok, "{}", message());
+    assert_eq!(result.source, swm_plan_source::Solved as u32);
+    assert!(actions[..result.written as usize].iter().all(|v| v.is_finite()));
+    assert!(result.wall_ms > 0.0, "the step's time from its issue to its collection");
+    // SAFETY: as above.
+    let twice = unsafe { swm_engine_plan_collect(engine, actions.as_mut_ptr(), 64, 0, &mut result) };
+    assert_eq!(twice, swm_status::BadInput, "nothing in flight");
 
     // Four threads, one handle: each stages its own observation (inputs are staged per thread) and plans.
     let handle = engine as usize;

@@ -10,10 +10,12 @@
 # "examples/c/controller", "examples/c/threads", "examples/c/bench"]; run `bash tools/gpu/all.sh` there.
 set -euo pipefail
 shared=${SHARED:-../shared/gpu}
-# A build of another checkout into the same target directory (CI run from a clone with CARGO_TARGET_DIR shared)
-# overwrites the unhashed outputs (libswm.so, the binaries) while cargo still counts this checkout's as fresh:
-# touching the crates that produce them makes cargo link them again from this checkout.
-touch ffi/src/lib.rs src/bin/swm/main.rs src/bin/swm/gpu.rs loop/src/main.rs
+# A build of another checkout of this workspace into the same target directory (a CI run from a clone with
+# CARGO_TARGET_DIR shared) writes units of the same hashes: its outputs replace this checkout's, and files edited
+# here while it built look older than its outputs, so cargo counts them fresh. Touching every crate root makes
+# cargo rebuild them from this checkout (a few minutes).
+touch src/lib.rs ipc/src/lib.rs loop/src/lib.rs ffi/src/lib.rs src/bin/swm/main.rs src/bin/swm/gpu.rs \
+  loop/src/main.rs
 cargo build --release --workspace --all-targets --all-features
 cargo build --release -p swm-ffi
 make -C examples/c all
