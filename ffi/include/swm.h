@@ -213,7 +213,7 @@ typedef struct swm_frame {
 
 // A frame in the caller's CUDA device memory (`swm_engine_set_device_frame`): copied on the engine's stream,
 // after `wait_event` when given. The memory must stay unchanged until the next `swm_engine_plan` (or
-// `swm_engine_commit_goal`) returns.
+// `swm_engine_commit_goal`) returns — for a split plan, until its `done_event` has completed or it is collected.
 typedef struct swm_device_frame {
   // `sizeof(swm_device_frame)` as the caller compiled it.
   uint32_t struct_size;
@@ -261,7 +261,7 @@ typedef struct swm_plan_result {
   double wall_ms;
   // Host time of the whole job on the engine thread (building the observation, the step, collecting the
   // result), ms: with `wall_ms` and the caller's own clock it splits the C call's cost into the hand-over and
-  // the work around the step (added in struct size 48). For `swm_engine_plan_collect`: the collecting job only
+  // the work around the step (added in struct size 64). For `swm_engine_plan_collect`: the collecting job only
   // (`wall_ms` then spans from the issue to the collection).
   double job_ms;
 } swm_plan_result;
@@ -382,16 +382,17 @@ enum swm_status swm_engine_plan(struct swm_engine *engine,
 // The first half of `swm_engine_plan`: plans from the calling thread's staged observation without waiting for the
 // GPU, and stores in `*done_event` a `CUevent` recorded after the result's copy to host memory (a caller can
 // make its own stream wait on it, or poll it, with the CUDA driver API). The event belongs to the handle: valid
-// until the next plan on it. Collect the result with `swm_engine_plan_collect`; another plan before that is
-// `SWM_STATUS_BAD_INPUT`. The observation is consumed.
+// until the next plan on it or `swm_engine_free`. Collect the result on the same thread with
+// `swm_engine_plan_collect`; another plan before that is `SWM_STATUS_BAD_INPUT` (the caller's staged observation
+// is kept). A device frame staged for this plan must stay unchanged until the plan is collected.
 //
 // # Safety
 // `done_event` is valid for one `uint64_t`.
 enum swm_status swm_engine_plan_async(struct swm_engine *engine,
                                       uint64_t *done_event);
 
-// The second half of `swm_engine_plan`: waits for the plan `swm_engine_plan_async` issued and writes it as
-// `swm_engine_plan` does. `SWM_STATUS_BAD_INPUT` when no plan is in flight.
+// The second half of `swm_engine_plan`: waits for the plan this thread's `swm_engine_plan_async` issued and writes
+// it as `swm_engine_plan` does. `SWM_STATUS_BAD_INPUT` when none is in flight, or when another thread issued it.
 //
 // # Safety
 // As `swm_engine_plan`.

@@ -212,7 +212,8 @@ impl State {
             let slice = s.as_cuda_slice::<u8>()?;
             let (dst_ptr, _guard) = cudarc::driver::DevicePtr::device_ptr(slice, &stream);
             // SAFETY: `dst_ptr` is the start of a fresh `bytes`-byte device buffer; the caller guarantees `src`
-            // holds `bytes` readable bytes until the plan that uses them returns (documented in the header). The
+            // holds `bytes` readable bytes until the plan that uses them returns or, split, completes (documented in the
+            // header). The
             // copy is ordered on the engine's stream after the buffer's zero-fill and before every read.
             unsafe { cudarc::driver::result::memcpy_dtod_async(dst_ptr, src, bytes, stream.cu_stream()) }
                 .map_err(|e| Failure::new(SwmStatus::Runtime, format!("copying the caller's frame: {e}")))?;

@@ -23,6 +23,8 @@ pub(crate) struct Handle {
     pub inputs: Vec<Input>,
     /// Inputs staged by each calling thread: threads sharing a handle each build their own observation.
     staged: Mutex<HashMap<ThreadId, StagedInputs>>,
+    /// The thread whose split plan (`swm_engine_plan_async`) is in flight.
+    in_flight: Mutex<Option<ThreadId>>,
 }
 
 impl Handle {
@@ -36,7 +38,7 @@ impl Handle {
             Ok((info, inputs))
         })?;
         debug_assert_eq!(n, inputs.len());
-        Ok(Self { worker, family, action_dim, inputs, staged: Mutex::new(HashMap::new()) })
+        Ok(Self { worker, family, action_dim, inputs, staged: Mutex::new(HashMap::new()), in_flight: Mutex::new(None) })
     }
 
     /// Stages `input` under `name` for the calling thread's next observation or goal (replacing one of the same
@@ -62,6 +64,41 @@ impl Handle {
     /// The calling thread's staged inputs, taken (the next observation starts empty).
     pub fn take_staged(&self) -> Result<StagedInputs, Failure> {
         Ok(self.lock()?.remove(&std::thread::current().id()).unwrap_or_default())
+    }
+
+    /// Refuses a new plan while a split plan is in flight (before the caller's staged inputs are taken, so that
+    /// they survive the refusal).
+    pub fn check_no_plan_in_flight(&self) -> Result<(), Failure> {
+        match *self.flight()? {
+            Some(_) => Err(Failure::new(
+                SwmStatus::BadInput,
+                "a plan is in flight (swm_engine_plan_async): collect it first; the staged observation is kept",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that the calling thread's split plan is in flight.
+    pub fn set_in_flight(&self) -> Result<(), Failure> {
+        *self.flight()? = Some(std::thread::current().id());
+        Ok(())
+    }
+
+    /// Ends the calling thread's split plan (the next collection finds none); refuses another thread's.
+    pub fn take_in_flight(&self) -> Result<(), Failure> {
+        let mut flight = self.flight()?;
+        match *flight {
+            Some(t) if t == std::thread::current().id() => {
+                *flight = None;
+                Ok(())
+            }
+            Some(_) => Err(Failure::new(SwmStatus::BadInput, "the plan in flight was issued by another thread")),
+            None => Err(Failure::new(SwmStatus::BadInput, "no plan in flight (swm_engine_plan_async first)")),
+        }
+    }
+
+    fn flight(&self) -> Result<std::sync::MutexGuard<'_, Option<ThreadId>>, Failure> {
+        self.in_flight.lock().map_err(|_| Failure::new(SwmStatus::Panic, "plan state poisoned by a panic"))
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<ThreadId, StagedInputs>>, Failure> {

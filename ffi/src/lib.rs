@@ -206,7 +206,7 @@ pub struct swm_frame {
 
 /// A frame in the caller's CUDA device memory (`swm_engine_set_device_frame`): copied on the engine's stream,
 /// after `wait_event` when given. The memory must stay unchanged until the next `swm_engine_plan` (or
-/// `swm_engine_commit_goal`) returns.
+/// `swm_engine_commit_goal`) returns — for a split plan, until its `done_event` has completed or it is collected.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct swm_device_frame {
@@ -258,7 +258,7 @@ pub struct swm_plan_result {
     pub wall_ms: f64,
     /// Host time of the whole job on the engine thread (building the observation, the step, collecting the
     /// result), ms: with `wall_ms` and the caller's own clock it splits the C call's cost into the hand-over and
-    /// the work around the step (added in struct size 48). For `swm_engine_plan_collect`: the collecting job only
+    /// the work around the step (added in struct size 64). For `swm_engine_plan_collect`: the collecting job only
     /// (`wall_ms` then spans from the issue to the collection).
     pub job_ms: f64,
 }
@@ -724,6 +724,7 @@ pub unsafe extern "C" fn swm_engine_plan(
             return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
         }
         let result_size = if result.is_null() { 0 } else { output_size(result, "result")? };
+        h.check_no_plan_in_flight()?;
         let staged = h.take_staged()?;
         let p = h.worker.call(move |s| s.plan(staged))?;
         // SAFETY: caller contract, as `write_plan` requires.
@@ -734,8 +735,9 @@ pub unsafe extern "C" fn swm_engine_plan(
 /// The first half of `swm_engine_plan`: plans from the calling thread's staged observation without waiting for the
 /// GPU, and stores in `*done_event` a `CUevent` recorded after the result's copy to host memory (a caller can
 /// make its own stream wait on it, or poll it, with the CUDA driver API). The event belongs to the handle: valid
-/// until the next plan on it. Collect the result with `swm_engine_plan_collect`; another plan before that is
-/// `SWM_STATUS_BAD_INPUT`. The observation is consumed.
+/// until the next plan on it or `swm_engine_free`. Collect the result on the same thread with
+/// `swm_engine_plan_collect`; another plan before that is `SWM_STATUS_BAD_INPUT` (the caller's staged observation
+/// is kept). A device frame staged for this plan must stay unchanged until the plan is collected.
 ///
 /// # Safety
 /// `done_event` is valid for one `uint64_t`.
@@ -746,16 +748,18 @@ pub unsafe extern "C" fn swm_engine_plan_async(engine: *mut swm_engine, done_eve
         if done_event.is_null() {
             return Err(Failure::new(swm_status::NullArgument, "done_event is NULL"));
         }
+        h.check_no_plan_in_flight()?;
         let staged = h.take_staged()?;
         let event = h.worker.call(move |s| s.plan_issue(staged))?;
+        h.set_in_flight()?;
         // SAFETY: checked non-NULL; the caller's pointer is valid for one write.
         unsafe { done_event.write(event) };
         Ok(())
     })
 }
 
-/// The second half of `swm_engine_plan`: waits for the plan `swm_engine_plan_async` issued and writes it as
-/// `swm_engine_plan` does. `SWM_STATUS_BAD_INPUT` when no plan is in flight.
+/// The second half of `swm_engine_plan`: waits for the plan this thread's `swm_engine_plan_async` issued and writes
+/// it as `swm_engine_plan` does. `SWM_STATUS_BAD_INPUT` when none is in flight, or when another thread issued it.
 ///
 /// # Safety
 /// As `swm_engine_plan`.
@@ -773,6 +777,7 @@ pub unsafe extern "C" fn swm_engine_plan_collect(
             return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
         }
         let result_size = if result.is_null() { 0 } else { output_size(result, "result")? };
+        h.take_in_flight()?;
         let p = h.worker.call(|s| s.plan_collect())?;
         // SAFETY: caller contract, as `write_plan` requires.
         unsafe { write_plan(&p, actions, capacity, sequence, result, result_size) }

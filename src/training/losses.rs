@@ -57,7 +57,9 @@ fn sigreg_on_any_device(proj: &Tensor, proj_matrix: &Tensor, knots: usize) -> Re
         ));
     }
     let device = proj.device();
-    let dtype = proj.dtype();
+    // In f32 whatever the input (upstream's products with its float32 buffers promote to f32).
+    let dtype = DType::F32;
+    let proj = &proj.to_dtype(dtype)?;
     let a = proj_matrix.to_dtype(dtype)?;
     let a = a.broadcast_div(&a.sqr()?.sum_keepdim(0)?.sqrt()?)?;
     let (t, weights, phi) = sigreg_quadrature(knots, device, dtype)?;
@@ -222,7 +224,9 @@ fn temporal_straightening_on_any_device(x: &Tensor) -> Result<Tensor> {
     }
     let v = (x.narrow(1, 1, t - 1)? - x.narrow(1, 0, t - 1)?)?; // (B, T − 1, D)
     let (a, b) = (v.narrow(1, 0, t - 2)?, v.narrow(1, 1, t - 2)?);
-    let norm = |u: &Tensor| -> Result<Tensor> { Ok(u.sqr()?.sum(D::Minus1)?.sqrt()?.clamp(1e-8, f64::INFINITY)?) };
+    // max(‖u‖, 1e-8) as sqrt(max(‖u‖², 1e-16)): the same value, and a finite gradient at a zero velocity (the
+    // clamp passes none back, where sqrt's backward at 0 would be 0/0).
+    let norm = |u: &Tensor| -> Result<Tensor> { Ok(u.sqr()?.sum(D::Minus1)?.clamp(1e-16, f64::INFINITY)?.sqrt()?) };
     let cos = ((&a * &b)?.sum(D::Minus1)? / (norm(&a)? * norm(&b)?)?)?;
     Ok(cos.mean_all()?.neg()?)
 }
@@ -299,6 +303,9 @@ mod tests {
         let z = Var::from_tensor(&f["z"]).unwrap();
         let g = temporal_straightening_on_any_device(z.as_tensor()).unwrap().backward().unwrap();
         let gz = g.get(z.as_tensor()).unwrap();
+        // Sample 0 repeats a frame (a zero velocity): its gradient must stay finite, as torch's does.
+        let finite = gz.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|v| v.is_finite());
+        assert!(finite, "a NaN gradient from the zero velocity");
         assert!(rel(gz, &f["grad_straight_z"]) <= 1e-4, "straightening d/dz: {}", rel(gz, &f["grad_straight_z"]));
     }
 

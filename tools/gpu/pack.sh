@@ -19,7 +19,7 @@ touch src/lib.rs ipc/src/lib.rs loop/src/lib.rs ffi/src/lib.rs src/bin/swm/main.
 cargo build --release --workspace --all-targets --all-features
 cargo build --release -p swm-ffi
 make -C examples/c all
-rm -rf .gpu .gpu-ffi
+rm -rf .gpu .gpu-ffi .gpu-ffi.tmp
 bash "$shared/bundle.sh" -- --release -p swm-ffi --lib
 mv .gpu .gpu-ffi.tmp
 tests=(--release --test gpu)

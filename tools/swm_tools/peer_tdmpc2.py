@@ -54,6 +54,9 @@ def make_plan(model, cfg, generator=None):
         q_mean, q_std = q.mean(dim=0), q.std(dim=0)
         return -(g + discount * (q_mean - penalty_c * q_mean.abs() * q_std)).view(-1)
 
+    if cfg.get("num_pi_trajs", 1) != 1:
+        raise SystemExit("the peer rolls out one actor trajectory for the prior (num_pi_trajs = 1)")
+
     def plan(state):
         z = model.encode({"state": state})  # (1, L): once
         # The actor's prior over the horizon (prepare_init_action -> get_action -> rollout, one trajectory).
@@ -88,6 +91,12 @@ def official_plan(model, cfg, state, seed, device):
 
 
 def check(model, cfg, device):
+    # Upstream zero-initialises the reward and Q heads' last layers, which makes every candidate cost the same:
+    # random weights there, so that the check exercises the cost (discount, terminal Q, penalty) and the top-k.
+    with torch.no_grad():
+        for head in [model.reward, *model.qs]:
+            for p in head.parameters():
+                p.normal_(0.0, 0.05)
     state = torch.randn(1, cfg.extra_dims["state"], device=device)
     torch.manual_seed(11)
     want = official_plan(model, cfg, state, seed=3, device=device)

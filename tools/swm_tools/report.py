@@ -31,6 +31,8 @@ def load_rows(results):
             continue
 
         def add(name, r, path=path):
+            if name in rows:
+                print(f"report: `{name}` in {path.name} replaces the row of {rows[name]['file']}", file=sys.stderr)
             if isinstance(r, dict) and "p50_ms" in r:
                 rows[name] = {"p50": float(r["p50_ms"]), "p99": float(r.get("p99_ms", r["p50_ms"])), "file": path.name}
 
@@ -59,7 +61,7 @@ def build(spec, rows):
         out = []
         for row in section["rows"]:
             ours = rows.get(row["swm"])
-            if ours is None:
+            if ours is None or ours["p50"] <= 0:
                 missing.append(row["swm"])
                 continue
             official = rows.get(row.get("official", ""))
@@ -119,8 +121,8 @@ def svg(sections, when, device):
     scale = width / math.log10(max(top * 1.2, 10))
 
     def x(v):
-        # Log scale from 1×: faster rows extend right of the axis, slower ones left of it.
-        return left + math.log10(max(v, 1e-3)) * scale
+        # Log scale from 1×: faster rows extend right of the axis, slower ones left of it (not past the labels).
+        return max(left - 0.25 * width, left + math.log10(max(v, 1e-3)) * scale)
 
     out = [
         (f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{height}" '
@@ -192,7 +194,7 @@ def main():
     docs = pathlib.Path(args.docs)
     bench = docs / "benchmarks.md"
     text = bench.read_text()
-    if BEGIN not in text or END not in text:
+    if BEGIN not in text or END not in text.split(BEGIN, 1)[1]:
         raise SystemExit(f"report: {bench} has no {BEGIN} … {END} region")
     head, rest = text.split(BEGIN, 1)
     bench.write_text(head + BEGIN + "\n" + tables + "\n" + END + rest.split(END, 1)[1])
