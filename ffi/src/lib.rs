@@ -720,10 +720,7 @@ pub unsafe extern "C" fn swm_engine_plan(
 ) -> swm_status {
     boundary("swm_engine_plan", || {
         let h = handle(engine)?;
-        if actions.is_null() {
-            return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
-        }
-        let result_size = if result.is_null() { 0 } else { output_size(result, "result")? };
+        let result_size = plan_outputs(actions, result)?;
         h.check_no_plan_in_flight()?;
         let staged = h.take_staged()?;
         let p = h.worker.call(move |s| s.plan(staged))?;
@@ -773,15 +770,25 @@ pub unsafe extern "C" fn swm_engine_plan_collect(
 ) -> swm_status {
     boundary("swm_engine_plan_collect", || {
         let h = handle(engine)?;
-        if actions.is_null() {
-            return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
-        }
-        let result_size = if result.is_null() { 0 } else { output_size(result, "result")? };
+        let result_size = plan_outputs(actions, result)?;
         h.take_in_flight()?;
         let p = h.worker.call(|s| s.plan_collect())?;
         // SAFETY: caller contract, as `write_plan` requires.
         unsafe { write_plan(&p, actions, capacity, sequence, result, result_size) }
     })
+}
+
+/// Checks a plan call's output arguments before any work: `actions` non-NULL, `result` NULL or of a valid
+/// `struct_size` (returned; 0 for NULL).
+fn plan_outputs(actions: *mut f32, result: *mut swm_plan_result) -> Result<usize, Failure> {
+    if actions.is_null() {
+        return Err(Failure::new(swm_status::NullArgument, "actions is NULL"));
+    }
+    if result.is_null() {
+        Ok(0)
+    } else {
+        output_size(result, "result")
+    }
 }
 
 /// Writes a plan to the caller: env 0's first action (or, with `sequence` non-zero, every executed action) into
