@@ -31,7 +31,9 @@ fn planner(action_dim: usize) -> PlannerConfig {
     PlannerConfig::new(SolverConfig::Mppi(mppi), HORIZON, action_dim, 1)
 }
 
-/// Two rows per precision (the process's own, cuBLAS f32, TF32), on [`Config::bench`] with random weights.
+/// Three rows per precision (the process's own, cuBLAS f32, TF32), on [`Config::bench`] with random weights: a
+/// replanned step (warm start, no new observation), a step from a new observation without warm start (the work of
+/// the official solver and the PyTorch peer), and the cost of 512 candidates.
 pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     args.report.check()?;
     let device = device::cuda(args.device.gpu)?;
@@ -48,19 +50,32 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     let mut rows = Vec::new();
     for precision in [Precision::current(), Precision::CublasF32, Precision::Tf32] {
         let label = precision.label();
-        let pair = precision.with(|| -> Result<[BenchRow; 2], CliError> {
+        let rows_of_precision = precision.with(|| -> Result<[BenchRow; 3], CliError> {
             // A fresh planner, so that its graph is captured under this precision.
             engine.set_planner(planner(a))?;
             let plan =
                 bench::time(&device, &format!("tdmpc2 mppi 512x6 H3 {label}, CUDA graph"), 3, args.iters, || {
                     engine.replan().map(drop)
                 })?;
+            // The official solver's and the peer's work: a new observation encoded, no warm start (the actor's
+            // prior over the whole horizon), the result in host memory.
+            let observation = obs.observation();
+            let fresh = bench::time(
+                &device,
+                &format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start"),
+                3,
+                args.iters,
+                || {
+                    engine.reset();
+                    engine.step(&observation).map(drop)
+                },
+            )?;
             let cost = bench::time(&device, &format!("tdmpc2 cost 512 x H3 {label}, eager"), 5, args.iters, || {
                 engine.session_mut().score(&candidates).map(drop)
             })?;
-            Ok([plan, cost])
+            Ok([plan, fresh, cost])
         })?;
-        for row in pair {
+        for row in rows_of_precision {
             keep(&mut rows, row)?;
         }
     }
