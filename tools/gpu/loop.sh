@@ -40,7 +40,7 @@ deadline_ms = ${TDMPC2_DEADLINE_MS:-4.5}
 [planner]
 solver = "mppi"
 samples = 512
-iterations = ${TDMPC2_ITERS:-6}
+iterations = ${TDMPC2_ITERS:-5}
 horizon = 3
 seed = 1
 [ipc]
