@@ -333,10 +333,17 @@ fn nvdec_frames_carry_the_stream_s_colour_description() {
         ("h264_1080p.h264", Codec::H264, YuvColor { matrix: YuvMatrix::Bt601, range: YuvRange::Limited }),
     ];
     for (name, codec, want) in cases {
-        let bytes = std::fs::read(media_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut decoder = Decoder::new(&device, codec).unwrap();
-        // The whole stream in one packet: the parser finds its pictures itself.
-        let mut frames = decoder.decode(&bytes, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut frames = if name.starts_with("vui/") {
+            // Two pictures, not in the manifest: the whole stream in one packet (the parser finds the pictures).
+            let bytes = std::fs::read(media_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            decoder.decode(&bytes, 0).unwrap_or_else(|e| panic!("{name}: {e}"))
+        } else {
+            // The clip's first access unit (its IDR), by the manifest's byte ranges.
+            let (bytes, aus) = access_units(name);
+            let (offset, len) = aus[0];
+            decoder.decode(&bytes[offset..offset + len], 0).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
         frames.extend(decoder.flush().unwrap());
         assert!(!frames.is_empty(), "{name}: no frame");
         for f in &frames {
