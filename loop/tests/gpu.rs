@@ -40,6 +40,17 @@ fn frame(spec: &InputSpec, encoding: Encoding, pad: usize, seed: u32, stage: &mu
     Message { header, input: 0, payload, received: Instant::now() }
 }
 
+/// The repository's test media (`tests/data/media`): cargo sets `CARGO_MANIFEST_DIR` to the crate's directory
+/// (loop/), the GPU bundle's run.sh to the repository root.
+fn media_dir() -> std::path::PathBuf {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run.sh sets it)");
+    let mut dir = std::path::PathBuf::from(root);
+    if !dir.join("tests/data/media").is_dir() {
+        dir.pop();
+    }
+    dir.join("tests/data/media")
+}
+
 fn backend(dir: &std::path::Path) -> EngineBackend {
     let mut config = LoopConfig { artifact: Some(dir.to_path_buf()), ..LoopConfig::default() };
     config.planner.samples = Some(64);
@@ -98,12 +109,7 @@ fn message(spec: &InputSpec, encoding: Encoding, (width, height, pitch): (u32, u
 fn jpeg_nv12_and_camera_sized_frames_are_planned() {
     let dir = tempfile::tempdir().unwrap();
     swm::tools::demo::write_artifact(dir.path()).unwrap();
-    let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run.sh sets it)");
-    let mut media = std::path::PathBuf::from(root);
-    if !media.join("tests/data/media").is_dir() {
-        media.pop(); // cargo sets the crate's directory (loop/); run.sh the repository root
-    }
-    let jpeg = std::fs::read(media.join("tests/data/media/baseline_420_640x480.jpg")).unwrap();
+    let jpeg = std::fs::read(media_dir().join("baseline_420_640x480.jpg")).unwrap();
     let mut a = backend(dir.path());
     let mut b = backend(dir.path());
     let spec = a.inputs()[0].clone();
@@ -143,12 +149,7 @@ fn jpeg_nv12_and_camera_sized_frames_are_planned() {
 fn h264_access_units_are_decoded_at_ingest_and_planned() {
     let dir = tempfile::tempdir().unwrap();
     swm::tools::demo::write_artifact(dir.path()).unwrap();
-    let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run.sh sets it)");
-    let mut media = std::path::PathBuf::from(root);
-    if !media.join("tests/data/media").is_dir() {
-        media.pop();
-    }
-    let media = media.join("tests/data/media");
+    let media = media_dir();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(media.join("manifest.json")).unwrap()).unwrap();
     let entry = manifest["files"].as_array().unwrap().iter().find(|e| e["name"] == "h264_res_change.h264").unwrap();
@@ -192,12 +193,7 @@ fn warm_jpeg_creates_the_decoders_before_the_first_observation() {
     config.ipc.warm_jpeg = true;
     let mut warm = EngineBackend::open(&config).expect("opens with a JPEG warm-up");
     let spec = warm.inputs()[0].clone();
-    let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR (run.sh sets it)");
-    let mut media = std::path::PathBuf::from(root);
-    if !media.join("tests/data/media").is_dir() {
-        media.pop();
-    }
-    let jpeg = std::fs::read(media.join("tests/data/media/baseline_420_640x480.jpg")).unwrap();
+    let jpeg = std::fs::read(media_dir().join("baseline_420_640x480.jpg")).unwrap();
     let msg = || message(&spec, Encoding::Jpeg, (0, 0, 0), Payload::Host(jpeg.clone()));
     // The goal is the first JPEG this backend sees after its warm-up.
     let start = Instant::now();

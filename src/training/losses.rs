@@ -195,6 +195,16 @@ pub struct Pldm {
     pub vcreg: VcReg,
 }
 
+impl Pldm {
+    /// The PLDM baseline's weighting of these terms with upstream's `pldm.yaml` defaults (std 18, std_t 0.7,
+    /// cov 12, temp_align 0.2; cov_t and idm weighted 0), without the prediction loss.
+    pub fn default_objective(&self) -> Result<Tensor> {
+        let v = &self.vcreg;
+        Ok((((&v.std_loss * 18.0)? + (&v.std_t_loss * 0.7)?)?
+            + ((&v.cov_loss * 12.0)? + (&self.temp_align_loss * 0.2)?)?)?)
+    }
+}
+
 /// PLDMLoss on `z` `(B, T, D)`, with the inverse-dynamics pair `actions` = `(a_pred, a_target)` when given.
 pub fn pldm(z: &Tensor, actions: Option<(&Tensor, &Tensor)>) -> Result<Pldm> {
     check_cuda("z", z)?;
@@ -291,12 +301,7 @@ mod tests {
 
         let z = Var::from_tensor(&f["z"]).unwrap();
         let p = pldm_on_any_device(z.as_tensor(), None).unwrap();
-        let objective = ((&p.vcreg.std_loss * 18.0).unwrap()
-            + (&p.vcreg.std_t_loss * 0.7).unwrap()
-            + (&p.vcreg.cov_loss * 12.0).unwrap()
-            + (&p.temp_align_loss * 0.2).unwrap())
-        .unwrap();
-        let g = objective.backward().unwrap();
+        let g = p.default_objective().unwrap().backward().unwrap();
         let gz = g.get(z.as_tensor()).unwrap();
         assert!(rel(gz, &f["grad_pldm_z"]) <= 1e-4, "PLDM d/dz: {}", rel(gz, &f["grad_pldm_z"]));
 
