@@ -282,6 +282,9 @@ mod tests {
 
     /// max |got − want| / max |want|.
     fn rel(got: &Tensor, want: &Tensor) -> f32 {
+        // A NaN would slip through a max: refuse non-finite gradients first.
+        let values = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()), "a non-finite gradient");
         let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         diff / want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
     }
