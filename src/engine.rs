@@ -256,6 +256,12 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the planner's CUDA graph is captured for the session as it is now (deadline-bounded steps replay
+    /// it; without it they run eagerly).
+    pub fn is_prepared(&self) -> bool {
+        self.planner.is_prepared(&*self.session)
+    }
+
     /// Encodes `obs` into the context and captures the planner's CUDA graph, without planning: call it once before
     /// the first deadline-bounded step, whose budget would otherwise be spent on eager iterations (kernel loading,
     /// no graph). The observation stays in the context (LeWM's window).
@@ -327,7 +333,7 @@ impl Engine {
             copy: elapsed(2)?,
             wall: p.start.elapsed(),
         };
-        let (n, b) = (p.values, p.envs);
+        let (n, b) = (p.envs * p.steps * p.action_dim, p.envs);
         Ok(Step {
             actions: &out[..n],
             cost: &out[n..n + b],
@@ -376,7 +382,7 @@ impl Engine {
         self.events[2].record(&stream)?;
         self.output.copy_from(&self.staging)?;
         self.events[3].record(&stream)?;
-        Ok(Pending { start, encode_issue, values: n, envs: b, steps, action_dim: a, source, iterations })
+        Ok(Pending { start, encode_issue, envs: b, steps, action_dim: a, source, iterations })
     }
 }
 
@@ -385,8 +391,7 @@ impl Engine {
 struct Pending {
     start: Instant,
     encode_issue: Duration,
-    /// Executed action values (envs × steps × action dim), then `envs` costs, in the pinned output.
-    values: usize,
+    /// The pinned output holds envs × steps × action dim executed action values, then `envs` costs.
     envs: usize,
     steps: usize,
     action_dim: usize,

@@ -573,8 +573,7 @@ fn image_input(
                 return Err(Error::invalid_input(field(), "the JPEGs of one observation must have one size"));
             }
             // Each frame with its own layout (the files may differ in chroma sampling).
-            let frames: Vec<(Tensor, FrameLayout)> = decoded;
-            return finish(resize_frames(&frames, preprocess, media, device, &field)?, &[files.len()]);
+            return finish(resize_frames(&decoded, preprocess, media, device, &field)?, &[files.len()]);
         }
         Input::Pixels(p) => {
             let dims = p.dims().to_vec();

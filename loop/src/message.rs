@@ -189,7 +189,7 @@ pub enum FrameSizes {
 }
 
 /// Largest frame side accepted (16K).
-pub const MAX_FRAME_SIDE: u32 = 16_384;
+pub const MAX_FRAME_SIDE: u32 = swm::ops::resize::MAX_SIDE as u32;
 
 /// Checks a header and its payload against the model's inputs; returns the input's index.
 pub fn check(
