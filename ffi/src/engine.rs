@@ -132,8 +132,18 @@ impl State {
     pub fn plan(&mut self, staged: StagedInputs) -> Result<Planned, Failure> {
         let start = std::time::Instant::now();
         let mut planned = self.with_observation(staged, |engine, obs| Ok(planned(&engine.step(obs)?)))?;
+        self.capture_after_step()?;
         planned.job = start.elapsed();
         Ok(planned)
+    }
+
+    /// A deadline-bounded step never captures the planner's graph (not inside its budget), and the C ABI has no
+    /// warm-up call: capture it after the step that left it missing, so that the next plans replay it.
+    fn capture_after_step(&mut self) -> Result<(), Failure> {
+        if !self.engine.is_prepared() {
+            self.engine.prepare()?;
+        }
+        Ok(())
     }
 
     /// Issues a plan from the observation `staged` without waiting (`Engine::issue`); returns the `CUevent`
@@ -148,8 +158,8 @@ impl State {
     /// Waits for the issued plan and returns it (`Engine::collect`); `SWM_STATUS_BAD_INPUT` when none is in flight.
     pub fn plan_collect(&mut self) -> Result<Planned, Failure> {
         let start = std::time::Instant::now();
-        let step = self.engine.collect()?;
-        let mut planned = planned(&step);
+        let mut planned = planned(&self.engine.collect()?);
+        self.capture_after_step()?;
         planned.job = start.elapsed();
         Ok(planned)
     }

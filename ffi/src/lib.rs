@@ -610,16 +610,23 @@ pub unsafe extern "C" fn swm_engine_set_frame(
         if f.data.is_null() {
             return Err(Failure::new(swm_status::NullArgument, "frame.data is NULL"));
         }
-        if f.size < layout.required_bytes() {
-            return Err(Failure::new(
-                swm_status::BufferTooSmall,
-                format!("frame.size {} < {} bytes the layout needs", f.size, layout.required_bytes()),
-            ));
-        }
+        check_frame_size(&layout, f.size)?;
         // SAFETY: caller contract: `size` readable bytes at `data`.
         let bytes = unsafe { std::slice::from_raw_parts(f.data, layout.required_bytes()) }.to_vec();
         h.stage(name, Staged::Frame(bytes, layout))
     })
+}
+
+/// Refuses a frame the fused kernel would refuse (odd NV12 sides, overlapping planes, a side beyond the limit) and a
+/// `size` short of the layout, at staging time rather than at the plan that would consume the observation.
+fn check_frame_size(layout: &FrameLayout, size: usize) -> Result<(), Failure> {
+    if size < layout.required_bytes() {
+        return Err(Failure::new(
+            swm_status::BufferTooSmall,
+            format!("frame.size {size} < {} bytes the layout needs", layout.required_bytes()),
+        ));
+    }
+    layout.check(size).map_err(|e| Failure::new(swm_status::InvalidArgument, format!("frame: {e}")))
 }
 
 /// Reads a struct whose every field is required (a frame: version 1 is the current one): the caller's
@@ -658,12 +665,7 @@ pub unsafe extern "C" fn swm_engine_set_device_frame(
         if f.device_ptr == 0 {
             return Err(Failure::new(swm_status::NullArgument, "frame.device_ptr is 0"));
         }
-        if f.size < layout.required_bytes() {
-            return Err(Failure::new(
-                swm_status::BufferTooSmall,
-                format!("frame.size {} < {} bytes the layout needs", f.size, layout.required_bytes()),
-            ));
-        }
+        check_frame_size(&layout, f.size)?;
         let (src, bytes, event) = (f.device_ptr, layout.required_bytes(), f.wait_event as usize);
         h.check_name(&name)?; // before the copy
         let t = h.worker.call(move |s| Ok(s.copy_device(src, bytes, event)?.unsqueeze(0)?))?;

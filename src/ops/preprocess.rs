@@ -276,8 +276,9 @@ impl FrameLayout {
         self.width.saturating_mul(self.format.bytes_per_pixel())
     }
 
-    /// Checks the layout against a buffer of `bytes`.
-    fn check(&self, bytes: usize) -> Result<()> {
+    /// Checks the layout against a buffer of `bytes` (what [`frame_into`] does first): sizes within
+    /// `1..=MAX_SIDE`, the pitch at least a row, NV12 sides even and planes apart, and `bytes` covering it all.
+    pub fn check(&self, bytes: usize) -> Result<()> {
         let max = super::resize::MAX_SIDE;
         if self.width == 0 || self.height == 0 || self.width > max || self.height > max {
             return Err(KernelError::operand(
