@@ -6,7 +6,8 @@
 #   .gpu-ffi/  libswm's unit-test binary (its GPU test: `bash .gpu-ffi/run.sh tests c_calls` — the header test
 #              needs cargo, which the GPU host lacks)
 #   .whl/      the official stable-worldmodel 0.1.1 wheels (once)
-# and the C examples (examples/c: controller, threads, bench). Carry: [".gpu", ".gpu-ffi", ".whl",
+# and the C examples (examples/c: controller, threads, bench). `LOOP_TESTS=1 FFI=0` packs swm-loop's GPU tests instead
+# of libswm's (both do not fit). Carry: [".gpu", ".gpu-ffi", ".whl",
 # "examples/c/controller", "examples/c/threads", "examples/c/bench"]; run `bash tools/gpu/all.sh` there.
 set -euo pipefail
 shared=${SHARED:-../shared/gpu}
@@ -20,15 +21,18 @@ cargo build --release --workspace --all-targets --all-features
 cargo build --release -p swm-ffi
 make -C examples/c all
 rm -rf .gpu .gpu-ffi .gpu-ffi.tmp
-bash "$shared/bundle.sh" -- --release -p swm-ffi --lib
-mv .gpu .gpu-ffi.tmp
+# FFI=0 leaves libswm's test binary out (room for LOOP_TESTS=1 under the carry limit).
+if [ "${FFI:-1}" = 1 ]; then
+  bash "$shared/bundle.sh" -- --release -p swm-ffi --lib
+  mv .gpu .gpu-ffi.tmp
+fi
 tests=(--release --test gpu)
 [ "${LOOP_TESTS:-0}" = 1 ] && tests=(--release --workspace --test gpu)
 bash "$shared/bundle.sh" --bins --with target/release/examples/controller -- "${tests[@]}"
-mv .gpu-ffi.tmp .gpu-ffi
+[ ! -d .gpu-ffi.tmp ] || mv .gpu-ffi.tmp .gpu-ffi
 xz -T0 -6 -c target/release/libswm.so > .gpu/files/target/release/libswm.so.xz
 xz -T0 -6 -c target/release/swm-loop > .gpu/files/target/release/swm-loop.xz
 [ -d .whl ] || bash "$shared/python-wheels.sh" .whl
-size=$(du -smc .gpu .gpu-ffi .whl examples/c/controller examples/c/threads examples/c/bench | tail -1 | cut -f1)
+size=$(du -smc .gpu $([ -d .gpu-ffi ] && echo .gpu-ffi) .whl examples/c/controller examples/c/threads examples/c/bench | tail -1 | cut -f1)
 echo "pack.sh: ${size} MiB to carry (limit 64, with the working tree)"
 [ "$size" -lt 60 ] || { echo "pack.sh: too large; drop LOOP_TESTS or a part" >&2; exit 1; }
