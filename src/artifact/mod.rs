@@ -429,6 +429,24 @@ impl Artifact {
         Ok(artifact)
     }
 
+    /// Writes this artifact with other `weights` (e.g. trained ones) into `out`: its `config.json` verbatim, the
+    /// weights as `model.safetensors` (checked against the model's parameter table first), its `preprocess.json`
+    /// and `schema.json`; every file written atomically, never over this artifact's own files. Returns the new
+    /// artifact, opened and validated.
+    pub fn write_with_weights(&self, weights: &StateDict, out: &Path) -> Result<Self, crate::Error> {
+        check_output(&self.checkpoint, out)?;
+        weights.validate(&self.checkpoint.parameter_table()?)?;
+        let config =
+            crate::config::read_text(&self.checkpoint.dir.join("config.json")).map_err(ArtifactError::Config)?;
+        std::fs::create_dir_all(out).map_err(|source| ArtifactError::Write { path: out.into(), source })?;
+        check_output(&self.checkpoint, out)?;
+        let path = out.join("config.json");
+        files::write_atomic(&path, config.as_bytes()).map_err(|source| ArtifactError::Write { path, source })?;
+        weights.save_safetensors(out.join("model.safetensors"))?;
+        Self::write_metadata(out, &self.preprocess, &self.schema)?;
+        Ok(Self::open(out)?)
+    }
+
     /// Writes `preprocess.json` and `schema.json` into `dir` (config and weights are written by the caller).
     pub fn write_metadata(dir: &Path, preprocess: &Preprocess, schema: &Schema) -> Result<(), ArtifactError> {
         write_json(&dir.join("preprocess.json"), preprocess)?;

@@ -21,6 +21,7 @@ pub mod predictor;
 pub mod preprocess;
 pub mod resize;
 pub mod tdmpc2;
+pub mod train;
 
 pub use error::{DriverFailure, KernelError, Result};
 pub use preprocess::{

@@ -116,7 +116,7 @@ pub fn lewm_objective(emb: &Tensor, pred: &Tensor, proj_matrix: &Tensor) -> Resu
     lewm_objective_on_any_device(emb, pred, proj_matrix)
 }
 
-fn lewm_objective_on_any_device(emb: &Tensor, pred: &Tensor, proj_matrix: &Tensor) -> Result<LewmLoss> {
+pub(crate) fn lewm_objective_on_any_device(emb: &Tensor, pred: &Tensor, proj_matrix: &Tensor) -> Result<LewmLoss> {
     check_rank("emb", emb, 3)?;
     let t = emb.dim(1)?;
     if t < 2 {

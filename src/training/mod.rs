@@ -1,7 +1,21 @@
-//! Training (issue 15, in progress): LeWM's objective terms and the PLDM baseline's, as differentiable Candle ops.
+//! Training LeWM on the GPU (issue 15; `../shared/spec/losses.md` is our contract of upstream's training):
 //!
-//! [`losses`] holds the loss terms of upstream's `stable_worldmodel/wm/loss.py` and LeWM's training objective
-//! (`../shared/spec/losses.md` is our contract of them). They run on CUDA tensors (the training step is a GPU
-//! workload like the rest of swm); the AdamW step and the training CLI are not written yet.
+//! - [`losses`]: the loss terms of upstream's `stable_worldmodel/wm/loss.py` and LeWM's objective, as
+//!   differentiable Candle ops;
+//! - [`TrainableLeWm`]: LeWM's train-mode forward (BatchNorm on batch statistics, dropout) over its parameters as
+//!   Candle `Var`s under upstream's names;
+//! - [`Trainer`]: upstream's step — the objective, backward, gradient-norm clipping, AdamW — and [`Batch`], a
+//!   batch of clips on the device.
+//!
+//! Everything runs on the CUDA device; the trained state dict is written as an artifact that `swm inspect`,
+//! `swm plan` and the engine load.
 
+mod lewm;
 pub mod losses;
+mod trainer;
+
+pub use lewm::{Mode, TrainableLeWm};
+pub use trainer::{Batch, StepOutput, TrainOptions, Trainer};
+
+#[cfg(test)]
+mod tests;

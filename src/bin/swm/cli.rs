@@ -9,7 +9,9 @@ use crate::error::CliError;
 mod bench;
 mod media;
 mod parity;
-pub use bench::{BenchFamily, BenchGemmArgs, BenchLewmArgs, BenchMediaArgs, BenchPlanArgs, BenchTdmpc2Args};
+pub use bench::{
+    BenchFamily, BenchGemmArgs, BenchLewmArgs, BenchMediaArgs, BenchPlanArgs, BenchTdmpc2Args, BenchTrainArgs,
+};
 pub use media::MediaCommand;
 pub use parity::{CostSource, DecisionParityArgs, ModelParityArgs, ParityFamily, PlannerParityArgs};
 use swm::checkpoint::LoadOptions;
@@ -67,6 +69,9 @@ pub enum Command {
     /// The GPU's media engines (nvJPEG, NVDEC) as swm's decoders see them.
     #[command(subcommand)]
     Media(MediaCommand),
+    /// Train a LeWM artifact on one batch (NPZ of clips) with upstream's objective and AdamW on the GPU, and write
+    /// the trained artifact.
+    TrainBatch(TrainBatchArgs),
 }
 
 impl Command {
@@ -168,6 +173,45 @@ pub struct ScoreArgs {
     pub device: DeviceArgs,
 }
 
+/// `swm train-batch`.
+#[derive(Args)]
+pub struct TrainBatchArgs {
+    /// LeWM artifact (or checkpoint) directory to start from.
+    #[arg(long)]
+    pub artifact: PathBuf,
+    /// NPZ with `pixels` (batch, time, 3, H, W) — uint8 (normalised as the artifact's preprocess.json says) or
+    /// float (already preprocessed) — and `actions` (batch, time, action_dim).
+    #[arg(long)]
+    pub batch: PathBuf,
+    /// AdamW steps on the batch.
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    pub steps: usize,
+    /// Learning rate (upstream's lewm.yaml: 5e-5).
+    #[arg(long, default_value_t = 5e-5, value_parser = non_negative)]
+    pub lr: f64,
+    /// Decoupled weight decay (upstream: 1e-3).
+    #[arg(long, default_value_t = 1e-3, value_parser = non_negative)]
+    pub weight_decay: f64,
+    /// Global gradient-norm clipping (upstream: 1.0); 0 turns it off.
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
+    pub clip: f64,
+    /// The predictor's dropout probability (default: the config's, upstream 0.1).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Random SIGReg directions per step (upstream: 1024).
+    #[arg(long, default_value_t = 1024, value_parser = positive)]
+    pub num_proj: usize,
+    /// Seed of the device's random generator (SIGReg's directions, dropout masks).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output artifact directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The GPU.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
 /// `swm plan`.
 #[derive(Args)]
 pub struct PlanArgs {
@@ -251,8 +295,8 @@ pub(crate) fn positive_ms(text: &str) -> Result<f64, String> {
     }
 }
 
-/// A finite tolerance of at least 0.
-pub(crate) fn tolerance(text: &str) -> Result<f64, String> {
+/// A finite number of at least 0 (tolerances, learning rates).
+pub(crate) fn non_negative(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
         Ok(t) => Err(format!("must be finite and at least 0, got {t}")),

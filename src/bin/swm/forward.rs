@@ -34,5 +34,6 @@ fn verb(command: &Command) -> &'static str {
         Command::Parity(_) => "parity",
         Command::Bench(_) => "bench",
         Command::Media(_) => "media",
+        Command::TrainBatch(_) => "train-batch",
     }
 }

@@ -49,5 +49,6 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Parity(family) => cmd::parity::run(family),
         Command::Bench(family) => cmd::bench::run(family),
         Command::Media(command) => cmd::media::run(command),
+        Command::TrainBatch(args) => cmd::train::run(args),
     }
 }

@@ -24,6 +24,35 @@ pub enum BenchFamily {
     /// fused kernel), a history batch of four, packed RGB and NV12 1080p frames already on the device, and an
     /// H.264 access unit through NVDEC.
     Media(BenchMediaArgs),
+    /// Training rows: one LeWM training step (upstream's objective, backward, clipping, AdamW) on a batch of clips
+    /// of 4 frames, f32 and TF32 (PushT-sized config with random weights unless PATH is given).
+    Train(BenchTrainArgs),
+}
+
+/// `swm bench train`.
+#[derive(Args)]
+pub struct BenchTrainArgs {
+    /// LeWM artifact or checkpoint (default: PushT-sized config with random weights).
+    pub path: Option<PathBuf>,
+    /// Clips per batch (upstream trains with 128).
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    pub batch_size: usize,
+    /// Timed steps per row.
+    #[arg(long, default_value_t = 20, value_parser = positive)]
+    pub iters: usize,
+    /// Untimed steps before each row.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Instead of the rows: two f32 steps, then one between cuProfilerStart/Stop, for
+    /// `ncu --profile-from-start off` or `nsys --capture-range=cudaProfilerApi`.
+    #[arg(long)]
+    pub profile: bool,
+    /// The rows as JSON.
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The GPU.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `swm bench media`.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{tolerance, DeviceArgs, ReportArgs, Solver};
+use super::{non_negative, DeviceArgs, ReportArgs, Solver};
 
 /// Which costs a replayed planner sees in `swm parity planner`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,10 +81,10 @@ pub struct PlannerParityArgs {
     #[arg(long, value_enum, default_value_t = CostSource::Both)]
     pub costs: CostSource,
     /// Max abs tolerance on candidates, mean, std and actions.
-    #[arg(long, default_value_t = 1e-4, value_parser = tolerance)]
+    #[arg(long, default_value_t = 1e-4, value_parser = non_negative)]
     pub tol: f64,
     /// Max abs tolerance on costs when swm's model scores (recorded costs must match to 1e-6).
-    #[arg(long, default_value_t = 1e-2, value_parser = tolerance)]
+    #[arg(long, default_value_t = 1e-2, value_parser = non_negative)]
     pub cost_tol: f64,
     /// The GPU.
     #[command(flatten)]
@@ -98,7 +98,7 @@ pub struct DecisionParityArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Allowed relative excess cost of swm's plan per start.
-    #[arg(long, default_value_t = 0.01, value_parser = tolerance)]
+    #[arg(long, default_value_t = 0.01, value_parser = non_negative)]
     pub rel_tol: f64,
     /// The per-start results as JSON.
     #[command(flatten)]

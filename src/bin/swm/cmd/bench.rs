@@ -6,6 +6,7 @@ mod lewm;
 mod media;
 mod plan;
 mod tdmpc2;
+mod train;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ pub fn run(family: BenchFamily) -> Result<ExitCode, CliError> {
         BenchFamily::Tdmpc2(args) => (tdmpc2::run(&args)?, args.report),
         BenchFamily::Plan(args) => (plan::run(&args)?, args.report),
         BenchFamily::Media(args) => (media::run(&args)?, args.report),
+        BenchFamily::Train(args) => (train::run(&args)?, args.report),
     };
     report.write(&rows)?;
     Ok(ExitCode::SUCCESS)

@@ -8,3 +8,4 @@ pub mod media;
 pub mod parity;
 pub mod plan;
 pub mod score;
+pub mod train;

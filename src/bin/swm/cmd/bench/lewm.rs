@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 use swm::artifact::Checkpoint;
-use swm::checkpoint::LoadOptions;
+use swm::checkpoint::{LoadOptions, StateDict};
 use swm::config::ModelConfig;
 use swm::device;
 use swm::models::lewm::{Config, GraphedEncoder, LeWm, LeWmSession, RolloutSemantics};
@@ -53,7 +53,7 @@ pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
 
 /// A LeWM checkpoint or artifact given as PATH (opened on the host; usage errors for a missing path or another
 /// family).
-fn open(path: &Path) -> Result<(Config, Checkpoint), CliError> {
+pub(super) fn open(path: &Path) -> Result<(Config, Checkpoint), CliError> {
     let checkpoint = Checkpoint::open(existing(path, "PATH")?)?;
     let ModelConfig::Lewm(config) = &checkpoint.config else {
         return Err(CliError::usage(format!("{}: not a LeWM checkpoint", path.display())));
@@ -63,7 +63,13 @@ fn open(path: &Path) -> Result<(Config, Checkpoint), CliError> {
 
 /// The checkpoint's model, or the PushT-sized config with deterministic random weights.
 fn model(checkpoint: Option<(Config, Checkpoint)>, device: &Device) -> Result<LeWm, CliError> {
-    let (config, state) = match checkpoint {
+    let (config, state) = weights(checkpoint)?;
+    Ok(LeWm::from_state_dict(&config, &state, device)?)
+}
+
+/// The checkpoint's config and weights, or the PushT-sized config with deterministic random weights.
+pub(super) fn weights(checkpoint: Option<(Config, Checkpoint)>) -> Result<(Config, StateDict), CliError> {
+    Ok(match checkpoint {
         Some((config, checkpoint)) => {
             let state = checkpoint.state_dict(&LoadOptions::default())?;
             (config, state)
@@ -73,8 +79,7 @@ fn model(checkpoint: Option<(Config, Checkpoint)>, device: &Device) -> Result<Le
             let state = demo::random_state_dict(&config, 0)?;
             (config, state)
         }
-    };
-    Ok(LeWm::from_state_dict(&config, &state, device)?)
+    })
 }
 
 /// A random, already-normalised frame (1, 1, 3, S, S) of the model's input size, on the device.

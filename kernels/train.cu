@@ -1,0 +1,153 @@
+// Forward and backward kernels of the training path (src/ops/train.rs), over contiguous (rows, cols) f32 tensors:
+//   softmax_rows:        y = softmax(x) along each row (a row of −∞ gives 0s)
+//   softmax_rows_bwd:    dx = y ⊙ (g − Σ g⊙y)
+//   layer_norm:          y = (x − μ)·rstd·γ + β          (biased variance, as PyTorch)
+//   layer_norm_bwd_dx:   dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)),  ĝ = g⊙γ,  x̂ = (x − μ)·rstd
+//   layer_norm_bwd_params: per block of rows, the partial sums Σ g⊙x̂ (dγ) and Σ g (dβ), (blocks, 2·cols)
+//   gelu, gelu_bwd:      y = x·Φ(x);  dx = g·(Φ(x) + x·φ(x))  (exact erf GELU)
+// Row kernels run one warp per row (grid-stride over rows); a row's passes re-read it from L1/L2.
+
+#include "rows.cuh"
+
+__device__ __forceinline__ long long first_warp() {
+  return (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
+}
+__device__ __forceinline__ long long warp_stride() { return ((long long)gridDim.x * blockDim.x) >> 5; }
+
+extern "C" __global__ void softmax_rows_f32(const float* __restrict__ x, float* __restrict__ y, long long rows,
+                                            int cols) {
+  const int lane = threadIdx.x & 31;
+  for (long long r = first_warp(); r < rows; r += warp_stride()) {
+    const float* xr = x + r * cols;
+    float* yr = y + r * cols;
+    float m = -INFINITY;
+    for (int c = lane; c < cols; c += 32) m = fmaxf(m, xr[c]);
+    m = warp_max(m);
+    if (m == -INFINITY) {
+      for (int c = lane; c < cols; c += 32) yr[c] = 0.0f;
+      continue;
+    }
+    float s = 0.0f;
+    for (int c = lane; c < cols; c += 32) s += expf(xr[c] - m);
+    const float inv = 1.0f / warp_sum(s);
+    for (int c = lane; c < cols; c += 32) yr[c] = expf(xr[c] - m) * inv;
+  }
+}
+
+extern "C" __global__ void softmax_rows_bwd_f32(const float* __restrict__ y, const float* __restrict__ g,
+                                                float* __restrict__ dx, long long rows, int cols) {
+  const int lane = threadIdx.x & 31;
+  for (long long r = first_warp(); r < rows; r += warp_stride()) {
+    const long long o = r * cols;
+    float d = 0.0f;
+    for (int c = lane; c < cols; c += 32) d += g[o + c] * y[o + c];
+    d = warp_sum(d);
+    for (int c = lane; c < cols; c += 32) dx[o + c] = y[o + c] * (g[o + c] - d);
+  }
+}
+
+// Mean and 1/sqrt(var + eps) of a row, by the calling warp (two passes, as the variance of centred values).
+__device__ __forceinline__ void row_moments(const float* __restrict__ xr, int cols, float eps, int lane,
+                                            float& mean, float& rstd) {
+  float s = 0.0f;
+  for (int c = lane; c < cols; c += 32) s += xr[c];
+  mean = warp_sum(s) / cols;
+  float q = 0.0f;
+  for (int c = lane; c < cols; c += 32) {
+    const float d = xr[c] - mean;
+    q += d * d;
+  }
+  rstd = rsqrtf(warp_sum(q) / cols + eps);
+}
+
+extern "C" __global__ void layer_norm_f32(const float* __restrict__ x, const float* __restrict__ gamma,
+                                          const float* __restrict__ beta, float* __restrict__ y, long long rows,
+                                          int cols, float eps) {
+  const int lane = threadIdx.x & 31;
+  for (long long r = first_warp(); r < rows; r += warp_stride()) {
+    const float* xr = x + r * cols;
+    float mean, rstd;
+    row_moments(xr, cols, eps, lane, mean, rstd);
+    for (int c = lane; c < cols; c += 32) y[r * cols + c] = (xr[c] - mean) * rstd * gamma[c] + beta[c];
+  }
+}
+
+extern "C" __global__ void layer_norm_bwd_dx_f32(const float* __restrict__ x, const float* __restrict__ g,
+                                                 const float* __restrict__ gamma, float* __restrict__ dx,
+                                                 long long rows, int cols, float eps) {
+  const int lane = threadIdx.x & 31;
+  for (long long r = first_warp(); r < rows; r += warp_stride()) {
+    const long long o = r * cols;
+    float mean, rstd;
+    row_moments(x + o, cols, eps, lane, mean, rstd);
+    float a = 0.0f, b = 0.0f;
+    for (int c = lane; c < cols; c += 32) {
+      const float gg = g[o + c] * gamma[c];
+      a += gg;
+      b += gg * (x[o + c] - mean) * rstd;
+    }
+    a = warp_sum(a) / cols;
+    b = warp_sum(b) / cols;
+    for (int c = lane; c < cols; c += 32) {
+      const float xhat = (x[o + c] - mean) * rstd;
+      dx[o + c] = rstd * (g[o + c] * gamma[c] - a - xhat * b);
+    }
+  }
+}
+
+// One block per `chunk` rows (chunk ≤ LN_CHUNK): the warps compute the rows' statistics into shared memory, then
+// each thread sums its columns over the chunk. partial is (gridDim.x, 2·cols): Σ g⊙x̂ then Σ g.
+#define LN_CHUNK 128
+extern "C" __global__ void layer_norm_bwd_params_f32(const float* __restrict__ x, const float* __restrict__ g,
+                                                     float* __restrict__ partial, long long rows, int cols,
+                                                     int chunk, float eps) {
+  __shared__ float mean_s[LN_CHUNK], rstd_s[LN_CHUNK];
+  const long long first = (long long)blockIdx.x * chunk;
+  const int n = (int)min((long long)chunk, rows - first);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int i = warp; i < n; i += warps) {
+    float mean, rstd;
+    row_moments(x + (first + i) * cols, cols, eps, lane, mean, rstd);
+    if (lane == 0) {
+      mean_s[i] = mean;
+      rstd_s[i] = rstd;
+    }
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    float dg = 0.0f, db = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const long long o = (first + i) * cols + c;
+      dg += g[o] * (x[o] - mean_s[i]) * rstd_s[i];
+      db += g[o];
+    }
+    partial[(long long)blockIdx.x * 2 * cols + c] = dg;
+    partial[(long long)blockIdx.x * 2 * cols + cols + c] = db;
+  }
+}
+
+extern "C" __global__ void gelu_f32(const float* __restrict__ x, float* __restrict__ y, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+  }
+}
+
+extern "C" __global__ void gelu_bwd_f32(const float* __restrict__ x, const float* __restrict__ g,
+                                        float* __restrict__ dx, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const float v = x[i];
+    const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+    const float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+    dx[i] = g[i] * (cdf + v * pdf);
+  }
+}
+
+// y[r, c] += b[c] over a contiguous (rows, cols) output, in place (the bias of the training Linear).
+extern "C" __global__ void bias_add_f32(float* __restrict__ y, const float* __restrict__ b, long long rows,
+                                        int cols) {
+  const long long n = rows * cols;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    y[i] += b[i % cols];
+  }
+}

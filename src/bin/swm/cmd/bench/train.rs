@@ -1,0 +1,66 @@
+//! `swm bench train`: one LeWM training step — upstream's objective in train mode, backward, gradient clipping,
+//! AdamW — on a batch of 4-frame clips, with f32 GEMMs and with TF32.
+
+use candle_core::{Device, Tensor};
+
+use swm::checkpoint::StateDict;
+use swm::models::lewm::Config;
+
+use swm::device;
+use swm::tools::bench::{self, BenchRow};
+use swm::training::{Batch, TrainOptions, TrainableLeWm, Trainer};
+
+use super::keep;
+use super::lewm::{open, weights};
+use crate::cli::BenchTrainArgs;
+use crate::error::CliError;
+
+/// Frames per clip in upstream's training (history 3 + 1 prediction target).
+const FRAMES: usize = 4;
+
+/// The f32 and TF32 rows (the process-wide TF32 switch is restored afterwards).
+pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
+    let checkpoint = args.path.as_deref().map(open).transpose()?;
+    args.report.check()?;
+    let device = device::cuda(args.device.gpu)?;
+    let (config, state) = weights(checkpoint)?;
+    outln!("device: {}", device::name(&device).unwrap_or_default());
+    let (b, side) = (args.batch_size, config.encoder.image_size);
+    let pixels = Tensor::randn(0f32, 1f32, (b, FRAMES, 3, side, side), &device)?;
+    let actions = Tensor::randn(0f32, 1f32, (b, FRAMES, config.action_encoder.input_dim), &device)?;
+    let batch = Batch::new(pixels, actions)?;
+    if args.profile {
+        profile(&config, &state, &batch, &device)?;
+        return Ok(Vec::new());
+    }
+    let tf32 = device::tf32();
+    let mut rows = Vec::new();
+    for (mode, on) in [("f32", false), ("TF32", true)] {
+        device::set_tf32(on);
+        let model = TrainableLeWm::from_state_dict(&config, &state, &device)?;
+        let mut trainer = Trainer::new(model, TrainOptions::default())?;
+        let name = format!("lewm train step B{b}x{FRAMES} {side}² {mode} (fwd+bwd+clip+AdamW)");
+        let row = bench::time(&device, &name, args.warmup, args.iters, || trainer.step(&batch, None).map(drop));
+        device::set_tf32(tf32);
+        keep(&mut rows, row?)?;
+    }
+    Ok(rows)
+}
+
+/// Two steps, then one between cuProfilerStart and cuProfilerStop (synchronised on both sides).
+fn profile(config: &Config, state: &StateDict, batch: &Batch, device: &Device) -> Result<(), CliError> {
+    let Device::Cuda(cuda) = device else { return Err(CliError::usage("--profile: needs a CUDA device")) };
+    let driver = |e: cudarc::driver::DriverError| CliError::from(swm::Error::from(e));
+    let mut trainer = Trainer::new(TrainableLeWm::from_state_dict(config, state, device)?, TrainOptions::default())?;
+    for _ in 0..2 {
+        trainer.step(batch, None)?;
+    }
+    let stream = cuda.cuda_stream();
+    stream.synchronize().map_err(driver)?;
+    cudarc::driver::safe::profiler_start().map_err(driver)?;
+    trainer.step(batch, None)?;
+    stream.synchronize().map_err(driver)?;
+    cudarc::driver::safe::profiler_stop().map_err(driver)?;
+    outln!("profiled one training step");
+    Ok(())
+}

@@ -1,0 +1,456 @@
+//! Differentiable fused ops for training (`kernels/train.cu`): row softmax, LayerNorm, exact GELU and a Linear
+//! layer as Candle `CustomOp`s whose backward is a fused kernel (or cuBLAS GEMMs). Composed from Candle's
+//! primitive ops, each of these is five to fifteen full-tensor kernels forward and backward — and Candle's
+//! backward adds every gradient contribution into a fresh zero tensor, one more full-tensor kernel per graph
+//! edge: LeWM's training step spent most of its time there. f32, contiguous inputs, CUDA only.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D,
+};
+use cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+
+use crate::kernels;
+
+/// Rows of one block in `layer_norm_bwd_params_f32` (its `LN_CHUNK`).
+const LN_CHUNK: usize = 128;
+
+fn view<'a>(storage: &'a CudaStorage, layout: &Layout) -> candle_core::Result<CudaView<'a, f32>> {
+    if !layout.is_contiguous() {
+        candle_core::bail!("swm training kernels take contiguous tensors, got {:?}", layout.dims());
+    }
+    Ok(storage.as_cuda_slice::<f32>()?.slice(layout.start_offset()..))
+}
+
+/// (rows, cols) of a tensor viewed as rows of its last dim.
+fn rows_cols(layout: &Layout) -> candle_core::Result<(usize, usize)> {
+    let cols = *layout.dims().last().unwrap_or(&0);
+    if cols == 0 || cols > i32::MAX as usize {
+        candle_core::bail!("swm training kernels: a last dim of {cols}");
+    }
+    Ok((layout.shape().elem_count() / cols, cols))
+}
+
+fn same(op: &str, a: &Layout, b: &Layout) -> candle_core::Result<()> {
+    if a.dims() != b.dims() {
+        candle_core::bail!("{op}: shapes {:?} and {:?} differ", a.dims(), b.dims());
+    }
+    Ok(())
+}
+
+fn alloc(dev: &CudaDevice, n: usize) -> candle_core::Result<CudaSlice<f32>> {
+    // SAFETY: every caller launches a kernel that writes all n elements before the buffer is read.
+    unsafe { dev.alloc::<f32>(n) }
+}
+
+fn wrap(out: CudaSlice<f32>, dev: &CudaDevice) -> CudaStorage {
+    CudaStorage::wrap_cuda_slice(out, dev.clone())
+}
+
+/// One warp per row, 8 warps per block.
+fn warp_rows(rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn elements(n: usize) -> LaunchConfig {
+    LaunchConfig::for_num_elems(n.clamp(1, 1 << 30) as u32)
+}
+
+fn cuda_err(e: cudarc::driver::DriverError) -> candle_core::Error {
+    candle_core::Error::Cuda(Box::new(e))
+}
+
+fn host_refused() -> candle_core::Result<(CpuStorage, Shape)> {
+    candle_core::bail!("swm kernels run on CUDA only")
+}
+
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "swm-softmax-rows"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_refused()
+    }
+    fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (rows, cols) = rows_cols(xl)?;
+        let dev = x.device();
+        let out = alloc(dev, rows * cols)?;
+        let func = dev.get_or_load_custom_func("softmax_rows_f32", "swm_train", kernels::TRAIN)?;
+        let (r, c) = (rows as i64, cols as i32);
+        let x_v = view(x, xl)?;
+        let mut b = func.builder();
+        b.arg(&x_v).arg(&out).arg(&r).arg(&c);
+        // SAFETY: softmax_rows_f32(const float* x, float* y, long long rows, int cols); x and out hold rows·cols.
+        unsafe { b.launch(warp_rows(rows)) }.map_err(cuda_err)?;
+        Ok((wrap(out, dev), xl.shape().clone()))
+    }
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(y.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxBwd)?))
+    }
+}
+
+struct SoftmaxBwd;
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "swm-softmax-rows-bwd"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_refused()
+    }
+    fn cuda_fwd(
+        &self,
+        y: &CudaStorage,
+        yl: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        same(self.name(), yl, gl)?;
+        let (rows, cols) = rows_cols(yl)?;
+        let dev = y.device();
+        let out = alloc(dev, rows * cols)?;
+        let func = dev.get_or_load_custom_func("softmax_rows_bwd_f32", "swm_train", kernels::TRAIN)?;
+        let (r, c) = (rows as i64, cols as i32);
+        let (y_v, g_v) = (view(y, yl)?, view(g, gl)?);
+        let mut b = func.builder();
+        b.arg(&y_v).arg(&g_v).arg(&out).arg(&r).arg(&c);
+        // SAFETY: softmax_rows_bwd_f32(const float* y, const float* g, float* dx, long long rows, int cols); all
+        // three hold rows·cols (shapes checked equal).
+        unsafe { b.launch(warp_rows(rows)) }.map_err(cuda_err)?;
+        Ok((wrap(out, dev), yl.shape().clone()))
+    }
+}
+
+struct LayerNorm {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "swm-layer-norm"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_refused()
+    }
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        gamma: &CudaStorage,
+        gl: &Layout,
+        beta: &CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (rows, cols) = rows_cols(xl)?;
+        if gl.dims() != [cols] || bl.dims() != [cols] {
+            candle_core::bail!("swm-layer-norm: γ {:?} and β {:?} for rows of {cols}", gl.dims(), bl.dims());
+        }
+        let dev = x.device();
+        let out = alloc(dev, rows * cols)?;
+        let func = dev.get_or_load_custom_func("layer_norm_f32", "swm_train", kernels::TRAIN)?;
+        let (r, c) = (rows as i64, cols as i32);
+        let (x_v, gamma_v, beta_v) = (view(x, xl)?, view(gamma, gl)?, view(beta, bl)?);
+        let mut b = func.builder();
+        b.arg(&x_v).arg(&gamma_v).arg(&beta_v).arg(&out).arg(&r).arg(&c).arg(&self.eps);
+        // SAFETY: layer_norm_f32(const float* x, const float* gamma, const float* beta, float* y, long long rows,
+        // int cols, float eps); x and out hold rows·cols, γ and β cols (checked above).
+        unsafe { b.launch(warp_rows(rows)) }.map_err(cuda_err)?;
+        Ok((wrap(out, dev), xl.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let dx = x.apply_op3_no_bwd(&g, gamma, &LayerNormDx { eps: self.eps })?;
+        let cols = x.dim(D::Minus1)?;
+        let sums = x.apply_op2_no_bwd(&g, &LayerNormParams { eps: self.eps })?.sum(0)?;
+        Ok((Some(dx), Some(sums.narrow(0, 0, cols)?), Some(sums.narrow(0, cols, cols)?)))
+    }
+}
+
+struct LayerNormDx {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormDx {
+    fn name(&self) -> &'static str {
+        "swm-layer-norm-bwd-dx"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_refused()
+    }
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+        gamma: &CudaStorage,
+        gml: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        same(self.name(), xl, gl)?;
+        let (rows, cols) = rows_cols(xl)?;
+        if gml.dims() != [cols] {
+            candle_core::bail!("swm-layer-norm-bwd-dx: γ {:?} for rows of {cols}", gml.dims());
+        }
+        let dev = x.device();
+        let out = alloc(dev, rows * cols)?;
+        let func = dev.get_or_load_custom_func("layer_norm_bwd_dx_f32", "swm_train", kernels::TRAIN)?;
+        let (r, c) = (rows as i64, cols as i32);
+        let (x_v, g_v, gamma_v) = (view(x, xl)?, view(g, gl)?, view(gamma, gml)?);
+        let mut b = func.builder();
+        b.arg(&x_v).arg(&g_v).arg(&gamma_v).arg(&out).arg(&r).arg(&c).arg(&self.eps);
+        // SAFETY: layer_norm_bwd_dx_f32(const float* x, const float* g, const float* gamma, float* dx,
+        // long long rows, int cols, float eps); x, g and out hold rows·cols, γ cols (checked above).
+        unsafe { b.launch(warp_rows(rows)) }.map_err(cuda_err)?;
+        Ok((wrap(out, dev), xl.shape().clone()))
+    }
+}
+
+struct LayerNormParams {
+    eps: f32,
+}
+
+impl CustomOp2 for LayerNormParams {
+    fn name(&self) -> &'static str {
+        "swm-layer-norm-bwd-params"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_refused()
+    }
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        same(self.name(), xl, gl)?;
+        let (rows, cols) = rows_cols(xl)?;
+        let blocks = rows.div_ceil(LN_CHUNK).max(1);
+        if blocks > i32::MAX as usize {
+            candle_core::bail!("swm-layer-norm-bwd-params: {rows} rows");
+        }
+        let dev = x.device();
+        let out = alloc(dev, blocks * 2 * cols)?;
+        let func = dev.get_or_load_custom_func("layer_norm_bwd_params_f32", "swm_train", kernels::TRAIN)?;
+        let (r, c, chunk) = (rows as i64, cols as i32, LN_CHUNK as i32);
+        let (x_v, g_v) = (view(x, xl)?, view(g, gl)?);
+        let mut b = func.builder();
+        b.arg(&x_v).arg(&g_v).arg(&out).arg(&r).arg(&c).arg(&chunk).arg(&self.eps);
+        let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: layer_norm_bwd_params_f32(const float* x, const float* g, float* partial, long long rows,
+        // int cols, int chunk, float eps); x and g hold rows·cols; one block per `chunk` (= LN_CHUNK, its shared
+        // arrays' size) rows writes its 2·cols partial sums, so out holds blocks·2·cols.
+        unsafe { b.launch(cfg) }.map_err(cuda_err)?;
+        Ok((wrap(out, dev), Shape::from((blocks, 2 * cols))))
+    }
+}
+
+struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "swm-gelu"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_refused()
+    }
+    fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let n = xl.shape().elem_count();
+        let dev = x.device();
+        let out = alloc(dev, n)?;
+        let func = dev.get_or_load_custom_func("gelu_f32", "swm_train", kernels::TRAIN)?;
+        let count = n as i64;
+        let x_v = view(x, xl)?;
+        let mut b = func.builder();
+        b.arg(&x_v).arg(&out).arg(&count);
+        // SAFETY: gelu_f32(const float* x, float* y, long long n); x and out hold n.
+        unsafe { b.launch(elements(n)) }.map_err(cuda_err)?;
+        Ok((wrap(out, dev), xl.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &GeluBwd)?))
+    }
+}
+
+struct GeluBwd;
+
+impl CustomOp2 for GeluBwd {
+    fn name(&self) -> &'static str {
+        "swm-gelu-bwd"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_refused()
+    }
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        same(self.name(), xl, gl)?;
+        let n = xl.shape().elem_count();
+        let dev = x.device();
+        let out = alloc(dev, n)?;
+        let func = dev.get_or_load_custom_func("gelu_bwd_f32", "swm_train", kernels::TRAIN)?;
+        let count = n as i64;
+        let (x_v, g_v) = (view(x, xl)?, view(g, gl)?);
+        let mut b = func.builder();
+        b.arg(&x_v).arg(&g_v).arg(&out).arg(&count);
+        // SAFETY: gelu_bwd_f32(const float* x, const float* g, float* dx, long long n); all three hold n.
+        unsafe { b.launch(elements(n)) }.map_err(cuda_err)?;
+        Ok((wrap(out, dev), xl.shape().clone()))
+    }
+}
+
+/// `x·Wᵀ + b` over the last dim: one cuBLAS GEMM and an in-place bias kernel forward; backward `g·W`, `gᵀ·x` and
+/// `1ᵀ·g` (three GEMMs).
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "swm-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        host_refused()
+    }
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+        b: &CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (rows, k) = rows_cols(xl)?;
+        let (n, wk) = wl.shape().dims2()?;
+        if wk != k || bl.dims() != [n] || !xl.is_contiguous() || !wl.is_contiguous() || !bl.is_contiguous() {
+            candle_core::bail!("swm-linear: x {:?}, W {:?}, b {:?}", xl.dims(), wl.dims(), bl.dims());
+        }
+        let lhs = Layout::contiguous_with_offset((rows, k), xl.start_offset());
+        let mut y = x.matmul(w, (1, rows, n, k), &lhs, &wl.transpose(0, 1)?)?;
+        let dev = x.device().clone();
+        let func = dev.get_or_load_custom_func("bias_add_f32", "swm_train", kernels::TRAIN)?;
+        let b_v = view(b, bl)?;
+        let (r, c) = (rows as i64, n as i32);
+        let out = y.as_cuda_slice_mut::<f32>()?;
+        let mut builder = func.builder();
+        builder.arg(out).arg(&b_v).arg(&r).arg(&c);
+        // SAFETY: bias_add_f32(float* y, const float* b, long long rows, int cols); y is the GEMM's fresh
+        // (rows, n) output, b holds n (checked above).
+        unsafe { builder.launch(elements(rows * n)) }.map_err(cuda_err)?;
+        let mut dims = xl.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = n;
+        }
+        Ok((y, Shape::from(dims)))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, k) = w.dims2()?;
+        let rows = x.elem_count() / k;
+        let g2 = g.reshape((rows, n))?;
+        let dx = g2.matmul(w)?.reshape(x.shape())?;
+        let dw = g2.t()?.matmul(&x.reshape((rows, k))?)?;
+        let db = Tensor::ones((1, rows), DType::F32, g.device())?.matmul(&g2)?.reshape(n)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+fn f32_cuda(what: &str, t: &Tensor) -> candle_core::Result<()> {
+    if t.dtype() != DType::F32 || !t.device().is_cuda() {
+        candle_core::bail!(
+            "{what}: the fused training ops take f32 CUDA tensors, got {:?} on {:?}",
+            t.dtype(),
+            t.device()
+        );
+    }
+    Ok(())
+}
+
+/// Softmax over the last dim, differentiable (`−∞` entries give 0; a row of them gives 0s).
+pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    f32_cuda("softmax", x)?;
+    x.contiguous()?.apply_op1(Softmax)
+}
+
+/// LayerNorm over the last dim with affine `gamma`, `beta` (biased variance, as PyTorch), differentiable in all
+/// three.
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    f32_cuda("layer_norm", x)?;
+    x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, LayerNorm { eps })
+}
+
+/// `x·Wᵀ + b` over the last dim of `x` (any rank), differentiable in all three; `w` is `(out, in)`.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    f32_cuda("linear", x)?;
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Linear)
+}
+
+/// Exact (erf) GELU, differentiable.
+pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    f32_cuda("gelu", x)?;
+    x.contiguous()?.apply_op1(Gelu)
+}

@@ -1,0 +1,179 @@
+//! The training step's math on the host against the official package (`tests/fixtures/train-tiny`, written by
+//! `tools/swm_tools/export_train.py`: the tiny LeWM in train mode, dropout 0, ten AdamW steps on one batch with
+//! SIGReg's directions recorded). The public constructor refuses the host; the GPU test
+//! (`tests/gpu/training.rs`) runs the same comparison on CUDA through the public API.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+
+use super::lewm::{on_any_device, Mode};
+use super::{Batch, TrainOptions, Trainer};
+use crate::checkpoint::StateDict;
+use crate::config::ModelConfig;
+use crate::models::lewm::Config;
+
+fn dir() -> PathBuf {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    PathBuf::from(root).join("tests/fixtures/train-tiny")
+}
+
+fn load(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir().join(name), &Device::Cpu).expect(name)
+}
+
+fn config() -> Config {
+    match ModelConfig::load(dir().join("config.json")).unwrap() {
+        ModelConfig::Lewm(c) => *c,
+        other => panic!("not a LeWM config: {:?}", other.family()),
+    }
+}
+
+fn scalar(t: &Tensor) -> f32 {
+    t.to_scalar::<f32>().unwrap()
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// The fixture's options: lr 1e-3 (larger than upstream's 5e-5, so that ten steps move the weights measurably),
+/// upstream's weight decay and clipping, 256 SIGReg directions.
+fn options() -> TrainOptions {
+    TrainOptions { lr: 1e-3, num_proj: 256, ..TrainOptions::default() }
+}
+
+fn trainer() -> Trainer {
+    let weights = StateDict::from_tensors(load("model.safetensors"), "model.safetensors");
+    let model = on_any_device(&config(), &weights, &Device::Cpu).unwrap();
+    Trainer::new(model, options()).unwrap()
+}
+
+fn batch() -> Batch {
+    let b = load("batch.safetensors");
+    Batch::new(b["pixels"].clone(), b["actions"].clone()).unwrap()
+}
+
+#[test]
+fn the_first_step_s_loss_and_gradients_match_the_official_training_step() {
+    let (steps, batch, mut trainer) = (load("steps.safetensors"), batch(), trainer());
+    let loss = trainer.loss(&batch, Some(&steps["proj_matrix.0"]), Mode::Train).unwrap();
+    for (name, got) in [("loss", &loss.loss), ("pred_loss", &loss.pred_loss), ("sigreg_loss", &loss.sigreg_loss)] {
+        let want = scalar(&steps[&format!("{name}.0")]);
+        assert!((scalar(got) - want).abs() <= 1e-5, "{name}: {} vs the official {want}", scalar(got));
+    }
+    let grads = loss.loss.backward().unwrap();
+    let vars: HashMap<_, _> = trainer.model().named_vars().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let mut checked = 0;
+    for (key, want) in steps.iter().filter_map(|(k, v)| k.strip_prefix("grad.").map(|k| (k, v))) {
+        let got = grads.get(vars[key].as_tensor()).unwrap_or_else(|| panic!("no gradient for {key}"));
+        let rel = max_abs(&(got - want).unwrap()) / max_abs(want);
+        assert!(rel <= 1e-4, "{key}: gradient {rel:e} relative from torch's");
+        checked += 1;
+    }
+    assert!(checked >= 8, "the fixture names {checked} gradients");
+}
+
+/// Tensors whose gradient is zero in exact arithmetic, so that Adam's normalisation `m / (√v + ε)` turns rounding
+/// noise (~1e-10) into steps of ±lr in both implementations, in different directions: a key bias (softmax is
+/// invariant to a shift of every score), the bias of a Linear followed by train-mode BatchNorm and the bias of the
+/// LayerNorm before that Linear (a constant shift reaches BatchNorm as a constant, which it subtracts), and the
+/// running means that follow those biases. Every other tensor is held to the official weights.
+fn gradient_free(key: &str) -> bool {
+    key.ends_with(".attention.attention.key.bias")
+        || ["projector.net.0.bias", "pred_proj.net.0.bias", "encoder.layernorm.bias", "predictor.transformer.norm.bias"]
+            .contains(&key)
+        || ["projector.net.1.running_mean", "pred_proj.net.1.running_mean"].contains(&key)
+}
+
+#[test]
+fn ten_adamw_steps_follow_the_official_loss_curve_and_end_at_its_weights() {
+    let (steps, batch, mut trainer) = (load("steps.safetensors"), batch(), trainer());
+    let n = steps.keys().filter(|k| k.starts_with("loss.")).count();
+    assert_eq!(n, 10);
+    for k in 0..n {
+        let out = trainer.step(&batch, Some(&steps[&format!("proj_matrix.{k}")])).unwrap();
+        let (got, want) = (scalar(&out.loss.loss), scalar(&steps[&format!("loss.{k}")]));
+        assert!(((got - want) / want).abs() <= 1e-4, "step {k}: loss {got} vs the official {want}");
+        let (got, want) = (scalar(&out.grad_norm), scalar(&steps[&format!("grad_norm.{k}")]));
+        assert!(((got - want) / want).abs() <= 1e-4, "step {k}: gradient norm {got} vs the official {want}");
+    }
+    assert_eq!(trainer.steps(), n);
+    let trained = trainer.model().state_dict().unwrap();
+    let mut compared = 0;
+    for (key, want) in steps.iter().filter_map(|(k, v)| k.strip_prefix("final.").map(|k| (k, v))) {
+        let got = trained.get(key).unwrap_or_else(|| panic!("the trained state dict lacks {key}"));
+        compared += 1;
+        if want.dtype().is_float() {
+            let diff = max_abs(&(got - want).unwrap());
+            if gradient_free(key) {
+                continue;
+            }
+            assert!(diff <= 1e-4 * max_abs(want).max(1.0), "{key}: {diff:e} from the official weights");
+        } else {
+            let (g, w) = (got.to_scalar::<i64>().unwrap(), want.to_scalar::<i64>().unwrap());
+            assert_eq!(g, w, "{key}");
+        }
+    }
+    assert_eq!(compared, trained.len(), "every tensor of the state dict compared");
+    assert!(trained.iter().filter(|(k, _)| gradient_free(k)).count() <= 8, "the exclusions cover a few tensors only");
+}
+
+#[test]
+fn bad_batches_and_options_are_typed_errors() {
+    let b = load("batch.safetensors");
+    let (pixels, actions) = (&b["pixels"], &b["actions"]);
+    let err = Batch::new(pixels.clone(), actions.narrow(0, 0, 3).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("does not match"), "{err}");
+    let err = Batch::new(pixels.narrow(1, 0, 1).unwrap(), actions.narrow(1, 0, 1).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("at least 2"), "{err}");
+    let err = Batch::new(pixels.narrow(2, 0, 1).unwrap(), actions.clone()).unwrap_err().to_string();
+    assert!(err.contains("3 channels"), "{err}");
+    let model = || {
+        let weights = StateDict::from_tensors(load("model.safetensors"), "model.safetensors");
+        on_any_device(&config(), &weights, &Device::Cpu).unwrap()
+    };
+    for bad in [
+        TrainOptions { lr: f64::NAN, ..options() },
+        TrainOptions { beta2: 1.0, ..options() },
+        TrainOptions { clip: Some(0.0), ..options() },
+        TrainOptions { num_proj: 0, ..options() },
+    ] {
+        assert!(Trainer::new(model(), bad).is_err(), "{bad:?} accepted");
+    }
+    // A frame of another size than the trained one is refused, not silently interpolated.
+    let mut t = Trainer::new(model(), options()).unwrap();
+    let small = Batch::new(pixels.narrow(3, 0, 16).unwrap(), actions.clone()).unwrap();
+    let err = t.loss(&small, None, Mode::Train).unwrap_err().to_string();
+    assert!(err.contains("trained size"), "{err}");
+    // The public constructor refuses the host.
+    let weights = StateDict::from_tensors(load("model.safetensors"), "model.safetensors");
+    assert!(super::TrainableLeWm::from_state_dict(&config(), &weights, &Device::Cpu).is_err());
+}
+
+#[test]
+fn trained_weights_written_as_an_artifact_reload_unchanged() {
+    let tmp = std::env::temp_dir().join(format!("swm-train-artifact-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let checkpoint = crate::artifact::Checkpoint::open(dir()).unwrap();
+    let options = crate::checkpoint::LoadOptions::default();
+    let source = crate::artifact::convert(&checkpoint, &options, &tmp.join("source"), None).unwrap();
+    let (steps, batch, mut trainer) = (load("steps.safetensors"), batch(), trainer());
+    trainer.step(&batch, Some(&steps["proj_matrix.0"])).unwrap();
+    let trained = trainer.model().state_dict().unwrap();
+    let written = source.write_with_weights(&trained, &tmp.join("trained")).unwrap();
+    let reread = written.checkpoint.state_dict(&options).unwrap();
+    assert_eq!(reread.len(), trained.len());
+    for (key, want) in trained.iter() {
+        let got = reread.get(key).unwrap_or_else(|| panic!("{key} not written"));
+        assert_eq!(got.dtype(), want.dtype(), "{key}");
+        let same = got.to_dtype(candle_core::DType::F64).unwrap().eq(&want.to_dtype(candle_core::DType::F64).unwrap());
+        assert!(same.unwrap().flatten_all().unwrap().min(0).unwrap().to_scalar::<u8>().unwrap() == 1, "{key} changed");
+    }
+    assert_eq!(written.schema, source.schema);
+    assert_eq!(written.preprocess, source.preprocess);
+    // The source artifact's own files are never written over.
+    assert!(source.write_with_weights(&trained, &tmp.join("source")).is_err());
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -1,0 +1,227 @@
+//! LeWM's training step as upstream's `scripts/train/lewm.py` runs it: `lejepa_forward` in train mode
+//! (`pred_loss + 0.09 · sigreg_loss`), backward, global gradient-norm clipping, and `torch.optim.AdamW` (decoupled
+//! weight decay, bias correction; Candle's [`candle_nn::AdamW`] computes exactly that update). Everything stays on
+//! the device: the loss, the gradient norm and the clipping coefficient are tensors; reading them is the caller's
+//! choice (the CLI prints them once per step).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+use super::lewm::{Mode, TrainableLeWm};
+use super::losses::{lewm_objective_on_any_device, LewmLoss};
+use crate::error::{Error, Result};
+use crate::ops::preprocess::ImageNormalization;
+
+/// The optimiser's and the step's hyper-parameters. Defaults: upstream's `lewm.yaml` (AdamW lr 5e-5, weight decay
+/// 1e-3, PyTorch's betas and eps; gradient clipping at norm 1.0; SIGReg over 1024 directions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainOptions {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (applied to every parameter, as upstream's single parameter group).
+    pub weight_decay: f64,
+    /// Adam's β₁.
+    pub beta1: f64,
+    /// Adam's β₂.
+    pub beta2: f64,
+    /// Adam's ε.
+    pub eps: f64,
+    /// Global L2 gradient-norm clipping (`clip_grad_norm_`); `None` leaves the gradients as they are.
+    pub clip: Option<f64>,
+    /// Random SIGReg directions drawn per step.
+    pub num_proj: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self { lr: 5e-5, weight_decay: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip: Some(1.0), num_proj: 1024 }
+    }
+}
+
+/// One training batch on the device: `pixels` (B, T, 3, S, S) preprocessed float frames at the trained size and
+/// `actions` (B, T, A) action blocks (NaN allowed: zeroed as upstream does). The predictor sees the first T − 1
+/// frames and is scored against the last T − 1.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Preprocessed frames.
+    pub pixels: Tensor,
+    /// Action blocks.
+    pub actions: Tensor,
+}
+
+impl Batch {
+    /// Checks the shapes against each other (same B and T, T ≥ 2, three channels).
+    pub fn new(pixels: Tensor, actions: Tensor) -> Result<Self> {
+        let (b, t, c, _, _) = pixels.dims5().map_err(|_| {
+            Error::invalid_input("pixels", format!("expected (batch, time, 3, H, W), got {:?}", pixels.dims()))
+        })?;
+        let (ab, at, _) = actions.dims3().map_err(|_| {
+            Error::invalid_input("actions", format!("expected (batch, time, action_dim), got {:?}", actions.dims()))
+        })?;
+        if c != 3 {
+            return Err(Error::invalid_input("pixels", format!("expected 3 channels, got {c}")));
+        }
+        if (ab, at) != (b, t) {
+            return Err(Error::invalid_input(
+                "actions",
+                format!("batch {ab} × time {at} does not match the frames' batch {b} × time {t}"),
+            ));
+        }
+        if t < 2 || b < 2 {
+            return Err(Error::invalid_input(
+                "pixels",
+                format!("a training batch needs at least 2 clips of 2 frames, got {b} × {t}"),
+            ));
+        }
+        Ok(Self { pixels, actions })
+    }
+
+    /// Reads an NPZ with `pixels` (B, T, 3, H, W) — `uint8` (scaled to [0, 1] and normalised with `norm` on the
+    /// device) or float (already preprocessed) — and `actions` (B, T, A), onto `device`.
+    pub fn from_npz(path: &Path, norm: &ImageNormalization, device: &Device) -> Result<Self> {
+        let arrays =
+            Tensor::read_npz(path).map_err(|e| Error::invalid_input("batch", format!("{}: {e}", path.display())))?;
+        let find = |name: &str| {
+            arrays
+                .iter()
+                .find(|(k, _)| k == name || k.strip_suffix(".npy") == Some(name))
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| Error::invalid_input("batch", format!("{} has no `{name}` array", path.display())))
+        };
+        let (pixels, actions) = (find("pixels")?, find("actions")?);
+        let pixels = match pixels.dtype() {
+            DType::U8 => {
+                let x = (pixels.to_device(device)?.to_dtype(DType::F32)? / 255.0)?;
+                let shape = (1, 1, 3, 1, 1);
+                let mean = Tensor::new(&norm.mean, device)?.reshape(shape)?;
+                let std = Tensor::new(&norm.std, device)?.reshape(shape)?;
+                x.broadcast_sub(&mean)?.broadcast_div(&std)?
+            }
+            d if d.is_float() => pixels.to_dtype(DType::F32)?.to_device(device)?,
+            d => return Err(Error::invalid_input("pixels", format!("expected uint8 or float frames, got {d:?}"))),
+        };
+        if !actions.dtype().is_float() {
+            return Err(Error::invalid_input("actions", format!("expected float actions, got {:?}", actions.dtype())));
+        }
+        Self::new(pixels, actions.to_dtype(DType::F32)?.to_device(device)?)
+    }
+}
+
+/// What one step computed, as device scalars (read them with `to_scalar` when needed: each read waits for the
+/// GPU).
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    /// The objective and its terms before the update.
+    pub loss: LewmLoss,
+    /// The global gradient L2 norm before clipping.
+    pub grad_norm: Tensor,
+}
+
+/// LeWM with its AdamW state: `step` trains on one batch.
+pub struct Trainer {
+    model: TrainableLeWm,
+    optimizer: AdamW,
+    options: TrainOptions,
+    steps: usize,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer").field("options", &self.options).field("steps", &self.steps).finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// A trainer over `model` with fresh AdamW moments.
+    pub fn new(model: TrainableLeWm, options: TrainOptions) -> Result<Self> {
+        let bad = |name: &str, v: f64| Error::invalid_input(name, format!("{v} is not a valid value"));
+        if !(options.lr.is_finite() && options.lr >= 0.0) {
+            return Err(bad("lr", options.lr));
+        }
+        if !(options.weight_decay.is_finite() && options.weight_decay >= 0.0) {
+            return Err(bad("weight_decay", options.weight_decay));
+        }
+        if !(0.0..1.0).contains(&options.beta1) || !(0.0..1.0).contains(&options.beta2) {
+            return Err(bad("betas", if (0.0..1.0).contains(&options.beta1) { options.beta2 } else { options.beta1 }));
+        }
+        if !(options.eps.is_finite() && options.eps > 0.0) {
+            return Err(bad("eps", options.eps));
+        }
+        if let Some(c) = options.clip.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err(bad("clip", c));
+        }
+        if options.num_proj == 0 {
+            return Err(Error::invalid_input("num_proj", "SIGReg needs at least one direction"));
+        }
+        let params = ParamsAdamW {
+            lr: options.lr,
+            beta1: options.beta1,
+            beta2: options.beta2,
+            eps: options.eps,
+            weight_decay: options.weight_decay,
+        };
+        let optimizer = AdamW::new(model.vars(), params)?;
+        Ok(Self { model, optimizer, options, steps: 0 })
+    }
+
+    /// The model (its parameters as trained so far).
+    pub fn model(&self) -> &TrainableLeWm {
+        &self.model
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The objective on `batch` (train mode, so BatchNorm statistics move; no update). `proj_matrix` (D, P) gives
+    /// SIGReg's directions; `None` draws `num_proj` standard-normal ones on the device, as upstream does per call.
+    pub fn loss(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>, mode: Mode) -> Result<LewmLoss> {
+        let history = batch.pixels.dim(1)? - 1;
+        let (emb, act_emb) = self.model.encode(&batch.pixels, &batch.actions, mode)?;
+        let pred = self.model.predict(&emb.narrow(1, 0, history)?, &act_emb.narrow(1, 0, history)?, mode)?;
+        let drawn;
+        let proj_matrix = match proj_matrix {
+            Some(m) => m,
+            None => {
+                let d = emb.dim(2)?;
+                drawn = Tensor::randn(0f32, 1f32, (d, self.options.num_proj), emb.device())?;
+                &drawn
+            }
+        };
+        // The model is on the CUDA device (its constructor refuses the host): the objective needs no second check.
+        lewm_objective_on_any_device(&emb, &pred, proj_matrix)
+    }
+
+    /// One training step on `batch`: the train-mode objective, its gradients, clipping to the global norm, and
+    /// the AdamW update. See [`Trainer::loss`] for `proj_matrix`.
+    pub fn step(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>) -> Result<StepOutput> {
+        let loss = self.loss(batch, proj_matrix, Mode::Train)?;
+        let mut grads = loss.loss.backward()?;
+        let vars = self.model.vars();
+        let mut squares = Vec::with_capacity(vars.len());
+        for var in &vars {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                squares.push(g.sqr()?.sum_all()?);
+            }
+        }
+        if squares.is_empty() {
+            return Err(Error::Internal("the objective reached no parameter".into()));
+        }
+        let grad_norm = Tensor::stack(&squares, 0)?.sum_all()?.sqrt()?;
+        if let Some(max_norm) = self.options.clip {
+            // clip_grad_norm_: every gradient times min(1, max_norm / (norm + 1e-6)), computed on the device.
+            let coef = ((grad_norm.clone() + 1e-6)?.recip()? * max_norm)?.clamp(0f32, 1f32)?;
+            for var in &vars {
+                if let Some(g) = grads.remove(var.as_tensor()) {
+                    grads.insert(var.as_tensor(), g.broadcast_mul(&coef)?);
+                }
+            }
+        }
+        self.optimizer.step(&grads)?;
+        self.steps += 1;
+        Ok(StepOutput { loss, grad_norm })
+    }
+}
