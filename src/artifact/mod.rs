@@ -440,9 +440,10 @@ impl Artifact {
             crate::config::read_text(&self.checkpoint.dir.join("config.json")).map_err(ArtifactError::Config)?;
         std::fs::create_dir_all(out).map_err(|source| ArtifactError::Write { path: out.into(), source })?;
         check_output(&self.checkpoint, out)?;
+        // The weights first: a failure there leaves a directory's earlier artifact as it was.
+        weights.save_safetensors(out.join("model.safetensors"))?;
         let path = out.join("config.json");
         files::write_atomic(&path, config.as_bytes()).map_err(|source| ArtifactError::Write { path, source })?;
-        weights.save_safetensors(out.join("model.safetensors"))?;
         Self::write_metadata(out, &self.preprocess, &self.schema)?;
         Ok(Self::open(out)?)
     }

@@ -45,6 +45,8 @@ pub struct TrainableLeWm {
     counters: BTreeMap<String, i64>,
     /// The predictor's dropout probability in train mode (upstream's config value unless overridden).
     dropout: f64,
+    /// The predictor's embedding dropout probability in train mode (likewise).
+    emb_dropout: f64,
     device: Device,
 }
 
@@ -67,6 +69,15 @@ impl TrainableLeWm {
     }
 
     fn build(config: &Config, weights: &StateDict, device: &Device) -> Result<Self> {
+        // Hugging Face's ViT dropouts (0 in upstream's configs) are not implemented: refuse rather than ignore them.
+        for key in ["hidden_dropout_prob", "attention_probs_dropout_prob"] {
+            if let Some(p) = config.encoder.overrides.get(key).and_then(|v| v.as_f64()).filter(|p| *p != 0.0) {
+                return Err(Error::invalid_input(
+                    "config",
+                    format!("encoder.{key} = {p}: training supports the encoder without dropout (upstream's 0)"),
+                ));
+            }
+        }
         let mut weights = weights.clone();
         weights.rename_keys(legacy_vit_key)?;
         weights.validate(&config.parameter_table()?)?;
@@ -90,6 +101,7 @@ impl TrainableLeWm {
             buffers,
             counters,
             dropout: config.predictor.dropout,
+            emb_dropout: config.predictor.emb_dropout,
             device: device.clone(),
         })
     }
@@ -114,13 +126,14 @@ impl TrainableLeWm {
         self.params.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    /// Overrides the predictor's train-mode dropout probability (upstream's config says 0.1; parity tests use 0,
-    /// as no other implementation can replay PyTorch's dropout masks).
+    /// Overrides the predictor's train-mode dropout probability, its blocks' and its embedding's (upstream's
+    /// config says 0.1 and 0; parity tests use 0, as no other implementation can replay PyTorch's dropout masks).
     pub fn set_dropout(&mut self, p: f64) -> Result<()> {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::invalid_input("dropout", format!("{p} is outside [0, 1)")));
         }
         self.dropout = p;
+        self.emb_dropout = p;
         Ok(())
     }
 
@@ -183,8 +196,8 @@ impl TrainableLeWm {
         };
         let emb = emb.reshape((b, t, ()))?;
         let actions = actions.to_dtype(DType::F32)?;
-        // nan_to_num(action, 0): NaN is the only value unequal to itself.
-        let actions = actions.eq(&actions)?.where_cond(&actions, &actions.zeros_like()?)?;
+        // nan_to_num(action, 0): NaN (the only value unequal to itself) becomes 0, ±∞ the largest finite values.
+        let actions = actions.eq(&actions)?.where_cond(&actions, &actions.zeros_like()?)?.clamp(f32::MIN, f32::MAX)?;
         Ok((emb, self.embed_actions(&actions)?))
     }
 
@@ -307,7 +320,7 @@ impl TrainableLeWm {
         let tf = "predictor.transformer";
         let x = emb.broadcast_add(&self.p("predictor.pos_embedding")?.narrow(1, 0, t)?)?;
         let x = match mode {
-            Mode::Train if cfg.emb_dropout > 0.0 => candle_nn::ops::dropout(&x, cfg.emb_dropout as f32)?,
+            Mode::Train if self.emb_dropout > 0.0 => candle_nn::ops::dropout(&x, self.emb_dropout as f32)?,
             _ => x,
         };
         let projected = cfg.input_dim != cfg.hidden_dim;

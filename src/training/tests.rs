@@ -80,16 +80,19 @@ fn the_first_step_s_loss_and_gradients_match_the_official_training_step() {
     assert!(checked >= 8, "the fixture names {checked} gradients");
 }
 
-/// Tensors whose gradient is zero in exact arithmetic, so that Adam's normalisation `m / (√v + ε)` turns rounding
-/// noise (~1e-10) into steps of ±lr in both implementations, in different directions: a key bias (softmax is
-/// invariant to a shift of every score), the bias of a Linear followed by train-mode BatchNorm and the bias of the
-/// LayerNorm before that Linear (a constant shift reaches BatchNorm as a constant, which it subtracts), and the
-/// running means that follow those biases. Every other tensor is held to the official weights.
-fn gradient_free(key: &str) -> bool {
-    key.ends_with(".attention.attention.key.bias")
-        || ["projector.net.0.bias", "pred_proj.net.0.bias", "encoder.layernorm.bias", "predictor.transformer.norm.bias"]
-            .contains(&key)
-        || ["projector.net.1.running_mean", "pred_proj.net.1.running_mean"].contains(&key)
+/// The tensors the fixture marks as gradient-free (`meta.json`): zero gradient in exact arithmetic, so that Adam's
+/// normalisation `m / (√v + ε)` turns rounding noise into ±lr steps in both implementations — a key bias, the bias
+/// of a Linear before train-mode BatchNorm or of the LayerNorm before that Linear, and the running means after
+/// them. Every other tensor is held to the official weights.
+fn gradient_free() -> Vec<String> {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("meta.json")).expect("meta.json")).expect("JSON");
+    meta["gradient_free"]
+        .as_array()
+        .expect("gradient_free")
+        .iter()
+        .map(|v| v.as_str().expect("name").to_string())
+        .collect()
 }
 
 #[test]
@@ -113,13 +116,13 @@ fn ten_adamw_steps_follow_the_official_loss_curve_and_end_at_its_weights() {
     }
     assert_eq!(trainer.steps(), n);
     let trained = trainer.model().state_dict().unwrap();
-    let mut compared = 0;
+    let (mut compared, free) = (0, gradient_free());
     for (key, want) in steps.iter().filter_map(|(k, v)| k.strip_prefix("final.").map(|k| (k, v))) {
         let got = trained.get(key).unwrap_or_else(|| panic!("the trained state dict lacks {key}"));
         compared += 1;
         if want.dtype().is_float() {
             let diff = max_abs(&(got - want).unwrap());
-            if gradient_free(key) {
+            if free.iter().any(|k| k == key) {
                 continue;
             }
             assert!(diff <= 1e-4 * max_abs(want).max(1.0), "{key}: {diff:e} from the official weights");
@@ -129,7 +132,7 @@ fn ten_adamw_steps_follow_the_official_loss_curve_and_end_at_its_weights() {
         }
     }
     assert_eq!(compared, trained.len(), "every tensor of the state dict compared");
-    assert!(trained.iter().filter(|(k, _)| gradient_free(k)).count() <= 8, "the exclusions cover a few tensors only");
+    assert!(free.len() <= 8, "the exclusions cover a few tensors only: {free:?}");
 }
 
 #[test]
@@ -188,4 +191,52 @@ fn trained_weights_written_as_an_artifact_reload_unchanged() {
     // The source artifact's own files are never written over.
     assert!(source.write_with_weights(&trained, &tmp.join("source")).is_err());
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn npz_batches_are_normalised_or_refused_with_typed_errors() {
+    let tmp = std::env::temp_dir().join(format!("swm-train-npz-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let norm = crate::ops::ImageNormalization::IMAGENET;
+    let bytes: Vec<u8> = (0..2 * 2 * 3 * 4 * 4).map(|i| (i * 37 % 256) as u8).collect();
+    let pixels = Tensor::from_vec(bytes.clone(), (2, 2, 3, 4, 4), &Device::Cpu).unwrap();
+    let actions = Tensor::zeros((2, 2, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let path = tmp.join("u8.npz");
+    Tensor::write_npz(&[("pixels", &pixels), ("actions", &actions)], &path).unwrap();
+    let batch = Batch::from_npz(&path, &norm, &Device::Cpu).unwrap();
+    // uint8 frames: scaled to [0, 1] and normalised per channel.
+    let got = batch.pixels().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (i, (&g, &b)) in got.iter().zip(&bytes).enumerate() {
+        let c = (i / 16) % 3;
+        let want = (b as f32 / 255.0 - norm.mean[c]) / norm.std[c];
+        assert!((g - want).abs() <= 1e-5, "element {i}: {g} vs {want}");
+    }
+    // Channel-last frames, a missing array and integer actions are typed errors naming the problem.
+    let hwc = pixels.permute((0, 1, 3, 4, 2)).unwrap().contiguous().unwrap();
+    Tensor::write_npz(&[("pixels", &hwc), ("actions", &actions)], tmp.join("hwc.npz")).unwrap();
+    let err = Batch::from_npz(&tmp.join("hwc.npz"), &norm, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("channel-first"), "{err}");
+    Tensor::write_npz(&[("pixels", &pixels)], tmp.join("no-actions.npz")).unwrap();
+    let err = Batch::from_npz(&tmp.join("no-actions.npz"), &norm, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("no `actions`"), "{err}");
+    let int_actions = actions.to_dtype(candle_core::DType::I64).unwrap();
+    Tensor::write_npz(&[("pixels", &pixels), ("actions", &int_actions)], tmp.join("int.npz")).unwrap();
+    assert!(Batch::from_npz(&tmp.join("int.npz"), &norm, &Device::Cpu).is_err());
+    // Batch::new takes preprocessed floats only: raw uint8 frames would train on 0–255 values.
+    let err = Batch::new(pixels, actions).unwrap_err().to_string();
+    assert!(err.contains("float"), "{err}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn nan_and_infinite_actions_are_mapped_as_nan_to_num_does() {
+    let (steps, b) = (load("steps.safetensors"), load("batch.safetensors"));
+    let mut trainer = trainer();
+    let mut values = b["actions"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    values[1] = f32::INFINITY;
+    values[2] = f32::NEG_INFINITY;
+    let actions = Tensor::from_vec(values, b["actions"].shape(), &Device::Cpu).unwrap();
+    let batch = Batch::new(b["pixels"].clone(), actions).unwrap();
+    let loss = trainer.loss(&batch, Some(&steps["proj_matrix.0"]), Mode::Eval).unwrap();
+    assert!(scalar(&loss.loss).is_finite(), "±∞ actions give a finite loss (as torch.nan_to_num)");
 }

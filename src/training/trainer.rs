@@ -45,15 +45,24 @@ impl Default for TrainOptions {
 /// frames and is scored against the last T − 1.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// Preprocessed frames.
-    pub pixels: Tensor,
-    /// Action blocks.
-    pub actions: Tensor,
+    pixels: Tensor,
+    actions: Tensor,
 }
 
 impl Batch {
-    /// Checks the shapes against each other (same B and T, T ≥ 2, three channels).
+    /// Checks the tensors: float, shapes matching each other (same B and T, B ≥ 2, T ≥ 2, three channels).
     pub fn new(pixels: Tensor, actions: Tensor) -> Result<Self> {
+        for (name, t) in [("pixels", &pixels), ("actions", &actions)] {
+            if !t.dtype().is_float() {
+                return Err(Error::invalid_input(
+                    name,
+                    format!(
+                        "expected preprocessed float values, got {:?} (Batch::from_npz normalises uint8 frames)",
+                        t.dtype()
+                    ),
+                ));
+            }
+        }
         let (b, t, c, _, _) = pixels.dims5().map_err(|_| {
             Error::invalid_input("pixels", format!("expected (batch, time, 3, H, W), got {:?}", pixels.dims()))
         })?;
@@ -78,6 +87,16 @@ impl Batch {
         Ok(Self { pixels, actions })
     }
 
+    /// The preprocessed frames, (B, T, 3, S, S).
+    pub fn pixels(&self) -> &Tensor {
+        &self.pixels
+    }
+
+    /// The action blocks, (B, T, A).
+    pub fn actions(&self) -> &Tensor {
+        &self.actions
+    }
+
     /// Reads an NPZ with `pixels` (B, T, 3, H, W) — `uint8` (scaled to [0, 1] and normalised with `norm` on the
     /// device) or float (already preprocessed) — and `actions` (B, T, A), onto `device`.
     pub fn from_npz(path: &Path, norm: &ImageNormalization, device: &Device) -> Result<Self> {
@@ -91,6 +110,16 @@ impl Batch {
                 .ok_or_else(|| Error::invalid_input("batch", format!("{} has no `{name}` array", path.display())))
         };
         let (pixels, actions) = (find("pixels")?, find("actions")?);
+        if pixels.rank() != 5 || pixels.dim(2)? != 3 {
+            return Err(Error::invalid_input(
+                "pixels",
+                format!(
+                    "{}: expected (batch, time, 3, H, W) channel-first frames, got {:?}",
+                    path.display(),
+                    pixels.dims()
+                ),
+            ));
+        }
         let pixels = match pixels.dtype() {
             DType::U8 => {
                 let x = (pixels.to_device(device)?.to_dtype(DType::F32)? / 255.0)?;
@@ -176,10 +205,12 @@ impl Trainer {
         self.steps
     }
 
-    /// The objective on `batch` (train mode, so BatchNorm statistics move; no update). `proj_matrix` (D, P) gives
-    /// SIGReg's directions; `None` draws `num_proj` standard-normal ones on the device, as upstream does per call.
+    /// The objective on `batch` in `mode` (no update; in [`Mode::Train`] the BatchNorm running statistics move, as
+    /// in any train-mode forward). `proj_matrix` (D, P) gives SIGReg's directions; `None` draws `num_proj`
+    /// standard-normal ones on the device, as upstream does per call.
     pub fn loss(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>, mode: Mode) -> Result<LewmLoss> {
-        let history = batch.pixels.dim(1)? - 1;
+        // Batch::new guarantees T ≥ 2.
+        let history = batch.pixels.dim(1)?.saturating_sub(1).max(1);
         let (emb, act_emb) = self.model.encode(&batch.pixels, &batch.actions, mode)?;
         let pred = self.model.predict(&emb.narrow(1, 0, history)?, &act_emb.narrow(1, 0, history)?, mode)?;
         let drawn;
@@ -196,7 +227,9 @@ impl Trainer {
     }
 
     /// One training step on `batch`: the train-mode objective, its gradients, clipping to the global norm, and
-    /// the AdamW update. See [`Trainer::loss`] for `proj_matrix`.
+    /// the AdamW update. See [`Trainer::loss`] for `proj_matrix`. A non-finite gradient (see
+    /// [`StepOutput::grad_norm`]) has already reached the parameters and the moments when this returns: check it
+    /// before keeping the model.
     pub fn step(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>) -> Result<StepOutput> {
         let loss = self.loss(batch, proj_matrix, Mode::Train)?;
         let mut grads = loss.loss.backward()?;

@@ -131,6 +131,27 @@ fn lewm_training_steps_match_the_official_adamw_steps_on_the_gpu() {
         );
     }
 
+    // After ten steps every tensor is the official one, except those the fixture marks gradient-free (rounding
+    // noise that Adam normalises into ±lr steps; see src/training/tests.rs).
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("train-tiny/meta.json")).unwrap()).unwrap();
+    let free: Vec<&str> = meta["gradient_free"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let trained = trainer.model().state_dict().unwrap();
+    for (key, want) in steps.iter().filter_map(|(k, v)| k.strip_prefix("final.").map(|k| (k, v))) {
+        let got = trained.get(key).unwrap_or_else(|| panic!("{key} missing"));
+        if !want.dtype().is_float() {
+            assert_eq!(
+                got.to_scalar::<i64>().unwrap(),
+                want.to_device(&Device::Cpu).unwrap().to_scalar::<i64>().unwrap(),
+                "{key}"
+            );
+        } else if !free.contains(&key) {
+            let diff = max_abs_diff(&got.to_device(&device).unwrap(), want);
+            let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+            assert!(diff <= 1e-4 * scale, "{key}: {diff:e} from the official weights");
+        }
+    }
+
     // The trained artifact reloads and reproduces the post-training loss (train mode: batch statistics; eval
     // mode: the running statistics it saved).
     let written = artifact.write_with_weights(&trainer.model().state_dict().unwrap(), &tmp.join("trained")).unwrap();
@@ -148,13 +169,124 @@ fn lewm_training_steps_match_the_official_adamw_steps_on_the_gpu() {
 
     // The inference model (fused kernels, weights folded at load) embeds as the trained model does in eval mode.
     let lewm = LeWm::from_state_dict(config, &reread, &device).unwrap();
-    let (b, t) = (batch.pixels.dim(0).unwrap(), batch.pixels.dim(1).unwrap());
-    let want = lewm.encode(&batch.pixels).unwrap();
+    let (b, t) = (batch.pixels().dim(0).unwrap(), batch.pixels().dim(1).unwrap());
+    let want = lewm.encode(batch.pixels()).unwrap();
     let mut eval = TrainableLeWm::from_state_dict(config, &reread, &device).unwrap();
-    let (got, _) = eval.encode(&batch.pixels, &batch.actions, Mode::Eval).unwrap();
+    let (got, _) = eval.encode(batch.pixels(), batch.actions(), Mode::Eval).unwrap();
     assert_eq!(got.dims(), &[b, t, config.embed_dim()]);
     let diff = max_abs_diff(&got, &want);
     println!("eval-mode embeddings vs the inference model: {diff:e}");
     assert!(diff <= 1e-4, "the trained model's eval forward is {diff:e} from the inference model's");
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Rows of `cols` values, some −∞ (softmax masks) when `masked`.
+fn rows(device: &Device, shape: &[usize], masked: bool) -> Tensor {
+    let x = Tensor::randn(0f32, 1f32, shape, device).unwrap();
+    if !masked {
+        return x;
+    }
+    // Every third row is −∞ beyond its first column, the last row −∞ everywhere.
+    let cols = *shape.last().unwrap();
+    let n = x.elem_count() / cols;
+    let mask: Vec<f32> = (0..n * cols)
+        .map(|i| {
+            if (i / cols == n - 1) || ((i / cols).is_multiple_of(3) && i % cols > 0) {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    x.broadcast_add(&Tensor::from_vec(mask, shape, device).unwrap()).unwrap()
+}
+
+/// The fused training ops (`swm::ops::train`) against Candle's composed ops, forward and every gradient, over row
+/// widths below, at and above a warp (1, 33, 200, 1000) and row counts across LayerNorm's 128-row blocks.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn fused_training_ops_match_candle_s_composed_ops() {
+    use swm::ops::train;
+    let (_gpu, device) = gpu();
+    let close = |what: &str, a: &Tensor, b: &Tensor, tol: f32| {
+        let d = max_abs_diff(a, b);
+        assert!(d.is_finite() && d <= tol, "{what}: {d:e}");
+    };
+    for (rows_n, cols) in [(1, 1), (129, 33), (300, 200), (7, 1000), (257, 192)] {
+        let shape = [rows_n, cols];
+        let x = Var::from_tensor(&rows(&device, &shape, false)).unwrap();
+        let gamma = Var::from_tensor(&rows(&device, &[cols], false)).unwrap();
+        let beta = Var::from_tensor(&rows(&device, &[cols], false)).unwrap();
+        let probe = rows(&device, &shape, false);
+        let what = format!("{rows_n}x{cols}");
+
+        // LayerNorm (eps 1e-5) and its three gradients.
+        let fused = train::layer_norm(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5).unwrap();
+        let centred = x.as_tensor().broadcast_sub(&x.as_tensor().mean_keepdim(1).unwrap()).unwrap();
+        let var = centred.sqr().unwrap().mean_keepdim(1).unwrap();
+        let composed = centred
+            .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap()
+            .broadcast_mul(gamma.as_tensor())
+            .unwrap()
+            .broadcast_add(beta.as_tensor())
+            .unwrap();
+        close(&format!("layer_norm {what}"), &fused, &composed, 1e-5);
+        let (gf, gc) = (
+            (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap(),
+            (composed * &probe).unwrap().sum_all().unwrap().backward().unwrap(),
+        );
+        for (name, v) in [("dx", &x), ("dgamma", &gamma), ("dbeta", &beta)] {
+            let (a, b) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+            close(&format!("layer_norm {name} {what}"), a, b, 1e-4 * scale);
+        }
+
+        // Softmax with masked entries and a fully masked row (0s forward and backward).
+        let xm = Var::from_tensor(&rows(&device, &shape, true)).unwrap();
+        let fused = train::softmax_last_dim(xm.as_tensor()).unwrap();
+        let composed = candle_nn::ops::softmax(xm.as_tensor(), 1).unwrap();
+        let last = fused.narrow(0, rows_n - 1, 1).unwrap();
+        assert_eq!(last.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0, "a −∞ row gives 0s");
+        if rows_n > 1 {
+            let (f, c) = (fused.narrow(0, 0, rows_n - 1).unwrap(), composed.narrow(0, 0, rows_n - 1).unwrap());
+            close(&format!("softmax {what}"), &f, &c, 1e-6);
+            let keep = probe.narrow(0, 0, rows_n - 1).unwrap();
+            let gf = (f * &keep).unwrap().sum_all().unwrap().backward().unwrap();
+            let gc = (c * &keep).unwrap().sum_all().unwrap().backward().unwrap();
+            let (a, b) = (gf.get(xm.as_tensor()).unwrap(), gc.get(xm.as_tensor()).unwrap());
+            close(
+                &format!("softmax dx {what}"),
+                &a.narrow(0, 0, rows_n - 1).unwrap(),
+                &b.narrow(0, 0, rows_n - 1).unwrap(),
+                1e-5,
+            );
+        }
+
+        // GELU.
+        let fused = train::gelu_erf(x.as_tensor()).unwrap();
+        let composed = x.as_tensor().gelu_erf().unwrap();
+        close(&format!("gelu {what}"), &fused, &composed, 1e-5);
+        let gf = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (composed * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        close(&format!("gelu dx {what}"), gf.get(x.as_tensor()).unwrap(), gc.get(x.as_tensor()).unwrap(), 1e-5);
+
+        // Linear (cols → 48) over a 3-d input, and its three gradients.
+        let w = Var::from_tensor(&(rows(&device, &[48, cols], false) * 0.1).unwrap()).unwrap();
+        let b = Var::from_tensor(&rows(&device, &[48], false)).unwrap();
+        let x3 = x.as_tensor().unsqueeze(0).unwrap();
+        let fused = train::linear(&x3, w.as_tensor(), b.as_tensor()).unwrap();
+        let composed = x3.broadcast_matmul(&w.as_tensor().t().unwrap()).unwrap().broadcast_add(b.as_tensor()).unwrap();
+        assert_eq!(fused.dims(), &[1, rows_n, 48]);
+        let scale = composed.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+        close(&format!("linear {what}"), &fused, &composed, 1e-5 * scale);
+        let probe48 = rows(&device, &[1, rows_n, 48], false);
+        let gf = (fused * &probe48).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (composed * &probe48).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in [("dx", &x), ("dW", &w), ("db", &b)] {
+            let (a, c) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            let scale = c.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+            close(&format!("linear {name} {what}"), a, c, 1e-4 * scale);
+        }
+    }
 }

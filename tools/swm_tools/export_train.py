@@ -12,7 +12,8 @@ Writes `model.safetensors` (the initial state dict, BatchNorm buffers included) 
 dropout 0), together a checkpoint that `swm convert` takes; `batch.safetensors` (`pixels` float32 (B, T, 3, H, W),
 already normalised, `actions` (B, T, A)); and `steps.safetensors`: per step k `proj_matrix.{k}` (D, P), `loss.{k}`, `pred_loss.{k}`, `sigreg_loss.{k}`,
 `grad_norm.{k}` (before clipping); the step-0 gradients `grad.<name>` of a few parameters; and `final.<name>`, the
-whole state dict after the last step (buffers included). `meta.json` holds the hyper-parameters.
+whole state dict after the last step (buffers included). `meta.json` holds the hyper-parameters and
+`gradient_free`, the parameters whose step-0 gradient is rounding noise (zero in exact arithmetic).
 """
 # ruff: noqa: I001  (the official package's import stubs must be installed before its modules are imported)
 import argparse
@@ -37,6 +38,10 @@ GRAD_PARAMS = (
     "predictor.transformer.layers.1.mlp.net.1.weight",
     "action_encoder.patch_embed.weight",
     "pred_proj.net.3.bias",
+    "encoder.encoder.layer.1.layernorm_after.bias",
+    "encoder.encoder.layer.0.intermediate.dense.bias",
+    "predictor.transformer.layers.1.mlp.net.0.bias",
+    "predictor.transformer.layers.0.attn.norm.weight",
 )
 
 
@@ -96,6 +101,13 @@ def main():
             params = dict(model.named_parameters())
             for name in GRAD_PARAMS:
                 steps[f"grad.{name}"] = params[name].grad.detach().clone()
+            # Parameters whose gradient is zero in exact arithmetic (a key bias; a bias, or the LayerNorm bias,
+            # before train-mode BatchNorm): rounding noise only, which Adam normalises into ±lr steps, so their
+            # trained values (and the running means after them) are not comparable between implementations.
+            largest = max(p.grad.abs().max().item() for p in model.parameters())
+            gradient_free = [n for n, p in model.named_parameters() if p.grad.abs().max().item() <= 1e-5 * largest]
+            gradient_free += [n.replace(".net.0.bias", ".net.1.running_mean") for n in gradient_free
+                              if n.endswith(".net.0.bias")]
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         steps[f"loss.{k}"], steps[f"pred_loss.{k}"] = loss.detach(), pred_loss.detach()
@@ -119,7 +131,7 @@ def main():
     meta = {"batch": B, "frames": T, "steps": args.steps, "lr": args.lr, "weight_decay": args.weight_decay,
             "betas": [0.9, 0.999], "eps": 1e-8, "clip": args.clip, "num_proj": args.num_proj, "knots": 17,
             "sigreg_weight": SIGREG_WEIGHT, "dropout": 0.0, "seed": args.seed, "device": dev,
-            "torch": torch.__version__, "grad_params": list(GRAD_PARAMS),
+            "torch": torch.__version__, "grad_params": list(GRAD_PARAMS), "gradient_free": gradient_free,
             "loss": [float(steps[f"loss.{k}"]) for k in range(args.steps)]}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 

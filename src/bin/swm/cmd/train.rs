@@ -42,7 +42,7 @@ pub fn run(args: TrainBatchArgs) -> Result<ExitCode, CliError> {
         ..TrainOptions::default()
     };
     let mut trainer = Trainer::new(model, options)?;
-    let (b, t) = (batch.pixels.dim(0)?, batch.pixels.dim(1)?);
+    let (b, t) = (batch.pixels().dim(0)?, batch.pixels().dim(1)?);
     outln!(
         "training on {}: {b} clips × {t} frames, {} steps, AdamW lr {} weight decay {}, clip {}",
         device::name(&device).unwrap_or_default(),
@@ -62,10 +62,14 @@ pub fn run(args: TrainBatchArgs) -> Result<ExitCode, CliError> {
             scalar(&out.loss.sigreg_loss)?,
             scalar(&out.grad_norm)?,
         );
-        if !loss.is_finite() {
+        if !loss.is_finite() || !norm.is_finite() {
             return Err(swm::Error::invalid_input(
                 "batch",
-                format!("step {k}: the loss is {loss} (NaN or infinite frames in the batch?); nothing written"),
+                format!(
+                    "step {}: the loss is {loss}, the gradient norm {norm} (NaN or infinite frames in the batch, or \
+                     a learning rate too high?); nothing written",
+                    k + 1
+                ),
             )
             .into());
         }

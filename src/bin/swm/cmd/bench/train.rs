@@ -33,18 +33,33 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
         profile(&config, &state, &batch, &device)?;
         return Ok(Vec::new());
     }
-    let tf32 = device::tf32();
     let mut rows = Vec::new();
     for (mode, on) in [("f32", false), ("TF32", true)] {
-        device::set_tf32(on);
+        let _tf32 = Tf32::set(on);
         let model = TrainableLeWm::from_state_dict(&config, &state, &device)?;
         let mut trainer = Trainer::new(model, TrainOptions::default())?;
         let name = format!("lewm train step B{b}x{FRAMES} {side}² {mode} (fwd+bwd+clip+AdamW)");
-        let row = bench::time(&device, &name, args.warmup, args.iters, || trainer.step(&batch, None).map(drop));
-        device::set_tf32(tf32);
-        keep(&mut rows, row?)?;
+        let row = bench::time(&device, &name, args.warmup, args.iters, || trainer.step(&batch, None).map(drop))?;
+        keep(&mut rows, row)?;
     }
     Ok(rows)
+}
+
+/// The process-wide TF32 switch set for a scope and restored when dropped (also on an early error return).
+struct Tf32(bool);
+
+impl Tf32 {
+    fn set(on: bool) -> Self {
+        let before = device::tf32();
+        device::set_tf32(on);
+        Self(before)
+    }
+}
+
+impl Drop for Tf32 {
+    fn drop(&mut self) {
+        device::set_tf32(self.0);
+    }
 }
 
 /// Two steps, then one between cuProfilerStart and cuProfilerStop (synchronised on both sides).
