@@ -2,10 +2,11 @@
 //! - the loss modules (`tests/fixtures/losses`, written by `tools/swm_tools/export_losses.py`): every term within
 //!   1e-5 absolute, the gradients of LeWM's objective, of the PLDM baseline's default weighting and of temporal
 //!   straightening (Candle's autograd) within 1e-4 relative;
-//! - the training step (`tests/fixtures/train-tiny`, `tools/swm_tools/export_train.py`): the first step's loss
-//!   terms and gradients, ten AdamW steps' loss curve and gradient norms within 1e-4 relative; the trained
-//!   artifact reloads, reproduces the post-training loss, and its eval-mode embeddings equal the inference
-//!   model's (`LeWm`, fused kernels) on the same weights.
+//! - the training step (`tests/fixtures/train-tiny`, `tools/swm_tools/export_train.py`) through
+//!   `swm::tools::parity::train`: the first step's loss terms and gradients, ten AdamW steps' loss curve and
+//!   gradient norms, the trained weights; the trained artifact reloads, reproduces the post-training loss, and its
+//!   eval-mode embeddings equal the inference model's (`LeWm`, fused kernels) on the same weights;
+//! - the fused training ops against Candle's composed ops, forward and gradients.
 
 use std::collections::HashMap;
 
@@ -14,6 +15,7 @@ use swm::artifact::{convert, Artifact, Checkpoint};
 use swm::checkpoint::LoadOptions;
 use swm::config::ModelConfig;
 use swm::models::lewm::LeWm;
+use swm::tools::parity;
 use swm::training::losses::{lewm_objective, pldm, temporal_straightening};
 use swm::training::{Batch, Mode, TrainOptions, TrainableLeWm, Trainer};
 
@@ -72,10 +74,6 @@ fn scalar(t: &Tensor) -> f32 {
     t.to_scalar::<f32>().unwrap()
 }
 
-fn within_rel(what: &str, got: f32, want: f32, tol: f32) {
-    assert!(got.is_finite() && ((got - want) / want).abs() <= tol, "{what}: {got} vs the official {want}");
-}
-
 /// The fixture's checkpoint converted into an artifact in a temporary directory, the model on `device`, and a
 /// trainer with the fixture's options (lr 1e-3, upstream's weight decay and clipping, 256 SIGReg directions).
 fn train_fixture(device: &Device, tmp: &std::path::Path) -> (Artifact, Trainer, Batch, HashMap<String, Tensor>) {
@@ -99,57 +97,17 @@ fn lewm_training_steps_match_the_official_adamw_steps_on_the_gpu() {
     let tmp = std::env::temp_dir().join(format!("swm-gpu-train-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
 
-    // The first step's loss and the gradients the fixture recorded.
-    let (_, mut first, batch, steps) = train_fixture(&device, &tmp);
-    let loss = first.loss(&batch, Some(&steps["proj_matrix.0"]), Mode::Train).unwrap();
-    for (name, got) in [("loss", &loss.loss), ("pred_loss", &loss.pred_loss), ("sigreg_loss", &loss.sigreg_loss)] {
-        let want = scalar(&steps[&format!("{name}.0")]);
-        assert!((scalar(got) - want).abs() <= 1e-5, "{name}: {} vs the official {want}", scalar(got));
-    }
-    let grads = loss.loss.backward().unwrap();
-    let vars: HashMap<String, Var> = first.model().named_vars().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    for (key, want) in steps.iter().filter_map(|(k, v)| k.strip_prefix("grad.").map(|k| (k, v))) {
-        let got = grads.get(vars[key].as_tensor()).unwrap();
-        let rel = max_abs_diff(got, want)
-            / want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-        println!("grad {key}: {rel:e} relative");
-        assert!(rel <= 1e-4, "{key}: gradient {rel:e} relative from torch's");
-    }
+    // The first step's loss terms and recorded gradients, ten steps' losses and gradient norms, and the trained
+    // weights against the official ones (the same check as `swm parity train`).
+    let report = parity::train(&fixture("train-tiny"), &parity::train_tolerances(), &device).unwrap();
+    println!("{}", report.table());
+    assert!(report.passed(), "training parity failed");
+    assert!(report.rows.len() > 3 + 8 + 20, "{} rows compared", report.rows.len());
 
-    // Ten AdamW steps follow the official loss curve.
+    // Ten steps again, on the model the artifact part writes.
     let (artifact, mut trainer, batch, steps) = train_fixture(&device, &tmp);
     for k in 0..10 {
-        let out = trainer.step(&batch, Some(&steps[&format!("proj_matrix.{k}")])).unwrap();
-        let (got, want) = (scalar(&out.loss.loss), scalar(&steps[&format!("loss.{k}")]));
-        println!("step {k}: loss {got} (official {want}), |g| {}", scalar(&out.grad_norm));
-        within_rel(&format!("step {k} loss"), got, want, 1e-4);
-        within_rel(
-            &format!("step {k} gradient norm"),
-            scalar(&out.grad_norm),
-            scalar(&steps[&format!("grad_norm.{k}")]),
-            1e-4,
-        );
-    }
-
-    // After ten steps every tensor is the official one, except those the fixture marks gradient-free (rounding
-    // noise that Adam normalises into ±lr steps; see src/training/tests.rs).
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("train-tiny/meta.json")).unwrap()).unwrap();
-    let free: Vec<&str> = meta["gradient_free"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let trained = trainer.model().state_dict().unwrap();
-    for (key, want) in steps.iter().filter_map(|(k, v)| k.strip_prefix("final.").map(|k| (k, v))) {
-        let got = trained.get(key).unwrap_or_else(|| panic!("{key} missing"));
-        if !want.dtype().is_float() {
-            assert_eq!(
-                got.to_scalar::<i64>().unwrap(),
-                want.to_device(&Device::Cpu).unwrap().to_scalar::<i64>().unwrap(),
-                "{key}"
-            );
-        } else if !free.contains(&key) {
-            let diff = max_abs_diff(&got.to_device(&device).unwrap(), want);
-            let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
-            assert!(diff <= 1e-4 * scale, "{key}: {diff:e} from the official weights");
-        }
+        trainer.step(&batch, Some(&steps[&format!("proj_matrix.{k}")])).unwrap();
     }
 
     // The trained artifact reloads and reproduces the post-training loss (train mode: batch statistics; eval

@@ -18,10 +18,12 @@ mod decision;
 mod media;
 mod planner;
 mod tdmpc2;
+mod train;
 pub use decision::{decision, DecisionReport, DecisionRow};
 pub use media::{media, media_tolerances};
 pub use planner::{planner, planner_config, PlannerCosts, PlannerFixture, RecordedScorer};
 pub use tdmpc2::{load_tdmpc2, tdmpc2, tdmpc2_tolerances};
+pub use train::{train, train_tolerances};
 
 /// A fixture that cannot be read or a comparison that failed.
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,10 @@ pub enum ParityFamily {
     /// Media: a camera JPEG through swm's decode + preprocessing + LeWM encode against the official pipeline
     /// (`swm_tools.export_media_parity`: media_parity.safetensors beside config.json and weights.pt).
     Media(MediaParityArgs),
+    /// Training: the fixture's LeWM training steps (train-mode objective, gradients, clipping, AdamW)
+    /// against the official ones (`swm_tools.export_train`: config.json, model.safetensors, batch/steps
+    /// .safetensors, meta.json). Tolerances: first_loss (absolute), grad, loss, grad_norm, weights (relative).
+    Train(ModelParityArgs),
 }
 
 /// `swm parity media`.

@@ -23,6 +23,16 @@ pub fn run(family: ParityFamily) -> Result<ExitCode, CliError> {
         ParityFamily::Tdmpc2(args) => model(args, parity::tdmpc2_tolerances(), parity::tdmpc2),
         ParityFamily::Planner(args) => planner(args),
         ParityFamily::Decision(args) => decision(args),
+        ParityFamily::Train(args) => {
+            if args.weights.is_some() || args.config.is_some() {
+                return Err(CliError::usage(
+                    "swm parity train: the fixture's own model is trained (no --weights, --config)",
+                ));
+            }
+            model_with(args, parity::train_tolerances(), |paths, tolerances, device| {
+                parity::train(&paths.dir, tolerances, device)
+            })
+        }
         ParityFamily::Media(args) => {
             existing(&args.jpeg, "--jpeg")?;
             let jpeg = args.jpeg;
