@@ -2,8 +2,8 @@
 # GPU host, one call, after tools/gpu/pack.sh: the GPU tests, libswm's GPU test, the media session, the C ABI
 # session and the daemon runs, each under its own time limit so that a slow part cannot eat the rest; results under
 # $OUT: 0-summary.txt and 1-logs.tgz (a device call returns a limited number of files). PARTS picks parts (default
-# tests ffi media cabi peer; loop on request); the loop part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh
-# does. The peer part is issue 14's TD-MPC2 row: the official solver, the best PyTorch peer (checked to plan what the
+# tests ffi media cabi peer; train and loop on request: train is tools/gpu/train.sh, issue 15's rows); the loop
+# part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh does. The peer part is issue 14's TD-MPC2 row: the official solver, the best PyTorch peer (checked to plan what the
 # official solver plans) eager / CUDA graph / torch.compile in fp32 and TF32, and swm, in one call. The media and
 # peer parts' JSON feed the report: unpack 1-logs.tgz here and run `python -m swm_tools.report --results DIR`.
 set -uo pipefail
@@ -52,6 +52,10 @@ if part peer; then
       --json "$OUT/bench_tdmpc2_peer.json"
     timeout 120 /tmp/gpu-bin/swm bench tdmpc2 --iters 100 --json "$OUT/swm_bench_tdmpc2.json" ) > "$OUT/peer.out" 2>&1
   grep -a "peer vs\|FAILED\|p50" "$OUT/peer.out" | tee -a "$summary"
+fi
+if part train; then
+  timeout "${TRAIN_S:-240}" bash tools/gpu/train.sh > "$OUT/train.out" 2>&1
+  grep -a "^step \|wrote\|p50\|peak\|rror" "$OUT/train.out" | tee -a "$summary"
 fi
 if part loop; then
   RUNS="${RUNS:-lewm-jpeg lewm-h264 tdmpc2}" DUR="${DUR:-30}" timeout "${LOOP_S:-420}" bash tools/gpu/loop.sh \
