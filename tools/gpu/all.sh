@@ -3,9 +3,10 @@
 # session and the daemon runs, each under its own time limit so that a slow part cannot eat the rest; results under
 # $OUT: 0-summary.txt and 1-logs.tgz (a device call returns a limited number of files). PARTS picks parts (default
 # tests ffi media cabi peer; train and loop on request: train is tools/gpu/train.sh, issue 15's rows); the loop
-# part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh does. The peer part is issue 14's TD-MPC2 row: the official solver, the best PyTorch peer (checked to plan what the
-# official solver plans) eager / CUDA graph / torch.compile in fp32 and TF32, and swm, in one call. The media and
-# peer parts' JSON feed the report: unpack 1-logs.tgz here and run `python -m swm_tools.report --results DIR`.
+# part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh does. The peer part is issue 14's TD-MPC2 row:
+# the official solver, the best PyTorch peer (checked to plan what the official solver plans) eager / CUDA graph /
+# torch.compile in fp32 and TF32, and swm, in one call. The media, peer and train parts' JSON feed the report:
+# unpack 1-logs.tgz here and run `python -m swm_tools.report --results DIR`.
 set -uo pipefail
 export OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
