@@ -15,7 +15,7 @@ pub mod losses;
 mod trainer;
 
 pub use lewm::{Mode, TrainableLeWm};
-pub use trainer::{Batch, StepOutput, TrainOptions, Trainer};
+pub use trainer::{Batch, Schedule, StepOutput, TrainOptions, Trainer};
 
 #[cfg(test)]
 mod tests;

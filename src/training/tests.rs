@@ -240,3 +240,21 @@ fn nan_and_infinite_actions_are_mapped_as_nan_to_num_does() {
     let loss = trainer.loss(&batch, Some(&steps["proj_matrix.0"]), Mode::Eval).unwrap();
     assert!(scalar(&loss.loss).is_finite(), "±∞ actions give a finite loss (as torch.nan_to_num)");
 }
+
+#[test]
+fn the_schedule_warms_up_linearly_from_zero_then_follows_the_cosine() {
+    use super::Schedule;
+    let s = Schedule { base: 1e-3, warmup: 4, cosine: true, total: 14 };
+    assert_eq!(s.lr(0), 0.0, "upstream's first warm-up step trains at lr 0");
+    assert!((s.lr(2) - 5e-4).abs() < 1e-15);
+    assert_eq!(s.lr(4), 1e-3);
+    assert!((s.lr(9) - 5e-4).abs() < 1e-12, "half way down the cosine: {}", s.lr(9));
+    assert!(s.lr(13) > 0.0 && s.lr(13) < 3e-5);
+    assert!(s.lr(14).abs() < 1e-18 && s.lr(100).abs() < 1e-18);
+    let constant = Schedule { base: 5e-5, warmup: 0, cosine: false, total: 10 };
+    assert!((0..10).all(|k| constant.lr(k) == 5e-5));
+    // The trainer takes the schedule's rates and refuses invalid ones.
+    let mut t = trainer();
+    assert!(t.set_lr(f64::NAN).is_err() && t.set_lr(-1.0).is_err());
+    t.set_lr(s.lr(2)).unwrap();
+}

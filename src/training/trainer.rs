@@ -40,6 +40,35 @@ impl Default for TrainOptions {
     }
 }
 
+/// upstream's `LinearWarmupCosineAnnealingLR` (warm-up start 0, η_min 0) over `total` steps: `base · k / warmup`
+/// for step `k < warmup` (step 0 trains at 0, as upstream's first epoch does), then the cosine from `base` down to
+/// 0 at step `total`. `warmup = 0` and `cosine = false` keep `base` throughout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// The peak learning rate.
+    pub base: f64,
+    /// Linear warm-up steps from 0.
+    pub warmup: usize,
+    /// Whether the rate anneals along a cosine after the warm-up.
+    pub cosine: bool,
+    /// Steps of the whole run (the cosine reaches 0 there).
+    pub total: usize,
+}
+
+impl Schedule {
+    /// The learning rate of step `k` (0-based).
+    pub fn lr(&self, k: usize) -> f64 {
+        if k < self.warmup {
+            return self.base * k as f64 / self.warmup as f64;
+        }
+        if !self.cosine || self.total <= self.warmup {
+            return self.base;
+        }
+        let progress = (k - self.warmup) as f64 / (self.total - self.warmup) as f64;
+        self.base * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+    }
+}
+
 /// One training batch on the device: `pixels` (B, T, 3, S, S) preprocessed float frames at the trained size and
 /// `actions` (B, T, A) action blocks (NaN allowed: zeroed as upstream does). The predictor sees the first T − 1
 /// frames and is scored against the last T − 1.
@@ -203,6 +232,16 @@ impl Trainer {
     /// Steps taken.
     pub fn steps(&self) -> usize {
         self.steps
+    }
+
+    /// Sets the learning rate of the next steps (a [`Schedule`] drives it step by step).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::invalid_input("lr", format!("{lr} is not a valid learning rate")));
+        }
+        self.optimizer.set_learning_rate(lr);
+        self.options.lr = lr;
+        Ok(())
     }
 
     /// The objective on `batch` in `mode` (no update; in [`Mode::Train`] the BatchNorm running statistics move, as

@@ -186,9 +186,15 @@ pub struct TrainBatchArgs {
     /// AdamW steps on the batch.
     #[arg(long, default_value_t = 1, value_parser = positive)]
     pub steps: usize,
-    /// Learning rate (upstream's lewm.yaml: 5e-5).
+    /// Learning rate (upstream's lewm.yaml: 5e-5); the peak of the schedule.
     #[arg(long, default_value_t = 5e-5, value_parser = non_negative)]
     pub lr: f64,
+    /// Linear warm-up from 0 over this many steps (upstream's LinearWarmupCosineAnnealingLR; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: usize,
+    /// Anneal the rate along a cosine to 0 at the last step, after the warm-up.
+    #[arg(long)]
+    pub cosine: bool,
     /// Decoupled weight decay (upstream: 1e-3).
     #[arg(long, default_value_t = 1e-3, value_parser = non_negative)]
     pub weight_decay: f64,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use swm::checkpoint::LoadOptions;
 use swm::config::ModelConfig;
 use swm::device;
-use swm::training::{Batch, TrainOptions, TrainableLeWm, Trainer};
+use swm::training::{Batch, Schedule, TrainOptions, TrainableLeWm, Trainer};
 
 use crate::cli::{existing, TrainBatchArgs};
 use crate::error::CliError;
@@ -51,8 +51,11 @@ pub fn run(args: TrainBatchArgs) -> Result<ExitCode, CliError> {
         args.weight_decay,
         options.clip.map_or("off".to_string(), |c| c.to_string())
     );
+    let schedule = Schedule { base: args.lr, warmup: args.warmup_steps, cosine: args.cosine, total: args.steps };
     for k in 0..args.steps {
         let start = Instant::now();
+        let lr = schedule.lr(k);
+        trainer.set_lr(lr)?;
         let out = trainer.step(&batch, None)?;
         // Reading the scalars waits for the step: the time is the step's, on the GPU and the host.
         let scalar = |t: &candle_core::Tensor| t.to_scalar::<f32>();
@@ -74,7 +77,7 @@ pub fn run(args: TrainBatchArgs) -> Result<ExitCode, CliError> {
             .into());
         }
         outln!(
-            "step {:>4}/{}  loss {loss:.6}  pred {pred:.6}  sigreg {sigreg:.6}  |grad| {norm:.4}  {:.1} ms",
+            "step {:>4}/{}  lr {lr:.3e}  loss {loss:.6}  pred {pred:.6}  sigreg {sigreg:.6}  |grad| {norm:.4}  {:.1} ms",
             k + 1,
             args.steps,
             start.elapsed().as_secs_f64() * 1e3
