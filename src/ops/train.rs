@@ -91,7 +91,7 @@ impl CustomOp1 for Softmax {
         Ok((wrap(out, dev), xl.shape().clone()))
     }
     fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxBwd)?))
+        Ok(Some(softmax_backward(y, g)?))
     }
 }
 
@@ -185,11 +185,8 @@ impl CustomOp3 for LayerNorm {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        let dx = x.apply_op3_no_bwd(&g, gamma, &LayerNormDx { eps: self.eps })?;
-        let cols = x.dim(D::Minus1)?;
-        let sums = x.apply_op2_no_bwd(&g, &LayerNormParams { eps: self.eps })?.sum(0)?;
-        Ok((Some(dx), Some(sums.narrow(0, 0, cols)?), Some(sums.narrow(0, cols, cols)?)))
+        let (dx, dgamma, dbeta) = layer_norm_backward(x, g, gamma, self.eps)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 }
 
@@ -309,7 +306,7 @@ impl CustomOp1 for Gelu {
         Ok((wrap(out, dev), xl.shape().clone()))
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &GeluBwd)?))
+        Ok(Some(gelu_backward(x, g)?))
     }
 }
 
@@ -409,12 +406,7 @@ impl CustomOp3 for Linear {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, k) = w.dims2()?;
-        let rows = x.elem_count() / k;
-        let g2 = g.reshape((rows, n))?;
-        let dx = g2.matmul(w)?.reshape(x.shape())?;
-        let dw = g2.t()?.matmul(&x.reshape((rows, k))?)?;
-        let db = Tensor::ones((1, rows), DType::F32, g.device())?.matmul(&g2)?.reshape(n)?;
+        let (dx, dw, db) = linear_backward(x, w, g)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
@@ -453,4 +445,43 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor>
 pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     f32_cuda("gelu", x)?;
     x.contiguous()?.apply_op1(Gelu)
+}
+
+/// The backward of [`softmax_last_dim`] from its output `y` and the output's gradient `g`: `y ⊙ (g − Σ g⊙y)`.
+pub fn softmax_backward(y: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+    f32_cuda("softmax_backward", y)?;
+    y.contiguous()?.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxBwd)
+}
+
+/// The backward of [`layer_norm`] from its input `x`, the output's gradient `g` and `gamma`: `(dx, dγ, dβ)`.
+pub fn layer_norm_backward(
+    x: &Tensor,
+    g: &Tensor,
+    gamma: &Tensor,
+    eps: f32,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    f32_cuda("layer_norm_backward", x)?;
+    let (x, g) = (x.contiguous()?, g.contiguous()?);
+    let dx = x.apply_op3_no_bwd(&g, &gamma.contiguous()?, &LayerNormDx { eps })?;
+    let cols = x.dim(D::Minus1)?;
+    let sums = x.apply_op2_no_bwd(&g, &LayerNormParams { eps })?.sum(0)?;
+    Ok((dx, sums.narrow(0, 0, cols)?, sums.narrow(0, cols, cols)?))
+}
+
+/// The backward of [`gelu_erf`] from its input `x` and the output's gradient `g`.
+pub fn gelu_backward(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+    f32_cuda("gelu_backward", x)?;
+    x.contiguous()?.apply_op2_no_bwd(&g.contiguous()?, &GeluBwd)
+}
+
+/// The backward of [`linear`] from its input `x`, weight `w` `(out, in)` and the output's gradient `g`:
+/// `(g·W, gᵀ·x, 1ᵀ·g)` as three GEMMs (Candle ops: any device).
+pub fn linear_backward(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let (n, k) = w.dims2()?;
+    let rows = x.elem_count() / k;
+    let g2 = g.reshape((rows, n))?;
+    let dx = g2.matmul(w)?.reshape(x.shape())?;
+    let dw = g2.t()?.matmul(&x.reshape((rows, k))?)?;
+    let db = Tensor::ones((1, rows), g.dtype(), g.device())?.matmul(&g2)?.reshape(n)?;
+    Ok((dx, dw, db))
 }

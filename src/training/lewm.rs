@@ -36,7 +36,7 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct TrainableLeWm {
     config: Config,
-    dims: VitDims,
+    pub(super) dims: VitDims,
     /// Every float parameter under its upstream name, in key order.
     params: BTreeMap<String, Var>,
     /// BatchNorm running means and variances (not trained; updated by train-mode forwards).
@@ -153,7 +153,11 @@ impl TrainableLeWm {
         Ok(StateDict::from_tensors(tensors, "trained"))
     }
 
-    fn p(&self, key: &str) -> Result<Tensor> {
+    pub(super) fn var(&self, key: &str) -> Result<&Var> {
+        self.params.get(key).ok_or_else(|| missing(key))
+    }
+
+    pub(super) fn p(&self, key: &str) -> Result<Tensor> {
         self.params.get(key).map(|v| v.as_tensor().clone()).ok_or_else(|| missing(key))
     }
 
@@ -179,6 +183,14 @@ impl TrainableLeWm {
     /// (NaN actions are zeroed first, as upstream's training step does) -> ((B, T, D) embeddings, (B, T, Ea)
     /// action embeddings).
     pub fn encode(&mut self, pixels: &Tensor, actions: &Tensor, mode: Mode) -> Result<(Tensor, Tensor)> {
+        let frames = self.frames(pixels)?;
+        let (b, t) = (pixels.dim(0)?, pixels.dim(1)?);
+        let cls = self.vit(&frames)?;
+        self.encode_from_cls(&cls, actions, (b, t), mode)
+    }
+
+    /// Checks `pixels` (B, T, 3, S, S) at the trained size and returns them as (B·T, 3, S, S) f32 frames.
+    pub(super) fn frames(&self, pixels: &Tensor) -> Result<Tensor> {
         let (b, t, c, h, w) = pixels.dims5().map_err(|_| {
             Error::invalid_input("pixels", format!("expected (B, T, 3, H, W), got {:?}", pixels.dims()))
         })?;
@@ -189,7 +201,18 @@ impl TrainableLeWm {
                 format!("training takes 3×{side}×{side} frames (the trained size), got {c}×{h}×{w}"),
             ));
         }
-        let cls = self.vit(&pixels.to_dtype(DType::F32)?.reshape((b * t, c, h, w))?)?;
+        Ok(pixels.to_dtype(DType::F32)?.reshape((b * t, c, h, w))?)
+    }
+
+    /// The rest of [`TrainableLeWm::encode`] from the encoder's CLS features `cls` (B·T, E).
+    pub(super) fn encode_from_cls(
+        &mut self,
+        cls: &Tensor,
+        actions: &Tensor,
+        (b, t): (usize, usize),
+        mode: Mode,
+    ) -> Result<(Tensor, Tensor)> {
+        let cls = cls.clone();
         let emb = match self.config.projector.clone() {
             Some(cfg) => self.mlp(&cls, "projector", &cfg, mode)?,
             None => cls,
@@ -382,7 +405,7 @@ impl TrainableLeWm {
 }
 
 /// `x Wᵀ + b` over the last dim of a tensor of any rank.
-fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+pub(super) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     if x.device().is_cuda() {
         let zeros;
         let b = match b {
@@ -411,7 +434,7 @@ fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 // tests only) the same functions composed from Candle's primitive ops.
 
 /// LayerNorm over the last dim with affine γ, β (biased variance, as PyTorch).
-fn affine_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+pub(super) fn affine_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     if x.device().is_cuda() {
         return Ok(crate::ops::train::layer_norm(x, gamma, beta, eps as f32)?);
     }
@@ -421,7 +444,7 @@ fn affine_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Res
 }
 
 /// Softmax over the last dim.
-fn softmax(x: &Tensor) -> Result<Tensor> {
+pub(super) fn softmax(x: &Tensor) -> Result<Tensor> {
     Ok(if x.device().is_cuda() {
         crate::ops::train::softmax_last_dim(x)?
     } else {
@@ -430,7 +453,7 @@ fn softmax(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Exact (erf) GELU.
-fn gelu(x: &Tensor) -> Result<Tensor> {
+pub(super) fn gelu(x: &Tensor) -> Result<Tensor> {
     Ok(if x.device().is_cuda() { crate::ops::train::gelu_erf(x)? } else { x.gelu_erf()? })
 }
 

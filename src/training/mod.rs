@@ -10,12 +10,13 @@
 //! Everything runs on the CUDA device; the trained state dict is written as an artifact that `swm inspect`,
 //! `swm plan` and the engine load.
 
+mod encoder;
 mod lewm;
 pub mod losses;
 mod trainer;
 
 pub use lewm::{Mode, TrainableLeWm};
-pub use trainer::{Batch, Schedule, StepOutput, TrainOptions, Trainer};
+pub use trainer::{Batch, EncoderGrad, Schedule, StepOutput, TrainOptions, Trainer};
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use super::lewm::{Mode, TrainableLeWm};
@@ -32,12 +33,35 @@ pub struct TrainOptions {
     pub clip: Option<f64>,
     /// Random SIGReg directions drawn per step.
     pub num_proj: usize,
+    /// How the encoder's gradients are computed.
+    pub encoder_grad: EncoderGrad,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { lr: 5e-5, weight_decay: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip: Some(1.0), num_proj: 1024 }
+        Self {
+            lr: 5e-5,
+            weight_decay: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            clip: Some(1.0),
+            num_proj: 1024,
+            encoder_grad: EncoderGrad::Autograd,
+        }
     }
+}
+
+/// How a step computes the ViT encoder's gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncoderGrad {
+    /// Candle's autograd through the whole model.
+    #[default]
+    Autograd,
+    /// The encoder's hand-written backward (`training::encoder`) from the gradient of its CLS features, Candle's
+    /// autograd for the rest: the same gradients without a graph edge per op in the encoder. Host-tested against
+    /// the autograd path; not yet run on a GPU.
+    Manual,
 }
 
 /// upstream's `LinearWarmupCosineAnnealingLR` (warm-up start 0, η_min 0) over `total` steps: `base · k / warmup`
@@ -248,9 +272,42 @@ impl Trainer {
     /// in any train-mode forward). `proj_matrix` (D, P) gives SIGReg's directions; `None` draws `num_proj`
     /// standard-normal ones on the device, as upstream does per call.
     pub fn loss(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>, mode: Mode) -> Result<LewmLoss> {
-        // Batch::new guarantees T ≥ 2.
-        let history = batch.pixels.dim(1)?.saturating_sub(1).max(1);
         let (emb, act_emb) = self.model.encode(&batch.pixels, &batch.actions, mode)?;
+        self.objective(&emb, &act_emb, proj_matrix, mode)
+    }
+
+    /// The objective and the gradients of every parameter, as [`TrainOptions::encoder_grad`] says (train mode).
+    pub fn gradients(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>) -> Result<(LewmLoss, GradStore)> {
+        if self.options.encoder_grad == EncoderGrad::Autograd {
+            let loss = self.loss(batch, proj_matrix, Mode::Train)?;
+            let grads = loss.loss.backward()?;
+            return Ok((loss, grads));
+        }
+        let (b, t) = (batch.pixels.dim(0)?, batch.pixels.dim(1)?);
+        let (cls, tape) = self.model.encoder_forward(&self.model.frames(&batch.pixels)?)?;
+        let cls = Var::from_tensor(&cls)?;
+        let (emb, act_emb) = self.model.encode_from_cls(cls.as_tensor(), &batch.actions, (b, t), Mode::Train)?;
+        let loss = self.objective(&emb, &act_emb, proj_matrix, Mode::Train)?;
+        let mut grads = loss.loss.backward()?;
+        let g_cls = grads
+            .remove(cls.as_tensor())
+            .ok_or_else(|| Error::Internal("the objective does not depend on the encoder".into()))?;
+        for (name, g) in self.model.encoder_backward(tape, &g_cls)? {
+            grads.insert(self.model.var(&name)?.as_tensor(), g);
+        }
+        Ok((loss, grads))
+    }
+
+    /// Predictions from the first T − 1 embeddings, then LeWM's objective.
+    fn objective(
+        &mut self,
+        emb: &Tensor,
+        act_emb: &Tensor,
+        proj_matrix: Option<&Tensor>,
+        mode: Mode,
+    ) -> Result<LewmLoss> {
+        // Batch::new guarantees T ≥ 2.
+        let history = emb.dim(1)?.saturating_sub(1).max(1);
         let pred = self.model.predict(&emb.narrow(1, 0, history)?, &act_emb.narrow(1, 0, history)?, mode)?;
         let drawn;
         let proj_matrix = match proj_matrix {
@@ -262,7 +319,7 @@ impl Trainer {
             }
         };
         // The model is on the CUDA device (its constructor refuses the host): the objective needs no second check.
-        lewm_objective_on_any_device(&emb, &pred, proj_matrix)
+        lewm_objective_on_any_device(emb, &pred, proj_matrix)
     }
 
     /// One training step on `batch`: the train-mode objective, its gradients, clipping to the global norm, and
@@ -270,8 +327,7 @@ impl Trainer {
     /// [`StepOutput::grad_norm`]) has already reached the parameters and the moments when this returns: check it
     /// before keeping the model.
     pub fn step(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>) -> Result<StepOutput> {
-        let loss = self.loss(batch, proj_matrix, Mode::Train)?;
-        let mut grads = loss.loss.backward()?;
+        let (loss, mut grads) = self.gradients(batch, proj_matrix)?;
         let vars = self.model.vars();
         let mut squares = Vec::with_capacity(vars.len());
         for var in &vars {

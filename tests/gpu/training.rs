@@ -17,7 +17,7 @@ use swm::config::ModelConfig;
 use swm::models::lewm::LeWm;
 use swm::tools::parity;
 use swm::training::losses::{lewm_objective, pldm, temporal_straightening};
-use swm::training::{Batch, Mode, TrainOptions, TrainableLeWm, Trainer};
+use swm::training::{Batch, EncoderGrad, Mode, TrainOptions, TrainableLeWm, Trainer};
 
 use super::{fixture, gpu, max_abs_diff};
 
@@ -99,10 +99,13 @@ fn lewm_training_steps_match_the_official_adamw_steps_on_the_gpu() {
 
     // The first step's loss terms and recorded gradients, ten steps' losses and gradient norms, and the trained
     // weights against the official ones (the same check as `swm parity train`).
-    let report = parity::train(&fixture("train-tiny"), &parity::train_tolerances(), &device).unwrap();
-    println!("{}", report.table());
-    assert!(report.passed(), "training parity failed");
-    assert!(report.rows.len() > 3 + 8 + 20, "{} rows compared", report.rows.len());
+    // Both ways of computing the encoder's gradients.
+    for encoder_grad in [EncoderGrad::Autograd, EncoderGrad::Manual] {
+        let report = parity::train(&fixture("train-tiny"), &parity::train_tolerances(), encoder_grad, &device).unwrap();
+        println!("{encoder_grad:?}\n{}", report.table());
+        assert!(report.passed(), "training parity failed ({encoder_grad:?})");
+        assert!(report.rows.len() > 3 + 8 + 20, "{} rows compared", report.rows.len());
+    }
 
     // Ten steps again, on the model the artifact part writes.
     let (artifact, mut trainer, batch, steps) = train_fixture(&device, &tmp);

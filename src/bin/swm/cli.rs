@@ -173,6 +173,24 @@ pub struct ScoreArgs {
     pub device: DeviceArgs,
 }
 
+/// `--encoder-grad`: how a training step computes the ViT encoder's gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EncoderGradArg {
+    /// Candle's autograd through the whole model.
+    Autograd,
+    /// The encoder's hand-written backward (not yet run on a GPU).
+    Manual,
+}
+
+impl From<EncoderGradArg> for swm::training::EncoderGrad {
+    fn from(arg: EncoderGradArg) -> Self {
+        match arg {
+            EncoderGradArg::Autograd => Self::Autograd,
+            EncoderGradArg::Manual => Self::Manual,
+        }
+    }
+}
+
 /// `swm train-batch`.
 #[derive(Args)]
 pub struct TrainBatchArgs {
@@ -210,6 +228,9 @@ pub struct TrainBatchArgs {
     /// Seed of the device's random generator (SIGReg's directions, dropout masks).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// How the encoder's gradients are computed.
+    #[arg(long, value_enum, default_value_t = EncoderGradArg::Autograd)]
+    pub encoder_grad: EncoderGradArg,
     /// Output artifact directory.
     #[arg(long)]
     pub out: PathBuf,

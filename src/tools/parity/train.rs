@@ -13,7 +13,7 @@ use crate::artifact::Checkpoint;
 use crate::checkpoint::LoadOptions;
 use crate::config::{parse_json, ModelConfig};
 use crate::tools::ToolError;
-use crate::training::{Batch, Mode, TrainOptions, TrainableLeWm, Trainer};
+use crate::training::{Batch, EncoderGrad, TrainOptions, TrainableLeWm, Trainer};
 
 /// Default training tolerances: `first_loss` absolute (the first step's loss terms); the rest relative to the
 /// reference's largest magnitude — `grad` (the recorded step-0 gradients), `loss` (every step's objective),
@@ -54,9 +54,15 @@ fn relative(key: &str, ours: &Tensor, reference: &Tensor, rel: f64) -> Result<Co
     compare(key, ours, reference, rel * scale(reference, 0.0)?)
 }
 
-/// Trains the fixture's model on its batch for its recorded steps with its recorded SIGReg directions and compares
-/// the first step's loss terms and gradients, every step's loss and gradient norm, and the trained weights.
-pub fn train(dir: &Path, tolerances: &BTreeMap<String, f64>, device: &Device) -> Result<ParityReport, ToolError> {
+/// Trains the fixture's model on its batch for its recorded steps with its recorded SIGReg directions, the
+/// encoder's gradients computed as `encoder_grad` says, and compares the first step's loss terms and gradients,
+/// every step's loss and gradient norm, and the trained weights.
+pub fn train(
+    dir: &Path,
+    tolerances: &BTreeMap<String, f64>,
+    encoder_grad: EncoderGrad,
+    device: &Device,
+) -> Result<ParityReport, ToolError> {
     let tol = |key: &str| tolerances.get(key).copied().unwrap_or(1e-4);
     let meta_path = dir.join("meta.json");
     let text = crate::config::read_text(&meta_path)?;
@@ -80,6 +86,7 @@ pub fn train(dir: &Path, tolerances: &BTreeMap<String, f64>, device: &Device) ->
         eps: meta.eps,
         clip: (meta.clip > 0.0).then_some(meta.clip),
         num_proj: meta.num_proj,
+        encoder_grad,
     };
     let trainer = || -> Result<Trainer, ToolError> {
         let mut model = TrainableLeWm::from_state_dict(config, &weights, device)?;
@@ -91,11 +98,10 @@ pub fn train(dir: &Path, tolerances: &BTreeMap<String, f64>, device: &Device) ->
     // The first step's terms and the recorded gradients, on a model of its own (a train-mode forward moves the
     // BatchNorm statistics).
     let mut first = trainer()?;
-    let loss = first.loss(&batch, Some(step("proj_matrix.0")?), Mode::Train)?;
+    let (loss, grads) = first.gradients(&batch, Some(step("proj_matrix.0")?))?;
     for (name, ours) in [("loss", &loss.loss), ("pred_loss", &loss.pred_loss), ("sigreg_loss", &loss.sigreg_loss)] {
         rows.push(compare(&format!("{name}.0"), ours, step(&format!("{name}.0"))?, tol("first_loss"))?);
     }
-    let grads = loss.loss.backward()?;
     let vars: HashMap<&str, &Var> = first.model().named_vars().collect();
     for (key, reference) in steps.iter().filter_map(|(k, v)| k.strip_prefix("grad.").map(|k| (k, v))) {
         let var = vars.get(key).ok_or_else(|| ToolError::invalid_input("fixture", format!("no parameter `{key}`")))?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{non_negative, DeviceArgs, ReportArgs, Solver};
+use super::{non_negative, DeviceArgs, EncoderGradArg, ReportArgs, Solver};
 
 /// Which costs a replayed planner sees in `swm parity planner`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -35,7 +35,19 @@ pub enum ParityFamily {
     /// Training: the fixture's LeWM training steps (train-mode objective, gradients, clipping, AdamW)
     /// against the official ones (`swm_tools.export_train`: config.json, model.safetensors, batch/steps
     /// .safetensors, meta.json). Tolerances: first_loss (absolute), grad, loss, grad_norm, weights (relative).
-    Train(ModelParityArgs),
+    Train(TrainParityArgs),
+}
+
+/// `swm parity train`.
+#[derive(Args)]
+pub struct TrainParityArgs {
+    /// The fixture and the checks (`--fixture`, `--tol`, `--json`, `--gpu` as for `swm parity lewm`; the
+    /// fixture's own model is trained: no `--weights`, `--config`).
+    #[command(flatten)]
+    pub model: ModelParityArgs,
+    /// How the encoder's gradients are computed.
+    #[arg(long, value_enum, default_value_t = EncoderGradArg::Autograd)]
+    pub encoder_grad: EncoderGradArg,
 }
 
 /// `swm parity media`.

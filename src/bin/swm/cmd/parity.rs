@@ -24,13 +24,14 @@ pub fn run(family: ParityFamily) -> Result<ExitCode, CliError> {
         ParityFamily::Planner(args) => planner(args),
         ParityFamily::Decision(args) => decision(args),
         ParityFamily::Train(args) => {
-            if args.weights.is_some() || args.config.is_some() {
+            if args.model.weights.is_some() || args.model.config.is_some() {
                 return Err(CliError::usage(
                     "swm parity train: the fixture's own model is trained (no --weights, --config)",
                 ));
             }
-            model_with(args, parity::train_tolerances(), |paths, tolerances, device| {
-                parity::train(&paths.dir, tolerances, device)
+            let encoder_grad = args.encoder_grad.into();
+            model_with(args.model, parity::train_tolerances(), |paths, tolerances, device| {
+                parity::train(&paths.dir, tolerances, encoder_grad, device)
             })
         }
         ParityFamily::Media(args) => {

@@ -39,6 +39,7 @@ pub fn run(args: TrainBatchArgs) -> Result<ExitCode, CliError> {
         weight_decay: args.weight_decay,
         clip: (args.clip > 0.0).then_some(args.clip),
         num_proj: args.num_proj,
+        encoder_grad: args.encoder_grad.into(),
         ..TrainOptions::default()
     };
     let mut trainer = Trainer::new(model, options)?;

@@ -8,7 +8,7 @@ use swm::models::lewm::Config;
 
 use swm::device;
 use swm::tools::bench::{self, BenchRow};
-use swm::training::{Batch, TrainOptions, TrainableLeWm, Trainer};
+use swm::training::{Batch, EncoderGrad, TrainOptions, TrainableLeWm, Trainer};
 
 use super::keep;
 use super::lewm::{open, weights};
@@ -34,11 +34,17 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
         return Ok(Vec::new());
     }
     let mut rows = Vec::new();
-    for (mode, on) in [("f32", false), ("TF32", true)] {
+    let rows_of = [
+        ("f32", false, EncoderGrad::Autograd, ""),
+        ("TF32", true, EncoderGrad::Autograd, ""),
+        ("f32", false, EncoderGrad::Manual, ", encoder's hand-written backward"),
+        ("TF32", true, EncoderGrad::Manual, ", encoder's hand-written backward"),
+    ];
+    for (mode, on, encoder_grad, how) in rows_of {
         let _tf32 = Tf32::set(on);
         let model = TrainableLeWm::from_state_dict(&config, &state, &device)?;
-        let mut trainer = Trainer::new(model, TrainOptions::default())?;
-        let name = format!("lewm train step B{b}x{FRAMES} {side}² {mode} (fwd+bwd+clip+AdamW)");
+        let mut trainer = Trainer::new(model, TrainOptions { encoder_grad, ..TrainOptions::default() })?;
+        let name = format!("lewm train step B{b}x{FRAMES} {side}² {mode} (fwd+bwd+clip+AdamW{how})");
         let row = bench::time(&device, &name, args.warmup, args.iters, || trainer.step(&batch, None).map(drop))?;
         keep(&mut rows, row)?;
     }

@@ -1,0 +1,217 @@
+//! The ViT encoder's training pass with a hand-written backward ([`EncoderGrad::Manual`]): the forward runs on
+//! detached parameters and keeps the activations each layer's backward needs (a tape); the backward walks the
+//! layers in reverse with GEMMs and the fused backward kernels, from the gradient of the CLS features, and returns
+//! every encoder parameter's gradient. Candle's autograd does the same work through its graph, where every edge
+//! adds a gradient into a fresh zero tensor and every op is a host-issued launch: the encoder is ~90 % of LeWM's
+//! training FLOPs and most of those edges.
+//!
+//! [`EncoderGrad::Manual`]: super::EncoderGrad::Manual
+
+use candle_core::{DType, Tensor, D};
+
+use super::lewm::{affine_layer_norm, gelu, linear, softmax, TrainableLeWm};
+use crate::error::Result;
+use crate::models::lewm::VitDims;
+
+/// What one encoder layer's backward reads.
+struct LayerTape {
+    /// The layer's input and the first LayerNorm's output.
+    x0: Tensor,
+    h1: Tensor,
+    /// Queries (scaled), keys and values, (N, heads, T, d); the attention probabilities (N, heads, T, T).
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    probs: Tensor,
+    /// The heads merged back, (N, T, E).
+    ctx: Tensor,
+    /// After the attention's residual, the second LayerNorm's output, the MLP's pre-activation and activation.
+    x1: Tensor,
+    h2: Tensor,
+    u: Tensor,
+    a: Tensor,
+}
+
+/// The encoder's forward activations.
+pub(super) struct Tape {
+    /// (N, patches, 3·P·P) flattened patches.
+    patches: Tensor,
+    layers: Vec<LayerTape>,
+    /// The last layer's output's CLS rows, (N, E) (the final LayerNorm's input).
+    last: Tensor,
+}
+
+/// Prefix of layer `i`'s parameters.
+fn layer(i: usize) -> String {
+    format!("encoder.encoder.layer.{i}")
+}
+
+/// (N, T, E) → (N, heads, T, d), contiguous.
+fn heads(x: &Tensor, h: usize) -> Result<Tensor> {
+    let (n, t, e) = x.dims3()?;
+    Ok(x.reshape((n, t, h, e / h))?.transpose(1, 2)?.contiguous()?)
+}
+
+/// (N, heads, T, d) → (N, T, E), contiguous.
+fn merge(x: &Tensor) -> Result<Tensor> {
+    let (n, h, t, d) = x.dims4()?;
+    Ok(x.transpose(1, 2)?.contiguous()?.reshape((n, t, h * d))?)
+}
+
+/// LayerNorm's backward: the fused kernels on the device, the same formulas composed on the host.
+fn layer_norm_backward(x: &Tensor, g: &Tensor, gamma: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    if x.device().is_cuda() {
+        return Ok(crate::ops::train::layer_norm_backward(x, g, gamma, eps as f32)?);
+    }
+    let e = x.dim(D::Minus1)?;
+    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let rstd = (centred.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+    let xhat = centred.broadcast_mul(&rstd)?;
+    let gg = g.broadcast_mul(gamma)?;
+    let a = gg.mean_keepdim(D::Minus1)?;
+    let b = (&gg * &xhat)?.mean_keepdim(D::Minus1)?;
+    let dx = gg.broadcast_sub(&a)?.sub(&xhat.broadcast_mul(&b)?)?.broadcast_mul(&rstd)?;
+    let rows = x.elem_count() / e;
+    let dgamma = (g * &xhat)?.reshape((rows, e))?.sum(0)?;
+    let dbeta = g.reshape((rows, e))?.sum(0)?;
+    Ok((dx, dgamma, dbeta))
+}
+
+/// Softmax's backward from its output.
+fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    if y.device().is_cuda() {
+        return Ok(crate::ops::train::softmax_backward(y, g)?);
+    }
+    Ok((y * g.broadcast_sub(&(g * y)?.sum_keepdim(D::Minus1)?)?)?)
+}
+
+/// Exact GELU's backward from its input: `g · (Φ(x) + x·φ(x))`.
+fn gelu_backward(x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    if x.device().is_cuda() {
+        return Ok(crate::ops::train::gelu_backward(x, g)?);
+    }
+    let cdf = (((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5)?;
+    let pdf = ((x.sqr()? * -0.5)?.exp()? * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2))?;
+    Ok((g * (cdf + (x * pdf)?)?)?)
+}
+
+impl TrainableLeWm {
+    /// The encoder's forward on detached parameters: (N, 3, S, S) frames → the CLS features (N, E) (not part of
+    /// any graph) and the tape [`TrainableLeWm::encoder_backward`] reads.
+    pub(super) fn encoder_forward(&self, pixels: &Tensor) -> Result<(Tensor, Tape)> {
+        let VitDims { hidden: e, heads: h, patch: p, layer_norm_eps: eps, .. } = self.dims;
+        let g = self.dims.grid();
+        let n = pixels.dim(0)?;
+        let w = |key: &str| -> Result<Tensor> { Ok(self.p(key)?.detach()) };
+        let pre = "encoder.embeddings";
+        let patches =
+            pixels.detach().reshape((n, 3, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.reshape((n, g * g, 3 * p * p))?;
+        let weight = w(&format!("{pre}.patch_embeddings.projection.weight"))?.reshape((e, 3 * p * p))?;
+        let tokens = linear(&patches, &weight, Some(&w(&format!("{pre}.patch_embeddings.projection.bias"))?))?;
+        let cls = w(&format!("{pre}.cls_token"))?.broadcast_as((n, 1, e))?;
+        let mut x = Tensor::cat(&[&cls, &tokens], 1)?.broadcast_add(&w(&format!("{pre}.position_embeddings"))?)?;
+        let scale = 1.0 / ((e / h) as f64).sqrt();
+        let mut layers = Vec::with_capacity(self.dims.layers);
+        for i in 0..self.dims.layers {
+            let l = layer(i);
+            let ln = |x: &Tensor, name: &str| -> Result<Tensor> {
+                affine_layer_norm(x, &w(&format!("{l}.{name}.weight"))?, &w(&format!("{l}.{name}.bias"))?, eps)
+            };
+            let proj = |x: &Tensor, name: &str, factor: f64| -> Result<Tensor> {
+                let (wt, b) = (w(&format!("{l}.{name}.weight"))?, w(&format!("{l}.{name}.bias"))?);
+                linear(x, &(wt * factor)?, Some(&(b * factor)?))
+            };
+            let x0 = x;
+            let h1 = ln(&x0, "layernorm_before")?;
+            let att = "attention.attention";
+            let q = heads(&proj(&h1, &format!("{att}.query"), scale)?, h)?;
+            let k = heads(&proj(&h1, &format!("{att}.key"), 1.0)?, h)?;
+            let v = heads(&proj(&h1, &format!("{att}.value"), 1.0)?, h)?;
+            let probs = softmax(&q.matmul(&k.t()?)?)?;
+            let ctx = merge(&probs.matmul(&v)?)?;
+            let x1 = (&x0 + proj(&ctx, "attention.output.dense", 1.0)?)?;
+            let h2 = ln(&x1, "layernorm_after")?;
+            let u = proj(&h2, "intermediate.dense", 1.0)?;
+            let a = gelu(&u)?;
+            x = (&x1 + proj(&a, "output.dense", 1.0)?)?;
+            layers.push(LayerTape { x0, h1, q, k, v, probs, ctx, x1, h2, u, a });
+        }
+        let last = x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
+        let cls = affine_layer_norm(&last, &w("encoder.layernorm.weight")?, &w("encoder.layernorm.bias")?, eps)?;
+        Ok((cls, Tape { patches, layers, last }))
+    }
+
+    /// The gradients of every encoder parameter, by name, from the gradient `g_cls` (N, E) of the CLS features
+    /// [`TrainableLeWm::encoder_forward`] returned with `tape`.
+    pub(super) fn encoder_backward(&self, tape: Tape, g_cls: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        let VitDims { hidden: e, heads: h, patch: p, layer_norm_eps: eps, .. } = self.dims;
+        let w = |key: &str| -> Result<Tensor> { Ok(self.p(key)?.detach()) };
+        let mut grads = Vec::with_capacity(16 * self.dims.layers + 8);
+        let (dx, dgamma, dbeta) = layer_norm_backward(&tape.last, g_cls, &w("encoder.layernorm.weight")?, eps)?;
+        grads.push(("encoder.layernorm.weight".to_string(), dgamma));
+        grads.push(("encoder.layernorm.bias".to_string(), dbeta));
+        let (n, t) = (tape.layers.first().map_or(Ok(0), |l| l.x0.dim(0))?, tape.patches.dim(1)? + 1);
+        // Only the CLS row reaches the loss: the last layer's output gradient is zero elsewhere.
+        let mut g = Tensor::cat(&[&dx.unsqueeze(1)?, &Tensor::zeros((n, t - 1, e), DType::F32, dx.device())?], 1)?;
+        let scale = 1.0 / ((e / h) as f64).sqrt();
+        for (i, lt) in tape.layers.into_iter().enumerate().rev() {
+            let l = layer(i);
+            let mut push = |name: &str, d: Tensor| grads.push((format!("{l}.{name}"), d));
+            // MLP: x = x1 + gelu(h2·W1ᵀ + b1)·W2ᵀ + b2.
+            let (g_a, dw2, db2) =
+                crate::ops::train::linear_backward(&lt.a, &w(&format!("{l}.output.dense.weight"))?, &g)?;
+            push("output.dense.weight", dw2);
+            push("output.dense.bias", db2);
+            let g_u = gelu_backward(&lt.u, &g_a)?;
+            let (g_h2, dw1, db1) =
+                crate::ops::train::linear_backward(&lt.h2, &w(&format!("{l}.intermediate.dense.weight"))?, &g_u)?;
+            push("intermediate.dense.weight", dw1);
+            push("intermediate.dense.bias", db1);
+            let (dx1, dgamma, dbeta) =
+                layer_norm_backward(&lt.x1, &g_h2, &w(&format!("{l}.layernorm_after.weight"))?, eps)?;
+            push("layernorm_after.weight", dgamma);
+            push("layernorm_after.bias", dbeta);
+            let g_x1 = (&g + dx1)?;
+            // Attention: x1 = x0 + merge(softmax(Q·Kᵀ)·V)·Woᵀ + bo, Q scaled by 1/√d through its weights.
+            let (g_ctx, dwo, dbo) =
+                crate::ops::train::linear_backward(&lt.ctx, &w(&format!("{l}.attention.output.dense.weight"))?, &g_x1)?;
+            push("attention.output.dense.weight", dwo);
+            push("attention.output.dense.bias", dbo);
+            let g_c = heads(&g_ctx, h)?;
+            let g_probs = g_c.matmul(&lt.v.t()?)?;
+            let g_v = lt.probs.t()?.matmul(&g_c)?;
+            let g_s = softmax_backward(&lt.probs, &g_probs)?;
+            let g_q = g_s.matmul(&lt.k)?;
+            let g_k = g_s.t()?.matmul(&lt.q)?;
+            let att = "attention.attention";
+            let mut g_h1: Option<Tensor> = None;
+            for (name, g_proj, factor) in [("query", &g_q, scale), ("key", &g_k, 1.0), ("value", &g_v, 1.0)] {
+                let weight = (w(&format!("{l}.{att}.{name}.weight"))? * factor)?;
+                let (dh, dw, db) = crate::ops::train::linear_backward(&lt.h1, &weight, &merge(g_proj)?)?;
+                push(&format!("{att}.{name}.weight"), (dw * factor)?);
+                push(&format!("{att}.{name}.bias"), (db * factor)?);
+                g_h1 = Some(match g_h1 {
+                    Some(acc) => (acc + dh)?,
+                    None => dh,
+                });
+            }
+            let g_h1 = g_h1.ok_or_else(|| crate::Error::Internal("no attention projection".into()))?;
+            let (dx0, dgamma, dbeta) =
+                layer_norm_backward(&lt.x0, &g_h1, &w(&format!("{l}.layernorm_before.weight"))?, eps)?;
+            push("layernorm_before.weight", dgamma);
+            push("layernorm_before.bias", dbeta);
+            g = (g_x1 + dx0)?;
+        }
+        // Embeddings: x = cat(cls, patches·Wᵀ + b) + positions.
+        let pre = "encoder.embeddings";
+        grads.push((format!("{pre}.position_embeddings"), g.sum_keepdim(0)?));
+        grads.push((format!("{pre}.cls_token"), g.narrow(1, 0, 1)?.sum_keepdim(0)?));
+        let weight = w(&format!("{pre}.patch_embeddings.projection.weight"))?;
+        let flat = weight.reshape((e, 3 * p * p))?;
+        let (_, dw, db) =
+            crate::ops::train::linear_backward(&tape.patches, &flat, &g.narrow(1, 1, t - 1)?.contiguous()?)?;
+        grads.push((format!("{pre}.patch_embeddings.projection.weight"), dw.reshape(weight.shape())?));
+        grads.push((format!("{pre}.patch_embeddings.projection.bias"), db));
+        Ok(grads)
+    }
+}
