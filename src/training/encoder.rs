@@ -25,11 +25,11 @@ struct LayerTape {
     probs: Tensor,
     /// The heads merged back, (N, T, E).
     ctx: Tensor,
-    /// After the attention's residual, the second LayerNorm's output, the MLP's pre-activation and activation.
+    /// After the attention's residual, the second LayerNorm's output and the MLP's pre-activation (its GELU is
+    /// recomputed in the backward rather than kept: four times the hidden size per layer).
     x1: Tensor,
     h2: Tensor,
     u: Tensor,
-    a: Tensor,
 }
 
 /// The encoder's forward activations.
@@ -119,6 +119,9 @@ impl TrainableLeWm {
             };
             let proj = |x: &Tensor, name: &str, factor: f64| -> Result<Tensor> {
                 let (wt, b) = (w(&format!("{l}.{name}.weight"))?, w(&format!("{l}.{name}.bias"))?);
+                if factor == 1.0 {
+                    return linear(x, &wt, Some(&b));
+                }
                 linear(x, &(wt * factor)?, Some(&(b * factor)?))
             };
             let x0 = x;
@@ -132,9 +135,8 @@ impl TrainableLeWm {
             let x1 = (&x0 + proj(&ctx, "attention.output.dense", 1.0)?)?;
             let h2 = ln(&x1, "layernorm_after")?;
             let u = proj(&h2, "intermediate.dense", 1.0)?;
-            let a = gelu(&u)?;
-            x = (&x1 + proj(&a, "output.dense", 1.0)?)?;
-            layers.push(LayerTape { x0, h1, q, k, v, probs, ctx, x1, h2, u, a });
+            x = (&x1 + proj(&gelu(&u)?, "output.dense", 1.0)?)?;
+            layers.push(LayerTape { x0, h1, q, k, v, probs, ctx, x1, h2, u });
         }
         let last = x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
         let cls = affine_layer_norm(&last, &w("encoder.layernorm.weight")?, &w("encoder.layernorm.bias")?, eps)?;
@@ -150,7 +152,7 @@ impl TrainableLeWm {
         let (dx, dgamma, dbeta) = layer_norm_backward(&tape.last, g_cls, &w("encoder.layernorm.weight")?, eps)?;
         grads.push(("encoder.layernorm.weight".to_string(), dgamma));
         grads.push(("encoder.layernorm.bias".to_string(), dbeta));
-        let (n, t) = (tape.layers.first().map_or(Ok(0), |l| l.x0.dim(0))?, tape.patches.dim(1)? + 1);
+        let (n, t) = (tape.patches.dim(0)?, tape.patches.dim(1)? + 1);
         // Only the CLS row reaches the loss: the last layer's output gradient is zero elsewhere.
         let mut g = Tensor::cat(&[&dx.unsqueeze(1)?, &Tensor::zeros((n, t - 1, e), DType::F32, dx.device())?], 1)?;
         let scale = 1.0 / ((e / h) as f64).sqrt();
@@ -158,8 +160,9 @@ impl TrainableLeWm {
             let l = layer(i);
             let mut push = |name: &str, d: Tensor| grads.push((format!("{l}.{name}"), d));
             // MLP: x = x1 + gelu(h2·W1ᵀ + b1)·W2ᵀ + b2.
-            let (g_a, dw2, db2) =
-                crate::ops::train::linear_backward(&lt.a, &w(&format!("{l}.output.dense.weight"))?, &g)?;
+            let a = gelu(&lt.u)?;
+            let (g_a, dw2, db2) = crate::ops::train::linear_backward(&a, &w(&format!("{l}.output.dense.weight"))?, &g)?;
+            drop(a);
             push("output.dense.weight", dw2);
             push("output.dense.bias", db2);
             let g_u = gelu_backward(&lt.u, &g_a)?;
@@ -186,10 +189,12 @@ impl TrainableLeWm {
             let att = "attention.attention";
             let mut g_h1: Option<Tensor> = None;
             for (name, g_proj, factor) in [("query", &g_q, scale), ("key", &g_k, 1.0), ("value", &g_v, 1.0)] {
-                let weight = (w(&format!("{l}.{att}.{name}.weight"))? * factor)?;
+                let weight = w(&format!("{l}.{att}.{name}.weight"))?;
+                let weight = if factor == 1.0 { weight } else { (weight * factor)? };
                 let (dh, dw, db) = crate::ops::train::linear_backward(&lt.h1, &weight, &merge(g_proj)?)?;
-                push(&format!("{att}.{name}.weight"), (dw * factor)?);
-                push(&format!("{att}.{name}.bias"), (db * factor)?);
+                let (dw, db) = if factor == 1.0 { (dw, db) } else { ((dw * factor)?, (db * factor)?) };
+                push(&format!("{att}.{name}.weight"), dw);
+                push(&format!("{att}.{name}.bias"), db);
                 g_h1 = Some(match g_h1 {
                     Some(acc) => (acc + dh)?,
                     None => dh,
@@ -206,11 +211,13 @@ impl TrainableLeWm {
         let pre = "encoder.embeddings";
         grads.push((format!("{pre}.position_embeddings"), g.sum_keepdim(0)?));
         grads.push((format!("{pre}.cls_token"), g.narrow(1, 0, 1)?.sum_keepdim(0)?));
-        let weight = w(&format!("{pre}.patch_embeddings.projection.weight"))?;
-        let flat = weight.reshape((e, 3 * p * p))?;
-        let (_, dw, db) =
-            crate::ops::train::linear_backward(&tape.patches, &flat, &g.narrow(1, 1, t - 1)?.contiguous()?)?;
-        grads.push((format!("{pre}.patch_embeddings.projection.weight"), dw.reshape(weight.shape())?));
+        // The patch projection's weight and bias only (the frames need no gradient): gᵀ·patches and 1ᵀ·g.
+        let shape = self.p(&format!("{pre}.patch_embeddings.projection.weight"))?.shape().clone();
+        let rows = n * (t - 1);
+        let g_tokens = g.narrow(1, 1, t - 1)?.contiguous()?.reshape((rows, e))?;
+        let dw = g_tokens.t()?.matmul(&tape.patches.reshape((rows, 3 * p * p))?)?;
+        let db = Tensor::ones((1, rows), DType::F32, g.device())?.matmul(&g_tokens)?.reshape(e)?;
+        grads.push((format!("{pre}.patch_embeddings.projection.weight"), dw.reshape(shape)?));
         grads.push((format!("{pre}.patch_embeddings.projection.bias"), db));
         Ok(grads)
     }

@@ -278,17 +278,26 @@ impl Trainer {
 
     /// The objective and the gradients of every parameter, as [`TrainOptions::encoder_grad`] says (train mode).
     pub fn gradients(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>) -> Result<(LewmLoss, GradStore)> {
+        // The returned loss terms are detached: holding them must not keep the step's graph (and its activations)
+        // alive through clipping and the update.
+        let detached = |l: LewmLoss| LewmLoss {
+            pred_loss: l.pred_loss.detach(),
+            sigreg_loss: l.sigreg_loss.detach(),
+            loss: l.loss.detach(),
+        };
         if self.options.encoder_grad == EncoderGrad::Autograd {
             let loss = self.loss(batch, proj_matrix, Mode::Train)?;
             let grads = loss.loss.backward()?;
-            return Ok((loss, grads));
+            return Ok((detached(loss), grads));
         }
         let (b, t) = (batch.pixels.dim(0)?, batch.pixels.dim(1)?);
         let (cls, tape) = self.model.encoder_forward(&self.model.frames(&batch.pixels)?)?;
         let cls = Var::from_tensor(&cls)?;
         let (emb, act_emb) = self.model.encode_from_cls(cls.as_tensor(), &batch.actions, (b, t), Mode::Train)?;
         let loss = self.objective(&emb, &act_emb, proj_matrix, Mode::Train)?;
+        drop((emb, act_emb));
         let mut grads = loss.loss.backward()?;
+        let loss = detached(loss);
         let g_cls = grads
             .remove(cls.as_tensor())
             .ok_or_else(|| Error::Internal("the objective does not depend on the encoder".into()))?;
