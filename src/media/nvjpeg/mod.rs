@@ -179,6 +179,26 @@ fn check_soi(bytes: &[u8]) -> Result<(), MediaError> {
     }
 }
 
+/// The most pixels a JPEG may claim per byte of the file. Huffman-coded JPEGs (the ones nvJPEG decodes) spend at
+/// least one bit on every 8×8 luma block — baseline a DC and an end-of-block code, progressive its DC scan — so a
+/// valid file carries at most 512 pixels per byte; eight times that leaves room for any encoder while a header
+/// that claims a huge image in a small file (a decompression bomb) is refused before anything is allocated for it.
+const MAX_PIXELS_PER_BYTE: u64 = 4096;
+
+/// Refuses a header whose `width × height` is more than [`MAX_PIXELS_PER_BYTE`] per byte of the `len`-byte file.
+fn check_plausible_size(width: u32, height: u32, len: usize) -> Result<(), MediaError> {
+    let pixels = u64::from(width) * u64::from(height);
+    let most = (len as u64).saturating_mul(MAX_PIXELS_PER_BYTE);
+    if pixels > most {
+        return Err(MediaError::NotJpeg {
+            reason: format!(
+                "the header claims {width}x{height} pixels in {len} bytes, more than a JPEG can encode in that                  size ({MAX_PIXELS_PER_BYTE} pixels per byte at most)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// An nvJPEG library handle (`nvjpegHandle_t`), destroyed on drop.
 pub struct Handle {
     raw: sys::nvjpegHandle_t,
@@ -507,7 +527,9 @@ impl Decoder {
     /// The header of `bytes`, refused when it is not an image swm decodes.
     fn checked_info(&self, bytes: &[u8]) -> Result<ImageInfo, MediaError> {
         let info = self.image_info(bytes)?;
-        // The header states the size: refuse what no camera frame is before allocating for it.
+        // The header states the size: refuse what no camera frame is, or what the file is too small to hold,
+        // before allocating for it.
+        check_plausible_size(info.width, info.height, bytes.len())?;
         let max = crate::ops::resize::MAX_SIDE as u32;
         if info.width > max || info.height > max {
             return Err(MediaError::Unsupported {
@@ -717,6 +739,17 @@ mod tests {
         );
         assert_eq!(check_soi(&[]).unwrap_err().to_string(), "not a JPEG: no bytes");
         assert!(check_soi(&[0xFF, 0xD8]).unwrap_err().is_bad_input());
+    }
+
+    #[test]
+    fn a_header_claiming_more_pixels_than_the_file_can_hold_is_refused() {
+        // A 1 KB file can hold at most 4 M pixels; a 640×480 frame of 30 KB passes with room to spare.
+        assert!(check_plausible_size(640, 480, 30_000).is_ok());
+        assert!(check_plausible_size(2048, 2048, 1024).is_ok());
+        let err = check_plausible_size(16_384, 16_384, 1024).unwrap_err();
+        assert!(err.is_bad_input(), "{err}");
+        assert!(err.to_string().contains("16384x16384 pixels in 1024 bytes"), "{err}");
+        assert!(check_plausible_size(u32::MAX, u32::MAX, usize::MAX).is_ok(), "no overflow");
     }
 
     #[test]
