@@ -1,5 +1,6 @@
-//! The ViT encoder's training pass with a hand-written backward ([`EncoderGrad::Manual`]): the forward runs on
-//! detached parameters and keeps the activations each layer's backward needs (a tape); the backward walks the
+//! The ViT encoder's training forward, and its hand-written backward ([`EncoderGrad::Manual`]). The forward is one
+//! function for both ways of differentiating it: through Candle's graph (attached parameters, nothing kept), or on
+//! detached parameters keeping the activations each layer's backward needs (a tape); the backward walks the
 //! layers in reverse with GEMMs and the fused backward kernels, from the gradient of the CLS features, and returns
 //! every encoder parameter's gradient. Candle's autograd does the same work through its graph, where every edge
 //! adds a gradient into a fresh zero tensor and every op is a host-issued launch: the encoder is ~90 % of LeWM's
@@ -96,14 +97,19 @@ fn gelu_backward(x: &Tensor, g: &Tensor) -> Result<Tensor> {
 }
 
 impl TrainableLeWm {
-    /// The encoder's forward on detached parameters: (N, 3, S, S) frames → the CLS features (N, E) (not part of
-    /// any graph) and the tape [`TrainableLeWm::encoder_backward`] reads.
-    pub(super) fn encoder_forward(&self, pixels: &Tensor) -> Result<(Tensor, Tape)> {
+    /// The Hugging Face ViT: (N, 3, S, S) frames → the CLS features (N, E) after the final LayerNorm. With `tape`,
+    /// on detached parameters (the features are part of no graph) and returning the tape
+    /// [`TrainableLeWm::encoder_backward`] reads; without, through Candle's graph.
+    pub(super) fn encoder_forward(&self, pixels: &Tensor, tape: bool) -> Result<(Tensor, Option<Tape>)> {
         let VitDims { hidden: e, heads: h, patch: p, layer_norm_eps: eps, .. } = self.dims;
         let g = self.dims.grid();
         let n = pixels.dim(0)?;
-        let w = |key: &str| -> Result<Tensor> { Ok(self.p(key)?.detach()) };
+        let w = |key: &str| -> Result<Tensor> {
+            let t = self.p(key)?;
+            Ok(if tape { t.detach() } else { t })
+        };
         let pre = "encoder.embeddings";
+        // The stride-P convolution as a matmul over non-overlapping patches flattened in (channel, row, col).
         let patches =
             pixels.detach().reshape((n, 3, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.reshape((n, g * g, 3 * p * p))?;
         let weight = w(&format!("{pre}.patch_embeddings.projection.weight"))?.reshape((e, 3 * p * p))?;
@@ -117,6 +123,7 @@ impl TrainableLeWm {
             let ln = |x: &Tensor, name: &str| -> Result<Tensor> {
                 affine_layer_norm(x, &w(&format!("{l}.{name}.weight"))?, &w(&format!("{l}.{name}.bias"))?, eps)
             };
+            // The softmax scale multiplies the query's weights and bias (small tensors) rather than the queries.
             let proj = |x: &Tensor, name: &str, factor: f64| -> Result<Tensor> {
                 let (wt, b) = (w(&format!("{l}.{name}.weight"))?, w(&format!("{l}.{name}.bias"))?);
                 if factor == 1.0 {
@@ -136,11 +143,14 @@ impl TrainableLeWm {
             let h2 = ln(&x1, "layernorm_after")?;
             let u = proj(&h2, "intermediate.dense", 1.0)?;
             x = (&x1 + proj(&gelu(&u)?, "output.dense", 1.0)?)?;
-            layers.push(LayerTape { x0, h1, q, k, v, probs, ctx, x1, h2, u });
+            if tape {
+                layers.push(LayerTape { x0, h1, q, k, v, probs, ctx, x1, h2, u });
+            }
         }
+        // LayerNorm is per token: normalising only the CLS row equals upstream's norm-then-select.
         let last = x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
         let cls = affine_layer_norm(&last, &w("encoder.layernorm.weight")?, &w("encoder.layernorm.bias")?, eps)?;
-        Ok((cls, Tape { patches, layers, last }))
+        Ok((cls, tape.then_some(Tape { patches, layers, last })))
     }
 
     /// The gradients of every encoder parameter, by name, from the gradient `g_cls` (N, E) of the CLS features

@@ -185,7 +185,7 @@ impl TrainableLeWm {
     pub fn encode(&mut self, pixels: &Tensor, actions: &Tensor, mode: Mode) -> Result<(Tensor, Tensor)> {
         let frames = self.frames(pixels)?;
         let (b, t) = (pixels.dim(0)?, pixels.dim(1)?);
-        let cls = self.vit(&frames)?;
+        let (cls, _) = self.encoder_forward(&frames, false)?;
         self.encode_from_cls(&cls, actions, (b, t), mode)
     }
 
@@ -232,46 +232,6 @@ impl TrainableLeWm {
             Some(cfg) => self.mlp(&out.reshape((b * t, ()))?, "pred_proj", &cfg, mode)?.reshape((b, t, ()))?,
             None => out,
         })
-    }
-
-    /// The Hugging Face ViT: (N, 3, S, S) -> (N, E) CLS features after the final LayerNorm.
-    fn vit(&self, pixels: &Tensor) -> Result<Tensor> {
-        let VitDims { hidden: e, heads, patch: p, layer_norm_eps: eps, .. } = self.dims;
-        let g = self.dims.grid();
-        let n = pixels.dim(0)?;
-        let pre = "encoder.embeddings";
-        // The stride-P convolution as a matmul over non-overlapping patches flattened in (channel, row, col).
-        let patches =
-            pixels.reshape((n, 3, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.reshape((n, g * g, 3 * p * p))?;
-        let weight = self.p(&format!("{pre}.patch_embeddings.projection.weight"))?.reshape((e, 3 * p * p))?;
-        let bias = self.p(&format!("{pre}.patch_embeddings.projection.bias"))?;
-        let tokens = linear(&patches, &weight, Some(&bias))?;
-        let cls = self.p(&format!("{pre}.cls_token"))?.broadcast_as((n, 1, e))?;
-        let mut x = Tensor::cat(&[&cls, &tokens], 1)?.broadcast_add(&self.p(&format!("{pre}.position_embeddings"))?)?;
-        let tokens = g * g + 1;
-        let d = e / heads;
-        let scale = 1.0 / (d as f64).sqrt();
-        for i in 0..self.dims.layers {
-            let l = format!("encoder.encoder.layer.{i}");
-            let h = self.layer_norm(&x, &format!("{l}.layernorm_before"), eps)?;
-            // Each projection split into heads (n, heads, tokens, d); the softmax scale multiplies the query's
-            // weights and bias (small tensors) rather than the queries.
-            let split = |name: &str, factor: f64| -> Result<Tensor> {
-                let prefix = format!("{l}.attention.attention.{name}");
-                let (w, b) = (self.p(&format!("{prefix}.weight"))?, self.p(&format!("{prefix}.bias"))?);
-                let y = linear(&h, &(w * factor)?, Some(&(b * factor)?))?;
-                Ok(y.reshape((n, tokens, heads, d))?.transpose(1, 2)?.contiguous()?)
-            };
-            let (q, k, v) = (split("query", scale)?, split("key", 1.0)?, split("value", 1.0)?);
-            let probs = softmax(&q.matmul(&k.t()?)?)?;
-            let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((n, tokens, e))?;
-            x = (x + self.linear(&ctx, &format!("{l}.attention.output.dense"))?)?;
-            let h = self.layer_norm(&x, &format!("{l}.layernorm_after"), eps)?;
-            let hidden = gelu(&self.linear(&h, &format!("{l}.intermediate.dense"))?)?;
-            x = (x + self.linear(&hidden, &format!("{l}.output.dense"))?)?;
-        }
-        // LayerNorm is per token: normalising only the CLS row equals upstream's norm-then-select.
-        self.layer_norm(&x.narrow(1, 0, 1)?.squeeze(1)?, "encoder.layernorm", eps)
     }
 
     /// upstream's `MLP`: `Linear -> norm -> GELU -> Linear` on (N, in) rows.

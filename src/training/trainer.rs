@@ -291,7 +291,8 @@ impl Trainer {
             return Ok((detached(loss), grads));
         }
         let (b, t) = (batch.pixels.dim(0)?, batch.pixels.dim(1)?);
-        let (cls, tape) = self.model.encoder_forward(&self.model.frames(&batch.pixels)?)?;
+        let (cls, tape) = self.model.encoder_forward(&self.model.frames(&batch.pixels)?, true)?;
+        let tape = tape.ok_or_else(|| Error::Internal("the encoder kept no tape".into()))?;
         let cls = Var::from_tensor(&cls)?;
         let (emb, act_emb) = self.model.encode_from_cls(cls.as_tensor(), &batch.actions, (b, t), Mode::Train)?;
         let loss = self.objective(&emb, &act_emb, proj_matrix, Mode::Train)?;
