@@ -255,6 +255,11 @@ fn npz_batches_are_normalised_or_refused_with_typed_errors() {
         let want = (b as f32 / 255.0 - norm.mean[c]) / norm.std[c];
         assert!((g - want).abs() <= 1e-5, "element {i}: {g} vs {want}");
     }
+    // An archive numpy wrote (np.savez: ZIP64, data descriptors) reads through the bounded reader.
+    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let numpy = Batch::from_npz(&root.join("tests/fixtures/train-tiny/batch_u8.npz"), &norm, &Device::Cpu).unwrap();
+    assert_eq!(numpy.pixels().dims(), &[2, 2, 3, 4, 4]);
+    assert_eq!(numpy.actions().dims(), &[2, 2, 4]);
     // Channel-last frames, a missing array and integer actions are typed errors naming the problem.
     let hwc = pixels.permute((0, 1, 3, 4, 2)).unwrap().contiguous().unwrap();
     Tensor::write_npz(&[("pixels", &hwc), ("actions", &actions)], tmp.join("hwc.npz")).unwrap();

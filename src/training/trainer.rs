@@ -153,14 +153,17 @@ impl Batch {
     /// Reads an NPZ with `pixels` (B, T, 3, H, W) — `uint8` (scaled to [0, 1] and normalised with `norm` on the
     /// device) or float (already preprocessed) — and `actions` (B, T, A), onto `device`.
     pub fn from_npz(path: &Path, norm: &ImageNormalization, device: &Device) -> Result<Self> {
-        let arrays =
-            Tensor::read_npz(path).map_err(|e| Error::invalid_input("batch", format!("{}: {e}", path.display())))?;
-        let find = |name: &str| {
-            arrays
-                .iter()
-                .find(|(k, _)| k == name || k.strip_suffix(".npy") == Some(name))
-                .map(|(_, t)| t.clone())
-                .ok_or_else(|| Error::invalid_input("batch", format!("{} has no `{name}` array", path.display())))
+        // The bounded reader: `np.savez` archives whose arrays hold exactly what their headers say (a header
+        // claiming a huge shape is an error, not an allocation).
+        let npz_error = |reason: String| Error::invalid_input("batch", format!("{}: {reason}", path.display()));
+        let arrays = swm_weights::read_npz(path, &swm_weights::Limits::default())
+            .map_err(|e| npz_error(format!("{e} (an np.savez archive of `pixels` and `actions`)")))?;
+        let find = |name: &str| -> Result<Tensor> {
+            let raw =
+                arrays.iter().find(|t| t.info.name == name).ok_or_else(|| npz_error(format!("no `{name}` array")))?;
+            let dtype = crate::checkpoint::candle_dtype(raw.info.dtype)
+                .ok_or_else(|| npz_error(format!("`{name}` is {}, not a supported dtype", raw.info.dtype)))?;
+            Ok(Tensor::from_raw_buffer(&raw.data, dtype, &raw.info.shape, &Device::Cpu)?)
         };
         let (pixels, actions) = (find("pixels")?, find("actions")?);
         if pixels.rank() != 5 || pixels.dim(2)? != 3 {

@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod npz;
 mod pickle;
 mod safetensors;
 mod source;
@@ -48,6 +49,7 @@ mod view;
 pub mod zip;
 
 pub use error::WeightsError;
+pub use npz::read_npz;
 pub use safetensors::SafetensorsFile;
 pub use torch::TorchFile;
 
