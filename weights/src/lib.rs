@@ -12,6 +12,9 @@
 //! * [`SafetensorsFile`]: the safetensors format; the header is validated (duplicates, offsets, coverage of
 //!   the data region) before any tensor byte is read.
 //!
+//! [`read_npz`] reads the NumPy archives `np.savez` writes (training batches) through the same zip reader, each
+//! array's header checked against the bytes it holds.
+//!
 //! Files are read with positioned reads of the ranges that are needed: nothing reads a file whole, and no
 //! `unsafe` code is used (no memory map). Nothing here panics on malformed input: every problem is a
 //! [`WeightsError`] naming what was wrong (the zip member, the pickle opcode and offset, the tensor key).
