@@ -61,6 +61,7 @@ int main(int argc, char **argv) {
   }
   double *plan = malloc(sizeof(double) * (size_t)steps), *full = malloc(sizeof(double) * (size_t)steps);
   double *around = malloc(sizeof(double) * (size_t)steps), *handover = malloc(sizeof(double) * (size_t)steps);
+  double *before = malloc(sizeof(double) * (size_t)steps), *after = malloc(sizeof(double) * (size_t)steps);
   float actions[256];
   for (int i = -20; i < steps; i++) { /* 20 warm-up steps capture the graphs */
     double t0 = now_us();
@@ -74,6 +75,8 @@ int main(int argc, char **argv) {
       full[i] = (t2 - t0) - r.wall_ms * 1e3;
       around[i] = (r.job_ms - r.wall_ms) * 1e3; /* on the engine thread, outside the step */
       handover[i] = (t2 - t1) - r.job_ms * 1e3; /* between the threads */
+      before[i] = r.before_step_ms * 1e3;       /* the observation built from the staged inputs */
+      after[i] = r.after_step_ms * 1e3;         /* the result read into the reply */
     }
   }
   /* The hand-over alone: a call that goes to the engine thread and does no GPU work. */
@@ -88,10 +91,14 @@ int main(int argc, char **argv) {
   report("swm_engine_plan call", plan, steps);
   report("staging the observation + swm_engine_plan", full, steps);
   report("  of which: on the engine thread, outside the step", around, steps);
+  report("    before the step (observation)", before, steps);
+  report("    after the step (result)", after, steps);
   report("  of which: handing the call over and back", handover, steps);
   report("engine-thread round trip (set_deadline)", hop, steps);
   free(hop);
   free(around);
+  free(before);
+  free(after);
   free(handover);
   free(plan);
   free(full);

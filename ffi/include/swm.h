@@ -264,6 +264,11 @@ typedef struct swm_plan_result {
   // the work around the step (added in struct size 64). For `swm_engine_plan_collect`: the collecting job only
   // (`wall_ms` then spans from the issue to the collection).
   double job_ms;
+  // Of `job_ms`, the host time before the step (the staged inputs made an observation), ms (added in struct
+  // size 80).
+  double before_step_ms;
+  // Of `job_ms`, the host time after the step (its result read into the reply), ms (struct size 80).
+  double after_step_ms;
 } swm_plan_result;
 
 // Changes to the planner (`swm_engine_set_planner`); zero fields keep their value.

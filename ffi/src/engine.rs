@@ -61,6 +61,10 @@ pub(crate) struct Planned {
     pub wall: Duration,
     /// The whole job on the engine thread (observation, step, result).
     pub job: Duration,
+    /// Of `job`, the time before the step's call (the observation built from the staged inputs).
+    pub before_step: Duration,
+    /// Of `job`, the time after the step's call returned (the result read into the reply).
+    pub after_step: Duration,
 }
 
 /// Inputs staged by one calling thread, by input name.
@@ -70,6 +74,10 @@ pub(crate) type StagedInputs = Vec<(String, Staged)>;
 pub(crate) struct State {
     pub engine: Engine,
     pub device: Device,
+    /// The last job's inputs, dropped after its reply ([`State::after_reply`]).
+    spent: Vec<(String, Ready)>,
+    /// The last job stepped the engine: check after the reply that the planner's graph is captured.
+    stepped: bool,
 }
 
 impl State {
@@ -77,10 +85,10 @@ impl State {
     pub fn open(dir: &std::path::Path, options: &EngineOptions) -> Result<Self, Failure> {
         let engine = Engine::open(dir, options)?;
         let device = engine.device().clone();
-        Ok(Self { engine, device })
+        Ok(Self { engine, device, spent: Vec::new(), stepped: false })
     }
 
-    /// Runs `f` on the observation made of `staged`.
+    /// Runs `f` on the observation made of `staged`; the inputs are kept until [`State::after_reply`].
     fn with_observation<R>(
         &mut self,
         staged: StagedInputs,
@@ -89,7 +97,8 @@ impl State {
         // Host inputs stay host tensors (moved, not copied, out of the staged buffers): the engine step uploads
         // them, exactly as for a Rust caller of `Engine::step` with host tensors (so the step's reported wall time
         // covers the same work).
-        let mut ready = Vec::with_capacity(staged.len());
+        let mut ready = std::mem::take(&mut self.spent);
+        ready.clear();
         for (name, s) in staged {
             let r = match s {
                 Staged::State(v) => {
@@ -105,22 +114,37 @@ impl State {
             };
             ready.push((name, r));
         }
-        let files: Vec<[&[u8]; 1]> = ready
-            .iter()
-            .map(|(_, r)| match r {
-                Ready::Jpeg(bytes) => [bytes.as_slice()],
-                _ => [&[][..]],
-            })
-            .collect();
-        let mut obs = Observation::new();
-        for ((name, r), file) in ready.iter().zip(&files) {
-            obs = match r {
-                Ready::State(t) => obs.state(name, t),
-                Ready::Image(t, layout) => obs.image(name, t, *layout),
-                Ready::Jpeg(_) => obs.jpeg(name, file),
-            };
+        let result = {
+            let files: Vec<[&[u8]; 1]> = ready
+                .iter()
+                .map(|(_, r)| match r {
+                    Ready::Jpeg(bytes) => [bytes.as_slice()],
+                    _ => [&[][..]],
+                })
+                .collect();
+            let mut obs = Observation::new();
+            for ((name, r), file) in ready.iter().zip(&files) {
+                obs = match r {
+                    Ready::State(t) => obs.state(name, t),
+                    Ready::Image(t, layout) => obs.image(name, t, *layout),
+                    Ready::Jpeg(_) => obs.jpeg(name, file),
+                };
+            }
+            f(&mut self.engine, &obs)
+        };
+        self.spent = ready;
+        result
+    }
+
+    /// What a job leaves for after its reply: its inputs are dropped (a device frame's buffer freed) and, after a
+    /// step, the planner's graph is captured if the step left it missing (a deadline-bounded step never captures
+    /// it, and the C ABI has no warm-up call). A capture that fails here is not lost: a step without a deadline
+    /// captures before it plans and reports the failure; one with a deadline plans eagerly, as before.
+    pub fn after_reply(&mut self) {
+        self.spent.clear();
+        if std::mem::take(&mut self.stepped) && !self.engine.is_prepared() {
+            let _ = self.engine.prepare();
         }
-        f(&mut self.engine, &obs)
     }
 
     /// `staged` becomes the goal (LeWM).
@@ -131,19 +155,19 @@ impl State {
     /// Plans from the observation `staged` (every input of the model's schema).
     pub fn plan(&mut self, staged: StagedInputs) -> Result<Planned, Failure> {
         let start = std::time::Instant::now();
-        let mut planned = self.with_observation(staged, |engine, obs| Ok(planned(&engine.step(obs)?)))?;
-        self.capture_after_step()?;
+        let mut called = start;
+        let mut returned = start;
+        let mut planned = self.with_observation(staged, |engine, obs| {
+            called = std::time::Instant::now();
+            let step = engine.step(obs)?;
+            returned = std::time::Instant::now();
+            Ok(planned(&step))
+        })?;
+        self.stepped = true;
         planned.job = start.elapsed();
+        planned.before_step = called - start;
+        planned.after_step = returned.elapsed();
         Ok(planned)
-    }
-
-    /// A deadline-bounded step never captures the planner's graph (not inside its budget), and the C ABI has no
-    /// warm-up call: capture it after the step that left it missing, so that the next plans replay it.
-    fn capture_after_step(&mut self) -> Result<(), Failure> {
-        if !self.engine.is_prepared() {
-            self.engine.prepare()?;
-        }
-        Ok(())
     }
 
     /// Issues a plan from the observation `staged` without waiting (`Engine::issue`); returns the `CUevent`
@@ -158,9 +182,13 @@ impl State {
     /// Waits for the issued plan and returns it (`Engine::collect`); `SWM_STATUS_BAD_INPUT` when none is in flight.
     pub fn plan_collect(&mut self) -> Result<Planned, Failure> {
         let start = std::time::Instant::now();
-        let mut planned = planned(&self.engine.collect()?);
-        self.capture_after_step()?;
+        let step = self.engine.collect()?;
+        let returned = std::time::Instant::now();
+        let mut planned = planned(&step);
+        self.stepped = true;
         planned.job = start.elapsed();
+        planned.before_step = Duration::ZERO;
+        planned.after_step = returned.elapsed();
         Ok(planned)
     }
 
@@ -267,6 +295,8 @@ fn planned(step: &runtime::engine::Step<'_>) -> Planned {
         plan: step.times.plan,
         wall: step.times.wall,
         job: Duration::ZERO,
+        before_step: Duration::ZERO,
+        after_step: Duration::ZERO,
     }
 }
 

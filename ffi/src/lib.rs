@@ -261,6 +261,11 @@ pub struct swm_plan_result {
     /// the work around the step (added in struct size 64). For `swm_engine_plan_collect`: the collecting job only
     /// (`wall_ms` then spans from the issue to the collection).
     pub job_ms: f64,
+    /// Of `job_ms`, the host time before the step (the staged inputs made an observation), ms (added in struct
+    /// size 80).
+    pub before_step_ms: f64,
+    /// Of `job_ms`, the host time after the step (its result read into the reply), ms (struct size 80).
+    pub after_step_ms: f64,
 }
 
 /// The model behind a handle (`swm_engine_describe`).
@@ -837,6 +842,8 @@ unsafe fn write_plan(
             plan_ms: ms(p.plan),
             wall_ms: ms(p.wall),
             job_ms: ms(p.job),
+            before_step_ms: ms(p.before_step),
+            after_step_ms: ms(p.after_step),
         };
         // SAFETY: `result` holds `result_size` bytes (caller contract; at least 8, checked by the caller).
         unsafe { write_prefix(result, &out, result_size) };

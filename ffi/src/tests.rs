@@ -66,7 +66,7 @@ fn null_and_unknown_handles_are_statuses_with_messages() {
 #[test]
 fn struct_sizes_are_the_documented_versions() {
     // The header's "added in struct size N" notes: versions grow at the end only.
-    assert_eq!(std::mem::size_of::<swm_plan_result>(), 64, "job_ms: added in struct size 64");
+    assert_eq!(std::mem::size_of::<swm_plan_result>(), 80, "before/after_step_ms: added in struct size 80");
     assert_eq!(std::mem::size_of::<swm_engine_options>(), 32, "wait: added in struct size 32");
 }
 

@@ -2,7 +2,9 @@
 //! captured them, so each handle owns one thread that creates the engine and runs every call on it; C threads hand
 //! it closures over a channel and wait for the reply. Calls from several C threads are serialised in arrival
 //! order. The engine thread polls briefly for the next job before sleeping; a caller polls for its reply (spin,
-//! then yield) for the whole call, so that a call costs microseconds, not a thread wake-up.
+//! then yield) for the whole call, so that a call costs microseconds, not a thread wake-up. A job replies as soon
+//! as its result exists; what is left to do (dropping the observation's buffers, capturing a graph a step left
+//! missing) runs after the reply ([`State::after_reply`]), before the next job.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
@@ -16,7 +18,7 @@ use crate::swm_status as SwmStatus;
 
 type Job = Box<dyn FnOnce(&mut State) + Send>;
 
-/// How long a waiting side polls in a spin loop before it yields or sleeps.
+/// How long the engine thread polls for the next job in a spin loop before it sleeps.
 const SPIN: Duration = Duration::from_micros(100);
 
 /// How long a caller waiting for its reply keeps polling (yielding between polls) before it sleeps: longer than
@@ -78,7 +80,8 @@ impl Worker {
         // The caller is blocked for the whole call anyway: it polls for the reply (spinning first, then yielding
         // its CPU between polls, as CUDA's default synchronisation does) instead of sleeping on the channel, whose
         // futex wake-up cost ~130 µs per call on the GPU hosts (measured: swm_engine_plan overhead p50 134 µs with
-        // a sleeping caller). Past `YIELD_FOR` (a call stuck behind a long one) it sleeps.
+        // a sleeping caller). Spinning for the whole call instead of yielding measured no faster (hand-over p50 14
+        // against 13 µs, H200). Past `YIELD_FOR` (a call stuck behind a long one) it sleeps.
         if self.sleep {
             return rx.recv().map_err(|_| dead())?;
         }
@@ -120,7 +123,12 @@ fn run(mut state: State, jobs: Receiver<Job>) {
         };
         let Some(job) = job else { return };
         // A panicking job drops its reply sender: the caller sees the thread stop.
-        if catch_unwind(AssertUnwindSafe(|| job(&mut state))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| {
+            job(&mut state);
+            state.after_reply();
+        }))
+        .is_err()
+        {
             return;
         }
     }

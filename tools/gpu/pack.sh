@@ -7,7 +7,7 @@
 #              needs cargo, which the GPU host lacks)
 #   .whl/      the official stable-worldmodel 0.1.1 wheels (once)
 # and the C examples (examples/c: controller, threads, bench). `LOOP_TESTS=1 FFI=0` packs swm-loop's GPU tests instead
-# of libswm's (both do not fit). Carry: [".gpu", ".gpu-ffi", ".whl",
+# of libswm's (both do not fit); `LOOP=0` leaves swm-loop out (no loop part). Carry: [".gpu", ".gpu-ffi", ".whl",
 # "examples/c/controller", "examples/c/threads", "examples/c/bench"]; run `bash tools/gpu/all.sh` there.
 set -euo pipefail
 shared=${SHARED:-../shared/gpu}
@@ -31,7 +31,8 @@ tests=(--release --test gpu)
 bash "$shared/bundle.sh" --bins --with target/release/examples/controller -- "${tests[@]}"
 [ ! -d .gpu-ffi.tmp ] || mv .gpu-ffi.tmp .gpu-ffi
 xz -T0 -6 -c target/release/libswm.so > .gpu/files/target/release/libswm.so.xz
-xz -T0 -6 -c target/release/swm-loop > .gpu/files/target/release/swm-loop.xz
+# LOOP=0 leaves the daemon out (8 MiB; only tools/gpu/loop.sh needs it).
+[ "${LOOP:-1}" = 0 ] || xz -T0 -6 -c target/release/swm-loop > .gpu/files/target/release/swm-loop.xz
 [ -d .whl ] || bash "$shared/python-wheels.sh" .whl
 size=$(du -smc .gpu $([ -d .gpu-ffi ] && echo .gpu-ffi) .whl examples/c/controller examples/c/threads examples/c/bench | tail -1 | cut -f1)
 echo "pack.sh: ${size} MiB to carry (limit 64, with the working tree)"
