@@ -151,3 +151,76 @@ extern "C" __global__ void bias_add_f32(float* __restrict__ y, const float* __re
     y[i] += b[i % cols];
   }
 }
+
+// The optimiser step over every parameter in a few launches (src/ops/train.rs: `adamw_step`). A tensor table holds
+// the device addresses of each parameter's tensors and its length; blockIdx.y picks the tensor, blockIdx.x a block
+// of its elements (blocks past its end return).
+
+// partial[t · gridDim.x + b] = Σ g² over block b's grid-stride share of gradient t, accumulated in double.
+extern "C" __global__ void sumsq_multi_f32(const unsigned long long* __restrict__ grads,
+                                           const long long* __restrict__ sizes, double* __restrict__ partial) {
+  __shared__ double warp_sums[32];
+  const int t = blockIdx.y;
+  const float* g = (const float*)grads[t];
+  const long long n = sizes[t];
+  double acc = 0.0;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const double v = g[i];
+    acc += v * v;
+  }
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_sums[warp] = acc;
+  __syncthreads();
+  if (warp == 0) {
+    acc = lane < (int)(blockDim.x >> 5) ? warp_sums[lane] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+    if (lane == 0) partial[(long long)t * gridDim.x + blockIdx.x] = acc;
+  }
+}
+
+// One block: out[0] = √(Σ partial) (the global gradient L2 norm), out[1] = the clipping factor
+// min(1, max_norm / (norm + 1e-6)) as torch's clip_grad_norm_ computes it in float (1 when max_norm ≤ 0: no clipping).
+extern "C" __global__ void grad_norm_f32(const double* __restrict__ partial, long long count, float max_norm,
+                                         float* __restrict__ out) {
+  __shared__ double warp_sums[32];
+  double acc = 0.0;
+  for (long long i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_sums[warp] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int w = 0; w < (int)(blockDim.x >> 5); ++w) total += warp_sums[w];
+    const float norm = (float)sqrt(total);
+    out[0] = norm;
+    out[1] = max_norm > 0.0f ? fminf(max_norm / (norm + 1e-6f), 1.0f) : 1.0f;
+  }
+}
+
+// torch.optim.AdamW's update (foreach form) with the gradients scaled by the clipping factor `*coef` first:
+//   g ← g·coef;  p ← p·(1 − lr·λ);  m ← m + (1 − β1)(g − m);  v ← β2·v + (1 − β2)·g²;
+//   p ← p − step_size · m / (√v / √(1 − β2ᵗ) + ε),  step_size = lr / (1 − β1ᵗ).
+// Table rows: parameter, gradient, first and second moment addresses; sizes[t] elements each.
+extern "C" __global__ void adamw_multi_f32(const unsigned long long* __restrict__ table,
+                                           const long long* __restrict__ sizes, const float* __restrict__ coef,
+                                           float decay, float one_minus_beta1, float beta2, float one_minus_beta2,
+                                           float step_size, float bias2_sqrt, float eps) {
+  const int t = blockIdx.y;
+  float* p = (float*)table[4 * t];
+  const float* g = (const float*)table[4 * t + 1];
+  float* m = (float*)table[4 * t + 2];
+  float* v = (float*)table[4 * t + 3];
+  const long long n = sizes[t];
+  const float c = coef[1];
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const float gi = g[i] * c;
+    const float pi = p[i] * decay;
+    const float mi = m[i] + one_minus_beta1 * (gi - m[i]);
+    const float vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi - step_size * (mi / (sqrtf(vi) / bias2_sqrt + eps));
+  }
+}

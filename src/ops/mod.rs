@@ -11,6 +11,7 @@
 //! Launchers check their operands (shape, dtype, layout, device) and return [`KernelError`]; each `unsafe` launch
 //! states the kernel's signature and the buffer sizes it relies on in a `// SAFETY:` comment.
 
+pub mod adamw;
 pub mod bias_act;
 mod error;
 pub mod fault;

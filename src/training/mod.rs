@@ -13,6 +13,7 @@
 mod encoder;
 mod lewm;
 pub mod losses;
+mod optimizer;
 mod trainer;
 
 pub use lewm::{Mode, TrainableLeWm};

@@ -1,17 +1,17 @@
 //! LeWM's training step as upstream's `scripts/train/lewm.py` runs it: `lejepa_forward` in train mode
 //! (`pred_loss + 0.09 · sigreg_loss`), backward, global gradient-norm clipping, and `torch.optim.AdamW` (decoupled
-//! weight decay, bias correction; Candle's [`candle_nn::AdamW`] computes exactly that update). Everything stays on
-//! the device: the loss, the gradient norm and the clipping coefficient are tensors; reading them is the caller's
-//! choice (the CLI prints them once per step).
+//! weight decay, bias correction; swm's fused kernels on CUDA, `candle_nn::AdamW` on the host — see
+//! `optimizer.rs`). Everything stays on the device: the loss, the gradient norm and the clipping coefficient are
+//! tensors; reading them is the caller's choice (the CLI prints them once per step).
 
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use super::lewm::{Mode, TrainableLeWm};
 use super::losses::{lewm_objective_on_any_device, LewmLoss};
+use super::optimizer::{Hyper, Update};
 use crate::error::{Error, Result};
 use crate::ops::preprocess::ImageNormalization;
 
@@ -47,7 +47,7 @@ impl Default for TrainOptions {
             eps: 1e-8,
             clip: Some(1.0),
             num_proj: 1024,
-            encoder_grad: EncoderGrad::Autograd,
+            encoder_grad: EncoderGrad::Manual,
         }
     }
 }
@@ -56,11 +56,11 @@ impl Default for TrainOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EncoderGrad {
     /// Candle's autograd through the whole model.
-    #[default]
     Autograd,
     /// The encoder's hand-written backward (`training::encoder`) from the gradient of its CLS features, Candle's
-    /// autograd for the rest: the same gradients without a graph edge per op in the encoder. Host-tested against
-    /// the autograd path; not yet run on a GPU.
+    /// autograd for the rest: the same gradients without a graph edge per op in the encoder (the default: a
+    /// PushT-sized step 25 % faster than `Autograd` on an H200).
+    #[default]
     Manual,
 }
 
@@ -207,7 +207,7 @@ pub struct StepOutput {
 /// LeWM with its AdamW state: `step` trains on one batch.
 pub struct Trainer {
     model: TrainableLeWm,
-    optimizer: AdamW,
+    optimizer: Update,
     options: TrainOptions,
     steps: usize,
 }
@@ -240,14 +240,15 @@ impl Trainer {
         if options.num_proj == 0 {
             return Err(Error::invalid_input("num_proj", "SIGReg needs at least one direction"));
         }
-        let params = ParamsAdamW {
+        let hyper = Hyper {
             lr: options.lr,
+            weight_decay: options.weight_decay,
             beta1: options.beta1,
             beta2: options.beta2,
             eps: options.eps,
-            weight_decay: options.weight_decay,
+            clip: options.clip,
         };
-        let optimizer = AdamW::new(model.vars(), params)?;
+        let optimizer = Update::new(model.vars(), hyper)?;
         Ok(Self { model, optimizer, options, steps: 0 })
     }
 
@@ -266,7 +267,7 @@ impl Trainer {
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(Error::invalid_input("lr", format!("{lr} is not a valid learning rate")));
         }
-        self.optimizer.set_learning_rate(lr);
+        self.optimizer.set_lr(lr);
         self.options.lr = lr;
         Ok(())
     }
@@ -340,28 +341,8 @@ impl Trainer {
     /// [`StepOutput::grad_norm`]) has already reached the parameters and the moments when this returns: check it
     /// before keeping the model.
     pub fn step(&mut self, batch: &Batch, proj_matrix: Option<&Tensor>) -> Result<StepOutput> {
-        let (loss, mut grads) = self.gradients(batch, proj_matrix)?;
-        let vars = self.model.vars();
-        let mut squares = Vec::with_capacity(vars.len());
-        for var in &vars {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                squares.push(g.sqr()?.sum_all()?);
-            }
-        }
-        if squares.is_empty() {
-            return Err(Error::Internal("the objective reached no parameter".into()));
-        }
-        let grad_norm = Tensor::stack(&squares, 0)?.sum_all()?.sqrt()?;
-        if let Some(max_norm) = self.options.clip {
-            // clip_grad_norm_: every gradient times min(1, max_norm / (norm + 1e-6)), computed on the device.
-            let coef = ((grad_norm.clone() + 1e-6)?.recip()? * max_norm)?.clamp(0f32, 1f32)?;
-            for var in &vars {
-                if let Some(g) = grads.remove(var.as_tensor()) {
-                    grads.insert(var.as_tensor(), g.broadcast_mul(&coef)?);
-                }
-            }
-        }
-        self.optimizer.step(&grads)?;
+        let (loss, grads) = self.gradients(batch, proj_matrix)?;
+        let grad_norm = self.optimizer.step(grads)?;
         self.steps += 1;
         Ok(StepOutput { loss, grad_norm })
     }

@@ -10,11 +10,12 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use swm::artifact::{convert, Artifact, Checkpoint};
 use swm::checkpoint::LoadOptions;
 use swm::config::ModelConfig;
 use swm::models::lewm::LeWm;
+use swm::ops::adamw::{adamw_step, grad_norm, AdamWStep};
 use swm::tools::parity;
 use swm::training::losses::{lewm_objective, pldm, temporal_straightening};
 use swm::training::{Batch, EncoderGrad, Mode, TrainOptions, TrainableLeWm, Trainer};
@@ -250,4 +251,77 @@ fn fused_training_ops_match_candle_s_composed_ops() {
             close(&format!("linear {name} {what}"), a, c, 1e-4 * scale);
         }
     }
+}
+
+fn refs(l: &[Tensor]) -> Vec<&Tensor> {
+    l.iter().collect()
+}
+
+/// torch.optim.AdamW's update after clip_grad_norm_, on the host in f64 (the reference of the fused kernels).
+fn adamw_reference(p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], coef: f64, hp: &AdamWStep) {
+    let (b1, b2) = (hp.beta1, hp.beta2);
+    let step_size = hp.lr / (1.0 - b1.powi(hp.step as i32));
+    let bias2_sqrt = (1.0 - b2.powi(hp.step as i32)).sqrt();
+    for i in 0..p.len() {
+        let gi = g[i] * coef;
+        p[i] *= 1.0 - hp.lr * hp.weight_decay;
+        m[i] += (1.0 - b1) * (gi - m[i]);
+        v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
+        p[i] -= step_size * m[i] / (v[i].sqrt() / bias2_sqrt + hp.eps);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn fused_adamw_and_clipping_follow_torch_s_update() {
+    let (_gpu, device) = gpu();
+    let to_f64 = |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+    // Sizes across the kernels' block and grid boundaries: one value, a warp's worth and one more, a block, the
+    // largest LeWM tensor's order.
+    let sizes = [1usize, 33, 256, 1025, 70_000, 1_200_000];
+    for (clip, scale) in [(Some(1.0), 1.0f64), (Some(1.0), 1e-3), (None, 1.0)] {
+        let params: Vec<Tensor> = sizes.iter().map(|&n| Tensor::randn(0f32, 1.0, n, &device).unwrap()).collect();
+        let zeros = || sizes.iter().map(|&n| Tensor::zeros(n, DType::F32, &device).unwrap()).collect::<Vec<_>>();
+        let (m, v) = (zeros(), zeros());
+        let (mut hp_, mut hm, mut hv): (Vec<_>, Vec<_>, Vec<_>) = (
+            params.iter().map(to_f64).collect(),
+            sizes.iter().map(|&n| vec![0.0; n]).collect(),
+            sizes.iter().map(|&n| vec![0.0; n]).collect(),
+        );
+        for step in 1..=3u64 {
+            let grads: Vec<Tensor> =
+                sizes.iter().map(|&n| (Tensor::randn(0f32, 1.0, n, &device).unwrap() * scale).unwrap()).collect();
+            let hg: Vec<Vec<f64>> = grads.iter().map(to_f64).collect();
+            let norm_ref = hg.iter().flatten().map(|x| x * x).sum::<f64>().sqrt();
+            let coef_ref = clip.map_or(1.0, |c| (c / (norm_ref + 1e-6)).min(1.0));
+            let hp = AdamWStep { lr: 1e-3, weight_decay: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step };
+            let norm = grad_norm(&refs(&grads), clip).unwrap();
+            adamw_step(&refs(&params), &refs(&grads), &refs(&m), &refs(&v), &norm, &hp).unwrap();
+            let got = norm.to_vec1::<f32>().unwrap();
+            assert!(((got[0] as f64 - norm_ref) / norm_ref).abs() < 1e-6, "norm {} vs {norm_ref}", got[0]);
+            assert!(((got[1] as f64 - coef_ref) / coef_ref).abs() < 1e-6, "coef {} vs {coef_ref}", got[1]);
+            for i in 0..sizes.len() {
+                adamw_reference(&mut hp_[i], &hg[i], &mut hm[i], &mut hv[i], coef_ref, &hp);
+                for (name, got, want) in [("param", &params[i], &hp_[i]), ("m", &m[i], &hm[i]), ("v", &v[i], &hv[i])] {
+                    let got = to_f64(got);
+                    let scale = want.iter().fold(0f64, |a, x| a.max(x.abs())).max(1e-30);
+                    let worst = got.iter().zip(want).fold(0f64, |a, (g, w)| a.max((g - w).abs()));
+                    assert!(
+                        worst <= 2e-6 * scale.max(if name == "param" { 1.0 } else { 0.0 }),
+                        "{name} of tensor {i} ({} values), step {step}, clip {clip:?}: {worst:e} from torch's update",
+                        sizes[i]
+                    );
+                }
+            }
+        }
+    }
+    // Bad input is refused with a typed error, nothing launched.
+    let p = Tensor::zeros(4, DType::F32, &device).unwrap();
+    let g = Tensor::zeros(5, DType::F32, &device).unwrap();
+    let norm = grad_norm(&[&p], Some(1.0)).unwrap();
+    let hp = AdamWStep { lr: 1e-3, weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 1 };
+    assert!(adamw_step(&[&p], &[&g], &[&p], &[&p], &norm, &hp).is_err(), "mismatched lengths");
+    assert!(adamw_step(&[&p], &[], &[], &[], &norm, &hp).is_err(), "missing lists");
+    assert!(adamw_step(&[&p], &[&p], &[&p], &[&p], &norm, &AdamWStep { step: 0, ..hp }).is_err(), "step 0");
+    assert!(grad_norm(&[], None).is_err(), "no gradients");
 }

@@ -55,8 +55,8 @@ if part peer; then
   grep -a "peer vs\|FAILED\|p50" "$OUT/peer.out" | tee -a "$summary"
 fi
 if part train; then
-  timeout "${TRAIN_S:-240}" bash tools/gpu/train.sh > "$OUT/train.out" 2>&1
-  grep -a "^step \|wrote\|p50\|peak\|rror" "$OUT/train.out" | tee -a "$summary"
+  timeout "${TRAIN_S:-420}" bash tools/gpu/train.sh > "$OUT/train.out" 2>&1
+  grep -a "^step \|wrote\|p50\|peak\|rror\|RESULT\|FAIL\|spread\|== " "$OUT/train.out" | tee -a "$summary"
 fi
 if part loop; then
   RUNS="${RUNS:-lewm-jpeg lewm-h264 tdmpc2}" DUR="${DUR:-30}" timeout "${LOOP_S:-420}" bash tools/gpu/loop.sh \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU-host session for training (issue 15), in one call: `swm train-batch` end to end on the demo artifact (a uint8
-# NPZ batch, five AdamW steps, the trained artifact inspected and planned with), then the training-step rows side
+# NPZ batch, five AdamW steps, the trained artifact inspected and planned with), `swm parity train` on a PushT-sized
+# export of the official step (both encoder gradient paths), then the training-step rows side
 # by side — `swm bench train` (f32, TF32) and the official step (swm_tools.bench_train: upstream's bf16 autocast,
 # fp32, TF32) on the PushT-sized config, batch $BATCH (default 128). Results under $OUT. Needs .whl/ and .gpu/ with
 # the bins (shared/gpu/bundle.sh --bins ...).
@@ -25,6 +26,28 @@ PY
   --out /tmp/train-out 2>&1 | tee -a "$log"
 "$swm" inspect /tmp/train-out 2>&1 | head -5 | tee -a "$log"
 "$swm" plan /tmp/train-out --repeat 2 2>&1 | tail -3 | tee -a "$log"
+# Issue 15's PushT-sized acceptance: the official step exported on the CPU (exact fp32) and on the GPU (TF32 off,
+# SIGReg's directions drawn from the CPU generator: the same run, other arithmetic), the official step's own
+# CPU-GPU spread between the two, then swm's steps on the GPU against each, with both encoder gradient paths
+# (first loss terms within 1e-4 absolute; the trained weights within the official spread, at least 1e-4: Adam
+# turns rounding-level gradient differences into steps of ~lr on a few elements, in the official step too).
+rm -rf /tmp/train-pusht /tmp/train-pusht-gpu
+for dev in cpu cuda; do
+  dir=/tmp/train-pusht; [ "$dev" = cuda ] && dir=/tmp/train-pusht-gpu
+  timeout 200 python3 -m swm_tools.export_train --config tools/configs/lewm-pusht.json --batch "${PARITY_BATCH:-4}" \
+    --out "$dir" --device "$dev" --cpu-directions 2>&1 | tail -1 | tee -a "$log"
+done
+python3 -m swm_tools.train_spread /tmp/train-pusht /tmp/train-pusht-gpu --json "$out/train_spread_pusht.json" 2>&1 \
+  | tee -a "$log"
+wtol=$(python3 -c "import json; print(max(1e-4, json.load(open('$out/train_spread_pusht.json'))['weights']))")
+for ref in train-pusht train-pusht-gpu; do
+  for grad in autograd manual; do
+    echo "== swm ($grad) vs the official $ref" | tee -a "$log"
+    "$swm" parity train --fixture "/tmp/$ref" --tol first_loss=1e-4 --tol weights="$wtol" --encoder-grad "$grad" \
+      --json "$out/parity_${ref}_$grad.json" 2>&1 | grep -a "weights\|RESULT\|FAIL" | tee -a "$log"
+  done
+done
+[ "${TRAIN_BENCH:-1}" = 1 ] || exit 0
 "$swm" bench train --batch-size "${BATCH:-128}" --iters "${ITERS:-20}" --json "$out/swm_bench_train.json" 2>&1 \
   | tee -a "$log"
 python3 -m swm_tools.bench_train --config tools/configs/lewm-pusht.json --batch "${BATCH:-128}" \

@@ -67,7 +67,17 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=1e-3)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--num-proj", type=int, default=256)
+    ap.add_argument("--cpu-directions", action="store_true",
+                    help="draw SIGReg's directions from the CPU generator on any device (a GPU export then "
+                         "replays a CPU export's run: their difference is the official step's own CPU-GPU spread)")
     args = ap.parse_args()
+    if args.cpu_directions:
+        randn = torch.randn
+
+        def randn_on_cpu(*size, device=None, **kw):
+            return randn(*size, device="cpu", **kw).to(device) if device is not None else randn(*size, **kw)
+
+        torch.randn = randn_on_cpu
 
     config = json.loads(pathlib.Path(args.config).read_text())
     config["predictor"]["dropout"] = 0.0

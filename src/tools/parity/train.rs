@@ -123,7 +123,9 @@ pub fn train(
     // The trained weights, one row over every comparable tensor (the largest difference relative to each
     // tensor's max(1, |reference|)), and the BatchNorm counters.
     let trained = trainer.model().state_dict()?;
-    let (mut worst, mut compared, mut non_finite) = (0f64, 0usize, false);
+    let limit = tol("weights");
+    let (mut worst, mut worst_key, mut compared, mut non_finite) = (0f64, String::new(), 0usize, false);
+    let (mut beyond, mut elements) = (0usize, 0usize);
     let mut counters_agree = true;
     for (key, reference) in steps.iter().filter_map(|(k, v)| k.strip_prefix("final.").map(|k| (k, v))) {
         let ours = trained
@@ -140,12 +142,18 @@ pub fn train(
         }
         let c = compare(key, ours, reference, f64::INFINITY)?;
         non_finite |= c.non_finite;
-        worst = worst.max(c.max_abs / scale(reference, 1.0)?);
+        let s = scale(reference, 1.0)?;
+        if c.max_abs / s > worst {
+            (worst, worst_key) = (c.max_abs / s, key.to_string());
+        }
+        // Elements further than the tolerance from the official ones (on the same max(1, |reference|) scale).
+        let diff = (ours.to_device(reference.device())?.to_dtype(DType::F32)? - reference.to_dtype(DType::F32)?)?;
+        beyond += diff.abs()?.gt(limit * s)?.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as usize;
+        elements += reference.elem_count();
         compared += 1;
     }
-    let limit = tol("weights");
     rows.push(Comparison {
-        key: "weights".into(),
+        key: format!("weights (worst {worst_key}; {beyond} of {elements} elements beyond)"),
         shape: vec![compared],
         max_abs: worst,
         max_rel: worst,

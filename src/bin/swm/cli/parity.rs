@@ -46,7 +46,7 @@ pub struct TrainParityArgs {
     #[command(flatten)]
     pub model: ModelParityArgs,
     /// How the encoder's gradients are computed.
-    #[arg(long, value_enum, default_value_t = EncoderGradArg::Autograd)]
+    #[arg(long, value_enum, default_value_t = EncoderGradArg::Manual)]
     pub encoder_grad: EncoderGradArg,
 }
 

@@ -35,10 +35,10 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
     }
     let mut rows = Vec::new();
     let rows_of = [
-        ("f32", false, EncoderGrad::Autograd, ""),
-        ("TF32", true, EncoderGrad::Autograd, ""),
-        ("f32", false, EncoderGrad::Manual, ", encoder's hand-written backward"),
-        ("TF32", true, EncoderGrad::Manual, ", encoder's hand-written backward"),
+        ("f32", false, EncoderGrad::Manual, ""),
+        ("TF32", true, EncoderGrad::Manual, ""),
+        ("f32", false, EncoderGrad::Autograd, ", Candle autograd throughout"),
+        ("TF32", true, EncoderGrad::Autograd, ", Candle autograd throughout"),
     ];
     for (mode, on, encoder_grad, how) in rows_of {
         let _tf32 = Tf32::set(on);
