@@ -6,31 +6,21 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
+use super::trainer::TrainOptions;
 use crate::error::{Error, Result};
 use crate::ops::adamw::{adamw_step, grad_norm, AdamWStep};
-
-/// AdamW's hyper-parameters and the clipping norm.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Hyper {
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub clip: Option<f64>,
-}
 
 /// AdamW over a fixed list of parameters, with its moments.
 pub(crate) enum Update {
     /// The fused kernels (CUDA).
-    Fused { vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, hyper: Hyper, steps: u64 },
+    Fused { vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, hyper: TrainOptions, steps: u64 },
     /// Candle's ops (host).
     Composed { vars: Vec<Var>, adamw: AdamW, clip: Option<f64> },
 }
 
 impl Update {
-    /// Fresh (zero) moments for `vars` (f32 on one device).
-    pub fn new(vars: Vec<Var>, hyper: Hyper) -> Result<Self> {
+    /// Fresh (zero) moments for `vars` (f32 on one device), with `hyper`'s AdamW hyper-parameters and clipping.
+    pub fn new(vars: Vec<Var>, hyper: TrainOptions) -> Result<Self> {
         let first = vars.first().ok_or_else(|| Error::invalid_input("parameters", "nothing to train"))?;
         if !first.device().is_cuda() {
             let params = ParamsAdamW {

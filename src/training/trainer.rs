@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::lewm::{Mode, TrainableLeWm};
 use super::losses::{lewm_objective_on_any_device, LewmLoss};
-use super::optimizer::{Hyper, Update};
+use super::optimizer::Update;
 use crate::error::{Error, Result};
 use crate::ops::preprocess::ImageNormalization;
 
@@ -240,15 +240,7 @@ impl Trainer {
         if options.num_proj == 0 {
             return Err(Error::invalid_input("num_proj", "SIGReg needs at least one direction"));
         }
-        let hyper = Hyper {
-            lr: options.lr,
-            weight_decay: options.weight_decay,
-            beta1: options.beta1,
-            beta2: options.beta2,
-            eps: options.eps,
-            clip: options.clip,
-        };
-        let optimizer = Update::new(model.vars(), hyper)?;
+        let optimizer = Update::new(model.vars(), options)?;
         Ok(Self { model, optimizer, options, steps: 0 })
     }
 
