@@ -38,6 +38,7 @@ pub(crate) fn address(t: &Tensor) -> Result<u64> {
         DType::BF16 => (s.as_cuda_slice::<half::bf16>()?.device_ptr(&stream).0, 2),
         DType::U32 => (s.as_cuda_slice::<u32>()?.device_ptr(&stream).0, 4),
         DType::I64 => (s.as_cuda_slice::<i64>()?.device_ptr(&stream).0, 8),
+        DType::F64 => (s.as_cuda_slice::<f64>()?.device_ptr(&stream).0, 8),
         other => return Err(KernelError::operand("tensor", format!("unsupported dtype {other:?}"))),
     };
     Ok(base + (layout.start_offset() * size) as u64)

@@ -17,7 +17,7 @@ mod optimizer;
 mod trainer;
 
 pub use lewm::{Mode, TrainableLeWm};
-pub use trainer::{Batch, EncoderGrad, Schedule, StepOutput, TrainOptions, Trainer};
+pub use trainer::{Batch, EncoderGrad, Schedule, StepOutput, TrainOptions, Trainer, UpdateKernels};
 
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,12 @@
-//! The update after the backward: the global gradient L2 norm, `clip_grad_norm_` and `torch.optim.AdamW`. On CUDA
-//! it is swm's fused kernels (`ops::adamw`: three launches for every parameter together); on the host (the math
-//! tests) Candle's ops and [`candle_nn::AdamW`], whose update is the same.
+//! The update after the backward: the global gradient L2 norm, `clip_grad_norm_` and `torch.optim.AdamW`: Candle's
+//! ops and [`candle_nn::AdamW`] (whose update is torch's), or, with [`UpdateKernels::Fused`] on CUDA, swm's fused
+//! kernels (`ops::adamw`: three launches for every parameter together).
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use super::trainer::TrainOptions;
+use super::trainer::{TrainOptions, UpdateKernels};
 use crate::error::{Error, Result};
 use crate::ops::adamw::{adamw_step, grad_norm, AdamWStep};
 
@@ -22,7 +22,7 @@ impl Update {
     /// Fresh (zero) moments for `vars` (f32 on one device), with `hyper`'s AdamW hyper-parameters and clipping.
     pub fn new(vars: Vec<Var>, hyper: TrainOptions) -> Result<Self> {
         let first = vars.first().ok_or_else(|| Error::invalid_input("parameters", "nothing to train"))?;
-        if !first.device().is_cuda() {
+        if !first.device().is_cuda() || hyper.update == UpdateKernels::Candle {
             let params = ParamsAdamW {
                 lr: hyper.lr,
                 beta1: hyper.beta1,

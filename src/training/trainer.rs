@@ -35,6 +35,8 @@ pub struct TrainOptions {
     pub num_proj: usize,
     /// How the encoder's gradients are computed.
     pub encoder_grad: EncoderGrad,
+    /// Which kernels compute the norm, the clipping and the AdamW update.
+    pub update: UpdateKernels,
 }
 
 impl Default for TrainOptions {
@@ -48,6 +50,7 @@ impl Default for TrainOptions {
             clip: Some(1.0),
             num_proj: 1024,
             encoder_grad: EncoderGrad::Manual,
+            update: UpdateKernels::Candle,
         }
     }
 }
@@ -62,6 +65,18 @@ pub enum EncoderGrad {
     /// PushT-sized step 25 % faster than `Autograd` on an H200).
     #[default]
     Manual,
+}
+
+/// Which kernels run the update after the backward (the gradient norm, the clipping and AdamW).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpdateKernels {
+    /// Candle's ops and `candle_nn::AdamW`: ~17 kernels and host launches per parameter.
+    #[default]
+    Candle,
+    /// swm's fused kernels (`ops::adamw`), three launches for every parameter together, on CUDA (the host runs
+    /// Candle's ops). Written to take the ~40 ms of host launches out of a PushT-sized step; not yet run on a
+    /// GPU, so not the default.
+    Fused,
 }
 
 /// upstream's `LinearWarmupCosineAnnealingLR` (warm-up start 0, η_min 0) over `total` steps: `base · k / warmup`

@@ -18,7 +18,7 @@ use swm::models::lewm::LeWm;
 use swm::ops::adamw::{adamw_step, grad_norm, AdamWStep};
 use swm::tools::parity;
 use swm::training::losses::{lewm_objective, pldm, temporal_straightening};
-use swm::training::{Batch, EncoderGrad, Mode, TrainOptions, TrainableLeWm, Trainer};
+use swm::training::{Batch, EncoderGrad, Mode, TrainOptions, TrainableLeWm, Trainer, UpdateKernels};
 
 use super::{fixture, gpu, max_abs_diff};
 
@@ -100,11 +100,16 @@ fn lewm_training_steps_match_the_official_adamw_steps_on_the_gpu() {
 
     // The first step's loss terms and recorded gradients, ten steps' losses and gradient norms, and the trained
     // weights against the official ones (the same check as `swm parity train`).
-    // Both ways of computing the encoder's gradients.
-    for encoder_grad in [EncoderGrad::Autograd, EncoderGrad::Manual] {
-        let report = parity::train(&fixture("train-tiny"), &parity::train_tolerances(), encoder_grad, &device).unwrap();
-        println!("{encoder_grad:?}\n{}", report.table());
-        assert!(report.passed(), "training parity failed ({encoder_grad:?})");
+    // Both ways of computing the encoder's gradients, and both update paths.
+    for (encoder_grad, update) in [
+        (EncoderGrad::Autograd, UpdateKernels::Candle),
+        (EncoderGrad::Manual, UpdateKernels::Candle),
+        (EncoderGrad::Manual, UpdateKernels::Fused),
+    ] {
+        let tiny = fixture("train-tiny");
+        let report = parity::train(&tiny, &parity::train_tolerances(), encoder_grad, update, &device).unwrap();
+        println!("{encoder_grad:?} {update:?}\n{}", report.table());
+        assert!(report.passed(), "training parity failed ({encoder_grad:?}, {update:?})");
         assert!(report.rows.len() > 3 + 8 + 20, "{} rows compared", report.rows.len());
     }
 

@@ -47,6 +47,9 @@ for ref in train-pusht train-pusht-gpu; do
       --json "$out/parity_${ref}_$grad.json" 2>&1 | grep -a "weights\|RESULT\|FAIL" | tee -a "$log"
   done
 done
+echo "== swm (manual, fused AdamW) vs the official train-pusht" | tee -a "$log"
+"$swm" parity train --fixture /tmp/train-pusht --tol first_loss=1e-4 --tol weights="$wtol" --update fused \
+  --json "$out/parity_train-pusht_fused.json" 2>&1 | grep -a "weights\|RESULT\|FAIL" | tee -a "$log"
 [ "${TRAIN_BENCH:-1}" = 1 ] || exit 0
 "$swm" bench train --batch-size "${BATCH:-128}" --iters "${ITERS:-20}" --json "$out/swm_bench_train.json" 2>&1 \
   | tee -a "$log"

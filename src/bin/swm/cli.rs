@@ -191,6 +191,24 @@ impl From<EncoderGradArg> for swm::training::EncoderGrad {
     }
 }
 
+/// `--update`: which kernels run the update after a training step's backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UpdateArg {
+    /// Candle's ops and `candle_nn::AdamW` (the default).
+    Candle,
+    /// swm's fused norm, clipping and AdamW kernels (not yet run on a GPU).
+    Fused,
+}
+
+impl From<UpdateArg> for swm::training::UpdateKernels {
+    fn from(arg: UpdateArg) -> Self {
+        match arg {
+            UpdateArg::Candle => Self::Candle,
+            UpdateArg::Fused => Self::Fused,
+        }
+    }
+}
+
 /// `swm train-batch`.
 #[derive(Args)]
 pub struct TrainBatchArgs {
@@ -231,6 +249,9 @@ pub struct TrainBatchArgs {
     /// How the encoder's gradients are computed.
     #[arg(long, value_enum, default_value_t = EncoderGradArg::Manual)]
     pub encoder_grad: EncoderGradArg,
+    /// Which kernels run the update.
+    #[arg(long, value_enum, default_value_t = UpdateArg::Candle)]
+    pub update: UpdateArg,
     /// Output artifact directory.
     #[arg(long)]
     pub out: PathBuf,

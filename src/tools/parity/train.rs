@@ -13,7 +13,7 @@ use crate::artifact::Checkpoint;
 use crate::checkpoint::LoadOptions;
 use crate::config::{parse_json, ModelConfig};
 use crate::tools::ToolError;
-use crate::training::{Batch, EncoderGrad, TrainOptions, TrainableLeWm, Trainer};
+use crate::training::{Batch, EncoderGrad, TrainOptions, TrainableLeWm, Trainer, UpdateKernels};
 
 /// Default training tolerances: `first_loss` absolute (the first step's loss terms); the rest relative to the
 /// reference's largest magnitude — `grad` (the recorded step-0 gradients), `loss` (every step's objective),
@@ -55,12 +55,13 @@ fn relative(key: &str, ours: &Tensor, reference: &Tensor, rel: f64) -> Result<Co
 }
 
 /// Trains the fixture's model on its batch for its recorded steps with its recorded SIGReg directions, the
-/// encoder's gradients computed as `encoder_grad` says, and compares the first step's loss terms and gradients,
+/// encoder's gradients computed as `encoder_grad` says and the update by `update`'s kernels, and compares the first step's loss terms and gradients,
 /// every step's loss and gradient norm, and the trained weights.
 pub fn train(
     dir: &Path,
     tolerances: &BTreeMap<String, f64>,
     encoder_grad: EncoderGrad,
+    update: UpdateKernels,
     device: &Device,
 ) -> Result<ParityReport, ToolError> {
     let tol = |key: &str| tolerances.get(key).copied().unwrap_or(1e-4);
@@ -87,6 +88,7 @@ pub fn train(
         clip: (meta.clip > 0.0).then_some(meta.clip),
         num_proj: meta.num_proj,
         encoder_grad,
+        update,
     };
     let trainer = || -> Result<Trainer, ToolError> {
         let mut model = TrainableLeWm::from_state_dict(config, &weights, device)?;

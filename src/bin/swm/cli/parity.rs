@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{non_negative, DeviceArgs, EncoderGradArg, ReportArgs, Solver};
+use super::{non_negative, DeviceArgs, EncoderGradArg, ReportArgs, Solver, UpdateArg};
 
 /// Which costs a replayed planner sees in `swm parity planner`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -48,6 +48,9 @@ pub struct TrainParityArgs {
     /// How the encoder's gradients are computed.
     #[arg(long, value_enum, default_value_t = EncoderGradArg::Manual)]
     pub encoder_grad: EncoderGradArg,
+    /// Which kernels run the update.
+    #[arg(long, value_enum, default_value_t = UpdateArg::Candle)]
+    pub update: UpdateArg,
 }
 
 /// `swm parity media`.

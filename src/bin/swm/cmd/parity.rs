@@ -29,9 +29,9 @@ pub fn run(family: ParityFamily) -> Result<ExitCode, CliError> {
                     "swm parity train: the fixture's own model is trained (no --weights, --config)",
                 ));
             }
-            let encoder_grad = args.encoder_grad.into();
+            let (encoder_grad, update) = (args.encoder_grad.into(), args.update.into());
             model_with(args.model, parity::train_tolerances(), |paths, tolerances, device| {
-                parity::train(&paths.dir, tolerances, encoder_grad, device)
+                parity::train(&paths.dir, tolerances, encoder_grad, update, device)
             })
         }
         ParityFamily::Media(args) => {

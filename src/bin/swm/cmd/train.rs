@@ -40,6 +40,7 @@ pub fn run(args: TrainBatchArgs) -> Result<ExitCode, CliError> {
         clip: (args.clip > 0.0).then_some(args.clip),
         num_proj: args.num_proj,
         encoder_grad: args.encoder_grad.into(),
+        update: args.update.into(),
         ..TrainOptions::default()
     };
     let mut trainer = Trainer::new(model, options)?;
