@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use candle_core::Device;
 use serde_json::Value;
 use swm::media::nvdec::{self, Codec, Decoder, Frame};
 use swm::media::MediaError;
@@ -78,15 +79,17 @@ fn check_frame(what: &str, frame: &Frame, (w, h): (u32, u32), timestamp: i64) {
 
 /// Decodes the access units `order` of `name` one call each (timestamp = the access unit's index), from a scratch
 /// buffer that is overwritten right after each call (the input is needed only during the call), and checks that
-/// each call returns exactly its own frame (display delay 0), with the manifest's size and NV12 hash.
-fn decode_bit_exact(name: &str, codec: Codec, order: &[usize]) -> Decoder {
-    let (_gpu, device) = gpu();
+/// each call returns exactly its own frame (display delay 0), with the manifest's size and NV12 hash. The caller
+/// holds the GPU lock for as long as the decoder lives: dropping it frees device memory, which would invalidate
+/// another test's graph capture (it did: a decoder dropped after its test released the lock broke a planner
+/// test's capture, and every later test of the run with it).
+fn decode_bit_exact(device: &Device, name: &str, codec: Codec, order: &[usize]) -> Decoder {
     let e = entry(name);
     let (bytes, aus) = access_units(name);
     let (sizes, want) = (frame_sizes(&e), hashes(name));
     let n = e["frames"].as_u64().unwrap() as usize;
     assert_eq!((aus.len(), sizes.len(), want.len()), (n, n, n), "{name}: manifest");
-    let mut decoder = Decoder::new(&device, codec).unwrap();
+    let mut decoder = Decoder::new(device, codec).unwrap();
     let mut frames = Vec::new();
     let mut scratch = Vec::new();
     for &i in order {
@@ -141,7 +144,8 @@ fn nvdec_caps_report_h264_and_hevc() {
 #[ignore = "needs a CUDA device"]
 fn nvdec_h264_decodes_every_frame_bit_exact_across_the_resolution_change() {
     let order: Vec<usize> = (0..48).collect();
-    let decoder = decode_bit_exact("h264_res_change.h264", Codec::H264, &order);
+    let (_gpu, device) = gpu();
+    let decoder = decode_bit_exact(&device, "h264_res_change.h264", Codec::H264, &order);
     let stats = decoder.stats();
     assert_eq!((stats.decoders_created, stats.reconfigured), (1, 1), "{stats:?}");
     assert_eq!(decoder.size(), Some((256, 192)));
@@ -153,7 +157,8 @@ fn nvdec_h264_decodes_every_frame_bit_exact_across_the_resolution_change() {
 #[ignore = "needs a CUDA device"]
 fn nvdec_h264_1080p_crops_the_coded_height_bit_exact() {
     let order: Vec<usize> = (0..16).collect();
-    let decoder = decode_bit_exact("h264_1080p.h264", Codec::H264, &order);
+    let (_gpu, device) = gpu();
+    let decoder = decode_bit_exact(&device, "h264_1080p.h264", Codec::H264, &order);
     assert_eq!(decoder.size(), Some((1920, 1080)));
 }
 
@@ -162,7 +167,8 @@ fn nvdec_h264_1080p_crops_the_coded_height_bit_exact() {
 #[ignore = "needs a CUDA device"]
 fn nvdec_hevc_decodes_every_frame_bit_exact_across_the_resolution_change() {
     let order: Vec<usize> = (0..48).collect();
-    let decoder = decode_bit_exact("hevc_res_change.h265", Codec::Hevc, &order);
+    let (_gpu, device) = gpu();
+    let decoder = decode_bit_exact(&device, "hevc_res_change.h265", Codec::Hevc, &order);
     let stats = decoder.stats();
     assert_eq!((stats.decoders_created, stats.reconfigured), (1, 1), "{stats:?}");
 }
@@ -173,7 +179,8 @@ fn nvdec_hevc_decodes_every_frame_bit_exact_across_the_resolution_change() {
 #[ignore = "needs a CUDA device"]
 fn nvdec_h264_recreates_the_decoder_when_the_size_grows() {
     let order: Vec<usize> = (24..48).chain(0..24).collect();
-    let decoder = decode_bit_exact("h264_res_change.h264", Codec::H264, &order);
+    let (_gpu, device) = gpu();
+    let decoder = decode_bit_exact(&device, "h264_res_change.h264", Codec::H264, &order);
     let stats = decoder.stats();
     assert_eq!((stats.decoders_created, stats.reconfigured), (2, 0), "{stats:?}");
     assert_eq!(decoder.size(), Some((320, 240)));
