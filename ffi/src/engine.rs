@@ -88,17 +88,6 @@ impl State {
         Ok(Self { engine, device, spent: Vec::new(), stepped: false })
     }
 
-    /// Makes the engine's CUDA context current on the calling thread (an inline handle is called from any thread).
-    pub fn bind(&self) -> Result<(), Failure> {
-        if let Device::Cuda(cuda) = &self.device {
-            cuda.cuda_stream()
-                .context()
-                .bind_to_thread()
-                .map_err(|e| Failure::new(SwmStatus::Runtime, format!("making the CUDA context current: {e}")))?;
-        }
-        Ok(())
-    }
-
     /// Runs `f` on the observation made of `staged`; the inputs are kept until [`State::after_reply`].
     fn with_observation<R>(
         &mut self,

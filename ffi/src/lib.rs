@@ -114,7 +114,7 @@ pub enum swm_solver {
     Icem = 3,
 }
 
-/// How a calling thread reaches the handle's engine and waits for its call (`swm_engine_options.wait`).
+/// How a thread waits for its call to finish on the handle's engine thread (`swm_engine_options.wait`).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy)]
 pub enum swm_wait {
@@ -123,10 +123,6 @@ pub enum swm_wait {
     Poll = 0,
     /// Sleep on the reply (no CPU while waiting; each call costs a thread wake-up, ~130 µs on the H200 hosts).
     Sleep = 1,
-    /// No engine thread: each call runs on the calling thread, holding the handle's lock (calls from several
-    /// threads still run one at a time; a thread waiting for the lock sleeps). No hand-over between threads.
-    /// Not yet measured on a GPU.
-    Inline = 2,
 }
 
 /// How a plan's action was produced (swm's `PlanSource`).
@@ -159,7 +155,7 @@ pub struct swm_engine_options {
     pub eager: u32,
     /// Step budget in milliseconds, from the plan call to the action in host memory; 0 = every iteration runs.
     pub deadline_ms: f64,
-    /// A `swm_wait` value: how calling threads reach the engine (added in struct size 32; older callers
+    /// A `swm_wait` value: how calling threads wait for the engine thread (added in struct size 32; older callers
     /// get `SWM_WAIT_POLL`).
     pub wait: u32,
     /// Reserved, 0.
@@ -480,13 +476,12 @@ pub unsafe extern "C" fn swm_engine_open(
         let dir = std::path::PathBuf::from(text(artifact_dir, "artifact_dir")?);
         let o = if options.is_null() { swm_engine_options::default() } else { read_options(options, "options")? };
         let opts = engine_options(o.gpu as usize, o.history as usize, deadline(o.deadline_ms)?, o.eager != 0);
-        let wait = match o.wait {
-            0 => worker::Wait::Poll,
-            1 => worker::Wait::Sleep,
-            2 => worker::Wait::Inline,
+        let sleep = match o.wait {
+            0 => false,
+            1 => true,
             other => return Err(Failure::new(swm_status::UnknownEnum, format!("options.wait = {other}"))),
         };
-        let handle = Arc::new(Handle::start(move || State::open(&dir, &opts), wait)?);
+        let handle = Arc::new(Handle::start(move || State::open(&dir, &opts), sleep)?);
         // Keys are never reused, so that a freed handle stays unknown even when its memory is reused.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0x5_0000);
         let key = NEXT.fetch_add(16, std::sync::atomic::Ordering::Relaxed);

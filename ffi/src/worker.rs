@@ -1,16 +1,12 @@
-//! The engine behind a handle. By default each handle owns one thread that creates the engine (an `Engine` is not
-//! `Send`: it holds CUDA graphs) and runs every call on it; C threads hand it closures over a channel and wait for
-//! the reply. Calls from several C threads are serialised in arrival
+//! The engine thread behind a handle. An `Engine` holds CUDA graphs, which must be launched from the thread that
+//! captured them, so each handle owns one thread that creates the engine and runs every call on it; C threads hand
+//! it closures over a channel and wait for the reply. Calls from several C threads are serialised in arrival
 //! order. The engine thread polls briefly for the next job before sleeping; a caller polls for its reply (spin,
 //! then yield) for the whole call, so that a call costs microseconds, not a thread wake-up. A job replies as soon
 //! as its result exists; what is left to do (dropping the observation's buffers, capturing a graph a step left
 //! missing) runs after the reply ([`State::after_reply`]), before the next job.
-//!
-//! With [`Wait::Inline`] there is no engine thread: each call runs on the calling thread, holding the handle's
-//! lock, so that a call pays no hand-over at all.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,48 +25,18 @@ const SPIN: Duration = Duration::from_micros(100);
 /// any control step.
 const YIELD_FOR: Duration = Duration::from_secs(1);
 
-/// How a calling thread reaches the engine (`swm_engine_options.wait`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// Hand the call to the engine thread and poll for the reply (spin, then yield).
-    Poll,
-    /// Hand the call to the engine thread and sleep on the reply.
-    Sleep,
-    /// Run the call on the calling thread under the handle's lock (no engine thread).
-    Inline,
-}
-
-/// The engine of a [`Wait::Inline`] handle, run by the calling threads one at a time.
-struct Inline(State);
-
-// SAFETY: `State` is not `Send` only because it holds raw CUDA handles (cudarc's `CudaGraph`; nvJPEG and NVDEC
-// handles in the session's media), none of them bound to a host thread: CUDA lets any thread use a context's
-// graphs, streams, events and library handles as long as no two threads use one at once and the context is
-// current on the thread. An `Inline` lives in a `Mutex` (one thread at a time) and every call makes the context
-// current first (`State::bind`); graph capture happens inside one call, on one thread, in thread-local mode, with
-// Candle's capture cache switched on for that thread only. Candle keeps its cuDNN handles per thread (each calling
-// thread gets its own; none moves between threads).
-unsafe impl Send for Inline {}
-
-/// A handle's engine: its thread, or the engine itself for [`Wait::Inline`].
+/// A handle's engine thread.
 pub(crate) struct Worker {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
-    wait: Wait,
-    inline: Option<Mutex<Inline>>,
+    /// Callers sleep on their replies instead of polling.
+    sleep: bool,
 }
 
 impl Worker {
-    /// Creates the state with `open` — on a new engine thread, or on the calling thread for [`Wait::Inline`] —
-    /// and fails with `open`'s failure.
-    pub fn start(open: impl FnOnce() -> Result<State, Failure> + Send + 'static, wait: Wait) -> Result<Self, Failure> {
-        if wait == Wait::Inline {
-            let state = match catch_unwind(AssertUnwindSafe(open)) {
-                Ok(state) => state?,
-                Err(_) => return Err(Failure::new(SwmStatus::Panic, "panic while opening")),
-            };
-            return Ok(Self { jobs: None, thread: None, wait, inline: Some(Mutex::new(Inline(state))) });
-        }
+    /// Starts the thread and creates its state with `open` there; fails with `open`'s failure. With `sleep`,
+    /// callers sleep on their replies instead of polling for them.
+    pub fn start(open: impl FnOnce() -> Result<State, Failure> + Send + 'static, sleep: bool) -> Result<Self, Failure> {
         let (jobs_tx, jobs_rx) = bounded::<Job>(16);
         let (ready_tx, ready_rx) = bounded::<Result<(), Failure>>(1);
         let thread = std::thread::Builder::new()
@@ -86,7 +52,7 @@ impl Worker {
             })
             .map_err(|e| Failure::new(SwmStatus::Runtime, format!("cannot start the engine thread: {e}")))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { jobs: Some(jobs_tx), thread: Some(thread), wait, inline: None }),
+            Ok(Ok(())) => Ok(Self { jobs: Some(jobs_tx), thread: Some(thread), sleep }),
             Ok(Err(f)) => {
                 let _ = thread.join();
                 Err(f)
@@ -98,21 +64,13 @@ impl Worker {
         }
     }
 
-    /// Runs `f` on the engine thread (on this thread, holding the handle's lock, for [`Wait::Inline`]) and
-    /// returns its result. A panic in `f` is reported as `SWM_STATUS_PANIC` and ends the thread (poisons the
-    /// lock): later calls fail the same way.
+    /// Runs `f` on the engine thread and returns its result. A panic in `f` is reported as `SWM_STATUS_PANIC`
+    /// and ends the thread (later calls fail the same way).
     pub fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut State) -> Result<R, Failure> + Send + 'static,
     ) -> Result<R, Failure> {
         let dead = || Failure::new(SwmStatus::Panic, "the engine thread has stopped after a panic; free the handle");
-        if let Some(inline) = &self.inline {
-            let mut engine = inline.lock().map_err(|_| dead())?;
-            engine.0.bind()?;
-            let result = f(&mut engine.0);
-            engine.0.after_reply();
-            return result;
-        }
         let jobs = self.jobs.as_ref().ok_or_else(dead)?;
         let (tx, rx) = bounded::<Result<R, Failure>>(1);
         let job: Job = Box::new(move |state: &mut State| {
@@ -124,7 +82,7 @@ impl Worker {
         // futex wake-up cost ~130 µs per call on the GPU hosts (measured: swm_engine_plan overhead p50 134 µs with
         // a sleeping caller). Spinning for the whole call instead of yielding measured no faster (hand-over p50 14
         // against 13 µs, H200). Past `YIELD_FOR` (a call stuck behind a long one) it sleeps.
-        if self.wait == Wait::Sleep {
+        if self.sleep {
             return rx.recv().map_err(|_| dead())?;
         }
         let start = Instant::now();
@@ -144,12 +102,6 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // An inline engine is dropped here, with its context current (its media handles free through it).
-        if let Some(inline) = self.inline.take() {
-            let engine = inline.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let _ = engine.0.bind();
-            drop(engine);
-        }
         // Closing the channel ends the thread after the jobs already queued.
         drop(self.jobs.take());
         if let Some(t) = self.thread.take() {
