@@ -152,7 +152,7 @@ extern "C" __global__ void bias_add_f32(float* __restrict__ y, const float* __re
   }
 }
 
-// The optimiser step over every parameter in a few launches (src/ops/train.rs: `adamw_step`). A tensor table holds
+// The optimiser step over every parameter in a few launches (src/ops/adamw.rs). A tensor table holds
 // the device addresses of each parameter's tensors and its length; blockIdx.y picks the tensor, blockIdx.x a block
 // of its elements (blocks past its end return).
 
@@ -180,7 +180,8 @@ extern "C" __global__ void sumsq_multi_f32(const unsigned long long* __restrict_
 }
 
 // One block: out[0] = √(Σ partial) (the global gradient L2 norm), out[1] = the clipping factor
-// min(1, max_norm / (norm + 1e-6)) as torch's clip_grad_norm_ computes it in float (1 when max_norm ≤ 0: no clipping).
+// min(1, max_norm / (norm + 1e-6)) as torch's clip_grad_norm_ computes it in float — NaN when the norm is (torch's
+// clamp keeps it, and the update spreads it) — or 1 when max_norm is 0 (no clipping; the launcher refuses others ≤ 0).
 extern "C" __global__ void grad_norm_f32(const double* __restrict__ partial, long long count, float max_norm,
                                          float* __restrict__ out) {
   __shared__ double warp_sums[32];
@@ -195,7 +196,8 @@ extern "C" __global__ void grad_norm_f32(const double* __restrict__ partial, lon
     for (int w = 0; w < (int)(blockDim.x >> 5); ++w) total += warp_sums[w];
     const float norm = (float)sqrt(total);
     out[0] = norm;
-    out[1] = max_norm > 0.0f ? fminf(max_norm / (norm + 1e-6f), 1.0f) : 1.0f;
+    const float c = max_norm / (norm + 1e-6f);
+    out[1] = max_norm > 0.0f ? (c > 1.0f ? 1.0f : c) : 1.0f;  // a NaN c stays NaN (fminf would drop it)
   }
 }
 

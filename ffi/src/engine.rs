@@ -78,6 +78,9 @@ pub(crate) struct State {
     spent: Vec<(String, Ready)>,
     /// The last job stepped the engine: check after the reply that the planner's graph is captured.
     stepped: bool,
+    /// A capture after a reply failed: not tried again until the planner changes (each try costs a warm-up
+    /// iteration and a capture, paid by the next call).
+    capture_failed: bool,
 }
 
 impl State {
@@ -85,7 +88,7 @@ impl State {
     pub fn open(dir: &std::path::Path, options: &EngineOptions) -> Result<Self, Failure> {
         let engine = Engine::open(dir, options)?;
         let device = engine.device().clone();
-        Ok(Self { engine, device, spent: Vec::new(), stepped: false })
+        Ok(Self { engine, device, spent: Vec::new(), stepped: false, capture_failed: false })
     }
 
     /// Runs `f` on the observation made of `staged`; the inputs are kept until [`State::after_reply`].
@@ -138,12 +141,13 @@ impl State {
 
     /// What a job leaves for after its reply: its inputs are dropped (a device frame's buffer freed) and, after a
     /// step, the planner's graph is captured if the step left it missing (a deadline-bounded step never captures
-    /// it, and the C ABI has no warm-up call). A capture that fails here is not lost: a step without a deadline
-    /// captures before it plans and reports the failure; one with a deadline plans eagerly, as before.
+    /// it, and the C ABI has no warm-up call). A capture that fails here is tried once per planner (see
+    /// `capture_failed`) and is not lost: a step without a deadline captures before it plans and reports the
+    /// failure to its caller; one with a deadline plans eagerly, as it did before the capture.
     pub fn after_reply(&mut self) {
         self.spent.clear();
-        if std::mem::take(&mut self.stepped) && !self.engine.is_prepared() {
-            let _ = self.engine.prepare();
+        if std::mem::take(&mut self.stepped) && !self.capture_failed && !self.engine.is_prepared() {
+            self.capture_failed = self.engine.prepare().is_err();
         }
     }
 
@@ -219,6 +223,7 @@ impl State {
         config.apply(overrides);
         config.validate().map_err(|e| Failure::new(SwmStatus::InvalidArgument, e.to_string()))?;
         self.engine.set_planner(config)?;
+        self.capture_failed = false;
         Ok(())
     }
 

@@ -70,8 +70,12 @@ fn table(rows: &[&[&Tensor]], device: &Device) -> Result<(Tensor, Tensor, Vec<i6
 }
 
 /// The global L2 norm of `grads` and `clip_grad_norm_`'s factor `min(1, max_norm / (norm + 1e-6))` (1 without
-/// `max_norm`), as a (2,) f32 device tensor: nothing is read back. The squares are summed in double.
+/// `max_norm`; NaN when the norm is, as in torch), as a (2,) f32 device tensor: nothing is read back. The squares
+/// are summed in double. `max_norm` must be positive and finite in f32.
 pub fn grad_norm(grads: &[&Tensor], max_norm: Option<f64>) -> Result<Tensor> {
+    if let Some(m) = max_norm.filter(|m| !(m.is_finite() && (*m as f32) > 0.0 && (*m as f32).is_finite())) {
+        return Err(KernelError::operand("max_norm", format!("{m} (clipping needs a positive finite norm)")));
+    }
     let device = grads.first().ok_or_else(|| KernelError::operand("grads", "no gradients"))?.device().clone();
     let dev = cuda(&device)?;
     let (table, lengths, sizes) = table(&[grads], &device)?;

@@ -14,7 +14,7 @@ use crate::ops::adamw::{adamw_step, grad_norm, AdamWStep};
 pub(crate) enum Update {
     /// The fused kernels (CUDA).
     Fused { vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, hyper: TrainOptions, steps: u64 },
-    /// Candle's ops (host).
+    /// Candle's ops and `candle_nn::AdamW` (the host, and the default on CUDA).
     Composed { vars: Vec<Var>, adamw: AdamW, clip: Option<f64> },
 }
 
@@ -53,8 +53,10 @@ impl Update {
         }
     }
 
-    /// Clips `grads` to the global norm and applies AdamW to every parameter that has a gradient (torch skips the
-    /// others: no decay either); returns the norm before clipping, a device scalar.
+    /// Clips `grads` to the global norm and applies AdamW to every parameter that has a gradient (the others are
+    /// left as they are, no decay either, as torch does; the bias correction counts the optimiser's steps, as
+    /// `candle_nn::AdamW` does — torch counts per parameter, the same when every parameter gets a gradient every
+    /// step, as LeWM's do); returns the norm before clipping, a device scalar.
     pub fn step(&mut self, grads: GradStore) -> Result<Tensor> {
         match self {
             Self::Fused { vars, m, v, hyper, steps } => {

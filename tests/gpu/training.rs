@@ -284,7 +284,8 @@ fn fused_adamw_and_clipping_follow_torch_s_update() {
     // Sizes across the kernels' block and grid boundaries: one value, a warp's worth and one more, a block, the
     // largest LeWM tensor's order.
     let sizes = [1usize, 33, 256, 1025, 70_000, 1_200_000];
-    for (clip, scale) in [(Some(1.0), 1.0f64), (Some(1.0), 1e-3), (None, 1.0)] {
+    // Clipping that scales the gradients down, clipping on but under its norm (factor 1), no clipping.
+    for (clip, scale) in [(Some(1.0), 1.0f64), (Some(1.0), 1e-4), (None, 1.0)] {
         let params: Vec<Tensor> = sizes.iter().map(|&n| Tensor::randn(0f32, 1.0, n, &device).unwrap()).collect();
         let zeros = || sizes.iter().map(|&n| Tensor::zeros(n, DType::F32, &device).unwrap()).collect::<Vec<_>>();
         let (m, v) = (zeros(), zeros());
@@ -329,4 +330,11 @@ fn fused_adamw_and_clipping_follow_torch_s_update() {
     assert!(adamw_step(&[&p], &[], &[], &[], &norm, &hp).is_err(), "missing lists");
     assert!(adamw_step(&[&p], &[&p], &[&p], &[&p], &norm, &AdamWStep { step: 0, ..hp }).is_err(), "step 0");
     assert!(grad_norm(&[], None).is_err(), "no gradients");
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-60] {
+        assert!(grad_norm(&[&p], Some(bad)).is_err(), "max_norm {bad}");
+    }
+    // A NaN gradient makes the norm and the factor NaN (torch's clip_grad_norm_ does; the update then spreads it).
+    let nan = Tensor::new(&[1f32, f32::NAN], &device).unwrap();
+    let out = grad_norm(&[&nan], Some(1.0)).unwrap().to_vec1::<f32>().unwrap();
+    assert!(out[0].is_nan() && out[1].is_nan(), "{out:?}");
 }
