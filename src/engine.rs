@@ -11,8 +11,8 @@
 //! `collect` waits for it.
 //!
 //! # Threading
-//! An `Engine` is neither `Send` nor `Sync` (it holds CUDA graphs, which must be launched from the thread that
-//! captured them): create it on the inference thread and keep it there (the daemon and the C ABI hand requests to
+//! An `Engine` is neither `Send` nor `Sync` (it holds CUDA graphs, whose strided-op parameters live in a cache of
+//! the thread that captured them: see [`crate::graph`]): create it on the inference thread and keep it there (the daemon and the C ABI hand requests to
 //! that thread instead of sharing the engine). Moving it within that thread is fine: the captured graphs stay
 //! valid (the session is boxed, so the address they are keyed by does not change).
 //!

@@ -7,6 +7,10 @@
 //! Contract for captured work: it reads its inputs from, and writes its outputs into, *persistent* device
 //! tensors that outlive the graph (copy new data into them before [`CapturedGraph::launch`]); every temporary it
 //! allocates is freed inside the capture (stream-ordered alloc/free nodes), so the graph can be relaunched.
+//!
+//! The capturing thread must outlive the graph: the layout parameters of Candle's strided ops are copied, inside
+//! the graph, from device buffers that Candle 0.11 keeps in a cache per capturing thread (thread-local; freed when
+//! that thread exits). Capture and launch on one long-lived thread, as the engine's owners do.
 
 use candle_core::Device;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
