@@ -1,0 +1,155 @@
+"""The best PyTorch a user could write for swm's LeWM CEM plan (issue 14's peer row for LeWM): the official
+stable-worldmodel 0.1.1 modules, the observation and the goal encoded once, outside the timed plan (as swm's
+`bench plan` rows replan from the cached embeddings), and the whole CEM plan as one function with no host
+synchronisation inside — `iters` iterations of sample / roll the predictor out over the horizon / goal cost /
+top-k / mean and standard deviation of the elites — timed eager, captured in a `torch.cuda.CUDAGraph`, and under
+`torch.compile(mode="reduce-overhead")`, each in fp32 and with TF32. Same work as the official `CEMSolver` on
+`LeWM.get_cost` (which also encodes once per solve, then reads every iteration's cost back to the host): 300
+samples x 30 iterations, top-30, horizon 5 in PushT's action blocks of 5, var_scale 1.
+
+    python -m swm_tools.peer_lewm --config configs/lewm-pusht.json [--iters 20] [--json out.json]
+    python -m swm_tools.peer_lewm --config configs/lewm-tiny.json --check [--device cpu]
+
+`--check` runs the peer eagerly against the official `CEMSolver.solve` with the same generator seed (the solver
+draws every iteration's candidates from it, nothing else does) and fails unless the planned means agree.
+"""
+# ruff: noqa: I001  (the official package's import stubs must be installed before its modules are imported)
+import argparse
+import contextlib
+import io
+import json
+import types
+
+import numpy as np
+
+from . import official
+from .timing import bench
+import gymnasium as gym
+import torch
+from stable_worldmodel.solver import CEMSolver
+
+SAMPLES, ITERS, TOPK, HORIZON, BLOCK, VAR_SCALE = 300, 30, 30, 5, 5, 1.0
+
+
+def make_plan(model, config, generator=None, samples=SAMPLES, iters=ITERS, topk=TOPK):
+    """CEM for one env as one function of the cached embeddings: `emb` (1, 1, D) of the observation, `goal`
+    (1, 1, D); returns the planned mean (1, H, A) with A = the action encoder's input (PushT: 5 blocks of 2)."""
+    a = config["action_encoder"].get("input_dim", 10)
+    history = config["predictor"].get("num_frames", 3)
+
+    def cost(emb, goal, candidates):
+        # LeWM.rollout + criterion for one observation frame: the action embeddings of every step, the predictor
+        # rolled out autoregressively over a window of `history` frames, the last prediction's squared distance
+        # to the goal embedding.
+        n = candidates.shape[0]
+        act_emb = model.action_encoder(candidates)  # (N, H, A_emb)
+        frames = [emb[:, 0].expand(n, -1)]
+        for t in range(HORIZON):
+            lo = max(0, 1 + t - history)
+            frames.append(model.predict(torch.stack(frames[lo:], dim=1), act_emb[:, lo:1 + t])[:, -1])
+        return ((frames[-1] - goal[:, 0]) ** 2).sum(dim=-1)  # (N,)
+
+    def plan(emb, goal):
+        mean = torch.zeros(1, HORIZON, a, device=emb.device)
+        std = torch.full((1, HORIZON, a), VAR_SCALE, device=emb.device)
+        for _ in range(iters):
+            noise = torch.randn(1, samples, HORIZON, a, generator=generator, device=emb.device)
+            candidates = noise * std.unsqueeze(1) + mean.unsqueeze(1)
+            candidates[:, 0] = mean
+            costs = cost(emb, goal, candidates[0])
+            elites = candidates[0, torch.topk(costs, k=topk, largest=False).indices]
+            mean, std = elites.mean(dim=0, keepdim=True), elites.std(dim=0, keepdim=True)
+        return mean
+
+    return plan
+
+
+def official_plan(model, config, pixels, goal, seed, device, samples, iters, topk):
+    a = config["action_encoder"].get("input_dim", 10)
+    block = BLOCK if a % BLOCK == 0 else 1  # the solver's action dim is (a / block) x block = a either way
+    solver = CEMSolver(model, num_samples=samples, n_steps=iters, topk=topk, var_scale=VAR_SCALE, device=device,
+                       seed=seed)
+    solver.configure(action_space=gym.spaces.Box(-1, 1, shape=(1, a // block), dtype=np.float32), n_envs=1,
+                     config=types.SimpleNamespace(horizon=HORIZON, action_block=block))
+    info = {"pixels": pixels, "goal": goal, "action": torch.zeros(1, 1, a, device=device)}
+    with contextlib.redirect_stdout(io.StringIO()):  # the solver prints its solve time
+        return solver.solve(info)["actions"]
+
+
+def embeddings(model, pixels, goal):
+    """The observation's and the goal's embeddings (1, 1, D), as `LeWM.encode` makes them."""
+    return model.encode({"pixels": pixels})["emb"], model.encode({"pixels": goal})["emb"]
+
+
+def check(model, config, device):
+    side = config["encoder"].get("image_size", 224)
+    g = torch.Generator().manual_seed(5)
+    pixels = torch.randn(1, 1, 3, side, side, generator=g).to(device)
+    goal = torch.randn(1, 1, 3, side, side, generator=g).to(device)
+    # Fewer samples and iterations keep a CPU check short; the plan's code is the same.
+    samples, iters, topk = 64, 4, 8
+    want = official_plan(model, config, pixels, goal, 3, device, samples, iters, topk)
+    generator = torch.Generator(device=device).manual_seed(3)
+    emb, goal_emb = embeddings(model, pixels, goal)
+    got = make_plan(model, config, generator, samples, iters, topk)(emb, goal_emb).cpu()
+    diff = (got - want).abs().max().item()
+    print(f"peer vs official CEMSolver: max |mean difference| {diff:.3e} ({samples} samples x {iters} iterations)")
+    if not diff <= 1e-4:
+        raise SystemExit("the peer does not plan what the official solver plans")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--json")
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--device", default="cuda")
+    args = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    with open(args.config) as f:
+        config = json.load(f)
+    model = official.randomize_(official.build_lewm(config), 0).to(args.device).eval()
+    if args.check:
+        with torch.inference_mode():
+            check(model, config, args.device)
+        return
+    print("peer (official modules, one function), torch", torch.__version__, "on", torch.cuda.get_device_name(0))
+    side = config["encoder"].get("image_size", 224)
+    pixels = torch.randn(1, 1, 3, side, side, device="cuda")
+    goal = torch.randn(1, 1, 3, side, side, device="cuda")
+    name = f"peer lewm cem {SAMPLES}x{ITERS} H{HORIZON}"
+    rows = []
+    for tf32 in (False, True):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        mode = "tf32" if tf32 else "fp32"
+        plan = make_plan(model, config)
+        with torch.inference_mode():
+            emb, goal_emb = embeddings(model, pixels, goal)
+            rows.append(bench(f"{name} eager {mode}", lambda p=plan: p(emb, goal_emb), 2, args.iters, 56))
+            # CUDA graph: the plan captured once on a side stream (after warm-up runs there), replayed.
+            side_stream = torch.cuda.Stream()
+            side_stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side_stream):
+                for _ in range(2):
+                    plan(emb, goal_emb)
+            torch.cuda.current_stream().wait_stream(side_stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                graph_out = plan(emb, goal_emb)  # noqa: F841  (the graph's output buffer)
+            rows.append(bench(f"{name} cudagraph {mode}", graph.replay, 2, args.iters, 56))
+        compiled = torch.compile(plan, mode="reduce-overhead")
+        with torch.inference_mode():
+            rows.append(bench(f"{name} compile(reduce-overhead) {mode}", lambda c=compiled: c(emb, goal_emb), 3,
+                              args.iters, 56))
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
