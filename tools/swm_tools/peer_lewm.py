@@ -1,17 +1,20 @@
-"""The best PyTorch a user could write for swm's LeWM CEM plan (issue 14's peer row for LeWM): the official
+"""The best PyTorch a user could write for swm's LeWM CEM and iCEM plans (issue 14's peer rows for LeWM): the official
 stable-worldmodel 0.1.1 modules, the observation and the goal encoded once, outside the timed plan (as swm's
 `bench plan` rows replan from the cached embeddings), and the whole CEM plan as one function with no host
 synchronisation inside — `iters` iterations of sample / roll the predictor out over the horizon / goal cost /
 top-k / mean and standard deviation of the elites — timed eager, captured in a `torch.cuda.CUDAGraph`, and under
 `torch.compile(mode="reduce-overhead")`, each in fp32 and with TF32. Same work as the official `CEMSolver` on
 `LeWM.get_cost` (which also encodes once per solve, then reads every iteration's cost back to the host): 300
-samples x 30 iterations, top-30, horizon 5 in PushT's action blocks of 5, var_scale 1.
+samples x 30 iterations, top-30, horizon 5 in PushT's action blocks of 5, var_scale 1; and as the official
+`ICEMSolver`: 1024 samples x 5 iterations, top-30, coloured noise (beta 2), 5 elites carried over, momentum 0.1,
+candidates clamped to the action box.
 
     python -m swm_tools.peer_lewm --config configs/lewm-pusht.json [--iters 20] [--json out.json]
     python -m swm_tools.peer_lewm --config configs/lewm-tiny.json --check [--device cpu]
 
-`--check` runs the peer eagerly against the official `CEMSolver.solve` with the same generator seed (the solver
-draws every iteration's candidates from it, nothing else does) and fails unless the planned means agree.
+`--check` runs both peers eagerly against the official `CEMSolver.solve` / `ICEMSolver.solve` with the same
+generator seed (the solver draws every iteration's candidates from it, nothing else does) and fails unless the
+planned means agree.
 """
 # ruff: noqa: I001  (the official package's import stubs must be installed before its modules are imported)
 import argparse
@@ -26,15 +29,16 @@ from . import official
 from .timing import bench
 import gymnasium as gym
 import torch
-from stable_worldmodel.solver import CEMSolver
+from stable_worldmodel.solver import CEMSolver, ICEMSolver
 
-SAMPLES, ITERS, TOPK, HORIZON, BLOCK, VAR_SCALE = 300, 30, 30, 5, 5, 1.0
+HORIZON, BLOCK, VAR_SCALE = 5, 5, 1.0
+# (samples, iterations, top-k) of the timed rows: upstream's CEM and iCEM settings of `swm bench plan`.
+SOLVERS = {"cem": (300, 30, 30), "icem": (1024, 5, 30)}
+BETA, ALPHA, KEEP = 2.0, 0.1, 5  # ICEMSolver's defaults: noise colour, momentum, elites carried over
 
 
-def make_plan(model, config, generator=None, samples=SAMPLES, iters=ITERS, topk=TOPK):
-    """CEM for one env as one function of the cached embeddings: `emb` (1, 1, D) of the observation, `goal`
-    (1, 1, D); returns the planned mean (1, H, A) with A = the action encoder's input (PushT: 5 blocks of 2)."""
-    a = config["action_encoder"].get("input_dim", 10)
+def rollout_cost(model, config):
+    """`cost(emb, goal, candidates)`: LeWM.get_cost for one observation on cached embeddings."""
     history = config["predictor"].get("num_frames", 3)
 
     def cost(emb, goal, candidates):
@@ -49,7 +53,18 @@ def make_plan(model, config, generator=None, samples=SAMPLES, iters=ITERS, topk=
             frames.append(model.predict(torch.stack(frames[lo:], dim=1), act_emb[:, lo:1 + t])[:, -1])
         return ((frames[-1] - goal[:, 0]) ** 2).sum(dim=-1)  # (N,)
 
-    def plan(emb, goal):
+    return cost
+
+
+def make_plan(model, config, solver="cem", generator=None, shape=None):
+    """The plan for one env as one function of the cached embeddings: `emb` (1, 1, D) of the observation, `goal`
+    (1, 1, D); returns the planned mean (1, H, A) with A = the action encoder's input (PushT: 5 blocks of 2).
+    `shape` overrides (samples, iterations, top-k)."""
+    a = config["action_encoder"].get("input_dim", 10)
+    samples, iters, topk = shape or SOLVERS[solver]
+    cost = rollout_cost(model, config)
+
+    def cem(emb, goal):
         mean = torch.zeros(1, HORIZON, a, device=emb.device)
         std = torch.full((1, HORIZON, a), VAR_SCALE, device=emb.device)
         for _ in range(iters):
@@ -61,14 +76,41 @@ def make_plan(model, config, generator=None, samples=SAMPLES, iters=ITERS, topk=
             mean, std = elites.mean(dim=0, keepdim=True), elites.std(dim=0, keepdim=True)
         return mean
 
-    return plan
+    def icem(emb, goal):
+        mean = torch.zeros(1, HORIZON, a, device=emb.device)
+        std = torch.full((1, HORIZON, a), VAR_SCALE, device=emb.device)
+        # Coloured noise along the horizon: the white noise's spectrum scaled by f^(-beta/2) (the constant term as
+        # the lowest frequency), then each sequence rescaled to unit standard deviation.
+        freqs = torch.fft.rfftfreq(HORIZON, device=emb.device)
+        freqs[0] = 1.0
+        scale = freqs.pow(-BETA / 2)
+        scale[0] = scale[1]
+        elites = None
+        for _ in range(iters):
+            white = torch.randn(1, samples, a, HORIZON, generator=generator, device=emb.device)
+            colored = torch.fft.irfft(torch.fft.rfft(white, dim=-1) * scale, n=HORIZON, dim=-1)
+            noise = (colored / colored.std(dim=-1, keepdim=True).clamp(min=1e-8)).transpose(-1, -2)
+            candidates = noise * std.unsqueeze(1) + mean.unsqueeze(1)
+            candidates[:, 0] = mean
+            if elites is not None:
+                keep = min(KEEP, elites.shape[0])
+                candidates[0, 1:1 + keep] = elites[:keep]
+            candidates = candidates.clamp(-1.0, 1.0)
+            costs = cost(emb, goal, candidates[0])
+            elites = candidates[0, torch.topk(costs, k=topk, largest=False).indices]
+            mean = ALPHA * mean + (1 - ALPHA) * elites.mean(dim=0, keepdim=True)
+            std = ALPHA * std + (1 - ALPHA) * elites.std(dim=0, keepdim=True)
+        return mean
+
+    return {"cem": cem, "icem": icem}[solver]
 
 
-def official_plan(model, config, pixels, goal, seed, device, samples, iters, topk):
+def official_plan(model, config, solver, pixels, goal, seed, device, shape):
     a = config["action_encoder"].get("input_dim", 10)
     block = BLOCK if a % BLOCK == 0 else 1  # the solver's action dim is (a / block) x block = a either way
-    solver = CEMSolver(model, num_samples=samples, n_steps=iters, topk=topk, var_scale=VAR_SCALE, device=device,
-                       seed=seed)
+    samples, iters, topk = shape
+    kind = {"cem": CEMSolver, "icem": ICEMSolver}[solver]
+    solver = kind(model, num_samples=samples, n_steps=iters, topk=topk, var_scale=VAR_SCALE, device=device, seed=seed)
     solver.configure(action_space=gym.spaces.Box(-1, 1, shape=(1, a // block), dtype=np.float32), n_envs=1,
                      config=types.SimpleNamespace(horizon=HORIZON, action_block=block))
     info = {"pixels": pixels, "goal": goal, "action": torch.zeros(1, 1, a, device=device)}
@@ -87,15 +129,46 @@ def check(model, config, device):
     pixels = torch.randn(1, 1, 3, side, side, generator=g).to(device)
     goal = torch.randn(1, 1, 3, side, side, generator=g).to(device)
     # Fewer samples and iterations keep a CPU check short; the plan's code is the same.
-    samples, iters, topk = 64, 4, 8
-    want = official_plan(model, config, pixels, goal, 3, device, samples, iters, topk)
-    generator = torch.Generator(device=device).manual_seed(3)
+    shape = (64, 4, 8)
     emb, goal_emb = embeddings(model, pixels, goal)
-    got = make_plan(model, config, generator, samples, iters, topk)(emb, goal_emb).cpu()
-    diff = (got - want).abs().max().item()
-    print(f"peer vs official CEMSolver: max |mean difference| {diff:.3e} ({samples} samples x {iters} iterations)")
-    if not diff <= 1e-4:
-        raise SystemExit("the peer does not plan what the official solver plans")
+    for solver in SOLVERS:
+        want = official_plan(model, config, solver, pixels, goal, 3, device, shape)
+        generator = torch.Generator(device=device).manual_seed(3)
+        got = make_plan(model, config, solver, generator, shape)(emb, goal_emb).cpu()
+        diff = (got - want).abs().max().item()
+        print(f"peer vs official {solver} solver: max |mean difference| {diff:.3e} ({shape[0]} samples x "
+              f"{shape[1]} iterations)")
+        if not diff <= 1e-4:
+            raise SystemExit(f"the {solver} peer does not plan what the official solver plans")
+
+
+def bench_solver(model, config, solver, name, pixels, goal, iters):
+    """Eager, CUDA-graph and torch.compile rows of one solver's peer, fp32 then TF32."""
+    rows = []
+    for tf32 in (False, True):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        mode = "tf32" if tf32 else "fp32"
+        plan = make_plan(model, config, solver)
+        with torch.inference_mode():
+            emb, goal_emb = embeddings(model, pixels, goal)
+            rows.append(bench(f"{name} eager {mode}", lambda p=plan: p(emb, goal_emb), 2, iters, 56))
+            # CUDA graph: the plan captured once on a side stream (after warm-up runs there), replayed.
+            side_stream = torch.cuda.Stream()
+            side_stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side_stream):
+                for _ in range(2):
+                    plan(emb, goal_emb)
+            torch.cuda.current_stream().wait_stream(side_stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                graph_out = plan(emb, goal_emb)  # noqa: F841  (the graph's output buffer)
+            rows.append(bench(f"{name} cudagraph {mode}", graph.replay, 2, iters, 56))
+        compiled = torch.compile(plan, mode="reduce-overhead")
+        with torch.inference_mode():
+            rows.append(bench(f"{name} compile(reduce-overhead) {mode}", lambda c=compiled: c(emb, goal_emb), 3,
+                              iters, 56))
+    return rows
 
 
 def main():
@@ -119,31 +192,10 @@ def main():
     side = config["encoder"].get("image_size", 224)
     pixels = torch.randn(1, 1, 3, side, side, device="cuda")
     goal = torch.randn(1, 1, 3, side, side, device="cuda")
-    name = f"peer lewm cem {SAMPLES}x{ITERS} H{HORIZON}"
     rows = []
-    for tf32 in (False, True):
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
-        mode = "tf32" if tf32 else "fp32"
-        plan = make_plan(model, config)
-        with torch.inference_mode():
-            emb, goal_emb = embeddings(model, pixels, goal)
-            rows.append(bench(f"{name} eager {mode}", lambda p=plan: p(emb, goal_emb), 2, args.iters, 56))
-            # CUDA graph: the plan captured once on a side stream (after warm-up runs there), replayed.
-            side_stream = torch.cuda.Stream()
-            side_stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side_stream):
-                for _ in range(2):
-                    plan(emb, goal_emb)
-            torch.cuda.current_stream().wait_stream(side_stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                graph_out = plan(emb, goal_emb)  # noqa: F841  (the graph's output buffer)
-            rows.append(bench(f"{name} cudagraph {mode}", graph.replay, 2, args.iters, 56))
-        compiled = torch.compile(plan, mode="reduce-overhead")
-        with torch.inference_mode():
-            rows.append(bench(f"{name} compile(reduce-overhead) {mode}", lambda c=compiled: c(emb, goal_emb), 3,
-                              args.iters, 56))
+    for solver, (samples, iters, _) in SOLVERS.items():
+        rows += bench_solver(model, config, solver, f"peer lewm {solver} {samples}x{iters} H{HORIZON}", pixels, goal,
+                             args.iters)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     if args.json:
