@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU-host session for training (issue 15), in one call: `swm train-batch` end to end on the demo artifact (a uint8
 # NPZ batch, five AdamW steps, the trained artifact inspected and planned with), `swm parity train` on a PushT-sized
-# export of the official step (both encoder gradient paths), then the training-step rows side
+# export of the official step (both encoder gradient paths), optionally (TRAIN_PROFILE=1) an ncu breakdown of one
+# step, then the training-step rows side
 # by side — `swm bench train` (f32, TF32) and the official step (swm_tools.bench_train: upstream's bf16 autocast,
 # fp32, TF32) on the PushT-sized config, batch $BATCH (default 128). Results under $OUT. Needs .whl/ and .gpu/ with
 # the bins (shared/gpu/bundle.sh --bins ...).
@@ -50,6 +51,13 @@ done
 echo "== swm (manual, fused AdamW) vs the official train-pusht" | tee -a "$log"
 "$swm" parity train --fixture /tmp/train-pusht --tol first_loss=1e-4 --tol weights="$wtol" --update fused \
   --json "$out/parity_train-pusht_fused.json" 2>&1 | grep -a "weights\|RESULT\|FAIL" | tee -a "$log"
+# TRAIN_PROFILE=1: Nsight Compute's per-kernel times of one f32 step (the default path), summed by kernel name.
+if [ "${TRAIN_PROFILE:-0}" = 1 ]; then
+  timeout "${PROFILE_S:-240}" /usr/local/cuda/bin/ncu --profile-from-start off --clock-control none \
+    --cache-control none --metrics gpu__time_duration.sum --csv "$swm" bench train --profile \
+    > "$out/ncu-train.csv" 2>>"$log"
+  python3 tools/gpu/ncu_agg.py "$out/ncu-train.csv" "${TOP:-30}" 2>&1 | tee -a "$log"
+fi
 [ "${TRAIN_BENCH:-1}" = 1 ] || exit 0
 "$swm" bench train --batch-size "${BATCH:-128}" --iters "${ITERS:-20}" --json "$out/swm_bench_train.json" 2>&1 \
   | tee -a "$log"
