@@ -364,7 +364,11 @@ impl Engine {
         let stream = self.stream()?;
         // A step without a deadline captures (once) and replays the iteration graph; with one, it replays the
         // graph if it is current and otherwise runs eagerly rather than capture inside the budget.
-        if self.deadline.is_none() && !self.eager {
+        if self.deadline.is_none()
+            && !self.eager
+            && !self.planner.is_prepared(&*self.session)
+            && crate::graph::may_capture()
+        {
             self.planner.prepare(&mut *self.session)?;
         }
         let options = PlanOptions { deadline: self.deadline.map(|d| start + d), eager: self.eager };

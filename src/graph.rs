@@ -10,12 +10,65 @@
 //!
 //! The capturing thread must outlive the graph: the layout parameters of Candle's strided ops are copied, inside
 //! the graph, from device buffers that Candle 0.11 keeps in a cache per capturing thread (thread-local; freed when
-//! that thread exits). Capture and launch on one long-lived thread, as the engine's owners do.
+//! that thread exits). Capture and launch on one long-lived thread, as the engine's owners do. A thread that only
+//! replays — a caller running an engine's steady-state steps itself — holds a [`NoCapture`]: captures are refused
+//! there, and the places that capture lazily ([`may_capture`]) run eagerly instead.
 
 use candle_core::Device;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 
 use crate::ops::{KernelError, Result};
+
+thread_local! {
+    /// Captures are refused on this thread ([`NoCapture`]).
+    static REFUSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Lazy captures this thread skipped (ran eagerly) under a [`NoCapture`].
+    static SKIPPED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// While alive, CUDA graph captures on the current thread are refused: [`CapturedGraph::capture`] fails with a
+/// typed error, and [`may_capture`] is false (its callers run their work eagerly). For threads that may exit
+/// before the graphs they would capture are dropped (see the module docs).
+#[derive(Debug)]
+pub struct NoCapture {
+    previous: bool,
+    skipped_before: u64,
+}
+
+impl NoCapture {
+    /// Refuses captures on this thread until dropped.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { previous: REFUSE.replace(true), skipped_before: SKIPPED.get() }
+    }
+
+    /// Lazy captures skipped on this thread since this guard was made (their work ran eagerly).
+    pub fn skipped(&self) -> u64 {
+        SKIPPED.get() - self.skipped_before
+    }
+}
+
+impl Default for NoCapture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NoCapture {
+    fn drop(&mut self) {
+        REFUSE.set(self.previous);
+    }
+}
+
+/// Whether this thread may capture a graph now. A lazy capture site asks first and runs its work eagerly when
+/// not (counted in [`NoCapture::skipped`]).
+pub fn may_capture() -> bool {
+    let refused = REFUSE.get();
+    if refused {
+        SKIPPED.set(SKIPPED.get() + 1);
+    }
+    !refused
+}
 
 /// A captured, instantiated CUDA graph bound to the stream of a Candle CUDA device.
 pub struct CapturedGraph {
@@ -38,6 +91,13 @@ impl CapturedGraph {
         device: &Device,
         mut work: impl FnMut() -> std::result::Result<(), E>,
     ) -> std::result::Result<Self, E> {
+        if REFUSE.get() {
+            return Err(KernelError::Internal(
+                "a CUDA graph capture on a thread that may not capture (NoCapture): capture on the engine's own thread"
+                    .into(),
+            )
+            .into());
+        }
         let Device::Cuda(cuda) = device else {
             return Err(KernelError::operand("device", "CUDA graphs need a CUDA device").into());
         };
@@ -61,5 +121,30 @@ impl CapturedGraph {
     /// Replays the captured work on its stream (asynchronous, like any kernel launch).
     pub fn launch(&self) -> Result<()> {
         Ok(self.graph.launch()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_capture_refuses_captures_on_its_thread_only_while_alive() {
+        assert!(may_capture());
+        let outer = NoCapture::new();
+        assert!(!may_capture() && !may_capture(), "refused while the guard lives");
+        assert_eq!(outer.skipped(), 2, "each refused lazy capture is counted");
+        let err = CapturedGraph::capture::<KernelError>(&Device::Cpu, || Ok(())).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("NoCapture")), "a capture is a typed error, before anything runs");
+        {
+            let inner = NoCapture::new();
+            assert!(!may_capture());
+            assert_eq!(inner.skipped(), 1);
+        }
+        assert!(!may_capture(), "the inner guard restores the outer refusal");
+        // Another thread is not affected.
+        assert!(std::thread::spawn(may_capture).join().unwrap_or(false));
+        drop(outer);
+        assert!(may_capture(), "allowed again once the guard is dropped");
     }
 }

@@ -2,11 +2,15 @@
  * caller sees it, minus the engine's own step time that the call reports (swm_plan_result.wall_ms), p50/p99 over N
  * steps after a warm-up. Inputs: zero state vectors and synthetic 224x224 RGB frames.
  *
- *   make -C examples/c bench && examples/c/bench ARTIFACT_DIR [STEPS]
+ *   make -C examples/c bench && examples/c/bench ARTIFACT_DIR [STEPS] [poll|inline]
+ *
+ * The third argument picks swm_engine_options.wait: poll (the default: an engine thread, the caller polls for the
+ * reply) or inline (the call runs on the calling thread).
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "check.h"
@@ -46,13 +50,15 @@ static void report(const char *what, double *v, int n) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: %s ARTIFACT_DIR [STEPS]\n", argv[0]);
+    fprintf(stderr, "usage: %s ARTIFACT_DIR [STEPS] [poll|inline]\n", argv[0]);
     return 2;
   }
   int steps = argc > 2 ? atoi(argv[2]) : 500;
   if (steps < 10) steps = 10;
+  int inline_calls = argc > 3 && strcmp(argv[3], "inline") == 0;
+  swm_engine_options options = {.struct_size = sizeof options, .wait = inline_calls ? SWM_WAIT_INLINE : SWM_WAIT_POLL};
   swm_engine *engine = NULL;
-  check(swm_engine_open(argv[1], NULL, &engine), "swm_engine_open");
+  check(swm_engine_open(argv[1], &options, &engine), "swm_engine_open");
   swm_engine_info info = {.struct_size = sizeof info};
   check(swm_engine_describe(engine, &info), "swm_engine_describe");
   if (info.family == 0) {
@@ -86,15 +92,15 @@ int main(int argc, char **argv) {
     check(swm_engine_set_deadline(engine, 0.0), "swm_engine_set_deadline");
     hop[i] = now_us() - t0;
   }
-  printf("C ABI overhead over the engine step (%s, %u inputs):\n", info.family == 0 ? "LeWM" : "TD-MPC2",
-         info.inputs);
+  printf("C ABI overhead over the engine step (%s, %u inputs, %s):\n", info.family == 0 ? "LeWM" : "TD-MPC2",
+         info.inputs, inline_calls ? "inline calls" : "engine thread");
   report("swm_engine_plan call", plan, steps);
   report("staging the observation + swm_engine_plan", full, steps);
   report("  of which: on the engine thread, outside the step", around, steps);
   report("    before the step (observation)", before, steps);
   report("    after the step (result)", after, steps);
   report("  of which: handing the call over and back", handover, steps);
-  report("engine-thread round trip (set_deadline)", hop, steps);
+  report("a call without GPU work (set_deadline)", hop, steps);
   free(hop);
   free(around);
   free(before);

@@ -118,7 +118,7 @@ typedef uint32_t swm_plan_source;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// How a thread waits for its call to finish on the handle's engine thread (`swm_engine_options.wait`).
+// How a calling thread reaches the handle's engine and waits for its call (`swm_engine_options.wait`).
 enum swm_wait
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -129,6 +129,11 @@ enum swm_wait
   SWM_WAIT_POLL = 0,
   // Sleep on the reply (no CPU while waiting; each call costs a thread wake-up, ~130 µs on the H200 hosts).
   SWM_WAIT_SLEEP = 1,
+  // As `SWM_WAIT_POLL`, except that `swm_engine_plan` runs on the calling thread, with no hand-over, once the
+  // engine is steady (every CUDA graph a plan replays captured; captures stay on the engine thread). The
+  // engine's CUDA context is current during the call and the thread's own is restored after it. Not yet run on
+  // a GPU.
+  SWM_WAIT_INLINE = 2,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -153,7 +158,7 @@ typedef struct swm_engine_options {
   uint32_t eager;
   // Step budget in milliseconds, from the plan call to the action in host memory; 0 = every iteration runs.
   double deadline_ms;
-  // A `swm_wait` value: how calling threads wait for the engine thread (added in struct size 32; older callers
+  // A `swm_wait` value: how calling threads reach the engine (added in struct size 32; older callers
   // get `SWM_WAIT_POLL`).
   uint32_t wait;
   // Reserved, 0.

@@ -91,6 +91,29 @@ impl State {
         Ok(Self { engine, device, spent: Vec::new(), stepped: false, capture_failed: false })
     }
 
+    /// Makes the engine's CUDA context current on the calling thread until the returned guard drops (which
+    /// restores the thread's own, or none).
+    pub fn make_current(&self) -> Result<Current, Failure> {
+        let failed = |e: cudarc::driver::DriverError| {
+            Failure::new(SwmStatus::Runtime, format!("making the engine's CUDA context current: {e}"))
+        };
+        let previous = cudarc::driver::result::ctx::get_current().map_err(failed)?;
+        if let Device::Cuda(cuda) = &self.device {
+            cuda.cuda_stream().context().bind_to_thread().map_err(failed)?;
+        }
+        Ok(Current(previous))
+    }
+
+    /// Whether every graph a plan replays is captured (a plan may run on a calling thread: `Wait::Inline`).
+    pub fn is_steady(&self) -> bool {
+        self.engine.is_prepared() && !self.capture_failed
+    }
+
+    /// What a call run on a calling thread leaves: its inputs are dropped (nothing is captured there).
+    pub fn after_inline_call(&mut self) {
+        self.spent.clear();
+    }
+
     /// Runs `f` on the observation made of `staged`; the inputs are kept until [`State::after_reply`].
     fn with_observation<R>(
         &mut self,
@@ -283,6 +306,17 @@ impl State {
             _ => Shape::State(spec.shape.iter().product()),
         };
         Some(Input { name: spec.name.clone(), shape })
+    }
+}
+
+/// The calling thread's CUDA context before [`State::make_current`], restored on drop.
+pub(crate) struct Current(Option<cudarc::driver::sys::CUcontext>);
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        // SAFETY: the context was current on this thread when the guard was made (or none was: null unbinds);
+        // setting it back only changes this thread's binding.
+        let _ = unsafe { cudarc::driver::result::ctx::set_current(self.0.unwrap_or(std::ptr::null_mut())) };
     }
 }
 

@@ -9,7 +9,7 @@ use std::thread::ThreadId;
 use crate::engine::{Input, Staged, StagedInputs, State};
 use crate::error::Failure;
 use crate::swm_status as SwmStatus;
-use crate::worker::Worker;
+use crate::worker::{Wait, Worker};
 
 /// An open handle.
 pub(crate) struct Handle {
@@ -28,10 +28,10 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    /// Starts the engine thread with `open` and reads the model's description from it; `sleep`: callers sleep on
-    /// their replies instead of polling (`SWM_WAIT_SLEEP`).
-    pub fn start(open: impl FnOnce() -> Result<State, Failure> + Send + 'static, sleep: bool) -> Result<Self, Failure> {
-        let worker = Worker::start(open, sleep)?;
+    /// Starts the engine thread with `open` and reads the model's description from it; `wait`: how callers
+    /// reach the engine (`swm_engine_options.wait`).
+    pub fn start(open: impl FnOnce() -> Result<State, Failure> + Send + 'static, wait: Wait) -> Result<Self, Failure> {
+        let worker = Worker::start(open, wait)?;
         let ((family, action_dim, n), inputs) = worker.call(|s| {
             let info = s.info();
             let inputs = (0..info.2).filter_map(|i| s.input(i)).collect::<Vec<_>>();

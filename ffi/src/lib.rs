@@ -114,7 +114,7 @@ pub enum swm_solver {
     Icem = 3,
 }
 
-/// How a thread waits for its call to finish on the handle's engine thread (`swm_engine_options.wait`).
+/// How a calling thread reaches the handle's engine and waits for its call (`swm_engine_options.wait`).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy)]
 pub enum swm_wait {
@@ -123,6 +123,11 @@ pub enum swm_wait {
     Poll = 0,
     /// Sleep on the reply (no CPU while waiting; each call costs a thread wake-up, ~130 µs on the H200 hosts).
     Sleep = 1,
+    /// As `SWM_WAIT_POLL`, except that `swm_engine_plan` runs on the calling thread, with no hand-over, once the
+    /// engine is steady (every CUDA graph a plan replays captured; captures stay on the engine thread). The
+    /// engine's CUDA context is current during the call and the thread's own is restored after it. Not yet run on
+    /// a GPU.
+    Inline = 2,
 }
 
 /// How a plan's action was produced (swm's `PlanSource`).
@@ -155,7 +160,7 @@ pub struct swm_engine_options {
     pub eager: u32,
     /// Step budget in milliseconds, from the plan call to the action in host memory; 0 = every iteration runs.
     pub deadline_ms: f64,
-    /// A `swm_wait` value: how calling threads wait for the engine thread (added in struct size 32; older callers
+    /// A `swm_wait` value: how calling threads reach the engine (added in struct size 32; older callers
     /// get `SWM_WAIT_POLL`).
     pub wait: u32,
     /// Reserved, 0.
@@ -476,12 +481,13 @@ pub unsafe extern "C" fn swm_engine_open(
         let dir = std::path::PathBuf::from(text(artifact_dir, "artifact_dir")?);
         let o = if options.is_null() { swm_engine_options::default() } else { read_options(options, "options")? };
         let opts = engine_options(o.gpu as usize, o.history as usize, deadline(o.deadline_ms)?, o.eager != 0);
-        let sleep = match o.wait {
-            0 => false,
-            1 => true,
+        let wait = match o.wait {
+            0 => worker::Wait::Poll,
+            1 => worker::Wait::Sleep,
+            2 => worker::Wait::Inline,
             other => return Err(Failure::new(swm_status::UnknownEnum, format!("options.wait = {other}"))),
         };
-        let handle = Arc::new(Handle::start(move || State::open(&dir, &opts), sleep)?);
+        let handle = Arc::new(Handle::start(move || State::open(&dir, &opts), wait)?);
         // Keys are never reused, so that a freed handle stays unknown even when its memory is reused.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0x5_0000);
         let key = NEXT.fetch_add(16, std::sync::atomic::Ordering::Relaxed);
@@ -730,7 +736,7 @@ pub unsafe extern "C" fn swm_engine_plan(
         let result_size = plan_outputs(actions, result)?;
         h.check_no_plan_in_flight()?;
         let staged = h.take_staged()?;
-        let p = h.worker.call(move |s| s.plan(staged))?;
+        let p = h.worker.plan(move |s| s.plan(staged))?;
         // SAFETY: caller contract, as `write_plan` requires.
         unsafe { write_plan(&p, actions, capacity, sequence, result, result_size) }
     })

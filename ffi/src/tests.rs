@@ -119,6 +119,18 @@ fn opening_fails_with_a_status_and_leaves_a_null_handle() {
     // SAFETY: as above.
     assert_eq!(unsafe { swm_engine_open(missing.as_ptr(), &options, &mut engine) }, swm_status::UnknownEnum);
     assert!(message().contains("options.wait = 7"), "{}", message());
+    // Every known wait mode gets as far as opening (and fails there, on the calling thread for an inline one).
+    for wait in [swm_wait::Poll, swm_wait::Sleep, swm_wait::Inline] {
+        let options = swm_engine_options {
+            struct_size: std::mem::size_of::<swm_engine_options>() as u32,
+            wait: wait as u32,
+            ..Default::default()
+        };
+        // SAFETY: as above.
+        let status = unsafe { swm_engine_open(missing.as_ptr(), &options, &mut engine) };
+        assert!(status != swm_status::Ok && status != swm_status::UnknownEnum, "{wait:?}: {status:?}");
+        assert!(engine.is_null() && message().contains("/nonexistent/artifact"), "{wait:?}: {}", message());
+    }
     // Calls on the handle a failed open left are NULL-handle errors, not crashes.
     assert_eq!(swm_engine_reset(engine), swm_status::NullArgument);
 }
@@ -178,12 +190,17 @@ fn demo_artifact() -> tempfile::TempDir {
     dir
 }
 
-/// Opens `dir` through the C ABI with a fixed planner seed.
-fn open(dir: &std::path::Path) -> *mut swm_engine {
+/// Opens `dir` through the C ABI with a fixed planner seed and the `wait` mode.
+fn open(dir: &std::path::Path, wait: swm_wait) -> *mut swm_engine {
     let path = CString::new(dir.to_str().unwrap()).unwrap();
     let mut engine = null_mut();
+    let options = swm_engine_options {
+        struct_size: std::mem::size_of::<swm_engine_options>() as u32,
+        wait: wait as u32,
+        ..Default::default()
+    };
     // SAFETY: valid pointers.
-    let status = unsafe { swm_engine_open(path.as_ptr(), null(), &mut engine) };
+    let status = unsafe { swm_engine_open(path.as_ptr(), &options, &mut engine) };
     assert_eq!(status, swm_status::Ok, "{}", message());
     let planner = swm_planner_options { struct_size: 32, samples: 64, iterations: 3, seed: 11, ..Default::default() };
     // SAFETY: as above.
@@ -221,12 +238,18 @@ fn plan(engine: *mut swm_engine) -> (Vec<f32>, swm_plan_result) {
 }
 
 /// On the GPU: a C caller plans like the Rust `Engine` with the same seed, frames of a camera's size are taken,
-/// and four threads sharing one handle each get their calls through intact.
+/// and four threads sharing one handle each get their calls through intact — with an engine thread, and inline.
 #[test]
 #[ignore = "needs a CUDA device"]
 fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
+    for wait in [swm_wait::Poll, swm_wait::Inline] {
+        c_calls_with(wait);
+    }
+}
+
+fn c_calls_with(wait: swm_wait) {
     let dir = demo_artifact();
-    let engine = open(dir.path());
+    let engine = open(dir.path(), wait);
     let mut info = swm_engine_info { struct_size: std::mem::size_of::<swm_engine_info>() as u32, ..Default::default() };
     // SAFETY: a live local of the size it states.
     assert_eq!(unsafe { swm_engine_describe(engine, &mut info) }, swm_status::Ok);

@@ -444,12 +444,17 @@ impl Planner {
         let mut use_graph = !options.eager && replay.is_none() && observe.is_none();
         if use_graph {
             let current = self.graph.as_ref().is_some_and(|g| g.scorer == scorer_key(scorer));
-            if options.deadline.is_none() {
-                self.ensure_graph(scorer)?;
-            } else if !current {
-                // Capturing costs an eager warm-up iteration plus the capture itself: not inside a deadline.
-                tracing::debug!("deadline-bounded plan without a current graph: eager (call Planner::prepare)");
-                use_graph = false;
+            if !current {
+                if options.deadline.is_some() {
+                    // Capturing costs an eager warm-up iteration plus the capture itself: not inside a deadline.
+                    tracing::debug!("deadline-bounded plan without a current graph: eager (call Planner::prepare)");
+                    use_graph = false;
+                } else if crate::graph::may_capture() {
+                    self.ensure_graph(scorer)?;
+                } else {
+                    // A thread that may not capture (graph::NoCapture) plans eagerly.
+                    use_graph = false;
+                }
             }
         }
         let cuda = cuda(&self.device)?;

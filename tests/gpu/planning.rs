@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
+use swm::graph::NoCapture;
 use swm::planning::{
     ActionBounds, CandidateScorer, CemConfig, IcemConfig, MppiConfig, PlanOptions, PlanSource, Planner, PlannerConfig,
     Sampling, SolverConfig,
@@ -392,4 +393,32 @@ fn icem_returns_its_best_candidate_and_capture_keeps_the_warm_start() {
     graphed.plan(&mut scorer, &eager).unwrap();
     let second_graphed = graphed.plan(&mut scorer, &PlanOptions::default()).unwrap().actions.copy().unwrap();
     assert_eq!(max_abs_diff(&second, &second_graphed), 0.0);
+}
+
+/// A thread holding a `NoCapture` (a C caller running a steady plan itself) never captures: a planner without a
+/// current graph plans eagerly there — the same plan — and says so; one with a graph replays it.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_thread_that_may_not_capture_plans_eagerly_and_says_so() {
+    let (_gpu, device) = gpu();
+    let (h, a) = (5, 3);
+    let solver = SolverConfig::Icem(IcemConfig { num_samples: 64, n_steps: 4, topk: 8, ..Default::default() });
+    let mut scorer = Quadratic::new(&[0.1, 0.2, 0.3], h, &device);
+    let mut fixed = config(solver, h, a);
+    fixed.warm_start = false;
+    let mut planner = Planner::new(fixed, 2, &device).unwrap();
+    let eager = {
+        let refused = NoCapture::new();
+        let plan = planner.plan(&mut scorer, &PlanOptions::default()).unwrap().actions.copy().unwrap();
+        assert_eq!(refused.skipped(), 1, "the capture was skipped, once");
+        assert!(!planner.is_prepared(&scorer), "nothing was captured");
+        plan
+    };
+    let graphed = planner.plan(&mut scorer, &PlanOptions::default()).unwrap().actions.copy().unwrap();
+    assert!(planner.is_prepared(&scorer), "captured once captures are allowed");
+    assert_eq!(max_abs_diff(&eager, &graphed), 0.0, "the eager plan is the graph's");
+    let refused = NoCapture::new();
+    let replayed = planner.plan(&mut scorer, &PlanOptions::default()).unwrap().actions.copy().unwrap();
+    assert_eq!(refused.skipped(), 0, "a current graph is replayed, not skipped");
+    assert_eq!(max_abs_diff(&replayed, &graphed), 0.0);
 }

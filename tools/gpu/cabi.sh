@@ -20,5 +20,7 @@ examples/c/controller /tmp/lewm tests/data/media/baseline_420_640x480.jpg 3 2>&1
 examples/c/controller /tmp/tdmpc2 - 3 2>&1 | tee -a "$log"
 examples/c/threads /tmp/lewm 10 2>&1 | tee -a "$log"
 examples/c/threads /tmp/tdmpc2 20 2>&1 | tee -a "$log"
-examples/c/bench /tmp/tdmpc2 "${STEPS:-1000}" 2>&1 | tee -a "$log"
-examples/c/bench /tmp/lewm "${STEPS_LEWM:-200}" 2>&1 | tee -a "$log"
+for wait in poll inline; do
+  examples/c/bench /tmp/tdmpc2 "${STEPS:-1000}" "$wait" 2>&1 | tee -a "$log"
+  examples/c/bench /tmp/lewm "${STEPS_LEWM:-200}" "$wait" 2>&1 | tee -a "$log"
+done

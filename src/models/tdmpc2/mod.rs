@@ -513,6 +513,10 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
                 seed: self.seed,
                 draws,
             };
+            if !crate::graph::may_capture() {
+                // A thread that may not capture (graph::NoCapture): this plan's proposal runs eagerly.
+                return propose_into(&self.model, self.prior, &z0, mean, from, &noise);
+            }
             let (model, prior, mean_buf) = (self.model.clone(), self.prior, mean.clone());
             let graph = crate::graph::CapturedGraph::capture(mean.device(), || {
                 propose_into(&model, prior, &z0, &mean_buf, from, &noise)
