@@ -104,9 +104,12 @@ impl State {
         Ok(Current(previous))
     }
 
-    /// Whether every graph a plan replays is captured (a plan may run on a calling thread: `Wait::Inline`).
+    /// Whether a plan may run on a calling thread (`Wait::Inline`): every graph it replays is captured, and it
+    /// uses no per-thread library state (TD-MPC2's pixel encoder runs cuDNN convolutions, whose handles Candle
+    /// keeps per thread: those plans stay on the engine thread). An eager engine (no graphs) is never steady.
     pub fn is_steady(&self) -> bool {
-        self.engine.is_prepared() && !self.capture_failed
+        let cudnn = self.engine.session().as_tdmpc2().is_some_and(|s| s.model().has_pixel_encoder());
+        self.engine.is_prepared() && !self.capture_failed && !cudnn
     }
 
     /// What a call run on a calling thread leaves: its inputs are dropped (nothing is captured there).

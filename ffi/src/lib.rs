@@ -125,8 +125,9 @@ pub enum swm_wait {
     Sleep = 1,
     /// As `SWM_WAIT_POLL`, except that `swm_engine_plan` runs on the calling thread, with no hand-over, once the
     /// engine is steady (every CUDA graph a plan replays captured; captures stay on the engine thread). The
-    /// engine's CUDA context is current during the call and the thread's own is restored after it. Not yet run on
-    /// a GPU.
+    /// engine's CUDA context is current during the call and the thread's own is restored after it; inline plans
+    /// take the engine's lock in no particular order. TD-MPC2 pixel models and eager engines plan on the engine
+    /// thread. Not yet run on a GPU.
     Inline = 2,
 }
 

@@ -245,6 +245,25 @@ fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
     for wait in [swm_wait::Poll, swm_wait::Inline] {
         c_calls_with(wait);
     }
+    // Inline plans (on this thread once the engine is steady) are the engine thread's plans: the same sequence of
+    // observations planned on two handles with the same seed, warm starts carried along.
+    let dir = demo_artifact();
+    let (poll, inline) = (open(dir.path(), swm_wait::Poll), open(dir.path(), swm_wait::Inline));
+    for engine in [poll, inline] {
+        stage_frame(engine, 99);
+        assert_eq!(swm_engine_commit_goal(engine), swm_status::Ok, "{}", message());
+    }
+    for step in 0..6u8 {
+        let [(a, ra), (b, rb)] = [poll, inline].map(|engine| {
+            stage_frame(engine, step);
+            plan(engine)
+        });
+        assert_eq!((ra.source, rb.source), (swm_plan_source::Solved as u32, swm_plan_source::Solved as u32));
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "step {step}: engine thread {a:?}, inline {b:?}");
+    }
+    assert_eq!(swm_engine_free(poll), swm_status::Ok);
+    assert_eq!(swm_engine_free(inline), swm_status::Ok);
 }
 
 fn c_calls_with(wait: swm_wait) {

@@ -6,7 +6,8 @@
 //! capturing a graph a step left missing) runs after the reply ([`State::after_reply`]), before the next job.
 //!
 //! With [`Wait::Inline`], a plan whose graphs are all captured ("steady") runs on the calling thread instead,
-//! holding the engine's lock, with no hand-over: only replays happen there. Captures stay on the engine thread,
+//! holding the engine's lock, with no hand-over: only replays happen there. Inline plans take the lock in no
+//! particular order (not in arrival order, as calls handed to the engine thread are). Captures stay on the engine thread,
 //! because Candle keeps the buffers a captured graph copies its parameters from in a cache of the capturing thread
 //! (see `swm::graph`): the calling thread holds a [`NoCapture`], so a plan that would capture runs eagerly instead
 //! and the next plans go to the engine thread until it is steady again.
@@ -161,9 +162,9 @@ impl Worker {
         let _current = state.make_current()?;
         let no_capture = NoCapture::new();
         let result = f(state);
-        if no_capture.skipped() > 0 {
-            *steady = false;
-        }
+        // Still steady unless a capture was skipped or a graph went stale without one being tried (a plan under a
+        // deadline after the session reallocated: LeWM's context window growing after a reset).
+        *steady = no_capture.skipped() == 0 && state.is_steady();
         drop(no_capture);
         state.after_inline_call();
         result

@@ -248,6 +248,12 @@ impl TdMpc2 {
         self.config.action_dim
     }
 
+    /// Whether observations go through the pixel encoder (cuDNN convolutions, whose handles Candle keeps per
+    /// calling thread).
+    pub fn has_pixel_encoder(&self) -> bool {
+        self.pixels.is_some()
+    }
+
     /// The CUDA device holding the weights.
     pub fn device(&self) -> &Device {
         &self.device
@@ -514,7 +520,10 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
                 draws,
             };
             if !crate::graph::may_capture() {
-                // A thread that may not capture (graph::NoCapture): this plan's proposal runs eagerly.
+                // A thread that may not capture (graph::NoCapture): this plan's proposal runs eagerly, twice, as a
+                // capture would (its eager warm-up, then the launch), so that the noise draws stay in step with a
+                // capturing thread's and the plans with them.
+                propose_into(&self.model, self.prior, &z0, mean, from, &noise)?;
                 return propose_into(&self.model, self.prior, &z0, mean, from, &noise);
             }
             let (model, prior, mean_buf) = (self.model.clone(), self.prior, mean.clone());
