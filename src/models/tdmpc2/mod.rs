@@ -520,16 +520,17 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
                 draws,
             };
             if !crate::graph::may_capture() {
-                // A thread that may not capture (graph::NoCapture): this plan's proposal runs eagerly, twice, as a
-                // capture would (its eager warm-up, then the launch), so that the noise draws stay in step with a
-                // capturing thread's and the plans with them.
-                propose_into(&self.model, self.prior, &z0, mean, from, &noise)?;
+                // A thread that may not capture (graph::NoCapture): this plan's proposal runs eagerly.
                 return propose_into(&self.model, self.prior, &z0, mean, from, &noise);
             }
             let (model, prior, mean_buf) = (self.model.clone(), self.prior, mean.clone());
+            // The capture's eager warm-up draws noise too: the counter is put back after it, so that every
+            // proposal — captured, replayed or eager — consumes one draw, and graph and eager runs plan alike.
+            let before = noise.draws.copy()?;
             let graph = crate::graph::CapturedGraph::capture(mean.device(), || {
                 propose_into(&model, prior, &z0, &mean_buf, from, &noise)
             })?;
+            noise.draws.slice_set(&before, 0, 0)?;
             self.proposal = Some(ProposalGraph { key, graph });
         }
         match &self.proposal {
