@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use swm::artifact::{self, Artifact, Checkpoint, ObservationKind};
 use swm::checkpoint::LoadOptions;
 use swm::engine::{Engine, EngineOptions};
+use swm::graph::NoCapture;
 use swm::planning::{
     CemConfig, IcemConfig, MppiConfig, PlanOptions, PlanSource, Planner, PlannerConfig, Sampling, SolverConfig,
 };
@@ -303,4 +304,44 @@ fn an_injected_gpu_stall_delays_one_step_and_the_engine_recovers() {
         assert_eq!(step.source, PlanSource::Solved, "{:?}", step.times);
     }
     assert!(swm::ops::fault::gpu_delay(&device, Duration::from_secs(11)).is_err(), "over MAX_DELAY");
+}
+
+/// Steps on a thread that may not capture (the C ABI's inline callers hold a `NoCapture`) plan eagerly, and once
+/// captures are allowed again the engine goes on exactly as one that captured from the start: the planner's graph
+/// and TD-MPC2's actor proposal (one noise draw per plan, captured or not) keep both engines in step.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn steps_that_may_not_capture_plan_as_captured_ones() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = tdmpc2_artifact(dir.path());
+    let inputs = Inputs::random(&artifact, 21);
+    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
+    let probe = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
+    let options = EngineOptions { planner: Some(fixed(solver, &probe, 3)), ..Default::default() };
+    drop(probe);
+    let mut captured = Engine::new(&artifact, &device, &options).unwrap();
+    let mut refused = Engine::new(&artifact, &device, &options).unwrap();
+    for k in 0..5 {
+        let want = captured.step(&inputs.observation()).unwrap().actions.to_vec();
+        let got = if k < 2 {
+            let guard = NoCapture::new();
+            let got = refused.step(&inputs.observation()).unwrap().actions.to_vec();
+            assert!(guard.skipped() > 0, "step {k}: a capture was due and skipped");
+            assert!(!refused.is_prepared(), "step {k}: nothing captured");
+            got
+        } else {
+            refused.step(&inputs.observation()).unwrap().actions.to_vec()
+        };
+        let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "step {k}: captured {want:?}, refused {got:?}");
+    }
+    assert!(refused.is_prepared(), "captured once allowed");
+    // Under a NoCapture, an explicit capture is a typed error, and the engine keeps serving (eagerly).
+    let _refused = NoCapture::new();
+    let config = refused.planner().config().clone();
+    refused.set_planner(config).unwrap();
+    let err = refused.prepare().expect_err("a new planner's capture under NoCapture").to_string();
+    assert!(err.contains("NoCapture"), "{err}");
+    assert_eq!(refused.step(&inputs.observation()).unwrap().source, PlanSource::Solved);
 }
