@@ -6,12 +6,8 @@ use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, CustomOp3, DTy
 use candle_nn::Linear;
 use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 
+use super::launch::{cuda_only, f32_view as view};
 use crate::kernels;
-
-/// The f32 view of a contiguous storage, starting at its layout's offset.
-fn view<'a>(storage: &'a CudaStorage, layout: &Layout) -> candle_core::Result<CudaView<'a, f32>> {
-    Ok(storage.as_cuda_slice::<f32>()?.slice(layout.start_offset()..))
-}
 
 /// Launches `kernel(inputs…, out, rows, cols)` from `kernels/bias_act.cu` over rows·cols elements and returns `out`.
 ///
@@ -65,7 +61,7 @@ impl CustomOp2 for BiasGelu {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("swm kernels run on CUDA only")
+        cuda_only()
     }
     fn cuda_fwd(
         &self,
@@ -95,7 +91,7 @@ impl CustomOp3 for BiasResidual {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("swm kernels run on CUDA only")
+        cuda_only()
     }
     fn cuda_fwd(
         &self,

@@ -6,8 +6,8 @@
 //! persistent buffers updated in place) do not fit that trait and are launched here.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CudaDevice, CudaStorage, DType, Device, Shape, Storage, Tensor};
-use cudarc::driver::{DevicePtr, LaunchConfig};
+use candle_core::{CpuStorage, CudaDevice, CudaStorage, DType, Device, Layout, Shape, Storage, Tensor};
+use cudarc::driver::{CudaView, DevicePtr, LaunchConfig};
 
 use super::{KernelError, Result};
 
@@ -42,6 +42,19 @@ pub(crate) fn address(t: &Tensor) -> Result<u64> {
         other => return Err(KernelError::operand("tensor", format!("unsupported dtype {other:?}"))),
     };
     Ok(base + (layout.start_offset() * size) as u64)
+}
+
+/// The f32 view of a contiguous storage from its layout's offset: what a `CustomOp`'s kernel reads.
+pub(crate) fn f32_view<'a>(storage: &'a CudaStorage, layout: &Layout) -> candle_core::Result<CudaView<'a, f32>> {
+    if !layout.is_contiguous() {
+        candle_core::bail!("swm kernels take contiguous tensors, got {:?}", layout.dims());
+    }
+    Ok(storage.as_cuda_slice::<f32>()?.slice(layout.start_offset()..))
+}
+
+/// The host side of every swm `CustomOp`: its kernels run on CUDA only.
+pub(crate) fn cuda_only() -> candle_core::Result<(CpuStorage, Shape)> {
+    candle_core::bail!("swm kernels run on CUDA only")
 }
 
 /// A new contiguous f32 tensor whose contents are undefined until a kernel writes them.

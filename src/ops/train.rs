@@ -8,19 +8,13 @@ use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D,
 };
-use cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 
+use super::launch::{cuda_only, f32_view as view};
 use crate::kernels;
 
 /// Rows of one block in `layer_norm_bwd_params_f32` (its `LN_CHUNK`).
 const LN_CHUNK: usize = 128;
-
-fn view<'a>(storage: &'a CudaStorage, layout: &Layout) -> candle_core::Result<CudaView<'a, f32>> {
-    if !layout.is_contiguous() {
-        candle_core::bail!("swm training kernels take contiguous tensors, got {:?}", layout.dims());
-    }
-    Ok(storage.as_cuda_slice::<f32>()?.slice(layout.start_offset()..))
-}
 
 /// (rows, cols) of a tensor viewed as rows of its last dim.
 fn rows_cols(layout: &Layout) -> candle_core::Result<(usize, usize)> {
@@ -38,15 +32,6 @@ fn same(op: &str, a: &Layout, b: &Layout) -> candle_core::Result<()> {
     Ok(())
 }
 
-fn alloc(dev: &CudaDevice, n: usize) -> candle_core::Result<CudaSlice<f32>> {
-    // SAFETY: every caller launches a kernel that writes all n elements before the buffer is read.
-    unsafe { dev.alloc::<f32>(n) }
-}
-
-fn wrap(out: CudaSlice<f32>, dev: &CudaDevice) -> CudaStorage {
-    CudaStorage::wrap_cuda_slice(out, dev.clone())
-}
-
 /// One warp per row, 8 warps per block.
 fn warp_rows(rows: usize) -> LaunchConfig {
     LaunchConfig {
@@ -54,6 +39,67 @@ fn warp_rows(rows: usize) -> LaunchConfig {
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     }
+}
+
+/// A scalar kernel argument.
+enum Scalar {
+    I64(i64),
+    I32(i32),
+    F32(f32),
+}
+
+/// Launches `kernel` of `train.cu` and returns its fresh f32 output of `len` values: the kernel takes the
+/// `inputs` (`const float*`), the output (`float*`), then the `scalars`, in this order.
+fn launch_fresh(
+    dev: &CudaDevice,
+    kernel: &str,
+    inputs: &[CudaView<'_, f32>],
+    len: usize,
+    scalars: &[Scalar],
+    cfg: LaunchConfig,
+) -> candle_core::Result<CudaStorage> {
+    // SAFETY: every caller's kernel writes all `len` elements before the buffer is read.
+    let out = unsafe { dev.alloc::<f32>(len) }?;
+    let func = dev.get_or_load_custom_func(kernel, "swm_train", kernels::TRAIN)?;
+    let mut b = func.builder();
+    for input in inputs {
+        b.arg(input);
+    }
+    b.arg(&out);
+    for scalar in scalars {
+        match scalar {
+            Scalar::I64(v) => b.arg(v),
+            Scalar::I32(v) => b.arg(v),
+            Scalar::F32(v) => b.arg(v),
+        };
+    }
+    // SAFETY: each caller states its kernel's signature (inputs, output, scalars, in this order) and checks the
+    // inputs' sizes against `len` and the scalars.
+    unsafe { b.launch(cfg) }.map_err(cuda_err)?;
+    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+}
+
+/// A one-warp-per-row kernel over (rows, cols): `kernel(inputs…, out, long long rows, int cols[, float eps])`.
+fn rows_kernel(
+    dev: &CudaDevice,
+    kernel: &str,
+    inputs: &[CudaView<'_, f32>],
+    (rows, cols): (usize, usize),
+    eps: Option<f32>,
+) -> candle_core::Result<CudaStorage> {
+    let mut scalars = vec![Scalar::I64(rows as i64), Scalar::I32(cols as i32)];
+    scalars.extend(eps.map(Scalar::F32));
+    launch_fresh(dev, kernel, inputs, rows * cols, &scalars, warp_rows(rows))
+}
+
+/// An element-wise kernel over `n` values: `kernel(inputs…, out, long long n)`.
+fn elements_kernel(
+    dev: &CudaDevice,
+    kernel: &str,
+    inputs: &[CudaView<'_, f32>],
+    n: usize,
+) -> candle_core::Result<CudaStorage> {
+    launch_fresh(dev, kernel, inputs, n, &[Scalar::I64(n as i64)], elements(n))
 }
 
 fn elements(n: usize) -> LaunchConfig {
@@ -64,10 +110,6 @@ fn cuda_err(e: cudarc::driver::DriverError) -> candle_core::Error {
     candle_core::Error::Cuda(Box::new(e))
 }
 
-fn host_refused() -> candle_core::Result<(CpuStorage, Shape)> {
-    candle_core::bail!("swm kernels run on CUDA only")
-}
-
 struct Softmax;
 
 impl CustomOp1 for Softmax {
@@ -75,20 +117,13 @@ impl CustomOp1 for Softmax {
         "swm-softmax-rows"
     }
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_refused()
+        cuda_only()
     }
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (rows, cols) = rows_cols(xl)?;
-        let dev = x.device();
-        let out = alloc(dev, rows * cols)?;
-        let func = dev.get_or_load_custom_func("softmax_rows_f32", "swm_train", kernels::TRAIN)?;
-        let (r, c) = (rows as i64, cols as i32);
-        let x_v = view(x, xl)?;
-        let mut b = func.builder();
-        b.arg(&x_v).arg(&out).arg(&r).arg(&c);
-        // SAFETY: softmax_rows_f32(const float* x, float* y, long long rows, int cols); x and out hold rows·cols.
-        unsafe { b.launch(warp_rows(rows)) }.map_err(cuda_err)?;
-        Ok((wrap(out, dev), xl.shape().clone()))
+        // softmax_rows_f32(const float* x, float* y, long long rows, int cols); x holds rows·cols.
+        let dims = rows_cols(xl)?;
+        let out = rows_kernel(x.device(), "softmax_rows_f32", &[view(x, xl)?], dims, None)?;
+        Ok((out, xl.shape().clone()))
     }
     fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(softmax_backward(y, g)?))
@@ -108,7 +143,7 @@ impl CustomOp2 for SoftmaxBwd {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_refused()
+        cuda_only()
     }
     fn cuda_fwd(
         &self,
@@ -117,19 +152,12 @@ impl CustomOp2 for SoftmaxBwd {
         g: &CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
+        // softmax_rows_bwd_f32(const float* y, const float* g, float* dx, long long rows, int cols); y and g hold
+        // rows·cols (shapes checked equal).
         same(self.name(), yl, gl)?;
-        let (rows, cols) = rows_cols(yl)?;
-        let dev = y.device();
-        let out = alloc(dev, rows * cols)?;
-        let func = dev.get_or_load_custom_func("softmax_rows_bwd_f32", "swm_train", kernels::TRAIN)?;
-        let (r, c) = (rows as i64, cols as i32);
-        let (y_v, g_v) = (view(y, yl)?, view(g, gl)?);
-        let mut b = func.builder();
-        b.arg(&y_v).arg(&g_v).arg(&out).arg(&r).arg(&c);
-        // SAFETY: softmax_rows_bwd_f32(const float* y, const float* g, float* dx, long long rows, int cols); all
-        // three hold rows·cols (shapes checked equal).
-        unsafe { b.launch(warp_rows(rows)) }.map_err(cuda_err)?;
-        Ok((wrap(out, dev), yl.shape().clone()))
+        let dims = rows_cols(yl)?;
+        let out = rows_kernel(y.device(), "softmax_rows_bwd_f32", &[view(y, yl)?, view(g, gl)?], dims, None)?;
+        Ok((out, yl.shape().clone()))
     }
 }
 
@@ -150,7 +178,7 @@ impl CustomOp3 for LayerNorm {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_refused()
+        cuda_only()
     }
     fn cuda_fwd(
         &self,
@@ -165,17 +193,11 @@ impl CustomOp3 for LayerNorm {
         if gl.dims() != [cols] || bl.dims() != [cols] {
             candle_core::bail!("swm-layer-norm: γ {:?} and β {:?} for rows of {cols}", gl.dims(), bl.dims());
         }
-        let dev = x.device();
-        let out = alloc(dev, rows * cols)?;
-        let func = dev.get_or_load_custom_func("layer_norm_f32", "swm_train", kernels::TRAIN)?;
-        let (r, c) = (rows as i64, cols as i32);
-        let (x_v, gamma_v, beta_v) = (view(x, xl)?, view(gamma, gl)?, view(beta, bl)?);
-        let mut b = func.builder();
-        b.arg(&x_v).arg(&gamma_v).arg(&beta_v).arg(&out).arg(&r).arg(&c).arg(&self.eps);
-        // SAFETY: layer_norm_f32(const float* x, const float* gamma, const float* beta, float* y, long long rows,
-        // int cols, float eps); x and out hold rows·cols, γ and β cols (checked above).
-        unsafe { b.launch(warp_rows(rows)) }.map_err(cuda_err)?;
-        Ok((wrap(out, dev), xl.shape().clone()))
+        // layer_norm_f32(const float* x, const float* gamma, const float* beta, float* y, long long rows, int cols,
+        // float eps); x holds rows·cols, γ and β cols (checked above).
+        let inputs = [view(x, xl)?, view(gamma, gl)?, view(beta, bl)?];
+        let out = rows_kernel(x.device(), "layer_norm_f32", &inputs, (rows, cols), Some(self.eps))?;
+        Ok((out, xl.shape().clone()))
     }
     fn bwd(
         &self,
@@ -207,7 +229,7 @@ impl CustomOp3 for LayerNormDx {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_refused()
+        cuda_only()
     }
     fn cuda_fwd(
         &self,
@@ -223,17 +245,11 @@ impl CustomOp3 for LayerNormDx {
         if gml.dims() != [cols] {
             candle_core::bail!("swm-layer-norm-bwd-dx: γ {:?} for rows of {cols}", gml.dims());
         }
-        let dev = x.device();
-        let out = alloc(dev, rows * cols)?;
-        let func = dev.get_or_load_custom_func("layer_norm_bwd_dx_f32", "swm_train", kernels::TRAIN)?;
-        let (r, c) = (rows as i64, cols as i32);
-        let (x_v, g_v, gamma_v) = (view(x, xl)?, view(g, gl)?, view(gamma, gml)?);
-        let mut b = func.builder();
-        b.arg(&x_v).arg(&g_v).arg(&gamma_v).arg(&out).arg(&r).arg(&c).arg(&self.eps);
-        // SAFETY: layer_norm_bwd_dx_f32(const float* x, const float* g, const float* gamma, float* dx,
-        // long long rows, int cols, float eps); x, g and out hold rows·cols, γ cols (checked above).
-        unsafe { b.launch(warp_rows(rows)) }.map_err(cuda_err)?;
-        Ok((wrap(out, dev), xl.shape().clone()))
+        // layer_norm_bwd_dx_f32(const float* x, const float* g, const float* gamma, float* dx, long long rows,
+        // int cols, float eps); x and g hold rows·cols, γ cols (checked above).
+        let inputs = [view(x, xl)?, view(g, gl)?, view(gamma, gml)?];
+        let out = rows_kernel(x.device(), "layer_norm_bwd_dx_f32", &inputs, (rows, cols), Some(self.eps))?;
+        Ok((out, xl.shape().clone()))
     }
 }
 
@@ -252,7 +268,7 @@ impl CustomOp2 for LayerNormParams {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_refused()
+        cuda_only()
     }
     fn cuda_fwd(
         &self,
@@ -267,19 +283,15 @@ impl CustomOp2 for LayerNormParams {
         if blocks > i32::MAX as usize {
             candle_core::bail!("swm-layer-norm-bwd-params: {rows} rows");
         }
-        let dev = x.device();
-        let out = alloc(dev, blocks * 2 * cols)?;
-        let func = dev.get_or_load_custom_func("layer_norm_bwd_params_f32", "swm_train", kernels::TRAIN)?;
-        let (r, c, chunk) = (rows as i64, cols as i32, LN_CHUNK as i32);
-        let (x_v, g_v) = (view(x, xl)?, view(g, gl)?);
-        let mut b = func.builder();
-        b.arg(&x_v).arg(&g_v).arg(&out).arg(&r).arg(&c).arg(&chunk).arg(&self.eps);
+        // layer_norm_bwd_params_f32(const float* x, const float* g, float* partial, long long rows, int cols,
+        // int chunk, float eps); x and g hold rows·cols; one block per `chunk` (= LN_CHUNK, its shared arrays'
+        // size) rows writes its 2·cols partial sums, so the output holds blocks·2·cols.
+        let scalars =
+            [Scalar::I64(rows as i64), Scalar::I32(cols as i32), Scalar::I32(LN_CHUNK as i32), Scalar::F32(self.eps)];
         let cfg = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: layer_norm_bwd_params_f32(const float* x, const float* g, float* partial, long long rows,
-        // int cols, int chunk, float eps); x and g hold rows·cols; one block per `chunk` (= LN_CHUNK, its shared
-        // arrays' size) rows writes its 2·cols partial sums, so out holds blocks·2·cols.
-        unsafe { b.launch(cfg) }.map_err(cuda_err)?;
-        Ok((wrap(out, dev), Shape::from((blocks, 2 * cols))))
+        let inputs = [view(x, xl)?, view(g, gl)?];
+        let out = launch_fresh(x.device(), "layer_norm_bwd_params_f32", &inputs, blocks * 2 * cols, &scalars, cfg)?;
+        Ok((out, Shape::from((blocks, 2 * cols))))
     }
 }
 
@@ -290,20 +302,12 @@ impl CustomOp1 for Gelu {
         "swm-gelu"
     }
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_refused()
+        cuda_only()
     }
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        let n = xl.shape().elem_count();
-        let dev = x.device();
-        let out = alloc(dev, n)?;
-        let func = dev.get_or_load_custom_func("gelu_f32", "swm_train", kernels::TRAIN)?;
-        let count = n as i64;
-        let x_v = view(x, xl)?;
-        let mut b = func.builder();
-        b.arg(&x_v).arg(&out).arg(&count);
-        // SAFETY: gelu_f32(const float* x, float* y, long long n); x and out hold n.
-        unsafe { b.launch(elements(n)) }.map_err(cuda_err)?;
-        Ok((wrap(out, dev), xl.shape().clone()))
+        // gelu_f32(const float* x, float* y, long long n); x holds n.
+        let out = elements_kernel(x.device(), "gelu_f32", &[view(x, xl)?], xl.shape().elem_count())?;
+        Ok((out, xl.shape().clone()))
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(gelu_backward(x, g)?))
@@ -323,7 +327,7 @@ impl CustomOp2 for GeluBwd {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_refused()
+        cuda_only()
     }
     fn cuda_fwd(
         &self,
@@ -332,18 +336,12 @@ impl CustomOp2 for GeluBwd {
         g: &CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
+        // gelu_bwd_f32(const float* x, const float* g, float* dx, long long n); x and g hold n (shapes checked
+        // equal).
         same(self.name(), xl, gl)?;
         let n = xl.shape().elem_count();
-        let dev = x.device();
-        let out = alloc(dev, n)?;
-        let func = dev.get_or_load_custom_func("gelu_bwd_f32", "swm_train", kernels::TRAIN)?;
-        let count = n as i64;
-        let (x_v, g_v) = (view(x, xl)?, view(g, gl)?);
-        let mut b = func.builder();
-        b.arg(&x_v).arg(&g_v).arg(&out).arg(&count);
-        // SAFETY: gelu_bwd_f32(const float* x, const float* g, float* dx, long long n); all three hold n.
-        unsafe { b.launch(elements(n)) }.map_err(cuda_err)?;
-        Ok((wrap(out, dev), xl.shape().clone()))
+        let out = elements_kernel(x.device(), "gelu_bwd_f32", &[view(x, xl)?, view(g, gl)?], n)?;
+        Ok((out, xl.shape().clone()))
     }
 }
 
@@ -364,7 +362,7 @@ impl CustomOp3 for Linear {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        host_refused()
+        cuda_only()
     }
     fn cuda_fwd(
         &self,

@@ -26,7 +26,7 @@ import types
 import numpy as np
 
 from . import official
-from .timing import bench
+from .timing import peer_rows
 import gymnasium as gym
 import torch
 from stable_worldmodel.solver import CEMSolver, ICEMSolver
@@ -148,26 +148,10 @@ def bench_solver(model, config, solver, name, pixels, goal, iters):
     for tf32 in (False, True):
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
-        mode = "tf32" if tf32 else "fp32"
-        plan = make_plan(model, config, solver)
         with torch.inference_mode():
             emb, goal_emb = embeddings(model, pixels, goal)
-            rows.append(bench(f"{name} eager {mode}", lambda p=plan: p(emb, goal_emb), 2, iters, 56))
-            # CUDA graph: the plan captured once on a side stream (after warm-up runs there), replayed.
-            side_stream = torch.cuda.Stream()
-            side_stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side_stream):
-                for _ in range(2):
-                    plan(emb, goal_emb)
-            torch.cuda.current_stream().wait_stream(side_stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                graph_out = plan(emb, goal_emb)  # noqa: F841  (the graph's output buffer)
-            rows.append(bench(f"{name} cudagraph {mode}", graph.replay, 2, iters, 56))
-        compiled = torch.compile(plan, mode="reduce-overhead")
-        with torch.inference_mode():
-            rows.append(bench(f"{name} compile(reduce-overhead) {mode}", lambda c=compiled: c(emb, goal_emb), 3,
-                              iters, 56))
+        plan = make_plan(model, config, solver)
+        rows += peer_rows(name, "tf32" if tf32 else "fp32", plan, (emb, goal_emb), iters, warmup=2)
     return rows
 
 

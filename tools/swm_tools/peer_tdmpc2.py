@@ -23,7 +23,7 @@ import types
 import numpy as np
 
 from . import official  # noqa: F401  (installs the import stubs first)
-from .timing import bench
+from .timing import peer_rows
 import gymnasium as gym
 import torch
 from omegaconf import OmegaConf
@@ -133,26 +133,7 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         mode = "tf32" if tf32 else "fp32"
-        plan = make_plan(model, cfg)
-        with torch.inference_mode():
-            rows.append(bench(f"peer tdmpc2 mppi 512x6 H3 eager {mode}", lambda p=plan: p(state), 3, args.iters, 56))
-        # CUDA graph: the plan captured once on a side stream, replayed on a static input.
-        static = state.clone()
-        with torch.inference_mode():
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    plan(static)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                graph_out = plan(static)  # noqa: F841  (the graph's output buffer)
-            rows.append(bench(f"peer tdmpc2 mppi 512x6 H3 cudagraph {mode}", graph.replay, 3, args.iters, 56))
-        compiled = torch.compile(plan, mode="reduce-overhead")
-        with torch.inference_mode():
-            rows.append(bench(f"peer tdmpc2 mppi 512x6 H3 compile(reduce-overhead) {mode}",
-                              lambda c=compiled: c(state), 5, args.iters, 56))
+        rows += peer_rows("peer tdmpc2 mppi 512x6 H3", mode, make_plan(model, cfg), (state,), args.iters)
     torch.backends.cuda.matmul.allow_tf32 = False
     if args.json:
         with open(args.json, "w") as f:

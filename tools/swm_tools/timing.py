@@ -21,3 +21,27 @@ def bench(label, fn, warmup, iters, width=52):
     print(f"{label:<{width}} p50 {row['p50_ms']:8.3f} ms  p99 {row['p99_ms']:8.3f} ms  min {row['min_ms']:8.3f} ms",
           flush=True)
     return row
+
+
+def peer_rows(name, mode, plan, args, iters, warmup=3, width=56):
+    """The three rows of a best-PyTorch peer for one precision `mode` ("fp32", "tf32", already set by the caller):
+    `plan(*args)` eager, captured once in a `torch.cuda.CUDAGraph` (after warm-up runs on a side stream) and
+    replayed, and under `torch.compile(mode="reduce-overhead")`."""
+    rows = []
+    with torch.inference_mode():
+        rows.append(bench(f"{name} eager {mode}", lambda: plan(*args), warmup, iters, width))
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                plan(*args)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            graph_out = plan(*args)  # noqa: F841  (the graph's output buffer)
+        rows.append(bench(f"{name} cudagraph {mode}", graph.replay, warmup, iters, width))
+    compiled = torch.compile(plan, mode="reduce-overhead")
+    with torch.inference_mode():
+        rows.append(bench(f"{name} compile(reduce-overhead) {mode}", lambda: compiled(*args), warmup + 2, iters,
+                          width))
+    return rows
