@@ -12,9 +12,10 @@
 //!
 //! # Threading
 //! An `Engine` is neither `Send` nor `Sync` (it holds CUDA graphs, whose strided-op parameters live in a cache of
-//! the thread that captured them: see [`crate::graph`]): create it on the inference thread and keep it there (the daemon and the C ABI hand requests to
-//! that thread instead of sharing the engine). Moving it within that thread is fine: the captured graphs stay
-//! valid (the session is boxed, so the address they are keyed by does not change).
+//! the thread that captured them: see [`crate::graph`]): create it on the inference thread and keep it there (the
+//! daemon and the C ABI hand requests to that thread instead of sharing the engine). Moving it within that thread
+//! is fine: the captured graphs stay valid (the session is boxed, so the address they are keyed by does not
+//! change).
 //!
 //! ```no_run
 //! # fn demo(obs: &candle_core::Tensor, goal: &candle_core::Tensor) -> swm::Result<()> {

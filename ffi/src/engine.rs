@@ -81,6 +81,8 @@ pub(crate) struct State {
     /// A capture after a reply failed: not tried again until the planner changes (each try costs a warm-up
     /// iteration and a capture, paid by the next call).
     capture_failed: bool,
+    /// Steps taken (plans and collected split plans), on any thread.
+    steps: u64,
 }
 
 impl State {
@@ -88,7 +90,7 @@ impl State {
     pub fn open(dir: &std::path::Path, options: &EngineOptions) -> Result<Self, Failure> {
         let engine = Engine::open(dir, options)?;
         let device = engine.device().clone();
-        Ok(Self { engine, device, spent: Vec::new(), stepped: false, capture_failed: false })
+        Ok(Self { engine, device, spent: Vec::new(), stepped: false, capture_failed: false, steps: 0 })
     }
 
     /// Makes the engine's CUDA context current on the calling thread until the returned guard drops (which
@@ -110,6 +112,11 @@ impl State {
     pub fn is_steady(&self) -> bool {
         let cudnn = self.engine.session().as_tdmpc2().is_some_and(|s| s.model().has_pixel_encoder());
         self.engine.is_prepared() && !self.capture_failed && !cudnn
+    }
+
+    /// Steps taken so far (plans and collected split plans).
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// What a call run on a calling thread leaves: its inputs are dropped (nothing is captured there).
@@ -194,6 +201,7 @@ impl State {
             Ok(planned(&step))
         })?;
         self.stepped = true;
+        self.steps += 1;
         planned.job = start.elapsed();
         planned.before_step = called - start;
         planned.after_step = returned.elapsed();
@@ -216,6 +224,7 @@ impl State {
         let returned = std::time::Instant::now();
         let mut planned = planned(&step);
         self.stepped = true;
+        self.steps += 1;
         planned.job = start.elapsed();
         planned.before_step = Duration::ZERO;
         planned.after_step = returned.elapsed();
@@ -281,9 +290,9 @@ impl State {
             let slice = s.as_cuda_slice::<u8>()?;
             let (dst_ptr, _guard) = cudarc::driver::DevicePtr::device_ptr(slice, &stream);
             // SAFETY: `dst_ptr` is the start of a fresh `bytes`-byte device buffer; the caller guarantees `src`
-            // holds `bytes` readable bytes until the plan that uses them returns or, split, completes (documented in the
-            // header). The
-            // copy is ordered on the engine's stream after the buffer's zero-fill and before every read.
+            // holds `bytes` readable bytes until the plan that uses them returns or, split, completes (documented
+            // in the header). The copy is ordered on the engine's stream after the buffer's zero-fill and before
+            // every read.
             unsafe { cudarc::driver::result::memcpy_dtod_async(dst_ptr, src, bytes, stream.cu_stream()) }
                 .map_err(|e| Failure::new(SwmStatus::Runtime, format!("copying the caller's frame: {e}")))?;
         }

@@ -7,10 +7,10 @@
 //!
 //! With [`Wait::Inline`], a plan whose graphs are all captured ("steady") runs on the calling thread instead,
 //! holding the engine's lock, with no hand-over: only replays happen there. Inline plans take the lock in no
-//! particular order (not in arrival order, as calls handed to the engine thread are). Captures stay on the engine thread,
-//! because Candle keeps the buffers a captured graph copies its parameters from in a cache of the capturing thread
-//! (see `swm::graph`): the calling thread holds a [`NoCapture`], so a plan that would capture runs eagerly instead
-//! and the next plans go to the engine thread until it is steady again.
+//! particular order (not in arrival order, as calls handed to the engine thread are). Captures stay on the engine
+//! thread, because Candle keeps the buffers a captured graph copies its parameters from in a cache of the capturing
+//! thread (see `swm::graph`): the calling thread holds a [`NoCapture`], so a plan that would capture runs eagerly
+//! instead and the next plans go to the engine thread until it is steady again.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -207,9 +207,14 @@ fn run(shared: &Mutex<Shared>, jobs: Receiver<Job>) {
         let Some(state) = state.as_mut() else { return };
         // A panicking job drops its reply sender: the caller sees the thread stop.
         if catch_unwind(AssertUnwindSafe(|| {
+            let steps = state.steps();
             job(state);
+            let stepped = state.steps() != steps;
             state.after_reply();
-            *steady = state.is_steady();
+            // A step here captured whatever it replays: steady if the engine says so. Any other job (a deadline, a
+            // goal, a new planner) can only end steadiness — an inline plan that skipped a capture (TD-MPC2's
+            // proposal) stays unsteady until the engine thread plans again, however many other calls come here.
+            *steady = state.is_steady() && (stepped || *steady);
         }))
         .is_err()
         {

@@ -192,7 +192,8 @@ fn check_plausible_size(width: u32, height: u32, len: usize) -> Result<(), Media
     if pixels > most {
         return Err(MediaError::NotJpeg {
             reason: format!(
-                "the header claims {width}x{height} pixels in {len} bytes, more than a JPEG can encode in that                  size ({MAX_PIXELS_PER_BYTE} pixels per byte at most)"
+                "the header claims {width}x{height} pixels in {len} bytes, more than a JPEG can encode in that \
+                 size ({MAX_PIXELS_PER_BYTE} pixels per byte at most)"
             ),
         });
     }

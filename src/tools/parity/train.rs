@@ -55,8 +55,8 @@ fn relative(key: &str, ours: &Tensor, reference: &Tensor, rel: f64) -> Result<Co
 }
 
 /// Trains the fixture's model on its batch for its recorded steps with its recorded SIGReg directions, the
-/// encoder's gradients computed as `encoder_grad` says and the update by `update`'s kernels, and compares the first step's loss terms and gradients,
-/// every step's loss and gradient norm, and the trained weights.
+/// encoder's gradients computed as `encoder_grad` says and the update by `update`'s kernels, and compares the first
+/// step's loss terms and gradients, every step's loss and gradient norm, and the trained weights.
 pub fn train(
     dir: &Path,
     tolerances: &BTreeMap<String, f64>,
