@@ -26,7 +26,7 @@ import types
 import numpy as np
 
 from . import official
-from .timing import peer_rows
+from .timing import compile_row, peer_rows
 import gymnasium as gym
 import torch
 from stable_worldmodel.solver import CEMSolver, ICEMSolver
@@ -142,16 +142,26 @@ def check(model, config, device):
             raise SystemExit(f"the {solver} peer does not plan what the official solver plans")
 
 
-def bench_solver(model, config, solver, name, pixels, goal, iters):
-    """Eager, CUDA-graph and torch.compile rows of one solver's peer, fp32 then TF32."""
+def set_tf32(tf32):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def bench_solver(model, config, solver, name, pixels, goal, iters, compile):
+    """Eager and CUDA-graph rows (`compile=False`) or the torch.compile rows (`compile=True`) of one solver's peer,
+    fp32 then TF32."""
     rows = []
     for tf32 in (False, True):
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
+        set_tf32(tf32)
         with torch.inference_mode():
             emb, goal_emb = embeddings(model, pixels, goal)
         plan = make_plan(model, config, solver)
-        rows += peer_rows(name, "tf32" if tf32 else "fp32", plan, (emb, goal_emb), iters, warmup=2)
+        mode = "tf32" if tf32 else "fp32"
+        if compile:
+            rows.append(compile_row(name, mode, plan, (emb, goal_emb), iters, warmup=2))
+        else:
+            rows += peer_rows(name, mode, plan, (emb, goal_emb), iters, warmup=2, compile=False)
+    set_tf32(False)
     return rows
 
 
@@ -176,15 +186,16 @@ def main():
     side = config["encoder"].get("image_size", 224)
     pixels = torch.randn(1, 1, 3, side, side, device="cuda")
     goal = torch.randn(1, 1, 3, side, side, device="cuda")
+    # torch.compile of a 30-iteration CEM takes minutes: every eager and CUDA-graph row first, the compiled rows
+    # last, and the JSON rewritten after each solver so that a time limit leaves the rows measured so far.
     rows = []
-    for solver, (samples, iters, _) in SOLVERS.items():
-        rows += bench_solver(model, config, solver, f"peer lewm {solver} {samples}x{iters} H{HORIZON}", pixels, goal,
-                             args.iters)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    for compile in (False, True):
+        for solver, (samples, iters, _) in SOLVERS.items():
+            rows += bench_solver(model, config, solver, f"peer lewm {solver} {samples}x{iters} H{HORIZON}", pixels,
+                                 goal, args.iters, compile)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ def bench(label, fn, warmup, iters, width=52):
     return row
 
 
-def peer_rows(name, mode, plan, args, iters, warmup=3, width=56):
+def peer_rows(name, mode, plan, args, iters, warmup=3, width=56, compile=True):
     """The three rows of a best-PyTorch peer for one precision `mode` ("fp32", "tf32", already set by the caller):
     `plan(*args)` eager, captured once in a `torch.cuda.CUDAGraph` (after warm-up runs on a side stream) and
-    replayed, and under `torch.compile(mode="reduce-overhead")`."""
+    replayed, and under `torch.compile(mode="reduce-overhead")` (`compile=False` leaves that row to
+    `compile_row`, for callers that run the slow compilations last)."""
     rows = []
     with torch.inference_mode():
         rows.append(bench(f"{name} eager {mode}", lambda: plan(*args), warmup, iters, width))
@@ -40,8 +41,13 @@ def peer_rows(name, mode, plan, args, iters, warmup=3, width=56):
         with torch.cuda.graph(graph):
             graph_out = plan(*args)  # noqa: F841  (the graph's output buffer)
         rows.append(bench(f"{name} cudagraph {mode}", graph.replay, warmup, iters, width))
+    if compile:
+        rows.append(compile_row(name, mode, plan, args, iters, warmup, width))
+    return rows
+
+
+def compile_row(name, mode, plan, args, iters, warmup=3, width=56):
+    """The `torch.compile(mode="reduce-overhead")` row of `peer_rows`."""
     compiled = torch.compile(plan, mode="reduce-overhead")
     with torch.inference_mode():
-        rows.append(bench(f"{name} compile(reduce-overhead) {mode}", lambda: compiled(*args), warmup + 2, iters,
-                          width))
-    return rows
+        return bench(f"{name} compile(reduce-overhead) {mode}", lambda: compiled(*args), warmup + 2, iters, width)
