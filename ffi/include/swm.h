@@ -131,9 +131,10 @@ enum swm_wait
   SWM_WAIT_SLEEP = 1,
   // As `SWM_WAIT_POLL`, except that `swm_engine_plan` runs on the calling thread, with no hand-over, once the
   // engine is steady (every CUDA graph a plan replays captured; captures stay on the engine thread). The
-  // engine's CUDA context is current during the call and the thread's own is restored after it; inline plans
+  // engine's CUDA context (the device's primary context) is current during the call; a thread that had
+  // another context current gets it back, one that had none keeps the primary context current. Inline plans
   // take the engine's lock in no particular order. TD-MPC2 pixel models and eager engines plan on the engine
-  // thread. Not yet run on a GPU.
+  // thread. The lowest call overhead (`examples/c/bench`).
   SWM_WAIT_INLINE = 2,
 };
 #ifndef __cplusplus

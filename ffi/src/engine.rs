@@ -74,7 +74,8 @@ pub(crate) type StagedInputs = Vec<(String, Staged)>;
 pub(crate) struct State {
     pub engine: Engine,
     pub device: Device,
-    /// The last job's inputs, dropped after its reply ([`State::after_reply`]).
+    /// The last job's inputs, dropped after its reply ([`State::after_reply`]) or, after a plan on a calling
+    /// thread, while the next plan's GPU work runs.
     spent: Vec<(String, Ready)>,
     /// The last job stepped the engine: check after the reply that the planner's graph is captured.
     stepped: bool,
@@ -93,17 +94,25 @@ impl State {
         Ok(Self { engine, device, spent: Vec::new(), stepped: false, capture_failed: false, steps: 0 })
     }
 
-    /// Makes the engine's CUDA context current on the calling thread until the returned guard drops (which
-    /// restores the thread's own, or none).
+    /// Makes the engine's CUDA context — the device's primary context — current on the calling thread. A thread
+    /// that had another context current gets it back when the returned guard drops; one that had none keeps the
+    /// primary context (what the CUDA runtime's first call on that thread would bind), so that a control loop's
+    /// calls do not rebind it twice each (about a microsecond each on the GPU hosts).
     pub fn make_current(&self) -> Result<Current, Failure> {
         let failed = |e: cudarc::driver::DriverError| {
             Failure::new(SwmStatus::Runtime, format!("making the engine's CUDA context current: {e}"))
         };
-        let previous = cudarc::driver::result::ctx::get_current().map_err(failed)?;
-        if let Device::Cuda(cuda) = &self.device {
-            cuda.cuda_stream().context().bind_to_thread().map_err(failed)?;
+        let Device::Cuda(cuda) = &self.device else {
+            return Ok(Current(None));
+        };
+        let context = cuda.cuda_stream().context().clone();
+        match cudarc::driver::result::ctx::get_current().map_err(failed)? {
+            Some(current) if current == context.cu_ctx() => Ok(Current(None)),
+            previous => {
+                context.bind_to_thread().map_err(failed)?;
+                Ok(Current(previous))
+            }
         }
-        Ok(Current(previous))
     }
 
     /// Whether a plan may run on a calling thread (`Wait::Inline`): every graph it replays is captured, and it
@@ -119,22 +128,19 @@ impl State {
         self.steps
     }
 
-    /// What a call run on a calling thread leaves: its inputs are dropped (nothing is captured there).
-    pub fn after_inline_call(&mut self) {
-        self.spent.clear();
-    }
-
-    /// Runs `f` on the observation made of `staged`; the inputs are kept until [`State::after_reply`].
+    /// Runs `f` on the observation made of `staged`, handing it the previous job's inputs to drop (a plan drops
+    /// them while the GPU works); the inputs are kept until [`State::after_reply`] or the next job (a plan on a
+    /// calling thread leaves them for the next one, which frees them off its critical path).
     fn with_observation<R>(
         &mut self,
         staged: StagedInputs,
-        f: impl FnOnce(&mut Engine, &Observation<'_>) -> Result<R, Failure>,
+        f: impl FnOnce(&mut Engine, &Observation<'_>, Vec<(String, Ready)>) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
         // Host inputs stay host tensors (moved, not copied, out of the staged buffers): the engine step uploads
         // them, exactly as for a Rust caller of `Engine::step` with host tensors (so the step's reported wall time
         // covers the same work).
-        let mut ready = std::mem::take(&mut self.spent);
-        ready.clear();
+        let previous = std::mem::take(&mut self.spent);
+        let mut ready = Vec::with_capacity(staged.len());
         for (name, s) in staged {
             let r = match s {
                 Staged::State(v) => {
@@ -166,7 +172,7 @@ impl State {
                     Ready::Jpeg(_) => obs.jpeg(name, file),
                 };
             }
-            f(&mut self.engine, &obs)
+            f(&mut self.engine, &obs, previous)
         };
         self.spent = ready;
         result
@@ -186,7 +192,7 @@ impl State {
 
     /// `staged` becomes the goal (LeWM).
     pub fn commit_goal(&mut self, staged: StagedInputs) -> Result<(), Failure> {
-        self.with_observation(staged, |engine, obs| Ok(engine.set_goal(obs)?))
+        self.with_observation(staged, |engine, obs, _| Ok(engine.set_goal(obs)?))
     }
 
     /// Plans from the observation `staged` (every input of the model's schema).
@@ -194,9 +200,12 @@ impl State {
         let start = std::time::Instant::now();
         let mut called = start;
         let mut returned = start;
-        let mut planned = self.with_observation(staged, |engine, obs| {
+        let mut planned = self.with_observation(staged, |engine, obs, previous| {
             called = std::time::Instant::now();
-            let step = engine.step(obs)?;
+            // `Engine::step`, with the previous plan's inputs freed while the GPU plans.
+            engine.issue(obs)?;
+            drop(previous);
+            let step = engine.collect()?;
             returned = std::time::Instant::now();
             Ok(planned(&step))
         })?;
@@ -211,7 +220,7 @@ impl State {
     /// Issues a plan from the observation `staged` without waiting (`Engine::issue`); returns the `CUevent`
     /// recorded after its result's copy to host memory.
     pub fn plan_issue(&mut self, staged: StagedInputs) -> Result<u64, Failure> {
-        self.with_observation(staged, |engine, obs| {
+        self.with_observation(staged, |engine, obs, _| {
             engine.issue(obs)?;
             Ok(engine.done_event().cu_event() as u64)
         })
@@ -233,7 +242,7 @@ impl State {
 
     /// TD-MPC2's actor on the observation `staged`: the policy mean, or a sample of it, in env units.
     pub fn act(&mut self, staged: StagedInputs, sample: bool) -> Result<Vec<f32>, Failure> {
-        self.with_observation(staged, |engine, obs| {
+        self.with_observation(staged, |engine, obs, _| {
             engine.session_mut().set_observation(obs)?;
             let Some(session) = engine.session().as_tdmpc2() else {
                 return Err(Failure::new(SwmStatus::BadInput, "the actor is TD-MPC2's; this is a LeWM artifact"));
@@ -321,14 +330,16 @@ impl State {
     }
 }
 
-/// The calling thread's CUDA context before [`State::make_current`], restored on drop.
+/// The calling thread's own CUDA context before [`State::make_current`], restored on drop (none: nothing to do).
 pub(crate) struct Current(Option<cudarc::driver::sys::CUcontext>);
 
 impl Drop for Current {
     fn drop(&mut self) {
-        // SAFETY: the context was current on this thread when the guard was made (or none was: null unbinds);
-        // setting it back only changes this thread's binding.
-        let _ = unsafe { cudarc::driver::result::ctx::set_current(self.0.unwrap_or(std::ptr::null_mut())) };
+        if let Some(previous) = self.0 {
+            // SAFETY: the context was current on this thread when the guard was made; setting it back only
+            // changes this thread's binding.
+            let _ = unsafe { cudarc::driver::result::ctx::set_current(previous) };
+        }
     }
 }
 

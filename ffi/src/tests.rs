@@ -262,8 +262,38 @@ fn c_calls_plan_like_the_rust_engine_and_one_handle_serves_four_threads() {
         let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(diff <= 1e-6, "step {step}: engine thread {a:?}, inline {b:?}");
     }
+    inline_plans_leave_the_caller_s_context(inline);
     assert_eq!(swm_engine_free(poll), swm_status::Ok);
     assert_eq!(swm_engine_free(inline), swm_status::Ok);
+}
+
+/// A steady inline handle: a thread with no CUDA context keeps the device's primary context current after a plan
+/// (as the runtime's first call would bind it); a thread with a context of its own gets it back.
+fn inline_plans_leave_the_caller_s_context(inline: *mut swm_engine) {
+    use cudarc::driver::result::ctx;
+    let handle = inline as usize;
+    let primary = cudarc::driver::CudaContext::new(0).unwrap();
+    let primary_ctx = primary.cu_ctx() as usize;
+    std::thread::spawn(move || {
+        let engine = handle as *mut swm_engine;
+        assert_eq!(ctx::get_current().unwrap(), None, "a fresh thread has no context");
+        stage_frame(engine, 7);
+        let (actions, result) = plan(engine);
+        assert_eq!(result.source, swm_plan_source::Solved as u32);
+        assert!(actions.iter().all(|v| v.is_finite()));
+        assert_eq!(ctx::get_current().unwrap().map(|c| c as usize), Some(primary_ctx), "the primary context stays");
+
+        let own = cudarc::driver::CudaContext::new_non_primary(0, 0).unwrap();
+        own.bind_to_thread().unwrap();
+        stage_frame(engine, 8);
+        let (actions, _) = plan(engine);
+        assert!(actions.iter().all(|v| v.is_finite()));
+        assert_eq!(ctx::get_current().unwrap(), Some(own.cu_ctx()), "the thread's own context is restored");
+        // SAFETY: unbinding only changes this thread's binding, before `own` is destroyed.
+        unsafe { ctx::set_current(std::ptr::null_mut()) }.unwrap();
+    })
+    .join()
+    .unwrap();
 }
 
 fn c_calls_with(wait: swm_wait) {

@@ -166,7 +166,6 @@ impl Worker {
         // deadline after the session reallocated: LeWM's context window growing after a reset).
         *steady = no_capture.skipped() == 0 && state.is_steady();
         drop(no_capture);
-        state.after_inline_call();
         result
     }
 
