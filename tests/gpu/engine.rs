@@ -345,3 +345,31 @@ fn steps_that_may_not_capture_plan_as_captured_ones() {
     assert!(err.contains("NoCapture"), "{err}");
     assert_eq!(refused.step(&inputs.observation()).unwrap().source, PlanSource::Solved);
 }
+
+/// Two engines with one seed plan alike, step after step: both capturing (planner graph and TD-MPC2's actor
+/// proposal replayed) and both eager (on a thread that may not capture). A difference here is nondeterminism in
+/// the arithmetic or the noise, not a difference between the captured and the eager path.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn engines_with_one_seed_plan_alike_captured_or_eager() {
+    let (_gpu, device) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = tdmpc2_artifact(dir.path());
+    let inputs = Inputs::random(&artifact, 21);
+    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
+    let probe = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
+    let options = EngineOptions { planner: Some(fixed(solver, &probe, 3)), ..Default::default() };
+    drop(probe);
+    for eager in [false, true] {
+        let _guard = eager.then(NoCapture::new);
+        let mut a = Engine::new(&artifact, &device, &options).unwrap();
+        let mut b = Engine::new(&artifact, &device, &options).unwrap();
+        for k in 0..5 {
+            let want = a.step(&inputs.observation()).unwrap().actions.to_vec();
+            let got = b.step(&inputs.observation()).unwrap().actions.to_vec();
+            let diff = want.iter().zip(&got).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(diff <= 1e-6, "eager {eager}, step {k}: {want:?} vs {got:?}");
+        }
+        assert_eq!(a.is_prepared(), !eager);
+    }
+}
