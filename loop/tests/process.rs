@@ -8,6 +8,7 @@
 //! variable; without it the child test returns at once).
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
@@ -172,6 +173,17 @@ fn spawn(prefix: &str, ignored: bool) -> (Child, BufReader<std::process::ChildSt
     } else {
         let mut c = Process::new(&exe);
         c.args(args);
+        // A test run started in the background by a script (`cmd &`) inherits SIGINT ignored; the daemon child
+        // starts with the default dispositions, as from a terminal (the ignored case is the branch above).
+        // SAFETY: `signal` is async-signal-safe; the closure runs in the forked child before exec and touches
+        // nothing else.
+        unsafe {
+            c.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                Ok(())
+            })
+        };
         c
     };
     let mut child =

@@ -107,6 +107,9 @@ fn first_line(text: &str) -> String {
 pub struct PinnedOutput {
     host: cudarc::driver::PinnedHostSlice<f32>,
     stream: std::sync::Arc<cudarc::driver::CudaStream>,
+    /// Recorded after each copy. The pinned slice's own event is recorded only under cudarc's event tracking,
+    /// which swm's devices turn off: waiting on it would return before the copy.
+    copied: cudarc::driver::CudaEvent,
 }
 
 impl std::fmt::Debug for PinnedOutput {
@@ -125,7 +128,8 @@ impl PinnedOutput {
         // SAFETY: the memory is uninitialised until the first copy; `wait` only hands it out after a copy, and
         // `f32` has no invalid bit patterns. Flags 0: cacheable (not write-combined) memory, read by the host.
         let host = unsafe { stream.context().alloc_pinned_with_flags::<f32>(len.max(1), 0) }?;
-        Ok(Self { host, stream })
+        let copied = stream.context().new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DISABLE_TIMING))?;
+        Ok(Self { host, stream, copied })
     }
 
     /// Capacity in f32.
@@ -156,11 +160,13 @@ impl PinnedOutput {
         let start = layout.start_offset();
         let view = slice.slice(start..start + n);
         self.stream.memcpy_dtoh(&view, &mut self.host)?;
+        self.copied.record(&self.stream)?;
         Ok(())
     }
 
     /// Waits for the last copy and returns the buffer.
     pub fn wait(&self) -> crate::ops::Result<&[f32]> {
+        self.copied.synchronize()?;
         Ok(self.host.as_slice()?)
     }
 }

@@ -306,6 +306,18 @@ fn an_injected_gpu_stall_delays_one_step_and_the_engine_recovers() {
     assert!(swm::ops::fault::gpu_delay(&device, Duration::from_secs(11)).is_err(), "over MAX_DELAY");
 }
 
+/// The TD-MPC2 fixture planned by MPPI 128 × 6 over horizon 3 with the actor's proposal, fixed seeds: its
+/// directory (kept alive by the caller), the artifact, seeded inputs and the engine options.
+fn tdmpc2_mppi(device: &Device) -> (tempfile::TempDir, Artifact, Inputs, EngineOptions) {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = tdmpc2_artifact(dir.path());
+    let inputs = Inputs::random(&artifact, 21);
+    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
+    let probe = Session::open(&artifact, device, &SessionOptions::default()).unwrap();
+    let options = EngineOptions { planner: Some(fixed(solver, &probe, 3)), ..Default::default() };
+    (dir, artifact, inputs, options)
+}
+
 /// Steps on a thread that may not capture (the C ABI's inline callers hold a `NoCapture`) plan eagerly, and once
 /// captures are allowed again the engine goes on exactly as one that captured from the start: the planner's graph
 /// and TD-MPC2's actor proposal (one noise draw per plan, captured or not) keep both engines in step.
@@ -313,13 +325,7 @@ fn an_injected_gpu_stall_delays_one_step_and_the_engine_recovers() {
 #[ignore = "needs a CUDA device"]
 fn steps_that_may_not_capture_plan_as_captured_ones() {
     let (_gpu, device) = gpu();
-    let dir = tempfile::tempdir().unwrap();
-    let artifact = tdmpc2_artifact(dir.path());
-    let inputs = Inputs::random(&artifact, 21);
-    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
-    let probe = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
-    let options = EngineOptions { planner: Some(fixed(solver, &probe, 3)), ..Default::default() };
-    drop(probe);
+    let (_dir, artifact, inputs, options) = tdmpc2_mppi(&device);
     let mut captured = Engine::new(&artifact, &device, &options).unwrap();
     let mut refused = Engine::new(&artifact, &device, &options).unwrap();
     for k in 0..5 {
@@ -353,13 +359,7 @@ fn steps_that_may_not_capture_plan_as_captured_ones() {
 #[ignore = "needs a CUDA device"]
 fn engines_with_one_seed_plan_alike_captured_or_eager() {
     let (_gpu, device) = gpu();
-    let dir = tempfile::tempdir().unwrap();
-    let artifact = tdmpc2_artifact(dir.path());
-    let inputs = Inputs::random(&artifact, 21);
-    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 128, n_steps: 6, ..Default::default() });
-    let probe = Session::open(&artifact, &device, &SessionOptions::default()).unwrap();
-    let options = EngineOptions { planner: Some(fixed(solver, &probe, 3)), ..Default::default() };
-    drop(probe);
+    let (_dir, artifact, inputs, options) = tdmpc2_mppi(&device);
     for eager in [false, true] {
         let _guard = eager.then(NoCapture::new);
         let mut a = Engine::new(&artifact, &device, &options).unwrap();
@@ -371,5 +371,30 @@ fn engines_with_one_seed_plan_alike_captured_or_eager() {
             assert!(diff <= 1e-6, "eager {eager}, step {k}: {want:?} vs {got:?}");
         }
         assert_eq!(a.is_prepared(), !eager);
+    }
+}
+
+/// TD-MPC2's captured actor proposal writes its noise on every replay into a buffer that lives as long as the
+/// graph: buffers allocated after the capture (which the memory pool would carve from a freed one) stay as written.
+/// (Its noise buffer was once freed right after the capture, and the replays wrote into another engine's draw
+/// counter.)
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_captured_proposal_writes_only_its_own_buffers() {
+    let (_gpu, device) = gpu();
+    let (_dir, artifact, inputs, options) = tdmpc2_mppi(&device);
+    let mut engine = Engine::new(&artifact, &device, &options).unwrap();
+    engine.step(&inputs.observation()).unwrap();
+    assert!(engine.is_prepared(), "the planner's graph and the proposal are captured");
+    let bystanders: Vec<Tensor> = (0..12)
+        .flat_map(|k| (0..4).map(move |_| 1usize << k))
+        .map(|n| Tensor::zeros(n, DType::F32, &device).unwrap())
+        .collect();
+    for _ in 0..4 {
+        engine.step(&inputs.observation()).unwrap();
+    }
+    for t in &bystanders {
+        let touched = t.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(touched, 0.0, "a zeroed buffer of {} f32 was written by a replay", t.elem_count());
     }
 }

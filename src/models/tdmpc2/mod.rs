@@ -411,6 +411,10 @@ pub enum ActorPrior {
 struct ProposalGraph {
     key: (u64, usize, u64),
     graph: crate::graph::CapturedGraph,
+    /// The noise buffer the graph writes on every replay: it lives as long as the graph (freed with the capture,
+    /// the replays wrote into whatever the memory pool handed out next — another engine's draw counter, in a GPU
+    /// test that ran after others).
+    _noise: Noise,
 }
 
 /// A planning session: the encoded observation of each env, scoring candidates with [`TdMpc2::cost`] and
@@ -531,7 +535,7 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
                 propose_into(&model, prior, &z0, &mean_buf, from, &noise)
             })?;
             noise.draws.slice_set(&before, 0, 0)?;
-            self.proposal = Some(ProposalGraph { key, graph });
+            self.proposal = Some(ProposalGraph { key, graph, _noise: noise });
         }
         match &self.proposal {
             Some(p) => Ok(p.graph.launch()?),
@@ -542,6 +546,7 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
 
 /// The sampled prior's noise: a buffer (trajs, H − from, B, A) filled by the planners' Philox kernel with draw
 /// `draws[0]` under `seed` (the kernel advances the counter).
+#[derive(Debug)]
 struct Noise {
     eps: Tensor,
     seed: u64,
