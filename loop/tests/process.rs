@@ -173,14 +173,16 @@ fn spawn(prefix: &str, ignored: bool) -> (Child, BufReader<std::process::ChildSt
     } else {
         let mut c = Process::new(&exe);
         c.args(args);
-        // A test run started in the background by a script (`cmd &`) inherits SIGINT ignored; the daemon child
-        // starts with the default dispositions, as from a terminal (the ignored case is the branch above).
+        // A test run started in the background by a script (`cmd &`, `nohup`) inherits SIGINT / SIGHUP ignored,
+        // which ctrlc (with its termination signals) reports as taken; the daemon child starts with the default
+        // dispositions, as from a terminal (the ignored case is the branch above).
         // SAFETY: `signal` is async-signal-safe; the closure runs in the forked child before exec and touches
         // nothing else.
         unsafe {
             c.pre_exec(|| {
                 libc::signal(libc::SIGINT, libc::SIG_DFL);
                 libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
                 Ok(())
             })
         };
