@@ -105,7 +105,8 @@ impl State {
         let Device::Cuda(cuda) = &self.device else {
             return Ok(Current(None));
         };
-        let context = cuda.cuda_stream().context().clone();
+        let stream = cuda.cuda_stream();
+        let context = stream.context();
         match cudarc::driver::result::ctx::get_current().map_err(failed)? {
             Some(current) if current == context.cu_ctx() => Ok(Current(None)),
             previous => {

@@ -173,8 +173,7 @@ def main():
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    set_tf32(False)
     with open(args.config) as f:
         config = json.load(f)
     model = official.randomize_(official.build_lewm(config), 0).to(args.device).eval()
