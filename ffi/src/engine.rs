@@ -12,23 +12,70 @@ use runtime::session::{Observation, SessionOptions};
 use crate::error::Failure;
 use crate::swm_status as SwmStatus;
 
-/// One staged input.
+/// One staged input, made ready for an [`Observation`] on the staging caller's thread (host tensors built there,
+/// not on the plan's critical path).
 pub(crate) enum Staged {
-    /// A state vector.
-    State(Vec<f32>),
-    /// Frame bytes (host memory, copied at staging) and their layout.
-    Frame(Vec<u8>, FrameLayout),
-    /// Frame bytes already copied into a device buffer on the engine's stream.
-    DeviceFrame(Tensor, FrameLayout),
+    /// A state vector: a `(1, n)` host tensor (moved, not copied, out of the staged values).
+    State(Tensor),
+    /// A frame: a host or device tensor of its bytes, `(1, bytes)`, and their layout. Host bytes are uploaded by
+    /// the step, exactly as for a Rust caller of `Engine::step` with host tensors; device bytes were copied on the
+    /// engine's stream at staging.
+    Frame(Tensor, FrameLayout),
     /// A JPEG file.
     Jpeg(Vec<u8>),
 }
 
-/// A staged input made ready for an [`Observation`].
-enum Ready {
-    State(Tensor),
-    Image(Tensor, FrameLayout),
-    Jpeg(Vec<u8>),
+impl Staged {
+    /// A state vector of `values`.
+    pub fn state(values: Vec<f32>) -> Result<Self, Failure> {
+        let n = values.len();
+        Ok(Self::State(Tensor::from_vec(values, (1, n), &Device::Cpu)?))
+    }
+
+    /// Frame bytes in host memory.
+    pub fn host_frame(bytes: Vec<u8>, layout: FrameLayout) -> Result<Self, Failure> {
+        let n = bytes.len();
+        Ok(Self::Frame(Tensor::from_vec(bytes, (1, n), &Device::Cpu)?, layout))
+    }
+}
+
+/// Where a plan's actions go: the caller's buffer, written by the job itself (on whichever thread runs it) straight
+/// from the engine's pinned result, with no intermediate copy. The caller is blocked in the C call until the job
+/// replies, so the buffer outlives every write.
+#[derive(Clone, Copy)]
+pub(crate) struct ActionsOut {
+    /// The caller's `float *`, as an address (a job may run on the engine thread).
+    ptr: usize,
+    capacity: usize,
+    /// Every executed action (steps × action dim) instead of the first.
+    sequence: bool,
+}
+
+impl ActionsOut {
+    /// `ptr` non-NULL, valid for `capacity` floats until the job that takes this has replied.
+    ///
+    /// # Safety
+    /// As above: the caller of the C entry point guarantees the buffer; it stays blocked in the call while the
+    /// job runs.
+    pub unsafe fn new(ptr: *mut f32, capacity: usize, sequence: bool) -> Self {
+        Self { ptr: ptr as usize, capacity, sequence }
+    }
+
+    /// Writes env 0's first action (or its whole executed sequence) of `actions` (steps × `action_dim`); returns
+    /// the number of floats written.
+    fn write(&self, actions: &[f32], action_dim: usize) -> Result<usize, Failure> {
+        let n = if self.sequence { actions.len() } else { action_dim.min(actions.len()) };
+        if self.capacity < n {
+            return Err(Failure::new(
+                SwmStatus::BufferTooSmall,
+                format!("actions holds {} floats, the plan has {n} (the plan was made and is lost)", self.capacity),
+            ));
+        }
+        // SAFETY: `ptr` holds `capacity >= n` floats while the caller is blocked in the call (`ActionsOut::new`'s
+        // contract); the pinned result does not overlap the caller's buffer.
+        unsafe { std::ptr::copy_nonoverlapping(actions.as_ptr(), self.ptr as *mut f32, n) };
+        Ok(n)
+    }
 }
 
 /// One input of the model's observations.
@@ -54,8 +101,8 @@ pub(crate) struct Planned {
     pub steps: usize,
     pub action_dim: usize,
     pub cost: f32,
-    /// Every executed env action (steps × action_dim).
-    pub actions: Vec<f32>,
+    /// Floats written into the caller's buffer ([`ActionsOut`]).
+    pub written: usize,
     pub encode: Duration,
     pub plan: Duration,
     pub wall: Duration,
@@ -63,7 +110,7 @@ pub(crate) struct Planned {
     pub job: Duration,
     /// Of `job`, the time before the step's call (the observation built from the staged inputs).
     pub before_step: Duration,
-    /// Of `job`, the time after the step's call returned (the result read into the reply).
+    /// Of `job`, the time after the step's call returned (the result written into the caller's buffer).
     pub after_step: Duration,
 }
 
@@ -76,7 +123,7 @@ pub(crate) struct State {
     pub device: Device,
     /// The last job's inputs, dropped after its reply ([`State::after_reply`]) or, after a plan on a calling
     /// thread, while the next plan's GPU work runs.
-    spent: Vec<(String, Ready)>,
+    spent: StagedInputs,
     /// The last job stepped the engine: check after the reply that the planner's graph is captured.
     stepped: bool,
     /// A capture after a reply failed: not tried again until the planner changes (each try costs a warm-up
@@ -135,47 +182,33 @@ impl State {
     fn with_observation<R>(
         &mut self,
         staged: StagedInputs,
-        f: impl FnOnce(&mut Engine, &Observation<'_>, Vec<(String, Ready)>) -> Result<R, Failure>,
+        f: impl FnOnce(&mut Engine, &Observation<'_>, StagedInputs) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
-        // Host inputs stay host tensors (moved, not copied, out of the staged buffers): the engine step uploads
-        // them, exactly as for a Rust caller of `Engine::step` with host tensors (so the step's reported wall time
-        // covers the same work).
         let previous = std::mem::take(&mut self.spent);
-        let mut ready = Vec::with_capacity(staged.len());
-        for (name, s) in staged {
-            let r = match s {
-                Staged::State(v) => {
-                    let n = v.len();
-                    Ready::State(Tensor::from_vec(v, (1, n), &Device::Cpu)?)
-                }
-                Staged::Frame(bytes, layout) => {
-                    let n = bytes.len();
-                    Ready::Image(Tensor::from_vec(bytes, (1, n), &Device::Cpu)?, layout)
-                }
-                Staged::DeviceFrame(t, layout) => Ready::Image(t, layout),
-                Staged::Jpeg(bytes) => Ready::Jpeg(bytes),
-            };
-            ready.push((name, r));
-        }
         let result = {
-            let files: Vec<[&[u8]; 1]> = ready
+            // `Observation::jpeg` takes a slice of files per input: one single-file slice per staged JPEG.
+            let files: Vec<[&[u8]; 1]> = staged
                 .iter()
-                .map(|(_, r)| match r {
-                    Ready::Jpeg(bytes) => [bytes.as_slice()],
-                    _ => [&[][..]],
+                .filter_map(|(_, s)| match s {
+                    Staged::Jpeg(bytes) => Some([bytes.as_slice()]),
+                    _ => None,
                 })
                 .collect();
+            let mut files = files.iter();
             let mut obs = Observation::new();
-            for ((name, r), file) in ready.iter().zip(&files) {
-                obs = match r {
-                    Ready::State(t) => obs.state(name, t),
-                    Ready::Image(t, layout) => obs.image(name, t, *layout),
-                    Ready::Jpeg(_) => obs.jpeg(name, file),
+            for (name, s) in &staged {
+                obs = match s {
+                    Staged::State(t) => obs.state(name, t),
+                    Staged::Frame(t, layout) => obs.image(name, t, *layout),
+                    Staged::Jpeg(_) => match files.next() {
+                        Some(file) => obs.jpeg(name, file),
+                        None => return Err(Failure::new(SwmStatus::Runtime, "a staged JPEG went missing")),
+                    },
                 };
             }
             f(&mut self.engine, &obs, previous)
         };
-        self.spent = ready;
+        self.spent = staged;
         result
     }
 
@@ -196,22 +229,24 @@ impl State {
         self.with_observation(staged, |engine, obs, _| Ok(engine.set_goal(obs)?))
     }
 
-    /// Plans from the observation `staged` (every input of the model's schema).
-    pub fn plan(&mut self, staged: StagedInputs) -> Result<Planned, Failure> {
+    /// Plans from the observation `staged` (every input of the model's schema), writing the actions into `out`.
+    pub fn plan(&mut self, staged: StagedInputs, out: ActionsOut) -> Result<Planned, Failure> {
         let start = std::time::Instant::now();
         let mut called = start;
         let mut returned = start;
-        let mut planned = self.with_observation(staged, |engine, obs, previous| {
+        let planned = self.with_observation(staged, |engine, obs, previous| {
             called = std::time::Instant::now();
             // `Engine::step`, with the previous plan's inputs freed while the GPU plans.
             engine.issue(obs)?;
             drop(previous);
             let step = engine.collect()?;
             returned = std::time::Instant::now();
-            Ok(planned(&step))
+            // A step that cannot be written out (a short buffer) still counts as a step.
+            Ok(planned(&step, out))
         })?;
         self.stepped = true;
         self.steps += 1;
+        let mut planned = planned?;
         planned.job = start.elapsed();
         planned.before_step = called - start;
         planned.after_step = returned.elapsed();
@@ -227,14 +262,16 @@ impl State {
         })
     }
 
-    /// Waits for the issued plan and returns it (`Engine::collect`); `SWM_STATUS_BAD_INPUT` when none is in flight.
-    pub fn plan_collect(&mut self) -> Result<Planned, Failure> {
+    /// Waits for the issued plan and returns it (`Engine::collect`), its actions written into `out`;
+    /// `SWM_STATUS_BAD_INPUT` when none is in flight.
+    pub fn plan_collect(&mut self, out: ActionsOut) -> Result<Planned, Failure> {
         let start = std::time::Instant::now();
         let step = self.engine.collect()?;
         let returned = std::time::Instant::now();
-        let mut planned = planned(&step);
+        let planned = planned(&step, out);
         self.stepped = true;
         self.steps += 1;
+        let mut planned = planned?;
         planned.job = start.elapsed();
         planned.before_step = Duration::ZERO;
         planned.after_step = returned.elapsed();
@@ -344,23 +381,24 @@ impl Drop for Current {
     }
 }
 
-/// The C-side result of a step: env 0's executed actions, its cost and the step's times.
-fn planned(step: &runtime::engine::Step<'_>) -> Planned {
+/// The C-side result of a step: env 0's executed actions written into `out`, its cost and the step's times.
+fn planned(step: &runtime::engine::Step<'_>, out: ActionsOut) -> Result<Planned, Failure> {
     let per_env = step.steps * step.env_action_dim;
-    Planned {
+    let written = out.write(&step.actions[..per_env.min(step.actions.len())], step.env_action_dim)?;
+    Ok(Planned {
         source: step.source,
         iterations: step.iterations,
         steps: step.steps,
         action_dim: step.env_action_dim,
         cost: step.cost.first().copied().unwrap_or(f32::NAN),
-        actions: step.actions[..per_env.min(step.actions.len())].to_vec(),
+        written,
         encode: step.times.encode,
         plan: step.times.plan,
         wall: step.times.wall,
         job: Duration::ZERO,
         before_step: Duration::ZERO,
         after_step: Duration::ZERO,
-    }
+    })
 }
 
 /// Engine options from the C options.

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use runtime::ops::{FrameLayout, PixelFormat, YuvColor, YuvMatrix, YuvRange};
 use runtime::planning::{PlanSource, PlannerOverrides, SolverKind};
 
-use crate::engine::{engine_options, Shape, Staged, State};
+use crate::engine::{engine_options, ActionsOut, Shape, Staged, State};
 use crate::error::{boundary, last_error, Failure};
 use crate::handle::Handle;
 
@@ -601,7 +601,7 @@ pub unsafe extern "C" fn swm_engine_set_state(
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             return Err(Failure::new(swm_status::BadInput, format!("`{name}` value {i} is not finite")));
         }
-        h.stage(name, Staged::State(v))
+        h.stage(name, Staged::state(v)?)
     })
 }
 
@@ -626,7 +626,7 @@ pub unsafe extern "C" fn swm_engine_set_frame(
         check_frame_size(&layout, f.size)?;
         // SAFETY: caller contract: `size` readable bytes at `data`.
         let bytes = unsafe { std::slice::from_raw_parts(f.data, layout.required_bytes()) }.to_vec();
-        h.stage(name, Staged::Frame(bytes, layout))
+        h.stage(name, Staged::host_frame(bytes, layout)?)
     })
 }
 
@@ -682,7 +682,7 @@ pub unsafe extern "C" fn swm_engine_set_device_frame(
         let (src, bytes, event) = (f.device_ptr, layout.required_bytes(), f.wait_event as usize);
         h.check_name(&name)?; // before the copy
         let t = h.worker.call(move |s| Ok(s.copy_device(src, bytes, event)?.unsqueeze(0)?))?;
-        h.stage(name, Staged::DeviceFrame(t, layout))
+        h.stage(name, Staged::Frame(t, layout))
     })
 }
 
@@ -738,9 +738,13 @@ pub unsafe extern "C" fn swm_engine_plan(
         let result_size = plan_outputs(actions, result)?;
         h.check_no_plan_in_flight()?;
         let staged = h.take_staged()?;
-        let p = h.worker.plan(move |s| s.plan(staged))?;
-        // SAFETY: caller contract, as `write_plan` requires.
-        unsafe { write_plan(&p, actions, capacity, sequence, result, result_size) }
+        // SAFETY: `actions` is non-NULL (checked) and valid for `capacity` floats (caller contract); this thread
+        // stays in the call until the job has replied.
+        let out = unsafe { ActionsOut::new(actions, capacity, sequence != 0) };
+        let p = h.worker.plan(move |s| s.plan(staged, out))?;
+        // SAFETY: caller contract, as `write_result` requires.
+        unsafe { write_result(&p, result, result_size) };
+        Ok(())
     })
 }
 
@@ -787,9 +791,12 @@ pub unsafe extern "C" fn swm_engine_plan_collect(
         let h = handle(engine)?;
         let result_size = plan_outputs(actions, result)?;
         h.take_in_flight()?;
-        let p = h.worker.call(|s| s.plan_collect())?;
-        // SAFETY: caller contract, as `write_plan` requires.
-        unsafe { write_plan(&p, actions, capacity, sequence, result, result_size) }
+        // SAFETY: as in `swm_engine_plan`.
+        let out = unsafe { ActionsOut::new(actions, capacity, sequence != 0) };
+        let p = h.worker.call(move |s| s.plan_collect(out))?;
+        // SAFETY: caller contract, as `write_result` requires.
+        unsafe { write_result(&p, result, result_size) };
+        Ok(())
     })
 }
 
@@ -806,28 +813,11 @@ fn plan_outputs(actions: *mut f32, result: *mut swm_plan_result) -> Result<usize
     }
 }
 
-/// Writes a plan to the caller: env 0's first action (or, with `sequence` non-zero, every executed action) into
-/// `actions`, and the rest into `*result` when not NULL.
+/// Writes the plan's summary into `*result` when not NULL (its actions are already in the caller's buffer).
 ///
 /// # Safety
-/// `actions` is valid for `capacity` floats; `result` is NULL or valid for `result_size` bytes (at least 8).
-unsafe fn write_plan(
-    p: &crate::engine::Planned,
-    actions: *mut f32,
-    capacity: usize,
-    sequence: u32,
-    result: *mut swm_plan_result,
-    result_size: usize,
-) -> Result<(), Failure> {
-    let n = if sequence != 0 { p.actions.len() } else { p.action_dim };
-    if capacity < n {
-        return Err(Failure::new(
-            swm_status::BufferTooSmall,
-            format!("actions holds {capacity} floats, the plan has {n} (the plan was made and is lost)"),
-        ));
-    }
-    // SAFETY: `actions` holds `capacity >= n` floats (caller contract, checked above).
-    unsafe { std::ptr::copy_nonoverlapping(p.actions.as_ptr(), actions, n) };
+/// `result` is NULL or valid for `result_size` bytes (at least 8).
+unsafe fn write_result(p: &crate::engine::Planned, result: *mut swm_plan_result, result_size: usize) {
     if !result.is_null() {
         let (source, iterations) = match p.source {
             PlanSource::Solved => (swm_plan_source::Solved, p.iterations),
@@ -843,7 +833,7 @@ unsafe fn write_plan(
             iterations: iterations as u32,
             action_dim: p.action_dim as u32,
             steps: p.steps as u32,
-            written: n as u32,
+            written: p.written as u32,
             cost: p.cost,
             reserved: 0,
             encode_ms: ms(p.encode),
@@ -856,7 +846,6 @@ unsafe fn write_plan(
         // SAFETY: `result` holds `result_size` bytes (caller contract; at least 8, checked by the caller).
         unsafe { write_prefix(result, &out, result_size) };
     }
-    Ok(())
 }
 
 /// TD-MPC2's actor instead of the planner, on the calling thread's staged observation: the policy mean (`sample`
