@@ -11,10 +11,15 @@
 //
 // Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32), K in steps of 32 staged through
 // shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB, so the
-// launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z takes K range [z·k_chunk, (z+1)·k_chunk) and
-// writes its partial tile to `out + z·M·N`; `gemm_splitk_reduce_f32` (or the consumer kernel, see
-// `residual_norm_f32_N`) then sums the partials in a fixed order (results are deterministic) and applies the
-// epilogue. Fragments are read from shared memory with `ldmatrix`. Tiles are copied 16 bytes at a time when
+// launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z = batch · splits + s takes K range
+// [s·k_chunk, (s+1)·k_chunk) and writes its partial tile to `out + (batch · splits + s)·M·N`;
+// `gemm_splitk_reduce_f32` (or the consumer kernel, see `residual_norm_f32_N`) then sums the partials in a fixed
+// order (results are deterministic) and applies the epilogue.
+//
+// Batches (an ensemble's heads, or two MLPs on one input): batch b reads A at `a + b·a_batch` (rows `lda` apart, so
+// a head can be a column block of a wider activation), W at `w + b·N·K` and the bias at `bias + b·N`, and an
+// unsplit GEMM writes its (M, N) result at `out + b·o_batch` with rows `ldo` apart (each head a column block of one
+// (M, batches·N) output). One batch with lda = K, ldo = N is the plain GEMM. Fragments are read from shared memory with `ldmatrix`. Tiles are copied 16 bytes at a time when
 // K % 4 == 0 and A and W are 16-byte aligned (`vec4`), else 4 bytes at a time.
 //
 //   gemm_3xtf32_f32:          the tiles (epilogue applied when gridDim.z == 1).
@@ -89,12 +94,12 @@ __device__ __forceinline__ void copy4(float* dst, const float* src, bool valid) 
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(bytes));
 }
 
-// Copies the 4 floats of row `row` (< rows) at column k0 + col of a (rows, k) matrix into `dst`, zero-filling
-// columns ≥ k_end: one 16-byte copy when `vec4` (k % 4 == 0 and 16-byte aligned rows), else four 4-byte ones.
+// Copies the 4 floats of row `row` (< rows) at column k0 + col of a matrix with rows `ld` apart into `dst`,
+// zero-filling columns ≥ k_end: one 16-byte copy when `vec4` (16-byte aligned rows), else four 4-byte ones.
 __device__ __forceinline__ void copy_chunk(float* dst, const float* base, int row, int rows, int k0, int col,
-                                           int k_end, int k, bool vec4) {
+                                           int k_end, int ld, bool vec4) {
   const bool rin = row < rows;
-  const long long at = (long long)row * k + k0 + col;
+  const long long at = (long long)row * ld + k0 + col;
   if (vec4) {
     const bool in = rin && k0 + col < k_end;
     copy16(dst, in ? base + at : base, in);
@@ -109,13 +114,13 @@ __device__ __forceinline__ void copy_chunk(float* dst, const float* base, int ro
 
 // Stages the (64 × 32) slices of A rows m0.. and W rows n0.. at column k0 (columns ≥ k_end zero-filled).
 __device__ __forceinline__ void stage(float (*as)[SWM_LDS], float (*ws)[SWM_LDS], const float* a, const float* w,
-                                      int m0, int n0, int k0, int k_end, int m, int n, int k, bool vec4) {
+                                      int m0, int n0, int k0, int k_end, int m, int n, int k, int lda, bool vec4) {
 #pragma unroll
   for (int i = 0; i < (SWM_BM * SWM_BK / 4) / SWM_THREADS; ++i) {
     const int chunk = threadIdx.x + i * SWM_THREADS;
     const int row = chunk / (SWM_BK / 4);
     const int col = (chunk % (SWM_BK / 4)) * 4;
-    copy_chunk(&as[row][col], a, m0 + row, m, k0, col, k_end, k, vec4);
+    copy_chunk(&as[row][col], a, m0 + row, m, k0, col, k_end, lda, vec4);
     copy_chunk(&ws[row][col], w, n0 + row, n, k0, col, k_end, k, vec4);
   }
 }
@@ -125,14 +130,20 @@ __device__ __forceinline__ void stage(float (*as)[SWM_LDS], float (*ws)[SWM_LDS]
 // iCEM plan (measured); the bound keeps the occupancy that the measured build has.
 extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
     gemm_3xtf32_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
-                    float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {
+                    float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, int splits,
+                    int lda, long long a_batch, int ldo, int o_batch) {
   extern __shared__ __align__(16) float smem[];
   float(*as)[SWM_BM][SWM_LDS] = reinterpret_cast<float(*)[SWM_BM][SWM_LDS]>(smem);
   float(*ws)[SWM_BN][SWM_LDS] = reinterpret_cast<float(*)[SWM_BN][SWM_LDS]>(smem + SWM_STAGES * SWM_BM * SWM_LDS);
 
   const int n0 = blockIdx.x * SWM_BN;
   const int m0 = blockIdx.y * SWM_BM;
-  const int k_begin = blockIdx.z * k_chunk;
+  const int batch = blockIdx.z / splits;
+  const int k_part = blockIdx.z - batch * splits;
+  a += batch * a_batch;
+  w += (long long)batch * n * k;
+  if (mode != SWM_EPI_NONE) bias += (long long)batch * n;
+  const int k_begin = k_part * k_chunk;
   const int k_end = min(k, k_begin + k_chunk);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
@@ -154,7 +165,7 @@ extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
   const int tiles = (k_end - k_begin + SWM_BK - 1) / SWM_BK;
 #pragma unroll
   for (int s = 0; s < SWM_STAGES - 1; ++s) {
-    if (s < tiles) stage(as[s], ws[s], a, w, m0, n0, k_begin + s * SWM_BK, k_end, m, n, k, vec4);
+    if (s < tiles) stage(as[s], ws[s], a, w, m0, n0, k_begin + s * SWM_BK, k_end, m, n, k, lda, vec4);
     copy_commit();
   }
 
@@ -165,7 +176,7 @@ extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
     const int next = tile + SWM_STAGES - 1;
     if (next < tiles) {
       stage(as[next % SWM_STAGES], ws[next % SWM_STAGES], a, w, m0, n0, k_begin + next * SWM_BK, k_end, m, n,
-            k, vec4);
+            k, lda, vec4);
     }
     copy_commit();
 
@@ -214,8 +225,9 @@ extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
         for (int r = 0; r < 4; ++r) total[i][j][r] += part[i][j][r];
   }
 
-  const bool direct = gridDim.z == 1;
-  float* dst = out + (direct ? 0 : (long long)blockIdx.z * m * n);
+  const bool direct = splits == 1;
+  float* dst = out + (direct ? (long long)batch * o_batch : (long long)blockIdx.z * m * n);
+  const int ld = direct ? ldo : n;
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
@@ -225,20 +237,29 @@ extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
       for (int h = 0; h < 2; ++h) {
         const int row = m0 + wm + i * 16 + g + 8 * h;
         if (row >= m) continue;
-        float* p = dst + (long long)row * n;
+        float* p = dst + (long long)row * ld;
         if (col < n) p[col] = direct ? epilogue(total[i][j][2 * h], bias, col, mode) : total[i][j][2 * h];
         if (col + 1 < n) p[col + 1] = direct ? epilogue(total[i][j][2 * h + 1], bias, col + 1, mode) : total[i][j][2 * h + 1];
       }
     }
 }
 
+// Batch b's partials are (splits, m, n) at `partial + b·splits·m·n`; its result goes to `out + b·o_batch` with rows
+// `ldo` apart, with the bias at `bias + b·n`.
 extern "C" __global__ void gemm_splitk_reduce_f32(const float* __restrict__ partial, const float* __restrict__ bias,
-                                                  float* __restrict__ out, long long m, int n, int splits, int mode) {
-  const long long total = m * n;
+                                                  float* __restrict__ out, long long m, int n, int splits, int mode,
+                                                  int batches, int ldo, int o_batch) {
+  const long long per = m * n;
+  const long long total = per * batches;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
+    const long long b = i / per;
+    const long long e = i - b * per;
+    const float* p = partial + b * splits * per + e;
     float s = 0.0f;
-    for (int z = 0; z < splits; ++z) s += partial[z * total + i];
-    out[i] = epilogue(s, bias, (int)(i % n), mode);
+    for (int z = 0; z < splits; ++z) s += p[z * per];
+    const int col = (int)(e % n);
+    const long long row = e / n;
+    out[b * o_batch + row * ldo + col] = epilogue(s, bias + (mode != SWM_EPI_NONE ? b * n : 0), col, mode);
   }
 }

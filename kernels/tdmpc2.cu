@@ -3,22 +3,31 @@
 //
 //   norm_act_f32_N:     y = act(LayerNorm(x)·γ + β) — a NormedLinear after its GEMM. act 0: Mish, x·tanh(softplus x);
 //                       act 1: SimNorm, a softmax over each group of `group` consecutive values (group a power of
-//                       two ≤ 32: a group is `group` adjacent lanes holding the same value slot).
-//   two_hot_inv_f32_N:  out[row] = symexp(Σ_i softmax(logits)_i · bins_i) — a reward or Q head's scalar.
+//                       two ≤ 32: a group is `group` adjacent lanes holding the same value slot). `heads` layers side
+//                       by side: row r is head r % heads of its (rows / heads) output row, with γ, β at head·dim.
+//   two_hot_inv_f32_N:  v = symexp(Σ_i softmax(logits)_i · bins_i) — a reward or Q head's scalar, logits rows `ld`
+//                       apart; out[row] = v, or with `accumulate` out[row] + scale·v (the discounted return).
+//   q_cost_f32_N:       the planning cost of a row from the Q ensemble's logits (heads blocks of nb per row):
+//                       q_h = two-hot value of head h, q̄ = mean, σ² = Σ(q_h − q̄)² / (heads − 1),
+//                       out[row] = −(ret[row] + discount·(q̄ − c·|q̄|·σ)).
 
 #include "rows.cuh"
+
+// Most Q heads `q_cost_f32_N` takes (the launcher checks).
+#define SWM_MAX_HEADS 8
 
 template <int N>
 __device__ __forceinline__ void norm_act(const float* __restrict__ x, const float* __restrict__ gamma,
                                          const float* __restrict__ beta, float* __restrict__ out, long long rows,
-                                         int dim, float eps, int act, int group) {
+                                         int dim, float eps, int act, int group, int heads) {
   const int lane = threadIdx.x & 31;
   const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
   for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
     float v[N], g[N], b[N];
     load_row(v, x + row * dim, lane, dim);
-    load_row(g, gamma, lane, dim);
-    load_row(b, beta, lane, dim);
+    const int head = (int)(row % heads);
+    load_row(g, gamma + head * dim, lane, dim);
+    load_row(b, beta + head * dim, lane, dim);
     float mean, inv;
     moments(v, lane, dim, eps, mean, inv);
 #pragma unroll
@@ -41,50 +50,96 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, const floa
   }
 }
 
+// The two-hot value of one row of logits (every lane returns it).
+template <int N>
+__device__ __forceinline__ float two_hot_value(const float* __restrict__ lr, const float* __restrict__ bins, int lane,
+                                               int nb) {
+  float v[N];
+  float m = -INFINITY;
+#pragma unroll
+  for (int c = 0; c < N; ++c) {
+    const int i = lane + 32 * c;
+    v[c] = i < nb ? lr[i] : -INFINITY;
+    m = fmaxf(m, v[c]);
+  }
+  m = warp_max(m);
+  float sum = 0.0f, dot = 0.0f;
+#pragma unroll
+  for (int c = 0; c < N; ++c) {
+    const int i = lane + 32 * c;
+    if (i < nb) {
+      const float e = expf(v[c] - m);
+      sum += e;
+      dot += e * bins[i];
+    }
+  }
+  sum = warp_sum(sum);
+  dot = warp_sum(dot);
+  const float mean = dot / sum;
+  return copysignf(expf(fabsf(mean)) - 1.0f, mean);
+}
+
 template <int N>
 __device__ __forceinline__ void two_hot_inv(const float* __restrict__ logits, const float* __restrict__ bins,
-                                            float* __restrict__ out, long long rows, int nb) {
+                                            float* __restrict__ out, long long rows, int nb, int ld, float scale,
+                                            int accumulate) {
   const int lane = threadIdx.x & 31;
   const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
   for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
-    const float* lr = logits + row * nb;
-    float v[N];
-    float m = -INFINITY;
+    const float v = two_hot_value<N>(logits + row * ld, bins, lane, nb);
+    // Rounded product and sum (no FMA): the same values as a scale then an add.
+    if (lane == 0) out[row] = accumulate ? __fadd_rn(out[row], __fmul_rn(v, scale)) : v;
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void q_cost(const float* __restrict__ logits, const float* __restrict__ bins,
+                                       const float* __restrict__ ret, float* __restrict__ out, long long rows, int nb,
+                                       int heads, float c, float discount) {
+  const int lane = threadIdx.x & 31;
+  const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+  for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
+    const float* lr = logits + row * (long long)(heads * nb);
+    float q[SWM_MAX_HEADS];
+    float sum = 0.0f;
 #pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      v[c] = i < nb ? lr[i] : -INFINITY;
-      m = fmaxf(m, v[c]);
-    }
-    m = warp_max(m);
-    float sum = 0.0f, dot = 0.0f;
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      if (i < nb) {
-        const float e = expf(v[c] - m);
-        sum += e;
-        dot += e * bins[i];
+    for (int h = 0; h < SWM_MAX_HEADS; ++h) {
+      if (h < heads) {
+        q[h] = two_hot_value<N>(lr + h * nb, bins, lane, nb);
+        sum += q[h];
       }
     }
-    sum = warp_sum(sum);
-    dot = warp_sum(dot);
-    if (lane == 0) {
-      const float mean = dot / sum;
-      out[row] = copysignf(expf(fabsf(mean)) - 1.0f, mean);
+    const float mean = __fmul_rn(sum, 1.0f / (float)heads);
+    float sq = 0.0f;
+#pragma unroll
+    for (int h = 0; h < SWM_MAX_HEADS; ++h) {
+      if (h < heads) {
+        const float d = __fsub_rn(q[h], mean);
+        sq = __fadd_rn(sq, __fmul_rn(d, d));
+      }
     }
+    const float sd = __fsqrt_rn(__fmul_rn(sq, 1.0f / (float)(heads - 1)));
+    const float conservative = __fsub_rn(mean, __fmul_rn(__fmul_rn(fabsf(mean), sd), c));
+    if (lane == 0) out[row] = -__fadd_rn(ret[row], __fmul_rn(conservative, discount));
   }
 }
 
 #define SWM_TDMPC2_KERNELS(N)                                                                                  \
   extern "C" __global__ void norm_act_f32_##N(const float* __restrict__ x, const float* __restrict__ gamma,    \
                                               const float* __restrict__ beta, float* __restrict__ out,         \
-                                              long long rows, int dim, float eps, int act, int group) {        \
-    norm_act<N>(x, gamma, beta, out, rows, dim, eps, act, group);                                              \
+                                              long long rows, int dim, float eps, int act, int group,          \
+                                              int heads) {                                                     \
+    norm_act<N>(x, gamma, beta, out, rows, dim, eps, act, group, heads);                                       \
   }                                                                                                            \
   extern "C" __global__ void two_hot_inv_f32_##N(const float* __restrict__ logits, const float* __restrict__ bins, \
-                                                 float* __restrict__ out, long long rows, int nb) {           \
-    two_hot_inv<N>(logits, bins, out, rows, nb);                                                               \
+                                                 float* __restrict__ out, long long rows, int nb, int ld,     \
+                                                 float scale, int accumulate) {                               \
+    two_hot_inv<N>(logits, bins, out, rows, nb, ld, scale, accumulate);                                        \
+  }                                                                                                            \
+  extern "C" __global__ void q_cost_f32_##N(const float* __restrict__ logits, const float* __restrict__ bins,  \
+                                            const float* __restrict__ ret, float* __restrict__ out,            \
+                                            long long rows, int nb, int heads, float c, float discount) {      \
+    q_cost<N>(logits, bins, ret, out, rows, nb, heads, c, discount);                                           \
   }
 
 SWM_TDMPC2_KERNELS(2)

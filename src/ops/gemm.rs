@@ -75,6 +75,16 @@ impl Epilogue<'_> {
         }
     }
 
+    /// The same epilogue with another bias (`None`: no bias, and no activation).
+    fn with_bias<'b>(&self, bias: Option<&'b Tensor>) -> Epilogue<'b> {
+        match (self, bias) {
+            (_, None) | (Epilogue::None, _) => Epilogue::None,
+            (Epilogue::Bias(_), Some(b)) => Epilogue::Bias(b),
+            (Epilogue::BiasGelu(_), Some(b)) => Epilogue::BiasGelu(b),
+            (Epilogue::BiasSilu(_), Some(b)) => Epilogue::BiasSilu(b),
+        }
+    }
+
     fn bias(&self) -> Option<&Tensor> {
         match self {
             Epilogue::None => None,
@@ -208,45 +218,195 @@ fn gemm_3xtf32(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor>
     }
 }
 
+/// How a launch reads its A operand and writes its result: `batches` GEMMs of (m, k) · (n, k)ᵀ over weights stacked
+/// (batches, n, k) and biases (batches, n); batch b reads A at element `b · a_batch` with rows `lda` apart and
+/// writes its unsplit result at element `b · o_batch` with rows `ldo` apart.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    m: usize,
+    n: usize,
+    k: usize,
+    batches: usize,
+    lda: usize,
+    a_batch: usize,
+    ldo: usize,
+    o_batch: usize,
+}
+
+impl Shape {
+    /// One (m, k) · (n, k)ᵀ with contiguous operands.
+    fn plain(m: usize, n: usize, k: usize) -> Self {
+        Self { m, n, k, batches: 1, lda: k, a_batch: 0, ldo: n, o_batch: 0 }
+    }
+}
+
 /// Launches the tiles of `x · wᵀ` (m, n > 0). Returns the (splits, m, n) partial sums and, when `reduce` and
 /// the GEMM was split, the reduced (m, n) result with the epilogue; an unsplit GEMM applies the epilogue itself
 /// and returns only its (1, m, n) result.
 fn launch_3xtf32(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>, reduce: bool) -> Result<(Option<Tensor>, Tensor)> {
     let ((m, k), n) = (x.dims2()?, w.dim(0)?);
     let dev = cuda(x.device())?;
+    let shape = Shape::plain(m, n, k);
     let chunk = k_chunk(m, n, k, multiprocessors(x.device()));
     let splits = k.div_ceil(chunk);
     let partials = uninit_f32(dev, (splits, m, n))?;
-    let (xp, wp, pp) = (address(x)?, address(w)?, address(&partials)?);
-    let bp = epilogue.bias().map(address).transpose()?.unwrap_or(0);
-    let (m32, n32, k32, c32, mode) = (m as i32, n as i32, k as i32, chunk as i32, epilogue.code());
-    let vec4 = i32::from(k % 4 == 0 && xp % 16 == 0 && wp % 16 == 0);
-    let f = dev.get_or_load_custom_func("gemm_3xtf32_f32", MODULE, kernels::GEMM)?;
-    let shared = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
-    launched(f.set_attribute(shared, SHARED_BYTES as i32))?;
-    let mut b = f.builder();
-    b.arg(&xp).arg(&wp).arg(&bp).arg(&pp).arg(&m32).arg(&n32).arg(&k32).arg(&c32).arg(&mode).arg(&vec4);
-    let cfg = LaunchConfig {
-        grid_dim: (n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, splits as u32),
-        block_dim: (128, 1, 1),
-        shared_mem_bytes: SHARED_BYTES as u32,
-    };
-    // SAFETY: matches gemm_3xtf32_f32(a, w, bias, out, m, n, k, k_chunk, mode, vec4); x holds m·k f32 and w n·k
-    // (contiguous: checked by `use_tensor_cores`; vec4 only when 16-byte copies stay aligned), the bias n f32
-    // when mode > 0, the output m·n f32 per split (splits·k_chunk ≥ k).
-    launched(unsafe { b.launch(cfg) })?;
+    launch(x, 0, w, epilogue, &partials, shape, chunk)?;
     if splits == 1 || !reduce {
         return Ok((None, partials));
     }
     let out = uninit_f32(dev, (m, n))?;
-    let (op, m64, s32) = (address(&out)?, m as i64, splits as i32);
+    reduce_into(&partials, epilogue, &out, shape, splits)?;
+    Ok((Some(out), partials))
+}
+
+/// Runs `shape`'s GEMMs with A from `x` at element `a_offset`, into a new (m, ldo)-strided result: unsplit GEMMs
+/// write it directly; split ones go through a (batches, splits, m, n) scratch and its reduction.
+fn gemm_into(x: &Tensor, a_offset: usize, w: &Tensor, epilogue: Epilogue<'_>, shape: Shape) -> Result<Tensor> {
+    let dev = cuda(x.device())?;
+    let out = uninit_f32(dev, (shape.m, shape.ldo))?;
+    if shape.m == 0 || shape.n == 0 {
+        return Ok(out);
+    }
+    // The split heuristic sees every batch's tiles (their blocks share the GPU).
+    let chunk = k_chunk(shape.m, shape.n * shape.batches, shape.k, multiprocessors(x.device()));
+    let splits = shape.k.div_ceil(chunk);
+    if splits == 1 {
+        launch(x, a_offset, w, epilogue, &out, shape, chunk)?;
+        return Ok(out);
+    }
+    let partials = uninit_f32(dev, (shape.batches, splits, shape.m, shape.n))?;
+    launch(x, a_offset, w, epilogue, &partials, shape, chunk)?;
+    reduce_into(&partials, epilogue, &out, shape, splits)?;
+    Ok(out)
+}
+
+/// Launches `gemm_3xtf32_f32` over `shape` in K chunks of `chunk` into `out` ((batches, splits, m, n) partials
+/// when split, the strided result when not).
+fn launch(
+    x: &Tensor,
+    a_offset: usize,
+    w: &Tensor,
+    epilogue: Epilogue<'_>,
+    out: &Tensor,
+    shape: Shape,
+    chunk: usize,
+) -> Result<()> {
+    let Shape { m, n, k, batches, lda, a_batch, ldo, o_batch } = shape;
+    let splits = k.div_ceil(chunk);
+    let last_a = (batches - 1) * a_batch + (m - 1) * lda + k;
+    let weights = batches * n * k;
+    let results = if splits == 1 { (batches - 1) * o_batch + (m - 1) * ldo + n } else { batches * splits * m * n };
+    if a_offset + last_a > x.elem_count() || w.elem_count() != weights || out.elem_count() < results {
+        return Err(KernelError::operand(
+            "gemm",
+            format!("{:?} at {a_offset}, weight {:?}, out {:?} for {shape:?}", x.dims(), w.dims(), out.dims()),
+        ));
+    }
+    if let Some(b) = epilogue.bias() {
+        if b.elem_count() != batches * n {
+            return Err(KernelError::operand("bias", format!("{:?} for {batches} × {n} outputs", b.dims())));
+        }
+    }
+    let dev = cuda(x.device())?;
+    let xp = address(x)? + (a_offset * 4) as u64;
+    let (wp, op) = (address(w)?, address(out)?);
+    let bp = epilogue.bias().map(address).transpose()?.unwrap_or(0);
+    let (m32, n32, k32, c32, mode) = (m as i32, n as i32, k as i32, chunk as i32, epilogue.code());
+    let aligned = |v: usize| v.is_multiple_of(4);
+    let vec4 =
+        i32::from(aligned(k) && aligned(lda) && aligned(a_batch) && xp.is_multiple_of(16) && wp.is_multiple_of(16));
+    let (s32, lda32, ab64, ldo32, ob32) = (splits as i32, lda as i32, a_batch as i64, ldo as i32, o_batch as i32);
+    let f = dev.get_or_load_custom_func("gemm_3xtf32_f32", MODULE, kernels::GEMM)?;
+    let shared = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    launched(f.set_attribute(shared, SHARED_BYTES as i32))?;
+    let mut b = f.builder();
+    b.arg(&xp).arg(&wp).arg(&bp).arg(&op).arg(&m32).arg(&n32).arg(&k32).arg(&c32).arg(&mode).arg(&vec4);
+    b.arg(&s32).arg(&lda32).arg(&ab64).arg(&ldo32).arg(&ob32);
+    let cfg = LaunchConfig {
+        grid_dim: (n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, (batches * splits) as u32),
+        block_dim: (128, 1, 1),
+        shared_mem_bytes: SHARED_BYTES as u32,
+    };
+    // SAFETY: matches gemm_3xtf32_f32(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo,
+    // o_batch); every A row read lies in x (checked above against its element count), the weights hold
+    // batches·n·k f32 and the bias batches·n when mode > 0 (checked), the output holds every write (checked: the
+    // strided result when unsplit, batches·splits·m·n partials when split; splits·k_chunk ≥ k); vec4 only when
+    // every 16-byte copy stays aligned.
+    launched(unsafe { b.launch(cfg) })
+}
+
+/// Sums `shape`'s (batches, splits, m, n) partials into `out` (rows `ldo` apart) with the epilogue.
+fn reduce_into(partials: &Tensor, epilogue: Epilogue<'_>, out: &Tensor, shape: Shape, splits: usize) -> Result<()> {
+    let Shape { m, n, batches, ldo, o_batch, .. } = shape;
+    if partials.elem_count() != batches * splits * m * n
+        || out.elem_count() < (batches - 1) * o_batch + (m - 1) * ldo + n
+    {
+        return Err(KernelError::operand(
+            "partials",
+            format!("{:?} into {:?} for {shape:?}", partials.dims(), out.dims()),
+        ));
+    }
+    let dev = cuda(out.device())?;
+    let (pp, op) = (address(partials)?, address(out)?);
+    let bp = epilogue.bias().map(address).transpose()?.unwrap_or(0);
+    let (m64, n32, s32, mode) = (m as i64, n as i32, splits as i32, epilogue.code());
+    let (b32, ldo32, ob32) = (batches as i32, ldo as i32, o_batch as i32);
     let f = dev.get_or_load_custom_func("gemm_splitk_reduce_f32", MODULE, kernels::GEMM)?;
     let mut b = f.builder();
-    b.arg(&pp).arg(&bp).arg(&op).arg(&m64).arg(&n32).arg(&s32).arg(&mode);
-    // SAFETY: matches gemm_splitk_reduce_f32(partial, bias, out, m, n, splits, mode); partial holds
-    // splits·m·n f32, out m·n, the bias n when mode > 0.
-    launched(unsafe { b.launch(grid(m * n)) })?;
-    Ok((Some(out), partials))
+    b.arg(&pp).arg(&bp).arg(&op).arg(&m64).arg(&n32).arg(&s32).arg(&mode).arg(&b32).arg(&ldo32).arg(&ob32);
+    // SAFETY: matches gemm_splitk_reduce_f32(partial, bias, out, m, n, splits, mode, batches, ldo, o_batch);
+    // partial holds batches·splits·m·n f32 and out every strided write (checked above), the bias batches·n
+    // (checked by the launch) when mode > 0.
+    launched(unsafe { b.launch(grid(batches * m * n)) })
+}
+
+/// Heads side by side: x (rows, heads·k) holds each head's input as a column block; head h multiplies its block
+/// by `w[h]` (w: (heads, n, k)) with bias `b[h]` (the epilogue's bias: heads·n values) and writes column block h of
+/// the (rows, heads·n) result — one launch for an ensemble layer. On split-TF32 GEMMs (f32-class; TF32 mode
+/// keeps them too, as a head at a time on cuBLAS would cost a launch per head); elsewhere (cuBLAS f32 mode, host
+/// tensors) a cuBLAS matmul per head.
+pub fn linear_heads(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
+    let (heads, n, k) = w.dims3()?;
+    let (rows, width) = x.dims2()?;
+    if width != heads * k {
+        return Err(KernelError::operand("x", format!("{:?} for {heads} heads of a ({n}, {k}) weight", x.dims())));
+    }
+    if own_kernel(x, w, epilogue.bias()) && heads > 0 && k > 0 {
+        let shape = Shape { m: rows, n, k, batches: heads, lda: width, a_batch: k, ldo: heads * n, o_batch: n };
+        return gemm_into(x, 0, w, epilogue, shape);
+    }
+    let bias = epilogue.bias().map(|b| b.reshape((heads, n))).transpose()?;
+    let outs = (0..heads)
+        .map(|h| {
+            let xh = x.narrow(1, h * k, k)?.contiguous()?;
+            let bh = bias.as_ref().map(|b| b.get(h)).transpose()?;
+            linear(&xh, &w.get(h)?, epilogue.with_bias(bh.as_ref()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&outs, 1)?)
+}
+
+/// `epilogue(x[:, from..from + k] · wᵀ)` for x (rows, width) and w (n, k): a column block of a wider activation
+/// (two MLPs' hidden layers computed side by side) without copying it out. Runs where [`linear_heads`] runs.
+pub fn linear_columns(x: &Tensor, from: usize, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
+    let (n, k) = w.dims2()?;
+    let (rows, width) = x.dims2()?;
+    if from + k > width {
+        return Err(KernelError::operand("x", format!("{:?}: columns {from}..{} out of range", x.dims(), from + k)));
+    }
+    if own_kernel(x, w, epilogue.bias()) && k > 0 {
+        let shape = Shape { m: rows, n, k, batches: 1, lda: width, a_batch: 0, ldo: n, o_batch: 0 };
+        return gemm_into(x, from, w, epilogue, shape);
+    }
+    linear(&x.narrow(1, from, k)?.contiguous()?, w, epilogue)
+}
+
+/// Whether the fused layouts of [`linear_heads`] and [`linear_columns`] run on swm's kernel: contiguous f32 CUDA
+/// operands and split-TF32 selected (TF32 mode included).
+fn own_kernel(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> bool {
+    let f32s = x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.is_none_or(|b| b.dtype() == DType::F32);
+    let contiguous = x.is_contiguous() && w.is_contiguous() && bias.is_none_or(|b| b.is_contiguous());
+    f32_matmul() == F32Matmul::Split3xTf32 && f32s && contiguous && matches!(x.device(), Device::Cuda(_))
 }
 
 #[cfg(test)]

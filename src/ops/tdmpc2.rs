@@ -38,51 +38,131 @@ pub fn supports(width: usize, act: NormAct) -> bool {
 
 /// `act(LayerNorm(x)·γ + β)` over the last dim of a contiguous (rows, width) tensor.
 pub fn norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32, act: NormAct) -> Result<Tensor> {
-    let (rows, width) = x.dims2()?;
-    if !x.is_contiguous() || gamma.dims() != [width] || beta.dims() != [width] || !supports(width, act) {
+    norm_act_heads(x, gamma, beta, eps, act, 1)
+}
+
+/// [`norm_act`] for `heads` layers side by side: x is (rows, heads·width), head h's LayerNorm and activation
+/// apply to column block h with γ and β at h·width (both heads·width long).
+pub fn norm_act_heads(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+    act: NormAct,
+    heads: usize,
+) -> Result<Tensor> {
+    let (rows, all) = x.dims2()?;
+    let width = all / heads.max(1);
+    let fits = heads > 0 && width * heads == all && gamma.dims() == [all] && beta.dims() == [all];
+    if !x.is_contiguous() || !fits || !supports(width, act) {
         return Err(KernelError::operand(
             "x",
-            format!("{:?} with γ {:?}, β {:?} and {act:?}: unsupported", x.dims(), gamma.dims(), beta.dims()),
+            format!(
+                "{:?} as {heads} heads with γ {:?}, β {:?} and {act:?}: unsupported",
+                x.dims(),
+                gamma.dims(),
+                beta.dims()
+            ),
         ));
     }
     let dev = cuda(x.device())?;
-    let out = uninit_f32(dev, (rows, width))?;
+    let out = uninit_f32(dev, (rows, all))?;
     let (xp, gp, bp, op) = (address(x)?, address(gamma)?, address(beta)?, address(&out)?);
     let (act_code, group) = match act {
         NormAct::Mish => (0i32, 1i32),
         NormAct::SimNorm(g) => (1, g as i32),
     };
-    let (rows64, width32) = (rows as i64, width as i32);
+    let (rows64, width32, heads32) = ((rows * heads) as i64, width as i32, heads as i32);
     let f = dev.get_or_load_custom_func(&kernel("norm_act_f32", width)?, MODULE, kernels::TDMPC2)?;
     let mut b = f.builder();
     b.arg(&xp).arg(&gp).arg(&bp).arg(&op).arg(&rows64).arg(&width32).arg(&eps).arg(&act_code).arg(&group);
-    // SAFETY: matches norm_act_f32_N(x, gamma, beta, out, rows, dim, eps, act, group) with 32·N ≥ width; x and out
-    // hold rows·width f32, gamma/beta width; a SimNorm group divides 32 and the width (checked by `supports`).
-    launched(unsafe { b.launch(warps(rows)) })?;
+    b.arg(&heads32);
+    // SAFETY: matches norm_act_f32_N(x, gamma, beta, out, rows, dim, eps, act, group, heads) with 32·N ≥ width; x
+    // and out hold rows·heads·width f32 (rows·heads rows of width), gamma/beta heads·width; a SimNorm group divides
+    // 32 and the width (checked by `supports`).
+    launched(unsafe { b.launch(warps(rows * heads)) })?;
     Ok(out)
 }
 
 /// `symexp(Σ_i softmax(logits)_i · bins_i)` per row of contiguous (rows, bins) logits → (rows, 1).
 pub fn two_hot_inv(logits: &Tensor, bins: &Tensor) -> Result<Tensor> {
-    let (rows, nb) = logits.dims2()?;
-    if !logits.is_contiguous() || bins.dims() != [nb] || nb > MAX_WIDTH {
+    let (rows, nb) = check_logits(logits, bins, 1)?;
+    let dev = cuda(logits.device())?;
+    let out = uninit_f32(dev, (rows, 1))?;
+    launch_two_hot(logits, bins, &out, rows, nb, 1.0, false)?;
+    Ok(out)
+}
+
+/// `ret += scale · two_hot_inv(logits)`: a reward head's value added to a discounted return (rows, 1) in place,
+/// as `ret + (value · scale)` with rounded operations.
+pub fn two_hot_accumulate(logits: &Tensor, bins: &Tensor, ret: &Tensor, scale: f32) -> Result<()> {
+    let (rows, nb) = check_logits(logits, bins, 1)?;
+    if ret.elem_count() != rows || !ret.is_contiguous() || ret.dtype() != candle_core::DType::F32 {
+        return Err(KernelError::operand("ret", format!("{:?} for {rows} rows", ret.dims())));
+    }
+    launch_two_hot(logits, bins, ret, rows, nb, scale, true)
+}
+
+/// TD-MPC2's planning cost from the Q ensemble's logits (rows, heads·bins) — head h in column block h — and the
+/// discounted return `ret` (rows, 1): `−(ret + discount·(q̄ − c·|q̄|·σ))` over the heads' two-hot values (σ with
+/// Bessel's correction), (rows,). One launch for the heads' values and the conservative estimate.
+pub fn q_cost(logits: &Tensor, bins: &Tensor, heads: usize, ret: &Tensor, c: f32, discount: f32) -> Result<Tensor> {
+    if !(2..=MAX_HEADS).contains(&heads) {
+        return Err(KernelError::operand("heads", format!("{heads}: 2 ..= {MAX_HEADS} Q heads")));
+    }
+    let (rows, nb) = check_logits(logits, bins, heads)?;
+    if ret.elem_count() != rows || !ret.is_contiguous() || ret.dtype() != candle_core::DType::F32 {
+        return Err(KernelError::operand("ret", format!("{:?} for {rows} rows", ret.dims())));
+    }
+    let dev = cuda(logits.device())?;
+    let out = uninit_f32(dev, rows)?;
+    let (lp, bp, rp, op) = (address(logits)?, address(bins)?, address(ret)?, address(&out)?);
+    let (rows64, nb32, heads32) = (rows as i64, nb as i32, heads as i32);
+    let f = dev.get_or_load_custom_func(&kernel("q_cost_f32", nb)?, MODULE, kernels::TDMPC2)?;
+    let mut b = f.builder();
+    b.arg(&lp).arg(&bp).arg(&rp).arg(&op).arg(&rows64).arg(&nb32).arg(&heads32).arg(&c).arg(&discount);
+    // SAFETY: matches q_cost_f32_N(logits, bins, ret, out, rows, nb, heads, c, discount) with 32·N ≥ nb and
+    // heads ≤ SWM_MAX_HEADS; logits hold rows·heads·nb f32, bins nb, ret and out rows (checked above).
+    launched(unsafe { b.launch(warps(rows)) })?;
+    Ok(out)
+}
+
+/// Most Q heads [`q_cost`] takes (`SWM_MAX_HEADS` in `kernels/tdmpc2.cu`).
+pub const MAX_HEADS: usize = 8;
+
+/// (rows, bins) of contiguous logits holding `heads` blocks of bins per row.
+fn check_logits(logits: &Tensor, bins: &Tensor, heads: usize) -> Result<(usize, usize)> {
+    let (rows, width) = logits.dims2()?;
+    let nb = bins.elem_count();
+    if !logits.is_contiguous() || bins.dims() != [nb] || nb == 0 || width != heads * nb || nb > MAX_WIDTH {
         return Err(KernelError::operand(
             "logits",
             format!(
-                "{:?} with bins {:?}: expected (rows, ≤ {MAX_WIDTH}) and matching bins",
+                "{:?} with bins {:?}: expected (rows, {heads} × bins ≤ {MAX_WIDTH}) and matching bins",
                 logits.dims(),
                 bins.dims()
             ),
         ));
     }
+    Ok((rows, nb))
+}
+
+fn launch_two_hot(
+    logits: &Tensor,
+    bins: &Tensor,
+    out: &Tensor,
+    rows: usize,
+    nb: usize,
+    scale: f32,
+    accumulate: bool,
+) -> Result<()> {
     let dev = cuda(logits.device())?;
-    let out = uninit_f32(dev, (rows, 1))?;
-    let (lp, bp, op, rows64, nb32) = (address(logits)?, address(bins)?, address(&out)?, rows as i64, nb as i32);
+    let (lp, bp, op, rows64, nb32) = (address(logits)?, address(bins)?, address(out)?, rows as i64, nb as i32);
+    let acc = i32::from(accumulate);
     let f = dev.get_or_load_custom_func(&kernel("two_hot_inv_f32", nb)?, MODULE, kernels::TDMPC2)?;
     let mut b = f.builder();
-    b.arg(&lp).arg(&bp).arg(&op).arg(&rows64).arg(&nb32);
-    // SAFETY: matches two_hot_inv_f32_N(logits, bins, out, rows, nb) with 32·N ≥ nb; logits hold rows·nb f32,
-    // bins nb, out rows.
-    launched(unsafe { b.launch(warps(rows)) })?;
-    Ok(out)
+    b.arg(&lp).arg(&bp).arg(&op).arg(&rows64).arg(&nb32).arg(&nb32).arg(&scale).arg(&acc);
+    // SAFETY: matches two_hot_inv_f32_N(logits, bins, out, rows, nb, ld, scale, accumulate) with 32·N ≥ nb and
+    // ld = nb; logits hold rows·nb f32, bins nb, out rows (checked by the callers).
+    launched(unsafe { b.launch(warps(rows)) })
 }

@@ -2,7 +2,9 @@
 //! cuBLAS's f32 GEMM on the same inputs, fused epilogues, edge tiles, split-K and determinism.
 
 use candle_core::Tensor;
-use swm::ops::gemm::{f32_matmul, linear, linear_partials, set_f32_matmul, Epilogue, F32Matmul};
+use swm::ops::gemm::{
+    f32_matmul, linear, linear_columns, linear_heads, linear_partials, set_f32_matmul, Epilogue, F32Matmul,
+};
 
 use super::gpu;
 
@@ -149,4 +151,60 @@ fn gemm_takes_batched_inputs_and_rejects_bad_shapes() {
     named(linear(&x3, &w, Epilogue::None), "x");
     let bad_bias = Tensor::zeros(4, candle_core::DType::F32, &device).unwrap();
     named(linear(&x, &w, Epilogue::Bias(&bad_bias)), "bias");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn heads_and_column_blocks_are_as_accurate_as_whole_gemms() {
+    let (_gpu, device) = gpu();
+    assert!(!swm::device::tf32(), "TF32 mode must be off for this test");
+    // (rows, heads, n, k): TD-MPC2's ensemble layers (split over K), a reward head's 101 bins, ragged edge tiles,
+    // and a K that is not a multiple of 4 (4-byte tile copies).
+    for (idx, &(m, heads, n, k)) in
+        [(512, 5, 512, 512), (300, 2, 101, 512), (70, 3, 130, 36), (7, 2, 5, 6)].iter().enumerate()
+    {
+        let seed = 100 + idx as u64 * 4;
+        let (width, c) = (heads * k, Case { m, n, k });
+        let xs = values(m * width, seed);
+        let ws: Vec<f32> = values(heads * n * k, seed + 1).iter().map(|v| v * 0.1).collect();
+        let bs = values(heads * n, seed + 2);
+        let x = Tensor::from_vec(xs.clone(), (m, width), &device).unwrap();
+        let w = Tensor::from_vec(ws.clone(), (heads, n, k), &device).unwrap();
+        let b = Tensor::from_vec(bs.clone(), heads * n, &device).unwrap();
+        let got = linear_heads(&x, &w, Epilogue::Bias(&b)).unwrap();
+        assert_eq!(got.dims(), &[m, heads * n]);
+        let got = got.to_vec2::<f32>().unwrap();
+        for h in 0..heads {
+            // Head h's block of x, its weight and bias, against the f64 product and cuBLAS's f32 GEMM.
+            let xh: Vec<f32> = (0..m).flat_map(|i| xs[i * width + h * k..i * width + (h + 1) * k].to_vec()).collect();
+            let wh = &ws[h * n * k..(h + 1) * n * k];
+            let bh = &bs[h * n..(h + 1) * n];
+            let mine: Vec<f32> = got.iter().flat_map(|row| row[h * n..(h + 1) * n].to_vec()).collect();
+            let (e_ours, scale) = error(&mine, &xh, wh, Some(bh), false, &c);
+            let xt = Tensor::from_vec(xh.clone(), (m, k), &device).unwrap();
+            let wt = Tensor::from_vec(wh.to_vec(), (n, k), &device).unwrap();
+            let bt = Tensor::from_vec(bh.to_vec(), n, &device).unwrap();
+            let cublas = run(F32Matmul::Cublas, &xt, &wt, Epilogue::Bias(&bt));
+            let (e_cublas, _) = error(&cublas, &xh, wh, Some(bh), false, &c);
+            assert!(
+                e_ours <= 4.0 * e_cublas + 2e-7 * scale.max(1.0),
+                "{m}x{n}x{k} head {h} of {heads}: {e_ours:e} vs cuBLAS {e_cublas:e}"
+            );
+            // The same block through `linear_columns` (one weight, a column offset into x).
+            let cols = linear_columns(&x, h * k, &wt, Epilogue::BiasGelu(&bt)).unwrap();
+            let (e_cols, scale) = error(&cols.flatten_all().unwrap().to_vec1().unwrap(), &xh, wh, Some(bh), true, &c);
+            assert!(e_cols <= 4.0 * e_cublas + 2e-7 * scale.max(1.0), "columns {h}: {e_cols:e}");
+        }
+        let again = linear_heads(&x, &w, Epilogue::Bias(&b)).unwrap().to_vec2::<f32>().unwrap();
+        assert!(got.iter().flatten().zip(again.iter().flatten()).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+    // Shapes that do not line up are typed errors naming the operand.
+    let x = Tensor::zeros((4, 10), candle_core::DType::F32, &device).unwrap();
+    let w = Tensor::zeros((3, 2, 4), candle_core::DType::F32, &device).unwrap();
+    assert!(matches!(linear_heads(&x, &w, Epilogue::None), Err(swm::ops::KernelError::Operand { .. })));
+    let w2 = Tensor::zeros((2, 4), candle_core::DType::F32, &device).unwrap();
+    assert!(matches!(linear_columns(&x, 7, &w2, Epilogue::None), Err(swm::ops::KernelError::Operand { .. })));
+    let b = Tensor::zeros(5, candle_core::DType::F32, &device).unwrap();
+    let w = Tensor::zeros((2, 2, 5), candle_core::DType::F32, &device).unwrap();
+    assert!(matches!(linear_heads(&x, &w, Epilogue::Bias(&b)), Err(swm::ops::KernelError::Operand { .. })));
 }

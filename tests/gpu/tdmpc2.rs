@@ -172,3 +172,69 @@ fn actor_prior_proposes_the_initial_mean_after_the_warm_prefix() {
     let wrong = Tensor::zeros((2, 3, 12), candle_core::DType::F32, &device).unwrap();
     assert!(sampled.propose(&wrong, 0).is_err());
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn fused_hot_path_matches_the_composed_layers() {
+    let (_gpu, device) = gpu();
+    let model = bench_model(&device);
+    assert!(model.is_fused(), "the bench model's widths take the fused kernels");
+    let composed = model.without_fusion();
+    assert!(!composed.is_fused());
+    let (n, h, a, z) = (300, 3, model.action_dim(), model.latent_dim());
+    let zs = candle_nn::ops::softmax_last_dim(&Tensor::randn(0f32, 1.0, (n, z), &device).unwrap()).unwrap();
+    let actions = Tensor::randn(0f32, 0.5, (n, h, a), &device).unwrap().tanh().unwrap();
+    let first = actions.narrow(1, 0, 1).unwrap().squeeze(1).unwrap().contiguous().unwrap();
+    // Split-K sums in another order: f32 rounding apart, no more.
+    let close = |got: &Tensor, want: &Tensor, what: &str| {
+        let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let err = super::max_abs_diff(got, want);
+        assert!(err <= 1e-5 * scale.max(1.0), "{what}: {err} at scale {scale}");
+    };
+    let (next, reward) = model.next(&zs, &first).unwrap();
+    let (next_c, reward_c) = composed.next(&zs, &first).unwrap();
+    close(&next, &next_c, "next latent");
+    close(&reward, &reward_c, "reward");
+    close(&model.next_latent(&zs, &first).unwrap(), &next_c, "next_latent");
+    let q = model.q_values(&zs, &first).unwrap();
+    assert_eq!(q.dims(), &[model.config().wm.num_q, n, 1]);
+    close(&q, &composed.q_values(&zs, &first).unwrap(), "q_values");
+    let cost = model.cost(&zs, &actions).unwrap();
+    assert_eq!(cost.dims(), &[n]);
+    close(&cost, &composed.cost(&zs, &actions).unwrap(), "cost");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn q_cost_and_reward_accumulation_match_candle_ops() {
+    use candle_core::D;
+    use swm::ops::tdmpc2::{q_cost, two_hot_accumulate, two_hot_inv};
+    let (_gpu, device) = gpu();
+    let (rows, heads, nb) = (53, 5, 101);
+    let bins: Vec<f32> = (0..nb).map(|i| -10.0 + 0.2 * i as f32).collect();
+    let bins = Tensor::from_vec(bins, nb, &device).unwrap();
+    let logits = Tensor::randn(0f32, 2.0, (rows, heads * nb), &device).unwrap();
+    let ret = Tensor::randn(0f32, 3.0, (rows, 1), &device).unwrap();
+    let (c, discount) = (1.0f32, 0.97f32);
+    let got = q_cost(&logits, &bins, heads, &ret, c, discount).unwrap();
+    // Candle: each head's value, then mean, Bessel variance and the conservative estimate.
+    let q = two_hot_inv(&logits.reshape((rows * heads, nb)).unwrap(), &bins).unwrap().reshape((rows, heads)).unwrap();
+    let mean = q.mean_keepdim(D::Minus1).unwrap();
+    let var = q.broadcast_sub(&mean).unwrap().sqr().unwrap().sum_keepdim(D::Minus1).unwrap();
+    let sd = var.affine(1.0 / (heads - 1) as f64, 0.0).unwrap().sqrt().unwrap();
+    let conservative = (&mean - (mean.abs().unwrap() * sd).unwrap().affine(c as f64, 0.0).unwrap()).unwrap();
+    let want = (&ret + conservative.affine(discount as f64, 0.0).unwrap()).unwrap().neg().unwrap().squeeze(1).unwrap();
+    assert_eq!(got.dims(), &[rows]);
+    let scale = want.abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    assert!(super::max_abs_diff(&got, &want) <= 1e-6 * scale.max(1.0));
+    // The reward added into a return in place: ret + value · scale.
+    let acc = ret.copy().unwrap();
+    let head0 = logits.narrow(1, 0, nb).unwrap().contiguous().unwrap();
+    two_hot_accumulate(&head0, &bins, &acc, 0.5).unwrap();
+    let want = (&ret + two_hot_inv(&head0, &bins).unwrap().affine(0.5, 0.0).unwrap()).unwrap();
+    assert_eq!(super::max_abs_diff(&acc, &want), 0.0);
+    // Too many or too few heads, and logits that do not split into heads of bins, are typed errors.
+    assert!(q_cost(&logits, &bins, 1, &ret, c, discount).is_err());
+    assert!(q_cost(&logits, &bins, 4, &ret, c, discount).is_err());
+    assert!(two_hot_accumulate(&head0, &bins, &ret.narrow(0, 0, 3).unwrap(), 1.0).is_err());
+}

@@ -18,7 +18,7 @@ pub use config::{Config, Encoding, WmConfig};
 
 use crate::checkpoint::StateDict;
 use crate::error::{Error, Result};
-use crate::ops::gemm::{linear as gemm, Epilogue};
+use crate::ops::gemm::{linear as gemm, linear_columns, linear_heads, Epilogue};
 use crate::ops::tdmpc2::{self as ops, NormAct};
 
 const LN_EPS: f64 = 1e-5;
@@ -60,8 +60,21 @@ impl NormedLinear {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let bias = self.linear.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
-        let y = gemm(&x.contiguous()?, self.linear.weight(), Epilogue::Bias(bias))?;
+        let y = gemm(&x.contiguous()?, self.linear.weight(), Epilogue::Bias(self.bias()?))?;
+        self.norm_act(y)
+    }
+
+    /// This layer on column block `from..` of a wider activation (see [`linear_columns`]).
+    fn forward_columns(&self, x: &Tensor, from: usize) -> Result<Tensor> {
+        self.norm_act(linear_columns(x, from, self.linear.weight(), Epilogue::Bias(self.bias()?))?)
+    }
+
+    fn bias(&self) -> Result<&Tensor> {
+        self.linear.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))
+    }
+
+    /// The LayerNorm and activation of the linear's output `y`.
+    fn norm_act(&self, y: Tensor) -> Result<Tensor> {
         let act = match self.act {
             Act::Mish => NormAct::Mish,
             Act::SimNorm(v) => NormAct::SimNorm(v),
@@ -115,6 +128,106 @@ impl Mlp {
                 Ok(gemm(&h, l.weight(), Epilogue::Bias(bias))?)
             }
         }
+    }
+}
+
+/// Layers of several MLPs computed together: `heads` NormedLinears (Mish) whose weights sit side by side,
+/// (heads·out, in) for a shared input (one GEMM) or stacked (heads, out, in) for inputs that are the column blocks
+/// of one activation (one batched GEMM); bias and LayerNorm γ, β of heads·out.
+#[derive(Debug, Clone)]
+struct HeadsLayer {
+    weight: Tensor,
+    bias: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    heads: usize,
+    shared_input: bool,
+}
+
+impl HeadsLayer {
+    /// `layers` (Mish NormedLinears of one width) together; None when a LayerNorm has no bias.
+    fn new(layers: &[&NormedLinear], shared_input: bool) -> Result<Option<Self>> {
+        let mut parts: [Vec<Tensor>; 4] = Default::default();
+        for l in layers {
+            let Some(beta) = l.ln.bias() else { return Ok(None) };
+            parts[0].push(l.linear.weight().clone());
+            parts[1].push(l.bias()?.clone());
+            parts[2].push(l.ln.weight().clone());
+            parts[3].push(beta.clone());
+        }
+        let weight = if shared_input { Tensor::cat(&parts[0], 0)? } else { Tensor::stack(&parts[0], 0)? };
+        let [_, bias, gamma, beta] = parts.map(|p| Tensor::cat(&p, 0));
+        Ok(Some(Self { weight, bias: bias?, gamma: gamma?, beta: beta?, heads: layers.len(), shared_input }))
+    }
+
+    /// (N, in) for a shared input, (N, heads·in) otherwise → (N, heads·out).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = if self.shared_input {
+            gemm(x, &self.weight, Epilogue::Bias(&self.bias))?
+        } else {
+            linear_heads(x, &self.weight, Epilogue::Bias(&self.bias))?
+        };
+        Ok(ops::norm_act_heads(&y, &self.gamma, &self.beta, LN_EPS as f32, NormAct::Mish, self.heads)?)
+    }
+}
+
+/// The planning hot path's layout of the same weights, built at load when the fused kernels take the model's
+/// widths: the reward and dynamics MLPs' hidden layers side by side (their first layers share the input (z, a)),
+/// and the Q ensemble as one batched MLP. A horizon step is then 4 GEMMs instead of 6 and the ensemble 3 instead
+/// of 3·Q, each with more blocks in flight, and the Q values reduce to the cost in one kernel.
+#[derive(Debug, Clone)]
+struct Fused {
+    /// reward.0 | dynamics.0 on (z, a).
+    rd0: HeadsLayer,
+    /// reward.1, dynamics.1 on their blocks of `rd0`'s output.
+    rd1: HeadsLayer,
+    /// qs.*.0 on (z, a).
+    q0: HeadsLayer,
+    /// qs.*.1.
+    q1: HeadsLayer,
+    /// qs.*.2 stacked (Q, NB, m) and its bias (Q·NB).
+    q2: (Tensor, Tensor),
+}
+
+impl Fused {
+    fn new(dynamics: &Mlp, reward: &Mlp, qs: &[Mlp], config: &Config) -> Result<Option<Self>> {
+        let (m, nb) = (config.wm.mlp_dim, config.wm.num_bins);
+        let fits = ops::supports(m, NormAct::Mish) && nb <= ops::MAX_WIDTH && (2..=ops::MAX_HEADS).contains(&qs.len());
+        let Last::Plain(_) = &reward.last else { return Ok(None) };
+        if !fits || qs.iter().any(|q| !matches!(q.last, Last::Plain(_))) {
+            return Ok(None);
+        }
+        let q0: Vec<&NormedLinear> = qs.iter().map(|q| &q.l0).collect();
+        let q1: Vec<&NormedLinear> = qs.iter().map(|q| &q.l1).collect();
+        let (Some(rd0), Some(rd1), Some(q0), Some(q1)) = (
+            HeadsLayer::new(&[&reward.l0, &dynamics.l0], true)?,
+            HeadsLayer::new(&[&reward.l1, &dynamics.l1], false)?,
+            HeadsLayer::new(&q0, true)?,
+            HeadsLayer::new(&q1, false)?,
+        ) else {
+            return Ok(None);
+        };
+        let mut weights = Vec::with_capacity(qs.len());
+        let mut biases = Vec::with_capacity(qs.len());
+        for q in qs {
+            if let Last::Plain(l) = &q.last {
+                weights.push(l.weight().clone());
+                biases.push(l.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?.clone());
+            }
+        }
+        let q2 = (Tensor::stack(&weights, 0)?, Tensor::cat(&biases, 0)?);
+        Ok(Some(Self { rd0, rd1, q0, q1, q2 }))
+    }
+
+    /// The reward and dynamics MLPs' last hidden activations on (z, a): (N, 2m), reward's block first.
+    fn rd_hidden(&self, za: &Tensor) -> Result<Tensor> {
+        self.rd1.forward(&self.rd0.forward(za)?)
+    }
+
+    /// Every Q head's logits on (z, a): (N, Q·NB), head h in column block h.
+    fn q_logits(&self, za: &Tensor) -> Result<Tensor> {
+        let h = self.q1.forward(&self.q0.forward(za)?)?;
+        Ok(linear_heads(&h, &self.q2.0, Epilogue::Bias(&self.q2.1))?)
     }
 }
 
@@ -176,6 +289,8 @@ pub struct TdMpc2 {
     qs: Vec<Mlp>,
     /// `linspace(vmin, vmax, num_bins)` (f32, like upstream's default-dtype bins).
     bins: Tensor,
+    /// The same weights laid out for the fused hot path; None: every layer on its own.
+    fused: Option<Arc<Fused>>,
     device: Device,
 }
 
@@ -214,19 +329,38 @@ impl TdMpc2 {
         let step = (hi - lo) / (nb - 1) as f32;
         let bins: Vec<f32> =
             (0..nb).map(|i| if i < nb / 2 { lo + step * i as f32 } else { hi - step * (nb - 1 - i) as f32 }).collect();
+        let dynamics = Mlp::load(z + a, m, z, Some(Act::SimNorm(v)), vb.pp("dynamics"))?;
+        let reward = Mlp::load(z + a, m, nb, None, vb.pp("reward"))?;
+        let qs = (0..config.wm.num_q)
+            .map(|i| Mlp::load(z + a, m, nb, None, vb.pp(format!("qs.{i}"))))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let fused = match vb.device() {
+            Device::Cuda(_) => Fused::new(&dynamics, &reward, &qs, config).map_err(candle_core::Error::wrap)?,
+            _ => None,
+        };
         Ok(Self {
             pixels,
             extras,
-            dynamics: Mlp::load(z + a, m, z, Some(Act::SimNorm(v)), vb.pp("dynamics"))?,
-            reward: Mlp::load(z + a, m, nb, None, vb.pp("reward"))?,
+            dynamics,
+            reward,
             pi: Mlp::load(z, m, 2 * a, None, vb.pp("pi"))?,
-            qs: (0..config.wm.num_q)
-                .map(|i| Mlp::load(z + a, m, nb, None, vb.pp(format!("qs.{i}"))))
-                .collect::<candle_core::Result<Vec<_>>>()?,
+            qs,
             bins: Tensor::from_vec(bins, nb, vb.device())?,
+            fused: fused.map(Arc::new),
             device: vb.device().clone(),
             config: config.clone(),
         })
+    }
+
+    /// The same model with every layer run on its own (the composed path the fused one is tested against; also
+    /// what models whose widths the fused kernels do not take run).
+    pub fn without_fusion(&self) -> Self {
+        Self { fused: None, ..self.clone() }
+    }
+
+    /// Whether the fused hot path is in use (see [`TdMpc2::without_fusion`]).
+    pub fn is_fused(&self) -> bool {
+        self.fused.is_some()
     }
 
     /// Validates `weights` against the config's parameter table (strict, like upstream's load), uploads them to
@@ -328,8 +462,29 @@ impl TdMpc2 {
     /// One model step from latent `z` (N, Z) with action `a` (N, A): (next latent, reward (N, 1)).
     pub fn next(&self, z: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor)> {
         let za = Tensor::cat(&[z, a], D::Minus1)?;
+        if let Some(f) = &self.fused {
+            let h = f.rd_hidden(&za)?;
+            let (reward_logits, next) = self.rd_heads(&h)?;
+            return Ok((next, self.two_hot_inv(&reward_logits)?));
+        }
         let reward = self.two_hot_inv(&self.reward.forward(&za)?)?;
         Ok((self.dynamics.forward(&za)?, reward))
+    }
+
+    /// The next latent only (the dynamics MLP; no reward): the actor proposal's rollouts.
+    pub fn next_latent(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
+        self.dynamics.forward(&Tensor::cat(&[z, a], D::Minus1)?)
+    }
+
+    /// The reward logits (N, NB) and the next latent (N, Z) from the fused hidden activations (N, 2m).
+    fn rd_heads(&self, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let m = self.config.wm.mlp_dim;
+        let (Last::Plain(reward), Last::Normed(dynamics)) = (&self.reward.last, &self.dynamics.last) else {
+            return Err(Error::Internal("the fused TD-MPC2 path without its last layers".into()));
+        };
+        let bias = reward.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
+        let logits = linear_columns(h, 0, reward.weight(), Epilogue::Bias(bias))?;
+        Ok((logits, dynamics.forward_columns(h, m)?))
     }
 
     /// The actor's mean action `tanh(μ(z))`, (N, A).
@@ -350,6 +505,11 @@ impl TdMpc2 {
     /// Every Q head's value at (z, a): (num_q, N, 1).
     pub fn q_values(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
         let za = Tensor::cat(&[z, a], D::Minus1)?;
+        if let Some(f) = &self.fused {
+            let (n, q, nb) = (za.dim(0)?, self.qs.len(), self.config.wm.num_bins);
+            let values = self.two_hot_inv(&f.q_logits(&za)?.reshape((n * q, nb))?)?;
+            return Ok(values.reshape((n, q))?.t()?.contiguous()?.reshape((q, n, 1))?);
+        }
         let qs = self.qs.iter().map(|q| self.two_hot_inv(&q.forward(&za)?)).collect::<Result<Vec<_>>>()?;
         Ok(Tensor::stack(&qs, 0)?)
     }
@@ -375,6 +535,19 @@ impl TdMpc2 {
         let mut z = z.clone();
         let mut ret = Tensor::zeros((n, 1), DType::F32, &self.device)?;
         let mut discount = 1.0f32;
+        if let Some(f) = &self.fused {
+            // `ret` is this function's own buffer: the reward kernels add into it in place.
+            for t in 0..h {
+                let za = Tensor::cat(&[&z, &candidates.narrow(1, t, 1)?.squeeze(1)?], D::Minus1)?;
+                let (reward_logits, next) = self.rd_heads(&f.rd_hidden(&za)?)?;
+                ops::two_hot_accumulate(&reward_logits, &self.bins, &ret, discount)?;
+                discount *= gamma;
+                z = next;
+            }
+            let za = Tensor::cat(&[&z, &self.pi_mean(&z)?], D::Minus1)?;
+            let c = self.config.wm.uncertainty_penalty as f32;
+            return Ok(ops::q_cost(&f.q_logits(&za)?, &self.bins, self.qs.len(), &ret, c, discount)?);
+        }
         for t in 0..h {
             let (next, reward) = self.next(&z, &candidates.narrow(1, t, 1)?.squeeze(1)?)?;
             ret = (ret + reward.affine(discount as f64, 0.0)?)?;
@@ -571,7 +744,7 @@ fn propose_into(
     }
     let mut z = z0.clone();
     for t in 0..from {
-        z = model.next(&z, &mean.narrow(1, t, 1)?.squeeze(1)?)?.0;
+        z = model.next_latent(&z, &mean.narrow(1, t, 1)?.squeeze(1)?)?;
     }
     let mut sum: Option<Tensor> = None;
     for j in 0..trajs {
@@ -582,7 +755,7 @@ fn propose_into(
                 ActorPrior::Sampled => model.pi_sample(&zt, &eps.get(j)?.get(t)?)?,
                 _ => model.pi_mean(&zt)?,
             };
-            zt = model.next(&zt, &action)?.0;
+            zt = model.next_latent(&zt, &action)?;
             actions.push(action);
         }
         let rollout = Tensor::stack(&actions, 1)?;
