@@ -23,6 +23,9 @@
 // K % 4 == 0 and A and W are 16-byte aligned (`vec4`), else 4 bytes at a time.
 //
 //   gemm_3xtf32_f32:          the tiles (epilogue applied when gridDim.z == 1).
+//   gemm_3xtf32_strided_f32:  the same with batches and strides (see above).
+//   gemm_tf32_f32, gemm_tf32_strided_f32: the same tiles with one product of TF32-rounded operands (TF32 mode:
+//                             ~1e-3 relative, as cuBLAS's TF32 GEMMs).
 //   gemm_splitk_reduce_f32:   out[i] = epilogue(Σ_z partial[z][i]).
 
 #include <cstdint>
@@ -54,6 +57,13 @@ __device__ __forceinline__ float epilogue(float v, const float* bias, int col, i
 __device__ __forceinline__ void split(float x, uint32_t& big, uint32_t& small) {
   big = __float_as_uint(x) & 0xffffe000u;
   small = __float_as_uint(x - __uint_as_float(big));
+}
+
+// x rounded to the nearest TF32 value (ties away from zero), as a 32-bit tensor-core operand.
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
 }
 
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -128,21 +138,30 @@ __device__ __forceinline__ void stage(float (*as)[SWM_LDS], float (*ws)[SWM_LDS]
 // Four blocks per SM (≤ 128 registers per thread, 4 × 54 KiB of shared memory). The small rollout GEMMs are
 // latency-bound and sensitive to code generation: rewriting the epilogue's two stores as a loop cost 12% of the
 // iCEM plan (measured); the bound keeps the occupancy that the measured build has.
-extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
-    gemm_3xtf32_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
-                    float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, int splits,
-                    int lda, long long a_batch, int ldo, int o_batch) {
+// kStrided: batches and strides as given; otherwise one batch, lda = k, ldo = n and splits = gridDim.z (the
+// plain GEMM compiles as it did before batches existed). kPrecise: the three split-TF32 products; otherwise
+// one product of the operands rounded to TF32 (`cvt.rna`), TF32 mode's precision.
+template <bool kStrided, bool kPrecise>
+__device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const float* __restrict__ w,
+                                           const float* __restrict__ bias, float* __restrict__ out, int m, int n,
+                                           int k, int k_chunk, int mode, int vec4, int splits_arg, int lda_arg,
+                                           long long a_batch, int ldo_arg, int o_batch) {
   extern __shared__ __align__(16) float smem[];
+  const int splits = kStrided ? splits_arg : (int)gridDim.z;
+  const int lda = kStrided ? lda_arg : k;
+  const int ldo = kStrided ? ldo_arg : n;
   float(*as)[SWM_BM][SWM_LDS] = reinterpret_cast<float(*)[SWM_BM][SWM_LDS]>(smem);
   float(*ws)[SWM_BN][SWM_LDS] = reinterpret_cast<float(*)[SWM_BN][SWM_LDS]>(smem + SWM_STAGES * SWM_BM * SWM_LDS);
 
   const int n0 = blockIdx.x * SWM_BN;
   const int m0 = blockIdx.y * SWM_BM;
-  const int batch = blockIdx.z / splits;
-  const int k_part = blockIdx.z - batch * splits;
-  a += batch * a_batch;
-  w += (long long)batch * n * k;
-  if (mode != SWM_EPI_NONE) bias += (long long)batch * n;
+  const int batch = kStrided ? (int)blockIdx.z / splits : 0;
+  const int k_part = kStrided ? (int)blockIdx.z - batch * splits : (int)blockIdx.z;
+  if (kStrided) {
+    a += batch * a_batch;
+    w += (long long)batch * n * k;
+    if (mode != SWM_EPI_NONE) bias += (long long)batch * n;
+  }
   const int k_begin = k_part * k_chunk;
   const int k_end = min(k, k_begin + k_chunk);
   const int lane = threadIdx.x & 31;
@@ -197,23 +216,38 @@ extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
         uint32_t v[4];
         load_matrices(v, &as[buf][wm + i * 16 + quad_row + (quad & 1) * 8][kk + (quad >> 1) * 4]);
 #pragma unroll
-        for (int e = 0; e < 4; ++e) split(__uint_as_float(v[e]), ab[i][e], asm_[i][e]);
+        for (int e = 0; e < 4; ++e) {
+          if (kPrecise) {
+            split(__uint_as_float(v[e]), ab[i][e], asm_[i][e]);
+          } else {
+            ab[i][e] = to_tf32(__uint_as_float(v[e]));
+          }
+        }
       }
 #pragma unroll
       for (int j = 0; j < 4; j += 2) {
         uint32_t v[4];
         load_matrices(v, &ws[buf][wn + j * 8 + quad_row + (quad >> 1) * 8][kk + (quad & 1) * 4]);
-        split(__uint_as_float(v[0]), wb[j][0], wsm[j][0]);
-        split(__uint_as_float(v[1]), wb[j][1], wsm[j][1]);
-        split(__uint_as_float(v[2]), wb[j + 1][0], wsm[j + 1][0]);
-        split(__uint_as_float(v[3]), wb[j + 1][1], wsm[j + 1][1]);
+        if (kPrecise) {
+          split(__uint_as_float(v[0]), wb[j][0], wsm[j][0]);
+          split(__uint_as_float(v[1]), wb[j][1], wsm[j][1]);
+          split(__uint_as_float(v[2]), wb[j + 1][0], wsm[j + 1][0]);
+          split(__uint_as_float(v[3]), wb[j + 1][1], wsm[j + 1][1]);
+        } else {
+          wb[j][0] = to_tf32(__uint_as_float(v[0]));
+          wb[j][1] = to_tf32(__uint_as_float(v[1]));
+          wb[j + 1][0] = to_tf32(__uint_as_float(v[2]));
+          wb[j + 1][1] = to_tf32(__uint_as_float(v[3]));
+        }
       }
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          mma_tf32(part[i][j], asm_[i], wb[j]);
-          mma_tf32(part[i][j], ab[i], wsm[j]);
+          if (kPrecise) {
+            mma_tf32(part[i][j], asm_[i], wb[j]);
+            mma_tf32(part[i][j], ab[i], wsm[j]);
+          }
           mma_tf32(part[i][j], ab[i], wb[j]);
         }
     }
@@ -242,6 +276,32 @@ extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
         if (col + 1 < n) p[col + 1] = direct ? epilogue(total[i][j][2 * h + 1], bias, col + 1, mode) : total[i][j][2 * h + 1];
       }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
+    gemm_3xtf32_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
+                    float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {
+  gemm_tiles<false, true>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);
+}
+
+extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
+    gemm_3xtf32_strided_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
+                            float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4,
+                            int splits, int lda, long long a_batch, int ldo, int o_batch) {
+  gemm_tiles<true, true>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo, o_batch);
+}
+
+extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
+    gemm_tf32_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
+                  float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {
+  gemm_tiles<false, false>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);
+}
+
+extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
+    gemm_tf32_strided_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
+                          float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, int splits,
+                          int lda, long long a_batch, int ldo, int o_batch) {
+  gemm_tiles<true, false>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo, o_batch);
 }
 
 // Batch b's partials are (splits, m, n) at `partial + b·splits·m·n`; its result goes to `out + b·o_batch` with rows

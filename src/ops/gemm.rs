@@ -3,8 +3,12 @@
 //! With the default [`F32Matmul::Split3xTf32`], each operand is split into two TF32 parts and three tensor-core
 //! products are summed in f32: f32-class accuracy (max error 1–5× cuBLAS f32's against an f64 reference, ~6e-7
 //! relative, GPU-tested; plain TF32 is ~1e-3), faster than cuBLAS's f32 SIMT kernels on the small-row shapes of
-//! a rollout (`swm bench gemm`, docs/benchmarks.md). [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs,
-//! and TF32 mode ([`crate::device::set_tf32`]) uses cuBLAS's TF32 GEMMs (one product, 10-bit mantissas).
+//! a rollout (`swm bench gemm`, docs/benchmarks.md). [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs. In TF32
+//! mode ([`crate::device::set_tf32`]) the same kernel runs one product of operands rounded to TF32 (10-bit
+//! mantissas, as cuBLAS's TF32 GEMMs, which [`F32Matmul::Cublas`] selects in that mode).
+//!
+//! [`linear_heads`] and [`linear_columns`] run layers side by side in one launch (an ensemble's heads; two MLPs
+//! whose hidden layers share an input), on the same kernel with batches and strided operands.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -30,10 +34,11 @@ const SHARED_BYTES: usize = STAGES * (TILE_M + TILE_N) * (TILE_K + 4) * 4;
 /// Which kernels run the f32 matmuls of the hot path (predictor rollout, its heads, the AdaLN table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum F32Matmul {
-    /// swm's tensor-core GEMM on operands split into two TF32 parts (three products, f32 accumulation).
+    /// swm's tensor-core GEMM on operands split into two TF32 parts (three products, f32 accumulation); in TF32
+    /// mode, one product of TF32-rounded operands.
     #[default]
     Split3xTf32,
-    /// cuBLAS's f32 GEMMs (SIMT, IEEE f32 products).
+    /// cuBLAS's f32 GEMMs (SIMT, IEEE f32 products); in TF32 mode, cuBLAS's TF32 GEMMs.
     Cublas,
 }
 
@@ -147,8 +152,9 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<PartialSums> {
 
 /// `epilogue(x · wᵀ)` for x (…, K) and a Linear weight w (N, K): returns (…, N), contiguous.
 ///
-/// Runs on [`F32Matmul::Split3xTf32`] when selected, TF32 mode is off and the operands are contiguous f32 CUDA
-/// tensors; otherwise on Candle's cuBLAS matmul and the same epilogue.
+/// Runs on swm's kernel when [`F32Matmul::Split3xTf32`] is selected and the operands are contiguous f32 CUDA
+/// tensors (split-TF32, or one TF32 product in TF32 mode); otherwise on Candle's cuBLAS matmul (f32, or TF32 in
+/// TF32 mode) and the same epilogue.
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     if x.dim(candle_core::D::Minus1)? != k {
@@ -179,12 +185,7 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> 
 }
 
 fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> Result<bool> {
-    let f32s = x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.is_none_or(|b| b.dtype() == DType::F32);
-    if f32_matmul() != F32Matmul::Split3xTf32 || crate::device::tf32() || !f32s || k == 0 {
-        return Ok(false);
-    }
-    let cuda = matches!(x.device(), Device::Cuda(_));
-    Ok(cuda && x.is_contiguous() && w.is_contiguous() && bias.is_none_or(|b| b.is_contiguous()))
+    Ok(k > 0 && own_kernel(x, w, bias))
 }
 
 /// Streaming multiprocessors of the first device (the split-K heuristic's target).
@@ -316,19 +317,31 @@ fn launch(
     let vec4 =
         i32::from(aligned(k) && aligned(lda) && aligned(a_batch) && xp.is_multiple_of(16) && wp.is_multiple_of(16));
     let (s32, lda32, ab64, ldo32, ob32) = (splits as i32, lda as i32, a_batch as i64, ldo as i32, o_batch as i32);
-    let f = dev.get_or_load_custom_func("gemm_3xtf32_f32", MODULE, kernels::GEMM)?;
+    // The plain kernel (one batch, packed rows) is compiled apart from the strided one, as it was before batches
+    // existed: the small GEMMs' speed depends on its exact code. TF32 mode: one product of TF32-rounded operands.
+    let plain = batches == 1 && lda == k && ldo == n;
+    let name = match (plain, crate::device::tf32()) {
+        (true, false) => "gemm_3xtf32_f32",
+        (false, false) => "gemm_3xtf32_strided_f32",
+        (true, true) => "gemm_tf32_f32",
+        (false, true) => "gemm_tf32_strided_f32",
+    };
+    let f = dev.get_or_load_custom_func(name, MODULE, kernels::GEMM)?;
     let shared = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
     launched(f.set_attribute(shared, SHARED_BYTES as i32))?;
     let mut b = f.builder();
     b.arg(&xp).arg(&wp).arg(&bp).arg(&op).arg(&m32).arg(&n32).arg(&k32).arg(&c32).arg(&mode).arg(&vec4);
-    b.arg(&s32).arg(&lda32).arg(&ab64).arg(&ldo32).arg(&ob32);
+    if !plain {
+        b.arg(&s32).arg(&lda32).arg(&ab64).arg(&ldo32).arg(&ob32);
+    }
     let cfg = LaunchConfig {
         grid_dim: (n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, (batches * splits) as u32),
         block_dim: (128, 1, 1),
         shared_mem_bytes: SHARED_BYTES as u32,
     };
-    // SAFETY: matches gemm_3xtf32_f32(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo,
-    // o_batch); every A row read lies in x (checked above against its element count), the weights hold
+    // SAFETY: matches gemm_{3xtf32,tf32}_f32(a, w, bias, out, m, n, k, k_chunk, mode, vec4) for a plain shape
+    // (one batch, lda = k, ldo = n: the kernel takes splits = gridDim.z) and gemm_{3xtf32,tf32}_strided_f32(…,
+    // splits, lda, a_batch, ldo, o_batch) otherwise; every A row read lies in x (checked above against its element count), the weights hold
     // batches·n·k f32 and the bias batches·n when mode > 0 (checked), the output holds every write (checked: the
     // strided result when unsplit, batches·splits·m·n partials when split; splits·k_chunk ≥ k); vec4 only when
     // every 16-byte copy stays aligned.
@@ -362,9 +375,8 @@ fn reduce_into(partials: &Tensor, epilogue: Epilogue<'_>, out: &Tensor, shape: S
 
 /// Heads side by side: x (rows, heads·k) holds each head's input as a column block; head h multiplies its block
 /// by `w[h]` (w: (heads, n, k)) with bias `b[h]` (the epilogue's bias: heads·n values) and writes column block h of
-/// the (rows, heads·n) result — one launch for an ensemble layer. On split-TF32 GEMMs (f32-class; TF32 mode
-/// keeps them too, as a head at a time on cuBLAS would cost a launch per head); elsewhere (cuBLAS f32 mode, host
-/// tensors) a cuBLAS matmul per head.
+/// the (rows, heads·n) result — one launch for an ensemble layer. Runs where [`linear`] runs swm's kernel;
+/// elsewhere (cuBLAS selected, host or non-contiguous tensors) as a cuBLAS matmul per head.
 pub fn linear_heads(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (heads, n, k) = w.dims3()?;
     let (rows, width) = x.dims2()?;
@@ -401,8 +413,7 @@ pub fn linear_columns(x: &Tensor, from: usize, w: &Tensor, epilogue: Epilogue<'_
     linear(&x.narrow(1, from, k)?.contiguous()?, w, epilogue)
 }
 
-/// Whether the fused layouts of [`linear_heads`] and [`linear_columns`] run on swm's kernel: contiguous f32 CUDA
-/// operands and split-TF32 selected (TF32 mode included).
+/// Whether a matmul runs on swm's kernel: contiguous f32 CUDA operands and swm's kernel selected.
 fn own_kernel(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> bool {
     let f32s = x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.is_none_or(|b| b.dtype() == DType::F32);
     let contiguous = x.is_contiguous() && w.is_contiguous() && bias.is_none_or(|b| b.is_contiguous());

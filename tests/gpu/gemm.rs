@@ -208,3 +208,28 @@ fn heads_and_column_blocks_are_as_accurate_as_whole_gemms() {
     let w = Tensor::zeros((2, 2, 5), candle_core::DType::F32, &device).unwrap();
     assert!(matches!(linear_heads(&x, &w, Epilogue::Bias(&b)), Err(swm::ops::KernelError::Operand { .. })));
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn tf32_mode_runs_one_rounded_product_as_accurate_as_cublas_tf32() {
+    let (_gpu, device) = gpu();
+    let c = Case { m: 300, n: 192, k: 1024 };
+    let xs = values(c.m * c.k, 41);
+    let ws: Vec<f32> = values(c.n * c.k, 42).iter().map(|v| v * 0.1).collect();
+    let x = Tensor::from_vec(xs.clone(), (c.m, c.k), &device).unwrap();
+    let w = Tensor::from_vec(ws.clone(), (c.n, c.k), &device).unwrap();
+    let before = swm::device::tf32();
+    swm::device::set_tf32(true);
+    let ours = run(F32Matmul::Split3xTf32, &x, &w, Epilogue::None);
+    let cublas = run(F32Matmul::Cublas, &x, &w, Epilogue::None);
+    swm::device::set_tf32(before);
+    let precise = run(F32Matmul::Split3xTf32, &x, &w, Epilogue::None);
+    let (e_ours, scale) = error(&ours, &xs, &ws, None, false, &c);
+    let (e_cublas, _) = error(&cublas, &xs, &ws, None, false, &c);
+    let (e_precise, _) = error(&precise, &xs, &ws, None, false, &c);
+    println!("TF32 mode: swm {e_ours:.3e}, cuBLAS TF32 {e_cublas:.3e}; f32 mode {e_precise:.3e} (scale {scale:.2})");
+    // TF32-level error (10-bit mantissas), within a small factor of cuBLAS's TF32 GEMM, and really one product:
+    // far above the split-TF32 kernel's error.
+    assert!(e_ours <= 4.0 * e_cublas + 1e-6 * scale.max(1.0), "{e_ours:e} vs cuBLAS TF32 {e_cublas:e}");
+    assert!(e_ours > 10.0 * e_precise, "TF32 mode {e_ours:e} is not above f32 mode {e_precise:e}");
+}

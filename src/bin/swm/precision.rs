@@ -10,15 +10,19 @@ pub enum Precision {
     SplitF32,
     /// cuBLAS's f32 GEMMs.
     CublasF32,
-    /// cuBLAS's TF32 GEMMs.
+    /// TF32 mode on swm's tensor-core GEMM (one product of TF32-rounded operands) where it runs, cuBLAS TF32
+    /// elsewhere.
     Tf32,
+    /// TF32 mode on cuBLAS's TF32 GEMMs throughout.
+    Tf32Cublas,
 }
 
 impl Precision {
     /// The precision the process runs under now (`--tf32`, `--cublas-f32`).
     pub fn current() -> Self {
         match (device::tf32(), gemm::f32_matmul()) {
-            (true, _) => Self::Tf32,
+            (true, F32Matmul::Split3xTf32) => Self::Tf32,
+            (true, F32Matmul::Cublas) => Self::Tf32Cublas,
             (false, F32Matmul::Cublas) => Self::CublasF32,
             (false, F32Matmul::Split3xTf32) => Self::SplitF32,
         }
@@ -30,14 +34,16 @@ impl Precision {
             Self::SplitF32 => "f32 (split-TF32 GEMM)",
             Self::CublasF32 => "f32 (cuBLAS GEMM)",
             Self::Tf32 => "TF32 GEMMs",
+            Self::Tf32Cublas => "TF32 GEMMs (cuBLAS)",
         }
     }
 
     /// Runs `work` with this precision selected, restoring the previous one afterwards (also on error).
     pub fn with<T>(self, work: impl FnOnce() -> T) -> T {
         let (tf32, kind) = (device::tf32(), gemm::f32_matmul());
-        device::set_tf32(self == Self::Tf32);
-        gemm::set_f32_matmul(if self == Self::CublasF32 { F32Matmul::Cublas } else { F32Matmul::Split3xTf32 });
+        device::set_tf32(matches!(self, Self::Tf32 | Self::Tf32Cublas));
+        let cublas = matches!(self, Self::CublasF32 | Self::Tf32Cublas);
+        gemm::set_f32_matmul(if cublas { F32Matmul::Cublas } else { F32Matmul::Split3xTf32 });
         let out = work();
         device::set_tf32(tf32);
         gemm::set_f32_matmul(kind);

@@ -31,9 +31,10 @@ fn planner(action_dim: usize) -> PlannerConfig {
     PlannerConfig::new(SolverConfig::Mppi(mppi), HORIZON, action_dim, 1)
 }
 
-/// Three rows per precision (the process's own, cuBLAS f32, TF32), on [`Config::bench`] with random weights: a
+/// Three rows per precision (the process's own, cuBLAS f32, TF32 on swm's GEMM and on cuBLAS), on [`Config::bench`] with random weights: a
 /// replanned step (warm start, no new observation), a step from a new observation without warm start (the work of
-/// the official solver and the PyTorch peer), and the cost of 512 candidates.
+/// the official solver and the PyTorch peer), and the cost of 512 candidates; then the new-observation step with
+/// every layer on its own ([`TdMpc2::without_fusion`]), what the fused hot path buys.
 pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     args.report.check()?;
     let device = device::cuda(args.device.gpu)?;
@@ -42,13 +43,14 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     let model = Arc::new(TdMpc2::from_state_dict(&config, &demo::random_tdmpc2_state_dict(&config, 7)?, &device)?);
     let (schema, preprocess) = (Schema::for_tdmpc2(&config), Preprocess::for_tdmpc2(&config));
     let obs = RandomObservation::new(&schema, &preprocess)?;
-    let session = Session::tdmpc2(model, schema, preprocess, &SessionOptions::default())?;
+    let composed = Arc::new(model.without_fusion());
+    let session = Session::tdmpc2(model, schema.clone(), preprocess.clone(), &SessionOptions::default())?;
     let a = config.action_dim;
     let mut engine = Engine::with_session(session, &EngineOptions { planner: Some(planner(a)), ..Default::default() })?;
     engine.session_mut().set_observation(&obs.observation())?;
     let candidates = Tensor::rand(-1f32, 1.0, (1, SAMPLES, HORIZON, a), &device)?;
     let mut rows = Vec::new();
-    for precision in [Precision::current(), Precision::CublasF32, Precision::Tf32] {
+    for precision in [Precision::current(), Precision::CublasF32, Precision::Tf32, Precision::Tf32Cublas] {
         let label = precision.label();
         let rows_of_precision = precision.with(|| -> Result<[BenchRow; 3], CliError> {
             // A fresh planner, so that its graph is captured under this precision.
@@ -79,5 +81,18 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
             keep(&mut rows, row)?;
         }
     }
+    let session = Session::tdmpc2(composed, schema, preprocess, &SessionOptions::default())?;
+    let options = EngineOptions { planner: Some(planner(a)), ..Default::default() };
+    let mut engine = Engine::with_session(session, &options)?;
+    let observation = obs.observation();
+    let label = Precision::current().label();
+    let name = format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start, layers unfused");
+    keep(
+        &mut rows,
+        bench::time(&device, &name, 3, args.iters, || {
+            engine.reset();
+            engine.step(&observation).map(drop)
+        })?,
+    )?;
     Ok(rows)
 }
