@@ -3,12 +3,12 @@
 //! With the default [`F32Matmul::Split3xTf32`], each operand is split into two TF32 parts and three tensor-core
 //! products are summed in f32: f32-class accuracy (max error 1–5× cuBLAS f32's against an f64 reference, ~6e-7
 //! relative, GPU-tested; plain TF32 is ~1e-3), faster than cuBLAS's f32 SIMT kernels on the small-row shapes of
-//! a rollout (`swm bench gemm`, docs/benchmarks.md). [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs. In TF32
-//! mode ([`crate::device::set_tf32`]) the same kernel runs one product of operands rounded to TF32 (10-bit
-//! mantissas, as cuBLAS's TF32 GEMMs, which [`F32Matmul::Cublas`] selects in that mode).
+//! a rollout (`swm bench gemm`, docs/benchmarks.md). [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs. TF32
+//! mode ([`crate::device::set_tf32`]) runs [`linear`] on cuBLAS's TF32 GEMMs (one product, 10-bit mantissas).
 //!
 //! [`linear_heads`] and [`linear_columns`] run layers side by side in one launch (an ensemble's heads; two MLPs
-//! whose hidden layers share an input), on the same kernel with batches and strided operands.
+//! whose hidden layers share an input), on the same kernel with batches and strided operands; in TF32 mode on its
+//! one-product variant (operands rounded to TF32), unless [`F32Matmul::Cublas`] is selected.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -35,7 +35,7 @@ const SHARED_BYTES: usize = STAGES * (TILE_M + TILE_N) * (TILE_K + 4) * 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum F32Matmul {
     /// swm's tensor-core GEMM on operands split into two TF32 parts (three products, f32 accumulation); in TF32
-    /// mode, one product of TF32-rounded operands.
+    /// mode cuBLAS's TF32 GEMMs, and one product of TF32-rounded operands for the strided layouts.
     #[default]
     Split3xTf32,
     /// cuBLAS's f32 GEMMs (SIMT, IEEE f32 products); in TF32 mode, cuBLAS's TF32 GEMMs.
@@ -152,9 +152,9 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<PartialSums> {
 
 /// `epilogue(x · wᵀ)` for x (…, K) and a Linear weight w (N, K): returns (…, N), contiguous.
 ///
-/// Runs on swm's kernel when [`F32Matmul::Split3xTf32`] is selected and the operands are contiguous f32 CUDA
-/// tensors (split-TF32, or one TF32 product in TF32 mode); otherwise on Candle's cuBLAS matmul (f32, or TF32 in
-/// TF32 mode) and the same epilogue.
+/// Runs on swm's split-TF32 kernel when [`F32Matmul::Split3xTf32`] is selected, TF32 mode is off and the operands
+/// are contiguous f32 CUDA tensors; otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode) and the same
+/// epilogue.
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     if x.dim(candle_core::D::Minus1)? != k {
@@ -185,7 +185,9 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> 
 }
 
 fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> Result<bool> {
-    Ok(k > 0 && own_kernel(x, w, bias))
+    // TF32 mode: cuBLAS's TF32 GEMMs, faster than this kernel's TF32 product in LeWM's rollout (CEM 59.4 against
+    // 71.3 ms, H200, session 12); the strided layouts keep this kernel (a cuBLAS launch per head is slower still).
+    Ok(k > 0 && !crate::device::tf32() && own_kernel(x, w, bias))
 }
 
 /// Streaming multiprocessors of the first device (the split-K heuristic's target).
@@ -375,8 +377,9 @@ fn reduce_into(partials: &Tensor, epilogue: Epilogue<'_>, out: &Tensor, shape: S
 
 /// Heads side by side: x (rows, heads·k) holds each head's input as a column block; head h multiplies its block
 /// by `w[h]` (w: (heads, n, k)) with bias `b[h]` (the epilogue's bias: heads·n values) and writes column block h of
-/// the (rows, heads·n) result — one launch for an ensemble layer. Runs where [`linear`] runs swm's kernel;
-/// elsewhere (cuBLAS selected, host or non-contiguous tensors) as a cuBLAS matmul per head.
+/// the (rows, heads·n) result — one launch for an ensemble layer. On swm's kernel (split-TF32, or one TF32
+/// product in TF32 mode) for contiguous f32 CUDA operands; elsewhere (cuBLAS selected, host or non-contiguous
+/// tensors) as a cuBLAS matmul per head.
 pub fn linear_heads(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (heads, n, k) = w.dims3()?;
     let (rows, width) = x.dims2()?;

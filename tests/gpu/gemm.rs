@@ -211,23 +211,33 @@ fn heads_and_column_blocks_are_as_accurate_as_whole_gemms() {
 
 #[test]
 #[ignore = "needs a CUDA device"]
-fn tf32_mode_runs_one_rounded_product_as_accurate_as_cublas_tf32() {
+fn tf32_mode_runs_the_heads_on_one_rounded_product_as_accurate_as_cublas_tf32() {
     let (_gpu, device) = gpu();
-    let c = Case { m: 300, n: 192, k: 1024 };
-    let xs = values(c.m * c.k, 41);
-    let ws: Vec<f32> = values(c.n * c.k, 42).iter().map(|v| v * 0.1).collect();
-    let x = Tensor::from_vec(xs.clone(), (c.m, c.k), &device).unwrap();
-    let w = Tensor::from_vec(ws.clone(), (c.n, c.k), &device).unwrap();
+    let (m, heads, n, k) = (300, 2, 192, 1024);
+    let c = Case { m, n, k };
+    let xs = values(m * heads * k, 41);
+    let ws: Vec<f32> = values(heads * n * k, 42).iter().map(|v| v * 0.1).collect();
+    let x = Tensor::from_vec(xs.clone(), (m, heads * k), &device).unwrap();
+    let w = Tensor::from_vec(ws.clone(), (heads, n, k), &device).unwrap();
+    // Head 1's block, its weight, and the f64 reference's inputs.
+    let x1: Vec<f32> = (0..m).flat_map(|i| xs[i * heads * k + k..(i + 1) * heads * k].to_vec()).collect();
+    let w1 = &ws[n * k..];
+    let x1t = Tensor::from_vec(x1.clone(), (m, k), &device).unwrap();
+    let w1t = Tensor::from_vec(w1.to_vec(), (n, k), &device).unwrap();
+    let head1 =
+        |y: Tensor| -> Vec<f32> { y.to_vec2::<f32>().unwrap().iter().flat_map(|row| row[n..].to_vec()).collect() };
+    let precise = head1(linear_heads(&x, &w, Epilogue::None).unwrap());
     let before = swm::device::tf32();
     swm::device::set_tf32(true);
-    let ours = run(F32Matmul::Split3xTf32, &x, &w, Epilogue::None);
-    let cublas = run(F32Matmul::Cublas, &x, &w, Epilogue::None);
+    let ours = head1(linear_heads(&x, &w, Epilogue::None).unwrap());
+    let cublas = run(F32Matmul::Cublas, &x1t, &w1t, Epilogue::None);
     swm::device::set_tf32(before);
-    let precise = run(F32Matmul::Split3xTf32, &x, &w, Epilogue::None);
-    let (e_ours, scale) = error(&ours, &xs, &ws, None, false, &c);
-    let (e_cublas, _) = error(&cublas, &xs, &ws, None, false, &c);
-    let (e_precise, _) = error(&precise, &xs, &ws, None, false, &c);
-    println!("TF32 mode: swm {e_ours:.3e}, cuBLAS TF32 {e_cublas:.3e}; f32 mode {e_precise:.3e} (scale {scale:.2})");
+    let (e_ours, scale) = error(&ours, &x1, w1, None, false, &c);
+    let (e_cublas, _) = error(&cublas, &x1, w1, None, false, &c);
+    let (e_precise, _) = error(&precise, &x1, w1, None, false, &c);
+    println!(
+        "TF32 mode: swm heads {e_ours:.3e}, cuBLAS TF32 {e_cublas:.3e}; f32 mode {e_precise:.3e} (scale {scale:.2})"
+    );
     // TF32-level error (10-bit mantissas), within a small factor of cuBLAS's TF32 GEMM, and really one product:
     // far above the split-TF32 kernel's error.
     assert!(e_ours <= 4.0 * e_cublas + 1e-6 * scale.max(1.0), "{e_ours:e} vs cuBLAS TF32 {e_cublas:e}");

@@ -10,10 +10,9 @@ pub enum Precision {
     SplitF32,
     /// cuBLAS's f32 GEMMs.
     CublasF32,
-    /// TF32 mode on swm's tensor-core GEMM (one product of TF32-rounded operands) where it runs, cuBLAS TF32
-    /// elsewhere.
+    /// TF32 mode: cuBLAS's TF32 GEMMs, swm's one-product TF32 kernel for the strided layouts (TD-MPC2's heads).
     Tf32,
-    /// TF32 mode on cuBLAS's TF32 GEMMs throughout.
+    /// TF32 mode on cuBLAS's TF32 GEMMs throughout (the strided layouts as a GEMM per head).
     Tf32Cublas,
 }
 

@@ -33,7 +33,7 @@ pub fn run(args: &BenchGemmArgs) -> Result<Vec<BenchRow>, CliError> {
     for (name, m, n, k) in SHAPES {
         let x = Tensor::randn(0f32, 1.0, (m, k), &device)?;
         let w = Tensor::randn(0f32, 0.05, (n, k), &device)?;
-        for precision in [Precision::SplitF32, Precision::CublasF32, Precision::Tf32, Precision::Tf32Cublas] {
+        for precision in [Precision::SplitF32, Precision::CublasF32, Precision::Tf32] {
             let label = format!("gemm {name} {m}x{n}x{k} {}", precision.label());
             let row = precision.with(|| {
                 bench::time(&device, &label, 20, args.iters, || gemm::linear(&x, &w, gemm::Epilogue::None).map(drop))

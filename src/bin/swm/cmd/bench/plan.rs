@@ -78,8 +78,6 @@ pub fn run(args: &BenchPlanArgs) -> Result<Vec<BenchRow>, CliError> {
         (icem(), Precision::CublasF32),
         (cem(), Precision::Tf32),
         (icem(), Precision::Tf32),
-        (cem(), Precision::Tf32Cublas),
-        (icem(), Precision::Tf32Cublas),
     ]);
     let mut rows = Vec::new();
     for ((name, solver), precision) in specs {
