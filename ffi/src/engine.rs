@@ -42,7 +42,6 @@ impl Staged {
 /// Where a plan's actions go: the caller's buffer, written by the job itself (on whichever thread runs it) straight
 /// from the engine's pinned result, with no intermediate copy. The caller is blocked in the C call until the job
 /// replies, so the buffer outlives every write.
-#[derive(Clone, Copy)]
 pub(crate) struct ActionsOut {
     /// The caller's `float *`, as an address (a job may run on the engine thread).
     ptr: usize,
@@ -62,8 +61,8 @@ impl ActionsOut {
     }
 
     /// Writes env 0's first action (or its whole executed sequence) of `actions` (steps × `action_dim`); returns
-    /// the number of floats written.
-    fn write(&self, actions: &[f32], action_dim: usize) -> Result<usize, Failure> {
+    /// the number of floats written. Consumes the destination: one write per call.
+    fn write(self, actions: &[f32], action_dim: usize) -> Result<usize, Failure> {
         let n = if self.sequence { actions.len() } else { action_dim.min(actions.len()) };
         if self.capacity < n {
             return Err(Failure::new(

@@ -202,6 +202,29 @@ fn multiprocessors(device: &Device) -> usize {
     })
 }
 
+static SPLIT_K: AtomicU8 = AtomicU8::new(1);
+
+/// Whether swm's GEMM may split K over several blocks (the default; a split GEMM adds a reduction, or its consumer
+/// adds the partial sums). Process-wide; applies to work issued (or CUDA graphs captured) afterwards. Off: every
+/// block runs the whole K (benchmarks compare the two).
+pub fn set_split_k(enabled: bool) {
+    SPLIT_K.store(u8::from(enabled), Ordering::Relaxed);
+}
+
+/// Whether split-K is on (see [`set_split_k`]).
+pub fn split_k() -> bool {
+    SPLIT_K.load(Ordering::Relaxed) != 0
+}
+
+/// The K chunk of a launch: [`k_chunk`]'s, or the whole K with split-K off.
+fn chunk_for(m: usize, n: usize, k: usize, device: &Device) -> usize {
+    if split_k() {
+        k_chunk(m, n, k, multiprocessors(device))
+    } else {
+        k.div_ceil(TILE_K) * TILE_K
+    }
+}
+
 /// K chunk per split so that the grid gives every SM about four blocks, each split keeping ≥ 4 K steps.
 fn k_chunk(m: usize, n: usize, k: usize, sms: usize) -> usize {
     let tiles = m.div_ceil(TILE_M) * n.div_ceil(TILE_N);
@@ -250,7 +273,7 @@ fn launch_3xtf32(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>, reduce: bool) -
     let ((m, k), n) = (x.dims2()?, w.dim(0)?);
     let dev = cuda(x.device())?;
     let shape = Shape::plain(m, n, k);
-    let chunk = k_chunk(m, n, k, multiprocessors(x.device()));
+    let chunk = chunk_for(m, n, k, x.device());
     let splits = k.div_ceil(chunk);
     let partials = uninit_f32(dev, (splits, m, n))?;
     launch(x, 0, w, epilogue, &partials, shape, chunk)?;
@@ -271,7 +294,7 @@ fn gemm_into(x: &Tensor, a_offset: usize, w: &Tensor, epilogue: Epilogue<'_>, sh
         return Ok(out);
     }
     // The split heuristic sees every batch's tiles (their blocks share the GPU).
-    let chunk = k_chunk(shape.m, shape.n * shape.batches, shape.k, multiprocessors(x.device()));
+    let chunk = chunk_for(shape.m, shape.n.div_ceil(TILE_N) * TILE_N * shape.batches, shape.k, x.device());
     let splits = shape.k.div_ceil(chunk);
     if splits == 1 {
         launch(x, a_offset, w, epilogue, &out, shape, chunk)?;
@@ -296,6 +319,15 @@ fn launch(
 ) -> Result<()> {
     let Shape { m, n, k, batches, lda, a_batch, ldo, o_batch } = shape;
     let splits = k.div_ceil(chunk);
+    let int = |v: usize, what: &str| {
+        i32::try_from(v).map_err(|_| KernelError::operand("gemm", format!("{what} {v} exceeds the kernel's int range")))
+    };
+    let (m32, n32, k32, c32) = (int(m, "rows")?, int(n, "outputs")?, int(k, "depth")?, int(chunk, "K chunk")?);
+    let (s32, lda32, ldo32, ob32) =
+        (int(splits, "splits")?, int(lda, "lda")?, int(ldo, "ldo")?, int(o_batch, "output batch offset")?);
+    if lda < k || ldo < n || (batches > 1 && o_batch < n) {
+        return Err(KernelError::operand("gemm", format!("overlapping rows or batches in {shape:?}")));
+    }
     let last_a = (batches - 1) * a_batch + (m - 1) * lda + k;
     let weights = batches * n * k;
     let results = if splits == 1 { (batches - 1) * o_batch + (m - 1) * ldo + n } else { batches * splits * m * n };
@@ -314,11 +346,11 @@ fn launch(
     let xp = address(x)? + (a_offset * 4) as u64;
     let (wp, op) = (address(w)?, address(out)?);
     let bp = epilogue.bias().map(address).transpose()?.unwrap_or(0);
-    let (m32, n32, k32, c32, mode) = (m as i32, n as i32, k as i32, chunk as i32, epilogue.code());
+    let mode = epilogue.code();
     let aligned = |v: usize| v.is_multiple_of(4);
     let vec4 =
         i32::from(aligned(k) && aligned(lda) && aligned(a_batch) && xp.is_multiple_of(16) && wp.is_multiple_of(16));
-    let (s32, lda32, ab64, ldo32, ob32) = (splits as i32, lda as i32, a_batch as i64, ldo as i32, o_batch as i32);
+    let ab64 = a_batch as i64;
     // The plain kernel (one batch, packed rows) is compiled apart from the strided one, as it was before batches
     // existed: the small GEMMs' speed depends on its exact code. TF32 mode: one product of TF32-rounded operands.
     let plain = batches == 1 && lda == k && ldo == n;

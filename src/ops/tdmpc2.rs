@@ -94,10 +94,12 @@ pub fn two_hot_inv(logits: &Tensor, bins: &Tensor) -> Result<Tensor> {
 }
 
 /// `ret += scale · two_hot_inv(logits)`: a reward head's value added to a discounted return (rows, 1) in place,
-/// as `ret + (value · scale)` with rounded operations.
+/// as `ret + (value · scale)` with rounded operations. `ret` is written through a shared reference: it must own
+/// its storage (a fresh buffer the caller alone holds, not a view or clone of a tensor read elsewhere).
 pub fn two_hot_accumulate(logits: &Tensor, bins: &Tensor, ret: &Tensor, scale: f32) -> Result<()> {
     let (rows, nb) = check_logits(logits, bins, 1)?;
-    if ret.elem_count() != rows || !ret.is_contiguous() || ret.dtype() != candle_core::DType::F32 {
+    let same_device = ret.device().same_device(logits.device());
+    if ret.elem_count() != rows || !ret.is_contiguous() || ret.dtype() != candle_core::DType::F32 || !same_device {
         return Err(KernelError::operand("ret", format!("{:?} for {rows} rows", ret.dims())));
     }
     launch_two_hot(logits, bins, ret, rows, nb, scale, true)

@@ -89,6 +89,14 @@ pub fn run(args: &BenchPlanArgs) -> Result<Vec<BenchRow>, CliError> {
         })?;
         keep(&mut rows, row)?;
     }
+    // CEM with every GEMM running the whole K in one block (no split-K partial sums).
+    let (name, solver) = cem();
+    let label = format!("{family} {name} H{HORIZON} {}, CUDA graph, no split-K", default.label());
+    engine.set_planner(config(solver))?;
+    swm::ops::gemm::set_split_k(false);
+    let unsplit = bench::time(&device, &label, 2, args.iters, || engine.replan().map(drop));
+    swm::ops::gemm::set_split_k(true);
+    keep(&mut rows, unsplit?)?;
     engine.set_planner(config(cem().1))?;
     let label = format!("{family} engine step (encode + CEM 300x30)");
     let row = bench::time(&device, &label, 2, args.iters, || engine.step(&obs.observation()).map(drop))?;

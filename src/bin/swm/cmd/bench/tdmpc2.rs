@@ -81,11 +81,26 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
             keep(&mut rows, row)?;
         }
     }
+    // The same step with every GEMM running the whole K in one block (no split-K reductions).
+    engine.set_planner(planner(a))?;
+    let observation = obs.observation();
+    let label = Precision::current().label();
+    swm::ops::gemm::set_split_k(false);
+    let unsplit = bench::time(
+        &device,
+        &format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start, no split-K"),
+        3,
+        args.iters,
+        || {
+            engine.reset();
+            engine.step(&observation).map(drop)
+        },
+    );
+    swm::ops::gemm::set_split_k(true);
+    keep(&mut rows, unsplit?)?;
     let session = Session::tdmpc2(composed, schema, preprocess, &SessionOptions::default())?;
     let options = EngineOptions { planner: Some(planner(a)), ..Default::default() };
     let mut engine = Engine::with_session(session, &options)?;
-    let observation = obs.observation();
-    let label = Precision::current().label();
     let name = format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start, layers unfused");
     keep(
         &mut rows,
