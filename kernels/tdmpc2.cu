@@ -5,6 +5,8 @@
 //                       act 1: SimNorm, a softmax over each group of `group` consecutive values (group a power of
 //                       two ≤ 32: a group is `group` adjacent lanes holding the same value slot). `heads` layers side
 //                       by side: row r is head r % heads of its (rows / heads) output row, with γ, β at head·dim.
+//                       The input may be a GEMM's unreduced output: head h of row i is the sum over s < splits of
+//                       x[h·head_stride + i·row_stride + s·split_stride ..], plus bias[h·dim ..] when bias is set.
 //   two_hot_inv_f32_N:  v = symexp(Σ_i softmax(logits)_i · bins_i) — a reward or Q head's scalar, logits rows `ld`
 //                       apart; out[row] = v, or with `accumulate` out[row] + scale·v (the discounted return).
 //   q_cost_f32_N:       the planning cost of a row from the Q ensemble's logits (heads blocks of nb per row):
@@ -17,15 +19,30 @@
 #define SWM_MAX_HEADS 8
 
 template <int N>
-__device__ __forceinline__ void norm_act(const float* __restrict__ x, const float* __restrict__ gamma,
-                                         const float* __restrict__ beta, float* __restrict__ out, long long rows,
-                                         int dim, float eps, int act, int group, int heads) {
+__device__ __forceinline__ void norm_act(const float* __restrict__ x, int splits, long long split_stride,
+                                         long long head_stride, long long row_stride, const float* __restrict__ bias,
+                                         const float* __restrict__ gamma, const float* __restrict__ beta,
+                                         float* __restrict__ out, long long rows, int dim, float eps, int act,
+                                         int group, int heads) {
   const int lane = threadIdx.x & 31;
   const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
   for (long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
     float v[N], g[N], b[N];
-    load_row(v, x + row * dim, lane, dim);
     const int head = (int)(row % heads);
+    // The GEMM's partial sums added in split order, then its bias: the values its reduction kernel would write.
+    const float* src = x + head * head_stride + (row / heads) * row_stride;
+    load_row(v, src, lane, dim);
+    for (int s = 1; s < splits; ++s) {
+      float p[N];
+      load_row(p, src + s * split_stride, lane, dim);
+#pragma unroll
+      for (int c = 0; c < N; ++c) v[c] += p[c];
+    }
+    if (bias != nullptr) {
+      load_row(b, bias + head * dim, lane, dim);
+#pragma unroll
+      for (int c = 0; c < N; ++c) v[c] += b[c];
+    }
     load_row(g, gamma + head * dim, lane, dim);
     load_row(b, beta + head * dim, lane, dim);
     float mean, inv;
@@ -125,11 +142,13 @@ __device__ __forceinline__ void q_cost(const float* __restrict__ logits, const f
 }
 
 #define SWM_TDMPC2_KERNELS(N)                                                                                  \
-  extern "C" __global__ void norm_act_f32_##N(const float* __restrict__ x, const float* __restrict__ gamma,    \
-                                              const float* __restrict__ beta, float* __restrict__ out,         \
-                                              long long rows, int dim, float eps, int act, int group,          \
-                                              int heads) {                                                     \
-    norm_act<N>(x, gamma, beta, out, rows, dim, eps, act, group, heads);                                       \
+  extern "C" __global__ void norm_act_f32_##N(                                                                 \
+      const float* __restrict__ x, int splits, long long split_stride, long long head_stride,                   \
+      long long row_stride, const float* __restrict__ bias, const float* __restrict__ gamma,                   \
+      const float* __restrict__ beta, float* __restrict__ out, long long rows, int dim, float eps, int act,    \
+      int group, int heads) {                                                                                  \
+    norm_act<N>(x, splits, split_stride, head_stride, row_stride, bias, gamma, beta, out, rows, dim, eps, act,  \
+                group, heads);                                                                                 \
   }                                                                                                            \
   extern "C" __global__ void two_hot_inv_f32_##N(const float* __restrict__ logits, const float* __restrict__ bins, \
                                                  float* __restrict__ out, long long rows, int nb, int ld,     \

@@ -448,6 +448,152 @@ pub fn linear_columns(x: &Tensor, from: usize, w: &Tensor, epilogue: Epilogue<'_
     linear(&x.narrow(1, from, k)?.contiguous()?, w, epilogue)
 }
 
+/// A linear layer's (rows, heads·width) output, possibly left as split-K partial sums plus a bias for a consumer
+/// kernel that adds them as it reads (in split order, then the bias: the values the reduction kernel would write).
+/// Head h of row i sums `splits` values at `partials[h·head_stride + i·row_stride + s·split_stride + c]`, c < width.
+#[derive(Debug, Clone)]
+pub struct Unreduced {
+    /// The partial sums (or the whole output, `splits` = 1).
+    pub partials: Tensor,
+    /// The bias still to add (heads·width values); None when the GEMM applied it.
+    pub bias: Option<Tensor>,
+    /// Output rows.
+    pub rows: usize,
+    /// Heads side by side in a row.
+    pub heads: usize,
+    /// Columns per head.
+    pub width: usize,
+    /// Partial sums per value.
+    pub splits: usize,
+    /// Element strides of a split, a head and a row.
+    pub split_stride: usize,
+    /// See `split_stride`.
+    pub head_stride: usize,
+    /// See `split_stride`.
+    pub row_stride: usize,
+}
+
+impl Unreduced {
+    /// A whole contiguous (rows, heads·width) output.
+    fn whole(y: Tensor, heads: usize) -> Result<Self> {
+        let (rows, all) = y.dims2()?;
+        let width = all / heads.max(1);
+        Ok(Self {
+            partials: y,
+            bias: None,
+            rows,
+            heads,
+            width,
+            splits: 1,
+            split_stride: 0,
+            head_stride: width,
+            row_stride: all,
+        })
+    }
+
+    /// The summed (rows, heads·width) output (a reduction launch when split).
+    pub fn reduce(&self) -> Result<Tensor> {
+        let y = if self.splits == 1 {
+            self.partials.clone()
+        } else if self.head_stride == self.width {
+            // Column blocks of one split GEMM: (splits, rows, heads·width).
+            self.partials.reshape((self.splits, self.rows, self.heads * self.width))?.sum(0)?
+        } else {
+            // Batched heads: (heads, splits, rows, width) → (rows, heads·width).
+            let p = self.partials.reshape((self.heads, self.splits, self.rows, self.width))?.sum(1)?;
+            p.transpose(0, 1)?.contiguous()?.reshape((self.rows, self.heads * self.width))?
+        };
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// `x · wᵀ + bias` for x (rows, K) and w (heads·width, K), as `heads` column blocks of width, left unreduced when
+/// split over K (see [`Unreduced`]); reduced on cuBLAS where [`linear`] runs there.
+pub fn linear_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor, heads: usize) -> Result<Unreduced> {
+    let (n, k) = w.dims2()?;
+    let (rows, kx) = x.dims2()?;
+    if kx != k || heads == 0 || !n.is_multiple_of(heads) || bias.elem_count() != n {
+        return Err(KernelError::operand(
+            "x",
+            format!("{:?} by a {:?} weight with bias {:?} as {heads} heads", x.dims(), w.dims(), bias.dims()),
+        ));
+    }
+    if !use_tensor_cores(x, w, Some(bias), k)? || rows == 0 {
+        return Unreduced::whole(linear(x, w, Epilogue::Bias(bias))?, heads);
+    }
+    let shape = Shape::plain(rows, n, k);
+    let chunk = chunk_for(rows, n, k, x.device());
+    unreduced(x, 0, w, bias, shape, chunk, heads)
+}
+
+/// [`linear_heads`] left unreduced when split over K (see [`Unreduced`]).
+pub fn linear_heads_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Unreduced> {
+    let (heads, n, k) = w.dims3()?;
+    let (rows, width) = x.dims2()?;
+    if width != heads * k || bias.elem_count() != heads * n {
+        return Err(KernelError::operand("x", format!("{:?} for {heads} heads of a ({n}, {k}) weight", x.dims())));
+    }
+    if !own_kernel(x, w, Some(bias)) || heads == 0 || k == 0 || rows == 0 {
+        return Unreduced::whole(linear_heads(x, w, Epilogue::Bias(bias))?, heads);
+    }
+    let shape = Shape { m: rows, n, k, batches: heads, lda: width, a_batch: k, ldo: heads * n, o_batch: n };
+    let chunk = chunk_for(rows, n.div_ceil(TILE_N) * TILE_N * heads, k, x.device());
+    unreduced(x, 0, w, bias, shape, chunk, heads)
+}
+
+/// [`linear_columns`] left unreduced when split over K (see [`Unreduced`]).
+pub fn linear_columns_unreduced(x: &Tensor, from: usize, w: &Tensor, bias: &Tensor) -> Result<Unreduced> {
+    let (n, k) = w.dims2()?;
+    let (rows, width) = x.dims2()?;
+    if from + k > width || bias.elem_count() != n {
+        return Err(KernelError::operand("x", format!("{:?}: columns {from}..{} out of range", x.dims(), from + k)));
+    }
+    if !own_kernel(x, w, Some(bias)) || k == 0 || rows == 0 {
+        return Unreduced::whole(linear_columns(x, from, w, Epilogue::Bias(bias))?, 1);
+    }
+    let shape = Shape { m: rows, n, k, batches: 1, lda: width, a_batch: 0, ldo: n, o_batch: 0 };
+    let chunk = chunk_for(rows, n, k, x.device());
+    unreduced(x, from, w, bias, shape, chunk, 1)
+}
+
+/// Runs `shape`'s GEMMs in K chunks of `chunk`: unsplit, the whole output with the bias applied; split, the
+/// partial sums ((batches, splits, m, n), or (splits, m, n) of column blocks for one batch) and the bias.
+fn unreduced(
+    x: &Tensor,
+    a_offset: usize,
+    w: &Tensor,
+    bias: &Tensor,
+    shape: Shape,
+    chunk: usize,
+    heads: usize,
+) -> Result<Unreduced> {
+    let dev = cuda(x.device())?;
+    let splits = shape.k.div_ceil(chunk);
+    let (m, n, batches) = (shape.m, shape.n, shape.batches);
+    if splits == 1 {
+        let out = uninit_f32(dev, (m, shape.ldo))?;
+        launch(x, a_offset, w, Epilogue::Bias(bias), &out, shape, chunk)?;
+        return Unreduced::whole(out, heads);
+    }
+    let partials = uninit_f32(dev, batches * splits * m * n)?;
+    launch(x, a_offset, w, Epilogue::None, &partials, shape, chunk)?;
+    let (width, head_stride) = if batches == 1 { (n / heads, n / heads) } else { (n, splits * m * n) };
+    Ok(Unreduced {
+        partials,
+        bias: Some(bias.clone()),
+        rows: m,
+        heads,
+        width,
+        splits,
+        split_stride: m * n,
+        head_stride,
+        row_stride: n,
+    })
+}
+
 /// Whether a matmul runs on swm's kernel: contiguous f32 CUDA operands and swm's kernel selected.
 fn own_kernel(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> bool {
     let f32s = x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.is_none_or(|b| b.dtype() == DType::F32);

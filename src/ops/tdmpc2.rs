@@ -4,6 +4,7 @@
 use candle_core::Tensor;
 use cudarc::driver::PushKernelArg;
 
+use super::gemm::Unreduced;
 use super::launch::{address, cuda, launched, uninit_f32, warps};
 use super::{KernelError, Result};
 use crate::kernels;
@@ -53,33 +54,66 @@ pub fn norm_act_heads(
 ) -> Result<Tensor> {
     let (rows, all) = x.dims2()?;
     let width = all / heads.max(1);
-    let fits = heads > 0 && width * heads == all && gamma.dims() == [all] && beta.dims() == [all];
-    if !x.is_contiguous() || !fits || !supports(width, act) {
+    if heads == 0 || width * heads != all || !x.is_contiguous() {
+        return Err(KernelError::operand("x", format!("{:?} as {heads} heads: unsupported", x.dims())));
+    }
+    let whole = Unreduced {
+        partials: x.clone(),
+        bias: None,
+        rows,
+        heads,
+        width,
+        splits: 1,
+        split_stride: 0,
+        head_stride: width,
+        row_stride: all,
+    };
+    norm_act_unreduced(&whole, gamma, beta, eps, act)
+}
+
+/// [`norm_act_heads`] on a GEMM's unreduced output (see [`Unreduced`]): the partial sums and the bias are added
+/// as the rows are read — the reduction launch folded into this one. Returns (rows, heads·width), contiguous.
+pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32, act: NormAct) -> Result<Tensor> {
+    let Unreduced { rows, heads, width, splits, split_stride, head_stride, row_stride, .. } = *y;
+    let all = heads * width;
+    let span =
+        (heads.max(1) - 1) * head_stride + rows.saturating_sub(1) * row_stride + (splits.max(1) - 1) * split_stride;
+    let fits = heads > 0
+        && splits > 0
+        && gamma.dims() == [all]
+        && beta.dims() == [all]
+        && y.bias.as_ref().is_none_or(|b| b.elem_count() == all && b.is_contiguous())
+        && y.partials.is_contiguous()
+        && (rows == 0 || span + width <= y.partials.elem_count());
+    if !fits || !supports(width, act) {
         return Err(KernelError::operand(
             "x",
             format!(
-                "{:?} as {heads} heads with γ {:?}, β {:?} and {act:?}: unsupported",
-                x.dims(),
+                "{:?} as {rows} rows of {heads} heads × {width} with γ {:?}, β {:?} and {act:?}: unsupported",
+                y.partials.dims(),
                 gamma.dims(),
                 beta.dims()
             ),
         ));
     }
-    let dev = cuda(x.device())?;
+    let dev = cuda(y.partials.device())?;
     let out = uninit_f32(dev, (rows, all))?;
-    let (xp, gp, bp, op) = (address(x)?, address(gamma)?, address(beta)?, address(&out)?);
+    let (xp, gp, bp, op) = (address(&y.partials)?, address(gamma)?, address(beta)?, address(&out)?);
+    let biasp = y.bias.as_ref().map(address).transpose()?.unwrap_or(0);
     let (act_code, group) = match act {
         NormAct::Mish => (0i32, 1i32),
         NormAct::SimNorm(g) => (1, g as i32),
     };
-    let (rows64, width32, heads32) = ((rows * heads) as i64, width as i32, heads as i32);
+    let (rows64, width32, heads32, splits32) = ((rows * heads) as i64, width as i32, heads as i32, splits as i32);
+    let (ss, hs, rs) = (split_stride as i64, head_stride as i64, row_stride as i64);
     let f = dev.get_or_load_custom_func(&kernel("norm_act_f32", width)?, MODULE, kernels::TDMPC2)?;
     let mut b = f.builder();
-    b.arg(&xp).arg(&gp).arg(&bp).arg(&op).arg(&rows64).arg(&width32).arg(&eps).arg(&act_code).arg(&group);
-    b.arg(&heads32);
-    // SAFETY: matches norm_act_f32_N(x, gamma, beta, out, rows, dim, eps, act, group, heads) with 32·N ≥ width; x
-    // and out hold rows·heads·width f32 (rows·heads rows of width), gamma/beta heads·width; a SimNorm group divides
-    // 32 and the width (checked by `supports`).
+    b.arg(&xp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&gp).arg(&bp).arg(&op);
+    b.arg(&rows64).arg(&width32).arg(&eps).arg(&act_code).arg(&group).arg(&heads32);
+    // SAFETY: matches norm_act_f32_N(x, splits, split_stride, head_stride, row_stride, bias, gamma, beta, out, rows,
+    // dim, eps, act, group, heads) with 32·N ≥ width; every value read lies within the partials (checked: the
+    // farthest row start plus width), the bias (when set), γ and β hold heads·width f32, out rows·heads·width; a
+    // SimNorm group divides 32 and the width (checked by `supports`).
     launched(unsafe { b.launch(warps(rows * heads)) })?;
     Ok(out)
 }

@@ -238,3 +238,49 @@ fn q_cost_and_reward_accumulation_match_candle_ops() {
     assert!(q_cost(&logits, &bins, 4, &ret, c, discount).is_err());
     assert!(two_hot_accumulate(&head0, &bins, &ret.narrow(0, 0, 3).unwrap(), 1.0).is_err());
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn layer_norm_adds_unreduced_partial_sums_as_the_reduction_would() {
+    use swm::ops::gemm::{
+        linear, linear_columns, linear_columns_unreduced, linear_heads, linear_heads_unreduced, linear_unreduced,
+        Epilogue,
+    };
+    use swm::ops::tdmpc2::{norm_act_heads, norm_act_unreduced, NormAct};
+    let (_gpu, device) = gpu();
+    let randn = |shape: &[usize], std: f32| Tensor::randn(0f32, std, shape, &device).unwrap();
+    let (rows, k, width, heads) = (512, 517, 512, 5);
+    let x = randn(&[rows, k], 1.0);
+    let gamma = (randn(&[heads * width], 0.1) + 1.0).unwrap();
+    let beta = randn(&[heads * width], 0.1);
+    // One GEMM whose output is `heads` column blocks (split over K at these sizes).
+    let w = randn(&[heads * width, k], 0.05);
+    let b = randn(&[heads * width], 0.1);
+    let u = linear_unreduced(&x, &w, &b, heads).unwrap();
+    assert!(u.splits > 1, "the test wants a split GEMM");
+    let want = norm_act_heads(&linear(&x, &w, Epilogue::Bias(&b)).unwrap(), &gamma, &beta, 1e-5, NormAct::Mish, heads);
+    let got = norm_act_unreduced(&u, &gamma, &beta, 1e-5, NormAct::Mish).unwrap();
+    assert_eq!(super::max_abs_diff(&got, &want.unwrap()), 0.0, "column blocks");
+    assert!(super::max_abs_diff(&u.reduce().unwrap(), &linear(&x, &w, Epilogue::Bias(&b)).unwrap()) < 1e-4);
+    // Batched heads, each on its own column block of the input.
+    let xh = randn(&[rows, heads * width], 1.0);
+    let wh = randn(&[heads, width, width], 0.05);
+    let u = linear_heads_unreduced(&xh, &wh, &b).unwrap();
+    assert!(u.splits > 1);
+    let reduced = linear_heads(&xh, &wh, Epilogue::Bias(&b)).unwrap();
+    let want = norm_act_heads(&reduced, &gamma, &beta, 1e-5, NormAct::Mish, heads).unwrap();
+    let got = norm_act_unreduced(&u, &gamma, &beta, 1e-5, NormAct::Mish).unwrap();
+    assert_eq!(super::max_abs_diff(&got, &want), 0.0, "batched heads");
+    assert!(super::max_abs_diff(&u.reduce().unwrap(), &reduced) < 1e-4);
+    // One column block of a wider activation, SimNorm after the LayerNorm.
+    let wc = randn(&[width, width], 0.05);
+    let (g1, b1, bias1) =
+        (gamma.narrow(0, 0, width).unwrap(), beta.narrow(0, 0, width).unwrap(), b.narrow(0, 0, width).unwrap());
+    let u = linear_columns_unreduced(&xh, width, &wc, &bias1).unwrap();
+    let reduced = linear_columns(&xh, width, &wc, Epilogue::Bias(&bias1)).unwrap();
+    let want = norm_act_heads(&reduced, &g1, &b1, 1e-5, NormAct::SimNorm(8), 1).unwrap();
+    let got = norm_act_unreduced(&u, &g1, &b1, 1e-5, NormAct::SimNorm(8)).unwrap();
+    assert_eq!(super::max_abs_diff(&got, &want), 0.0, "column block");
+    // γ of the wrong length is a typed error.
+    assert!(norm_act_unreduced(&u, &gamma, &b1, 1e-5, NormAct::Mish).is_err());
+}

@@ -18,7 +18,10 @@ pub use config::{Config, Encoding, WmConfig};
 
 use crate::checkpoint::StateDict;
 use crate::error::{Error, Result};
-use crate::ops::gemm::{linear as gemm, linear_columns, linear_heads, Epilogue};
+use crate::ops::gemm::{
+    linear as gemm, linear_columns, linear_columns_unreduced, linear_heads, linear_heads_unreduced, linear_unreduced,
+    Epilogue,
+};
 use crate::ops::tdmpc2::{self as ops, NormAct};
 
 const LN_EPS: f64 = 1e-5;
@@ -60,13 +63,35 @@ impl NormedLinear {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(beta), [_, _]) = (self.fused_norm(), x.dims()) {
+            // The GEMM's split-K partial sums and bias are added by the LayerNorm kernel as it reads them.
+            let y = linear_unreduced(&x.contiguous()?, self.linear.weight(), self.bias()?, 1)?;
+            return Ok(ops::norm_act_unreduced(&y, self.ln.weight(), beta, LN_EPS as f32, self.kernel_act())?);
+        }
         let y = gemm(&x.contiguous()?, self.linear.weight(), Epilogue::Bias(self.bias()?))?;
         self.norm_act(y)
     }
 
     /// This layer on column block `from..` of a wider activation (see [`linear_columns`]).
     fn forward_columns(&self, x: &Tensor, from: usize) -> Result<Tensor> {
+        if let Some(beta) = self.fused_norm() {
+            let y = linear_columns_unreduced(x, from, self.linear.weight(), self.bias()?)?;
+            return Ok(ops::norm_act_unreduced(&y, self.ln.weight(), beta, LN_EPS as f32, self.kernel_act())?);
+        }
         self.norm_act(linear_columns(x, from, self.linear.weight(), Epilogue::Bias(self.bias()?))?)
+    }
+
+    /// The LayerNorm's β when the fused LayerNorm + activation kernel takes this layer's width.
+    fn fused_norm(&self) -> Option<&Tensor> {
+        let width = self.linear.weight().dim(0).ok()?;
+        ops::supports(width, self.kernel_act()).then(|| self.ln.bias()).flatten()
+    }
+
+    fn kernel_act(&self) -> NormAct {
+        match self.act {
+            Act::Mish => NormAct::Mish,
+            Act::SimNorm(v) => NormAct::SimNorm(v),
+        }
     }
 
     fn bias(&self) -> Result<&Tensor> {
@@ -75,12 +100,9 @@ impl NormedLinear {
 
     /// The LayerNorm and activation of the linear's output `y`.
     fn norm_act(&self, y: Tensor) -> Result<Tensor> {
-        let act = match self.act {
-            Act::Mish => NormAct::Mish,
-            Act::SimNorm(v) => NormAct::SimNorm(v),
-        };
+        let act = self.kernel_act();
         let (rows, width) = (y.elem_count() / y.dim(D::Minus1)?, y.dim(D::Minus1)?);
-        if let (true, Some(beta)) = (ops::supports(width, act), self.ln.bias()) {
+        if let Some(beta) = self.fused_norm() {
             // LayerNorm and activation in one kernel.
             let out = ops::norm_act(&y.reshape((rows, width))?, self.ln.weight(), beta, LN_EPS as f32, act)?;
             return Ok(out.reshape(y.dims())?);
@@ -160,14 +182,15 @@ impl HeadsLayer {
         Ok(Some(Self { weight, bias: bias?, gamma: gamma?, beta: beta?, heads: layers.len(), shared_input }))
     }
 
-    /// (N, in) for a shared input, (N, heads·in) otherwise → (N, heads·out).
+    /// (N, in) for a shared input, (N, heads·in) otherwise → (N, heads·out). The GEMM's split-K partial sums and
+    /// bias are added by the LayerNorm kernel as it reads them.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = if self.shared_input {
-            gemm(x, &self.weight, Epilogue::Bias(&self.bias))?
+            linear_unreduced(x, &self.weight, &self.bias, self.heads)?
         } else {
-            linear_heads(x, &self.weight, Epilogue::Bias(&self.bias))?
+            linear_heads_unreduced(x, &self.weight, &self.bias)?
         };
-        Ok(ops::norm_act_heads(&y, &self.gamma, &self.beta, LN_EPS as f32, NormAct::Mish, self.heads)?)
+        Ok(ops::norm_act_unreduced(&y, &self.gamma, &self.beta, LN_EPS as f32, NormAct::Mish)?)
     }
 }
 
