@@ -474,7 +474,14 @@ pub struct Unreduced {
 }
 
 impl Unreduced {
-    /// A whole contiguous (rows, heads·width) output.
+    /// A whole contiguous (rows, heads·width) output: one partial sum, no bias.
+    pub fn contiguous(y: Tensor, heads: usize) -> Result<Self> {
+        if !y.is_contiguous() || heads == 0 || !y.dims2()?.1.is_multiple_of(heads) {
+            return Err(KernelError::operand("y", format!("{:?} as {heads} contiguous heads", y.dims())));
+        }
+        Self::whole(y, heads)
+    }
+
     fn whole(y: Tensor, heads: usize) -> Result<Self> {
         let (rows, all) = y.dims2()?;
         let width = all / heads.max(1);

@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use cudarc::driver::PushKernelArg;
 
 use super::gemm::Unreduced;
-use super::launch::{address, cuda, launched, uninit_f32, warps};
+use super::launch::{address, cuda, grid, launched, uninit_f32, warps};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -52,23 +52,7 @@ pub fn norm_act_heads(
     act: NormAct,
     heads: usize,
 ) -> Result<Tensor> {
-    let (rows, all) = x.dims2()?;
-    let width = all / heads.max(1);
-    if heads == 0 || width * heads != all || !x.is_contiguous() {
-        return Err(KernelError::operand("x", format!("{:?} as {heads} heads: unsupported", x.dims())));
-    }
-    let whole = Unreduced {
-        partials: x.clone(),
-        bias: None,
-        rows,
-        heads,
-        width,
-        splits: 1,
-        split_stride: 0,
-        head_stride: width,
-        row_stride: all,
-    };
-    norm_act_unreduced(&whole, gamma, beta, eps, act)
+    norm_act_unreduced(&Unreduced::contiguous(x.clone(), heads)?, gamma, beta, eps, act)
 }
 
 /// [`norm_act_heads`] on a GEMM's unreduced output (see [`Unreduced`]): the partial sums and the bias are added
@@ -120,10 +104,11 @@ pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32
 
 /// `symexp(Σ_i softmax(logits)_i · bins_i)` per row of contiguous (rows, bins) logits → (rows, 1).
 pub fn two_hot_inv(logits: &Tensor, bins: &Tensor) -> Result<Tensor> {
-    let (rows, nb) = check_logits(logits, bins, 1)?;
+    let u = Unreduced::contiguous(logits.clone(), 1)?;
+    check_logits(&u, bins, 1)?;
     let dev = cuda(logits.device())?;
-    let out = uninit_f32(dev, (rows, 1))?;
-    launch_two_hot(logits, bins, &out, rows, nb, 1.0, false)?;
+    let out = uninit_f32(dev, (u.rows, 1))?;
+    launch_two_hot(&u, bins, &out, 1.0, false)?;
     Ok(out)
 }
 
@@ -131,34 +116,45 @@ pub fn two_hot_inv(logits: &Tensor, bins: &Tensor) -> Result<Tensor> {
 /// as `ret + (value · scale)` with rounded operations. `ret` is written through a shared reference: it must own
 /// its storage (a fresh buffer the caller alone holds, not a view or clone of a tensor read elsewhere).
 pub fn two_hot_accumulate(logits: &Tensor, bins: &Tensor, ret: &Tensor, scale: f32) -> Result<()> {
-    let (rows, nb) = check_logits(logits, bins, 1)?;
-    let same_device = ret.device().same_device(logits.device());
-    if ret.elem_count() != rows || !ret.is_contiguous() || ret.dtype() != candle_core::DType::F32 || !same_device {
-        return Err(KernelError::operand("ret", format!("{:?} for {rows} rows", ret.dims())));
-    }
-    launch_two_hot(logits, bins, ret, rows, nb, scale, true)
+    two_hot_accumulate_unreduced(&Unreduced::contiguous(logits.clone(), 1)?, bins, ret, scale)
+}
+
+/// [`two_hot_accumulate`] on a reward head's unreduced logits (see [`Unreduced`]; one head).
+pub fn two_hot_accumulate_unreduced(logits: &Unreduced, bins: &Tensor, ret: &Tensor, scale: f32) -> Result<()> {
+    check_logits(logits, bins, 1)?;
+    check_ret(ret, logits)?;
+    launch_two_hot(logits, bins, ret, scale, true)
 }
 
 /// TD-MPC2's planning cost from the Q ensemble's logits (rows, heads·bins) — head h in column block h — and the
 /// discounted return `ret` (rows, 1): `−(ret + discount·(q̄ − c·|q̄|·σ))` over the heads' two-hot values (σ with
 /// Bessel's correction), (rows,). One launch for the heads' values and the conservative estimate.
 pub fn q_cost(logits: &Tensor, bins: &Tensor, heads: usize, ret: &Tensor, c: f32, discount: f32) -> Result<Tensor> {
+    q_cost_unreduced(&Unreduced::contiguous(logits.clone(), heads)?, bins, ret, c, discount)
+}
+
+/// [`q_cost`] on the ensemble's unreduced logits (see [`Unreduced`]: one head per Q head).
+pub fn q_cost_unreduced(logits: &Unreduced, bins: &Tensor, ret: &Tensor, c: f32, discount: f32) -> Result<Tensor> {
+    let heads = logits.heads;
     if !(2..=MAX_HEADS).contains(&heads) {
         return Err(KernelError::operand("heads", format!("{heads}: 2 ..= {MAX_HEADS} Q heads")));
     }
-    let (rows, nb) = check_logits(logits, bins, heads)?;
-    if ret.elem_count() != rows || !ret.is_contiguous() || ret.dtype() != candle_core::DType::F32 {
-        return Err(KernelError::operand("ret", format!("{:?} for {rows} rows", ret.dims())));
-    }
-    let dev = cuda(logits.device())?;
+    check_logits(logits, bins, heads)?;
+    check_ret(ret, logits)?;
+    let rows = logits.rows;
+    let dev = cuda(logits.partials.device())?;
     let out = uninit_f32(dev, rows)?;
-    let (lp, bp, rp, op) = (address(logits)?, address(bins)?, address(ret)?, address(&out)?);
-    let (rows64, nb32, heads32) = (rows as i64, nb as i32, heads as i32);
-    let f = dev.get_or_load_custom_func(&kernel("q_cost_f32", nb)?, MODULE, kernels::TDMPC2)?;
+    let (lp, bp, rp, op) = (address(&logits.partials)?, address(bins)?, address(ret)?, address(&out)?);
+    let biasp = logits.bias.as_ref().map(address).transpose()?.unwrap_or(0);
+    let (rows64, nb32, heads32, splits32) = (rows as i64, logits.width as i32, heads as i32, logits.splits as i32);
+    let (ss, hs, rs) = (logits.split_stride as i64, logits.head_stride as i64, logits.row_stride as i64);
+    let f = dev.get_or_load_custom_func(&kernel("q_cost_f32", logits.width)?, MODULE, kernels::TDMPC2)?;
     let mut b = f.builder();
-    b.arg(&lp).arg(&bp).arg(&rp).arg(&op).arg(&rows64).arg(&nb32).arg(&heads32).arg(&c).arg(&discount);
-    // SAFETY: matches q_cost_f32_N(logits, bins, ret, out, rows, nb, heads, c, discount) with 32·N ≥ nb and
-    // heads ≤ SWM_MAX_HEADS; logits hold rows·heads·nb f32, bins nb, ret and out rows (checked above).
+    b.arg(&lp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&bp).arg(&rp).arg(&op);
+    b.arg(&rows64).arg(&nb32).arg(&heads32).arg(&c).arg(&discount);
+    // SAFETY: matches q_cost_f32_N(logits, splits, split_stride, head_stride, row_stride, bias, bins, ret, out, rows,
+    // nb, heads, c, discount) with 32·N ≥ nb and heads ≤ SWM_MAX_HEADS; every logit read lies within the partials
+    // and the bias holds heads·nb f32 (checked by `check_logits`), bins nb, ret and out rows (checked above).
     launched(unsafe { b.launch(warps(rows)) })?;
     Ok(out)
 }
@@ -166,39 +162,85 @@ pub fn q_cost(logits: &Tensor, bins: &Tensor, heads: usize, ret: &Tensor, c: f32
 /// Most Q heads [`q_cost`] takes (`SWM_MAX_HEADS` in `kernels/tdmpc2.cu`).
 pub const MAX_HEADS: usize = 8;
 
-/// (rows, bins) of contiguous logits holding `heads` blocks of bins per row.
-fn check_logits(logits: &Tensor, bins: &Tensor, heads: usize) -> Result<(usize, usize)> {
-    let (rows, width) = logits.dims2()?;
+/// Checks unreduced logits of `heads` heads of `bins.len()` bins: every value the kernels read lies in the partials
+/// (and the bias).
+fn check_logits(logits: &Unreduced, bins: &Tensor, heads: usize) -> Result<()> {
+    let Unreduced { rows, width, splits, split_stride, head_stride, row_stride, .. } = *logits;
     let nb = bins.elem_count();
-    if !logits.is_contiguous() || bins.dims() != [nb] || nb == 0 || width != heads * nb || nb > MAX_WIDTH {
+    let span =
+        (heads.max(1) - 1) * head_stride + rows.saturating_sub(1) * row_stride + (splits.max(1) - 1) * split_stride;
+    let fits = logits.heads == heads
+        && width == nb
+        && nb > 0
+        && nb <= MAX_WIDTH
+        && splits > 0
+        && bins.dims() == [nb]
+        && logits.partials.is_contiguous()
+        && logits.bias.as_ref().is_none_or(|b| b.elem_count() == heads * nb && b.is_contiguous())
+        && (rows == 0 || span + nb <= logits.partials.elem_count());
+    if !fits {
         return Err(KernelError::operand(
             "logits",
             format!(
-                "{:?} with bins {:?}: expected (rows, {heads} × bins ≤ {MAX_WIDTH}) and matching bins",
-                logits.dims(),
+                "{:?} as {rows} rows of {} heads × {width} with bins {:?}: expected {heads} heads of ≤ {MAX_WIDTH} bins",
+                logits.partials.dims(),
+                logits.heads,
                 bins.dims()
             ),
         ));
     }
-    Ok((rows, nb))
+    Ok(())
 }
 
-fn launch_two_hot(
-    logits: &Tensor,
-    bins: &Tensor,
-    out: &Tensor,
-    rows: usize,
-    nb: usize,
-    scale: f32,
-    accumulate: bool,
-) -> Result<()> {
-    let dev = cuda(logits.device())?;
-    let (lp, bp, op, rows64, nb32) = (address(logits)?, address(bins)?, address(out)?, rows as i64, nb as i32);
+/// A return (rows, 1) of f32 on the logits' device.
+fn check_ret(ret: &Tensor, logits: &Unreduced) -> Result<()> {
+    let same_device = ret.device().same_device(logits.partials.device());
+    if ret.elem_count() != logits.rows || !ret.is_contiguous() || ret.dtype() != candle_core::DType::F32 || !same_device
+    {
+        return Err(KernelError::operand("ret", format!("{:?} for {} rows", ret.dims(), logits.rows)));
+    }
+    Ok(())
+}
+
+fn launch_two_hot(logits: &Unreduced, bins: &Tensor, out: &Tensor, scale: f32, accumulate: bool) -> Result<()> {
+    let dev = cuda(logits.partials.device())?;
+    let (lp, bp, op) = (address(&logits.partials)?, address(bins)?, address(out)?);
+    let biasp = logits.bias.as_ref().map(address).transpose()?.unwrap_or(0);
+    let (rows64, nb32, splits32) = (logits.rows as i64, logits.width as i32, logits.splits as i32);
+    let (ss, ld) = (logits.split_stride as i64, logits.row_stride as i64);
     let acc = i32::from(accumulate);
-    let f = dev.get_or_load_custom_func(&kernel("two_hot_inv_f32", nb)?, MODULE, kernels::TDMPC2)?;
+    let f = dev.get_or_load_custom_func(&kernel("two_hot_inv_f32", logits.width)?, MODULE, kernels::TDMPC2)?;
     let mut b = f.builder();
-    b.arg(&lp).arg(&bp).arg(&op).arg(&rows64).arg(&nb32).arg(&nb32).arg(&scale).arg(&acc);
-    // SAFETY: matches two_hot_inv_f32_N(logits, bins, out, rows, nb, ld, scale, accumulate) with 32·N ≥ nb and
-    // ld = nb; logits hold rows·nb f32, bins nb, out rows (checked by the callers).
-    launched(unsafe { b.launch(warps(rows)) })
+    b.arg(&lp).arg(&splits32).arg(&ss).arg(&biasp).arg(&bp).arg(&op).arg(&rows64).arg(&nb32).arg(&ld);
+    b.arg(&scale).arg(&acc);
+    // SAFETY: matches two_hot_inv_f32_N(logits, splits, split_stride, bias, bins, out, rows, nb, ld, scale,
+    // accumulate) with 32·N ≥ nb; every logit read lies within the partials and the bias holds nb f32 (checked by
+    // `check_logits` for one head), bins nb, out rows (checked by the callers).
+    launched(unsafe { b.launch(warps(logits.rows)) })
+}
+
+/// A model step's input `[z[r / repeat], actions[r, step]]` for rows r < N, (N, Z + A), in one launch: z (N / repeat,
+/// Z) repeated over each env's candidates, actions (N, H, A) read at horizon step `step` in place (both contiguous).
+pub fn concat_rows(z: &Tensor, repeat: usize, actions: &Tensor, step: usize) -> Result<Tensor> {
+    let (zrows, zdim) = z.dims2()?;
+    let (rows, horizon, adim) = actions.dims3()?;
+    let f32s = z.dtype() == candle_core::DType::F32 && actions.dtype() == candle_core::DType::F32;
+    if repeat == 0 || zrows * repeat != rows || step >= horizon || !f32s || !z.device().same_device(actions.device()) {
+        return Err(KernelError::operand(
+            "actions",
+            format!("{:?} at step {step} with latents {:?} repeated {repeat}×", actions.dims(), z.dims()),
+        ));
+    }
+    let dev = cuda(z.device())?;
+    let out = uninit_f32(dev, (rows, zdim + adim))?;
+    let (zp, ap, op) = (address(z)?, address(actions)? + (step * adim * 4) as u64, address(&out)?);
+    let (rep, zd, stride, ad, rows64) = (repeat as i64, zdim as i32, (horizon * adim) as i64, adim as i32, rows as i64);
+    let f = dev.get_or_load_custom_func("concat_rows_f32", MODULE, kernels::TDMPC2)?;
+    let mut b = f.builder();
+    b.arg(&zp).arg(&rep).arg(&zd).arg(&ap).arg(&stride).arg(&ad).arg(&op).arg(&rows64);
+    // SAFETY: matches concat_rows_f32(z, repeat, zdim, a, a_stride, adim, out, rows); z holds (rows / repeat)·zdim
+    // f32 (checked), the actions rows·horizon·adim from which row r's step is read at r·horizon·adim + step·adim
+    // (step < horizon), out rows·(zdim + adim).
+    launched(unsafe { b.launch(grid(rows * (zdim + adim))) })?;
+    Ok(out)
 }

@@ -202,6 +202,23 @@ fn fused_hot_path_matches_the_composed_layers() {
     let cost = model.cost(&zs, &actions).unwrap();
     assert_eq!(cost.dims(), &[n]);
     close(&cost, &composed.cost(&zs, &actions).unwrap(), "cost");
+    // One latent per env standing for its 100 candidates (the planners' scoring) = the latents copied out.
+    let per_env = zs.narrow(0, 0, 3).unwrap();
+    let copied = per_env.unsqueeze(1).unwrap().broadcast_as((3, 100, z)).unwrap().contiguous().unwrap();
+    let copied = copied.reshape((n, z)).unwrap();
+    let repeated = model.cost_repeated(&per_env, 100, &actions).unwrap();
+    close(&repeated, &composed.cost(&copied, &actions).unwrap(), "cost, repeated latents");
+    close(
+        &composed.cost_repeated(&per_env, 100, &actions).unwrap(),
+        &composed.cost(&copied, &actions).unwrap(),
+        "composed, repeated",
+    );
+    assert!(model.cost_repeated(&per_env, 7, &actions).is_err(), "300 candidates are not 3 × 7");
+    // A step's input: the latent repeated, the action read at its horizon step in place.
+    let za = swm::ops::tdmpc2::concat_rows(&per_env, 100, &actions, 2).unwrap();
+    let want = Tensor::cat(&[&copied, &actions.narrow(1, 2, 1).unwrap().squeeze(1).unwrap()], 1).unwrap();
+    assert_eq!(super::max_abs_diff(&za, &want), 0.0);
+    assert!(swm::ops::tdmpc2::concat_rows(&per_env, 100, &actions, 3).is_err(), "step past the horizon");
 }
 
 #[test]
@@ -283,4 +300,26 @@ fn layer_norm_adds_unreduced_partial_sums_as_the_reduction_would() {
     assert_eq!(super::max_abs_diff(&got, &want), 0.0, "column block");
     // γ of the wrong length is a typed error.
     assert!(norm_act_unreduced(&u, &gamma, &b1, 1e-5, NormAct::Mish).is_err());
+
+    // The two-hot kernels on unreduced logits: a reward head (101 bins of a column block) and a Q ensemble.
+    use swm::ops::tdmpc2::{q_cost, q_cost_unreduced, two_hot_accumulate, two_hot_accumulate_unreduced};
+    let nb = 101;
+    let bins = Tensor::from_vec((0..nb).map(|i| -10.0 + 0.2 * i as f32).collect::<Vec<_>>(), nb, &device).unwrap();
+    let wr = randn(&[nb, width], 0.05);
+    let br = randn(&[nb], 0.1);
+    let u = linear_columns_unreduced(&xh, 0, &wr, &br).unwrap();
+    assert!(u.splits > 1);
+    let ret = randn(&[rows, 1], 1.0);
+    let (got, want) = (ret.copy().unwrap(), ret.copy().unwrap());
+    two_hot_accumulate_unreduced(&u, &bins, &got, 0.9).unwrap();
+    two_hot_accumulate(&linear_columns(&xh, 0, &wr, Epilogue::Bias(&br)).unwrap(), &bins, &want, 0.9).unwrap();
+    assert_eq!(super::max_abs_diff(&got, &want), 0.0, "reward head");
+    let wq = randn(&[heads, nb, width], 0.05);
+    let bq = randn(&[heads * nb], 0.1);
+    let u = linear_heads_unreduced(&xh, &wq, &bq).unwrap();
+    assert!(u.splits > 1);
+    let got = q_cost_unreduced(&u, &bins, &ret, 1.0, 0.97).unwrap();
+    let reduced = linear_heads(&xh, &wq, Epilogue::Bias(&bq)).unwrap();
+    let want = q_cost(&reduced, &bins, heads, &ret, 1.0, 0.97).unwrap();
+    assert_eq!(super::max_abs_diff(&got, &want), 0.0, "Q ensemble");
 }

@@ -19,8 +19,8 @@ pub use config::{Config, Encoding, WmConfig};
 use crate::checkpoint::StateDict;
 use crate::error::{Error, Result};
 use crate::ops::gemm::{
-    linear as gemm, linear_columns, linear_columns_unreduced, linear_heads, linear_heads_unreduced, linear_unreduced,
-    Epilogue,
+    linear as gemm, linear_columns, linear_columns_unreduced, linear_heads_unreduced, linear_unreduced, Epilogue,
+    Unreduced,
 };
 use crate::ops::tdmpc2::{self as ops, NormAct};
 
@@ -249,8 +249,14 @@ impl Fused {
 
     /// Every Q head's logits on (z, a): (N, Q·NB), head h in column block h.
     fn q_logits(&self, za: &Tensor) -> Result<Tensor> {
+        Ok(self.q_logits_unreduced(za)?.reduce()?)
+    }
+
+    /// [`Fused::q_logits`] left as the last GEMM's partial sums and bias, for the kernel that reduces the heads
+    /// to the cost.
+    fn q_logits_unreduced(&self, za: &Tensor) -> Result<Unreduced> {
         let h = self.q1.forward(&self.q0.forward(za)?)?;
-        Ok(linear_heads(&h, &self.q2.0, Epilogue::Bias(&self.q2.1))?)
+        Ok(linear_heads_unreduced(&h, &self.q2.0, &self.q2.1)?)
     }
 }
 
@@ -488,7 +494,7 @@ impl TdMpc2 {
         if let Some(f) = &self.fused {
             let h = f.rd_hidden(&za)?;
             let (reward_logits, next) = self.rd_heads(&h)?;
-            return Ok((next, self.two_hot_inv(&reward_logits)?));
+            return Ok((next, self.two_hot_inv(&reward_logits.reduce()?)?));
         }
         let reward = self.two_hot_inv(&self.reward.forward(&za)?)?;
         Ok((self.dynamics.forward(&za)?, reward))
@@ -500,13 +506,13 @@ impl TdMpc2 {
     }
 
     /// The reward logits (N, NB) and the next latent (N, Z) from the fused hidden activations (N, 2m).
-    fn rd_heads(&self, h: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn rd_heads(&self, h: &Tensor) -> Result<(Unreduced, Tensor)> {
         let m = self.config.wm.mlp_dim;
         let (Last::Plain(reward), Last::Normed(dynamics)) = (&self.reward.last, &self.dynamics.last) else {
             return Err(Error::Internal("the fused TD-MPC2 path without its last layers".into()));
         };
         let bias = reward.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
-        let logits = linear_columns(h, 0, reward.weight(), Epilogue::Bias(bias))?;
+        let logits = linear_columns_unreduced(h, 0, reward.weight(), bias)?;
         Ok((logits, dynamics.forward_columns(h, m)?))
     }
 
@@ -541,12 +547,19 @@ impl TdMpc2 {
     /// predicted rewards plus γ^H times the conservative terminal value `q̄ − c·|q̄|·σ_q` (σ with Bessel's
     /// correction) at the actor's mean action. Returns (N,).
     pub fn cost(&self, z: &Tensor, candidates: &Tensor) -> Result<Tensor> {
+        self.cost_repeated(z, 1, candidates)
+    }
+
+    /// [`TdMpc2::cost`] with each latent of `z` (N / repeat, Z) standing for `repeat` consecutive candidates (an
+    /// env's latent for all its samples), without copying it out per candidate.
+    pub fn cost_repeated(&self, z: &Tensor, repeat: usize, candidates: &Tensor) -> Result<Tensor> {
         let (n, h, a) = candidates.dims3()?;
-        if a != self.action_dim() || z.dims() != [n, self.latent_dim()] {
+        let shaped = h > 0 && repeat > 0 && n % repeat == 0 && z.dims() == [n / repeat, self.latent_dim()];
+        if a != self.action_dim() || !shaped {
             return Err(Error::invalid_input(
                 "candidates",
                 format!(
-                    "{:?} with latents {:?}: expected (N, H, {}) and (N, {})",
+                    "{:?} with latents {:?} for {repeat} candidates each: expected (N, H ≥ 1, {}) and (N / {repeat}, {})",
                     candidates.dims(),
                     z.dims(),
                     self.action_dim(),
@@ -555,22 +568,31 @@ impl TdMpc2 {
             ));
         }
         let gamma = self.config.wm.discount as f32;
-        let mut z = z.clone();
         let mut ret = Tensor::zeros((n, 1), DType::F32, &self.device)?;
         let mut discount = 1.0f32;
         if let Some(f) = &self.fused {
-            // `ret` is this function's own buffer: the reward kernels add into it in place.
+            // Each step's input (z, a_t) is one launch that reads a_t in place; `ret` is this function's own
+            // buffer: the reward kernels add into it in place.
+            let candidates = candidates.contiguous()?;
+            let mut za = ops::concat_rows(&z.contiguous()?, repeat, &candidates, 0)?;
+            let mut z = z.clone();
             for t in 0..h {
-                let za = Tensor::cat(&[&z, &candidates.narrow(1, t, 1)?.squeeze(1)?], D::Minus1)?;
                 let (reward_logits, next) = self.rd_heads(&f.rd_hidden(&za)?)?;
-                ops::two_hot_accumulate(&reward_logits, &self.bins, &ret, discount)?;
+                ops::two_hot_accumulate_unreduced(&reward_logits, &self.bins, &ret, discount)?;
                 discount *= gamma;
+                if t + 1 < h {
+                    za = ops::concat_rows(&next, 1, &candidates, t + 1)?;
+                }
                 z = next;
             }
-            let za = Tensor::cat(&[&z, &self.pi_mean(&z)?], D::Minus1)?;
+            let za = ops::concat_rows(&z, 1, &self.pi_mean(&z)?.unsqueeze(1)?.contiguous()?, 0)?;
             let c = self.config.wm.uncertainty_penalty as f32;
-            return Ok(ops::q_cost(&f.q_logits(&za)?, &self.bins, self.qs.len(), &ret, c, discount)?);
+            return Ok(ops::q_cost_unreduced(&f.q_logits_unreduced(&za)?, &self.bins, &ret, c, discount)?);
         }
+        let mut z = match repeat {
+            1 => z.clone(),
+            r => z.unsqueeze(1)?.broadcast_as((n / r, r, z.dim(1)?))?.contiguous()?.reshape((n, ()))?,
+        };
         for t in 0..h {
             let (next, reward) = self.next(&z, &candidates.narrow(1, t, 1)?.squeeze(1)?)?;
             ret = (ret + reward.affine(discount as f64, 0.0)?)?;
@@ -681,8 +703,7 @@ impl crate::planning::CandidateScorer for TdMpc2Session {
                 format!("{b} envs of candidates for {} encoded observations", z.dim(0)?),
             ));
         }
-        let z = z.unsqueeze(1)?.broadcast_as((b, s, z.dim(1)?))?.contiguous()?.reshape((b * s, ()))?;
-        let cost = self.model.cost(&z, &candidates.reshape((b * s, h, a))?)?;
+        let cost = self.model.cost_repeated(z, s, &candidates.reshape((b * s, h, a))?)?;
         Ok(cost.reshape((b, s))?)
     }
 
