@@ -454,23 +454,17 @@ pub fn linear_columns(x: &Tensor, from: usize, w: &Tensor, epilogue: Epilogue<'_
 #[derive(Debug, Clone)]
 pub struct Unreduced {
     /// The partial sums (or the whole output, `splits` = 1).
-    pub partials: Tensor,
+    pub(crate) partials: Tensor,
     /// The bias still to add (heads·width values); None when the GEMM applied it.
-    pub bias: Option<Tensor>,
-    /// Output rows.
-    pub rows: usize,
-    /// Heads side by side in a row.
-    pub heads: usize,
-    /// Columns per head.
-    pub width: usize,
-    /// Partial sums per value.
-    pub splits: usize,
+    pub(crate) bias: Option<Tensor>,
+    pub(crate) rows: usize,
+    pub(crate) heads: usize,
+    pub(crate) width: usize,
+    pub(crate) splits: usize,
     /// Element strides of a split, a head and a row.
-    pub split_stride: usize,
-    /// See `split_stride`.
-    pub head_stride: usize,
-    /// See `split_stride`.
-    pub row_stride: usize,
+    pub(crate) split_stride: usize,
+    pub(crate) head_stride: usize,
+    pub(crate) row_stride: usize,
 }
 
 impl Unreduced {
@@ -480,6 +474,59 @@ impl Unreduced {
             return Err(KernelError::operand("y", format!("{:?} as {heads} contiguous heads", y.dims())));
         }
         Self::whole(y, heads)
+    }
+
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Heads side by side in a row.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Columns per head.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Partial sums per value (1: the output is whole).
+    pub fn splits(&self) -> usize {
+        self.splits
+    }
+
+    /// Checks what a consumer kernel reads of `heads` heads of `width` values: f32 partials (and bias) on one
+    /// device, contiguous, every read inside them (extent computed without overflow).
+    pub(crate) fn check(&self, heads: usize, width: usize) -> Result<()> {
+        let f32 = |t: &Tensor| t.dtype() == DType::F32 && t.is_contiguous();
+        let bias_ok = self.bias.as_ref().is_none_or(|b| {
+            f32(b) && b.elem_count() == heads * width && b.device().same_device(self.partials.device())
+        });
+        let extent = (|| {
+            let last = |count: usize, stride: usize| count.checked_sub(1)?.checked_mul(stride);
+            last(self.heads, self.head_stride)?
+                .checked_add(last(self.rows.max(1), self.row_stride)?)?
+                .checked_add(last(self.splits, self.split_stride)?)?
+                .checked_add(self.width)
+        })();
+        let inside = self.rows == 0 || extent.is_some_and(|e| e <= self.partials.elem_count());
+        if self.heads != heads || self.width != width || self.splits == 0 || !f32(&self.partials) || !bias_ok || !inside
+        {
+            return Err(KernelError::operand(
+                "unreduced",
+                format!(
+                    "{:?} ({:?}) as {} rows of {} heads × {} in {} splits: expected {heads} heads × {width} f32",
+                    self.partials.dims(),
+                    self.partials.dtype(),
+                    self.rows,
+                    self.heads,
+                    self.width,
+                    self.splits
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn whole(y: Tensor, heads: usize) -> Result<Self> {
@@ -498,7 +545,8 @@ impl Unreduced {
         })
     }
 
-    /// The summed (rows, heads·width) output (a reduction launch when split).
+    /// The summed (rows, heads·width) output, with Candle's sum (its order, within f32 rounding of the reduction
+    /// kernel's) and bias add when split: for the paths that want the values (parity), not the hot path's consumers.
     pub fn reduce(&self) -> Result<Tensor> {
         let y = if self.splits == 1 {
             self.partials.clone()
@@ -522,13 +570,13 @@ impl Unreduced {
 pub fn linear_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor, heads: usize) -> Result<Unreduced> {
     let (n, k) = w.dims2()?;
     let (rows, kx) = x.dims2()?;
-    if kx != k || heads == 0 || !n.is_multiple_of(heads) || bias.elem_count() != n {
+    if kx != k || heads == 0 || !n.is_multiple_of(heads) || bias.dims() != [n] {
         return Err(KernelError::operand(
             "x",
             format!("{:?} by a {:?} weight with bias {:?} as {heads} heads", x.dims(), w.dims(), bias.dims()),
         ));
     }
-    if !use_tensor_cores(x, w, Some(bias), k)? || rows == 0 {
+    if !use_tensor_cores(x, w, Some(bias), k)? || rows == 0 || n == 0 {
         return Unreduced::whole(linear(x, w, Epilogue::Bias(bias))?, heads);
     }
     let shape = Shape::plain(rows, n, k);
@@ -540,10 +588,13 @@ pub fn linear_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor, heads: usize) -> 
 pub fn linear_heads_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Unreduced> {
     let (heads, n, k) = w.dims3()?;
     let (rows, width) = x.dims2()?;
-    if width != heads * k || bias.elem_count() != heads * n {
-        return Err(KernelError::operand("x", format!("{:?} for {heads} heads of a ({n}, {k}) weight", x.dims())));
+    if width != heads * k || bias.dims() != [heads * n] {
+        return Err(KernelError::operand(
+            "x",
+            format!("{:?} with bias {:?} for {heads} heads of a ({n}, {k}) weight", x.dims(), bias.dims()),
+        ));
     }
-    if !own_kernel(x, w, Some(bias)) || heads == 0 || k == 0 || rows == 0 {
+    if !own_kernel(x, w, Some(bias)) || heads == 0 || k == 0 || rows == 0 || n == 0 {
         return Unreduced::whole(linear_heads(x, w, Epilogue::Bias(bias))?, heads);
     }
     let shape = Shape { m: rows, n, k, batches: heads, lda: width, a_batch: k, ldo: heads * n, o_batch: n };
@@ -555,10 +606,13 @@ pub fn linear_heads_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<U
 pub fn linear_columns_unreduced(x: &Tensor, from: usize, w: &Tensor, bias: &Tensor) -> Result<Unreduced> {
     let (n, k) = w.dims2()?;
     let (rows, width) = x.dims2()?;
-    if from + k > width || bias.elem_count() != n {
-        return Err(KernelError::operand("x", format!("{:?}: columns {from}..{} out of range", x.dims(), from + k)));
+    if from + k > width || bias.dims() != [n] {
+        return Err(KernelError::operand(
+            "x",
+            format!("{:?}: columns {from}..{} with bias {:?}", x.dims(), from + k, bias.dims()),
+        ));
     }
-    if !own_kernel(x, w, Some(bias)) || k == 0 || rows == 0 {
+    if !own_kernel(x, w, Some(bias)) || k == 0 || rows == 0 || n == 0 {
         return Unreduced::whole(linear_columns(x, from, w, Epilogue::Bias(bias))?, 1);
     }
     let shape = Shape { m: rows, n, k, batches: 1, lda: width, a_batch: 0, ldo: n, o_batch: 0 };

@@ -60,15 +60,8 @@ pub fn norm_act_heads(
 pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32, act: NormAct) -> Result<Tensor> {
     let Unreduced { rows, heads, width, splits, split_stride, head_stride, row_stride, .. } = *y;
     let all = heads * width;
-    let span =
-        (heads.max(1) - 1) * head_stride + rows.saturating_sub(1) * row_stride + (splits.max(1) - 1) * split_stride;
-    let fits = heads > 0
-        && splits > 0
-        && gamma.dims() == [all]
-        && beta.dims() == [all]
-        && y.bias.as_ref().is_none_or(|b| b.elem_count() == all && b.is_contiguous())
-        && y.partials.is_contiguous()
-        && (rows == 0 || span + width <= y.partials.elem_count());
+    let params_f32 = gamma.dtype() == candle_core::DType::F32 && beta.dtype() == candle_core::DType::F32;
+    let fits = y.check(heads, width).is_ok() && gamma.dims() == [all] && beta.dims() == [all] && params_f32;
     if !fits || !supports(width, act) {
         return Err(KernelError::operand(
             "x",
@@ -165,26 +158,17 @@ pub const MAX_HEADS: usize = 8;
 /// Checks unreduced logits of `heads` heads of `bins.len()` bins: every value the kernels read lies in the partials
 /// (and the bias).
 fn check_logits(logits: &Unreduced, bins: &Tensor, heads: usize) -> Result<()> {
-    let Unreduced { rows, width, splits, split_stride, head_stride, row_stride, .. } = *logits;
     let nb = bins.elem_count();
-    let span =
-        (heads.max(1) - 1) * head_stride + rows.saturating_sub(1) * row_stride + (splits.max(1) - 1) * split_stride;
-    let fits = logits.heads == heads
-        && width == nb
-        && nb > 0
-        && nb <= MAX_WIDTH
-        && splits > 0
-        && bins.dims() == [nb]
-        && logits.partials.is_contiguous()
-        && logits.bias.as_ref().is_none_or(|b| b.elem_count() == heads * nb && b.is_contiguous())
-        && (rows == 0 || span + nb <= logits.partials.elem_count());
-    if !fits {
+    let bins_ok = bins.dims() == [nb] && bins.dtype() == candle_core::DType::F32 && nb > 0 && nb <= MAX_WIDTH;
+    if !bins_ok || logits.check(heads, nb).is_err() {
         return Err(KernelError::operand(
             "logits",
             format!(
-                "{:?} as {rows} rows of {} heads × {width} with bins {:?}: expected {heads} heads of ≤ {MAX_WIDTH} bins",
+                "{:?} as {} rows of {} heads × {} with bins {:?}: expected {heads} heads of ≤ {MAX_WIDTH} f32 bins",
                 logits.partials.dims(),
+                logits.rows,
                 logits.heads,
+                logits.width,
                 bins.dims()
             ),
         ));

@@ -554,12 +554,12 @@ impl TdMpc2 {
     /// env's latent for all its samples), without copying it out per candidate.
     pub fn cost_repeated(&self, z: &Tensor, repeat: usize, candidates: &Tensor) -> Result<Tensor> {
         let (n, h, a) = candidates.dims3()?;
-        let shaped = h > 0 && repeat > 0 && n % repeat == 0 && z.dims() == [n / repeat, self.latent_dim()];
+        let shaped = repeat > 0 && n % repeat == 0 && z.dims() == [n / repeat, self.latent_dim()];
         if a != self.action_dim() || !shaped {
             return Err(Error::invalid_input(
                 "candidates",
                 format!(
-                    "{:?} with latents {:?} for {repeat} candidates each: expected (N, H ≥ 1, {}) and (N / {repeat}, {})",
+                    "{:?} with latents {:?} for {repeat} candidates each: expected (N, H, {}) and (N / {repeat}, {})",
                     candidates.dims(),
                     z.dims(),
                     self.action_dim(),
@@ -570,7 +570,7 @@ impl TdMpc2 {
         let gamma = self.config.wm.discount as f32;
         let mut ret = Tensor::zeros((n, 1), DType::F32, &self.device)?;
         let mut discount = 1.0f32;
-        if let Some(f) = &self.fused {
+        if let (Some(f), true) = (&self.fused, h > 0) {
             // Each step's input (z, a_t) is one launch that reads a_t in place; `ret` is this function's own
             // buffer: the reward kernels add into it in place.
             let candidates = candidates.contiguous()?;
