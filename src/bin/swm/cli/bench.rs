@@ -118,6 +118,10 @@ pub struct BenchTdmpc2Args {
     /// Timed runs per row.
     #[arg(long, default_value_t = 20, value_parser = positive)]
     pub iters: usize,
+    /// Instead of the rows: two f32 plans from a new observation, then one between cuProfilerStart/Stop, for
+    /// `ncu --profile-from-start off` or `nsys --capture-range=cudaProfilerApi` (tools/gpu/profile_tdmpc2.sh).
+    #[arg(long)]
+    pub profile: bool,
     /// The rows as JSON.
     #[command(flatten)]
     pub report: ReportArgs,

@@ -48,6 +48,9 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     let a = config.action_dim;
     let mut engine = Engine::with_session(session, &EngineOptions { planner: Some(planner(a)), ..Default::default() })?;
     engine.session_mut().set_observation(&obs.observation())?;
+    if args.profile {
+        return profile(&mut engine, &obs, &device).map(|()| Vec::new());
+    }
     let candidates = Tensor::rand(-1f32, 1.0, (1, SAMPLES, HORIZON, a), &device)?;
     let mut rows = Vec::new();
     for precision in [Precision::current(), Precision::CublasF32, Precision::Tf32, Precision::Tf32Cublas] {
@@ -110,4 +113,27 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
         })?,
     )?;
     Ok(rows)
+}
+
+/// Two plans from a new observation (graphs captured), then one between cuProfilerStart and cuProfilerStop
+/// (synchronised on both sides).
+fn profile(engine: &mut Engine, obs: &RandomObservation, device: &candle_core::Device) -> Result<(), CliError> {
+    let candle_core::Device::Cuda(cuda) = device else {
+        return Err(CliError::usage("--profile: needs a CUDA device"));
+    };
+    let driver = |e: cudarc::driver::DriverError| CliError::from(swm::Error::from(e));
+    let observation = obs.observation();
+    for _ in 0..2 {
+        engine.reset();
+        engine.step(&observation)?;
+    }
+    let stream = cuda.cuda_stream();
+    stream.synchronize().map_err(driver)?;
+    cudarc::driver::safe::profiler_start().map_err(driver)?;
+    engine.reset();
+    engine.step(&observation)?;
+    stream.synchronize().map_err(driver)?;
+    cudarc::driver::safe::profiler_stop().map_err(driver)?;
+    outln!("profiled one MPPI 512x6 H3 plan (new observation, CUDA graphs)");
+    Ok(())
 }
