@@ -278,31 +278,23 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
     }
 }
 
-extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
-    gemm_3xtf32_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
-                    float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {
-  gemm_tiles<false, true>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);
-}
+// One plain and one strided entry point per precision (PRECISE: the three split-TF32 products, or one TF32 product).
+#define SWM_GEMM_KERNELS(PLAIN, STRIDED, PRECISE)                                                               \
+  extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
+      PLAIN(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,          \
+            float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {                   \
+    gemm_tiles<false, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);                  \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
+      STRIDED(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,        \
+              float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, int splits,       \
+              int lda, long long a_batch, int ldo, int o_batch) {                                              \
+    gemm_tiles<true, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo,        \
+                              o_batch);                                                                        \
+  }
 
-extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
-    gemm_3xtf32_strided_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
-                            float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4,
-                            int splits, int lda, long long a_batch, int ldo, int o_batch) {
-  gemm_tiles<true, true>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo, o_batch);
-}
-
-extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
-    gemm_tf32_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
-                  float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {
-  gemm_tiles<false, false>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);
-}
-
-extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)
-    gemm_tf32_strided_f32(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,
-                          float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, int splits,
-                          int lda, long long a_batch, int ldo, int o_batch) {
-  gemm_tiles<true, false>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo, o_batch);
-}
+SWM_GEMM_KERNELS(gemm_3xtf32_f32, gemm_3xtf32_strided_f32, true)
+SWM_GEMM_KERNELS(gemm_tf32_f32, gemm_tf32_strided_f32, false)
 
 // Batch b's partials are (splits, m, n) at `partial + b·splits·m·n`; its result goes to `out + b·o_batch` with rows
 // `ldo` apart, with the bias at `bias + b·n`.
