@@ -681,4 +681,44 @@ mod tests {
         assert_eq!(2048usize.div_ceil(k_chunk(900, 192, 2048, 132)), 11);
         assert_eq!(192usize.div_ceil(k_chunk(300, 3072, 192, 132)), 1);
     }
+
+    #[test]
+    fn split_k_off_runs_the_whole_depth_in_one_chunk() {
+        // The only test that touches the switch; restored before any assertion can fail.
+        let (on, off) = {
+            let on = chunk_for(300, 192, 2048, &Device::Cpu);
+            set_split_k(false);
+            let off = (chunk_for(300, 192, 2048, &Device::Cpu), chunk_for(7, 5, 4, &Device::Cpu));
+            set_split_k(true);
+            (on, off)
+        };
+        assert_eq!(2048usize.div_ceil(on), 16);
+        assert_eq!(off, (2048, TILE_K));
+        assert!(split_k());
+    }
+
+    #[test]
+    fn launches_refuse_overlapping_strides_and_short_operands_before_touching_a_device() {
+        let t = |n: usize| Tensor::zeros(n, DType::F32, &Device::Cpu).unwrap();
+        let (x, w, out) = (t(4 * 8), t(2 * 3 * 8), t(4 * 6));
+        let good = Shape { m: 4, n: 3, k: 8, batches: 2, lda: 16, a_batch: 8, ldo: 6, o_batch: 3 };
+        // A host tensor passes the checks and is refused only as a device: the refusals below are the checks'.
+        let operand = |r: Result<()>| match r {
+            Err(KernelError::Operand { operand, .. }) => operand,
+            other => panic!("expected an operand error, got {other:?}"),
+        };
+        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::None, &out, good, 32)), "device");
+        let refused = |shape: Shape, x: &Tensor, out: &Tensor| {
+            operand(launch(x, 0, &w, Epilogue::None, out, shape, 32)) == "gemm"
+        };
+        // Rows of A closer than K, output rows or batches that overlap.
+        assert!(refused(Shape { lda: 4, ..good }, &t(4 * 16), &out));
+        assert!(refused(Shape { ldo: 2, ..good }, &t(4 * 16), &out));
+        assert!(refused(Shape { o_batch: 1, ..good }, &t(4 * 16), &out));
+        // A shorter than its last row, an output shorter than its last write, a bias of another length.
+        assert!(refused(good, &x, &out));
+        assert!(refused(good, &t(4 * 16), &t(4 * 6 - 1)));
+        let bias = t(5);
+        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::Bias(&bias), &out, good, 32)), "bias");
+    }
 }
