@@ -143,9 +143,8 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<PartialSums> {
     if kx != k {
         return Err(KernelError::operand("x", format!("{:?} cannot multiply a ({n}, {k}) weight", x.dims())));
     }
-    if use_tensor_cores(x, w, None, k)? && rows > 0 && n > 0 {
-        let (_, partials) = launch_3xtf32(x, w, Epilogue::None, false)?;
-        return Ok(PartialSums { partials });
+    if use_tensor_cores(x, w, None, k) && rows > 0 && n > 0 {
+        return Ok(PartialSums { partials: partials_3xtf32(x, w)? });
     }
     PartialSums::whole(&x.matmul(&w.t()?)?)
 }
@@ -170,7 +169,7 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> 
         *last = n;
     }
     let rows = x.elem_count() / k.max(1);
-    if use_tensor_cores(x, w, epilogue.bias(), k)? {
+    if use_tensor_cores(x, w, epilogue.bias(), k) {
         let y = gemm_3xtf32(&x.reshape((rows, k))?, w, epilogue)?;
         return Ok(y.reshape(out_dims)?);
     }
@@ -184,10 +183,10 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> 
     Ok(y.reshape(out_dims)?)
 }
 
-fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> Result<bool> {
+fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> bool {
     // TF32 mode: cuBLAS's TF32 GEMMs, faster than this kernel's TF32 product in LeWM's rollout (CEM 59.4 against
     // 71.3 ms, H200, session 12); the strided layouts keep this kernel (a cuBLAS launch per head is slower still).
-    Ok(k > 0 && !crate::device::tf32() && own_kernel(x, w, bias))
+    k > 0 && !crate::device::tf32() && own_kernel(x, w, bias)
 }
 
 /// Streaming multiprocessors of the first device (the split-K heuristic's target).
@@ -234,14 +233,8 @@ fn k_chunk(m: usize, n: usize, k: usize, sms: usize) -> usize {
 }
 
 fn gemm_3xtf32(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
-    let ((m, _), n) = (x.dims2()?, w.dim(0)?);
-    if m == 0 || n == 0 {
-        return uninit_f32(cuda(x.device())?, (m, n));
-    }
-    match launch_3xtf32(x, w, epilogue, true)? {
-        (Some(reduced), _) => Ok(reduced),
-        (None, partials) => Ok(partials.reshape((m, n))?),
-    }
+    let ((m, k), n) = (x.dims2()?, w.dim(0)?);
+    gemm_into(x, 0, w, epilogue, Shape::plain(m, n, k))
 }
 
 /// How a launch reads its A operand and writes its result: `batches` GEMMs of (m, k) · (n, k)ᵀ over weights stacked
@@ -266,23 +259,13 @@ impl Shape {
     }
 }
 
-/// Launches the tiles of `x · wᵀ` (m, n > 0). Returns the (splits, m, n) partial sums and, when `reduce` and
-/// the GEMM was split, the reduced (m, n) result with the epilogue; an unsplit GEMM applies the epilogue itself
-/// and returns only its (1, m, n) result.
-fn launch_3xtf32(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>, reduce: bool) -> Result<(Option<Tensor>, Tensor)> {
+/// The (splits, m, n) partial sums of `x · wᵀ` over K (m, n > 0): the GEMM without its reduction.
+fn partials_3xtf32(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let ((m, k), n) = (x.dims2()?, w.dim(0)?);
-    let dev = cuda(x.device())?;
-    let shape = Shape::plain(m, n, k);
     let chunk = chunk_for(m, n, k, x.device());
-    let splits = k.div_ceil(chunk);
-    let partials = uninit_f32(dev, (splits, m, n))?;
-    launch(x, 0, w, epilogue, &partials, shape, chunk)?;
-    if splits == 1 || !reduce {
-        return Ok((None, partials));
-    }
-    let out = uninit_f32(dev, (m, n))?;
-    reduce_into(&partials, epilogue, &out, shape, splits)?;
-    Ok((Some(out), partials))
+    let partials = uninit_f32(cuda(x.device())?, (k.div_ceil(chunk), m, n))?;
+    launch(x, 0, w, Epilogue::None, &partials, Shape::plain(m, n, k), chunk)?;
+    Ok(partials)
 }
 
 /// Runs `shape`'s GEMMs with A from `x` at element `a_offset`, into a new (m, ldo)-strided result: unsplit GEMMs
@@ -306,8 +289,8 @@ fn gemm_into(x: &Tensor, a_offset: usize, w: &Tensor, epilogue: Epilogue<'_>, sh
     Ok(out)
 }
 
-/// Launches `gemm_3xtf32_f32` over `shape` in K chunks of `chunk` into `out` ((batches, splits, m, n) partials
-/// when split, the strided result when not).
+/// Launches the GEMM kernel for `shape` (plain or strided, split-TF32 or TF32) in K chunks of `chunk` into `out`
+/// ((batches, splits, m, n) partials when split, the strided result with the epilogue when not).
 fn launch(
     x: &Tensor,
     a_offset: usize,
@@ -576,7 +559,7 @@ pub fn linear_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor, heads: usize) -> 
             format!("{:?} by a {:?} weight with bias {:?} as {heads} heads", x.dims(), w.dims(), bias.dims()),
         ));
     }
-    if !use_tensor_cores(x, w, Some(bias), k)? || rows == 0 || n == 0 {
+    if !use_tensor_cores(x, w, Some(bias), k) || rows == 0 || n == 0 {
         return Unreduced::whole(linear(x, w, Epilogue::Bias(bias))?, heads);
     }
     let shape = Shape::plain(rows, n, k);

@@ -339,7 +339,7 @@ fn steps_that_may_not_capture_plan_as_captured_ones() {
         } else {
             refused.step(&inputs.observation()).unwrap().actions.to_vec()
         };
-        let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let diff = super::max_diff(&want, &got);
         assert!(diff <= 1e-6, "step {k}: captured {want:?}, refused {got:?}");
     }
     assert!(refused.is_prepared(), "captured once allowed");
@@ -367,7 +367,7 @@ fn engines_with_one_seed_plan_alike_captured_or_eager() {
         for k in 0..5 {
             let want = a.step(&inputs.observation()).unwrap().actions.to_vec();
             let got = b.step(&inputs.observation()).unwrap().actions.to_vec();
-            let diff = want.iter().zip(&got).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let diff = super::max_diff(&want, &got);
             assert!(diff <= 1e-6, "eager {eager}, step {k}: {want:?} vs {got:?}");
         }
         assert_eq!(a.is_prepared(), !eager);

@@ -31,11 +31,6 @@ fn image(w: usize, h: usize) -> Vec<u8> {
     px
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
 fn reference(rgb: &[u8], w: usize, h: usize, size: usize) -> (Vec<f32>, usize, usize) {
     let x = normalize_hwc_u8(rgb, h, w, IMAGENET_MEAN, IMAGENET_STD);
     resize_shorter_side(&x, 3, h, w, size)
@@ -77,7 +72,7 @@ fn packed_frames_match_the_host_reference_in_every_format_and_pitch() {
         let got = run(&device, &rgb, &FrameLayout::packed(PixelFormat::Rgb, w, h), size);
         assert_eq!(got.dims(), &[1, 3, oh, ow], "{w}x{h}");
         let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let d = max_diff(&got, &want);
+        let d = super::max_diff(&got, &want);
         println!("{w}x{h} -> {ow}x{oh}: max |diff| {d:e}");
         assert!(d < TOL, "{w}x{h}: {d}");
         for format in [PixelFormat::Bgr, PixelFormat::Rgba, PixelFormat::Bgra] {
@@ -85,7 +80,7 @@ fn packed_frames_match_the_host_reference_in_every_format_and_pitch() {
             let bytes = pack(&rgb, w, h, format, pitch);
             let layout = FrameLayout { pitch, ..FrameLayout::packed(format, w, h) };
             let other = run(&device, &bytes, &layout, size).flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(max_diff(&other, &got) < 1e-6, "{format:?} {w}x{h}");
+            assert!(super::max_diff(&other, &got) < 1e-6, "{format:?} {w}x{h}");
         }
     }
 }
@@ -147,7 +142,7 @@ fn nv12_frames_match_the_host_conversion_for_each_matrix_and_range() {
             let got = run(&device, &buf, &layout, 224);
             let (want, oh, ow) = nv12_reference(&y, &uv, w, h, color, 224);
             assert_eq!(got.dims(), &[1, 3, oh, ow]);
-            let d = max_diff(&got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &want);
+            let d = super::max_diff(&got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &want);
             println!("NV12 {matrix:?} {range:?}: max |diff| {d:e}");
             assert!(d < TOL, "{color:?}: {d}");
         }
@@ -175,7 +170,10 @@ fn slots_of_a_history_tensor_are_written_alone_and_bf16_rounds_the_f32_result() 
     }
     let written = history.get(1).unwrap().get(1).unwrap().unsqueeze(0).unwrap();
     assert_eq!(
-        max_diff(&written.flatten_all().unwrap().to_vec1().unwrap(), &single.flatten_all().unwrap().to_vec1().unwrap()),
+        super::max_diff(
+            &written.flatten_all().unwrap().to_vec1().unwrap(),
+            &single.flatten_all().unwrap().to_vec1().unwrap()
+        ),
         0.0
     );
     assert!(frame_into(&frame, &layout, &table, &norm, &history, 6).is_err(), "slot out of range");
@@ -222,15 +220,15 @@ fn sessions_encode_camera_frames_of_any_size_and_format() {
         &mut session,
         &Observation::new().image("pixels", &bytes, FrameLayout::packed(PixelFormat::Rgb, 640, 480)),
     );
-    assert_eq!(max_diff(&a, &b), 0.0, "frames vs packed layout");
+    assert_eq!(super::max_diff(&a, &b), 0.0, "frames vs packed layout");
     let files = [jpeg.as_slice()];
     let c = embed(&mut session, &Observation::new().jpeg("pixels", &files));
     // The JPEG path prefers the hardware decoder, which may round differently from the default backend.
-    let d = max_diff(&a, &c);
+    let d = super::max_diff(&a, &c);
     println!("embedding: default-backend decode vs JPEG path max |diff| {d:e}");
     assert!(d < 0.05, "{d}");
     let bad = [&b"not a jpeg"[..]];
     assert!(session.set_observation(&Observation::new().jpeg("pixels", &bad)).is_err());
     let again = embed(&mut session, &Observation::new().jpeg("pixels", &files));
-    assert_eq!(max_diff(&c, &again), 0.0, "the session decodes again after a bad file");
+    assert_eq!(super::max_diff(&c, &again), 0.0, "the session decodes again after a bad file");
 }

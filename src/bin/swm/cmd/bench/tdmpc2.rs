@@ -62,19 +62,8 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
                 bench::time(&device, &format!("tdmpc2 mppi 512x6 H3 {label}, CUDA graph"), 3, args.iters, || {
                     engine.replan().map(drop)
                 })?;
-            // The official solver's and the peer's work: a new observation encoded, no warm start (the actor's
-            // prior over the whole horizon), the result in host memory.
-            let observation = obs.observation();
-            let fresh = bench::time(
-                &device,
-                &format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start"),
-                3,
-                args.iters,
-                || {
-                    engine.reset();
-                    engine.step(&observation).map(drop)
-                },
-            )?;
+            let name = format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start");
+            let fresh = fresh_plans(&device, &mut engine, &obs, &name, args.iters)?;
             let cost = bench::time(&device, &format!("tdmpc2 cost 512 x H3 {label}, eager"), 5, args.iters, || {
                 engine.session_mut().score(&candidates).map(drop)
             })?;
@@ -86,33 +75,37 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     }
     // The same step with every GEMM running the whole K in one block (no split-K reductions).
     engine.set_planner(planner(a))?;
-    let observation = obs.observation();
     let label = Precision::current().label();
+    let name = format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start, no split-K");
     swm::ops::gemm::set_split_k(false);
-    let unsplit = bench::time(
-        &device,
-        &format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start, no split-K"),
-        3,
-        args.iters,
-        || {
-            engine.reset();
-            engine.step(&observation).map(drop)
-        },
-    );
+    let unsplit = fresh_plans(&device, &mut engine, &obs, &name, args.iters);
     swm::ops::gemm::set_split_k(true);
     keep(&mut rows, unsplit?)?;
     let session = Session::tdmpc2(composed, schema, preprocess, &SessionOptions::default())?;
     let options = EngineOptions { planner: Some(planner(a)), ..Default::default() };
     let mut engine = Engine::with_session(session, &options)?;
     let name = format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start, layers unfused");
-    keep(
-        &mut rows,
-        bench::time(&device, &name, 3, args.iters, || {
-            engine.reset();
-            engine.step(&observation).map(drop)
-        })?,
-    )?;
+    keep(&mut rows, fresh_plans(&device, &mut engine, &obs, &name, args.iters)?)?;
     Ok(rows)
+}
+
+/// The official solver's and the peer's work, timed: a new observation encoded and a plan without warm start (the
+/// actor's prior over the whole horizon), the result in host memory.
+fn fresh_plans(
+    device: &candle_core::Device,
+    engine: &mut Engine,
+    obs: &RandomObservation,
+    name: &str,
+    iters: usize,
+) -> Result<BenchRow, CliError> {
+    let observation = obs.observation();
+    Ok(bench::time(device, name, 3, iters, || fresh_plan(engine, &observation))?)
+}
+
+/// One plan from a new observation without warm start.
+fn fresh_plan(engine: &mut Engine, observation: &swm::session::Observation<'_>) -> swm::Result<()> {
+    engine.reset();
+    engine.step(observation).map(drop)
 }
 
 /// Two plans from a new observation (graphs captured), then one between cuProfilerStart and cuProfilerStop
@@ -124,14 +117,12 @@ fn profile(engine: &mut Engine, obs: &RandomObservation, device: &candle_core::D
     let driver = |e: cudarc::driver::DriverError| CliError::from(swm::Error::from(e));
     let observation = obs.observation();
     for _ in 0..2 {
-        engine.reset();
-        engine.step(&observation)?;
+        fresh_plan(engine, &observation)?;
     }
     let stream = cuda.cuda_stream();
     stream.synchronize().map_err(driver)?;
     cudarc::driver::safe::profiler_start().map_err(driver)?;
-    engine.reset();
-    engine.step(&observation)?;
+    fresh_plan(engine, &observation)?;
     stream.synchronize().map_err(driver)?;
     cudarc::driver::safe::profiler_stop().map_err(driver)?;
     outln!("profiled one MPPI 512x6 H3 plan (new observation, CUDA graphs)");
