@@ -240,16 +240,23 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
           wb[j + 1][1] = to_tf32(__uint_as_float(v[3]));
         }
       }
+      // Each product over all eight accumulators before the next: consecutive MMAs are independent (the asm is
+      // volatile, so issue order is source order), and every accumulator still sums a_s·w_b, a_b·w_s, a_b·w_b in
+      // that order.
+      if (kPrecise) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) mma_tf32(part[i][j], asm_[i], wb[j]);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) mma_tf32(part[i][j], ab[i], wsm[j]);
+      }
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          if (kPrecise) {
-            mma_tf32(part[i][j], asm_[i], wb[j]);
-            mma_tf32(part[i][j], ab[i], wsm[j]);
-          }
-          mma_tf32(part[i][j], ab[i], wb[j]);
-        }
+        for (int j = 0; j < 4; ++j) mma_tf32(part[i][j], ab[i], wb[j]);
     }
 #pragma unroll
     for (int i = 0; i < 2; ++i)

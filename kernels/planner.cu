@@ -10,6 +10,7 @@
 //                           mode 0 (CEM):  mean = elite mean, std = unbiased elite std;
 //                           mode 1 (iCEM): the same blended with momentum alpha (weight of the old value);
 //                           mode 2 (MPPI): mean = Σ softmax(-(v - v_min)/T)·elite, std unchanged.
+//                           One warp per (env, value) column, its lanes taking every 32nd elite.
 //                           Writes the elites (for iCEM's carry-over), the best one into `best` when given (iCEM
 //                           with return_mean=False returns it), the reported cost (mean of the elite costs, as
 //                           0.1.1 reports for every solver) and state[1] = keep_next.
@@ -64,6 +65,14 @@ extern "C" __global__ void compose_candidates_f32(const float* __restrict__ eps,
   }
 }
 
+// One warp per (env, value) column: lane l takes elites l, l + 32, …, and the warp sums its lanes' partial sums in
+// a fixed tree (results are deterministic). Launched with 32 · 8 threads per block.
+__device__ __forceinline__ float warp_total(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 extern "C" __global__ void update_from_elites_f32(const float* __restrict__ cand, const int* __restrict__ index,
                                                   const float* __restrict__ value, float* __restrict__ mean,
                                                   float* __restrict__ std, float* __restrict__ elites,
@@ -71,51 +80,57 @@ extern "C" __global__ void update_from_elites_f32(const float* __restrict__ cand
                                                   float* __restrict__ cost, long long* __restrict__ state,
                                                   long long b, long long n, int k, int j, int mode, float alpha,
                                                   float temperature, long long keep_next) {
+  const int lane = threadIdx.x & 31;
   const long long columns = b * j;
-  for (long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x; c < columns;
-       c += (long long)gridDim.x * blockDim.x) {
+  const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+  for (long long c = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); c < columns; c += warps) {
     const long long bi = c / j;
     const int jj = (int)(c % j);
     const int* idx = index + bi * k;
     const float* val = value + bi * k;
-    if (best) best[c] = cand[(bi * n + idx[0]) * j + jj];
+    if (best && lane == 0) best[c] = cand[(bi * n + idx[0]) * j + jj];
     if (mode == 2) {
       const float vmin = val[0];
       float wsum = 0.0f, acc = 0.0f;
-      for (int i = 0; i < k; ++i) {
+      for (int i = lane; i < k; i += 32) {
         const float x = cand[(bi * n + idx[i]) * j + jj];
         const float w = expf(-(val[i] - vmin) / temperature);
         wsum += w;
         acc += w * x;
         if (elites) elites[(bi * k + i) * j + jj] = x;
       }
-      mean[c] = acc / wsum;
+      wsum = warp_total(wsum);
+      acc = warp_total(acc);
+      if (lane == 0) mean[c] = acc / wsum;
     } else {
       float sum = 0.0f;
-      for (int i = 0; i < k; ++i) {
+      for (int i = lane; i < k; i += 32) {
         const float x = cand[(bi * n + idx[i]) * j + jj];
         sum += x;
         if (elites) elites[(bi * k + i) * j + jj] = x;
       }
-      const float m = sum / (float)k;
+      const float m = warp_total(sum) / (float)k;
       float sq = 0.0f;
-      for (int i = 0; i < k; ++i) {
+      for (int i = lane; i < k; i += 32) {
         const float dx = cand[(bi * n + idx[i]) * j + jj] - m;
         sq += dx * dx;
       }
-      const float s = sqrtf(sq / (float)(k - 1));
-      if (mode == 1) {
-        mean[c] = alpha * mean[c] + (1.0f - alpha) * m;
-        std[c] = alpha * std[c] + (1.0f - alpha) * s;
-      } else {
-        mean[c] = m;
-        std[c] = s;
+      const float s = sqrtf(warp_total(sq) / (float)(k - 1));
+      if (lane == 0) {
+        if (mode == 1) {
+          mean[c] = alpha * mean[c] + (1.0f - alpha) * m;
+          std[c] = alpha * std[c] + (1.0f - alpha) * s;
+        } else {
+          mean[c] = m;
+          std[c] = s;
+        }
       }
     }
     if (jj == 0) {
       float vs = 0.0f;
-      for (int i = 0; i < k; ++i) vs += val[i];
-      cost[bi] = vs / (float)k;
+      for (int i = lane; i < k; i += 32) vs += val[i];
+      vs = warp_total(vs);
+      if (lane == 0) cost[bi] = vs / (float)k;
     }
   }
   if (blockIdx.x == 0 && threadIdx.x == 0) state[1] = keep_next;

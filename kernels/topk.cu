@@ -1,50 +1,44 @@
 // Elite selection: the k lowest costs of each row, ascending, with their indices (docs/spec/planners.md §3: torch.topk
-// with largest=False, sorted). One block per row sorts (cost, index) pairs in shared memory with a bitonic
-// network; NaN costs rank last (as +inf), ties go to the lower index. Rows of at most SWM_TOPK_MAX costs.
+// with largest=False, sorted). NaN costs rank last (as +inf), ties go to the lower index: that is a total order, so
+// every cost has a distinct rank — the number of costs before it — and the ones ranked below k are written at their
+// rank. Block (x, row) stages the row in shared memory and ranks its 64 costs x·64 ..; rows of at most
+// SWM_TOPK_MAX costs. A few hundred costs rank in one pass over shared memory without a barrier per sorting stage.
 #define SWM_TOPK_MAX 4096
+#define SWM_TOPK_THREADS 64
 
-__device__ __forceinline__ bool pair_greater(float a, int ia, float b, int ib) {
-  return a > b || (a == b && ia > ib);
+__device__ __forceinline__ float rank_key(float v) {
+  return (__float_as_uint(v) & 0x7fffffffu) > 0x7f800000u ? INFINITY : v;  // NaN (bit test: immune to fast-math)
 }
 
-extern "C" __global__ void topk_rows_f32(const float* __restrict__ cost, int n, int k, int* __restrict__ index,
-                                         float* __restrict__ value) {
+extern "C" __global__ void __launch_bounds__(SWM_TOPK_THREADS)
+    topk_rows_f32(const float* __restrict__ cost, int n, int k, int* __restrict__ index, float* __restrict__ value) {
   __shared__ float key[SWM_TOPK_MAX];
-  __shared__ int idx[SWM_TOPK_MAX];
-  const long long row = blockIdx.x;
-  int p = 1;
-  while (p < n) p <<= 1;
-  for (int i = threadIdx.x; i < p; i += blockDim.x) {
-    float v = INFINITY;
-    if (i < n) {
-      v = cost[row * n + i];
-      if ((__float_as_uint(v) & 0x7fffffffu) > 0x7f800000u) v = INFINITY;  // NaN (bit test: immune to fast-math)
-    }
-    key[i] = v;
-    idx[i] = i < n ? i : 0x7fffffff;
-  }
+  const long long row = blockIdx.y;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) key[j] = rank_key(cost[row * n + j]);
   __syncthreads();
-  for (int size = 2; size <= p; size <<= 1) {
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int i = threadIdx.x; i < p; i += blockDim.x) {
-        const int j = i ^ stride;
-        if (j > i) {
-          const bool ascending = (i & size) == 0;
-          if (pair_greater(key[i], idx[i], key[j], idx[j]) == ascending) {
-            const float tk = key[i];
-            key[i] = key[j];
-            key[j] = tk;
-            const int ti = idx[i];
-            idx[i] = idx[j];
-            idx[j] = ti;
-          }
-        }
-      }
-      __syncthreads();
-    }
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float v = key[i];
+  // Four counters: independent adds in flight. Costs before i rank below it when ≤ v, after i when < v.
+  int r0 = 0, r1 = 0, r2 = 0, r3 = 0;
+  int j = 0;
+  for (; j + 4 <= i; j += 4) {
+    r0 += key[j] <= v;
+    r1 += key[j + 1] <= v;
+    r2 += key[j + 2] <= v;
+    r3 += key[j + 3] <= v;
   }
-  for (int i = threadIdx.x; i < k; i += blockDim.x) {
-    index[row * k + i] = idx[i];
-    value[row * k + i] = key[i];
+  for (; j < i; ++j) r0 += key[j] <= v;
+  for (j = i + 1; j + 4 <= n; j += 4) {
+    r0 += key[j] < v;
+    r1 += key[j + 1] < v;
+    r2 += key[j + 2] < v;
+    r3 += key[j + 3] < v;
+  }
+  for (; j < n; ++j) r0 += key[j] < v;
+  const int rank = r0 + r1 + r2 + r3;
+  if (rank < k) {
+    index[row * k + rank] = i;
+    value[row * k + rank] = v;
   }
 }

@@ -224,7 +224,8 @@ fn chunk_for(m: usize, n: usize, k: usize, device: &Device) -> usize {
     }
 }
 
-/// K chunk per split so that the grid gives every SM about four blocks, each split keeping ≥ 4 K steps.
+/// K chunk per split so that the grid gives every SM about four blocks, each split keeping ≥ 4 K steps (TD-MPC2's
+/// MPPI plan on an H200: 2.48 ms at four blocks per SM, 2.53 at two, 2.56 at one).
 fn k_chunk(m: usize, n: usize, k: usize, sms: usize) -> usize {
     let tiles = m.div_ceil(TILE_M) * n.div_ceil(TILE_N);
     let steps = k.div_ceil(TILE_K);

@@ -79,6 +79,13 @@ pub(crate) fn warps(items: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// Warp-per-item launch configuration with two warps per block: a few hundred rows (a rollout's candidates) spread
+/// over every SM instead of filling a third of them with 8-warp blocks.
+pub(crate) fn spread_warps(items: usize) -> LaunchConfig {
+    let blocks = items.div_ceil(2).clamp(1, 1 << 20) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (64, 1, 1), shared_mem_bytes: 0 }
+}
+
 /// Drops a launch's value, keeping its driver error.
 pub(crate) fn launched<T>(r: std::result::Result<T, cudarc::driver::DriverError>) -> Result<()> {
     Ok(r.map(drop)?)

@@ -8,8 +8,8 @@
 use candle_core::{CudaDevice, Tensor};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::launch::{address, grid, launched};
-use super::Result;
+use super::launch::{address, grid, launched, spread_warps};
+use super::{KernelError, Result};
 use crate::kernels;
 
 /// Fills `out` (f32, n elements) with N(0, 1) noise for draw `state[0]` under key `seed`, then advances the draw.
@@ -49,21 +49,38 @@ pub(crate) fn colour_noise(
     launched(unsafe { b.launch(grid(rows as usize)) })
 }
 
+/// Most costs per row [`topk`] ranks (`SWM_TOPK_MAX` in `kernels/topk.cu`).
+const TOPK_MAX: usize = 4096;
+/// Threads per block of `topk_rows_f32` (`SWM_TOPK_THREADS`).
+const TOPK_THREADS: usize = 64;
+
 /// The k lowest costs of each row of `cost` (rows, n), ascending, into `index` (u32) and `value`.
 pub(crate) fn topk(dev: &CudaDevice, cost: &Tensor, k: usize, index: &Tensor, value: &Tensor) -> Result<()> {
     let (rows, n) = cost.dims2()?;
+    if n > TOPK_MAX || k > n || rows > 65535 || index.elem_count() < rows * k || value.elem_count() < rows * k {
+        return Err(KernelError::operand(
+            "cost",
+            format!(
+                "top {k} of {:?} into {:?} / {:?}: at most {TOPK_MAX} costs in ≤ 65535 rows",
+                cost.dims(),
+                index.dims(),
+                value.dims()
+            ),
+        ));
+    }
     let (c, i, v) = (address(cost)?, address(index)?, address(value)?);
     let (n32, k32) = (n as i32, k as i32);
     let f = dev.get_or_load_custom_func("topk_rows_f32", "swm_topk", kernels::TOPK)?;
     let mut b = f.builder();
     b.arg(&c).arg(&n32).arg(&k32).arg(&i).arg(&v);
     let cfg = LaunchConfig {
-        grid_dim: (rows as u32, 1, 1),
-        block_dim: (n.next_power_of_two().clamp(32, 1024) as u32 / 2, 1, 1),
+        grid_dim: (n.div_ceil(TOPK_THREADS).max(1) as u32, rows as u32, 1),
+        block_dim: (TOPK_THREADS as u32, 1, 1),
         shared_mem_bytes: 0,
     };
-    // SAFETY: topk_rows_f32(const float*, int, int, int*, float*); cost holds rows·n f32 (n ≤ 4096, checked by the
-    // config), index and value rows·k.
+    // SAFETY: topk_rows_f32(const float*, int, int, int*, float*) with SWM_TOPK_THREADS-thread blocks and one grid
+    // row per cost row; cost holds rows·n f32 with n ≤ SWM_TOPK_MAX (the shared row), index and value ≥ rows·k
+    // (k ≤ n: each rank below k is written once; all checked above).
     launched(unsafe { b.launch(cfg) })
 }
 
@@ -187,7 +204,7 @@ impl EliteUpdate<'_> {
         // SAFETY: update_from_elites_f32(const float* cand, const int* index, const float* value, float* mean, std,
         // elites, best, cost, long long* state, long long b, n, int k, j, mode, float alpha, temperature,
         // long long keep_next); cand holds B·N·J f32, index/value B·K, mean/std B·J, elites B·K·J, best B·J (or
-        // null), cost B, state 2.
-        launched(unsafe { lb.launch(grid(b * j)) })
+        // null), cost B, state 2; one warp per (env, value) column.
+        launched(unsafe { lb.launch(spread_warps(b * j)) })
     }
 }

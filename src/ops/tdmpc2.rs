@@ -2,10 +2,10 @@
 //! two-hot head's expectation (softmax · bins, symexp) in one launch. Each replaces 5–10 Candle kernels.
 
 use candle_core::Tensor;
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::gemm::Unreduced;
-use super::launch::{address, cuda, grid, launched, uninit_f32, warps};
+use super::launch::{address, cuda, grid, launched, spread_warps, uninit_f32};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -22,10 +22,14 @@ pub enum NormAct {
     SimNorm(usize),
 }
 
-fn kernel(name: &str, width: usize) -> Result<String> {
+/// The values per lane N of a row of `width` (a warp's 32·N ≥ width, N ∈ {2, 4, 8, 16}).
+fn lane_items(width: usize) -> Result<usize> {
     let items = [2, 4, 8, 16].into_iter().find(|n| 32 * n >= width);
-    let items = items.ok_or_else(|| KernelError::operand("width", format!("{width} > {MAX_WIDTH}")))?;
-    Ok(format!("{name}_{items}"))
+    items.ok_or_else(|| KernelError::operand("width", format!("{width} > {MAX_WIDTH}")))
+}
+
+fn kernel(name: &str, width: usize) -> Result<String> {
+    Ok(format!("{name}_{}", lane_items(width)?))
 }
 
 /// Whether [`norm_act`] handles rows of `width` with `act`.
@@ -87,11 +91,15 @@ pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32
     let mut b = f.builder();
     b.arg(&xp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&gp).arg(&bp).arg(&op);
     b.arg(&rows64).arg(&width32).arg(&eps).arg(&act_code).arg(&group).arg(&heads32);
+    // One block per row of max(1, N / 4) warps, as `norm_act_f32_N` is compiled for.
+    let warps = (lane_items(width)? / 4).max(1) as u32;
+    let blocks = (rows * heads).clamp(1, 1 << 20) as u32;
+    let config = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * warps, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: matches norm_act_f32_N(x, splits, split_stride, head_stride, row_stride, bias, gamma, beta, out, rows,
     // dim, eps, act, group, heads) with 32·N ≥ width; every value read lies within the partials (checked: the
     // farthest row start plus width), the bias (when set), γ and β hold heads·width f32, out rows·heads·width; a
     // SimNorm group divides 32 and the width (checked by `supports`).
-    launched(unsafe { b.launch(warps(rows * heads)) })?;
+    launched(unsafe { b.launch(config) })?;
     Ok(out)
 }
 
@@ -145,10 +153,13 @@ pub fn q_cost_unreduced(logits: &Unreduced, bins: &Tensor, ret: &Tensor, c: f32,
     let mut b = f.builder();
     b.arg(&lp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&bp).arg(&rp).arg(&op);
     b.arg(&rows64).arg(&nb32).arg(&heads32).arg(&c).arg(&discount);
+    let blocks = rows.clamp(1, 1 << 20) as u32;
+    let config = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * heads as u32, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: matches q_cost_f32_N(logits, splits, split_stride, head_stride, row_stride, bias, bins, ret, out, rows,
     // nb, heads, c, discount) with 32·N ≥ nb and heads ≤ SWM_MAX_HEADS; every logit read lies within the partials
-    // and the bias holds heads·nb f32 (checked by `check_logits`), bins nb, ret and out rows (checked above).
-    launched(unsafe { b.launch(warps(rows)) })?;
+    // and the bias holds heads·nb f32 (checked by `check_logits`), bins nb, ret and out rows (checked above); the
+    // block has one warp per head (the kernel's shared array holds SWM_MAX_HEADS ≥ heads values).
+    launched(unsafe { b.launch(config) })?;
     Ok(out)
 }
 
@@ -200,31 +211,38 @@ fn launch_two_hot(logits: &Unreduced, bins: &Tensor, out: &Tensor, scale: f32, a
     // SAFETY: matches two_hot_inv_f32_N(logits, splits, split_stride, bias, bins, out, rows, nb, ld, scale,
     // accumulate) with 32·N ≥ nb; every logit read lies within the partials and the bias holds nb f32 (checked by
     // `check_logits` for one head), bins nb, out rows (checked by the callers).
-    launched(unsafe { b.launch(warps(logits.rows)) })
+    launched(unsafe { b.launch(spread_warps(logits.rows)) })
 }
 
-/// A model step's input `[z[r / repeat], actions[r, step]]` for rows r < N, (N, Z + A), in one launch: z (N / repeat,
-/// Z) repeated over each env's candidates, actions (N, H, A) read at horizon step `step` in place (both contiguous).
-pub fn concat_rows(z: &Tensor, repeat: usize, actions: &Tensor, step: usize) -> Result<Tensor> {
+/// A model step's input `[z[r / repeat], actions[r, step], 0…]` for rows r < N, (N, width ≥ Z + A), in one launch: z
+/// (N / repeat, Z) repeated over each env's candidates, actions (N, H, A) read at horizon step `step` in place (both
+/// contiguous), zeros in the columns past Z + A (a row padded for the GEMM's 16-byte copies).
+pub fn concat_rows(z: &Tensor, repeat: usize, actions: &Tensor, step: usize, width: usize) -> Result<Tensor> {
     let (zrows, zdim) = z.dims2()?;
     let (rows, horizon, adim) = actions.dims3()?;
     let f32s = z.dtype() == candle_core::DType::F32 && actions.dtype() == candle_core::DType::F32;
-    if repeat == 0 || zrows * repeat != rows || step >= horizon || !f32s || !z.device().same_device(actions.device()) {
+    let shaped = repeat > 0 && zrows * repeat == rows && step < horizon && width >= zdim + adim;
+    if !shaped || !f32s || !z.device().same_device(actions.device()) {
         return Err(KernelError::operand(
             "actions",
-            format!("{:?} at step {step} with latents {:?} repeated {repeat}×", actions.dims(), z.dims()),
+            format!(
+                "{:?} at step {step} with latents {:?} repeated {repeat}× into {width} columns",
+                actions.dims(),
+                z.dims()
+            ),
         ));
     }
     let dev = cuda(z.device())?;
-    let out = uninit_f32(dev, (rows, zdim + adim))?;
+    let out = uninit_f32(dev, (rows, width))?;
     let (zp, ap, op) = (address(z)?, address(actions)? + (step * adim * 4) as u64, address(&out)?);
     let (rep, zd, stride, ad, rows64) = (repeat as i64, zdim as i32, (horizon * adim) as i64, adim as i32, rows as i64);
+    let width32 = i32::try_from(width).map_err(|_| KernelError::operand("width", format!("{width} columns")))?;
     let f = dev.get_or_load_custom_func("concat_rows_f32", MODULE, kernels::TDMPC2)?;
     let mut b = f.builder();
-    b.arg(&zp).arg(&rep).arg(&zd).arg(&ap).arg(&stride).arg(&ad).arg(&op).arg(&rows64);
-    // SAFETY: matches concat_rows_f32(z, repeat, zdim, a, a_stride, adim, out, rows); z holds (rows / repeat)·zdim
-    // f32 (checked), the actions rows·horizon·adim from which row r's step is read at r·horizon·adim + step·adim
-    // (step < horizon), out rows·(zdim + adim).
-    launched(unsafe { b.launch(grid(rows * (zdim + adim))) })?;
+    b.arg(&zp).arg(&rep).arg(&zd).arg(&ap).arg(&stride).arg(&ad).arg(&width32).arg(&op).arg(&rows64);
+    // SAFETY: matches concat_rows_f32(z, repeat, zdim, a, a_stride, adim, width, out, rows); z holds
+    // (rows / repeat)·zdim f32 (checked), the actions rows·horizon·adim from which row r's step is read at
+    // r·horizon·adim + step·adim (step < horizon), out rows·width with width ≥ zdim + adim (checked).
+    launched(unsafe { b.launch(grid(rows * width)) })?;
     Ok(out)
 }

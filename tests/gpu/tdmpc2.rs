@@ -215,10 +215,16 @@ fn fused_hot_path_matches_the_composed_layers() {
     );
     assert!(model.cost_repeated(&per_env, 7, &actions).is_err(), "300 candidates are not 3 × 7");
     // A step's input: the latent repeated, the action read at its horizon step in place.
-    let za = swm::ops::tdmpc2::concat_rows(&per_env, 100, &actions, 2).unwrap();
+    let width = z + a;
+    let za = swm::ops::tdmpc2::concat_rows(&per_env, 100, &actions, 2, width).unwrap();
     let want = Tensor::cat(&[&copied, &actions.narrow(1, 2, 1).unwrap().squeeze(1).unwrap()], 1).unwrap();
     assert_eq!(super::max_abs_diff(&za, &want), 0.0);
-    assert!(swm::ops::tdmpc2::concat_rows(&per_env, 100, &actions, 3).is_err(), "step past the horizon");
+    // Padded to a multiple of 4 columns: the same values, then zeros.
+    let padded = swm::ops::tdmpc2::concat_rows(&per_env, 100, &actions, 2, width + 3).unwrap();
+    let zeros = Tensor::zeros((n, 3), candle_core::DType::F32, &device).unwrap();
+    assert_eq!(super::max_abs_diff(&padded, &Tensor::cat(&[&want, &zeros], 1).unwrap()), 0.0);
+    assert!(swm::ops::tdmpc2::concat_rows(&per_env, 100, &actions, 3, width).is_err(), "step past the horizon");
+    assert!(swm::ops::tdmpc2::concat_rows(&per_env, 100, &actions, 2, width - 1).is_err(), "row too narrow");
 }
 
 #[test]

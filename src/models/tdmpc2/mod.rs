@@ -167,8 +167,9 @@ struct HeadsLayer {
 }
 
 impl HeadsLayer {
-    /// `layers` (Mish NormedLinears of one width) together; None when a LayerNorm has no bias.
-    fn new(layers: &[&NormedLinear], shared_input: bool) -> Result<Option<Self>> {
+    /// `layers` (Mish NormedLinears of one width) together; None when a LayerNorm has no bias. A shared input's
+    /// weight gets `pad` zero columns (an input row padded to a multiple of 4 floats: the GEMM's 16-byte copies).
+    fn new(layers: &[&NormedLinear], shared_input: bool, pad: usize) -> Result<Option<Self>> {
         let mut parts: [Vec<Tensor>; 4] = Default::default();
         for l in layers {
             let Some(beta) = l.ln.bias() else { return Ok(None) };
@@ -178,6 +179,13 @@ impl HeadsLayer {
             parts[3].push(beta.clone());
         }
         let weight = if shared_input { Tensor::cat(&parts[0], 0)? } else { Tensor::stack(&parts[0], 0)? };
+        let weight = match (shared_input, pad) {
+            (true, 1..) => {
+                let zeros = Tensor::zeros((weight.dim(0)?, pad), weight.dtype(), weight.device())?;
+                Tensor::cat(&[&weight, &zeros], 1)?
+            }
+            _ => weight,
+        };
         let [_, bias, gamma, beta] = parts.map(|p| Tensor::cat(&p, 0));
         Ok(Some(Self { weight, bias: bias?, gamma: gamma?, beta: beta?, heads: layers.len(), shared_input }))
     }
@@ -200,6 +208,8 @@ impl HeadsLayer {
 /// of 3·Q, each with more blocks in flight, and the Q values reduce to the cost in one kernel.
 #[derive(Debug, Clone)]
 struct Fused {
+    /// Columns of a step input (z, a, zero padding): Z + A rounded up to a multiple of 4.
+    input_width: usize,
     /// reward.0 | dynamics.0 on (z, a).
     rd0: HeadsLayer,
     /// reward.1, dynamics.1 on their blocks of `rd0`'s output.
@@ -220,13 +230,16 @@ impl Fused {
         if !fits || qs.iter().any(|q| !matches!(q.last, Last::Plain(_))) {
             return Ok(None);
         }
+        let input = config.latent_dim() + config.action_dim;
+        let input_width = input.next_multiple_of(4);
+        let pad = input_width - input;
         let q0: Vec<&NormedLinear> = qs.iter().map(|q| &q.l0).collect();
         let q1: Vec<&NormedLinear> = qs.iter().map(|q| &q.l1).collect();
         let (Some(rd0), Some(rd1), Some(q0), Some(q1)) = (
-            HeadsLayer::new(&[&reward.l0, &dynamics.l0], true)?,
-            HeadsLayer::new(&[&reward.l1, &dynamics.l1], false)?,
-            HeadsLayer::new(&q0, true)?,
-            HeadsLayer::new(&q1, false)?,
+            HeadsLayer::new(&[&reward.l0, &dynamics.l0], true, pad)?,
+            HeadsLayer::new(&[&reward.l1, &dynamics.l1], false, 0)?,
+            HeadsLayer::new(&q0, true, pad)?,
+            HeadsLayer::new(&q1, false, 0)?,
         ) else {
             return Ok(None);
         };
@@ -239,15 +252,25 @@ impl Fused {
             }
         }
         let q2 = (Tensor::stack(&weights, 0)?, Tensor::cat(&biases, 0)?);
-        Ok(Some(Self { rd0, rd1, q0, q1, q2 }))
+        Ok(Some(Self { input_width, rd0, rd1, q0, q1, q2 }))
     }
 
-    /// The reward and dynamics MLPs' last hidden activations on (z, a): (N, 2m), reward's block first.
+    /// A step input (N, input_width) from z (N, Z) and a (N, A): (z, a) and the zero padding.
+    fn input(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
+        let pad = self.input_width - z.dim(1)? - a.dim(1)?;
+        if pad == 0 {
+            return Ok(Tensor::cat(&[z, a], D::Minus1)?);
+        }
+        let zeros = Tensor::zeros((z.dim(0)?, pad), z.dtype(), z.device())?;
+        Ok(Tensor::cat(&[z, a, &zeros], D::Minus1)?)
+    }
+
+    /// The reward and dynamics MLPs' last hidden activations on a step input: (N, 2m), reward's block first.
     fn rd_hidden(&self, za: &Tensor) -> Result<Tensor> {
         self.rd1.forward(&self.rd0.forward(za)?)
     }
 
-    /// Every Q head's logits on (z, a): (N, Q·NB), head h in column block h.
+    /// Every Q head's logits on a step input: (N, Q·NB), head h in column block h.
     fn q_logits(&self, za: &Tensor) -> Result<Tensor> {
         Ok(self.q_logits_unreduced(za)?.reduce()?)
     }
@@ -490,12 +513,12 @@ impl TdMpc2 {
 
     /// One model step from latent `z` (N, Z) with action `a` (N, A): (next latent, reward (N, 1)).
     pub fn next(&self, z: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor)> {
-        let za = Tensor::cat(&[z, a], D::Minus1)?;
         if let Some(f) = &self.fused {
-            let h = f.rd_hidden(&za)?;
+            let h = f.rd_hidden(&f.input(z, a)?)?;
             let (reward_logits, next) = self.rd_heads(&h)?;
             return Ok((next, self.two_hot_inv(&reward_logits.reduce()?)?));
         }
+        let za = Tensor::cat(&[z, a], D::Minus1)?;
         let reward = self.two_hot_inv(&self.reward.forward(&za)?)?;
         Ok((self.dynamics.forward(&za)?, reward))
     }
@@ -533,12 +556,12 @@ impl TdMpc2 {
 
     /// Every Q head's value at (z, a): (num_q, N, 1).
     pub fn q_values(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
-        let za = Tensor::cat(&[z, a], D::Minus1)?;
         if let Some(f) = &self.fused {
-            let (n, q, nb) = (za.dim(0)?, self.qs.len(), self.config.wm.num_bins);
-            let values = self.two_hot_inv(&f.q_logits(&za)?.reshape((n * q, nb))?)?;
+            let (n, q, nb) = (z.dim(0)?, self.qs.len(), self.config.wm.num_bins);
+            let values = self.two_hot_inv(&f.q_logits(&f.input(z, a)?)?.reshape((n * q, nb))?)?;
             return Ok(values.reshape((n, q))?.t()?.contiguous()?.reshape((q, n, 1))?);
         }
+        let za = Tensor::cat(&[z, a], D::Minus1)?;
         let qs = self.qs.iter().map(|q| self.two_hot_inv(&q.forward(&za)?)).collect::<Result<Vec<_>>>()?;
         Ok(Tensor::stack(&qs, 0)?)
     }
@@ -574,18 +597,19 @@ impl TdMpc2 {
             // Each step's input (z, a_t) is one launch that reads a_t in place; `ret` is this function's own
             // buffer: the reward kernels add into it in place.
             let candidates = candidates.contiguous()?;
-            let mut za = ops::concat_rows(&z.contiguous()?, repeat, &candidates, 0)?;
+            let width = f.input_width;
+            let mut za = ops::concat_rows(&z.contiguous()?, repeat, &candidates, 0, width)?;
             let mut z = z.clone();
             for t in 0..h {
                 let (reward_logits, next) = self.rd_heads(&f.rd_hidden(&za)?)?;
                 ops::two_hot_accumulate_unreduced(&reward_logits, &self.bins, &ret, discount)?;
                 discount *= gamma;
                 if t + 1 < h {
-                    za = ops::concat_rows(&next, 1, &candidates, t + 1)?;
+                    za = ops::concat_rows(&next, 1, &candidates, t + 1, width)?;
                 }
                 z = next;
             }
-            let za = ops::concat_rows(&z, 1, &self.pi_mean(&z)?.unsqueeze(1)?.contiguous()?, 0)?;
+            let za = ops::concat_rows(&z, 1, &self.pi_mean(&z)?.unsqueeze(1)?.contiguous()?, 0, width)?;
             let c = self.config.wm.uncertainty_penalty as f32;
             return Ok(ops::q_cost_unreduced(&f.q_logits_unreduced(&za)?, &self.bins, &ret, c, discount)?);
         }
