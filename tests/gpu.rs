@@ -239,18 +239,56 @@ fn graph_replays_match_eager_and_follow_new_inputs() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn fused_linear_epilogues_match_unfused_candle_ops() {
-    use candle_core::Module;
-    use swm::ops::bias_act::{linear_gelu, linear_residual};
+    use swm::ops::bias_act::{bias_gelu, bias_residual};
     let (_gpu, device) = gpu();
-    let w = Tensor::randn(0f32, 0.2, (48, 24), &device).unwrap();
+    let y = Tensor::randn(0f32, 1., (3, 7, 48), &device).unwrap();
     let b = Tensor::randn(0f32, 1., 48, &device).unwrap();
-    let linear = candle_nn::Linear::new(w, Some(b));
-    let x = Tensor::randn(0f32, 1., (3, 7, 24), &device).unwrap();
     let r = Tensor::randn(0f32, 1., (3, 7, 48), &device).unwrap();
-    let want = linear.forward(&x).unwrap().gelu_erf().unwrap();
-    assert!(max_abs_diff(&linear_gelu(&linear, &x).unwrap(), &want) < 1e-5);
-    let want = (&r + linear.forward(&x).unwrap()).unwrap();
-    assert!(max_abs_diff(&linear_residual(&linear, &x, &r).unwrap(), &want) < 1e-5);
+    let want = y.broadcast_add(&b).unwrap().gelu_erf().unwrap();
+    assert!(max_abs_diff(&bias_gelu(&y, &b).unwrap(), &want) < 1e-5);
+    let want = (&r + y.broadcast_add(&b).unwrap()).unwrap();
+    assert!(max_abs_diff(&bias_residual(&y, &b, &r).unwrap(), &want) < 1e-5);
+    // The same on a GEMM left as split-K partial sums (21 rows × 512 deep: several splits), shaped as the residual.
+    let x = Tensor::randn(0f32, 1., (21, 512), &device).unwrap();
+    let w = Tensor::randn(0f32, 0.05, (48, 512), &device).unwrap();
+    let partials = swm::ops::gemm::linear_partials(&x, &w).unwrap();
+    assert!(partials.splits() > 1, "a 21 × 48 × 512 product splits K");
+    let xw = x.matmul(&w.t().unwrap()).unwrap().reshape((3, 7, 48)).unwrap();
+    let want = (&r + xw.broadcast_add(&b).unwrap()).unwrap();
+    let got = swm::ops::bias_act::bias_residual_partials(&partials, &b, &r).unwrap();
+    assert_eq!(got.dims(), r.dims());
+    assert!(max_abs_diff(&got, &want) < 1e-4);
+    // Partials that do not make up the residual are a typed error, not a wrong read.
+    let short = swm::ops::gemm::linear_partials(&x.narrow(0, 0, 20).unwrap(), &w).unwrap();
+    assert!(swm::ops::bias_act::bias_residual_partials(&short, &b, &r).is_err());
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn vit_attention_kernel_matches_candle_attention() {
+    use swm::ops::attention::attention;
+    let (_gpu, device) = gpu();
+    // ViT-Tiny at 224² (257 positions, 3 heads of 64: 5 key tiles, the last of one key), a head narrower than a
+    // warp, partial tiles and query blocks, several frames.
+    let shapes = [(1, 257, 3, 64), (2, 5, 2, 24), (3, 130, 4, 48), (1, 64, 1, 32), (2, 65, 6, 64), (1, 577, 2, 32)];
+    for (n, t, heads, dh) in shapes {
+        let inner = heads * dh;
+        let qkv = Tensor::randn(0f32, 0.5, (n, t, 3 * inner), &device).unwrap();
+        let got = attention(&qkv, heads).unwrap();
+        assert_eq!(got.dims(), &[n, t, inner]);
+        let split = qkv.reshape((n, t, 3, heads, dh)).unwrap().permute((2, 0, 3, 1, 4)).unwrap().contiguous().unwrap();
+        let (q, k, v) = (split.get(0).unwrap(), split.get(1).unwrap(), split.get(2).unwrap());
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t().unwrap()).unwrap()).unwrap();
+        let want = probs.matmul(&v).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        let err = max_abs_diff(&got, &want.reshape((n, t, inner)).unwrap());
+        assert!(err < 2e-5, "n {n}, t {t}, {heads} heads of {dh}: {err}");
+    }
+    // Heads wider than 64 or not a multiple of 4, too many positions for shared memory and widths that are not
+    // three projections are typed errors.
+    assert!(attention(&Tensor::zeros((1, 4, 3 * 68), DType::F32, &device).unwrap(), 1).is_err());
+    assert!(attention(&Tensor::zeros((1, 4, 3 * 2 * 30), DType::F32, &device).unwrap(), 2).is_err());
+    assert!(attention(&Tensor::zeros((1, 1000, 3 * 64), DType::F32, &device).unwrap(), 1).is_err());
+    assert!(attention(&Tensor::zeros((1, 4, 100), DType::F32, &device).unwrap(), 2).is_err());
 }
 
 #[test]

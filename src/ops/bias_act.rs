@@ -1,24 +1,27 @@
-//! Fused Linear epilogues (`kernels/bias_act.cu`): `gelu(x·Wᵀ + b)` and `r + (x·Wᵀ + b)` with the bias add folded
-//! into the activation / residual kernel, saving one launch each on the latency-bound encoder.
+//! Fused Linear epilogues (`kernels/bias_act.cu`): `gelu(y + b)` and `r + (y + b)` for a matmul result y, the bias
+//! add folded into the activation / residual kernel (one launch fewer each on the latency-bound encoder).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Module, Shape, Tensor};
-use candle_nn::Linear;
+use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 
+use super::gemm::PartialSums;
 use super::launch::{cuda_only, f32_view as view};
 use crate::kernels;
 
-/// Launches `kernel(inputs…, out, rows, cols)` from `kernels/bias_act.cu` over rows·cols elements and returns `out`.
+/// Launches `kernel(inputs…, out, rows, cols[, splits])` from `kernels/bias_act.cu` over rows·cols elements and
+/// returns `out`.
 ///
 /// Every kernel of that file takes its inputs as `const float*` (each rows·cols floats, except the bias of cols
-/// floats), then the output pointer and `long long rows, cols`, and grid-strides over rows·cols.
+/// floats and bias_residual's `splits` partial sums of rows·cols), then the output pointer and `long long rows,
+/// cols` (and bias_residual `int splits`), and grid-strides over rows·cols.
 fn launch(
     kernel: &str,
     dev: &CudaDevice,
     inputs: &[CudaView<'_, f32>],
     rows: usize,
     cols: usize,
+    splits: Option<i32>,
 ) -> candle_core::Result<CudaStorage> {
     // SAFETY: every element is written by the kernel below before the tensor is read.
     let out = unsafe { dev.alloc::<f32>(rows * cols)? };
@@ -29,6 +32,9 @@ fn launch(
         builder.arg(input);
     }
     builder.arg(&out).arg(&r).arg(&c);
+    if let Some(s) = &splits {
+        builder.arg(s);
+    }
     let cfg = LaunchConfig::for_num_elems((rows * cols).min(1 << 30) as u32);
     // SAFETY: the argument list follows the signature shared by the kernels of bias_act.cu (see above); callers
     // check that the inputs have the element counts the kernel reads.
@@ -71,12 +77,15 @@ impl CustomOp2 for BiasGelu {
         bl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let (rows, cols) = check(self.name(), yl, bl)?;
-        let out = launch("bias_gelu_f32", y.device(), &[view(y, yl)?, view(b, bl)?], rows, cols)?;
+        let out = launch("bias_gelu_f32", y.device(), &[view(y, yl)?, view(b, bl)?], rows, cols, None)?;
         Ok((out, yl.shape().clone()))
     }
 }
 
-struct BiasResidual;
+/// `r + (Σ_s y[s] + b)` over `splits` partial sums y (splits, rows, cols); the output is shaped as r.
+struct BiasResidual {
+    splits: usize,
+}
 
 impl CustomOp3 for BiasResidual {
     fn name(&self) -> &'static str {
@@ -102,30 +111,21 @@ impl CustomOp3 for BiasResidual {
         r: &CudaStorage,
         rl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (rows, cols) = check(self.name(), yl, bl)?;
-        if !rl.is_contiguous() || rl.dims() != yl.dims() {
-            candle_core::bail!("swm-bias-residual: residual {:?} does not match {:?}", rl.dims(), yl.dims());
+        let (rows, cols) = check(self.name(), rl, bl)?;
+        let whole = self.splits == 1 && rl.dims() == yl.dims();
+        let partials = yl.dims() == [self.splits, rows, cols];
+        if !yl.is_contiguous() || !(whole || partials) {
+            candle_core::bail!(
+                "swm-bias-residual: {:?} is not {} partial sums for the residual {:?}",
+                yl.dims(),
+                self.splits,
+                rl.dims()
+            );
         }
-        let out = launch("bias_residual_f32", y.device(), &[view(y, yl)?, view(b, bl)?, view(r, rl)?], rows, cols)?;
-        Ok((out, yl.shape().clone()))
+        let inputs = [view(y, yl)?, view(b, bl)?, view(r, rl)?];
+        let out = launch("bias_residual_f32", y.device(), &inputs, rows, cols, Some(self.splits as i32))?;
+        Ok((out, rl.shape().clone()))
     }
-}
-
-/// `x·Wᵀ` of a Linear without its bias (contiguous output).
-fn matmul_no_bias(linear: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    Linear::new(linear.weight().clone(), None).forward(x)?.contiguous()
-}
-
-fn bias_of(linear: &Linear) -> candle_core::Result<&Tensor> {
-    linear.bias().ok_or_else(|| candle_core::Error::Msg("fused epilogue needs a Linear with bias".into()))
-}
-
-/// `gelu_erf(linear(x))` with the bias add fused into the GELU kernel (f32 only).
-pub fn linear_gelu(linear: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    if x.dtype() != DType::F32 {
-        return linear.forward(x)?.gelu_erf();
-    }
-    bias_gelu(&matmul_no_bias(linear, x)?, bias_of(linear)?)
 }
 
 /// `gelu_erf(y + b)` for y (…, cols) and b (cols,) in one kernel (f32; other dtypes use Candle ops).
@@ -136,10 +136,22 @@ pub fn bias_gelu(y: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     y.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &BiasGelu)
 }
 
-/// `residual + linear(x)` with the bias add fused into the residual kernel (f32 only).
-pub fn linear_residual(linear: &Linear, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
-    if x.dtype() != DType::F32 {
-        return residual + linear.forward(x)?;
+/// `residual + (y + b)` for y (…, cols), b (cols,) and a residual shaped as y, in one kernel (f32; other dtypes use
+/// Candle ops).
+pub fn bias_residual(y: &Tensor, b: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+    if y.dtype() != DType::F32 || b.dtype() != DType::F32 || residual.dtype() != DType::F32 {
+        return residual + y.broadcast_add(b)?;
     }
-    matmul_no_bias(linear, x)?.apply_op3_no_bwd(bias_of(linear)?, &residual.contiguous()?, &BiasResidual)
+    y.contiguous()?.apply_op3_no_bwd(&b.contiguous()?, &residual.contiguous()?, &BiasResidual { splits: 1 })
+}
+
+/// [`bias_residual`] on a matmul left as split-K partial sums (`gemm::linear_partials`): the partials (splits, rows,
+/// cols) are added in split order as they are read, the result shaped as the residual (rows·cols elements).
+pub fn bias_residual_partials(y: &PartialSums, b: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+    let f32s = [y.partials(), b, residual].iter().all(|t| t.dtype() == DType::F32);
+    if !f32s {
+        return residual + y.sum().map_err(candle_core::Error::wrap)?.reshape(residual.shape())?.broadcast_add(b)?;
+    }
+    let op = BiasResidual { splits: y.splits() };
+    y.partials().contiguous()?.apply_op3_no_bwd(&b.contiguous()?, &residual.contiguous()?, &op)
 }

@@ -4,7 +4,8 @@
 //! products are summed in f32: f32-class accuracy (max error 1–5× cuBLAS f32's against an f64 reference, ~6e-7
 //! relative, GPU-tested; plain TF32 is ~1e-3), faster than cuBLAS's f32 SIMT kernels on the small-row shapes of
 //! a rollout (`swm bench gemm`, docs/benchmarks.md). [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs. TF32
-//! mode ([`crate::device::set_tf32`]) runs [`linear`] on cuBLAS's TF32 GEMMs (one product, 10-bit mantissas).
+//! mode ([`crate::device::set_tf32`]) runs [`linear`] on cuBLAS's TF32 GEMMs (one product, 10-bit mantissas), or on
+//! this kernel's one-product TF32 variant with [`F32Matmul::Own`].
 //!
 //! [`linear_heads`] and [`linear_columns`] run layers side by side in one launch (an ensemble's heads; two MLPs
 //! whose hidden layers share an input), on the same kernel with batches and strided operands; in TF32 mode on its
@@ -40,6 +41,9 @@ pub enum F32Matmul {
     Split3xTf32,
     /// cuBLAS's f32 GEMMs (SIMT, IEEE f32 products); in TF32 mode, cuBLAS's TF32 GEMMs.
     Cublas,
+    /// swm's kernel throughout: as [`F32Matmul::Split3xTf32`] in f32 mode; in TF32 mode its one-product TF32
+    /// variant for the plain GEMMs too (TD-MPC2's 512-row layers; cuBLAS's TF32 GEMMs stay faster on LeWM's).
+    Own,
 }
 
 static F32_MATMUL: AtomicU8 = AtomicU8::new(0);
@@ -53,7 +57,8 @@ pub fn set_f32_matmul(kind: F32Matmul) {
 pub fn f32_matmul() -> F32Matmul {
     match F32_MATMUL.load(Ordering::Relaxed) {
         0 => F32Matmul::Split3xTf32,
-        _ => F32Matmul::Cublas,
+        1 => F32Matmul::Cublas,
+        _ => F32Matmul::Own,
     }
 }
 
@@ -185,8 +190,10 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> 
 
 fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> bool {
     // TF32 mode: cuBLAS's TF32 GEMMs, faster than this kernel's TF32 product in LeWM's rollout (CEM 59.4 against
-    // 71.3 ms, H200, session 12); the strided layouts keep this kernel (a cuBLAS launch per head is slower still).
-    k > 0 && !crate::device::tf32() && own_kernel(x, w, bias)
+    // 71.3 ms, H200, session 12), unless `F32Matmul::Own` selects this kernel throughout; the strided layouts keep
+    // this kernel (a cuBLAS launch per head is slower still).
+    let tf32_on_cublas = crate::device::tf32() && f32_matmul() != F32Matmul::Own;
+    k > 0 && !tf32_on_cublas && own_kernel(x, w, bias)
 }
 
 /// Streaming multiprocessors of the first device (the split-K heuristic's target).
@@ -225,11 +232,14 @@ fn chunk_for(m: usize, n: usize, k: usize, device: &Device) -> usize {
 }
 
 /// K chunk per split so that the grid gives every SM about four blocks, each split keeping ≥ 4 K steps (TD-MPC2's
-/// MPPI plan on an H200: 2.48 ms at four blocks per SM, 2.53 at two, 2.56 at one).
+/// MPPI plan on an H200: 2.48 ms at four blocks per SM, 2.53 at two, 2.56 at one) — or ≥ 2 K steps when splits of 4
+/// would leave SMs without a block (a ViT layer's 257-row GEMMs: 15 to 60 tiles over a depth of 192).
 fn k_chunk(m: usize, n: usize, k: usize, sms: usize) -> usize {
     let tiles = m.div_ceil(TILE_M) * n.div_ceil(TILE_N);
     let steps = k.div_ceil(TILE_K);
-    let splits = (4 * sms).div_ceil(tiles).clamp(1, (steps / 4).max(1));
+    let deep = (steps / 4).max(1);
+    let most = if tiles * deep < sms { (steps / 2).max(1) } else { deep };
+    let splits = (4 * sms).div_ceil(tiles).clamp(1, most);
     steps.div_ceil(splits) * TILE_K
 }
 
@@ -643,7 +653,7 @@ fn unreduced(
 fn own_kernel(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> bool {
     let f32s = x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.is_none_or(|b| b.dtype() == DType::F32);
     let contiguous = x.is_contiguous() && w.is_contiguous() && bias.is_none_or(|b| b.is_contiguous());
-    f32_matmul() == F32Matmul::Split3xTf32 && f32s && contiguous && matches!(x.device(), Device::Cuda(_))
+    f32_matmul() != F32Matmul::Cublas && f32s && contiguous && matches!(x.device(), Device::Cuda(_))
 }
 
 #[cfg(test)]
@@ -657,11 +667,18 @@ mod tests {
             let splits = k.div_ceil(chunk);
             assert_eq!(chunk % TILE_K, 0);
             assert!(splits * chunk >= k && (splits - 1) * chunk < k, "{m}x{n}x{k}: {splits} x {chunk}");
-            assert!(chunk >= 4 * TILE_K || splits == 1, "{m}x{n}x{k}: chunk {chunk}");
+            let tiles = m.div_ceil(TILE_M) * n.div_ceil(TILE_N);
+            let min_steps = if tiles * (k.div_ceil(TILE_K) / 4).max(1) < 132 { 2 } else { 4 };
+            assert!(chunk >= min_steps * TILE_K || splits == 1, "{m}x{n}x{k}: chunk {chunk}");
         }
+        // Grids that splits of 4 steps leave short of one block per SM split down to 2 steps: a ViT layer's
+        // 257 × 192 × 192 output projection (15 tiles) in 3 splits, not 1.
+        assert_eq!(192usize.div_ceil(k_chunk(257, 192, 192, 132)), 3);
+        assert_eq!(768usize.div_ceil(k_chunk(257, 192, 768, 132)), 12);
         // The narrow 2048-deep projections are split to give 132 SMs about four blocks each.
         assert_eq!(2048usize.div_ceil(k_chunk(300, 192, 2048, 132)), 16);
-        assert_eq!(1024usize.div_ceil(k_chunk(300, 192, 1024, 132)), 8);
+        // (15 tiles in 8 splits of 4 steps would leave 12 SMs idle: 16 splits of 2.)
+        assert_eq!(1024usize.div_ceil(k_chunk(300, 192, 1024, 132)), 16);
         assert_eq!(2048usize.div_ceil(k_chunk(900, 192, 2048, 132)), 11);
         assert_eq!(192usize.div_ceil(k_chunk(300, 3072, 192, 132)), 1);
     }

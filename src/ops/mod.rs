@@ -12,6 +12,7 @@
 //! states the kernel's signature and the buffer sizes it relies on in a `// SAFETY:` comment.
 
 pub mod adamw;
+pub mod attention;
 pub mod bias_act;
 mod error;
 pub mod fault;

@@ -5,7 +5,32 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::config::VitDims;
-use crate::ops::bias_act::{linear_gelu, linear_residual};
+use crate::ops::attention::{self, attention};
+use crate::ops::bias_act::bias_residual_partials;
+use crate::ops::gemm::{self, Epilogue};
+
+/// A kernel launcher's error as Candle's (this module's layers speak Candle's `Result`).
+fn kernel<T>(r: crate::ops::Result<T>) -> Result<T> {
+    r.map_err(candle_core::Error::wrap)
+}
+
+/// A Linear's bias (every ViT Linear has one).
+fn bias(l: &Linear) -> Result<&Tensor> {
+    l.bias().ok_or_else(|| candle_core::Error::Msg("ViT Linear without bias".into()))
+}
+
+/// `x·Wᵀ + b` on swm's GEMM (cuBLAS where it does not apply), the bias in its epilogue.
+fn linear_bias(l: &Linear, x: &Tensor) -> Result<Tensor> {
+    kernel(gemm::linear(x, l.weight(), Epilogue::Bias(bias(l)?)))
+}
+
+/// `residual + x·Wᵀ + b`: the GEMM left as its split-K partial sums, then one kernel adds them, the bias and the
+/// residual (no reduction launch).
+fn linear_residual(l: &Linear, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+    let k = x.dim(D::Minus1)?;
+    let partials = kernel(gemm::linear_partials(&x.reshape((x.elem_count() / k.max(1), k))?, l.weight()))?;
+    bias_residual_partials(&partials, bias(l)?, residual)
+}
 
 /// Position tables interpolated for other patch grids, computed once per grid (docs/spec/lewm.md §3.1 step 3).
 type PositionCache = std::sync::Arc<std::sync::Mutex<Vec<((usize, usize), Tensor)>>>;
@@ -95,7 +120,7 @@ impl Embeddings {
             gh * gw,
             c * p * p,
         ))?;
-        let tokens = self.patch.forward(&patches)?;
+        let tokens = linear_bias(&self.patch, &patches)?;
         let e = tokens.dim(D::Minus1)?;
         let cls = self.cls.broadcast_as((n, 1, e))?;
         Tensor::cat(&[&cls, &tokens], 1)?.broadcast_add(&positions)
@@ -142,16 +167,19 @@ impl Layer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, t, e) = x.dims3()?;
         let (h, d) = (self.heads, e / self.heads);
-        let qkv = self.qkv.forward(&self.norm_before.forward(x)?)?.reshape((n, t, 3, h, d))?;
-        let qkv = qkv.permute((2, 0, 3, 1, 4))?.contiguous()?; // (3, N, h, T, d)
-        let q = qkv.get(0)?;
-        let k = qkv.get(1)?;
-        let v = qkv.get(2)?;
-        let scores = q.matmul(&k.t()?)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, t, e))?;
+        let qkv = linear_bias(&self.qkv, &self.norm_before.forward(x)?)?; // (N, T, 3E)
+        let ctx = if attention::supports(e, h, t) {
+            // One kernel on the projection as written: no permute, score matrix or transpose.
+            kernel(attention(&qkv, h))?
+        } else {
+            let qkv = qkv.reshape((n, t, 3, h, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?; // (3, N, h, T, d)
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+            probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, t, e))?
+        };
         let x = linear_residual(&self.out, &ctx, x)?;
-        let hidden = linear_gelu(&self.fc1, &self.norm_after.forward(&x)?)?;
+        let fc1 = &self.fc1;
+        let hidden = kernel(gemm::linear(&self.norm_after.forward(&x)?, fc1.weight(), Epilogue::BiasGelu(bias(fc1)?)))?;
         linear_residual(&self.fc2, &hidden, &x)
     }
 }

@@ -154,7 +154,7 @@ pub fn decision(dir: &Path, rel_tol: f64, device: &Device) -> Result<DecisionRep
         });
     }
     let f32_kind = match crate::ops::gemm::f32_matmul() {
-        crate::ops::gemm::F32Matmul::Split3xTf32 => "f32 (split-TF32 GEMM)",
+        crate::ops::gemm::F32Matmul::Split3xTf32 | crate::ops::gemm::F32Matmul::Own => "f32 (split-TF32 GEMM)",
         crate::ops::gemm::F32Matmul::Cublas => "f32 (cuBLAS GEMM)",
     };
     let tf32 = if crate::device::tf32() {

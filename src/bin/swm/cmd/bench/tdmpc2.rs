@@ -31,7 +31,8 @@ fn planner(action_dim: usize) -> PlannerConfig {
     PlannerConfig::new(SolverConfig::Mppi(mppi), HORIZON, action_dim, 1)
 }
 
-/// Three rows per precision (the process's own, cuBLAS f32, TF32 on swm's GEMM and on cuBLAS), on [`Config::bench`] with random weights: a
+/// Three rows per precision (the process's own, cuBLAS f32, TF32 on cuBLAS for plain GEMMs, on cuBLAS throughout and
+/// on swm's kernel throughout), on [`Config::bench`] with random weights: a
 /// replanned step (warm start, no new observation), a step from a new observation without warm start (the work of
 /// the official solver and the PyTorch peer), and the cost of 512 candidates; then the new-observation step with
 /// every layer on its own ([`TdMpc2::without_fusion`]), what the fused hot path buys.
@@ -53,7 +54,9 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     }
     let candidates = Tensor::rand(-1f32, 1.0, (1, SAMPLES, HORIZON, a), &device)?;
     let mut rows = Vec::new();
-    for precision in [Precision::current(), Precision::CublasF32, Precision::Tf32, Precision::Tf32Cublas] {
+    for precision in
+        [Precision::current(), Precision::CublasF32, Precision::Tf32, Precision::Tf32Cublas, Precision::Tf32Own]
+    {
         let label = precision.label();
         let rows_of_precision = precision.with(|| -> Result<[BenchRow; 3], CliError> {
             // A fresh planner, so that its graph is captured under this precision.

@@ -1,0 +1,100 @@
+//! Unmasked softmax attention on a fused QKV projection (`kernels/attention.cu`): a ViT layer's attention in one
+//! launch, reading q, k and v where the projection wrote them and writing the heads merged, instead of a permute,
+//! two batched matmuls, a softmax and a transpose.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use cudarc::driver::sys::CUfunction_attribute;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::launch::{cuda_only, f32_view};
+use super::{KernelError, Result};
+use crate::kernels;
+
+/// Widest head the kernel takes (a lane holds two output columns).
+pub const MAX_HEAD_DIM: usize = 64;
+/// Queries per block, one warp each (`SWM_ATT_QUERIES` in `kernels/attention.cu`).
+const QUERIES: usize = 8;
+/// Most dynamic shared memory a block may ask for on sm_90 (227 KiB).
+const MAX_SHARED_BYTES: usize = 227 * 1024;
+
+/// Dynamic shared memory of a block: a head's padded keys and its values over `t` positions, the block's queries
+/// and their scores.
+fn shared_bytes(t: usize, dh: usize) -> usize {
+    4 * (t * (dh + 4) + t * dh + QUERIES * dh + QUERIES * t)
+}
+
+/// Whether [`attention`] takes `heads` heads of a projection `inner` wide (q, k and v each) over `t` positions:
+/// heads of at most 64 columns, a multiple of 4, whose keys and values fit in one block's shared memory (ViT-Tiny
+/// to -Base at 224²: 257 positions of 64 take 143 KiB).
+pub fn supports(inner: usize, heads: usize, t: usize) -> bool {
+    let fits = |dh: usize| dh.is_multiple_of(4) && dh <= MAX_HEAD_DIM && shared_bytes(t, dh) <= MAX_SHARED_BYTES;
+    heads > 0 && heads <= 65_535 && t > 0 && inner.is_multiple_of(heads) && fits(inner / heads)
+}
+
+/// `softmax(q·kᵀ)·v` per head for qkv (N, T, 3·inner), f32 with rows [q | k | v] of `heads` heads each (the
+/// softmax scale already folded into q): returns (N, T, inner) with head h in columns h·inner/heads…
+pub fn attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    let (n, t, width) = qkv.dims3()?;
+    let inner = width / 3;
+    if !width.is_multiple_of(3) || !supports(inner, heads, t) || n > 65_535 || qkv.dtype() != DType::F32 {
+        return Err(KernelError::operand(
+            "qkv",
+            format!(
+                "{:?} {:?} as {heads} heads: expected f32 (N ≤ 65535, T > 0, 3 · heads · dh) with dh ≤ {MAX_HEAD_DIM} a \
+                 multiple of 4 and T positions in {} KiB of shared memory",
+                qkv.dims(),
+                qkv.dtype(),
+                MAX_SHARED_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(qkv.contiguous()?.apply_op1_no_bwd(&Attention { heads })?)
+}
+
+/// The launch behind [`attention`] (shapes checked there).
+struct Attention {
+    heads: usize,
+}
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "swm-attention"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        cuda_only()
+    }
+
+    fn cuda_fwd(&self, qkv: &CudaStorage, layout: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (n, t, width) = layout.shape().dims3()?;
+        let (heads, inner) = (self.heads, width / 3);
+        let dev = qkv.device();
+        let input = f32_view(qkv, layout)?;
+        let misaligned = !layout.start_offset().is_multiple_of(4);
+        if misaligned {
+            candle_core::bail!("swm-attention: qkv starts at element {}, not 16-byte aligned", layout.start_offset());
+        }
+        // SAFETY: the kernel below writes every element (each query row of each head) before the tensor is read.
+        let out = unsafe { dev.alloc::<f32>(n * t * inner)? };
+        let (t32, h32, dh32) = (t as i32, heads as i32, (inner / heads) as i32);
+        let f = dev.get_or_load_custom_func("attention_f32", "swm_attention", kernels::ATTENTION)?;
+        let shared = shared_bytes(t, inner / heads);
+        let attribute = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+        f.set_attribute(attribute, shared as i32).map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+        let mut b = f.builder();
+        b.arg(&input).arg(&out).arg(&t32).arg(&h32).arg(&dh32);
+        let config = LaunchConfig {
+            grid_dim: (t.div_ceil(QUERIES) as u32, heads as u32, n as u32),
+            block_dim: (32 * QUERIES as u32, 1, 1),
+            shared_mem_bytes: shared as u32,
+        };
+        // SAFETY: matches attention_f32(qkv, out, t, heads, dh) with SWM_ATT_QUERIES warps per block, the grid
+        // (⌈T / 8⌉, heads, N) and the dynamic shared memory its layout takes (`shared_bytes`, ≤ 227 KiB); qkv holds
+        // N·T·3·heads·dh f32 (contiguous, 16-byte aligned: candle's allocations are, and the offset is checked
+        // above; dh % 4 == 0 keeps every 16-byte load aligned) and out N·T·heads·dh; dh ≤ 64 (two output columns
+        // per lane) and N, heads ≤ 65535 (checked by `attention`).
+        unsafe { b.launch(config) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from((n, t, inner))))
+    }
+}
