@@ -4,8 +4,9 @@
 //
 //   norm_act_f32_N:     y = act(LayerNorm(x)·γ + β) — a NormedLinear after its GEMM. act 0: Mish, x·tanh(softplus x);
 //                       act 1: SimNorm, a softmax over each group of `group` consecutive values (group a power of
-//                       two ≤ 32: a group is `group` adjacent lanes holding the same value slot). `heads` layers side
-//                       by side: row r is head r % heads of its (rows / heads) output row, with γ, β at head·dim.
+//                       two ≤ 32: a group is `group` adjacent lanes holding the same value slot); act 2: none (a
+//                       plain LayerNorm). `heads` layers side by side: row r is head r % heads of its (rows / heads)
+//                       output row, with γ, β at head·dim.
 //                       The input may be a GEMM's unreduced output: head h of row i is the sum over s < splits of
 //                       x[h·head_stride + i·row_stride + s·split_stride ..], plus bias[h·dim ..] when bias is set.
 //   two_hot_inv_f32_N:  v = symexp(Σ_i softmax(logits)_i · bins_i) — a reward or Q head's scalar, logits rows `ld`
@@ -103,7 +104,7 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, int splits
     if (act == 0) {
 #pragma unroll
       for (int c = 0; c < N; ++c) v[c] = mish(v[c]);
-    } else {
+    } else if (act == 1) {
       // A group is `group` adjacent columns: adjacent lanes of one warp (group divides 32 and the row).
 #pragma unroll
       for (int c = 0; c < N; ++c) {

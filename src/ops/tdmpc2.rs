@@ -20,6 +20,8 @@ pub enum NormAct {
     Mish,
     /// Softmax over consecutive groups of this many values (a power of two ≤ 32).
     SimNorm(usize),
+    /// None: the LayerNorm alone (a ViT layer's pre-norms).
+    Identity,
 }
 
 /// The values per lane N of a row of `width` (a warp's 32·N ≥ width, N ∈ {2, 4, 8, 16}).
@@ -35,7 +37,7 @@ fn kernel(name: &str, width: usize) -> Result<String> {
 /// Whether [`norm_act`] handles rows of `width` with `act`.
 pub fn supports(width: usize, act: NormAct) -> bool {
     let group_fits = match act {
-        NormAct::Mish => true,
+        NormAct::Mish | NormAct::Identity => true,
         NormAct::SimNorm(g) => g.is_power_of_two() && g <= 32 && width.is_multiple_of(g),
     };
     width <= MAX_WIDTH && group_fits
@@ -84,6 +86,7 @@ pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32
     let (act_code, group) = match act {
         NormAct::Mish => (0i32, 1i32),
         NormAct::SimNorm(g) => (1, g as i32),
+        NormAct::Identity => (2, 1),
     };
     let (rows64, width32, heads32, splits32) = ((rows * heads) as i64, width as i32, heads as i32, splits as i32);
     let (ss, hs, rs) = (split_stride as i64, head_stride as i64, row_stride as i64);

@@ -83,7 +83,7 @@ fn fused_row_kernels_match_candle_ops() {
     use candle_core::{Module, D};
     use swm::ops::tdmpc2::{norm_act, two_hot_inv, NormAct};
     let (_gpu, device) = gpu();
-    for width in [40usize, 64, 512] {
+    for width in [40usize, 64, 192, 512] {
         let x = (Tensor::randn(0f32, 2.0, (37, width), &device).unwrap() + 0.5).unwrap();
         let gamma = (Tensor::randn(0f32, 0.2, width, &device).unwrap() + 1.0).unwrap();
         let beta = Tensor::randn(0f32, 0.3, width, &device).unwrap();
@@ -100,6 +100,9 @@ fn fused_row_kernels_match_candle_ops() {
         let want = candle_nn::ops::softmax_last_dim(&grouped).unwrap().reshape((37, width)).unwrap();
         let got = norm_act(&x, &gamma, &beta, 1e-5, NormAct::SimNorm(8)).unwrap();
         assert!(super::max_abs_diff(&got, &want) < 1e-6, "simnorm, width {width}");
+        // The LayerNorm alone (a ViT layer's norms; 192 is ViT-Tiny's width).
+        let got = norm_act(&x, &gamma, &beta, 1e-5, NormAct::Identity).unwrap();
+        assert!(super::max_abs_diff(&got, &ln) < 1e-5, "layernorm, width {width}");
     }
     // two_hot_inv over 101 bins in [-6, 2]: symexp of the softmax-weighted mean bin.
     let logits = Tensor::randn(0f32, 3.0, (29, 101), &device).unwrap();

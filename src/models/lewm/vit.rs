@@ -8,6 +8,7 @@ use super::config::VitDims;
 use crate::ops::attention::{self, attention};
 use crate::ops::bias_act::bias_residual_partials;
 use crate::ops::gemm::{self, Epilogue};
+use crate::ops::tdmpc2::{self, NormAct};
 
 /// A kernel launcher's error as Candle's (this module's layers speak Candle's `Result`).
 fn kernel<T>(r: crate::ops::Result<T>) -> Result<T> {
@@ -30,6 +31,20 @@ fn linear_residual(l: &Linear, x: &Tensor, residual: &Tensor) -> Result<Tensor> 
     let k = x.dim(D::Minus1)?;
     let partials = kernel(gemm::linear_partials(&x.reshape((x.elem_count() / k.max(1), k))?, l.weight()))?;
     bias_residual_partials(&partials, bias(l)?, residual)
+}
+
+/// LayerNorm over the last dim with swm's row kernel (one block per row), where it takes the width; Candle's
+/// otherwise.
+fn norm(ln: &LayerNorm, eps: f64, x: &Tensor) -> Result<Tensor> {
+    let e = x.dim(D::Minus1)?;
+    match ln.bias() {
+        Some(beta) if tdmpc2::supports(e, NormAct::Identity) && x.dtype() == DType::F32 => {
+            let rows = x.elem_count() / e.max(1);
+            let y = kernel(tdmpc2::norm_act(&x.reshape((rows, e))?, ln.weight(), beta, eps as f32, NormAct::Identity))?;
+            y.reshape(x.shape())
+        }
+        _ => ln.forward(x),
+    }
 }
 
 /// Position tables interpolated for other patch grids, computed once per grid (docs/spec/lewm.md §3.1 step 3).
@@ -137,6 +152,7 @@ struct Layer {
     fc1: Linear,
     fc2: Linear,
     heads: usize,
+    eps: f64,
 }
 
 impl Layer {
@@ -161,13 +177,14 @@ impl Layer {
             fc1: linear(e, dims.intermediate, vb.pp("intermediate.dense"))?,
             fc2: linear(dims.intermediate, e, vb.pp("output.dense"))?,
             heads: dims.heads,
+            eps,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, t, e) = x.dims3()?;
         let (h, d) = (self.heads, e / self.heads);
-        let qkv = linear_bias(&self.qkv, &self.norm_before.forward(x)?)?; // (N, T, 3E)
+        let qkv = linear_bias(&self.qkv, &norm(&self.norm_before, self.eps, x)?)?; // (N, T, 3E)
         let ctx = if attention::supports(e, h, t) {
             // One kernel on the projection as written: no permute, score matrix or transpose.
             kernel(attention(&qkv, h))?
@@ -179,7 +196,8 @@ impl Layer {
         };
         let x = linear_residual(&self.out, &ctx, x)?;
         let fc1 = &self.fc1;
-        let hidden = kernel(gemm::linear(&self.norm_after.forward(&x)?, fc1.weight(), Epilogue::BiasGelu(bias(fc1)?)))?;
+        let normed = norm(&self.norm_after, self.eps, &x)?;
+        let hidden = kernel(gemm::linear(&normed, fc1.weight(), Epilogue::BiasGelu(bias(fc1)?)))?;
         linear_residual(&self.fc2, &hidden, &x)
     }
 }
