@@ -98,3 +98,25 @@ impl CustomOp1 for Attention {
         Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from((n, t, inner))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_shapes_fit_the_kernel_s_shared_memory() {
+        // ViT-Tiny, -Small and -Base at 224² (257 positions, heads of 64): 143 KiB.
+        assert_eq!(shared_bytes(257, 64), 4 * (257 * 68 + 257 * 64 + 8 * 64 + 8 * 257));
+        for (inner, heads) in [(192, 3), (384, 6), (768, 12)] {
+            assert!(supports(inner, heads, 257), "{inner} / {heads}");
+        }
+        // Heads wider than two columns per lane, not a multiple of 4 floats, or not dividing the width.
+        assert!(!supports(136, 2, 10));
+        assert!(!supports(60, 2, 10));
+        assert!(!supports(100, 3, 10));
+        assert!(!supports(64, 0, 10));
+        // Too many positions for one block's shared memory, and none at all.
+        assert!(supports(64, 1, 400) && !supports(64, 1, 1000));
+        assert!(!supports(64, 1, 0));
+    }
+}
