@@ -6,7 +6,8 @@
 //                  keys and values are staged in dynamic shared memory once (16-byte cp.async, all in flight),
 //                  then each warp scores every key (lane l takes keys l, l + 32, …, reading its key row 16 bytes at
 //                  a time), keeps the scores in its shared row, and takes the softmax (max, then exp and sum, as
-//                  PyTorch's softmax) and the weighted sum of the values (lane l: output columns l and l + 32).
+//                  PyTorch's softmax does, with fast-math exponentials and one reciprocal per row) and the weighted
+//                  sum of the values (lane l: output columns l and l + 32).
 //                  Shared memory: T·(dh + 4) keys (padded: conflict-free 16-byte reads by rows), T·dh values, 8·dh
 //                  queries and 8·T scores, floats.
 

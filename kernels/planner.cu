@@ -66,7 +66,7 @@ extern "C" __global__ void compose_candidates_f32(const float* __restrict__ eps,
 }
 
 // One warp per (env, value) column: lane l takes elites l, l + 32, …, and the warp sums its lanes' partial sums in
-// a fixed tree (results are deterministic). Launched with 32 · 8 threads per block.
+// a fixed tree (results are deterministic). Launched with whole warps (two per block).
 __device__ __forceinline__ float warp_total(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

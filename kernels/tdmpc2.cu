@@ -1,6 +1,7 @@
 // Fused row kernels for TD-MPC2 (docs/spec/tdmpc2.md §2, §5). Rows of a contiguous (rows, dim) matrix of dim ≤ 32·N
-// (the launcher picks N ∈ {2, 4, 8, 16}): norm_act on a block of N / 4 warps per row (see `norm_act`), the two-hot
-// kernels one warp per row (two warps per block, so that a rollout's few hundred rows spread over every SM).
+// (the launcher picks N ∈ {2, 4, 8, 16}): norm_act on a block of max(1, N / 4) warps per row (see `norm_act`),
+// two_hot_inv one warp per row (two warps per block, so that a rollout's few hundred rows spread over every SM),
+// q_cost one block per row with a warp per Q head.
 //
 //   norm_act_f32_N:     y = act(LayerNorm(x)·γ + β) — a NormedLinear after its GEMM. act 0: Mish, x·tanh(softplus x);
 //                       act 1: SimNorm, a softmax over each group of `group` consecutive values (group a power of

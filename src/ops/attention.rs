@@ -3,8 +3,10 @@
 //! two batched matmuls, a softmax and a transpose.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Tensor};
-use cudarc::driver::sys::CUfunction_attribute;
+use std::sync::OnceLock;
+
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::launch::{cuda_only, f32_view};
@@ -15,8 +17,19 @@ use crate::kernels;
 pub const MAX_HEAD_DIM: usize = 64;
 /// Queries per block, one warp each (`SWM_ATT_QUERIES` in `kernels/attention.cu`).
 const QUERIES: usize = 8;
-/// Most dynamic shared memory a block may ask for on sm_90 (227 KiB).
-const MAX_SHARED_BYTES: usize = 227 * 1024;
+/// Most dynamic shared memory a block may ask for where the device does not say (sm_90's 227 KiB).
+const SM90_SHARED_BYTES: usize = 227 * 1024;
+
+/// Most dynamic shared memory a block of the first CUDA device may opt into (99 KiB on sm_86/89, 227 on sm_90); 0
+/// off CUDA.
+fn shared_limit(device: &Device) -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    let Device::Cuda(d) = device else { return 0 };
+    *LIMIT.get_or_init(|| {
+        let optin = CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN;
+        d.cuda_stream().context().attribute(optin).map_or(SM90_SHARED_BYTES, |v| v.max(0) as usize)
+    })
+}
 
 /// Dynamic shared memory of a block: a head's padded keys and its values over `t` positions, the block's queries
 /// and their scores.
@@ -24,28 +37,35 @@ fn shared_bytes(t: usize, dh: usize) -> usize {
     4 * (t * (dh + 4) + t * dh + QUERIES * dh + QUERIES * t)
 }
 
-/// Whether [`attention`] takes `heads` heads of a projection `inner` wide (q, k and v each) over `t` positions:
-/// heads of at most 64 columns, a multiple of 4, whose keys and values fit in one block's shared memory (ViT-Tiny
-/// to -Base at 224²: 257 positions of 64 take 143 KiB).
-pub fn supports(inner: usize, heads: usize, t: usize) -> bool {
-    let fits = |dh: usize| dh.is_multiple_of(4) && dh <= MAX_HEAD_DIM && shared_bytes(t, dh) <= MAX_SHARED_BYTES;
-    heads > 0 && heads <= 65_535 && t > 0 && inner.is_multiple_of(heads) && fits(inner / heads)
+/// Whether `heads` heads of a projection `inner` wide (q, k and v each) over `t` positions fit the kernel: heads of
+/// at most 64 columns, a multiple of 4, whose keys and values fit in `limit` bytes of shared memory (ViT-Tiny to
+/// -Base at 224²: 257 positions of 64 take 143 KiB).
+fn fits(inner: usize, heads: usize, t: usize, limit: usize) -> bool {
+    let head = |dh: usize| dh.is_multiple_of(4) && dh <= MAX_HEAD_DIM && shared_bytes(t, dh) <= limit;
+    heads > 0 && heads <= 65_535 && t > 0 && inner.is_multiple_of(heads) && head(inner / heads)
+}
+
+/// Whether [`attention`] takes `qkv` (N, T, 3·inner) as `heads` heads: f32 on a CUDA device, 1 ≤ N ≤ 65535, and
+/// heads that fit the kernel (at most 64 columns, a multiple of 4, T positions of keys and values in the
+/// device's shared memory per block). Callers take the composed ops otherwise.
+pub fn supports(qkv: &Tensor, heads: usize) -> bool {
+    let Ok((n, t, width)) = qkv.dims3() else { return false };
+    let shaped = width.is_multiple_of(3) && (1..=65_535).contains(&n);
+    shaped && qkv.dtype() == DType::F32 && fits(width / 3, heads, t, shared_limit(qkv.device()))
 }
 
 /// `softmax(q·kᵀ)·v` per head for qkv (N, T, 3·inner), f32 with rows [q | k | v] of `heads` heads each (the
 /// softmax scale already folded into q): returns (N, T, inner) with head h in columns h·inner/heads…
 pub fn attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
-    let (n, t, width) = qkv.dims3()?;
-    let inner = width / 3;
-    if !width.is_multiple_of(3) || !supports(inner, heads, t) || n > 65_535 || qkv.dtype() != DType::F32 {
+    if !supports(qkv, heads) {
         return Err(KernelError::operand(
             "qkv",
             format!(
-                "{:?} {:?} as {heads} heads: expected f32 (N ≤ 65535, T > 0, 3 · heads · dh) with dh ≤ {MAX_HEAD_DIM} a \
-                 multiple of 4 and T positions in {} KiB of shared memory",
+                "{:?} {:?} as {heads} heads: expected CUDA f32 (1 ≤ N ≤ 65535, T > 0, 3 · heads · dh) with dh ≤ \
+                 {MAX_HEAD_DIM} a multiple of 4 and T positions in {} KiB of shared memory",
                 qkv.dims(),
                 qkv.dtype(),
-                MAX_SHARED_BYTES / 1024
+                shared_limit(qkv.device()) / 1024
             ),
         ));
     }
@@ -90,7 +110,8 @@ impl CustomOp1 for Attention {
             shared_mem_bytes: shared as u32,
         };
         // SAFETY: matches attention_f32(qkv, out, t, heads, dh) with SWM_ATT_QUERIES warps per block, the grid
-        // (⌈T / 8⌉, heads, N) and the dynamic shared memory its layout takes (`shared_bytes`, ≤ 227 KiB); qkv holds
+        // (⌈T / 8⌉, heads, N ≥ 1) and the dynamic shared memory its layout takes (`shared_bytes`, within the
+        // device's opt-in limit, checked by `supports`); qkv holds
         // N·T·3·heads·dh f32 (contiguous, 16-byte aligned: candle's allocations are, and the offset is checked
         // above; dh % 4 == 0 keeps every 16-byte load aligned) and out N·T·heads·dh; dh ≤ 64 (two output columns
         // per lane) and N, heads ≤ 65535 (checked by `attention`).
@@ -107,16 +128,21 @@ mod tests {
     fn supported_shapes_fit_the_kernel_s_shared_memory() {
         // ViT-Tiny, -Small and -Base at 224² (257 positions, heads of 64): 143 KiB.
         assert_eq!(shared_bytes(257, 64), 4 * (257 * 68 + 257 * 64 + 8 * 64 + 8 * 257));
+        let sm90 = SM90_SHARED_BYTES;
         for (inner, heads) in [(192, 3), (384, 6), (768, 12)] {
-            assert!(supports(inner, heads, 257), "{inner} / {heads}");
+            assert!(fits(inner, heads, 257, sm90), "{inner} / {heads}");
         }
         // Heads wider than two columns per lane, not a multiple of 4 floats, or not dividing the width.
-        assert!(!supports(136, 2, 10));
-        assert!(!supports(60, 2, 10));
-        assert!(!supports(100, 3, 10));
-        assert!(!supports(64, 0, 10));
-        // Too many positions for one block's shared memory, and none at all.
-        assert!(supports(64, 1, 400) && !supports(64, 1, 1000));
-        assert!(!supports(64, 1, 0));
+        assert!(!fits(136, 2, 10, sm90));
+        assert!(!fits(60, 2, 10, sm90));
+        assert!(!fits(100, 3, 10, sm90));
+        assert!(!fits(64, 0, 10, sm90));
+        // Too many positions for one block's shared memory (sm_90's, or sm_86/89's 99 KiB), and none at all.
+        assert!(fits(64, 1, 400, sm90) && !fits(64, 1, 1000, sm90));
+        assert!(!fits(192, 3, 257, 99 * 1024));
+        assert!(!fits(64, 1, 0, sm90));
+        // Off CUDA the kernel takes nothing.
+        let host = Tensor::zeros((1, 257, 576), DType::F32, &Device::Cpu).unwrap();
+        assert!(!supports(&host, 3));
     }
 }

@@ -156,9 +156,9 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<PartialSums> {
 
 /// `epilogue(x · wᵀ)` for x (…, K) and a Linear weight w (N, K): returns (…, N), contiguous.
 ///
-/// Runs on swm's split-TF32 kernel when [`F32Matmul::Split3xTf32`] is selected, TF32 mode is off and the operands
-/// are contiguous f32 CUDA tensors; otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode) and the same
-/// epilogue.
+/// Runs on swm's kernel for contiguous f32 CUDA operands: its split-TF32 products with TF32 mode off (unless
+/// [`F32Matmul::Cublas`] is selected), its one-product TF32 variant in TF32 mode with [`F32Matmul::Own`];
+/// otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode) and the same epilogue.
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     if x.dim(candle_core::D::Minus1)? != k {

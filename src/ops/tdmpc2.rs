@@ -24,7 +24,8 @@ pub enum NormAct {
     Identity,
 }
 
-/// The values per lane N of a row of `width` (a warp's 32·N ≥ width, N ∈ {2, 4, 8, 16}).
+/// The width class N of a row of `width`, the kernels' name suffix: the smallest N ∈ {2, 4, 8, 16} with 32·N ≥
+/// width (a warp-per-row kernel's values per lane; norm_act spreads them over max(1, N / 4) warps).
 fn lane_items(width: usize) -> Result<usize> {
     let items = [2, 4, 8, 16].into_iter().find(|n| 32 * n >= width);
     items.ok_or_else(|| KernelError::operand("width", format!("{width} > {MAX_WIDTH}")))

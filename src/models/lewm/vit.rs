@@ -185,7 +185,7 @@ impl Layer {
         let (n, t, e) = x.dims3()?;
         let (h, d) = (self.heads, e / self.heads);
         let qkv = linear_bias(&self.qkv, &norm(&self.norm_before, self.eps, x)?)?; // (N, T, 3E)
-        let ctx = if attention::supports(e, h, t) {
+        let ctx = if attention::supports(&qkv, h) {
             // One kernel on the projection as written: no permute, score matrix or transpose.
             kernel(attention(&qkv, h))?
         } else {

@@ -210,6 +210,10 @@ impl HeadsLayer {
 struct Fused {
     /// Columns of a step input (z, a, zero padding): Z + A rounded up to a multiple of 4.
     input_width: usize,
+    /// Zero columns at the end of a step input.
+    pad: usize,
+    /// Latent columns of a step input (then the action's).
+    latent: usize,
     /// reward.0 | dynamics.0 on (z, a).
     rd0: HeadsLayer,
     /// reward.1, dynamics.1 on their blocks of `rd0`'s output.
@@ -252,12 +256,25 @@ impl Fused {
             }
         }
         let q2 = (Tensor::stack(&weights, 0)?, Tensor::cat(&biases, 0)?);
-        Ok(Some(Self { input_width, rd0, rd1, q0, q1, q2 }))
+        let latent = config.latent_dim();
+        Ok(Some(Self { input_width, pad, latent, rd0, rd1, q0, q1, q2 }))
     }
 
     /// A step input (N, input_width) from z (N, Z) and a (N, A): (z, a) and the zero padding.
     fn input(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
-        let pad = self.input_width - z.dim(1)? - a.dim(1)?;
+        let actions = self.input_width - self.pad - self.latent;
+        if z.dim(1)? != self.latent || a.dim(1)? != actions {
+            return Err(Error::invalid_input(
+                "z, a",
+                format!(
+                    "{:?} and {:?}: expected (N, {}) latents and (N, {actions}) actions",
+                    z.dims(),
+                    a.dims(),
+                    self.latent
+                ),
+            ));
+        }
+        let pad = self.pad;
         if pad == 0 {
             return Ok(Tensor::cat(&[z, a], D::Minus1)?);
         }
