@@ -90,6 +90,10 @@ pub struct BenchLewmArgs {
     /// Candidate steps for the scoring row.
     #[arg(long, default_value_t = 5, value_parser = positive)]
     pub horizon: usize,
+    /// After the eager encode row: two graph-replayed encodes of one frame, then one between
+    /// cuProfilerStart/Stop, instead of the other rows (`tools/gpu/profile_bench.sh lewm`).
+    #[arg(long)]
+    pub profile: bool,
     /// The rows as JSON.
     #[command(flatten)]
     pub report: ReportArgs,
@@ -119,7 +123,7 @@ pub struct BenchTdmpc2Args {
     #[arg(long, default_value_t = 20, value_parser = positive)]
     pub iters: usize,
     /// Instead of the rows: two f32 plans from a new observation, then one between cuProfilerStart/Stop, for
-    /// `ncu --profile-from-start off` or `nsys --capture-range=cudaProfilerApi` (tools/gpu/profile_tdmpc2.sh).
+    /// `ncu --profile-from-start off` or `nsys --capture-range=cudaProfilerApi` (tools/gpu/profile_bench.sh).
     #[arg(long)]
     pub profile: bool,
     /// The rows as JSON.

@@ -13,7 +13,7 @@ use swm::models::lewm::{Config, GraphedEncoder, LeWm, LeWmSession, RolloutSemant
 use swm::tools::bench::{self, BenchRow};
 use swm::tools::demo;
 
-use super::keep;
+use super::{keep, profile_once};
 use crate::cli::{existing, BenchLewmArgs};
 use crate::error::CliError;
 
@@ -33,6 +33,11 @@ pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
     })?;
     keep(&mut rows, row)?;
     let encoder = GraphedEncoder::new(&model, 1, 1)?;
+    if args.profile {
+        let what = format!("one {side}x{side} encode (CUDA graph)");
+        return profile_once(&device, &what, || encoder.encode(&frame).map(drop).map_err(CliError::from))
+            .map(|()| rows);
+    }
     let row = bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32, CUDA graph"), warmup, iters, || {
         encoder.encode(&frame).map(drop)
     })?;

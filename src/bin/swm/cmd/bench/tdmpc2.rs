@@ -14,7 +14,7 @@ use swm::session::{Session, SessionOptions};
 use swm::tools::bench::{self, BenchRow};
 use swm::tools::demo;
 
-use super::keep;
+use super::{keep, profile_once};
 use crate::cli::BenchTdmpc2Args;
 use crate::error::CliError;
 use crate::inputs::RandomObservation;
@@ -111,23 +111,9 @@ fn fresh_plan(engine: &mut Engine, observation: &swm::session::Observation<'_>) 
     engine.step(observation).map(drop)
 }
 
-/// Two plans from a new observation (graphs captured), then one between cuProfilerStart and cuProfilerStop
-/// (synchronised on both sides).
+/// One MPPI plan from a new observation profiled (see [`profile_once`]).
 fn profile(engine: &mut Engine, obs: &RandomObservation, device: &candle_core::Device) -> Result<(), CliError> {
-    let candle_core::Device::Cuda(cuda) = device else {
-        return Err(CliError::usage("--profile: needs a CUDA device"));
-    };
-    let driver = |e: cudarc::driver::DriverError| CliError::from(swm::Error::from(e));
     let observation = obs.observation();
-    for _ in 0..2 {
-        fresh_plan(engine, &observation)?;
-    }
-    let stream = cuda.cuda_stream();
-    stream.synchronize().map_err(driver)?;
-    cudarc::driver::safe::profiler_start().map_err(driver)?;
-    fresh_plan(engine, &observation)?;
-    stream.synchronize().map_err(driver)?;
-    cudarc::driver::safe::profiler_stop().map_err(driver)?;
-    outln!("profiled one MPPI 512x6 H3 plan (new observation, CUDA graphs)");
-    Ok(())
+    let what = "one MPPI 512x6 H3 plan (new observation, CUDA graphs)";
+    profile_once(device, what, || fresh_plan(engine, &observation).map_err(CliError::from))
 }

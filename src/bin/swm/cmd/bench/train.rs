@@ -10,8 +10,8 @@ use swm::device;
 use swm::tools::bench::{self, BenchRow};
 use swm::training::{Batch, EncoderGrad, TrainOptions, TrainableLeWm, Trainer, UpdateKernels};
 
-use super::keep;
 use super::lewm::{open, weights};
+use super::{keep, profile_once};
 use crate::cli::BenchTrainArgs;
 use crate::error::CliError;
 
@@ -69,20 +69,8 @@ impl Drop for Tf32 {
     }
 }
 
-/// Two steps, then one between cuProfilerStart and cuProfilerStop (synchronised on both sides).
+/// One training step profiled (see [`profile_once`]).
 fn profile(config: &Config, state: &StateDict, batch: &Batch, device: &Device) -> Result<(), CliError> {
-    let Device::Cuda(cuda) = device else { return Err(CliError::usage("--profile: needs a CUDA device")) };
-    let driver = |e: cudarc::driver::DriverError| CliError::from(swm::Error::from(e));
     let mut trainer = Trainer::new(TrainableLeWm::from_state_dict(config, state, device)?, TrainOptions::default())?;
-    for _ in 0..2 {
-        trainer.step(batch, None)?;
-    }
-    let stream = cuda.cuda_stream();
-    stream.synchronize().map_err(driver)?;
-    cudarc::driver::safe::profiler_start().map_err(driver)?;
-    trainer.step(batch, None)?;
-    stream.synchronize().map_err(driver)?;
-    cudarc::driver::safe::profiler_stop().map_err(driver)?;
-    outln!("profiled one training step");
-    Ok(())
+    profile_once(device, "one training step", || trainer.step(batch, None).map(drop).map_err(CliError::from))
 }
