@@ -2,8 +2,9 @@
 # GPU host, one call, after tools/gpu/pack.sh: the GPU tests, libswm's GPU test, the media session, the C ABI
 # session and the daemon runs, each under its own time limit so that a slow part cannot eat the rest; results under
 # $OUT: 0-summary.txt and 1-logs.tgz (a device call returns a limited number of files). PARTS picks parts (default
-# tests ffi media cabi peer; train, peer-lewm and loop on request: train is tools/gpu/train.sh, issue 15's rows;
-# peer-lewm is issue 14's LeWM CEM rows, the official solvers and swm_tools.peer_lewm beside `swm bench plan`); the loop
+# tests ffi media cabi peer; train, peer-lewm, peer-encode and loop on request: train is tools/gpu/train.sh, issue
+# 15's rows; peer-lewm is issue 14's LeWM CEM rows, the official solvers and swm_tools.peer_lewm beside `swm bench
+# plan`; peer-encode the official and best-PyTorch encode of one frame beside `swm bench lewm`); the loop
 # part takes RUNS/DUR/TDMPC2_ITERS/OFFICIAL as tools/gpu/loop.sh does. The peer part is issue 14's TD-MPC2 row:
 # the official solver, the best PyTorch peer (checked to plan what the official solver plans) eager / CUDA graph /
 # torch.compile in fp32 and TF32, and swm, in one call. The media, peer and train parts' JSON feed the report:
@@ -68,6 +69,16 @@ if part peer-lewm; then
       --json "$OUT/bench_lewm_peer.json"
     timeout 200 /tmp/gpu-bin/swm bench plan --iters 20 --json "$OUT/swm_bench_plan.json" ) > "$OUT/peer-lewm.out" 2>&1
   grep -a "peer vs\|FAILED\|p50" "$OUT/peer-lewm.out" | tee -a "$summary"
+fi
+if part peer-encode; then
+  # Issue 14's encode row: the official encode, the best-PyTorch encode (eager / CUDA graph / torch.compile, fp32
+  # and TF32, checked against LeWM.encode) and swm's rows, in one call.
+  ( source tools/gpu/env.sh > /dev/null 2>&1
+    bash .gpu/run.sh exec swm --version > /dev/null 2>&1
+    timeout 300 python3 -m swm_tools.bench_lewm --config tools/configs/lewm-pusht.json --iters 100 --peers \
+      --json "$OUT/bench_lewm_official.json"
+    timeout 90 /tmp/gpu-bin/swm bench lewm --iters 100 --json "$OUT/swm_bench_lewm.json" ) > "$OUT/peer-encode.out" 2>&1
+  grep -a "peer encode\|FAILED\|p50" "$OUT/peer-encode.out" | tee -a "$summary"
 fi
 if part train; then
   timeout "${TRAIN_S:-420}" bash tools/gpu/train.sh > "$OUT/train.out" 2>&1
