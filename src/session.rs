@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::artifact::{Artifact, ObservationKind, Preprocess, Schema};
+use crate::artifact::{Artifact, MatmulPrecision, ObservationKind, Preprocess, Schema};
 use crate::checkpoint::LoadOptions;
 use crate::config::{Family, ModelConfig};
 use crate::error::{Error, Result};
@@ -106,6 +106,8 @@ pub struct SessionOptions {
     pub seed: u64,
     /// How to read the weights.
     pub load: LoadOptions,
+    /// Matmul precision; `None`: the artifact's (`schema.json`'s `matmul`, f32 when absent).
+    pub matmul: Option<MatmulPrecision>,
 }
 
 impl Default for SessionOptions {
@@ -116,6 +118,7 @@ impl Default for SessionOptions {
             prior: ActorPrior::default(),
             seed: 0,
             load: LoadOptions::default(),
+            matmul: None,
         }
     }
 }
@@ -215,7 +218,15 @@ impl MediaCache {
 impl Session {
     /// Builds the artifact's model on `device` (weights validated strictly against the config) and a session
     /// over it.
+    ///
+    /// TF32 (from `options.matmul`, else the artifact's schema) turns on TF32 mode for the whole process
+    /// ([`crate::device::set_tf32`]: Candle's cuBLAS switch is process-wide), before any graph is captured; f32
+    /// leaves the process's mode as it is (e.g. `swm --tf32`). Sessions of one process therefore plan in TF32 as
+    /// soon as one of them asks for it.
     pub fn open(artifact: &Artifact, device: &Device, options: &SessionOptions) -> Result<Self> {
+        if options.matmul.unwrap_or(artifact.schema.matmul) == MatmulPrecision::Tf32 {
+            crate::device::set_tf32(true);
+        }
         let checkpoint = &artifact.checkpoint;
         let weights = checkpoint.state_dict(&options.load)?;
         match &checkpoint.config {

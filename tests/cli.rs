@@ -176,6 +176,17 @@ fn convert_then_inspect_a_tdmpc2_checkpoint() {
     // TD-MPC2 has no scoring graph to profile: refused before the device is opened.
     let (_, stderr) = expect(&["score", out.to_str().unwrap(), "--profile"], 2);
     assert!(stderr.contains("--profile"), "{stderr}");
+    let schema = std::fs::read_to_string(out.join("schema.json")).unwrap();
+    assert!(!schema.contains("matmul"), "f32 artifacts leave the field out: {schema}");
+    // `--matmul tf32` marks the artifact for the fastest mode; other values are usage errors.
+    let fast = dir.path().join("tdmpc2-tf32");
+    let args = ["convert", fixture.to_str().unwrap(), "--out", fast.to_str().unwrap(), "--matmul", "tf32"];
+    let (stdout, _) = expect(&args, 0);
+    assert!(stdout.contains("TF32 matmuls"), "{stdout}");
+    let schema = std::fs::read_to_string(fast.join("schema.json")).unwrap();
+    assert!(schema.contains("\"matmul\": \"tf32\""), "{schema}");
+    let bad = dir.path().join("bad");
+    expect(&["convert", fixture.to_str().unwrap(), "--out", bad.to_str().unwrap(), "--matmul", "bf16"], 2);
 }
 
 /// `LD_LIBRARY_PATH` without the directories that hold a `libcuda.so.1` (on a build machine: the setup script's

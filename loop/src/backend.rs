@@ -183,7 +183,8 @@ impl EngineBackend {
         let artifact_dir = config.artifact.as_ref().ok_or_else(|| swm::Error::invalid_input("artifact", "missing"))?;
         let device = swm::device::cuda(config.gpu)?;
         let artifact = swm::artifact::Artifact::open(artifact_dir)?;
-        let session_options = SessionOptions { history: config.history, ..SessionOptions::default() };
+        let session_options =
+            SessionOptions { history: config.history, matmul: config.matmul, ..SessionOptions::default() };
         let session = Session::open(&artifact, &device, &session_options)?;
         let planner = planner_config(&session, &config.planner, &config.fallback)?;
         let options = EngineOptions {

@@ -160,6 +160,9 @@ pub struct LoopConfig {
     pub planner: PlannerSection,
     /// LeWM: observations kept as the predictor's context (1 = the newest only, upstream's default).
     pub history: usize,
+    /// Matmul precision, `"f32"` or `"tf32"` (the fastest mode); default: the artifact's (`schema.json`'s
+    /// `matmul`, f32 when absent).
+    pub matmul: Option<swm::artifact::MatmulPrecision>,
     /// Service names and queues.
     pub ipc: IpcSection,
     /// Statistics are published (and overruns logged) at most this often, in seconds. Default 1.
@@ -182,6 +185,7 @@ impl Default for LoopConfig {
             fallback: Fallback::WarmStart,
             planner: PlannerSection::default(),
             history: 1,
+            matmul: None,
             ipc: IpcSection::default(),
             stats_period_s: 1.0,
             log: "info".into(),

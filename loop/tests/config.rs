@@ -35,6 +35,7 @@ fn a_minimal_config_gets_every_default() {
     assert!(config.deadline().abs_diff(expected) < Duration::from_micros(1), "{:?}", config.deadline());
     assert_eq!(config.fallback, Fallback::WarmStart);
     assert_eq!(config.ipc.prefix, "swm");
+    assert_eq!(config.matmul, None, "the artifact's precision");
     // The resolved config round-trips through TOML (what --check-config prints).
     let text = toml::to_string_pretty(&config).unwrap();
     assert_eq!(LoopConfig::from_toml(&text, Path::new("y.toml")).unwrap(), config);
@@ -49,6 +50,17 @@ fn invalid_field(text: &str) -> String {
         Err(ConfigError::Invalid { field, .. }) => field,
         other => panic!("{text}: expected an invalid field, got {other:?}"),
     }
+}
+
+#[test]
+fn the_matmul_precision_is_f32_or_tf32() {
+    use swm::artifact::MatmulPrecision;
+    let tf32 = LoopConfig::from_toml("artifact = \"a\"\nmatmul = \"tf32\"", Path::new("x.toml")).unwrap();
+    assert_eq!(tf32.matmul, Some(MatmulPrecision::Tf32));
+    let text = toml::to_string_pretty(&tf32).unwrap();
+    assert_eq!(LoopConfig::from_toml(&text, Path::new("y.toml")).unwrap(), tf32);
+    let err = LoopConfig::from_toml("artifact = \"a\"\nmatmul = \"bf16\"", Path::new("x.toml")).unwrap_err();
+    assert!(err.to_string().contains("matmul") || err.to_string().contains("bf16"), "{err}");
 }
 
 #[test]

@@ -167,6 +167,24 @@ pub struct ObservationSpec {
     pub shape: Vec<usize>,
 }
 
+/// The matmul precision a deployed model plans with (`schema.json`'s optional `matmul`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulPrecision {
+    /// f32 matmuls (swm's split-TF32 GEMM, f32-class accuracy): the default.
+    #[default]
+    F32,
+    /// TF32 tensor cores (10-bit mantissas, ~1e-3 relative; upstream's `allow_tf32`), the fastest mode: check it
+    /// with `swm parity decision --tf32` before deploying.
+    Tf32,
+}
+
+impl MatmulPrecision {
+    fn is_f32(&self) -> bool {
+        *self == Self::F32
+    }
+}
+
 /// `schema.json`: the interface of a deployed model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
@@ -178,6 +196,9 @@ pub struct Schema {
     pub observations: Vec<ObservationSpec>,
     /// Model action dim (LeWM: block × env action dim).
     pub action_dim: usize,
+    /// Matmul precision to plan with (absent: f32). TF32 is process-wide: see [`crate::session::Session::open`].
+    #[serde(default, skip_serializing_if = "MatmulPrecision::is_f32")]
+    pub matmul: MatmulPrecision,
 }
 
 /// A checkpoint: a model config and the file holding its weights.
@@ -312,7 +333,14 @@ impl Schema {
             let dim = cfg.extra_dims.get(name).copied().unwrap_or(0);
             observations.push(ObservationSpec { name: name.into(), kind: ObservationKind::State, shape: vec![dim] });
         }
-        Self { schema_version: SCHEMA_VERSION, family: Family::Tdmpc2, observations, action_dim: cfg.action_dim }
+        let action_dim = cfg.action_dim;
+        Self {
+            schema_version: SCHEMA_VERSION,
+            family: Family::Tdmpc2,
+            observations,
+            action_dim,
+            matmul: MatmulPrecision::F32,
+        }
     }
 
     /// LeWM interface: one `pixels` image stream of the encoder's size, action blocks of `action_encoder.input_dim`.
@@ -327,6 +355,7 @@ impl Schema {
                 shape: vec![3, side, side],
             }],
             action_dim: cfg.action_encoder.input_dim,
+            matmul: MatmulPrecision::F32,
         }
     }
 }

@@ -210,6 +210,28 @@ fn lewm_schema_needs_pixels() {
     assert_invalid(&dir, "schema.json", "observations");
 }
 
+/// `schema.json`'s optional `matmul`: absent is f32 (and is not written for f32), "tf32" selects the fastest mode,
+/// anything else is refused naming the file.
+#[test]
+fn the_schema_s_matmul_precision_is_f32_or_tf32() {
+    use swm::artifact::MatmulPrecision;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("artifact");
+    demo::write_artifact(&dir).unwrap();
+    let plain = Artifact::open(&dir).unwrap();
+    assert_eq!(plain.schema.matmul, MatmulPrecision::F32);
+    assert!(!serde_json::to_string(&plain.schema).unwrap().contains("matmul"), "f32 is left out of the file");
+    let root = tempfile::tempdir().unwrap();
+    let dir = artifact_with(root.path(), "schema.json", |v| v["matmul"] = "tf32".into());
+    let fast = Artifact::open(&dir).unwrap();
+    assert_eq!(fast.schema.matmul, MatmulPrecision::Tf32);
+    assert!(serde_json::to_string(&fast.schema).unwrap().contains("\"matmul\":\"tf32\""));
+    let root = tempfile::tempdir().unwrap();
+    let dir = artifact_with(root.path(), "schema.json", |v| v["matmul"] = "bf16".into());
+    let err = Artifact::open(&dir).unwrap_err();
+    assert!(err.to_string().contains("schema.json"), "{err}");
+}
+
 /// Finding 9/10: a `schema.json` or `config.json` that is a directory is named as such, not as missing; a
 /// symlink loop is reported as the loop.
 #[test]

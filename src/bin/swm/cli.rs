@@ -140,9 +140,32 @@ pub struct ConvertArgs {
     /// Output artifact directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Matmul precision the artifact plans with (`schema.json`'s `matmul`): tf32 is the fastest mode; check it with
+    /// `swm parity decision --tf32` first.
+    #[arg(long, value_enum, default_value_t = Matmul::F32)]
+    pub matmul: Matmul,
     /// How to read the weights.
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+/// `--matmul`: an artifact's matmul precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Matmul {
+    /// f32 (swm's split-TF32 GEMM, f32-class accuracy).
+    F32,
+    /// TF32 tensor cores (~1e-3 relative).
+    Tf32,
+}
+
+impl Matmul {
+    /// The artifact's value.
+    pub fn precision(self) -> swm::artifact::MatmulPrecision {
+        match self {
+            Self::F32 => swm::artifact::MatmulPrecision::F32,
+            Self::Tf32 => swm::artifact::MatmulPrecision::Tf32,
+        }
+    }
 }
 
 /// `swm demo`.
