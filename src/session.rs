@@ -220,25 +220,28 @@ impl Session {
     /// over it.
     ///
     /// TF32 (from `options.matmul`, else the artifact's schema) turns on TF32 mode for the whole process
-    /// ([`crate::device::set_tf32`]: Candle's cuBLAS switch is process-wide), before any graph is captured; f32
+    /// ([`crate::device::set_tf32`]: Candle's cuBLAS switch is process-wide) once the session is built, before
+    /// any of its graphs is captured (they are captured on first use); f32
     /// leaves the process's mode as it is (e.g. `swm --tf32`). Sessions of one process therefore plan in TF32 as
     /// soon as one of them asks for it.
     pub fn open(artifact: &Artifact, device: &Device, options: &SessionOptions) -> Result<Self> {
-        if options.matmul.unwrap_or(artifact.schema.matmul) == MatmulPrecision::Tf32 {
-            crate::device::set_tf32(true);
-        }
         let checkpoint = &artifact.checkpoint;
         let weights = checkpoint.state_dict(&options.load)?;
-        match &checkpoint.config {
+        let session = match &checkpoint.config {
             ModelConfig::Lewm(cfg) => {
                 let model = Arc::new(LeWm::from_state_dict(cfg, &weights, device)?);
-                Self::lewm(model, artifact.schema.clone(), artifact.preprocess.clone(), options)
+                Self::lewm(model, artifact.schema.clone(), artifact.preprocess.clone(), options)?
             }
             ModelConfig::Tdmpc2(cfg) => {
                 let model = Arc::new(TdMpc2::from_state_dict(cfg, &weights, device)?);
-                Self::tdmpc2(model, artifact.schema.clone(), artifact.preprocess.clone(), options)
+                Self::tdmpc2(model, artifact.schema.clone(), artifact.preprocess.clone(), options)?
             }
+        };
+        // Once the session exists (a failed open changes nothing); its graphs are captured on first use.
+        if options.matmul.unwrap_or(artifact.schema.matmul) == MatmulPrecision::Tf32 {
+            crate::device::set_tf32(true);
         }
+        Ok(session)
     }
 
     /// A session over a loaded LeWM with the given interface (see [`Schema::for_lewm`], [`Preprocess::for_lewm`]).
