@@ -5,7 +5,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 
-use super::gemm::PartialSums;
+use super::gemm::Unreduced;
 use super::launch::{cuda_only, f32_view as view};
 use crate::kernels;
 
@@ -82,7 +82,8 @@ impl CustomOp2 for BiasGelu {
     }
 }
 
-/// `r + (Σ_s y[s] + b)` over `splits` partial sums y (splits, rows, cols); the output is shaped as r.
+/// `r + (Σ_s y[s] + b)` over `splits` partial sums y, each rows·cols values back to back; the output is shaped as
+/// r. (The callers check what y's elements mean; this checks that the kernel's reads stay inside it.)
 struct BiasResidual {
     splits: usize,
 }
@@ -112,9 +113,7 @@ impl CustomOp3 for BiasResidual {
         rl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let (rows, cols) = check(self.name(), rl, bl)?;
-        let whole = self.splits == 1 && rl.dims() == yl.dims();
-        let partials = yl.dims() == [self.splits, rows, cols];
-        if !yl.is_contiguous() || !(whole || partials) {
+        if !yl.is_contiguous() || yl.shape().elem_count() != self.splits * rows * cols {
             candle_core::bail!(
                 "swm-bias-residual: {:?} is not {} partial sums for the residual {:?}",
                 yl.dims(),
@@ -142,16 +141,24 @@ pub fn bias_residual(y: &Tensor, b: &Tensor, residual: &Tensor) -> candle_core::
     if y.dtype() != DType::F32 || b.dtype() != DType::F32 || residual.dtype() != DType::F32 {
         return residual + y.broadcast_add(b)?;
     }
+    if y.dims() != residual.dims() {
+        candle_core::bail!("swm-bias-residual: {:?} added to a residual {:?}", y.dims(), residual.dims());
+    }
     y.contiguous()?.apply_op3_no_bwd(&b.contiguous()?, &residual.contiguous()?, &BiasResidual { splits: 1 })
 }
 
-/// [`bias_residual`] on a matmul left as split-K partial sums (`gemm::linear_partials`): the partials (splits, rows,
-/// cols) are added in split order as they are read, the result shaped as the residual (rows·cols elements).
-pub fn bias_residual_partials(y: &PartialSums, b: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
-    let f32s = [y.partials(), b, residual].iter().all(|t| t.dtype() == DType::F32);
+/// [`bias_residual`] on a matmul left as split-K partial sums (`gemm::linear_partials`): the partials (rows × cols
+/// each, rows·cols the residual's elements) are added in split order as they are read, the result shaped as the
+/// residual.
+pub fn bias_residual_partials(y: &Unreduced, b: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+    let cols = residual.dim(candle_core::D::Minus1)?;
+    let rows = residual.elem_count() / cols.max(1);
+    let f32s = [&y.partials, b, residual].iter().all(|t| t.dtype() == DType::F32);
     if !f32s {
-        return residual + y.sum().map_err(candle_core::Error::wrap)?.reshape(residual.shape())?.broadcast_add(b)?;
+        let sum = y.reduce().map_err(candle_core::Error::wrap)?;
+        return residual + sum.reshape(residual.shape())?.broadcast_add(b)?;
     }
+    y.check_packed(rows, cols).map_err(candle_core::Error::wrap)?;
     let op = BiasResidual { splits: y.splits() };
-    y.partials().contiguous()?.apply_op3_no_bwd(&b.contiguous()?, &residual.contiguous()?, &op)
+    y.partials.apply_op3_no_bwd(&b.contiguous()?, &residual.contiguous()?, &op)
 }

@@ -103,55 +103,19 @@ impl Epilogue<'_> {
     }
 }
 
-/// A matmul result held as `splits` partial sums over K, (splits, rows, N), contiguous: the split-K GEMM's
-/// output before its reduction, which a consumer kernel adds (in split order) as it reads the result.
-#[derive(Debug, Clone)]
-pub struct PartialSums {
-    partials: Tensor,
-}
-
-impl PartialSums {
-    /// Wraps a complete (rows, N) result as a single partial sum.
-    pub fn whole(y: &Tensor) -> Result<Self> {
-        let (rows, n) = y.dims2()?;
-        Ok(Self { partials: y.contiguous()?.reshape((1, rows, n))? })
-    }
-
-    /// The partial sums, (splits, rows, N).
-    pub fn partials(&self) -> &Tensor {
-        &self.partials
-    }
-
-    /// Number of partial sums.
-    pub fn splits(&self) -> usize {
-        self.partials.dims()[0]
-    }
-
-    /// (rows, N) of the result.
-    pub fn dims(&self) -> (usize, usize) {
-        let d = self.partials.dims();
-        (d[1], d[2])
-    }
-
-    /// The summed (rows, N) result.
-    pub fn sum(&self) -> Result<Tensor> {
-        Ok(if self.splits() == 1 { self.partials.squeeze(0)? } else { self.partials.sum(0)? })
-    }
-}
-
-/// `x · wᵀ` for x (rows, K) as partial sums over K (see [`PartialSums`]): the split-K GEMM without its
-/// reduction launch, for consumers that add the partials themselves. One partial when the GEMM runs unsplit or
-/// on cuBLAS.
-pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<PartialSums> {
+/// `x · wᵀ` for x (rows, K), left as its partial sums over K for consumers that add them as they read (see
+/// [`Unreduced`]: one head, no bias, (splits, rows, N) back to back): the split-K GEMM without its reduction launch.
+/// One partial when the GEMM runs unsplit or on cuBLAS.
+pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<Unreduced> {
     let (n, k) = w.dims2()?;
     let (rows, kx) = x.dims2()?;
     if kx != k {
         return Err(KernelError::operand("x", format!("{:?} cannot multiply a ({n}, {k}) weight", x.dims())));
     }
     if use_tensor_cores(x, w, None, k) && rows > 0 && n > 0 {
-        return Ok(PartialSums { partials: partials_3xtf32(x, w)? });
+        return unreduced(x, 0, w, None, Shape::plain(rows, n, k), 1);
     }
-    PartialSums::whole(&x.matmul(&w.t()?)?)
+    Unreduced::contiguous(x.matmul(&w.t()?)?, 1)
 }
 
 /// `epilogue(x · wᵀ)` for x (…, K) and a Linear weight w (N, K): returns (…, N), contiguous.
@@ -268,15 +232,11 @@ impl Shape {
     fn plain(m: usize, n: usize, k: usize) -> Self {
         Self { m, n, k, batches: 1, lda: k, a_batch: 0, ldo: n, o_batch: 0 }
     }
-}
 
-/// The (splits, m, n) partial sums of `x · wᵀ` over K (m, n > 0): the GEMM without its reduction.
-fn partials_3xtf32(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let ((m, k), n) = (x.dims2()?, w.dim(0)?);
-    let chunk = chunk_for(m, n, k, x.device());
-    let partials = uninit_f32(cuda(x.device())?, (k.div_ceil(chunk), m, n))?;
-    launch(x, 0, w, Epilogue::None, &partials, Shape::plain(m, n, k), chunk)?;
-    Ok(partials)
+    /// The K chunk of its launch: the split heuristic sees every batch's tiles (their blocks share the GPU).
+    fn chunk(&self, device: &Device) -> usize {
+        chunk_for(self.m, self.n.div_ceil(TILE_N) * TILE_N * self.batches, self.k, device)
+    }
 }
 
 /// Runs `shape`'s GEMMs with A from `x` at element `a_offset`, into a new (m, ldo)-strided result: unsplit GEMMs
@@ -287,8 +247,7 @@ fn gemm_into(x: &Tensor, a_offset: usize, w: &Tensor, epilogue: Epilogue<'_>, sh
     if shape.m == 0 || shape.n == 0 {
         return Ok(out);
     }
-    // The split heuristic sees every batch's tiles (their blocks share the GPU).
-    let chunk = chunk_for(shape.m, shape.n.div_ceil(TILE_N) * TILE_N * shape.batches, shape.k, x.device());
+    let chunk = shape.chunk(x.device());
     let splits = shape.k.div_ceil(chunk);
     if splits == 1 {
         launch(x, a_offset, w, epilogue, &out, shape, chunk)?;
@@ -523,6 +482,26 @@ impl Unreduced {
         Ok(())
     }
 
+    /// Checks a one-head result of `rows` × `width` packed as (splits, rows, width) back to back with no bias left:
+    /// what the residual kernels read (their own bias is a separate operand).
+    pub(crate) fn check_packed(&self, rows: usize, width: usize) -> Result<()> {
+        self.check(1, width)?;
+        let packed = self.row_stride == width && (self.splits == 1 || self.split_stride == rows * width);
+        if self.rows != rows || !packed || self.bias.is_some() {
+            return Err(KernelError::operand(
+                "y",
+                format!(
+                    "{:?} as {} rows of {} in {} splits: expected {rows} packed rows of {width}, no bias",
+                    self.partials.dims(),
+                    self.rows,
+                    self.width,
+                    self.splits
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn whole(y: Tensor, heads: usize) -> Result<Self> {
         let (rows, all) = y.dims2()?;
         let width = all / heads.max(1);
@@ -573,9 +552,7 @@ pub fn linear_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor, heads: usize) -> 
     if !use_tensor_cores(x, w, Some(bias), k) || rows == 0 || n == 0 {
         return Unreduced::whole(linear(x, w, Epilogue::Bias(bias))?, heads);
     }
-    let shape = Shape::plain(rows, n, k);
-    let chunk = chunk_for(rows, n, k, x.device());
-    unreduced(x, 0, w, bias, shape, chunk, heads)
+    unreduced(x, 0, w, Some(bias), Shape::plain(rows, n, k), heads)
 }
 
 /// [`linear_heads`] left unreduced when split over K (see [`Unreduced`]).
@@ -592,8 +569,7 @@ pub fn linear_heads_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<U
         return Unreduced::whole(linear_heads(x, w, Epilogue::Bias(bias))?, heads);
     }
     let shape = Shape { m: rows, n, k, batches: heads, lda: width, a_batch: k, ldo: heads * n, o_batch: n };
-    let chunk = chunk_for(rows, n.div_ceil(TILE_N) * TILE_N * heads, k, x.device());
-    unreduced(x, 0, w, bias, shape, chunk, heads)
+    unreduced(x, 0, w, Some(bias), shape, heads)
 }
 
 /// [`linear_columns`] left unreduced when split over K (see [`Unreduced`]).
@@ -610,27 +586,26 @@ pub fn linear_columns_unreduced(x: &Tensor, from: usize, w: &Tensor, bias: &Tens
         return Unreduced::whole(linear_columns(x, from, w, Epilogue::Bias(bias))?, 1);
     }
     let shape = Shape { m: rows, n, k, batches: 1, lda: width, a_batch: 0, ldo: n, o_batch: 0 };
-    let chunk = chunk_for(rows, n, k, x.device());
-    unreduced(x, from, w, bias, shape, chunk, 1)
+    unreduced(x, from, w, Some(bias), shape, 1)
 }
 
-/// Runs `shape`'s GEMMs in K chunks of `chunk`: unsplit, the whole output with the bias applied; split, the
-/// partial sums ((batches, splits, m, n), or (splits, m, n) of column blocks for one batch) and the bias.
+/// Runs `shape`'s GEMMs (m, n > 0): unsplit, the whole output with the bias applied; split, the partial sums
+/// ((batches, splits, m, n), or (splits, m, n) of column blocks for one batch) and the bias still to add.
 fn unreduced(
     x: &Tensor,
     a_offset: usize,
     w: &Tensor,
-    bias: &Tensor,
+    bias: Option<&Tensor>,
     shape: Shape,
-    chunk: usize,
     heads: usize,
 ) -> Result<Unreduced> {
     let dev = cuda(x.device())?;
+    let chunk = shape.chunk(x.device());
     let splits = shape.k.div_ceil(chunk);
     let (m, n, batches) = (shape.m, shape.n, shape.batches);
     if splits == 1 {
         let out = uninit_f32(dev, (m, shape.ldo))?;
-        launch(x, a_offset, w, Epilogue::Bias(bias), &out, shape, chunk)?;
+        launch(x, a_offset, w, bias.map_or(Epilogue::None, Epilogue::Bias), &out, shape, chunk)?;
         return Unreduced::whole(out, heads);
     }
     let partials = uninit_f32(dev, batches * splits * m * n)?;
@@ -638,7 +613,7 @@ fn unreduced(
     let (width, head_stride) = if batches == 1 { (n / heads, n / heads) } else { (n, splits * m * n) };
     Ok(Unreduced {
         partials,
-        bias: Some(bias.clone()),
+        bias: bias.cloned(),
         rows: m,
         heads,
         width,
@@ -681,6 +656,35 @@ mod tests {
         assert_eq!(1024usize.div_ceil(k_chunk(300, 192, 1024, 132)), 16);
         assert_eq!(2048usize.div_ceil(k_chunk(900, 192, 2048, 132)), 11);
         assert_eq!(192usize.div_ceil(k_chunk(300, 3072, 192, 132)), 1);
+    }
+
+    #[test]
+    fn residual_kernels_take_only_packed_bias_free_partials() {
+        let dev = Device::Cpu;
+        // A host matmul comes back whole: one packed partial, no bias.
+        let x = Tensor::randn(0f32, 1.0, (6, 8), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (5, 8), &dev).unwrap();
+        let y = linear_partials(&x, &w).unwrap();
+        assert_eq!((y.rows(), y.heads(), y.width(), y.splits()), (6, 1, 5, 1));
+        y.check_packed(6, 5).unwrap();
+        assert!(y.check_packed(5, 5).is_err() && y.check_packed(6, 4).is_err());
+        // Split partials back to back pass; a bias still to add, or rows of two heads, do not.
+        let split = Unreduced {
+            partials: Tensor::zeros(3 * 6 * 5, DType::F32, &dev).unwrap(),
+            bias: None,
+            rows: 6,
+            heads: 1,
+            width: 5,
+            splits: 3,
+            split_stride: 30,
+            head_stride: 5,
+            row_stride: 5,
+        };
+        split.check_packed(6, 5).unwrap();
+        let biased = Unreduced { bias: Some(Tensor::zeros(5, DType::F32, &dev).unwrap()), ..split.clone() };
+        assert!(biased.check_packed(6, 5).is_err());
+        let wide = Unreduced { row_stride: 10, ..split };
+        assert!(wide.check_packed(6, 5).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 use cudarc::driver::{LaunchArgs, PushKernelArg};
 
-use super::gemm::PartialSums;
+use super::gemm::Unreduced;
 use super::launch::{address, cuda, launched, uninit_f32, warps};
 use super::{KernelError, Result};
 use crate::kernels;
@@ -111,12 +111,17 @@ fn check_rows(name: &str, t: &Tensor, dim: usize) -> Result<usize> {
     Ok(rows)
 }
 
-/// Checks a residual branch: `y` (as partial sums) and `x` of the same (rows, dim), contiguous, a bias of dim.
-fn check_branch(y: &PartialSums, bias: Option<&Tensor>, x: &Tensor) -> Result<(usize, usize)> {
+/// Checks a residual branch: `y` (packed partial sums, see [`Unreduced::check_packed`]) and `x` of the same
+/// (rows, dim), contiguous, a bias of dim.
+fn check_branch(y: &Unreduced, bias: Option<&Tensor>, x: &Tensor) -> Result<(usize, usize)> {
     let dim = x.dim(1)?;
     let rows = check_rows("x", x, dim)?;
-    if y.dims() != (rows, dim) || !y.partials().is_contiguous() || bias.is_some_and(|b| b.dims() != [dim]) {
-        return Err(KernelError::operand("y", format!("{:?} vs residual {:?}", y.partials().dims(), x.dims())));
+    y.check_packed(rows, dim)?;
+    if bias.is_some_and(|b| b.dims() != [dim]) {
+        return Err(KernelError::operand(
+            "bias",
+            format!("{:?} for a residual {:?}", bias.map(Tensor::dims), x.dims()),
+        ));
     }
     Ok((rows, dim))
 }
@@ -145,7 +150,7 @@ pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'
 /// `x' = x + gate ⊙ (y + bias)` and `u = adaln_double_norm(x')` with `next`: returns (x', u). `y` may be
 /// split-K partial sums, added here.
 pub fn residual_norm(
-    y: &PartialSums,
+    y: &Unreduced,
     bias: Option<&Tensor>,
     table: ModulationTable<'_>,
     gate: usize,
@@ -158,7 +163,7 @@ pub fn residual_norm(
     let dev = cuda(x.device())?;
     let (x_out, u_out) = (uninit_f32(dev, (rows, dim))?, uninit_f32(dev, (rows, dim))?);
     let bp = bias.map(address).transpose()?.unwrap_or(0);
-    let (yp, xp, xo, uo) = (address(y.partials())?, address(x)?, address(&x_out)?, address(&u_out)?);
+    let (yp, xp, xo, uo) = (address(&y.partials)?, address(x)?, address(&x_out)?, address(&u_out)?);
     let (gate, so, sc, rows64, dim32) = (gate as i32, next.shift as i32, next.scale as i32, rows as i64, dim as i32);
     let (splits, split_stride) = (y.splits() as i32, (rows * dim) as i64);
     let f = dev.get_or_load_custom_func(&row_kernel("residual_norm_f32", dim)?, MODULE, kernels::PREDICTOR)?;
@@ -176,7 +181,7 @@ pub fn residual_norm(
 /// `x + gate ⊙ (y + bias)` for (rows, dim) tensors, the gate at column `gate` of the modulation table; `y` may be
 /// split-K partial sums.
 pub fn gate_residual(
-    y: &PartialSums,
+    y: &Unreduced,
     bias: Option<&Tensor>,
     table: ModulationTable<'_>,
     gate: usize,
@@ -188,7 +193,7 @@ pub fn gate_residual(
     let out = uninit_f32(dev, (rows, dim))?;
     let bp = bias.map(address).transpose()?.unwrap_or(0);
     let (yp, xp, op, g, rows64, dim32) =
-        (address(y.partials())?, address(x)?, address(&out)?, gate as i32, rows as i64, dim as i32);
+        (address(&y.partials)?, address(x)?, address(&out)?, gate as i32, rows as i64, dim as i32);
     let (splits, split_stride) = (y.splits() as i32, (rows * dim) as i64);
     let f = dev.get_or_load_custom_func(&row_kernel("gate_residual_f32", dim)?, MODULE, kernels::PREDICTOR)?;
     let mut b = f.builder();

@@ -140,9 +140,9 @@ fn gemm_takes_batched_inputs_and_rejects_bad_shapes() {
     let wd = Tensor::from_vec(values(192 * 2048, 13), (192, 2048), &device).unwrap();
     let partials = linear_partials(&xd, &wd).unwrap();
     assert!(partials.splits() > 1, "300x192x2048 should be split over K");
-    assert_eq!(partials.dims(), (300, 192));
+    assert_eq!((partials.rows(), partials.heads(), partials.width()), (300, 1, 192));
     let reduced = linear(&xd, &wd, Epilogue::None).unwrap();
-    assert!(super::max_abs_diff(&partials.sum().unwrap(), &reduced) < 1e-4);
+    assert!(super::max_abs_diff(&partials.reduce().unwrap(), &reduced) < 1e-4);
     // Shape errors are typed and name the operand.
     let named = |r: swm::ops::Result<Tensor>, operand: &str| match r {
         Err(swm::ops::KernelError::Operand { operand: name, .. }) => assert_eq!(name, operand),

@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::config::PredictorConfig;
-use crate::ops::gemm::{linear as gemm, linear_partials, Epilogue, PartialSums};
+use crate::ops::gemm::{linear as gemm, linear_partials, Epilogue, Unreduced};
 use crate::ops::predictor::{
     adaln_double_norm, gate_residual, residual_norm, window_attention, AdaNorm, ModulationTable,
 };
@@ -170,7 +170,7 @@ impl ConditionalBlock {
         };
         let (y, bias) = match &self.attn.to_out {
             Some(out) => (linear_partials(&ctx, out.weight())?, out.bias()),
-            None => (PartialSums::whole(&ctx)?, None),
+            None => (Unreduced::contiguous(ctx.contiguous()?, 1)?, None),
         };
         let rows_of = step.rows(first, q);
         let (x, u) = residual_norm(&y, bias, rows_of, offset + 2 * width, &x, self.mlp_norm(offset, width)?)?;
