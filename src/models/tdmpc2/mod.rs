@@ -208,12 +208,11 @@ impl HeadsLayer {
 /// of 3·Q, each with more blocks in flight, and the Q values reduce to the cost in one kernel.
 #[derive(Debug, Clone)]
 struct Fused {
-    /// Columns of a step input (z, a, zero padding): Z + A rounded up to a multiple of 4.
-    input_width: usize,
-    /// Zero columns at the end of a step input.
-    pad: usize,
-    /// Latent columns of a step input (then the action's).
+    /// Latent and action columns of a step input (z, a, zero padding).
     latent: usize,
+    actions: usize,
+    /// Zero columns that round a step input up to a multiple of 4 floats (the GEMM's 16-byte copies).
+    pad: usize,
     /// reward.0 | dynamics.0 on (z, a).
     rd0: HeadsLayer,
     /// reward.1, dynamics.1 on their blocks of `rd0`'s output.
@@ -234,9 +233,8 @@ impl Fused {
         if !fits || qs.iter().any(|q| !matches!(q.last, Last::Plain(_))) {
             return Ok(None);
         }
-        let input = config.latent_dim() + config.action_dim;
-        let input_width = input.next_multiple_of(4);
-        let pad = input_width - input;
+        let (latent, actions) = (config.latent_dim(), config.action_dim);
+        let pad = (latent + actions).next_multiple_of(4) - (latent + actions);
         let q0: Vec<&NormedLinear> = qs.iter().map(|q| &q.l0).collect();
         let q1: Vec<&NormedLinear> = qs.iter().map(|q| &q.l1).collect();
         let (Some(rd0), Some(rd1), Some(q0), Some(q1)) = (
@@ -256,30 +254,29 @@ impl Fused {
             }
         }
         let q2 = (Tensor::stack(&weights, 0)?, Tensor::cat(&biases, 0)?);
-        let latent = config.latent_dim();
-        Ok(Some(Self { input_width, pad, latent, rd0, rd1, q0, q1, q2 }))
+        Ok(Some(Self { latent, actions, pad, rd0, rd1, q0, q1, q2 }))
     }
 
-    /// A step input (N, input_width) from z (N, Z) and a (N, A): (z, a) and the zero padding.
+    /// Columns of a step input.
+    fn width(&self) -> usize {
+        self.latent + self.actions + self.pad
+    }
+
+    /// A step input (N, width) from z (N, Z) and a (N, A): (z, a) and the zero padding, in one launch.
     fn input(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
-        let actions = self.input_width - self.pad - self.latent;
-        if z.dim(1)? != self.latent || a.dim(1)? != actions {
+        if z.dim(1)? != self.latent || a.dims() != [z.dim(0)?, self.actions] {
             return Err(Error::invalid_input(
                 "z, a",
                 format!(
-                    "{:?} and {:?}: expected (N, {}) latents and (N, {actions}) actions",
+                    "{:?} and {:?}: expected (N, {}) latents and (N, {}) actions",
                     z.dims(),
                     a.dims(),
-                    self.latent
+                    self.latent,
+                    self.actions
                 ),
             ));
         }
-        let pad = self.pad;
-        if pad == 0 {
-            return Ok(Tensor::cat(&[z, a], D::Minus1)?);
-        }
-        let zeros = Tensor::zeros((z.dim(0)?, pad), z.dtype(), z.device())?;
-        Ok(Tensor::cat(&[z, a, &zeros], D::Minus1)?)
+        Ok(ops::concat_rows(&z.contiguous()?, 1, &a.unsqueeze(1)?.contiguous()?, 0, self.width())?)
     }
 
     /// The reward and dynamics MLPs' last hidden activations on a step input: (N, 2m), reward's block first.
@@ -614,7 +611,7 @@ impl TdMpc2 {
             // Each step's input (z, a_t) is one launch that reads a_t in place; `ret` is this function's own
             // buffer: the reward kernels add into it in place.
             let candidates = candidates.contiguous()?;
-            let width = f.input_width;
+            let width = f.width();
             let mut za = ops::concat_rows(&z.contiguous()?, repeat, &candidates, 0, width)?;
             let mut z = z.clone();
             for t in 0..h {
