@@ -8,7 +8,7 @@
 use candle_core::{CudaDevice, Tensor};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::launch::{address, grid, launched, spread_warps};
+use super::launch::{address, grid, launched, warps};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -205,6 +205,6 @@ impl EliteUpdate<'_> {
         // elites, best, cost, long long* state, long long b, n, int k, j, mode, float alpha, temperature,
         // long long keep_next); cand holds B·N·J f32, index/value B·K, mean/std B·J, elites B·K·J, best B·J (or
         // null), cost B, state 2; one warp per (env, value) column.
-        launched(unsafe { lb.launch(spread_warps(b * j)) })
+        launched(unsafe { lb.launch(warps(b * j, 2)) })
     }
 }

@@ -143,7 +143,7 @@ pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'
     b.arg(&so).arg(&sc).arg(&g).arg(&be).arg(&op).arg(&rows64).arg(&dim32).arg(&norm.eps_plain).arg(&norm.eps_affine);
     // SAFETY: matches adaln_double_norm_f32's signature; x/out hold rows·dim f32 (dim ≤ 512), gamma/beta dim, the
     // table covers every (candidate, lo + p) row and its bias every column (checked above).
-    launched(unsafe { b.launch(warps(rows)) })?;
+    launched(unsafe { b.launch(warps(rows, 8)) })?;
     Ok(out)
 }
 
@@ -174,7 +174,7 @@ pub fn residual_norm(
     b.arg(&next.eps_plain).arg(&next.eps_affine);
     // SAFETY: matches residual_norm_f32_N's signature (N·32 ≥ dim); y holds splits·rows·dim f32, x/x_out/u_out
     // rows·dim (dim ≤ 512), bias and gamma/beta dim, the table covers every token's row (checked above).
-    launched(unsafe { b.launch(warps(rows)) })?;
+    launched(unsafe { b.launch(warps(rows, 8)) })?;
     Ok((x_out, u_out))
 }
 
@@ -202,7 +202,7 @@ pub fn gate_residual(
     b.arg(&g).arg(&xp).arg(&op).arg(&rows64).arg(&dim32);
     // SAFETY: matches gate_residual_f32_N's signature (N·32 ≥ dim); y holds splits·rows·dim f32, x/out rows·dim,
     // bias dim (or null), the table covers every token's row (checked above).
-    launched(unsafe { b.launch(warps(rows)) })?;
+    launched(unsafe { b.launch(warps(rows, 8)) })?;
     Ok(out)
 }
 
@@ -246,6 +246,6 @@ pub fn window_attention(
     // SAFETY: matches window_attention_f32(const float* fresh, float* cache, float* out, int candidates, cap,
     // first, q, q_start, heads, dh); fresh holds N·q·3·inner f32, cache N·cap·3·inner (or null with first = 0),
     // out N·queries·inner; first + q ≤ cap, dh ≤ 128 (checked above).
-    launched(unsafe { b.launch(warps(n * queries * heads)) })?;
+    launched(unsafe { b.launch(warps(n * queries * heads, 8)) })?;
     Ok(out)
 }

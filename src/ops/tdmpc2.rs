@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::gemm::Unreduced;
-use super::launch::{address, cuda, grid, launched, spread_warps, uninit_f32};
+use super::launch::{address, cuda, grid, launched, uninit_f32, warps};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -215,7 +215,7 @@ fn launch_two_hot(logits: &Unreduced, bins: &Tensor, out: &Tensor, scale: f32, a
     // SAFETY: matches two_hot_inv_f32_N(logits, splits, split_stride, bias, bins, out, rows, nb, ld, scale,
     // accumulate) with 32·N ≥ nb; every logit read lies within the partials and the bias holds nb f32 (checked by
     // `check_logits` for one head), bins nb, out rows (checked by the callers).
-    launched(unsafe { b.launch(spread_warps(logits.rows)) })
+    launched(unsafe { b.launch(warps(logits.rows, 2)) })
 }
 
 /// A model step's input `[z[r / repeat], actions[r, step], 0…]` for rows r < N, (N, width ≥ Z + A), in one launch: z
