@@ -10,6 +10,8 @@
 //                       output row, with γ, β at head·dim.
 //                       The input may be a GEMM's unreduced output: head h of row i is the sum over s < splits of
 //                       x[h·head_stride + i·row_stride + s·split_stride ..], plus bias[h·dim ..] when bias is set.
+//                       With `residual` set, the row is residual[row] + that sum (a ViT layer's residual stream,
+//                       as bias_residual_f32 adds it), written to `sum_out` when set before it is normalised.
 //   two_hot_inv_f32_N:  v = symexp(Σ_i softmax(logits)_i · bins_i) — a reward or Q head's scalar, logits rows `ld`
 //                       apart; out[row] = v, or with `accumulate` out[row] + scale·v (the discounted return).
 //                       Both two-hot kernels read logits left as a GEMM's partial sums plus bias (see norm_act).
@@ -21,6 +23,7 @@
 //                       out[row] = −(ret[row] + discount·(q̄ − c·|q̄|·σ)).
 
 #include "rows.cuh"
+#include "pdl.cuh"
 
 // Most Q heads `q_cost_f32_N` takes (the launcher checks).
 #define SWM_MAX_HEADS 8
@@ -56,7 +59,8 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, int splits
                                          long long head_stride, long long row_stride, const float* __restrict__ bias,
                                          const float* __restrict__ gamma, const float* __restrict__ beta,
                                          float* __restrict__ out, long long rows, int dim, float eps, int act,
-                                         int group, int heads) {
+                                         int group, int heads, const float* __restrict__ residual,
+                                         float* __restrict__ sum_out) {
   __shared__ float red[W];
   const int t = threadIdx.x;
   constexpr int kStride = 32 * W;
@@ -87,6 +91,22 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, int splits
       for (int c = 0; c < N; ++c) {
         const int i = t + kStride * c;
         if (i < dim) v[c] += bias[head * dim + i];
+      }
+    }
+    // A residual stream's update (a ViT layer): residual + (Σ + bias), as bias_residual_f32 writes it, kept in
+    // sum_out and normalised below for the next sublayer.
+    if (residual != nullptr) {
+#pragma unroll
+      for (int c = 0; c < N; ++c) {
+        const int i = t + kStride * c;
+        if (i < dim) v[c] = residual[row * dim + i] + v[c];
+      }
+    }
+    if (sum_out != nullptr) {
+#pragma unroll
+      for (int c = 0; c < N; ++c) {
+        const int i = t + kStride * c;
+        if (i < dim) sum_out[row * dim + i] = v[c];
       }
     }
     float sum = 0.0f;
@@ -219,14 +239,17 @@ __device__ __forceinline__ void q_cost(const float* __restrict__ logits, int spl
       const float* __restrict__ x, int splits, long long split_stride, long long head_stride,                   \
       long long row_stride, const float* __restrict__ bias, const float* __restrict__ gamma,                   \
       const float* __restrict__ beta, float* __restrict__ out, long long rows, int dim, float eps, int act,    \
-      int group, int heads) {                                                                                  \
+      int group, int heads, const float* __restrict__ residual, float* __restrict__ sum_out) {                 \
+    swm_pdl_begin();                                                                                           \
     norm_act<(N < 4 ? N : 4), (N < 4 ? 1 : N / 4)>(x, splits, split_stride, head_stride, row_stride, bias,      \
-                                                   gamma, beta, out, rows, dim, eps, act, group, heads);       \
+                                                   gamma, beta, out, rows, dim, eps, act, group, heads,        \
+                                                   residual, sum_out);                                         \
   }                                                                                                            \
   extern "C" __global__ void two_hot_inv_f32_##N(                                                              \
       const float* __restrict__ logits, int splits, long long split_stride, const float* __restrict__ bias,    \
       const float* __restrict__ bins, float* __restrict__ out, long long rows, int nb, long long ld,           \
       float scale, int accumulate) {                                                                           \
+    swm_pdl_begin();                                                                                           \
     two_hot_inv<N>(logits, splits, split_stride, bias, bins, out, rows, nb, ld, scale, accumulate);             \
   }                                                                                                            \
   extern "C" __global__ void q_cost_f32_##N(                                                                   \
@@ -234,6 +257,7 @@ __device__ __forceinline__ void q_cost(const float* __restrict__ logits, int spl
       long long row_stride, const float* __restrict__ bias, const float* __restrict__ bins,                    \
       const float* __restrict__ ret, float* __restrict__ out, long long rows, int nb, int heads, float c,      \
       float discount) {                                                                                        \
+    swm_pdl_begin();                                                                                           \
     q_cost<N>(logits, splits, split_stride, head_stride, row_stride, bias, bins, ret, out, rows, nb, heads, c,  \
               discount);                                                                                       \
   }
@@ -246,6 +270,7 @@ SWM_TDMPC2_KERNELS(16)
 extern "C" __global__ void concat_rows_f32(const float* __restrict__ z, long long repeat, int zdim,
                                            const float* __restrict__ a, long long a_stride, int adim, int width,
                                            float* __restrict__ out, long long rows) {
+  swm_pdl_begin();
   const long long total = rows * width;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {

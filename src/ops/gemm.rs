@@ -16,9 +16,9 @@ use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 use cudarc::driver::sys::CUfunction_attribute;
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::LaunchConfig;
 
-use super::launch::{address, cuda, grid, launched, uninit_f32};
+use super::launch::{address, cuda, grid, launched, uninit_f32, Launch};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -316,7 +316,7 @@ fn launch(
     let f = dev.get_or_load_custom_func(name, MODULE, kernels::GEMM)?;
     let shared = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
     launched(f.set_attribute(shared, SHARED_BYTES as i32))?;
-    let mut b = f.builder();
+    let mut b = Launch::new(dev, &f);
     b.arg(&xp).arg(&wp).arg(&bp).arg(&op).arg(&m32).arg(&n32).arg(&k32).arg(&c32).arg(&mode).arg(&vec4);
     if !plain {
         b.arg(&s32).arg(&lda32).arg(&ab64).arg(&ldo32).arg(&ob32);
@@ -352,7 +352,7 @@ fn reduce_into(partials: &Tensor, epilogue: Epilogue<'_>, out: &Tensor, shape: S
     let (m64, n32, s32, mode) = (m as i64, n as i32, splits as i32, epilogue.code());
     let (b32, ldo32, ob32) = (batches as i32, ldo as i32, o_batch as i32);
     let f = dev.get_or_load_custom_func("gemm_splitk_reduce_f32", MODULE, kernels::GEMM)?;
-    let mut b = f.builder();
+    let mut b = Launch::new(dev, &f);
     b.arg(&pp).arg(&bp).arg(&op).arg(&m64).arg(&n32).arg(&s32).arg(&mode).arg(&b32).arg(&ldo32).arg(&ob32);
     // SAFETY: matches gemm_splitk_reduce_f32(partial, bias, out, m, n, splits, mode, batches, ldo, o_batch);
     // partial holds batches·splits·m·n f32 and out every strided write (checked above), the bias batches·n

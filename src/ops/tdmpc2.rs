@@ -2,10 +2,10 @@
 //! two-hot head's expectation (softmax · bins, symexp) in one launch. Each replaces 5–10 Candle kernels.
 
 use candle_core::Tensor;
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::LaunchConfig;
 
 use super::gemm::Unreduced;
-use super::launch::{address, cuda, grid, launched, uninit_f32, warps};
+use super::launch::{address, cuda, grid, launched, uninit_f32, warps, Launch};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -65,25 +65,64 @@ pub fn norm_act_heads(
 /// [`norm_act_heads`] on a GEMM's unreduced output (see [`Unreduced`]): the partial sums and the bias are added
 /// as the rows are read — the reduction launch folded into this one. Returns (rows, heads·width), contiguous.
 pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32, act: NormAct) -> Result<Tensor> {
+    launch_norm_act(y, None, gamma, beta, eps, act).map(|(_, out)| out)
+}
+
+/// A pre-LN transformer's residual step and the next sublayer's LayerNorm in one launch: `sum = residual + y`
+/// (y a one-head GEMM output with its bias, possibly unreduced; summed as [`crate::ops::bias_act`]'s residual
+/// kernel does) and `LayerNorm(sum)·γ + β`. Returns (sum, normed), both contiguous like `residual`.
+pub fn residual_norm(
+    y: &Unreduced,
+    residual: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor)> {
+    let (sum, normed) = launch_norm_act(y, Some(residual), gamma, beta, eps, NormAct::Identity)?;
+    let sum = sum.ok_or_else(|| KernelError::operand("residual", "no sum written"))?;
+    Ok((sum.reshape(residual.shape())?, normed.reshape(residual.shape())?))
+}
+
+/// Launches `norm_act_f32_N` on `y`, with `residual` (rows, heads·width) added before the norm and the sum
+/// returned when set.
+fn launch_norm_act(
+    y: &Unreduced,
+    residual: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+    act: NormAct,
+) -> Result<(Option<Tensor>, Tensor)> {
     let Unreduced { rows, heads, width, splits, split_stride, head_stride, row_stride, .. } = *y;
     let all = heads * width;
     let params_f32 = gamma.dtype() == candle_core::DType::F32 && beta.dtype() == candle_core::DType::F32;
+    let residual_fits = residual.is_none_or(|r| {
+        r.dtype() == candle_core::DType::F32
+            && r.is_contiguous()
+            && r.elem_count() == rows * all
+            && r.device().same_device(y.partials.device())
+    });
     let fits = y.check(heads, width).is_ok() && gamma.dims() == [all] && beta.dims() == [all] && params_f32;
-    if !fits || !supports(width, act) {
+    if !fits || !residual_fits || !supports(width, act) {
         return Err(KernelError::operand(
             "x",
             format!(
-                "{:?} as {rows} rows of {heads} heads × {width} with γ {:?}, β {:?} and {act:?}: unsupported",
+                "{:?} as {rows} rows of {heads} heads × {width} with γ {:?}, β {:?}, residual {:?} and {act:?}: \
+                 unsupported",
                 y.partials.dims(),
                 gamma.dims(),
-                beta.dims()
+                beta.dims(),
+                residual.map(|r| r.dims())
             ),
         ));
     }
     let dev = cuda(y.partials.device())?;
     let out = uninit_f32(dev, (rows, all))?;
+    let sum = residual.map(|_| uninit_f32(dev, (rows, all))).transpose()?;
     let (xp, gp, bp, op) = (address(&y.partials)?, address(gamma)?, address(beta)?, address(&out)?);
     let biasp = y.bias.as_ref().map(address).transpose()?.unwrap_or(0);
+    let rp = residual.map(address).transpose()?.unwrap_or(0);
+    let sp = sum.as_ref().map(address).transpose()?.unwrap_or(0);
     let (act_code, group) = match act {
         NormAct::Mish => (0i32, 1i32),
         NormAct::SimNorm(g) => (1, g as i32),
@@ -92,19 +131,20 @@ pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32
     let (rows64, width32, heads32, splits32) = ((rows * heads) as i64, width as i32, heads as i32, splits as i32);
     let (ss, hs, rs) = (split_stride as i64, head_stride as i64, row_stride as i64);
     let f = dev.get_or_load_custom_func(&kernel("norm_act_f32", width)?, MODULE, kernels::TDMPC2)?;
-    let mut b = f.builder();
+    let mut b = Launch::new(dev, &f);
     b.arg(&xp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&gp).arg(&bp).arg(&op);
-    b.arg(&rows64).arg(&width32).arg(&eps).arg(&act_code).arg(&group).arg(&heads32);
+    b.arg(&rows64).arg(&width32).arg(&eps).arg(&act_code).arg(&group).arg(&heads32).arg(&rp).arg(&sp);
     // One block per row of max(1, N / 4) warps, as `norm_act_f32_N` is compiled for.
     let warps = (lane_items(width)? / 4).max(1) as u32;
     let blocks = (rows * heads).clamp(1, 1 << 20) as u32;
     let config = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * warps, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: matches norm_act_f32_N(x, splits, split_stride, head_stride, row_stride, bias, gamma, beta, out, rows,
-    // dim, eps, act, group, heads) with 32·N ≥ width; every value read lies within the partials (checked: the
-    // farthest row start plus width), the bias (when set), γ and β hold heads·width f32, out rows·heads·width; a
-    // SimNorm group divides 32 and the width (checked by `supports`).
+    // dim, eps, act, group, heads, residual, sum_out) with 32·N ≥ width; every value read lies within the partials
+    // (checked: the farthest row start plus width), the bias (when set), γ and β hold heads·width f32, out — and
+    // the residual and the sum when set (checked, fresh) — rows·heads·width; a SimNorm group divides 32 and the
+    // width (checked by `supports`).
     launched(unsafe { b.launch(config) })?;
-    Ok(out)
+    Ok((sum, out))
 }
 
 /// `symexp(Σ_i softmax(logits)_i · bins_i)` per row of contiguous (rows, bins) logits → (rows, 1).
@@ -154,7 +194,7 @@ pub fn q_cost_unreduced(logits: &Unreduced, bins: &Tensor, ret: &Tensor, c: f32,
     let (rows64, nb32, heads32, splits32) = (rows as i64, logits.width as i32, heads as i32, logits.splits as i32);
     let (ss, hs, rs) = (logits.split_stride as i64, logits.head_stride as i64, logits.row_stride as i64);
     let f = dev.get_or_load_custom_func(&kernel("q_cost_f32", logits.width)?, MODULE, kernels::TDMPC2)?;
-    let mut b = f.builder();
+    let mut b = Launch::new(dev, &f);
     b.arg(&lp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&bp).arg(&rp).arg(&op);
     b.arg(&rows64).arg(&nb32).arg(&heads32).arg(&c).arg(&discount);
     let blocks = rows.clamp(1, 1 << 20) as u32;
@@ -209,7 +249,7 @@ fn launch_two_hot(logits: &Unreduced, bins: &Tensor, out: &Tensor, scale: f32, a
     let (ss, ld) = (logits.split_stride as i64, logits.row_stride as i64);
     let acc = i32::from(accumulate);
     let f = dev.get_or_load_custom_func(&kernel("two_hot_inv_f32", logits.width)?, MODULE, kernels::TDMPC2)?;
-    let mut b = f.builder();
+    let mut b = Launch::new(dev, &f);
     b.arg(&lp).arg(&splits32).arg(&ss).arg(&biasp).arg(&bp).arg(&op).arg(&rows64).arg(&nb32).arg(&ld);
     b.arg(&scale).arg(&acc);
     // SAFETY: matches two_hot_inv_f32_N(logits, splits, split_stride, bias, bins, out, rows, nb, ld, scale,
@@ -242,7 +282,7 @@ pub fn concat_rows(z: &Tensor, repeat: usize, actions: &Tensor, step: usize, wid
     let (rep, zd, stride, ad, rows64) = (repeat as i64, zdim as i32, (horizon * adim) as i64, adim as i32, rows as i64);
     let width32 = i32::try_from(width).map_err(|_| KernelError::operand("width", format!("{width} columns")))?;
     let f = dev.get_or_load_custom_func("concat_rows_f32", MODULE, kernels::TDMPC2)?;
-    let mut b = f.builder();
+    let mut b = Launch::new(dev, &f);
     b.arg(&zp).arg(&rep).arg(&zd).arg(&ap).arg(&stride).arg(&ad).arg(&width32).arg(&op).arg(&rows64);
     // SAFETY: matches concat_rows_f32(z, repeat, zdim, a, a_stride, adim, width, out, rows); z holds
     // (rows / repeat)·zdim f32 (checked), the actions rows·horizon·adim from which row r's step is read at

@@ -79,6 +79,33 @@ fn mppi_plans_over_the_tdmpc2_cost_in_a_graph() {
 
 #[test]
 #[ignore = "needs a CUDA device"]
+fn programmatic_launch_plans_exactly_as_stream_order_does() {
+    let (_gpu, device) = gpu();
+    let model = bench_model(&device);
+    let state = Tensor::randn(0f32, 1.0, (1, 24), &device).unwrap();
+    let solver = SolverConfig::Mppi(MppiConfig { num_samples: 512, n_steps: 6, topk: Some(64), ..Default::default() });
+    // The same seeded plan (graph captured, then replayed), with every swm kernel launched stream-ordered and with
+    // programmatic dependent launch: each kernel waits for its predecessor in-kernel, so the results are the same.
+    let plan = |programmatic: bool| {
+        swm::device::set_programmatic_launch(programmatic);
+        let mut session = TdMpc2Session::new(model.clone());
+        session.set_observation(&[("state", &state)]).unwrap();
+        let mut planner = Planner::new(PlannerConfig::new(solver.clone(), 3, 6, 1), 1, &device).unwrap();
+        let mut actions = || {
+            let plan = planner.plan(&mut session, &PlanOptions::default()).unwrap();
+            plan.actions.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        (actions(), actions())
+    };
+    let result = std::panic::catch_unwind(|| (plan(false), plan(true)));
+    swm::device::set_programmatic_launch(true);
+    let (ordered, programmatic) = result.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    assert!(ordered.0.iter().all(|a| a.is_finite()));
+    assert_eq!(ordered, programmatic);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
 fn fused_row_kernels_match_candle_ops() {
     use candle_core::{Module, D};
     use swm::ops::tdmpc2::{norm_act, two_hot_inv, NormAct};
@@ -334,6 +361,25 @@ fn unreduced_matches_reduced(device: &candle_core::Device, split: bool) {
     assert_eq!(super::max_abs_diff(&got, &want), 0.0, "column block");
     // γ of the wrong length is a typed error.
     assert!(norm_act_unreduced(&u, &gamma, &b1, 1e-5, NormAct::Mish).is_err());
+
+    // A ViT block's residual step and the next pre-norm in one kernel: the values of the residual kernel and the
+    // LayerNorm launched apart, bit for bit (ViT-Tiny's width and a wide one).
+    use swm::ops::bias_act::bias_residual_partials;
+    use swm::ops::gemm::linear_partials;
+    use swm::ops::tdmpc2::{norm_act, residual_norm};
+    for e in [192, 512] {
+        let (wr, br, res) = (randn(&[e, k], 0.05), randn(&[e], 0.1), randn(&[rows, e], 1.0));
+        let (g, bt) = (gamma.narrow(0, 0, e).unwrap(), beta.narrow(0, 0, e).unwrap());
+        let u = linear_unreduced(&x, &wr, &br, 1).unwrap();
+        assert!(splits_ok(u.splits()), "{} splits", u.splits());
+        let (sum, normed) = residual_norm(&u, &res, &g, &bt, 1e-12).unwrap();
+        let want_sum = bias_residual_partials(&linear_partials(&x, &wr).unwrap(), &br, &res).unwrap();
+        let want = norm_act(&want_sum, &g, &bt, 1e-12, NormAct::Identity).unwrap();
+        assert_eq!(super::max_abs_diff(&sum, &want_sum), 0.0, "residual sum, width {e}");
+        assert_eq!(super::max_abs_diff(&normed, &want), 0.0, "pre-norm, width {e}");
+        // A residual of the wrong row count is a typed error.
+        assert!(residual_norm(&u, &res.narrow(0, 0, rows - 1).unwrap(), &g, &bt, 1e-12).is_err());
+    }
 
     // The two-hot kernels on unreduced logits: a reward head (101 bins of a column block) and a Q ensemble.
     use swm::ops::tdmpc2::{q_cost, q_cost_unreduced, two_hot_accumulate, two_hot_accumulate_unreduced};

@@ -33,6 +33,24 @@ fn linear_residual(l: &Linear, x: &Tensor, residual: &Tensor) -> Result<Tensor> 
     bias_residual_partials(&partials, bias(l)?, residual)
 }
 
+/// `linear_residual` followed by the next sublayer's LayerNorm, in one kernel after the GEMM where the row kernel
+/// takes the width: returns (the residual stream, its normalised rows).
+fn linear_residual_norm(l: &Linear, x: &Tensor, residual: &Tensor, ln: &LayerNorm, eps: f64) -> Result<(Tensor, Tensor)> {
+    let (k, e) = (x.dim(D::Minus1)?, residual.dim(D::Minus1)?);
+    let fused = tdmpc2::supports(e, NormAct::Identity) && x.dtype() == DType::F32 && residual.dtype() == DType::F32;
+    match ln.bias() {
+        Some(beta) if fused => {
+            let y = kernel(gemm::linear_unreduced(&x.reshape((x.elem_count() / k.max(1), k))?, l.weight(), bias(l)?, 1))?;
+            kernel(tdmpc2::residual_norm(&y, &residual.contiguous()?, ln.weight(), beta, eps as f32))
+        }
+        _ => {
+            let sum = linear_residual(l, x, residual)?;
+            let normed = norm(ln, eps, &sum)?;
+            Ok((sum, normed))
+        }
+    }
+}
+
 /// LayerNorm over the last dim with swm's row kernel (one block per row), where it takes the width; Candle's
 /// otherwise.
 fn norm(ln: &LayerNorm, eps: f64, x: &Tensor) -> Result<Tensor> {
@@ -181,10 +199,12 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// One block on the residual stream `x` given `normed` = its `layernorm_before` rows. With `next` (the next
+    /// block's `layernorm_before`), also returns the output's normalised rows, from the same kernel as the output.
+    fn forward(&self, x: &Tensor, normed: &Tensor, next: Option<&LayerNorm>) -> Result<(Tensor, Option<Tensor>)> {
         let (n, t, e) = x.dims3()?;
         let (h, d) = (self.heads, e / self.heads);
-        let qkv = linear_bias(&self.qkv, &norm(&self.norm_before, self.eps, x)?)?; // (N, T, 3E)
+        let qkv = linear_bias(&self.qkv, normed)?; // (N, T, 3E)
         let ctx = if attention::supports(&qkv, h) {
             // One kernel on the projection as written: no permute, score matrix or transpose.
             kernel(attention(&qkv, h))?
@@ -194,11 +214,13 @@ impl Layer {
             let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
             probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, t, e))?
         };
-        let x = linear_residual(&self.out, &ctx, x)?;
+        let (x, normed) = linear_residual_norm(&self.out, &ctx, x, &self.norm_after, self.eps)?;
         let fc1 = &self.fc1;
-        let normed = norm(&self.norm_after, self.eps, &x)?;
         let hidden = kernel(gemm::linear(&normed, fc1.weight(), Epilogue::BiasGelu(bias(fc1)?)))?;
-        linear_residual(&self.fc2, &hidden, &x)
+        match next {
+            Some(ln) => linear_residual_norm(&self.fc2, &hidden, &x, ln, self.eps).map(|(x, n)| (x, Some(n))),
+            None => Ok((linear_residual(&self.fc2, &hidden, &x)?, None)),
+        }
     }
 }
 
@@ -231,8 +253,17 @@ impl VitEncoder {
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let pixels = if pixels.dtype() == DType::F32 { pixels.clone() } else { pixels.to_dtype(DType::F32)? };
         let mut x = self.embeddings.forward(&pixels)?;
-        for layer in &self.layers {
-            x = layer.forward(&x)?;
+        if let Some(first) = self.layers.first() {
+            // Each block's pre-norm comes out of the previous block's last kernel; the first one's is computed here.
+            let mut normed = norm(&first.norm_before, first.eps, &x)?;
+            for (i, layer) in self.layers.iter().enumerate() {
+                let next = self.layers.get(i + 1).map(|l| &l.norm_before);
+                let (y, next_normed) = layer.forward(&x, &normed, next)?;
+                x = y;
+                if let Some(n) = next_normed {
+                    normed = n;
+                }
+            }
         }
         // Only the CLS row is used: normalise just that row (LayerNorm is per token).
         let cls = x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;

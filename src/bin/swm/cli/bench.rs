@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use super::{positive, DeviceArgs, ReportArgs};
 
@@ -90,16 +90,25 @@ pub struct BenchLewmArgs {
     /// Candidate steps for the scoring row.
     #[arg(long, default_value_t = 5, value_parser = positive)]
     pub horizon: usize,
-    /// After the eager encode row: two graph-replayed encodes of one frame, then one between
-    /// cuProfilerStart/Stop, instead of the other rows (`tools/gpu/profile_bench.sh lewm`).
-    #[arg(long)]
-    pub profile: bool,
+    /// Profile PART instead of timing rows: two graph-replayed runs, then one between cuProfilerStart/Stop
+    /// (`tools/gpu/profile_bench.sh lewm [PART]`); `--profile` alone profiles the encode.
+    #[arg(long, value_enum, value_name = "PART", num_args = 0..=1, default_missing_value = "encode")]
+    pub profile: Option<LewmPart>,
     /// The rows as JSON.
     #[command(flatten)]
     pub report: ReportArgs,
     /// The GPU.
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// What `swm bench lewm --profile` profiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LewmPart {
+    /// One encode of one frame (CUDA graph).
+    Encode,
+    /// One scoring of `--samples` candidates × `--horizon` steps (CUDA graph): a CEM iteration's model work.
+    Score,
 }
 
 /// `swm bench gemm`.

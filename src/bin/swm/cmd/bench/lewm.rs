@@ -1,4 +1,5 @@
-//! `swm bench lewm`: encode one frame and score S candidates × H steps, eager and from CUDA graphs.
+//! `swm bench lewm`: encode one frame and score S candidates × H steps, eager and from CUDA graphs (and the graphs
+//! with stream-ordered launches: what programmatic dependent launch buys).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,10 +15,10 @@ use swm::tools::bench::{self, BenchRow};
 use swm::tools::demo;
 
 use super::{keep, profile_once};
-use crate::cli::{existing, BenchLewmArgs};
+use crate::cli::{existing, BenchLewmArgs, LewmPart};
 use crate::error::CliError;
 
-/// The four LeWM rows.
+/// The six LeWM rows, or `--profile`'s one profiled run.
 pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
     let checkpoint = args.path.as_deref().map(open).transpose()?;
     args.report.check()?;
@@ -33,19 +34,41 @@ pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
     })?;
     keep(&mut rows, row)?;
     let encoder = GraphedEncoder::new(&model, 1, 1)?;
-    if args.profile {
-        let what = format!("one {side}x{side} encode (CUDA graph)");
-        return profile_once(&device, &what, || encoder.encode(&frame).map(drop).map_err(CliError::from))
-            .map(|()| rows);
+    let goal = random_frame(&model)?;
+    let new_session = || -> Result<LeWmSession, CliError> {
+        let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+        session.set_observation(&frame)?;
+        session.set_goal(&goal)?;
+        Ok(session)
+    };
+    let mut session = new_session()?;
+    let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
+    match args.profile {
+        Some(LewmPart::Encode) => {
+            let what = format!("one {side}x{side} encode (CUDA graph)");
+            return profile_once(&device, &what, || encoder.encode(&frame).map(drop).map_err(CliError::from))
+                .map(|()| rows);
+        }
+        Some(LewmPart::Score) => {
+            let what = format!("one score of {samples} candidates x H{horizon} (CUDA graph)");
+            let mut work = || session.score_graphed(&candidates).map(drop).map_err(CliError::from);
+            return profile_once(&device, &what, &mut work).map(|()| rows);
+        }
+        None => {}
     }
     let row = bench::time(&device, &format!("lewm encode 1x{side}x{side} fp32, CUDA graph"), warmup, iters, || {
         encoder.encode(&frame).map(drop)
     })?;
     keep(&mut rows, row)?;
-    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
-    session.set_observation(&frame)?;
-    session.set_goal(&random_frame(&model)?)?;
-    let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
+    // The same graph with every swm kernel launched stream-ordered (no programmatic dependent launch).
+    device::set_programmatic_launch(false);
+    let ordered = (|| -> Result<BenchRow, CliError> {
+        let encoder = GraphedEncoder::new(&model, 1, 1)?;
+        let name = format!("lewm encode 1x{side}x{side} fp32, CUDA graph, stream-ordered launches");
+        Ok(bench::time(&device, &name, warmup, iters, || encoder.encode(&frame).map(drop))?)
+    })();
+    device::set_programmatic_launch(true);
+    keep(&mut rows, ordered?)?;
     let name = format!("lewm score {samples}x H{horizon} fp32");
     let row = bench::time(&device, &name, warmup, iters, || session.score(&candidates).map(drop))?;
     keep(&mut rows, row)?;
@@ -53,6 +76,14 @@ pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
         session.score_graphed(&candidates).map(drop)
     })?;
     keep(&mut rows, row)?;
+    // A session whose scoring graph is captured with every swm kernel launched stream-ordered.
+    device::set_programmatic_launch(false);
+    let ordered = new_session().and_then(|mut session| {
+        let name = format!("{name}, CUDA graph, stream-ordered launches");
+        Ok(bench::time(&device, &name, warmup, iters, || session.score_graphed(&candidates).map(drop))?)
+    });
+    device::set_programmatic_launch(true);
+    keep(&mut rows, ordered?)?;
     Ok(rows)
 }
 
