@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaDevice, CudaStorage, DType, Device, Layout, Shape, Storage, Tensor};
-use cudarc::driver::sys::{
-    CUlaunchAttribute, CUlaunchAttributeID, CUlaunchAttributeValue, CUlaunchConfig,
-};
+use cudarc::driver::sys::{CUlaunchAttribute, CUlaunchAttributeID, CUlaunchAttributeValue, CUlaunchConfig};
 use cudarc::driver::{sys, CudaFunction, CudaStream, CudaView, DevicePtr, DeviceRepr, DriverError, LaunchConfig};
 
 use super::{KernelError, Result};
@@ -146,9 +144,7 @@ impl<'a> Launch<'a> {
         };
         // SAFETY: `config` and `attribute` live across the call; `args` holds one pointer per kernel parameter,
         // each to a value borrowed for 'a (the caller's contract above); no `extra` parameter block.
-        unsafe {
-            sys::cuLaunchKernelEx(&config, self.func.cu_function(), self.args.as_mut_ptr(), std::ptr::null_mut())
-        }
-        .result()
+        unsafe { sys::cuLaunchKernelEx(&config, self.func.cu_function(), self.args.as_mut_ptr(), std::ptr::null_mut()) }
+            .result()
     }
 }

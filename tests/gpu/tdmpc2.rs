@@ -97,7 +97,7 @@ fn programmatic_launch_plans_exactly_as_stream_order_does() {
         };
         (actions(), actions())
     };
-    let result = std::panic::catch_unwind(|| (plan(false), plan(true)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (plan(false), plan(true))));
     swm::device::set_programmatic_launch(true);
     let (ordered, programmatic) = result.unwrap_or_else(|p| std::panic::resume_unwind(p));
     assert!(ordered.0.iter().all(|a| a.is_finite()));

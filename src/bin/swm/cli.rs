@@ -10,7 +10,7 @@ mod bench;
 mod media;
 mod parity;
 pub use bench::{
-    BenchFamily, BenchGemmArgs, BenchLewmArgs, LewmPart, BenchMediaArgs, BenchPlanArgs, BenchTdmpc2Args, BenchTrainArgs,
+    BenchFamily, BenchGemmArgs, BenchLewmArgs, BenchMediaArgs, BenchPlanArgs, BenchTdmpc2Args, BenchTrainArgs, LewmPart,
 };
 pub use media::MediaCommand;
 pub use parity::{CostSource, DecisionParityArgs, ModelParityArgs, ParityFamily, PlannerParityArgs};

@@ -35,12 +35,19 @@ fn linear_residual(l: &Linear, x: &Tensor, residual: &Tensor) -> Result<Tensor> 
 
 /// `linear_residual` followed by the next sublayer's LayerNorm, in one kernel after the GEMM where the row kernel
 /// takes the width: returns (the residual stream, its normalised rows).
-fn linear_residual_norm(l: &Linear, x: &Tensor, residual: &Tensor, ln: &LayerNorm, eps: f64) -> Result<(Tensor, Tensor)> {
+fn linear_residual_norm(
+    l: &Linear,
+    x: &Tensor,
+    residual: &Tensor,
+    ln: &LayerNorm,
+    eps: f64,
+) -> Result<(Tensor, Tensor)> {
     let (k, e) = (x.dim(D::Minus1)?, residual.dim(D::Minus1)?);
     let fused = tdmpc2::supports(e, NormAct::Identity) && x.dtype() == DType::F32 && residual.dtype() == DType::F32;
     match ln.bias() {
         Some(beta) if fused => {
-            let y = kernel(gemm::linear_unreduced(&x.reshape((x.elem_count() / k.max(1), k))?, l.weight(), bias(l)?, 1))?;
+            let y =
+                kernel(gemm::linear_unreduced(&x.reshape((x.elem_count() / k.max(1), k))?, l.weight(), bias(l)?, 1))?;
             kernel(tdmpc2::residual_norm(&y, &residual.contiguous()?, ln.weight(), beta, eps as f32))
         }
         _ => {

@@ -100,9 +100,10 @@ pub fn run(args: &BenchPlanArgs) -> Result<Vec<BenchRow>, CliError> {
     // CEM captured with every swm kernel launched stream-ordered (no programmatic dependent launch).
     let label = format!("{family} {name} H{HORIZON} {}, CUDA graph, stream-ordered launches", default.label());
     swm::device::set_programmatic_launch(false);
-    let ordered = engine
-        .set_planner(config(cem().1))
-        .and_then(|()| bench::time(&device, &label, 2, args.iters, || engine.replan().map(drop)));
+    let ordered = (|| -> Result<BenchRow, CliError> {
+        engine.set_planner(config(cem().1))?;
+        Ok(bench::time(&device, &label, 2, args.iters, || engine.replan().map(drop))?)
+    })();
     swm::device::set_programmatic_launch(true);
     keep(&mut rows, ordered?)?;
     engine.set_planner(config(cem().1))?;

@@ -89,7 +89,8 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     device::set_programmatic_launch(false);
     let ordered = (|| -> Result<BenchRow, CliError> {
         let session = Session::tdmpc2(model.clone(), schema.clone(), preprocess.clone(), &SessionOptions::default())?;
-        let mut engine = Engine::with_session(session, &EngineOptions { planner: Some(planner(a)), ..Default::default() })?;
+        let mut engine =
+            Engine::with_session(session, &EngineOptions { planner: Some(planner(a)), ..Default::default() })?;
         let name = format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start, stream-ordered launches");
         fresh_plans(&device, &mut engine, &obs, &name, args.iters)
     })();
