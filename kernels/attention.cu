@@ -14,7 +14,6 @@
 #include <cstdint>
 
 #include "rows.cuh"
-#include "pdl.cuh"
 
 #define SWM_ATT_QUERIES 8
 
@@ -26,7 +25,6 @@ __device__ __forceinline__ void copy16(float* dst, const float* src) {
 
 extern "C" __global__ void __launch_bounds__(32 * SWM_ATT_QUERIES)
     attention_f32(const float* __restrict__ qkv, float* __restrict__ out, int t, int heads, int dh) {
-  swm_pdl_begin();
   extern __shared__ __align__(16) float smem[];
   const int kld = dh + 4;
   float* ks = smem;                            // [t][kld]

@@ -2,11 +2,9 @@
 //   bias_gelu:     out = gelu_erf(y + b)
 //   bias_residual: out = r + (y + b), y given as `splits` partial sums over K, (splits, rows, cols), added in order
 // b is (cols,), r and out are (rows, cols). One thread per element, grid-stride.
-#include "pdl.cuh"
 
 extern "C" __global__ void bias_gelu_f32(const float* __restrict__ y, const float* __restrict__ b,
                                          float* __restrict__ out, long long rows, long long cols) {
-  swm_pdl_begin();
   const long long total = rows * cols;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
@@ -18,7 +16,6 @@ extern "C" __global__ void bias_gelu_f32(const float* __restrict__ y, const floa
 extern "C" __global__ void bias_residual_f32(const float* __restrict__ y, const float* __restrict__ b,
                                              const float* __restrict__ r, float* __restrict__ out,
                                              long long rows, long long cols, int splits) {
-  swm_pdl_begin();
   const long long total = rows * cols;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {

@@ -29,7 +29,6 @@
 //   gemm_splitk_reduce_f32:   out[i] = epilogue(Σ_z partial[z][i]).
 
 #include <cstdint>
-#include "pdl.cuh"
 
 #define SWM_BM 64
 #define SWM_BN 64
@@ -291,14 +290,12 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
   extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
       PLAIN(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,          \
             float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {                   \
-    swm_pdl_begin();                                                                                           \
     gemm_tiles<false, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);                  \
   }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
       STRIDED(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,        \
               float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, int splits,       \
               int lda, long long a_batch, int ldo, int o_batch) {                                              \
-    swm_pdl_begin();                                                                                           \
     gemm_tiles<true, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo,        \
                               o_batch);                                                                        \
   }
@@ -311,7 +308,6 @@ SWM_GEMM_KERNELS(gemm_tf32_f32, gemm_tf32_strided_f32, false)
 extern "C" __global__ void gemm_splitk_reduce_f32(const float* __restrict__ partial, const float* __restrict__ bias,
                                                   float* __restrict__ out, long long m, int n, int splits, int mode,
                                                   int batches, int ldo, int o_batch) {
-  swm_pdl_begin();
   const long long per = m * n;
   const long long total = per * batches;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;

@@ -9,7 +9,6 @@
 //                      irfft(rfft(·)·g) (built on the host), re-standardised by its unbiased std over time
 //                      (clamped at 1e-8) and written transposed to (B, N, H, Da).
 #include <curand_philox4x32_x.h>
-#include "pdl.cuh"
 
 __device__ __forceinline__ float open_unit(unsigned int x) {
   // 24 random bits -> (0, 1), never 0 (log) and never 1.
@@ -18,7 +17,6 @@ __device__ __forceinline__ float open_unit(unsigned int x) {
 
 extern "C" __global__ void philox_normal_f32(float* __restrict__ out, long long n, unsigned long long seed,
                                              const long long* __restrict__ state) {
-  swm_pdl_begin();
   const unsigned long long draw = (unsigned long long)state[0];
   const uint2 key = make_uint2((unsigned int)seed, (unsigned int)(seed >> 32));
   const long long quads = (n + 3) / 4;
@@ -42,7 +40,6 @@ extern "C" __global__ void philox_normal_f32(float* __restrict__ out, long long 
 }
 
 extern "C" __global__ void advance_draw(long long* state) {
-  swm_pdl_begin();
   if (blockIdx.x == 0 && threadIdx.x == 0) state[0] += 1;
 }
 
@@ -50,7 +47,6 @@ extern "C" __global__ void advance_draw(long long* state) {
 
 extern "C" __global__ void colour_noise_f32(const float* __restrict__ white, const float* __restrict__ m,
                                             float* __restrict__ out, long long rows, int h, int da) {
-  swm_pdl_begin();
   for (long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x; r < rows;
        r += (long long)gridDim.x * blockDim.x) {
     const float* w = white + r * h;

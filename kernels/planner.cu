@@ -14,12 +14,10 @@
 //                           Writes the elites (for iCEM's carry-over), the best one into `best` when given (iCEM
 //                           with return_mean=False returns it), the reported cost (mean of the elite costs, as
 //                           0.1.1 reports for every solver) and state[1] = keep_next.
-#include "pdl.cuh"
 
 extern "C" __global__ void init_distribution_f32(float* mean, float* __restrict__ std, const float* warm, long long b,
                                                  int h, int da, int shift, float var_scale,
                                                  long long* __restrict__ state, int reset_draw) {
-  swm_pdl_begin();
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     state[1] = 0;
     if (reset_draw) state[0] = 0;
@@ -44,7 +42,6 @@ extern "C" __global__ void compose_candidates_f32(const float* __restrict__ eps,
                                                   int prev_k, const long long* __restrict__ state,
                                                   const float* __restrict__ low, const float* __restrict__ high,
                                                   float* __restrict__ out, long long b, long long n, int j, int da) {
-  swm_pdl_begin();
   const long long total = b * n * j;
   const long long keep = prev ? state[1] : 0;
   for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
@@ -83,7 +80,6 @@ extern "C" __global__ void update_from_elites_f32(const float* __restrict__ cand
                                                   float* __restrict__ cost, long long* __restrict__ state,
                                                   long long b, long long n, int k, int j, int mode, float alpha,
                                                   float temperature, long long keep_next) {
-  swm_pdl_begin();
   const int lane = threadIdx.x & 31;
   const long long columns = b * j;
   const long long warps = (long long)gridDim.x * (blockDim.x >> 5);

@@ -19,7 +19,6 @@
 // launcher picks the smallest that fits), with every load issued before the reductions.
 
 #include "rows.cuh"
-#include "pdl.cuh"
 
 #define SWM_HEAD_ITEMS 4
 
@@ -162,7 +161,6 @@ __device__ __forceinline__ void gate_residual(const float* __restrict__ y, int s
       const float* __restrict__ x, SWM_TABLE_PARAMS, int shift_off, int scale_off, const float* __restrict__ gamma, \
       const float* __restrict__ beta, float* __restrict__ out, long long rows, int dim, float eps_plain,         \
       float eps_affine) {                                                                                       \
-    swm_pdl_begin();                                                                                            \
     adaln_double_norm<N>(x, SWM_TABLE, shift_off, scale_off, gamma, beta, out, rows, dim, eps_plain, eps_affine); \
   }                                                                                                             \
   extern "C" __global__ void residual_norm_f32_##N(                                                             \
@@ -170,7 +168,6 @@ __device__ __forceinline__ void gate_residual(const float* __restrict__ y, int s
       SWM_TABLE_PARAMS, int gate_off, const float* __restrict__ x, float* __restrict__ x_out, int shift_off,    \
       int scale_off, const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ u_out, \
       long long rows, int dim, float eps_plain, float eps_affine) {                                             \
-    swm_pdl_begin();                                                                                            \
     residual_norm<N>(y, splits, split_stride, bias, SWM_TABLE, gate_off, x, x_out, shift_off, scale_off, gamma,  \
                      beta, u_out, rows, dim, eps_plain, eps_affine);                                            \
   }                                                                                                             \
@@ -178,7 +175,6 @@ __device__ __forceinline__ void gate_residual(const float* __restrict__ y, int s
       const float* __restrict__ y, int splits, long long split_stride, const float* __restrict__ bias,          \
       SWM_TABLE_PARAMS, int gate_off, const float* __restrict__ x, float* __restrict__ out, long long rows,     \
       int dim) {                                                                                                \
-    swm_pdl_begin();                                                                                            \
     gate_residual<N>(y, splits, split_stride, bias, SWM_TABLE, gate_off, x, out, rows, dim);                    \
   }
 
@@ -192,7 +188,6 @@ SWM_ROW_KERNELS(16)
 extern "C" __global__ void window_attention_f32(const float* __restrict__ fresh, float* __restrict__ cache,
                                                 float* __restrict__ out, int candidates, int cap, int first,
                                                 int q, int q_start, int heads, int dh) {
-  swm_pdl_begin();
   const int lane = threadIdx.x & 31;
   const int valid = first + q;
   const int queries = valid - q_start;

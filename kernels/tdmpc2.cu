@@ -23,7 +23,6 @@
 //                       out[row] = −(ret[row] + discount·(q̄ − c·|q̄|·σ)).
 
 #include "rows.cuh"
-#include "pdl.cuh"
 
 // Most Q heads `q_cost_f32_N` takes (the launcher checks).
 #define SWM_MAX_HEADS 8
@@ -240,7 +239,6 @@ __device__ __forceinline__ void q_cost(const float* __restrict__ logits, int spl
       long long row_stride, const float* __restrict__ bias, const float* __restrict__ gamma,                   \
       const float* __restrict__ beta, float* __restrict__ out, long long rows, int dim, float eps, int act,    \
       int group, int heads, const float* __restrict__ residual, float* __restrict__ sum_out) {                 \
-    swm_pdl_begin();                                                                                           \
     norm_act<(N < 4 ? N : 4), (N < 4 ? 1 : N / 4)>(x, splits, split_stride, head_stride, row_stride, bias,      \
                                                    gamma, beta, out, rows, dim, eps, act, group, heads,        \
                                                    residual, sum_out);                                         \
@@ -249,7 +247,6 @@ __device__ __forceinline__ void q_cost(const float* __restrict__ logits, int spl
       const float* __restrict__ logits, int splits, long long split_stride, const float* __restrict__ bias,    \
       const float* __restrict__ bins, float* __restrict__ out, long long rows, int nb, long long ld,           \
       float scale, int accumulate) {                                                                           \
-    swm_pdl_begin();                                                                                           \
     two_hot_inv<N>(logits, splits, split_stride, bias, bins, out, rows, nb, ld, scale, accumulate);             \
   }                                                                                                            \
   extern "C" __global__ void q_cost_f32_##N(                                                                   \
@@ -257,7 +254,6 @@ __device__ __forceinline__ void q_cost(const float* __restrict__ logits, int spl
       long long row_stride, const float* __restrict__ bias, const float* __restrict__ bins,                    \
       const float* __restrict__ ret, float* __restrict__ out, long long rows, int nb, int heads, float c,      \
       float discount) {                                                                                        \
-    swm_pdl_begin();                                                                                           \
     q_cost<N>(logits, splits, split_stride, head_stride, row_stride, bias, bins, ret, out, rows, nb, heads, c,  \
               discount);                                                                                       \
   }
@@ -270,7 +266,6 @@ SWM_TDMPC2_KERNELS(16)
 extern "C" __global__ void concat_rows_f32(const float* __restrict__ z, long long repeat, int zdim,
                                            const float* __restrict__ a, long long a_stride, int adim, int width,
                                            float* __restrict__ out, long long rows) {
-  swm_pdl_begin();
   const long long total = rows * width;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {

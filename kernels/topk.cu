@@ -3,7 +3,6 @@
 // every cost has a distinct rank — the number of costs before it — and the ones ranked below k are written at their
 // rank. Block (x, row) stages the row in shared memory and ranks its 64 costs x·64 ..; rows of at most
 // SWM_TOPK_MAX costs. A few hundred costs rank in one pass over shared memory without a barrier per sorting stage.
-#include "pdl.cuh"
 #define SWM_TOPK_MAX 4096
 #define SWM_TOPK_THREADS 64
 
@@ -13,7 +12,6 @@ __device__ __forceinline__ float rank_key(float v) {
 
 extern "C" __global__ void __launch_bounds__(SWM_TOPK_THREADS)
     topk_rows_f32(const float* __restrict__ cost, int n, int k, int* __restrict__ index, float* __restrict__ value) {
-  swm_pdl_begin();
   __shared__ float key[SWM_TOPK_MAX];
   const long long row = blockIdx.y;
   for (int j = threadIdx.x; j < n; j += blockDim.x) key[j] = rank_key(cost[row * n + j]);

@@ -4,8 +4,6 @@
 //! device. [`cuda`] opens that device with its own stream (not the legacy per-thread default stream), so all
 //! work of a session is ordered on one queue.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use candle_core::Device;
 
 use crate::ops::KernelError;
@@ -89,32 +87,6 @@ pub fn set_tf32(enabled: bool) {
 pub fn tf32() -> bool {
     candle_core::cuda::gemm_reduced_precision_f32()
 }
-
-/// Lets swm's kernels start while the kernel before them on the stream finishes (programmatic dependent launch,
-/// sm_90+): each waits for its predecessor's results in-kernel (`griddepcontrol.wait`), so only launch latency
-/// overlaps. Process-wide, on by default (`SWM_PROGRAMMATIC_LAUNCH=0` in the environment turns the default off);
-/// applies to launches issued — or CUDA graphs captured — after the call.
-pub fn set_programmatic_launch(enabled: bool) {
-    PROGRAMMATIC.store(if enabled { ON } else { OFF }, Ordering::Relaxed);
-}
-
-/// Whether [`set_programmatic_launch`] is on.
-pub fn programmatic_launch() -> bool {
-    match PROGRAMMATIC.load(Ordering::Relaxed) {
-        ON => true,
-        OFF => false,
-        _ => {
-            let on = !matches!(std::env::var("SWM_PROGRAMMATIC_LAUNCH").as_deref().map(str::trim), Ok("0"));
-            set_programmatic_launch(on);
-            on
-        }
-    }
-}
-
-const UNSET: u8 = 0;
-const ON: u8 = 1;
-const OFF: u8 = 2;
-static PROGRAMMATIC: AtomicU8 = AtomicU8::new(UNSET);
 
 /// Name of the GPU behind `device` (e.g. "NVIDIA H100 80GB HBM3"), or `None` for a non-CUDA device.
 pub fn name(device: &Device) -> Option<String> {

@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
-use cudarc::driver::LaunchConfig;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::launch::{cuda_only, device_address, f32_view, Launch};
+use super::launch::{cuda_only, f32_view};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -102,9 +102,8 @@ impl CustomOp1 for Attention {
         let shared = shared_bytes(t, inner / heads);
         let attribute = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
         f.set_attribute(attribute, shared as i32).map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-        let (ip, op) = (device_address(&input, dev), device_address(&out, dev));
-        let mut b = Launch::new(dev, &f);
-        b.arg(&ip).arg(&op).arg(&t32).arg(&h32).arg(&dh32);
+        let mut b = f.builder();
+        b.arg(&input).arg(&out).arg(&t32).arg(&h32).arg(&dh32);
         let config = LaunchConfig {
             grid_dim: (t.div_ceil(QUERIES) as u32, heads as u32, n as u32),
             block_dim: (32 * QUERIES as u32, 1, 1),

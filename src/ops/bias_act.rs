@@ -3,10 +3,10 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
-use cudarc::driver::{CudaView, LaunchConfig};
+use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
 
 use super::gemm::Unreduced;
-use super::launch::{cuda_only, device_address, f32_view as view, Launch};
+use super::launch::{cuda_only, f32_view as view};
 use crate::kernels;
 
 /// Launches `kernel(inputs…, out, rows, cols[, splits])` from `kernels/bias_act.cu` over rows·cols elements and
@@ -27,13 +27,11 @@ fn launch(
     let out = unsafe { dev.alloc::<f32>(rows * cols)? };
     let func = dev.get_or_load_custom_func(kernel, "swm_bias_act", kernels::BIAS_ACT)?;
     let (r, c) = (rows as i64, cols as i64);
-    let addresses: Vec<u64> = inputs.iter().map(|v| device_address(v, dev)).collect();
-    let op = device_address(&out, dev);
-    let mut builder = Launch::new(dev, &func);
-    for a in &addresses {
-        builder.arg(a);
+    let mut builder = func.builder();
+    for input in inputs {
+        builder.arg(input);
     }
-    builder.arg(&op).arg(&r).arg(&c);
+    builder.arg(&out).arg(&r).arg(&c);
     if let Some(s) = &splits {
         builder.arg(s);
     }

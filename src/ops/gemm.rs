@@ -16,9 +16,9 @@ use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 use cudarc::driver::sys::CUfunction_attribute;
-use cudarc::driver::LaunchConfig;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::launch::{address, cuda, grid, launched, uninit_f32, Launch};
+use super::launch::{address, cuda, grid, launched, uninit_f32};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -60,6 +60,86 @@ pub fn f32_matmul() -> F32Matmul {
         1 => F32Matmul::Cublas,
         _ => F32Matmul::Own,
     }
+}
+
+/// The arithmetic of [`linear_cublas`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CublasCompute {
+    /// IEEE f32 products (f32 operands) or BF16 products (BF16 operands), f32 accumulation.
+    Exact,
+    /// f32 operands rounded to TF32 for the tensor cores (`CUBLAS_COMPUTE_32F_FAST_TF32`).
+    FastTf32,
+    /// f32 operands rounded to BF16 for the tensor cores (`CUBLAS_COMPUTE_32F_FAST_16BF`).
+    FastBf16,
+}
+
+/// `x · wᵀ` on cuBLAS's `cublasGemmEx` for x (rows, K) and w (N, K), both f32 or both BF16, contiguous on one
+/// CUDA device: an f32 (rows, N) result with f32 accumulation, on Candle's stream. What swm's reduced-precision
+/// modes are measured against (`swm bench gemm`).
+pub fn linear_cublas(x: &Tensor, w: &Tensor, compute: CublasCompute) -> Result<Tensor> {
+    use cudarc::cublas::sys::{cublasComputeType_t as Compute, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+    let (n, k) = w.dims2()?;
+    let (rows, kx) = x.dims2()?;
+    let dtype = match (x.dtype(), w.dtype(), compute) {
+        (DType::F32, DType::F32, _) => cudaDataType::CUDA_R_32F,
+        (DType::BF16, DType::BF16, CublasCompute::Exact) => cudaDataType::CUDA_R_16BF,
+        _ => {
+            return Err(KernelError::operand(
+                "x",
+                format!(
+                    "{:?} by {:?} with {compute:?}: expected two f32 operands, or two BF16 ones",
+                    x.dtype(),
+                    w.dtype()
+                ),
+            ))
+        }
+    };
+    let fits = |v: usize| i32::try_from(v).is_ok();
+    if kx != k || rows == 0 || n == 0 || k == 0 || ![rows, n, k].into_iter().all(fits) {
+        return Err(KernelError::operand("x", format!("{:?} by a {:?} weight", x.dims(), w.dims())));
+    }
+    let dev = cuda(x.device())?;
+    if !w.device().same_device(x.device()) {
+        return Err(KernelError::operand("w", "on another device than x"));
+    }
+    let out = uninit_f32(dev, (rows, n))?;
+    let (xp, wp, op) = (address(x)?, address(w)?, address(&out)?);
+    let compute = match compute {
+        CublasCompute::Exact => Compute::CUBLAS_COMPUTE_32F,
+        CublasCompute::FastTf32 => Compute::CUBLAS_COMPUTE_32F_FAST_TF32,
+        CublasCompute::FastBf16 => Compute::CUBLAS_COMPUTE_32F_FAST_16BF,
+    };
+    let (alpha, beta) = (1f32, 0f32);
+    let blas = dev.cublas_handle();
+    // Column-major view: outᵀ (N × rows) = w (K × N column-major, transposed) · xᵀ (K × rows column-major).
+    // SAFETY: x holds rows·K and w N·K contiguous elements of `dtype` (checked above), out rows·N f32 (fresh); the
+    // handle issues on Candle's stream, which orders the GEMM after the operands' producers and before readers of
+    // out; alpha and beta are f32 as the f32-accumulating compute types take them.
+    unsafe {
+        cudarc::cublas::result::gemm_ex(
+            *blas.handle(),
+            cublasOperation_t::CUBLAS_OP_T,
+            cublasOperation_t::CUBLAS_OP_N,
+            n as i32,
+            rows as i32,
+            k as i32,
+            (&alpha as *const f32).cast(),
+            wp as *const std::ffi::c_void,
+            dtype,
+            k as i32,
+            xp as *const std::ffi::c_void,
+            dtype,
+            k as i32,
+            (&beta as *const f32).cast(),
+            op as *mut std::ffi::c_void,
+            cudaDataType::CUDA_R_32F,
+            n as i32,
+            compute,
+            cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }
+    .map_err(|e| KernelError::operand("cublas", e.to_string()))?;
+    Ok(out)
 }
 
 /// What is applied to each output element of [`linear`].
@@ -316,7 +396,7 @@ fn launch(
     let f = dev.get_or_load_custom_func(name, MODULE, kernels::GEMM)?;
     let shared = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
     launched(f.set_attribute(shared, SHARED_BYTES as i32))?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&xp).arg(&wp).arg(&bp).arg(&op).arg(&m32).arg(&n32).arg(&k32).arg(&c32).arg(&mode).arg(&vec4);
     if !plain {
         b.arg(&s32).arg(&lda32).arg(&ab64).arg(&ldo32).arg(&ob32);
@@ -352,7 +432,7 @@ fn reduce_into(partials: &Tensor, epilogue: Epilogue<'_>, out: &Tensor, shape: S
     let (m64, n32, s32, mode) = (m as i64, n as i32, splits as i32, epilogue.code());
     let (b32, ldo32, ob32) = (batches as i32, ldo as i32, o_batch as i32);
     let f = dev.get_or_load_custom_func("gemm_splitk_reduce_f32", MODULE, kernels::GEMM)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&pp).arg(&bp).arg(&op).arg(&m64).arg(&n32).arg(&s32).arg(&mode).arg(&b32).arg(&ldo32).arg(&ob32);
     // SAFETY: matches gemm_splitk_reduce_f32(partial, bias, out, m, n, splits, mode, batches, ldo, o_batch);
     // partial holds batches·splits·m·n f32 and out every strided write (checked above), the bias batches·n

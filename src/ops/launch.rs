@@ -5,13 +5,9 @@
 //! predictor kernels (four or more inputs, two outputs, a cache written in place) and the planner kernels (several
 //! persistent buffers updated in place) do not fit that trait and are launched here.
 
-use std::ffi::c_void;
-use std::sync::Arc;
-
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaDevice, CudaStorage, DType, Device, Layout, Shape, Storage, Tensor};
-use cudarc::driver::sys::{CUlaunchAttribute, CUlaunchAttributeID, CUlaunchAttributeValue, CUlaunchConfig};
-use cudarc::driver::{sys, CudaFunction, CudaStream, CudaView, DevicePtr, DeviceRepr, DriverError, LaunchConfig};
+use cudarc::driver::{CudaView, DevicePtr, LaunchConfig};
 
 use super::{KernelError, Result};
 
@@ -46,12 +42,6 @@ pub(crate) fn address(t: &Tensor) -> Result<u64> {
         other => return Err(KernelError::operand("tensor", format!("unsupported dtype {other:?}"))),
     };
     Ok(base + (layout.start_offset() * size) as u64)
-}
-
-/// Device address of a buffer (slice or view) on `dev`'s stream, for a [`Launch`] argument. The buffer must
-/// outlive the work launched with it (swm's devices do not track cross-stream uses: one stream each).
-pub(crate) fn device_address<T>(buffer: &impl DevicePtr<T>, dev: &CudaDevice) -> u64 {
-    buffer.device_ptr(&dev.cuda_stream()).0
 }
 
 /// The f32 view of a contiguous storage from its layout's offset: what a `CustomOp`'s kernel reads.
@@ -93,58 +83,4 @@ pub(crate) fn warps(items: usize, per_block: usize) -> LaunchConfig {
 /// Drops a launch's value, keeping its driver error.
 pub(crate) fn launched<T>(r: std::result::Result<T, cudarc::driver::DriverError>) -> Result<()> {
     Ok(r.map(drop)?)
-}
-
-/// One kernel launch on a device's stream from plain arguments (device addresses as `u64`, scalars), issued with
-/// `cuLaunchKernelEx` so that — while [`crate::device::programmatic_launch`] is on — the kernel may be scheduled
-/// before its predecessor on the stream finishes. Every kernel launched this way starts with `swm_pdl_begin()`
-/// (`kernels/pdl.cuh`), which waits for that predecessor before touching memory.
-pub(crate) struct Launch<'a> {
-    func: &'a CudaFunction,
-    stream: Arc<CudaStream>,
-    args: Vec<*mut c_void>,
-}
-
-impl<'a> Launch<'a> {
-    /// A launch of `func` on `dev`'s stream with no arguments yet.
-    pub(crate) fn new(dev: &CudaDevice, func: &'a CudaFunction) -> Self {
-        Self { func, stream: dev.cuda_stream(), args: Vec::with_capacity(24) }
-    }
-
-    /// Appends the kernel's next parameter; `value` must outlive the launch (the driver copies it at launch).
-    pub(crate) fn arg<T: DeviceRepr>(&mut self, value: &'a T) -> &mut Self {
-        self.args.push(value as *const T as *mut c_void);
-        self
-    }
-
-    /// Submits the kernel with `cfg` on the stream.
-    ///
-    /// # Safety
-    /// The arguments must match the kernel's parameters in number, order and type, and every device address
-    /// must be valid for what the kernel reads and writes with `cfg`'s grid, until the kernel has run.
-    pub(crate) unsafe fn launch(&mut self, cfg: LaunchConfig) -> std::result::Result<(), DriverError> {
-        self.stream.context().bind_to_thread()?;
-        let mut attribute = CUlaunchAttribute {
-            id: CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
-            pad: [0; 4],
-            value: CUlaunchAttributeValue { programmaticStreamSerializationAllowed: 1 },
-        };
-        let programmatic = crate::device::programmatic_launch();
-        let config = CUlaunchConfig {
-            gridDimX: cfg.grid_dim.0,
-            gridDimY: cfg.grid_dim.1,
-            gridDimZ: cfg.grid_dim.2,
-            blockDimX: cfg.block_dim.0,
-            blockDimY: cfg.block_dim.1,
-            blockDimZ: cfg.block_dim.2,
-            sharedMemBytes: cfg.shared_mem_bytes,
-            hStream: self.stream.cu_stream(),
-            attrs: &mut attribute,
-            numAttrs: u32::from(programmatic),
-        };
-        // SAFETY: `config` and `attribute` live across the call; `args` holds one pointer per kernel parameter,
-        // each to a value borrowed for 'a (the caller's contract above); no `extra` parameter block.
-        unsafe { sys::cuLaunchKernelEx(&config, self.func.cu_function(), self.args.as_mut_ptr(), std::ptr::null_mut()) }
-            .result()
-    }
 }

@@ -6,9 +6,9 @@
 //! scorer's Candle ops and can be captured into a CUDA graph.
 
 use candle_core::{CudaDevice, Tensor};
-use cudarc::driver::LaunchConfig;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::launch::{address, grid, launched, warps, Launch};
+use super::launch::{address, grid, launched, warps};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -17,13 +17,13 @@ pub(crate) fn normal_noise(dev: &CudaDevice, out: &Tensor, seed: u64, state: &Te
     let n = out.elem_count() as i64;
     let (out_ptr, state_ptr) = (address(out)?, address(state)?);
     let fill = dev.get_or_load_custom_func("philox_normal_f32", "swm_noise", kernels::NOISE)?;
-    let mut b = Launch::new(dev, &fill);
+    let mut b = fill.builder();
     b.arg(&out_ptr).arg(&n).arg(&seed).arg(&state_ptr);
     // SAFETY: argument list = philox_normal_f32(float*, long long, unsigned long long, const long long*); `out`
     // holds n f32 and `state` at least one i64, both owned by the caller for the duration of the work.
     launched(unsafe { b.launch(grid(out.elem_count().div_ceil(4))) })?;
     let advance = dev.get_or_load_custom_func("advance_draw", "swm_noise", kernels::NOISE)?;
-    let mut b = Launch::new(dev, &advance);
+    let mut b = advance.builder();
     b.arg(&state_ptr);
     // SAFETY: advance_draw(long long*) bumps state[0] with one thread.
     launched(unsafe { b.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 }) })
@@ -42,7 +42,7 @@ pub(crate) fn colour_noise(
     let (w, mm, o) = (address(white)?, address(m)?, address(out)?);
     let (h32, da32) = (h as i32, da as i32);
     let f = dev.get_or_load_custom_func("colour_noise_f32", "swm_noise", kernels::NOISE)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&w).arg(&mm).arg(&o).arg(&rows).arg(&h32).arg(&da32);
     // SAFETY: colour_noise_f32(const float*, const float*, float*, long long, int, int); white and out hold
     // rows·H f32, m holds H·H, H ≤ 64 (checked by the config).
@@ -71,7 +71,7 @@ pub(crate) fn topk(dev: &CudaDevice, cost: &Tensor, k: usize, index: &Tensor, va
     let (c, i, v) = (address(cost)?, address(index)?, address(value)?);
     let (n32, k32) = (n as i32, k as i32);
     let f = dev.get_or_load_custom_func("topk_rows_f32", "swm_topk", kernels::TOPK)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&c).arg(&n32).arg(&k32).arg(&i).arg(&v);
     let cfg = LaunchConfig {
         grid_dim: (n.div_ceil(TOPK_THREADS).max(1) as u32, rows as u32, 1),
@@ -105,7 +105,7 @@ impl InitDistribution<'_> {
         let (b64, h32, da32, shift32) = (b as i64, h as i32, da as i32, self.shift as i32);
         let reset = self.reset_draw as i32;
         let f = dev.get_or_load_custom_func("init_distribution_f32", "swm_planner", kernels::PLANNER)?;
-        let mut lb = Launch::new(dev, &f);
+        let mut lb = f.builder();
         lb.arg(&m).arg(&s).arg(&w).arg(&b64).arg(&h32).arg(&da32).arg(&shift32).arg(&self.var_scale);
         lb.arg(&st).arg(&reset);
         // SAFETY: init_distribution_f32(float*, float*, const float*, long long, int, int, int, float, long long*,
@@ -143,7 +143,7 @@ impl Compose<'_> {
         };
         let (b64, n64, j32, da32) = (b as i64, n as i64, j as i32, da as i32);
         let f = dev.get_or_load_custom_func("compose_candidates_f32", "swm_planner", kernels::PLANNER)?;
-        let mut lb = Launch::new(dev, &f);
+        let mut lb = f.builder();
         lb.arg(&eps).arg(&mean).arg(&std).arg(&prev).arg(&prev_k).arg(&state).arg(&low).arg(&high).arg(&out);
         lb.arg(&b64).arg(&n64).arg(&j32).arg(&da32);
         // SAFETY: compose_candidates_f32(const float* eps, mean, std, prev, int prev_k, const long long* state,
@@ -198,7 +198,7 @@ impl EliteUpdate<'_> {
         };
         let (b64, n64, k32, j32, keep) = (b as i64, n as i64, k as i32, j as i32, self.keep_next as i64);
         let f = dev.get_or_load_custom_func("update_from_elites_f32", "swm_planner", kernels::PLANNER)?;
-        let mut lb = Launch::new(dev, &f);
+        let mut lb = f.builder();
         lb.arg(&c).arg(&i).arg(&v).arg(&m).arg(&s).arg(&e).arg(&best).arg(&cost).arg(&state);
         lb.arg(&b64).arg(&n64).arg(&k32).arg(&j32).arg(&mode).arg(&alpha).arg(&temperature).arg(&keep);
         // SAFETY: update_from_elites_f32(const float* cand, const int* index, const float* value, float* mean, std,

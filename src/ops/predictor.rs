@@ -3,9 +3,10 @@
 //! projection with its per-block cache. A ConditionalBlock becomes three GEMMs, a bias+GELU and three kernels.
 
 use candle_core::Tensor;
+use cudarc::driver::{LaunchArgs, PushKernelArg};
 
 use super::gemm::Unreduced;
-use super::launch::{address, cuda, launched, uninit_f32, warps, Launch};
+use super::launch::{address, cuda, launched, uninit_f32, warps};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -45,7 +46,7 @@ struct TableArgs {
 }
 
 impl TableArgs {
-    fn push<'a>(&'a self, b: &mut Launch<'a>) {
+    fn push<'a>(&'a self, b: &mut LaunchArgs<'a>) {
         b.arg(&self.table).arg(&self.bias).arg(&self.stride).arg(&self.len).arg(&self.lo).arg(&self.w);
     }
 }
@@ -136,7 +137,7 @@ pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'
     let (xp, op) = (address(x)?, address(&out)?);
     let (so, sc, rows64, dim32) = (norm.shift as i32, norm.scale as i32, rows as i64, dim as i32);
     let f = dev.get_or_load_custom_func(&row_kernel("adaln_double_norm_f32", dim)?, MODULE, kernels::PREDICTOR)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&xp);
     t.push(&mut b);
     b.arg(&so).arg(&sc).arg(&g).arg(&be).arg(&op).arg(&rows64).arg(&dim32).arg(&norm.eps_plain).arg(&norm.eps_affine);
@@ -166,7 +167,7 @@ pub fn residual_norm(
     let (gate, so, sc, rows64, dim32) = (gate as i32, next.shift as i32, next.scale as i32, rows as i64, dim as i32);
     let (splits, split_stride) = (y.splits() as i32, (rows * dim) as i64);
     let f = dev.get_or_load_custom_func(&row_kernel("residual_norm_f32", dim)?, MODULE, kernels::PREDICTOR)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&yp).arg(&splits).arg(&split_stride).arg(&bp);
     t.push(&mut b);
     b.arg(&gate).arg(&xp).arg(&xo).arg(&so).arg(&sc).arg(&g).arg(&be).arg(&uo).arg(&rows64).arg(&dim32);
@@ -195,7 +196,7 @@ pub fn gate_residual(
         (address(&y.partials)?, address(x)?, address(&out)?, gate as i32, rows as i64, dim as i32);
     let (splits, split_stride) = (y.splits() as i32, (rows * dim) as i64);
     let f = dev.get_or_load_custom_func(&row_kernel("gate_residual_f32", dim)?, MODULE, kernels::PREDICTOR)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&yp).arg(&splits).arg(&split_stride).arg(&bp);
     t.push(&mut b);
     b.arg(&g).arg(&xp).arg(&op).arg(&rows64).arg(&dim32);
@@ -237,7 +238,7 @@ pub fn window_attention(
     let (f_ptr, c_ptr, o_ptr) = (address(fresh)?, cache.map(address).transpose()?.unwrap_or(0), address(&out)?);
     let args = [n, cap, first, q, q_start, heads, dim_head].map(|v| v as i32);
     let f = dev.get_or_load_custom_func("window_attention_f32", MODULE, kernels::PREDICTOR)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&f_ptr).arg(&c_ptr).arg(&o_ptr);
     for a in &args {
         b.arg(a);

@@ -2,10 +2,10 @@
 //! two-hot head's expectation (softmax · bins, symexp) in one launch. Each replaces 5–10 Candle kernels.
 
 use candle_core::Tensor;
-use cudarc::driver::LaunchConfig;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::gemm::Unreduced;
-use super::launch::{address, cuda, grid, launched, uninit_f32, warps, Launch};
+use super::launch::{address, cuda, grid, launched, uninit_f32, warps};
 use super::{KernelError, Result};
 use crate::kernels;
 
@@ -131,7 +131,7 @@ fn launch_norm_act(
     let (rows64, width32, heads32, splits32) = ((rows * heads) as i64, width as i32, heads as i32, splits as i32);
     let (ss, hs, rs) = (split_stride as i64, head_stride as i64, row_stride as i64);
     let f = dev.get_or_load_custom_func(&kernel("norm_act_f32", width)?, MODULE, kernels::TDMPC2)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&xp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&gp).arg(&bp).arg(&op);
     b.arg(&rows64).arg(&width32).arg(&eps).arg(&act_code).arg(&group).arg(&heads32).arg(&rp).arg(&sp);
     // One block per row of max(1, N / 4) warps, as `norm_act_f32_N` is compiled for.
@@ -194,7 +194,7 @@ pub fn q_cost_unreduced(logits: &Unreduced, bins: &Tensor, ret: &Tensor, c: f32,
     let (rows64, nb32, heads32, splits32) = (rows as i64, logits.width as i32, heads as i32, logits.splits as i32);
     let (ss, hs, rs) = (logits.split_stride as i64, logits.head_stride as i64, logits.row_stride as i64);
     let f = dev.get_or_load_custom_func(&kernel("q_cost_f32", logits.width)?, MODULE, kernels::TDMPC2)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&lp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&bp).arg(&rp).arg(&op);
     b.arg(&rows64).arg(&nb32).arg(&heads32).arg(&c).arg(&discount);
     let blocks = rows.clamp(1, 1 << 20) as u32;
@@ -249,7 +249,7 @@ fn launch_two_hot(logits: &Unreduced, bins: &Tensor, out: &Tensor, scale: f32, a
     let (ss, ld) = (logits.split_stride as i64, logits.row_stride as i64);
     let acc = i32::from(accumulate);
     let f = dev.get_or_load_custom_func(&kernel("two_hot_inv_f32", logits.width)?, MODULE, kernels::TDMPC2)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&lp).arg(&splits32).arg(&ss).arg(&biasp).arg(&bp).arg(&op).arg(&rows64).arg(&nb32).arg(&ld);
     b.arg(&scale).arg(&acc);
     // SAFETY: matches two_hot_inv_f32_N(logits, splits, split_stride, bias, bins, out, rows, nb, ld, scale,
@@ -282,7 +282,7 @@ pub fn concat_rows(z: &Tensor, repeat: usize, actions: &Tensor, step: usize, wid
     let (rep, zd, stride, ad, rows64) = (repeat as i64, zdim as i32, (horizon * adim) as i64, adim as i32, rows as i64);
     let width32 = i32::try_from(width).map_err(|_| KernelError::operand("width", format!("{width} columns")))?;
     let f = dev.get_or_load_custom_func("concat_rows_f32", MODULE, kernels::TDMPC2)?;
-    let mut b = Launch::new(dev, &f);
+    let mut b = f.builder();
     b.arg(&zp).arg(&rep).arg(&zd).arg(&ap).arg(&stride).arg(&ad).arg(&width32).arg(&op).arg(&rows64);
     // SAFETY: matches concat_rows_f32(z, repeat, zdim, a, a_stride, adim, width, out, rows); z holds
     // (rows / repeat)·zdim f32 (checked), the actions rows·horizon·adim from which row r's step is read at

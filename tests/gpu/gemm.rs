@@ -243,3 +243,32 @@ fn tf32_mode_runs_the_heads_on_one_rounded_product_as_accurate_as_cublas_tf32() 
     assert!(e_ours <= 4.0 * e_cublas + 1e-6 * scale.max(1.0), "{e_ours:e} vs cuBLAS TF32 {e_cublas:e}");
     assert!(e_ours > 10.0 * e_precise, "TF32 mode {e_ours:e} is not above f32 mode {e_precise:e}");
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn cublas_gemm_ex_is_as_accurate_as_its_compute_type() {
+    use swm::ops::gemm::{linear_cublas, CublasCompute};
+    let (_gpu, device) = gpu();
+    let c = Case { m: 130, n: 200, k: 192 };
+    let (xv, wv) = (values(c.m * c.k, 11), values(c.n * c.k, 12).iter().map(|v| v * 0.1).collect::<Vec<_>>());
+    let x = Tensor::from_vec(xv.clone(), (c.m, c.k), &device).unwrap();
+    let w = Tensor::from_vec(wv.clone(), (c.n, c.k), &device).unwrap();
+    let got = |y: Tensor| {
+        assert_eq!(y.dims(), [c.m, c.n]);
+        y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    // Relative to the output scale: f32 ~1e-7, TF32 ~1e-3, BF16 ~1e-2 (8-bit mantissas, f32 accumulation).
+    for (compute, bound) in
+        [(CublasCompute::Exact, 1e-5), (CublasCompute::FastTf32, 4e-3), (CublasCompute::FastBf16, 2e-2)]
+    {
+        let (err, scale) = error(&got(linear_cublas(&x, &w, compute).unwrap()), &xv, &wv, None, false, &c);
+        assert!(err <= bound * scale, "{compute:?}: error {err:e} at scale {scale:e}");
+    }
+    let (xb, wb) = (x.to_dtype(candle_core::DType::BF16).unwrap(), w.to_dtype(candle_core::DType::BF16).unwrap());
+    let (err, scale) = error(&got(linear_cublas(&xb, &wb, CublasCompute::Exact).unwrap()), &xv, &wv, None, false, &c);
+    assert!(err <= 2e-2 * scale, "BF16 operands: error {err:e} at scale {scale:e}");
+    // Mixed operand types, a BF16 fast mode on BF16 data and mismatched shapes are typed errors.
+    assert!(linear_cublas(&x, &wb, CublasCompute::Exact).is_err());
+    assert!(linear_cublas(&xb, &wb, CublasCompute::FastBf16).is_err());
+    assert!(linear_cublas(&x.narrow(1, 0, 100).unwrap().contiguous().unwrap(), &w, CublasCompute::Exact).is_err());
+}

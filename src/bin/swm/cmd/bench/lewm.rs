@@ -1,5 +1,4 @@
-//! `swm bench lewm`: encode one frame and score S candidates × H steps, eager and from CUDA graphs (and the graphs
-//! with stream-ordered launches: what programmatic dependent launch buys).
+//! `swm bench lewm`: encode one frame and score S candidates × H steps, eager and from CUDA graphs.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use super::{keep, profile_once};
 use crate::cli::{existing, BenchLewmArgs, LewmPart};
 use crate::error::CliError;
 
-/// The six LeWM rows, or `--profile`'s one profiled run.
+/// The four LeWM rows, or `--profile`'s one profiled run.
 pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
     let checkpoint = args.path.as_deref().map(open).transpose()?;
     args.report.check()?;
@@ -60,15 +59,6 @@ pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
         encoder.encode(&frame).map(drop)
     })?;
     keep(&mut rows, row)?;
-    // The same graph with every swm kernel launched stream-ordered (no programmatic dependent launch).
-    device::set_programmatic_launch(false);
-    let ordered = (|| -> Result<BenchRow, CliError> {
-        let encoder = GraphedEncoder::new(&model, 1, 1)?;
-        let name = format!("lewm encode 1x{side}x{side} fp32, CUDA graph, stream-ordered launches");
-        Ok(bench::time(&device, &name, warmup, iters, || encoder.encode(&frame).map(drop))?)
-    })();
-    device::set_programmatic_launch(true);
-    keep(&mut rows, ordered?)?;
     let name = format!("lewm score {samples}x H{horizon} fp32");
     let row = bench::time(&device, &name, warmup, iters, || session.score(&candidates).map(drop))?;
     keep(&mut rows, row)?;
@@ -76,14 +66,6 @@ pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
         session.score_graphed(&candidates).map(drop)
     })?;
     keep(&mut rows, row)?;
-    // A session whose scoring graph is captured with every swm kernel launched stream-ordered.
-    device::set_programmatic_launch(false);
-    let ordered = new_session().and_then(|mut session| {
-        let name = format!("{name}, CUDA graph, stream-ordered launches");
-        Ok(bench::time(&device, &name, warmup, iters, || session.score_graphed(&candidates).map(drop))?)
-    });
-    device::set_programmatic_launch(true);
-    keep(&mut rows, ordered?)?;
     Ok(rows)
 }
 

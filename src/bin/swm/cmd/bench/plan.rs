@@ -97,15 +97,6 @@ pub fn run(args: &BenchPlanArgs) -> Result<Vec<BenchRow>, CliError> {
     let unsplit = bench::time(&device, &label, 2, args.iters, || engine.replan().map(drop));
     swm::ops::gemm::set_split_k(true);
     keep(&mut rows, unsplit?)?;
-    // CEM captured with every swm kernel launched stream-ordered (no programmatic dependent launch).
-    let label = format!("{family} {name} H{HORIZON} {}, CUDA graph, stream-ordered launches", default.label());
-    swm::device::set_programmatic_launch(false);
-    let ordered = (|| -> Result<BenchRow, CliError> {
-        engine.set_planner(config(cem().1))?;
-        Ok(bench::time(&device, &label, 2, args.iters, || engine.replan().map(drop))?)
-    })();
-    swm::device::set_programmatic_launch(true);
-    keep(&mut rows, ordered?)?;
     engine.set_planner(config(cem().1))?;
     let label = format!("{family} engine step (encode + CEM 300x30)");
     let row = bench::time(&device, &label, 2, args.iters, || engine.step(&obs.observation()).map(drop))?;

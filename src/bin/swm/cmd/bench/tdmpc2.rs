@@ -35,8 +35,7 @@ fn planner(action_dim: usize) -> PlannerConfig {
 /// on swm's kernel throughout), on [`Config::bench`] with random weights: a
 /// replanned step (warm start, no new observation), a step from a new observation without warm start (the work of
 /// the official solver and the PyTorch peer), and the cost of 512 candidates; then the new-observation step with
-/// every layer on its own ([`TdMpc2::without_fusion`]), what the fused hot path buys, and with stream-ordered
-/// launches (no programmatic dependent launch).
+/// every layer on its own ([`TdMpc2::without_fusion`]), what the fused hot path buys.
 pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     args.report.check()?;
     let device = device::cuda(args.device.gpu)?;
@@ -46,7 +45,7 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     let (schema, preprocess) = (Schema::for_tdmpc2(&config), Preprocess::for_tdmpc2(&config));
     let obs = RandomObservation::new(&schema, &preprocess)?;
     let composed = Arc::new(model.without_fusion());
-    let session = Session::tdmpc2(model.clone(), schema.clone(), preprocess.clone(), &SessionOptions::default())?;
+    let session = Session::tdmpc2(model, schema.clone(), preprocess.clone(), &SessionOptions::default())?;
     let a = config.action_dim;
     let mut engine = Engine::with_session(session, &EngineOptions { planner: Some(planner(a)), ..Default::default() })?;
     engine.session_mut().set_observation(&obs.observation())?;
@@ -85,17 +84,6 @@ pub fn run(args: &BenchTdmpc2Args) -> Result<Vec<BenchRow>, CliError> {
     let unsplit = fresh_plans(&device, &mut engine, &obs, &name, args.iters);
     swm::ops::gemm::set_split_k(true);
     keep(&mut rows, unsplit?)?;
-    // A new session (its encode graph captured afresh) and planner with every swm kernel launched stream-ordered.
-    device::set_programmatic_launch(false);
-    let ordered = (|| -> Result<BenchRow, CliError> {
-        let session = Session::tdmpc2(model.clone(), schema.clone(), preprocess.clone(), &SessionOptions::default())?;
-        let mut engine =
-            Engine::with_session(session, &EngineOptions { planner: Some(planner(a)), ..Default::default() })?;
-        let name = format!("tdmpc2 mppi 512x6 H3 {label}, new observation, no warm start, stream-ordered launches");
-        fresh_plans(&device, &mut engine, &obs, &name, args.iters)
-    })();
-    device::set_programmatic_launch(true);
-    keep(&mut rows, ordered?)?;
     let session = Session::tdmpc2(composed, schema, preprocess, &SessionOptions::default())?;
     let options = EngineOptions { planner: Some(planner(a)), ..Default::default() };
     let mut engine = Engine::with_session(session, &options)?;
