@@ -12,11 +12,9 @@
 // Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32), K in steps of 32 staged through
 // shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB, so the
 // launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z = batch · splits + s takes K range
-// [s·k_chunk, (s+1)·k_chunk) and writes its partial tile to `out + (batch · splits + s)·M·N`; then, given tile
-// `counters` (zero at rest), the tile's last block to finish sums the partials in split order and writes the
-// result with the epilogue to `fixup_out` (as an unsplit launch writes `out`) — no reduction launch. Without
-// counters, `gemm_splitk_reduce_f32` or the consumer kernel (see `residual_norm_f32_N`) sums them in the same
-// fixed order (results are deterministic) and applies the epilogue.
+// [s·k_chunk, (s+1)·k_chunk) and writes its partial tile to `out + (batch · splits + s)·M·N`;
+// `gemm_splitk_reduce_f32` (or the consumer kernel, see `residual_norm_f32_N`) then sums the partials in a fixed
+// order (results are deterministic) and applies the epilogue.
 //
 // Batches (an ensemble's heads, or two MLPs on one input): batch b reads A at `a + b·a_batch` (rows `lda` apart, so
 // a head can be a column block of a wider activation), W at `w + b·N·K` and the bias at `bias + b·N`, and an
@@ -147,8 +145,7 @@ template <bool kStrided, bool kPrecise>
 __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const float* __restrict__ w,
                                            const float* __restrict__ bias, float* __restrict__ out, int m, int n,
                                            int k, int k_chunk, int mode, int vec4, int splits_arg, int lda_arg,
-                                           long long a_batch, int ldo_arg, int o_batch,
-                                           float* __restrict__ fixup_out, unsigned int* __restrict__ counters) {
+                                           long long a_batch, int ldo_arg, int o_batch) {
   extern __shared__ __align__(16) float smem[];
   const int splits = kStrided ? splits_arg : (int)gridDim.z;
   const int lda = kStrided ? lda_arg : k;
@@ -286,60 +283,21 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
         if (col + 1 < n) p[col + 1] = direct ? epilogue(total[i][j][2 * h + 1], bias, col + 1, mode) : total[i][j][2 * h + 1];
       }
     }
-  if (direct || counters == nullptr) return;
-
-  // Split-K fixup: the last of the tile's `splits` blocks to finish sums their partial tiles in split order (as
-  // gemm_splitk_reduce_f32 does: the same values) and writes the result with the epilogue, then re-arms the tile's
-  // counter for the next launch. Each block's partials are visible to it: every thread fences its writes before
-  // the block counts itself in, and the sums read L2 (__ldcg), never a stale L1 line.
-  __shared__ unsigned int arrived;
-  __threadfence();
-  __syncthreads();
-  const unsigned int tile = ((unsigned int)batch * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-  if (threadIdx.x == 0) arrived = atomicAdd(counters + tile, 1u);
-  __syncthreads();
-  if (arrived != (unsigned int)splits - 1) return;
-  __threadfence();
-  const long long per = (long long)m * n;
-  const float* first = out + (long long)batch * splits * per;
-  float* fin = fixup_out + (long long)batch * o_batch;
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int col = n0 + wn + j * 8 + 2 * t;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = m0 + wm + i * 16 + g + 8 * h;
-        if (row >= m) continue;
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          if (col + e >= n) continue;
-          const float* p = first + (long long)row * n + col + e;
-          float s = 0.0f;
-          for (int z = 0; z < splits; ++z) s += __ldcg(p + z * per);
-          fin[(long long)row * ldo + col + e] = epilogue(s, bias, col + e, mode);
-        }
-      }
-    }
-  if (threadIdx.x == 0) counters[tile] = 0u;
 }
 
 // One plain and one strided entry point per precision (PRECISE: the three split-TF32 products, or one TF32 product).
 #define SWM_GEMM_KERNELS(PLAIN, STRIDED, PRECISE)                                                               \
   extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
       PLAIN(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,          \
-            float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, float* fixup_out,    \
-            unsigned int* counters) {                                                                          \
-    gemm_tiles<false, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0, fixup_out,        \
-                               counters);                                                                      \
+            float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {                   \
+    gemm_tiles<false, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);                  \
   }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
       STRIDED(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,        \
               float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, int splits,       \
-              int lda, long long a_batch, int ldo, int o_batch, float* fixup_out, unsigned int* counters) {    \
+              int lda, long long a_batch, int ldo, int o_batch) {                                              \
     gemm_tiles<true, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo,        \
-                              o_batch, fixup_out, counters);                                                   \
+                              o_batch);                                                                        \
   }
 
 SWM_GEMM_KERNELS(gemm_3xtf32_f32, gemm_3xtf32_strided_f32, true)

@@ -12,11 +12,11 @@
 //! one-product variant (operands rounded to TF32), unless [`F32Matmul::Cublas`] is selected.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use candle_core::{CudaDevice, DType, Device, Tensor};
-use cudarc::driver::sys::{CUfunction_attribute, CUstreamCaptureStatus};
-use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use candle_core::{DType, Device, Tensor};
+use cudarc::driver::sys::CUfunction_attribute;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::launch::{address, cuda, grid, launched, uninit_f32};
 use super::{KernelError, Result};
@@ -330,56 +330,17 @@ fn gemm_into(x: &Tensor, a_offset: usize, w: &Tensor, epilogue: Epilogue<'_>, sh
     let chunk = shape.chunk(x.device());
     let splits = shape.k.div_ceil(chunk);
     if splits == 1 {
-        launch(x, a_offset, w, epilogue, &out, shape, chunk, None)?;
+        launch(x, a_offset, w, epilogue, &out, shape, chunk)?;
         return Ok(out);
     }
     let partials = uninit_f32(dev, (shape.batches, splits, shape.m, shape.n))?;
-    let tiles = shape.batches * shape.m.div_ceil(TILE_M) * shape.n.div_ceil(TILE_N);
-    match tile_counters(dev, tiles)? {
-        Some(counters) => launch(x, a_offset, w, epilogue, &partials, shape, chunk, Some((&out, counters)))?,
-        None => {
-            launch(x, a_offset, w, epilogue, &partials, shape, chunk, None)?;
-            reduce_into(&partials, epilogue, &out, shape, splits)?;
-        }
-    }
+    launch(x, a_offset, w, epilogue, &partials, shape, chunk)?;
+    reduce_into(&partials, epilogue, &out, shape, splits)?;
     Ok(out)
 }
 
-/// Tiles one split-K launch may count with [`tile_counters`] (64 KiB of counters per stream).
-const MAX_FIXUP_TILES: usize = 16_384;
-
-/// The device address of `dev`'s stream's split-K tile counters, for a launch of `tiles` output tiles: zero at rest
-/// (each tile's last block re-arms its counter), one buffer per stream since kernels on a stream run one after
-/// another. Created on first use, kept for the life of the process (with a reference to the stream, so that its
-/// handle is not reused). `None` — the launch then reduces with `gemm_splitk_reduce_f32` — for more tiles than the
-/// buffer counts, or when the buffer would first be made during a stream capture (an allocation captured into a
-/// graph would belong to that graph).
-fn tile_counters(dev: &CudaDevice, tiles: usize) -> Result<Option<u64>> {
-    type Counters = std::collections::HashMap<usize, cudarc::driver::CudaSlice<u32>>;
-    static COUNTERS: OnceLock<Mutex<Counters>> = OnceLock::new();
-    if tiles > MAX_FIXUP_TILES {
-        return Ok(None);
-    }
-    let stream = dev.cuda_stream();
-    let mut map = COUNTERS.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = stream.cu_stream() as usize;
-    let counters = match map.entry(key) {
-        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-        std::collections::hash_map::Entry::Vacant(entry) => {
-            if stream.capture_status()? != CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
-                return Ok(None);
-            }
-            entry.insert(stream.alloc_zeros::<u32>(MAX_FIXUP_TILES)?)
-        }
-    };
-    let address = counters.device_ptr(&stream).0;
-    Ok(Some(address))
-}
-
 /// Launches the GEMM kernel for `shape` (plain or strided, split-TF32 or TF32) in K chunks of `chunk` into `out`
-/// ((batches, splits, m, n) partials when split, the strided result with the epilogue when not). A split launch
-/// with `fixup` = (result, tile counters) also writes the strided result with the epilogue (see `kernels/gemm.cu`).
-#[allow(clippy::too_many_arguments)]
+/// ((batches, splits, m, n) partials when split, the strided result with the epilogue when not).
 fn launch(
     x: &Tensor,
     a_offset: usize,
@@ -388,7 +349,6 @@ fn launch(
     out: &Tensor,
     shape: Shape,
     chunk: usize,
-    fixup: Option<(&Tensor, u64)>,
 ) -> Result<()> {
     let Shape { m, n, k, batches, lda, a_batch, ldo, o_batch } = shape;
     let splits = k.div_ceil(chunk);
@@ -404,12 +364,7 @@ fn launch(
     let last_a = (batches - 1) * a_batch + (m - 1) * lda + k;
     let weights = batches * n * k;
     let results = if splits == 1 { (batches - 1) * o_batch + (m - 1) * ldo + n } else { batches * splits * m * n };
-    if fixup.is_some_and(|_| batches * m.div_ceil(TILE_M) * n.div_ceil(TILE_N) > MAX_FIXUP_TILES) {
-        return Err(KernelError::operand("gemm", format!("{shape:?} has more tiles than the split-K counters")));
-    }
-    let strided_result = (batches - 1) * o_batch + (m - 1) * ldo + n;
-    let fixup_fits = fixup.is_none_or(|(result, _)| splits > 1 && result.elem_count() >= strided_result);
-    if a_offset + last_a > x.elem_count() || w.elem_count() != weights || out.elem_count() < results || !fixup_fits {
+    if a_offset + last_a > x.elem_count() || w.elem_count() != weights || out.elem_count() < results {
         return Err(KernelError::operand(
             "gemm",
             format!("{:?} at {a_offset}, weight {:?}, out {:?} for {shape:?}", x.dims(), w.dims(), out.dims()),
@@ -424,10 +379,6 @@ fn launch(
     let xp = address(x)? + (a_offset * 4) as u64;
     let (wp, op) = (address(w)?, address(out)?);
     let bp = epilogue.bias().map(address).transpose()?.unwrap_or(0);
-    let (fp, cp) = match fixup {
-        Some((result, counters)) => (address(result)?, counters),
-        None => (0, 0),
-    };
     let mode = epilogue.code();
     let aligned = |v: usize| v.is_multiple_of(4);
     let vec4 =
@@ -450,20 +401,17 @@ fn launch(
     if !plain {
         b.arg(&s32).arg(&lda32).arg(&ab64).arg(&ldo32).arg(&ob32);
     }
-    b.arg(&fp).arg(&cp);
     let cfg = LaunchConfig {
         grid_dim: (n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, (batches * splits) as u32),
         block_dim: (128, 1, 1),
         shared_mem_bytes: SHARED_BYTES as u32,
     };
-    // SAFETY: matches gemm_{3xtf32,tf32}_f32(a, w, bias, out, m, n, k, k_chunk, mode, vec4, fixup_out, counters)
-    // for a plain shape (one batch, lda = k, ldo = n: the kernel takes splits = gridDim.z) and
-    // gemm_{3xtf32,tf32}_strided_f32(…, splits, lda, a_batch, ldo, o_batch, fixup_out, counters) otherwise; every
-    // A row read lies in x (checked above against its element count), the weights hold batches·n·k f32 and the
-    // bias batches·n when mode > 0 (checked), the output holds every write (checked: the strided result when
-    // unsplit, batches·splits·m·n partials when split; splits·k_chunk ≥ k), and with a fixup so does its result
-    // (checked) while its counters — one u32 per tile of the grid (checked), zero, and used by no other stream —
-    // outlive the launch (`tile_counters` keeps them); vec4 only when every 16-byte copy stays aligned.
+    // SAFETY: matches gemm_{3xtf32,tf32}_f32(a, w, bias, out, m, n, k, k_chunk, mode, vec4) for a plain shape
+    // (one batch, lda = k, ldo = n: the kernel takes splits = gridDim.z) and gemm_{3xtf32,tf32}_strided_f32(…,
+    // splits, lda, a_batch, ldo, o_batch) otherwise; every A row read lies in x (checked above against its element count), the weights hold
+    // batches·n·k f32 and the bias batches·n when mode > 0 (checked), the output holds every write (checked: the
+    // strided result when unsplit, batches·splits·m·n partials when split; splits·k_chunk ≥ k); vec4 only when
+    // every 16-byte copy stays aligned.
     launched(unsafe { b.launch(cfg) })
 }
 
@@ -574,11 +522,6 @@ impl Unreduced {
     /// Columns per head.
     pub fn width(&self) -> usize {
         self.width
-    }
-
-    /// The partial sums as the GEMM wrote them (see the strides above), or the whole output.
-    pub fn partials(&self) -> &Tensor {
-        &self.partials
     }
 
     /// Partial sums per value (1: the output is whole).
@@ -742,11 +685,11 @@ fn unreduced(
     let (m, n, batches) = (shape.m, shape.n, shape.batches);
     if splits == 1 {
         let out = uninit_f32(dev, (m, shape.ldo))?;
-        launch(x, a_offset, w, bias.map_or(Epilogue::None, Epilogue::Bias), &out, shape, chunk, None)?;
+        launch(x, a_offset, w, bias.map_or(Epilogue::None, Epilogue::Bias), &out, shape, chunk)?;
         return Unreduced::whole(out, heads);
     }
     let partials = uninit_f32(dev, batches * splits * m * n)?;
-    launch(x, a_offset, w, Epilogue::None, &partials, shape, chunk, None)?;
+    launch(x, a_offset, w, Epilogue::None, &partials, shape, chunk)?;
     let (width, head_stride) = if batches == 1 { (n / heads, n / heads) } else { (n, splits * m * n) };
     Ok(Unreduced {
         partials,
@@ -849,9 +792,9 @@ mod tests {
             Err(KernelError::Operand { operand, .. }) => operand,
             other => panic!("expected an operand error, got {other:?}"),
         };
-        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::None, &out, good, 32, None)), "device");
+        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::None, &out, good, 32)), "device");
         let refused = |shape: Shape, x: &Tensor, out: &Tensor| {
-            operand(launch(x, 0, &w, Epilogue::None, out, shape, 32, None)) == "gemm"
+            operand(launch(x, 0, &w, Epilogue::None, out, shape, 32)) == "gemm"
         };
         // Rows of A closer than K, output rows or batches that overlap.
         assert!(refused(Shape { lda: 4, ..good }, &t(4 * 16), &out));
@@ -861,12 +804,6 @@ mod tests {
         assert!(refused(good, &x, &out));
         assert!(refused(good, &t(4 * 16), &t(4 * 6 - 1)));
         let bias = t(5);
-        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::Bias(&bias), &out, good, 32, None)), "bias");
-        // A split-K fixup for an unsplit launch, or into a result shorter than its last write.
-        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::None, &out, good, 32, Some((&out, 0)))), "gemm");
-        let split = Shape { k: 8, ..good };
-        let partials = t(2 * 2 * 4 * 3);
-        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::None, &partials, split, 4, Some((&out, 0)))), "device");
-        assert!(operand(launch(&t(4 * 16), 0, &w, Epilogue::None, &partials, split, 4, Some((&t(5), 0)))) == "gemm");
+        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::Bias(&bias), &out, good, 32)), "bias");
     }
 }
