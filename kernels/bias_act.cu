@@ -20,6 +20,7 @@ extern "C" __global__ void bias_residual_f32(const float* __restrict__ y, const 
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
     float v = y[i];
+#pragma unroll 4
     for (int s = 1; s < splits; ++s) v += y[s * total + i];  // in split order, as the GEMM's reduction adds them
     out[i] = r[i] + (v + b[i % cols]);
   }

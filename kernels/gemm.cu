@@ -316,6 +316,7 @@ extern "C" __global__ void gemm_splitk_reduce_f32(const float* __restrict__ part
     const long long e = i - b * per;
     const float* p = partial + b * splits * per + e;
     float s = 0.0f;
+#pragma unroll 4
     for (int z = 0; z < splits; ++z) s += p[z * per];
     const int col = (int)(e % n);
     const long long row = e / n;

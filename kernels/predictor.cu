@@ -83,8 +83,8 @@ __device__ __forceinline__ void adaln_double_norm(const float* __restrict__ x, M
   }
 }
 
-// v = x + gate ⊙ (Σ_z y_z + bias) for the lane's columns of `row` (partials added in split order; the split
-// loop is unrolled so that the loads of several partials are in flight together).
+// v = x + gate ⊙ (Σ_z y_z + bias) for the lane's columns of `row` (partials added in split order, four splits'
+// loads in flight together: `add_splits`).
 template <int N>
 __device__ __forceinline__ void gated_branch(float (&v)[N], int lane, int dim, long long row, const float* y,
                                              int splits, long long split_stride, const float* bias,
@@ -95,15 +95,7 @@ __device__ __forceinline__ void gated_branch(float (&v)[N], int lane, int dim, l
     const int i = lane + 32 * c;
     sum[c] = i < dim ? y[row * dim + i] : 0.0f;
   }
-#pragma unroll 4
-  for (int z = 1; z < splits; ++z) {
-    const float* yz = y + z * split_stride + row * dim;
-#pragma unroll
-    for (int c = 0; c < N; ++c) {
-      const int i = lane + 32 * c;
-      if (i < dim) sum[c] += yz[i];
-    }
-  }
+  add_splits(sum, y + row * dim, splits, split_stride, lane, 32, dim);
 #pragma unroll
   for (int c = 0; c < N; ++c) {
     const int i = lane + 32 * c;

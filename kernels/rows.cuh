@@ -50,3 +50,34 @@ __device__ __forceinline__ void moments(const float (&v)[N], int lane, int dim, 
   }
   inv = rsqrtf(warp_sum(q) / dim + eps);
 }
+
+// Adds a split-K GEMM's partial sums 1..splits-1 of a row to `sum`, in split order: sum[c] += src[z·stride + i_c]
+// for i_c = first + step·c. The loads of four splits are issued together from addresses clamped into the row (no
+// load is predicated, so none waits behind another's add); slots past `dim` receive values of the row's last
+// column, which callers overwrite or never store.
+template <int N>
+__device__ __forceinline__ void add_splits(float (&sum)[N], const float* __restrict__ src, int splits,
+                                           long long stride, int first, int step, int dim) {
+  int at[N];
+#pragma unroll
+  for (int c = 0; c < N; ++c) at[c] = min(first + step * c, dim - 1);
+  int z = 1;
+  for (; z + 4 <= splits; z += 4) {
+    float t[4][N];
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int c = 0; c < N; ++c) t[u][c] = src[(z + u) * stride + at[c]];
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int c = 0; c < N; ++c) sum[c] += t[u][c];
+  }
+  for (; z < splits; ++z) {
+    float t[N];
+#pragma unroll
+    for (int c = 0; c < N; ++c) t[c] = src[z * stride + at[c]];
+#pragma unroll
+    for (int c = 0; c < N; ++c) sum[c] += t[c];
+  }
+}

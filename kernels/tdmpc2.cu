@@ -76,14 +76,11 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, int splits
       g[c] = in ? gamma[head * dim + i] : 0.0f;
       b[c] = in ? beta[head * dim + i] : 0.0f;
     }
-    // Unrolled so that the loads of several splits are in flight at once; the adds keep the split order.
-#pragma unroll 4
-    for (int s = 1; s < splits; ++s) {
+    // Four splits' loads in flight at once; the adds keep the split order. Slots past dim go back to 0.
+    add_splits(v, src, splits, split_stride, t, kStride, dim);
 #pragma unroll
-      for (int c = 0; c < N; ++c) {
-        const int i = t + kStride * c;
-        if (i < dim) v[c] += src[s * split_stride + i];
-      }
+    for (int c = 0; c < N; ++c) {
+      if (t + kStride * c >= dim) v[c] = 0.0f;
     }
     if (bias != nullptr) {
 #pragma unroll
@@ -152,15 +149,15 @@ __device__ __forceinline__ float two_hot_value(const float* __restrict__ lr, int
                                                const float* __restrict__ bias, const float* __restrict__ bins,
                                                int lane, int nb) {
   float v[N];
+#pragma unroll
+  for (int c = 0; c < N; ++c) v[c] = lr[min(lane + 32 * c, nb - 1)];
+  add_splits(v, lr, splits, split_stride, lane, 32, nb);
   float m = -INFINITY;
 #pragma unroll
   for (int c = 0; c < N; ++c) {
     const int i = lane + 32 * c;
     if (i < nb) {
-      float x = lr[i];
-      for (int s = 1; s < splits; ++s) x += lr[s * split_stride + i];
-      if (bias != nullptr) x += bias[i];
-      v[c] = x;
+      if (bias != nullptr) v[c] += bias[i];
     } else {
       v[c] = -INFINITY;
     }
