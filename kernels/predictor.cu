@@ -83,29 +83,25 @@ __device__ __forceinline__ void adaln_double_norm(const float* __restrict__ x, M
   }
 }
 
-// v = x + gate ⊙ (Σ_z y_z + bias) for the lane's columns of `row` (partials added in split order, four splits'
+// v = x + gate ⊙ (Σ_z y_z + bias) for the lane's columns of `row` (partials added in split order, eight splits'
 // loads in flight together: `add_splits`).
 template <int N>
 __device__ __forceinline__ void gated_branch(float (&v)[N], int lane, int dim, long long row, const float* y,
                                              int splits, long long split_stride, const float* bias,
                                              const float* m, const float* mb, int gate_off, const float* x) {
-  float sum[N];
+  // Every operand but the later partial sums is loaded first, so that its latency overlaps theirs.
+  float sum[N], gate[N], base[N], b[N];
 #pragma unroll
   for (int c = 0; c < N; ++c) {
-    const int i = lane + 32 * c;
-    sum[c] = i < dim ? y[row * dim + i] : 0.0f;
+    const int i = min(lane + 32 * c, dim - 1);
+    sum[c] = y[row * dim + i];
+    gate[c] = m[gate_off + i] + mb[gate_off + i];
+    base[c] = x[row * dim + i];
+    b[c] = bias ? bias[i] : 0.0f;
   }
   add_splits(sum, y + row * dim, splits, split_stride, lane, 32, dim);
 #pragma unroll
-  for (int c = 0; c < N; ++c) {
-    const int i = lane + 32 * c;
-    if (i < dim) {
-      const float g = m[gate_off + i] + mb[gate_off + i];
-      v[c] = x[row * dim + i] + g * (sum[c] + (bias ? bias[i] : 0.0f));
-    } else {
-      v[c] = 0.0f;
-    }
-  }
+  for (int c = 0; c < N; ++c) v[c] = lane + 32 * c < dim ? base[c] + gate[c] * (sum[c] + b[c]) : 0.0f;
 }
 
 template <int N>

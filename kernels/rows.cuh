@@ -52,32 +52,30 @@ __device__ __forceinline__ void moments(const float (&v)[N], int lane, int dim, 
 }
 
 // Adds a split-K GEMM's partial sums 1..splits-1 of a row to `sum`, in split order: sum[c] += src[z·stride + i_c]
-// for i_c = first + step·c. The loads of four splits are issued together from addresses clamped into the row (no
-// load is predicated, so none waits behind another's add); slots past `dim` receive values of the row's last
-// column, which callers overwrite or never store.
+// for i_c = first + step·c. Eight splits' loads are issued together from addresses clamped into the row and the
+// split range (no load is predicated, so none waits behind another's add; a clamped split is loaded but not
+// added); slots past `dim` receive values of the row's last column, which callers overwrite or never store.
 template <int N>
 __device__ __forceinline__ void add_splits(float (&sum)[N], const float* __restrict__ src, int splits,
                                            long long stride, int first, int step, int dim) {
+  constexpr int kBatch = 8;
   int at[N];
 #pragma unroll
   for (int c = 0; c < N; ++c) at[c] = min(first + step * c, dim - 1);
-  int z = 1;
-  for (; z + 4 <= splits; z += 4) {
-    float t[4][N];
+  for (int z = 1; z < splits; z += kBatch) {
+    float t[kBatch][N];
 #pragma unroll
-    for (int u = 0; u < 4; ++u)
+    for (int u = 0; u < kBatch; ++u) {
+      const float* part = src + min(z + u, splits - 1) * stride;
 #pragma unroll
-      for (int c = 0; c < N; ++c) t[u][c] = src[(z + u) * stride + at[c]];
+      for (int c = 0; c < N; ++c) t[u][c] = part[at[c]];
+    }
 #pragma unroll
-    for (int u = 0; u < 4; ++u)
+    for (int u = 0; u < kBatch; ++u) {
+      if (z + u < splits) {
 #pragma unroll
-      for (int c = 0; c < N; ++c) sum[c] += t[u][c];
-  }
-  for (; z < splits; ++z) {
-    float t[N];
-#pragma unroll
-    for (int c = 0; c < N; ++c) t[c] = src[z * stride + at[c]];
-#pragma unroll
-    for (int c = 0; c < N; ++c) sum[c] += t[c];
+        for (int c = 0; c < N; ++c) sum[c] += t[u][c];
+      }
+    }
   }
 }

@@ -76,7 +76,7 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, int splits
       g[c] = in ? gamma[head * dim + i] : 0.0f;
       b[c] = in ? beta[head * dim + i] : 0.0f;
     }
-    // Four splits' loads in flight at once; the adds keep the split order. Slots past dim go back to 0.
+    // Eight splits' loads in flight at once; the adds keep the split order. Slots past dim go back to 0.
     add_splits(v, src, splits, split_stride, t, kStride, dim);
 #pragma unroll
     for (int c = 0; c < N; ++c) {

@@ -73,8 +73,9 @@ pub(crate) fn grid(elements: usize) -> LaunchConfig {
     LaunchConfig::for_num_elems(elements.clamp(1, 1 << 30) as u32)
 }
 
-/// Warp-per-item launch configuration with `per_block` warps per block: 8 for the predictor's rows, 2 where a
-/// few hundred rows (a rollout's candidates) should spread over every SM rather than fill a third of them.
+/// Warp-per-item launch configuration with `per_block` warps per block: 8 for many items (a window attention's
+/// queries), 2 where a few hundred rows (a rollout's candidates) should spread over every SM rather than fill a
+/// third of them.
 pub(crate) fn warps(items: usize, per_block: usize) -> LaunchConfig {
     let blocks = items.div_ceil(per_block).clamp(1, 1 << 20) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * per_block as u32, 1, 1), shared_mem_bytes: 0 }

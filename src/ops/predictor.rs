@@ -11,6 +11,9 @@ use super::{KernelError, Result};
 use crate::kernels;
 
 const MODULE: &str = "swm_predictor";
+/// Warps (rows) per block of the row kernels: a scoring call's 300–900 rows spread over every SM rather than a
+/// third of them (measured no faster than 8 warps, session 14: a row's time is its chain of loads).
+const ROW_WARPS: usize = 2;
 /// Widest row the row kernels hold in registers (32 lanes × 16 values).
 const MAX_DIM: usize = 512;
 
@@ -143,7 +146,7 @@ pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'
     b.arg(&so).arg(&sc).arg(&g).arg(&be).arg(&op).arg(&rows64).arg(&dim32).arg(&norm.eps_plain).arg(&norm.eps_affine);
     // SAFETY: matches adaln_double_norm_f32's signature; x/out hold rows·dim f32 (dim ≤ 512), gamma/beta dim, the
     // table covers every (candidate, lo + p) row and its bias every column (checked above).
-    launched(unsafe { b.launch(warps(rows, 8)) })?;
+    launched(unsafe { b.launch(warps(rows, ROW_WARPS)) })?;
     Ok(out)
 }
 
@@ -174,7 +177,7 @@ pub fn residual_norm(
     b.arg(&next.eps_plain).arg(&next.eps_affine);
     // SAFETY: matches residual_norm_f32_N's signature (N·32 ≥ dim); y holds splits·rows·dim f32, x/x_out/u_out
     // rows·dim (dim ≤ 512), bias and gamma/beta dim, the table covers every token's row (checked above).
-    launched(unsafe { b.launch(warps(rows, 8)) })?;
+    launched(unsafe { b.launch(warps(rows, ROW_WARPS)) })?;
     Ok((x_out, u_out))
 }
 
@@ -202,7 +205,7 @@ pub fn gate_residual(
     b.arg(&g).arg(&xp).arg(&op).arg(&rows64).arg(&dim32);
     // SAFETY: matches gate_residual_f32_N's signature (N·32 ≥ dim); y holds splits·rows·dim f32, x/out rows·dim,
     // bias dim (or null), the table covers every token's row (checked above).
-    launched(unsafe { b.launch(warps(rows, 8)) })?;
+    launched(unsafe { b.launch(warps(rows, ROW_WARPS)) })?;
     Ok(out)
 }
 
