@@ -216,11 +216,20 @@ extern "C" __global__ void window_attention_f32(const float* __restrict__ fresh,
     for (int k = 0; k <= p; ++k) {
       const float* kr = (k < first ? cache_c + (long long)k * row3 : fresh_c + (long long)(k - first) * row3) + inner;
       const float* vr = kr + inner;
+      // The key's and the value's columns loaded together, from columns clamped into the head (unpredicated loads;
+      // columns past dh are not used), so the value's latency hides behind the score's reduction.
+      float kv[SWM_HEAD_ITEMS], vv[SWM_HEAD_ITEMS];
+#pragma unroll
+      for (int i = 0; i < SWM_HEAD_ITEMS; ++i) {
+        const int d = min(lane + 32 * i, dh - 1);
+        kv[i] = kr[d];
+        vv[i] = vr[d];
+      }
       float dot = 0.0f;
 #pragma unroll
       for (int i = 0; i < SWM_HEAD_ITEMS; ++i) {
         const int d = lane + 32 * i;
-        if (d < dh) dot += qv[i] * kr[d];
+        if (d < dh) dot += qv[i] * kv[i];
       }
       const float s = warp_sum(dot);
       const float m_new = fmaxf(m, s);
@@ -230,7 +239,7 @@ extern "C" __global__ void window_attention_f32(const float* __restrict__ fresh,
 #pragma unroll
       for (int i = 0; i < SWM_HEAD_ITEMS; ++i) {
         const int d = lane + 32 * i;
-        if (d < dh) acc[i] = acc[i] * correction + e * vr[d];
+        if (d < dh) acc[i] = acc[i] * correction + e * vv[i];
       }
       m = m_new;
     }

@@ -52,13 +52,14 @@ __device__ __forceinline__ void moments(const float (&v)[N], int lane, int dim, 
 }
 
 // Adds a split-K GEMM's partial sums 1..splits-1 of a row to `sum`, in split order: sum[c] += src[z·stride + i_c]
-// for i_c = first + step·c. Eight splits' loads are issued together from addresses clamped into the row and the
-// split range (no load is predicated, so none waits behind another's add; a clamped split is loaded but not
-// added); slots past `dim` receive values of the row's last column, which callers overwrite or never store.
+// for i_c = first + step·c. Eight splits' loads (four for N > 8) are issued together from addresses clamped into
+// the row and the split range (no load is predicated, so none waits behind another's add; a clamped split is
+// loaded but not added); slots past `dim` receive values of the row's last column, which callers overwrite or
+// never store.
 template <int N>
 __device__ __forceinline__ void add_splits(float (&sum)[N], const float* __restrict__ src, int splits,
                                            long long stride, int first, int step, int dim) {
-  constexpr int kBatch = 8;
+  constexpr int kBatch = N > 8 ? 4 : 8;  // wide rows: fewer splits at once, so the temporaries stay in registers
   int at[N];
 #pragma unroll
   for (int c = 0; c < N; ++c) at[c] = min(first + step * c, dim - 1);
