@@ -148,16 +148,19 @@ template <int N>
 __device__ __forceinline__ float two_hot_value(const float* __restrict__ lr, int splits, long long split_stride,
                                                const float* __restrict__ bias, const float* __restrict__ bins,
                                                int lane, int nb) {
-  float v[N];
+  float v[N], bi[N];
 #pragma unroll
-  for (int c = 0; c < N; ++c) v[c] = lr[min(lane + 32 * c, nb - 1)];
+  for (int c = 0; c < N; ++c) {
+    const int i = min(lane + 32 * c, nb - 1);
+    v[c] = lr[i];
+    bi[c] = bias != nullptr ? bias[i] : 0.0f;  // loaded with the logits, added after their partial sums
+  }
   add_splits(v, lr, splits, split_stride, lane, 32, nb);
   float m = -INFINITY;
 #pragma unroll
   for (int c = 0; c < N; ++c) {
-    const int i = lane + 32 * c;
-    if (i < nb) {
-      if (bias != nullptr) v[c] += bias[i];
+    if (lane + 32 * c < nb) {
+      if (bias != nullptr) v[c] += bi[c];
     } else {
       v[c] = -INFINITY;
     }
