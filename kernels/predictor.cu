@@ -83,7 +83,7 @@ __device__ __forceinline__ void adaln_double_norm(const float* __restrict__ x, M
   }
 }
 
-// v = x + gate ⊙ (Σ_z y_z + bias) for the lane's columns of `row` (partials added in split order, eight splits'
+// v = x + gate ⊙ (Σ_z y_z + bias) for the lane's columns of `row` (partials added in split order, several splits'
 // loads in flight together: `add_splits`).
 template <int N>
 __device__ __forceinline__ void gated_branch(float (&v)[N], int lane, int dim, long long row, const float* y,

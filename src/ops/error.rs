@@ -18,6 +18,9 @@ pub enum KernelError {
         /// What was wrong with it.
         reason: String,
     },
+    /// cuBLAS refused or failed a GEMM.
+    #[error("cuBLAS: {0}")]
+    Cublas(String),
     /// Something swm itself should have guaranteed did not hold (a bug, reported instead of a panic).
     #[error("internal invariant violated: {0}")]
     Internal(String),

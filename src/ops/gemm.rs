@@ -75,7 +75,7 @@ pub enum CublasCompute {
 
 /// `x · wᵀ` on cuBLAS's `cublasGemmEx` for x (rows, K) and w (N, K), both f32 or both BF16, contiguous on one
 /// CUDA device: an f32 (rows, N) result with f32 accumulation, on Candle's stream. What swm's reduced-precision
-/// modes are measured against (`swm bench gemm`).
+/// modes are measured against (`swm bench gemm`). Empty operands (no rows, outputs or depth) are an operand error.
 pub fn linear_cublas(x: &Tensor, w: &Tensor, compute: CublasCompute) -> Result<Tensor> {
     use cudarc::cublas::sys::{cublasComputeType_t as Compute, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
     let (n, k) = w.dims2()?;
@@ -112,9 +112,10 @@ pub fn linear_cublas(x: &Tensor, w: &Tensor, compute: CublasCompute) -> Result<T
     let (alpha, beta) = (1f32, 0f32);
     let blas = dev.cublas_handle();
     // Column-major view: outᵀ (N × rows) = w (K × N column-major, transposed) · xᵀ (K × rows column-major).
-    // SAFETY: x holds rows·K and w N·K contiguous elements of `dtype` (checked above), out rows·N f32 (fresh); the
-    // handle issues on Candle's stream, which orders the GEMM after the operands' producers and before readers of
-    // out; alpha and beta are f32 as the f32-accumulating compute types take them.
+    // SAFETY: x holds rows·K and w N·K elements of `dtype` (dims and dtypes checked above; `address` refused a
+    // non-contiguous tensor and added the view's offset), out rows·N f32 (fresh); the handle issues on Candle's
+    // stream, which orders the GEMM after the operands' producers and before readers of out; alpha and beta are
+    // f32 as the f32-accumulating compute types take them.
     unsafe {
         cudarc::cublas::result::gemm_ex(
             *blas.handle(),
@@ -138,7 +139,7 @@ pub fn linear_cublas(x: &Tensor, w: &Tensor, compute: CublasCompute) -> Result<T
             cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
         )
     }
-    .map_err(|e| KernelError::operand("cublas", e.to_string()))?;
+    .map_err(|e| KernelError::Cublas(e.to_string()))?;
     Ok(out)
 }
 

@@ -12,7 +12,8 @@ use crate::kernels;
 
 const MODULE: &str = "swm_predictor";
 /// Warps (rows) per block of the row kernels: a scoring call's 300–900 rows spread over every SM rather than a
-/// third of them (measured no faster than 8 warps, session 14: a row's time is its chain of loads).
+/// third of them. Measured as fast as 8 warps a block (session 14: a row's time is its chain of loads, not the
+/// SMs' share of rows); kept at 2 so that fewer rows still reach every SM.
 const ROW_WARPS: usize = 2;
 /// Widest row the row kernels hold in registers (32 lanes × 16 values).
 const MAX_DIM: usize = 512;
@@ -99,17 +100,19 @@ pub struct AdaNorm<'a> {
 
 impl AdaNorm<'_> {
     fn check(&self, dim: usize) -> Result<[u64; 2]> {
-        if dim > MAX_DIM || self.gamma.dims() != [dim] || self.beta.dims() != [dim] {
-            return Err(KernelError::operand("norm", format!("width {dim} (≤ {MAX_DIM}) with gamma/beta of {dim}")));
+        if dim == 0 || dim > MAX_DIM || self.gamma.dims() != [dim] || self.beta.dims() != [dim] {
+            return Err(KernelError::operand("norm", format!("width {dim} (1..={MAX_DIM}) with gamma/beta of {dim}")));
         }
         Ok([address(self.gamma)?, address(self.beta)?])
     }
 }
 
+/// Rows of a contiguous (rows, dim) operand with dim ≥ 1 (the row kernels read each row's columns from clamped
+/// indices, which a zero width would put before the row).
 fn check_rows(name: &str, t: &Tensor, dim: usize) -> Result<usize> {
     let (rows, d) = t.dims2()?;
-    if d != dim || !t.is_contiguous() {
-        return Err(KernelError::operand(name, format!("expected contiguous (rows, {dim}), got {:?}", t.dims())));
+    if d != dim || dim == 0 || !t.is_contiguous() {
+        return Err(KernelError::operand(name, format!("expected contiguous (rows, {dim} ≥ 1), got {:?}", t.dims())));
     }
     Ok(rows)
 }
@@ -229,10 +232,16 @@ pub fn window_attention(
         None if first == 0 => q,
         None => return Err(KernelError::operand("cache", format!("positions before {first} need a cache"))),
     };
-    if width != 3 * inner || !fresh.is_contiguous() || q == 0 || q_start < first || q_start >= valid || dim_head > 128 {
+    if width != 3 * inner
+        || !fresh.is_contiguous()
+        || q == 0
+        || q_start < first
+        || q_start >= valid
+        || !(1..=128).contains(&dim_head)
+    {
         return Err(KernelError::operand(
             "qkv",
-            format!("{:?} at {first}, queries from {q_start}, {heads} heads of {dim_head} (≤ 128)", fresh.dims()),
+            format!("{:?} at {first}, queries from {q_start}, {heads} heads of {dim_head} (1..=128)", fresh.dims()),
         ));
     }
     let dev = cuda(fresh.device())?;

@@ -207,8 +207,8 @@ impl Layer {
     }
 
     /// One block on the residual stream `x` given `normed` = its `layernorm_before` rows. With `next` (the next
-    /// block's `layernorm_before`), also returns the output's normalised rows, from the same kernel as the output.
-    fn forward(&self, x: &Tensor, normed: &Tensor, next: Option<&LayerNorm>) -> Result<(Tensor, Option<Tensor>)> {
+    /// block), also returns the output's rows through `next`'s `layernorm_before`, from the same kernel as the output.
+    fn forward(&self, x: &Tensor, normed: &Tensor, next: Option<&Layer>) -> Result<(Tensor, Option<Tensor>)> {
         let (n, t, e) = x.dims3()?;
         let (h, d) = (self.heads, e / self.heads);
         let qkv = linear_bias(&self.qkv, normed)?; // (N, T, 3E)
@@ -225,7 +225,10 @@ impl Layer {
         let fc1 = &self.fc1;
         let hidden = kernel(gemm::linear(&normed, fc1.weight(), Epilogue::BiasGelu(bias(fc1)?)))?;
         match next {
-            Some(ln) => linear_residual_norm(&self.fc2, &hidden, &x, ln, self.eps).map(|(x, n)| (x, Some(n))),
+            Some(next) => {
+                let (x, normed) = linear_residual_norm(&self.fc2, &hidden, &x, &next.norm_before, next.eps)?;
+                Ok((x, Some(normed)))
+            }
             None => Ok((linear_residual(&self.fc2, &hidden, &x)?, None)),
         }
     }
@@ -264,7 +267,7 @@ impl VitEncoder {
             // Each block's pre-norm comes out of the previous block's last kernel; the first one's is computed here.
             let mut normed = norm(&first.norm_before, first.eps, &x)?;
             for (i, layer) in self.layers.iter().enumerate() {
-                let next = self.layers.get(i + 1).map(|l| &l.norm_before);
+                let next = self.layers.get(i + 1);
                 let (y, next_normed) = layer.forward(&x, &normed, next)?;
                 x = y;
                 if let Some(n) = next_normed {

@@ -33,14 +33,9 @@ pub fn run(args: &BenchLewmArgs) -> Result<Vec<BenchRow>, CliError> {
     })?;
     keep(&mut rows, row)?;
     let encoder = GraphedEncoder::new(&model, 1, 1)?;
-    let goal = random_frame(&model)?;
-    let new_session = || -> Result<LeWmSession, CliError> {
-        let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
-        session.set_observation(&frame)?;
-        session.set_goal(&goal)?;
-        Ok(session)
-    };
-    let mut session = new_session()?;
+    let mut session = LeWmSession::new(model.clone(), RolloutSemantics::Release011);
+    session.set_observation(&frame)?;
+    session.set_goal(&random_frame(&model)?)?;
     let candidates = Tensor::randn(0f32, 1f32, (1, samples, horizon, model.action_dim()), &device)?;
     match args.profile {
         Some(LewmPart::Encode) => {
