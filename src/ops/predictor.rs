@@ -56,8 +56,15 @@ impl TableArgs {
 }
 
 impl ModulationTable<'_> {
-    fn args(&self, rows: usize) -> Result<TableArgs> {
+    /// The launch arguments for `rows` tokens whose kernel reads `dim` columns from each of `columns`.
+    fn args(&self, rows: usize, dim: usize, columns: &[usize]) -> Result<TableArgs> {
         let (n, len, stride) = self.table.dims3()?;
+        if let Some(&column) = columns.iter().find(|&&c| c.checked_add(dim).is_none_or(|end| end > stride)) {
+            return Err(KernelError::operand(
+                "modulation table",
+                format!("{dim} columns from column {column} do not fit rows of {stride}"),
+            ));
+        }
         if self.window == 0 || rows != n * self.window || self.lo + self.window > len || self.bias.dims() != [stride] {
             return Err(KernelError::operand(
                 "modulation table",
@@ -137,7 +144,7 @@ pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'
     let dim = x.dim(1)?;
     let rows = check_rows("x", x, dim)?;
     let [g, be] = norm.check(dim)?;
-    let t = table.args(rows)?;
+    let t = table.args(rows, dim, &[norm.shift, norm.scale])?;
     let dev = cuda(x.device())?;
     let out = uninit_f32(dev, (rows, dim))?;
     let (xp, op) = (address(x)?, address(&out)?);
@@ -148,7 +155,8 @@ pub fn adaln_double_norm(x: &Tensor, table: ModulationTable<'_>, norm: AdaNorm<'
     t.push(&mut b);
     b.arg(&so).arg(&sc).arg(&g).arg(&be).arg(&op).arg(&rows64).arg(&dim32).arg(&norm.eps_plain).arg(&norm.eps_affine);
     // SAFETY: matches adaln_double_norm_f32's signature; x/out hold rows·dim f32 (dim ≤ 512), gamma/beta dim, the
-    // table covers every (candidate, lo + p) row and its bias every column (checked above).
+    // table covers every (candidate, lo + p) row, the shift and scale columns fit its rows, and its bias every
+    // column (checked above).
     launched(unsafe { b.launch(warps(rows, ROW_WARPS)) })?;
     Ok(out)
 }
@@ -165,7 +173,7 @@ pub fn residual_norm(
 ) -> Result<(Tensor, Tensor)> {
     let (rows, dim) = check_branch(y, bias, x)?;
     let [g, be] = next.check(dim)?;
-    let t = table.args(rows)?;
+    let t = table.args(rows, dim, &[gate, next.shift, next.scale])?;
     let dev = cuda(x.device())?;
     let (x_out, u_out) = (uninit_f32(dev, (rows, dim))?, uninit_f32(dev, (rows, dim))?);
     let bp = bias.map(address).transpose()?.unwrap_or(0);
@@ -179,7 +187,8 @@ pub fn residual_norm(
     b.arg(&gate).arg(&xp).arg(&xo).arg(&so).arg(&sc).arg(&g).arg(&be).arg(&uo).arg(&rows64).arg(&dim32);
     b.arg(&next.eps_plain).arg(&next.eps_affine);
     // SAFETY: matches residual_norm_f32_N's signature (N·32 ≥ dim); y holds splits·rows·dim f32, x/x_out/u_out
-    // rows·dim (dim ≤ 512), bias and gamma/beta dim, the table covers every token's row (checked above).
+    // rows·dim (dim ≤ 512), bias and gamma/beta dim, the table covers every token's row and the gate, shift and
+    // scale columns fit its rows (checked above).
     launched(unsafe { b.launch(warps(rows, ROW_WARPS)) })?;
     Ok((x_out, u_out))
 }
@@ -194,7 +203,7 @@ pub fn gate_residual(
     x: &Tensor,
 ) -> Result<Tensor> {
     let (rows, dim) = check_branch(y, bias, x)?;
-    let t = table.args(rows)?;
+    let t = table.args(rows, dim, &[gate])?;
     let dev = cuda(x.device())?;
     let out = uninit_f32(dev, (rows, dim))?;
     let bp = bias.map(address).transpose()?.unwrap_or(0);
@@ -207,7 +216,7 @@ pub fn gate_residual(
     t.push(&mut b);
     b.arg(&g).arg(&xp).arg(&op).arg(&rows64).arg(&dim32);
     // SAFETY: matches gate_residual_f32_N's signature (N·32 ≥ dim); y holds splits·rows·dim f32, x/out rows·dim,
-    // bias dim (or null), the table covers every token's row (checked above).
+    // bias dim (or null), the table covers every token's row and the gate's columns fit its rows (checked above).
     launched(unsafe { b.launch(warps(rows, ROW_WARPS)) })?;
     Ok(out)
 }
@@ -260,4 +269,27 @@ pub fn window_attention(
     // out N·queries·inner; first + q ≤ cap, dh ≤ 128 (checked above).
     launched(unsafe { b.launch(warps(n * queries * heads, 8)) })?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modulation_columns_must_fit_the_table_rows_before_any_launch() {
+        let dev = candle_core::Device::Cpu;
+        let table = Tensor::zeros((2, 3, 12), candle_core::DType::F32, &dev).unwrap();
+        let bias = Tensor::zeros(12, candle_core::DType::F32, &dev).unwrap();
+        let t = ModulationTable { table: &table, bias: &bias, lo: 0, window: 1 };
+        let operand = |r: Result<TableArgs>| match r {
+            Err(KernelError::Operand { operand, .. }) => operand,
+            Err(other) => panic!("expected an operand error, got {other:?}"),
+            Ok(_) => panic!("a host table passed as a device one"),
+        };
+        // Columns 7..13 overrun 12-wide rows; an offset near usize::MAX does not wrap around.
+        assert_eq!(operand(t.args(2, 6, &[0, 7])), "modulation table");
+        assert_eq!(operand(t.args(2, 6, &[usize::MAX])), "modulation table");
+        // Columns that fit pass the table's checks: only the host tensor's address is refused.
+        assert_eq!(operand(t.args(2, 6, &[0, 6])), "tensor");
+    }
 }
