@@ -74,8 +74,9 @@ pub enum CublasCompute {
 }
 
 /// `x · wᵀ` on cuBLAS's `cublasGemmEx` for x (rows, K) and w (N, K), both f32 or both BF16, contiguous on one
-/// CUDA device: an f32 (rows, N) result with f32 accumulation, on Candle's stream. What swm's reduced-precision
-/// modes are measured against (`swm bench gemm`). Empty operands (no rows, outputs or depth) are an operand error.
+/// CUDA device: an f32 (rows, N) result with f32 accumulation, on Candle's stream. `swm bench gemm` times swm's
+/// GEMMs against it (cuBLAS's TF32 and BF16 tensor-core paths). Empty operands (no rows, outputs or depth) are an
+/// operand error.
 pub fn linear_cublas(x: &Tensor, w: &Tensor, compute: CublasCompute) -> Result<Tensor> {
     use cudarc::cublas::sys::{cublasComputeType_t as Compute, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
     let (n, k) = w.dims2()?;

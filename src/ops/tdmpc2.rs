@@ -65,7 +65,7 @@ pub fn norm_act_heads(
 /// [`norm_act_heads`] on a GEMM's unreduced output (see [`Unreduced`]): the partial sums and the bias are added
 /// as the rows are read — the reduction launch folded into this one. Returns (rows, heads·width), contiguous.
 pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32, act: NormAct) -> Result<Tensor> {
-    launch_norm_act(y, None, gamma, beta, eps, act).map(|(_, out)| out)
+    launch_norm_act(y, None, gamma, beta, eps, act)
 }
 
 /// A pre-LN transformer's residual step and the next sublayer's LayerNorm in one launch: `sum = residual + y`
@@ -78,26 +78,30 @@ pub fn residual_norm(
     beta: &Tensor,
     eps: f32,
 ) -> Result<(Tensor, Tensor)> {
-    let (sum, normed) = launch_norm_act(y, Some(residual), gamma, beta, eps, NormAct::Identity)?;
-    let sum = sum.ok_or_else(|| KernelError::operand("residual", "no sum written"))?;
-    Ok((sum.reshape(residual.shape())?, normed.reshape(residual.shape())?))
+    // The sum has the residual's shape, so the residual's checks in the launcher cover it too.
+    let sum = uninit_f32(cuda(residual.device())?, residual.shape().clone())?;
+    let normed = launch_norm_act(y, Some((residual, &sum)), gamma, beta, eps, NormAct::Identity)?;
+    Ok((sum, normed.reshape(residual.shape())?))
 }
 
-/// Launches `norm_act_f32_N` on `y`, with `residual` (rows, heads·width) added before the norm and the sum
-/// returned when set.
+/// Launches `norm_act_f32_N` on `y`; with (residual, sum), `residual` (rows, heads·width) is added before the norm
+/// and the row written to `sum` (a fresh tensor of the residual's shape) as well.
 fn launch_norm_act(
     y: &Unreduced,
-    residual: Option<&Tensor>,
+    residual: Option<(&Tensor, &Tensor)>,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f32,
     act: NormAct,
-) -> Result<(Option<Tensor>, Tensor)> {
+) -> Result<Tensor> {
     let Unreduced { rows, heads, width, splits, split_stride, head_stride, row_stride, .. } = *y;
     let all = heads * width;
     let params_f32 = gamma.dtype() == candle_core::DType::F32 && beta.dtype() == candle_core::DType::F32;
-    let residual_fits = residual.is_none_or(|r| {
-        r.dtype() == candle_core::DType::F32
+    let residual_fits = residual.is_none_or(|(r, sum)| {
+        sum.dims() == r.dims()
+            && sum.is_contiguous()
+            && sum.dtype() == candle_core::DType::F32
+            && r.dtype() == candle_core::DType::F32
             && r.is_contiguous()
             && r.elem_count() == rows * all
             && r.device().same_device(y.partials.device())
@@ -112,17 +116,18 @@ fn launch_norm_act(
                 y.partials.dims(),
                 gamma.dims(),
                 beta.dims(),
-                residual.map(|r| r.dims())
+                residual.map(|(r, _)| r.dims())
             ),
         ));
     }
     let dev = cuda(y.partials.device())?;
     let out = uninit_f32(dev, (rows, all))?;
-    let sum = residual.map(|_| uninit_f32(dev, (rows, all))).transpose()?;
     let (xp, gp, bp, op) = (address(&y.partials)?, address(gamma)?, address(beta)?, address(&out)?);
     let biasp = y.bias.as_ref().map(address).transpose()?.unwrap_or(0);
-    let rp = residual.map(address).transpose()?.unwrap_or(0);
-    let sp = sum.as_ref().map(address).transpose()?.unwrap_or(0);
+    let (rp, sp) = match residual {
+        Some((r, sum)) => (address(r)?, address(sum)?),
+        None => (0, 0),
+    };
     let (act_code, group) = match act {
         NormAct::Mish => (0i32, 1i32),
         NormAct::SimNorm(g) => (1, g as i32),
@@ -141,10 +146,10 @@ fn launch_norm_act(
     // SAFETY: matches norm_act_f32_N(x, splits, split_stride, head_stride, row_stride, bias, gamma, beta, out, rows,
     // dim, eps, act, group, heads, residual, sum_out) with 32·N ≥ width; every value read lies within the partials
     // (checked: the farthest row start plus width), the bias (when set), γ and β hold heads·width f32, out — and
-    // the residual and the sum when set (checked, fresh) — rows·heads·width; a SimNorm group divides 32 and the
+    // the residual and the sum when set (checked; the sum fresh) — rows·heads·width; a SimNorm group divides 32 and the
     // width (checked by `supports`).
     launched(unsafe { b.launch(config) })?;
-    Ok((sum, out))
+    Ok(out)
 }
 
 /// `symexp(Σ_i softmax(logits)_i · bins_i)` per row of contiguous (rows, bins) logits → (rows, 1).
