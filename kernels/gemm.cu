@@ -30,6 +30,8 @@
 
 #include <cstdint>
 
+#include "mma.cuh"
+
 #define SWM_BM 64
 #define SWM_BN 64
 #define SWM_BK 32
@@ -51,27 +53,11 @@ __device__ __forceinline__ float epilogue(float v, const float* bias, int col, i
   return v;
 }
 
-// x = big + small: big keeps the sign, exponent and top 10 mantissa bits (a TF32 value); small = x − big is
-// exact in f32, and the tensor core reads its top 10 mantissa bits (the rest, ~2⁻²² of x, is dropped as the
-// a_s·w_s term is).
-__device__ __forceinline__ void split(float x, uint32_t& big, uint32_t& small) {
-  big = __float_as_uint(x) & 0xffffe000u;
-  small = __float_as_uint(x - __uint_as_float(big));
-}
-
 // x rounded to the nearest TF32 value (ties away from zero), as a 32-bit tensor-core operand.
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
   return r;
-}
-
-__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 // Four 8 × 8 b16 matrices from shared memory (`ldmatrix .x4`); lane l gives the address of row l % 8 of
