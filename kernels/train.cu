@@ -1,5 +1,6 @@
 // Forward and backward kernels of the training path (src/ops/train.rs), over contiguous (rows, cols) f32 tensors:
-//   softmax_rows:        y = softmax(x) along each row (a row of −∞ gives 0s)
+//   softmax_rows:        y = softmax(x) along the first `valid` values of each row (a row of −∞ gives 0s), 0 in the
+//                        rest (columns padded to a multiple of 4: the attention's 16-byte-aligned rows)
 //   softmax_rows_bwd:    dx = y ⊙ (g − Σ g⊙y)
 //   layer_norm:          y = (x − μ)·rstd·γ + β          (biased variance, as PyTorch)
 //   layer_norm_bwd_dx:   dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)),  ĝ = g⊙γ,  x̂ = (x − μ)·rstd
@@ -15,22 +16,23 @@ __device__ __forceinline__ long long first_warp() {
 __device__ __forceinline__ long long warp_stride() { return ((long long)gridDim.x * blockDim.x) >> 5; }
 
 extern "C" __global__ void softmax_rows_f32(const float* __restrict__ x, float* __restrict__ y, long long rows,
-                                            int cols) {
+                                            int cols, int valid) {
   const int lane = threadIdx.x & 31;
   for (long long r = first_warp(); r < rows; r += warp_stride()) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
+    for (int c = valid + lane; c < cols; c += 32) yr[c] = 0.0f;
     float m = -INFINITY;
-    for (int c = lane; c < cols; c += 32) m = fmaxf(m, xr[c]);
+    for (int c = lane; c < valid; c += 32) m = fmaxf(m, xr[c]);
     m = warp_max(m);
     if (m == -INFINITY) {
-      for (int c = lane; c < cols; c += 32) yr[c] = 0.0f;
+      for (int c = lane; c < valid; c += 32) yr[c] = 0.0f;
       continue;
     }
     float s = 0.0f;
-    for (int c = lane; c < cols; c += 32) s += expf(xr[c] - m);
+    for (int c = lane; c < valid; c += 32) s += expf(xr[c] - m);
     const float inv = 1.0f / warp_sum(s);
-    for (int c = lane; c < cols; c += 32) yr[c] = expf(xr[c] - m) * inv;
+    for (int c = lane; c < valid; c += 32) yr[c] = expf(xr[c] - m) * inv;
   }
 }
 

@@ -110,7 +110,10 @@ fn cuda_err(e: cudarc::driver::DriverError) -> candle_core::Error {
     candle_core::Error::Cuda(Box::new(e))
 }
 
-struct Softmax;
+/// Softmax over the first `valid` columns of each row (all of them when None), 0 in the rest.
+struct Softmax {
+    valid: Option<usize>,
+}
 
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
@@ -120,9 +123,16 @@ impl CustomOp1 for Softmax {
         cuda_only()
     }
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        // softmax_rows_f32(const float* x, float* y, long long rows, int cols); x holds rows·cols.
-        let dims = rows_cols(xl)?;
-        let out = rows_kernel(x.device(), "softmax_rows_f32", &[view(x, xl)?], dims, None)?;
+        // softmax_rows_f32(const float* x, float* y, long long rows, int cols, int valid); x holds rows·cols,
+        // valid ≤ cols.
+        let (rows, cols) = rows_cols(xl)?;
+        let valid = self.valid.unwrap_or(cols);
+        if valid > cols {
+            candle_core::bail!("softmax over the first {valid} of {cols} columns");
+        }
+        let scalars = [Scalar::I64(rows as i64), Scalar::I32(cols as i32), Scalar::I32(valid as i32)];
+        let out =
+            launch_fresh(x.device(), "softmax_rows_f32", &[view(x, xl)?], rows * cols, &scalars, warp_rows(rows))?;
         Ok((out, xl.shape().clone()))
     }
     fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -423,7 +433,14 @@ fn f32_cuda(what: &str, t: &Tensor) -> candle_core::Result<()> {
 /// Softmax over the last dim, differentiable (`−∞` entries give 0; a row of them gives 0s).
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
     f32_cuda("softmax", x)?;
-    x.contiguous()?.apply_op1(Softmax)
+    x.contiguous()?.apply_op1(Softmax { valid: None })
+}
+
+/// Softmax over the first `valid` values of each row of the last dim, 0 in the remaining (padding) columns; not
+/// differentiable (the encoder's hand-written backward uses [`softmax_backward`], which keeps the zeros).
+pub fn softmax_prefix(x: &Tensor, valid: usize) -> candle_core::Result<Tensor> {
+    f32_cuda("softmax", x)?;
+    x.contiguous()?.apply_op1_no_bwd(&Softmax { valid: Some(valid) })
 }
 
 /// LayerNorm over the last dim with affine `gamma`, `beta` (biased variance, as PyTorch), differentiable in all

@@ -8,6 +8,8 @@
 //!
 //! [`EncoderGrad::Manual`]: super::EncoderGrad::Manual
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use candle_core::{DType, Tensor, D};
 
 use super::lewm::{affine_layer_norm, gelu, linear, softmax, TrainableLeWm};
@@ -19,7 +21,11 @@ struct LayerTape {
     /// The layer's input and the first LayerNorm's output.
     x0: Tensor,
     h1: Tensor,
-    /// Queries (scaled), keys and values, (N, heads, T, d); the attention probabilities (N, heads, T, T).
+    /// Queries (scaled), keys and values, (N, heads, T', d); the attention probabilities (N, heads, T', T'). In
+    /// TF32 mode on CUDA T' is T rounded up to a multiple of 4 (zero rows; the padded keys get probability 0), so
+    /// that the attention's GEMMs see 16-byte-aligned rows: cuBLAS's TF32 tensor-core kernels need them, and fall
+    /// back to `align1` kernels for an odd T such as 257 (one H200 call: step 156.6 → 149.7 ms GPU). In f32 the
+    /// GEMMs are SIMT either way and the padding cost more than it saved (239.8 → 246.8 ms), so T' = T.
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -51,6 +57,54 @@ fn layer(i: usize) -> String {
 fn heads(x: &Tensor, h: usize) -> Result<Tensor> {
     let (n, t, e) = x.dims3()?;
     Ok(x.reshape((n, t, h, e / h))?.transpose(1, 2)?.contiguous()?)
+}
+
+/// When the hand-written encoder pads its attention's tokens to a multiple of 4 (see [`LayerTape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionPadding {
+    /// In TF32 mode on CUDA (the default): where cuBLAS's tensor-core kernels need the aligned rows.
+    Tf32,
+    /// Always on CUDA (tests run the padded path in f32 against the official gradients).
+    Always,
+    /// Never: the attention over T tokens as written (benchmarks compare).
+    Never,
+}
+
+static PADDING: AtomicU8 = AtomicU8::new(0);
+
+/// Sets [`AttentionPadding`], process-wide; applies to the steps run afterwards.
+pub fn set_attention_padding(padding: AttentionPadding) {
+    PADDING.store(padding as u8, Ordering::Relaxed);
+}
+
+/// The current [`AttentionPadding`].
+pub fn attention_padding() -> AttentionPadding {
+    match PADDING.load(Ordering::Relaxed) {
+        0 => AttentionPadding::Tf32,
+        1 => AttentionPadding::Always,
+        _ => AttentionPadding::Never,
+    }
+}
+
+/// Tokens of the attention's operands for `t` tokens on a CUDA device or not: `t` rounded up to a multiple of 4
+/// where [`attention_padding`] says so.
+fn padded_tokens(t: usize, cuda: bool) -> usize {
+    let pad = match attention_padding() {
+        AttentionPadding::Tf32 => crate::device::tf32(),
+        AttentionPadding::Always => true,
+        AttentionPadding::Never => false,
+    };
+    if cuda && pad {
+        t.next_multiple_of(4)
+    } else {
+        t
+    }
+}
+
+/// (N, heads, T, d) → (N, heads, T', d) with zero rows T.. (no copy when T' = T).
+fn pad_tokens(x: &Tensor, to: usize) -> Result<Tensor> {
+    let t = x.dim(2)?;
+    Ok(if to > t { x.pad_with_zeros(2, 0, to - t)? } else { x.clone() })
 }
 
 /// (N, heads, T, d) → (N, T, E), contiguous.
@@ -137,8 +191,12 @@ impl TrainableLeWm {
             let q = heads(&proj(&h1, &format!("{att}.query"), scale)?, h)?;
             let k = heads(&proj(&h1, &format!("{att}.key"), 1.0)?, h)?;
             let v = heads(&proj(&h1, &format!("{att}.value"), 1.0)?, h)?;
-            let probs = softmax(&q.matmul(&k.t()?)?)?;
-            let ctx = merge(&probs.matmul(&v)?)?;
+            let t = q.dim(2)?;
+            let tp = padded_tokens(t, tape && q.device().is_cuda());
+            let (q, k, v) = (pad_tokens(&q, tp)?, pad_tokens(&k, tp)?, pad_tokens(&v, tp)?);
+            let scores = q.matmul(&k.t()?)?;
+            let probs = if tp > t { crate::ops::train::softmax_prefix(&scores, t)? } else { softmax(&scores)? };
+            let ctx = merge(&probs.matmul(&v)?.narrow(2, 0, t)?)?;
             let x1 = (&x0 + proj(&ctx, "attention.output.dense", 1.0)?)?;
             let h2 = ln(&x1, "layernorm_after")?;
             let u = proj(&h2, "intermediate.dense", 1.0)?;
@@ -190,12 +248,14 @@ impl TrainableLeWm {
                 crate::ops::train::linear_backward(&lt.ctx, &w(&format!("{l}.attention.output.dense.weight"))?, &g_x1)?;
             push("attention.output.dense.weight", dwo);
             push("attention.output.dense.bias", dbo);
-            let g_c = heads(&g_ctx, h)?;
+            // On padded operands (see LayerTape): the padded rows of g_c are 0, so are the padded probabilities'
+            // gradients, and the padded rows of g_q, g_k and g_v are dropped.
+            let g_c = pad_tokens(&heads(&g_ctx, h)?, lt.q.dim(2)?)?;
             let g_probs = g_c.matmul(&lt.v.t()?)?;
-            let g_v = lt.probs.t()?.matmul(&g_c)?;
+            let g_v = lt.probs.t()?.matmul(&g_c)?.narrow(2, 0, t)?;
             let g_s = softmax_backward(&lt.probs, &g_probs)?;
-            let g_q = g_s.matmul(&lt.k)?;
-            let g_k = g_s.t()?.matmul(&lt.q)?;
+            let g_q = g_s.matmul(&lt.k)?.narrow(2, 0, t)?;
+            let g_k = g_s.t()?.matmul(&lt.q)?.narrow(2, 0, t)?;
             let att = "attention.attention";
             let mut g_h1: Option<Tensor> = None;
             for (name, g_proj, factor) in [("query", &g_q, scale), ("key", &g_k, 1.0), ("value", &g_v, 1.0)] {

@@ -16,6 +16,7 @@ pub mod losses;
 mod optimizer;
 mod trainer;
 
+pub use encoder::{attention_padding, set_attention_padding, AttentionPadding};
 pub use lewm::{Mode, TrainableLeWm};
 pub use trainer::{Batch, EncoderGrad, Schedule, StepOutput, TrainOptions, Trainer, UpdateKernels};
 

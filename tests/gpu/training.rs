@@ -113,6 +113,16 @@ fn lewm_training_steps_match_the_official_adamw_steps_on_the_gpu() {
         assert!(report.rows.len() > 3 + 8 + 20, "{} rows compared", report.rows.len());
     }
 
+    // The encoder's attention over tokens padded to a multiple of 4 (the tiny model's 17 → 20; TF32 mode's path),
+    // here in f32 against the same official steps.
+    swm::training::set_attention_padding(swm::training::AttentionPadding::Always);
+    let tiny = fixture("train-tiny");
+    let padded = parity::train(&tiny, &parity::train_tolerances(), EncoderGrad::Manual, UpdateKernels::Fused, &device);
+    swm::training::set_attention_padding(swm::training::AttentionPadding::Tf32);
+    let report = padded.unwrap();
+    println!("padded attention\n{}", report.table());
+    assert!(report.passed(), "training parity failed with the attention's tokens padded");
+
     // Ten steps again, on the model the artifact part writes.
     let (artifact, mut trainer, batch, steps) = train_fixture(&device, &tmp);
     for k in 0..10 {
@@ -229,6 +239,16 @@ fn fused_training_ops_match_candle_s_composed_ops() {
                 1e-5,
             );
         }
+
+        // Softmax over a prefix of each row (the encoder's attention over tokens padded to a multiple of 4): the
+        // prefix as the plain softmax of those columns, exact zeros after.
+        let valid = cols.saturating_sub(3).max(1);
+        let got = train::softmax_prefix(x.as_tensor(), valid).unwrap();
+        let want = candle_nn::ops::softmax(&x.as_tensor().narrow(1, 0, valid).unwrap(), 1).unwrap();
+        close(&format!("softmax prefix {what}"), &got.narrow(1, 0, valid).unwrap(), &want, 1e-6);
+        let tail = got.narrow(1, valid, cols - valid).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(tail.to_scalar::<f32>().unwrap(), 0.0, "softmax prefix {what}: padding columns are 0");
+        assert!(train::softmax_prefix(x.as_tensor(), cols + 1).is_err(), "a prefix longer than the row");
 
         // GELU.
         let fused = train::gelu_erf(x.as_tensor()).unwrap();

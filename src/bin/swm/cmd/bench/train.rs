@@ -8,7 +8,7 @@ use swm::models::lewm::Config;
 
 use swm::device;
 use swm::tools::bench::{self, BenchRow};
-use swm::training::{Batch, EncoderGrad, TrainOptions, TrainableLeWm, Trainer, UpdateKernels};
+use swm::training::{AttentionPadding, Batch, EncoderGrad, TrainOptions, TrainableLeWm, Trainer, UpdateKernels};
 
 use super::lewm::{open, weights};
 use super::{keep, profile_once};
@@ -35,18 +35,21 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
     }
     let mut rows = Vec::new();
     let rows_of = [
-        ("f32", false, EncoderGrad::Manual, UpdateKernels::Fused, ""),
-        ("TF32", true, EncoderGrad::Manual, UpdateKernels::Fused, ""),
-        ("f32", false, EncoderGrad::Manual, UpdateKernels::Candle, ", Candle's AdamW"),
-        ("TF32", true, EncoderGrad::Manual, UpdateKernels::Candle, ", Candle's AdamW"),
-        ("f32", false, EncoderGrad::Autograd, UpdateKernels::Candle, ", Candle autograd and AdamW throughout"),
+        ("f32", false, EncoderGrad::Manual, UpdateKernels::Fused, true, ""),
+        ("TF32", true, EncoderGrad::Manual, UpdateKernels::Fused, true, ""),
+        ("TF32", true, EncoderGrad::Manual, UpdateKernels::Fused, false, ", attention over unpadded tokens"),
+        ("f32", false, EncoderGrad::Manual, UpdateKernels::Candle, true, ", Candle's AdamW"),
+        ("TF32", true, EncoderGrad::Manual, UpdateKernels::Candle, true, ", Candle's AdamW"),
+        ("f32", false, EncoderGrad::Autograd, UpdateKernels::Candle, true, ", Candle autograd and AdamW throughout"),
     ];
-    for (mode, on, encoder_grad, update, how) in rows_of {
+    for (mode, on, encoder_grad, update, pad, how) in rows_of {
         let _tf32 = Tf32::set(on);
+        swm::training::set_attention_padding(if pad { AttentionPadding::Tf32 } else { AttentionPadding::Never });
         let model = TrainableLeWm::from_state_dict(&config, &state, &device)?;
         let mut trainer = Trainer::new(model, TrainOptions { encoder_grad, update, ..TrainOptions::default() })?;
         let name = format!("lewm train step B{b}x{FRAMES} {side}² {mode} (fwd+bwd+clip+AdamW{how})");
         let row = bench::time(&device, &name, args.warmup, args.iters, || trainer.step(&batch, None).map(drop))?;
+        swm::training::set_attention_padding(AttentionPadding::Tf32);
         keep(&mut rows, row)?;
     }
     Ok(rows)
