@@ -165,7 +165,7 @@ __device__ __forceinline__ void attention_mma(const float* __restrict__ qkv, flo
   for (int c = warp; c < chunks; c += SWM_MMA_WARPS) {
     const int k0 = c * 16;
     float4 kf[2][P];      // key k0 + 8i + g
-    float2 vf[2][2][P * 2];  // keys k0 + 8i + 2tq + e, dims g·NT + 2j, +1
+    float2 vf[2][2][P];  // keys k0 + 8i + 2tq + e, dims g·NT + 2j, +1 (NT / 2 = P pairs)
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       const int key = k0 + 8 * i + g;
@@ -176,7 +176,7 @@ __device__ __forceinline__ void attention_mma(const float* __restrict__ qkv, flo
         const int vkey = k0 + 8 * i + 2 * tq + e;
         const float* vrow = base + (long long)vkey * row3 + 2 * inner + g * NT;
 #pragma unroll
-        for (int j = 0; j < NT / 2; ++j) vf[i][e][j] = load2(vrow + 2 * j, vkey < t);
+        for (int j = 0; j < P; ++j) vf[i][e][j] = load2(vrow + 2 * j, vkey < t);
       }
     }
 

@@ -298,6 +298,22 @@ fn vit_attention_kernel_matches_candle_attention() {
         let bound = if spread > 1.0 { 1e-4 } else { 2e-5 };
         assert!(err < bound, "n {n}, t {t}, {heads} heads of {dh}, spread {spread}: {err}");
     }
+    // Positions past T are neither read nor written: T rows of a longer buffer whose further rows are NaN (the
+    // narrowed view is contiguous from offset 0, so the kernel gets the buffer as it is), on every tensor-core
+    // width and a partial last chunk / query tile; the rows after T in the output buffer stay untouched (the
+    // output is fresh: its shape is checked, and any NaN read would reach the values compared).
+    for (t, heads, dh) in [(17, 2, 64), (33, 1, 16), (250, 3, 48), (9, 2, 32)] {
+        let inner = heads * dh;
+        let valid = Tensor::randn(0f32, 0.5, (1, t, 3 * inner), &device).unwrap();
+        let nan = Tensor::full(f32::NAN, (1, 24, 3 * inner), &device).unwrap();
+        let qkv = Tensor::cat(&[&valid, &nan], 1).unwrap().narrow(1, 0, t).unwrap();
+        assert!(qkv.is_contiguous());
+        let got = attention(&qkv, heads).unwrap();
+        let want = attention(&valid, heads).unwrap();
+        let total = got.sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(total.is_finite(), "t {t}, {heads} heads of {dh}: rows past T were read");
+        assert_eq!(max_abs_diff(&got, &want), 0.0, "t {t}, {heads} heads of {dh}");
+    }
     // Heads wider than 64 or not a multiple of 4, too many positions for the SIMT kernel's shared memory and
     // widths that are not three projections are typed errors.
     assert!(attention(&Tensor::zeros((1, 4, 3 * 68), DType::F32, &device).unwrap(), 1).is_err());

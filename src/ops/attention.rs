@@ -15,7 +15,8 @@ use super::launch::{cuda_only, f32_view};
 use super::{KernelError, Result};
 use crate::kernels;
 
-/// Widest head the kernel takes (a lane holds two output columns).
+/// Widest head the kernels take (the tensor-core kernel's widest instance; the SIMT kernel's lanes hold two output
+/// columns each).
 pub const MAX_HEAD_DIM: usize = 64;
 /// Queries per block of the SIMT kernel, one warp each (`SWM_ATT_QUERIES` in `kernels/attention.cu`).
 const QUERIES: usize = 8;
@@ -54,7 +55,8 @@ fn shared_bytes(t: usize, dh: usize) -> usize {
 fn fits(inner: usize, heads: usize, t: usize, limit: usize) -> bool {
     let simt = |dh: usize| dh.is_multiple_of(4) && dh <= MAX_HEAD_DIM && shared_bytes(t, dh) <= limit;
     let head = |dh: usize| tensor_core_head(dh) || simt(dh);
-    heads > 0 && heads <= 65_535 && t > 0 && inner.is_multiple_of(heads) && head(inner / heads)
+    let positions = t > 0 && t <= i32::MAX as usize;
+    heads > 0 && heads <= 65_535 && positions && inner.is_multiple_of(heads) && head(inner / heads)
 }
 
 /// Whether [`attention`] takes `qkv` (N, T, 3·inner) as `heads` heads: f32 on a CUDA device, 1 ≤ N ≤ 65535, and
@@ -63,7 +65,8 @@ fn fits(inner: usize, heads: usize, t: usize, limit: usize) -> bool {
 pub fn supports(qkv: &Tensor, heads: usize) -> bool {
     let Ok((n, t, width)) = qkv.dims3() else { return false };
     let shaped = width.is_multiple_of(3) && (1..=65_535).contains(&n);
-    shaped && qkv.dtype() == DType::F32 && fits(width / 3, heads, t, shared_limit(qkv.device()))
+    let on_cuda = qkv.device().is_cuda();
+    on_cuda && shaped && qkv.dtype() == DType::F32 && fits(width / 3, heads, t, shared_limit(qkv.device()))
 }
 
 /// `softmax(q·kᵀ)·v` per head for qkv (N, T, 3·inner), f32 with rows [q | k | v] of `heads` heads each (the

@@ -22,7 +22,8 @@ struct LayerTape {
     x0: Tensor,
     h1: Tensor,
     /// Queries (scaled), keys and values, (N, heads, T', d); the attention probabilities (N, heads, T', T'). In
-    /// TF32 mode on CUDA T' is T rounded up to a multiple of 4 (zero rows; the padded keys get probability 0), so
+    /// TF32 mode on CUDA T' is T rounded up to a multiple of 4 (q, k and v get zero rows; the padded keys get
+    /// probability 0, and the padded queries' rows, a softmax over the real keys, meet a zero gradient), so
     /// that the attention's GEMMs see 16-byte-aligned rows: cuBLAS's TF32 tensor-core kernels need them, and fall
     /// back to `align1` kernels for an odd T such as 257 (one H200 call: step 156.6 → 149.7 ms GPU). In f32 the
     /// GEMMs are SIMT either way and the padding cost more than it saved (239.8 → 246.8 ms), so T' = T.
@@ -61,13 +62,14 @@ fn heads(x: &Tensor, h: usize) -> Result<Tensor> {
 
 /// When the hand-written encoder pads its attention's tokens to a multiple of 4 (see [`LayerTape`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum AttentionPadding {
     /// In TF32 mode on CUDA (the default): where cuBLAS's tensor-core kernels need the aligned rows.
-    Tf32,
+    Tf32 = 0,
     /// Always on CUDA (tests run the padded path in f32 against the official gradients).
-    Always,
+    Always = 1,
     /// Never: the attention over T tokens as written (benchmarks compare).
-    Never,
+    Never = 2,
 }
 
 static PADDING: AtomicU8 = AtomicU8::new(0);
@@ -80,21 +82,21 @@ pub fn set_attention_padding(padding: AttentionPadding) {
 /// The current [`AttentionPadding`].
 pub fn attention_padding() -> AttentionPadding {
     match PADDING.load(Ordering::Relaxed) {
-        0 => AttentionPadding::Tf32,
-        1 => AttentionPadding::Always,
-        _ => AttentionPadding::Never,
+        x if x == AttentionPadding::Always as u8 => AttentionPadding::Always,
+        x if x == AttentionPadding::Never as u8 => AttentionPadding::Never,
+        _ => AttentionPadding::Tf32,
     }
 }
 
-/// Tokens of the attention's operands for `t` tokens on a CUDA device or not: `t` rounded up to a multiple of 4
-/// where [`attention_padding`] says so.
-fn padded_tokens(t: usize, cuda: bool) -> usize {
+/// Tokens of the attention's operands for `t` tokens: `t` rounded up to a multiple of 4 where [`attention_padding`]
+/// says so and `eligible` (the hand-written backward's tape, on a CUDA device), else `t`.
+fn padded_tokens(t: usize, eligible: bool) -> usize {
     let pad = match attention_padding() {
         AttentionPadding::Tf32 => crate::device::tf32(),
         AttentionPadding::Always => true,
         AttentionPadding::Never => false,
     };
-    if cuda && pad {
+    if eligible && pad {
         t.next_multiple_of(4)
     } else {
         t

@@ -115,10 +115,11 @@ fn lewm_training_steps_match_the_official_adamw_steps_on_the_gpu() {
 
     // The encoder's attention over tokens padded to a multiple of 4 (the tiny model's 17 → 20; TF32 mode's path),
     // here in f32 against the same official steps.
+    let before = swm::training::attention_padding();
     swm::training::set_attention_padding(swm::training::AttentionPadding::Always);
     let tiny = fixture("train-tiny");
     let padded = parity::train(&tiny, &parity::train_tolerances(), EncoderGrad::Manual, UpdateKernels::Fused, &device);
-    swm::training::set_attention_padding(swm::training::AttentionPadding::Tf32);
+    swm::training::set_attention_padding(before);
     let report = padded.unwrap();
     println!("padded attention\n{}", report.table());
     assert!(report.passed(), "training parity failed with the attention's tokens padded");

@@ -44,12 +44,11 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
     ];
     for (mode, on, encoder_grad, update, pad, how) in rows_of {
         let _tf32 = Tf32::set(on);
-        swm::training::set_attention_padding(if pad { AttentionPadding::Tf32 } else { AttentionPadding::Never });
+        let _padding = Padding::set(if pad { AttentionPadding::Tf32 } else { AttentionPadding::Never });
         let model = TrainableLeWm::from_state_dict(&config, &state, &device)?;
         let mut trainer = Trainer::new(model, TrainOptions { encoder_grad, update, ..TrainOptions::default() })?;
         let name = format!("lewm train step B{b}x{FRAMES} {side}² {mode} (fwd+bwd+clip+AdamW{how})");
         let row = bench::time(&device, &name, args.warmup, args.iters, || trainer.step(&batch, None).map(drop))?;
-        swm::training::set_attention_padding(AttentionPadding::Tf32);
         keep(&mut rows, row)?;
     }
     Ok(rows)
@@ -69,6 +68,23 @@ impl Tf32 {
 impl Drop for Tf32 {
     fn drop(&mut self) {
         device::set_tf32(self.0);
+    }
+}
+
+/// The process-wide attention padding set for a scope and restored when dropped (also on an early error return).
+struct Padding(AttentionPadding);
+
+impl Padding {
+    fn set(padding: AttentionPadding) -> Self {
+        let before = swm::training::attention_padding();
+        swm::training::set_attention_padding(padding);
+        Self(before)
+    }
+}
+
+impl Drop for Padding {
+    fn drop(&mut self) {
+        swm::training::set_attention_padding(self.0);
     }
 }
 
