@@ -72,7 +72,7 @@ pub enum AttentionPadding {
     Never = 2,
 }
 
-static PADDING: AtomicU8 = AtomicU8::new(0);
+static PADDING: AtomicU8 = AtomicU8::new(AttentionPadding::Tf32 as u8);
 
 /// Sets [`AttentionPadding`], process-wide; applies to the steps run afterwards.
 pub fn set_attention_padding(padding: AttentionPadding) {

@@ -8,7 +8,10 @@ use swm::models::lewm::Config;
 
 use swm::device;
 use swm::tools::bench::{self, BenchRow};
-use swm::training::{AttentionPadding, Batch, EncoderGrad, TrainOptions, TrainableLeWm, Trainer, UpdateKernels};
+use swm::training::{
+    attention_padding, set_attention_padding, AttentionPadding as Padding, Batch, EncoderGrad, TrainOptions,
+    TrainableLeWm, Trainer, UpdateKernels,
+};
 
 use super::lewm::{open, weights};
 use super::{keep, profile_once};
@@ -34,17 +37,19 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
         return Ok(Vec::new());
     }
     let mut rows = Vec::new();
+    let (manual, autograd) = (EncoderGrad::Manual, EncoderGrad::Autograd);
+    let (fused, candle) = (UpdateKernels::Fused, UpdateKernels::Candle);
     let rows_of = [
-        ("f32", false, EncoderGrad::Manual, UpdateKernels::Fused, true, ""),
-        ("TF32", true, EncoderGrad::Manual, UpdateKernels::Fused, true, ""),
-        ("TF32", true, EncoderGrad::Manual, UpdateKernels::Fused, false, ", attention over unpadded tokens"),
-        ("f32", false, EncoderGrad::Manual, UpdateKernels::Candle, true, ", Candle's AdamW"),
-        ("TF32", true, EncoderGrad::Manual, UpdateKernels::Candle, true, ", Candle's AdamW"),
-        ("f32", false, EncoderGrad::Autograd, UpdateKernels::Candle, true, ", Candle autograd and AdamW throughout"),
+        ("f32", false, manual, fused, Padding::Tf32, ""),
+        ("TF32", true, manual, fused, Padding::Tf32, ""),
+        ("TF32", true, manual, fused, Padding::Never, ", attention over unpadded tokens"),
+        ("f32", false, manual, candle, Padding::Tf32, ", Candle's AdamW"),
+        ("TF32", true, manual, candle, Padding::Tf32, ", Candle's AdamW"),
+        ("f32", false, autograd, candle, Padding::Tf32, ", Candle autograd and AdamW throughout"),
     ];
-    for (mode, on, encoder_grad, update, pad, how) in rows_of {
-        let _tf32 = Tf32::set(on);
-        let _padding = Padding::set(if pad { AttentionPadding::Tf32 } else { AttentionPadding::Never });
+    for (mode, tf32, encoder_grad, update, padding, how) in rows_of {
+        let _tf32 = Scoped::set(tf32, device::tf32, device::set_tf32);
+        let _padding = Scoped::set(padding, attention_padding, set_attention_padding);
         let model = TrainableLeWm::from_state_dict(&config, &state, &device)?;
         let mut trainer = Trainer::new(model, TrainOptions { encoder_grad, update, ..TrainOptions::default() })?;
         let name = format!("lewm train step B{b}x{FRAMES} {side}² {mode} (fwd+bwd+clip+AdamW{how})");
@@ -54,37 +59,24 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
     Ok(rows)
 }
 
-/// The process-wide TF32 switch set for a scope and restored when dropped (also on an early error return).
-struct Tf32(bool);
+/// A process-wide switch (TF32, the attention's padding) set for a scope and restored when dropped (also on an
+/// early error return).
+struct Scoped<T: Copy + 'static> {
+    before: T,
+    set: fn(T),
+}
 
-impl Tf32 {
-    fn set(on: bool) -> Self {
-        let before = device::tf32();
-        device::set_tf32(on);
-        Self(before)
+impl<T: Copy + 'static> Scoped<T> {
+    fn set(value: T, get: fn() -> T, set: fn(T)) -> Self {
+        let before = get();
+        set(value);
+        Self { before, set }
     }
 }
 
-impl Drop for Tf32 {
+impl<T: Copy + 'static> Drop for Scoped<T> {
     fn drop(&mut self) {
-        device::set_tf32(self.0);
-    }
-}
-
-/// The process-wide attention padding set for a scope and restored when dropped (also on an early error return).
-struct Padding(AttentionPadding);
-
-impl Padding {
-    fn set(padding: AttentionPadding) -> Self {
-        let before = swm::training::attention_padding();
-        swm::training::set_attention_padding(padding);
-        Self(before)
-    }
-}
-
-impl Drop for Padding {
-    fn drop(&mut self) {
-        swm::training::set_attention_padding(self.0);
+        (self.set)(self.before);
     }
 }
 
