@@ -10,8 +10,8 @@
 // magnitude below plain TF32; it is faster than the f32 SIMT GEMM on the small-M shapes of a rollout.
 //
 // Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32), K in steps of 32 staged through
-// shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB, so the
-// launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z = batch · splits + s takes K range
+// shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB and the
+// block's 64 bias values, so the launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z = batch · splits + s takes K range
 // [s·k_chunk, (s+1)·k_chunk) and writes its partial tile to `out + (batch · splits + s)·M·N`;
 // `gemm_splitk_reduce_f32` (or the consumer kernel, see `residual_norm_f32_N`) then sums the partials in a fixed
 // order (results are deterministic) and applies the epilogue.
@@ -45,20 +45,22 @@
 #define SWM_EPI_BIAS_GELU 2
 #define SWM_EPI_BIAS_SILU 3
 
-__device__ __forceinline__ float epilogue(float v, const float* bias, int col, int mode) {
-  if (mode == SWM_EPI_NONE) return v;
-  v += bias[col];
+// The activation of a biased epilogue (GELU with the exact erf, or SiLU), applied after the bias.
+__device__ __forceinline__ float activate(float v, int mode) {
   if (mode == SWM_EPI_BIAS_GELU) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
   if (mode == SWM_EPI_BIAS_SILU) v = v / (1.0f + expf(-v));
   return v;
 }
 
-// x rounded to the nearest TF32 value (ties away from zero), as a 32-bit tensor-core operand.
-__device__ __forceinline__ uint32_t to_tf32(float x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r;
+__device__ __forceinline__ float epilogue(float v, const float* bias, int col, int mode) {
+  if (mode == SWM_EPI_NONE) return v;
+  return activate(v + bias[col], mode);
 }
+
+// x rounded to the nearest TF32 value (ties away from zero) as a 32-bit tensor-core operand: half a TF32 unit
+// (bit 12) is added to the bits and the tensor core ignores the low 13. One integer add, where `cvt.rna.tf32.f32`
+// compiles to two instructions (it also keeps infinities, which this turns into NaN; finite values round alike).
+__device__ __forceinline__ uint32_t to_tf32(float x) { return __float_as_uint(x) + 0x1000u; }
 
 // Four 8 × 8 b16 matrices from shared memory (`ldmatrix .x4`); lane l gives the address of row l % 8 of
 // matrix l / 8, and register j receives matrix j's element (row lane / 4, 32-bit column lane % 4).
@@ -121,12 +123,21 @@ __device__ __forceinline__ void stage(float (*as)[SWM_LDS], float (*ws)[SWM_LDS]
   }
 }
 
+// Copies this thread's four 16-byte chunks of a 64-row operand tile whose rows and K columns are all inside the
+// matrix: thread x copies columns 4·(x % 8) .. +3 of rows x / 8 + 16·i (i < 4), as `stage` does; `src` is the
+// thread's first chunk and `step` 16 rows, in elements.
+__device__ __forceinline__ void stage_full(float (*dst)[SWM_LDS], const float* src, long long step) {
+  const int row = (int)(threadIdx.x >> 3), col = (int)(threadIdx.x & 7) * 4;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) copy16(&dst[row + 16 * i][col], src + i * step, true);
+}
+
 // Four blocks per SM (≤ 128 registers per thread, 4 × 54 KiB of shared memory). The small rollout GEMMs are
 // latency-bound and sensitive to code generation: rewriting the epilogue's two stores as a loop cost 12% of the
 // iCEM plan (measured); the bound keeps the occupancy that the measured build has.
 // kStrided: batches and strides as given; otherwise one batch, lda = k, ldo = n and splits = gridDim.z (the
 // plain GEMM compiles as it did before batches existed). kPrecise: the three split-TF32 products; otherwise
-// one product of the operands rounded to TF32 (`cvt.rna`), TF32 mode's precision.
+// one product of the operands rounded to TF32 (`to_tf32`), TF32 mode's precision.
 template <bool kStrided, bool kPrecise>
 __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const float* __restrict__ w,
                                            const float* __restrict__ bias, float* __restrict__ out, int m, int n,
@@ -168,9 +179,33 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
       for (int r = 0; r < 4; ++r) total[i][j][r] = 0.0f;
 
   const int tiles = (k_end - k_begin + SWM_BK - 1) / SWM_BK;
+  // Tiles whose A and W rows are all inside the matrices and whose K columns are all below k_end (with vec4: every
+  // tile of a block away from the M and N edges, but a ragged last one) take `stage_full`: an address per copy,
+  // no predicates. The others take `stage`.
+  const bool interior = vec4 && m0 + SWM_BM <= m && n0 + SWM_BN <= n;
+  const int crow = (int)(threadIdx.x >> 3), ccol = k_begin + (int)(threadIdx.x & 7) * 4;
+  const float* a_first = a + (long long)min(m0 + crow, m - 1) * lda + ccol;
+  const float* w_first = w + (long long)min(n0 + crow, n - 1) * k + ccol;
+  auto stage_tile = [&](int buf, int t) {
+    const int k0 = k_begin + t * SWM_BK;
+    if (interior && k0 + SWM_BK <= k_end) {
+      stage_full(as[buf], a_first + t * SWM_BK, 16LL * lda);
+      stage_full(ws[buf], w_first + t * SWM_BK, 16LL * k);
+    } else {
+      stage(as[buf], ws[buf], a, w, m0, n0, k0, k_end, m, n, k, lda, vec4);
+    }
+  };
+
+  // The bias of the block's 64 columns, staged with the first K tile for a direct biased epilogue.
+  const bool direct = splits == 1;
+  float* bias_s = smem + SWM_STAGES * (SWM_BM + SWM_BN) * SWM_LDS;
+  if (direct && mode != SWM_EPI_NONE && threadIdx.x < SWM_BN) {
+    const bool in = n0 + (int)threadIdx.x < n;
+    copy4(bias_s + threadIdx.x, in ? bias + n0 + threadIdx.x : bias, in);
+  }
 #pragma unroll
   for (int s = 0; s < SWM_STAGES - 1; ++s) {
-    if (s < tiles) stage(as[s], ws[s], a, w, m0, n0, k_begin + s * SWM_BK, k_end, m, n, k, lda, vec4);
+    if (s < tiles) stage_tile(s, s);
     copy_commit();
   }
 
@@ -179,18 +214,17 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
     copy_wait<SWM_STAGES - 2>();
     __syncthreads();  // tile's copies are visible, and every warp is done with the buffer refilled next
     const int next = tile + SWM_STAGES - 1;
-    if (next < tiles) {
-      stage(as[next % SWM_STAGES], ws[next % SWM_STAGES], a, w, m0, n0, k_begin + next * SWM_BK, k_end, m, n,
-            k, lda, vec4);
-    }
+    if (next < tiles) stage_tile(next % SWM_STAGES, next);
     copy_commit();
 
+    if (kPrecise) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
+      for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) part[i][j][r] = 0.0f;
+          for (int r = 0; r < 4; ++r) part[i][j][r] = 0.0f;
+    }
 #pragma unroll
     for (int kk = 0; kk < SWM_BK; kk += 8) {
       // Fragments come from shared memory by ldmatrix: a 32-bit element is a pair of b16, so the 8 × 8 b16
@@ -242,19 +276,45 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mma_tf32(part[i][j], ab[i], wb[j]);
+        for (int j = 0; j < 4; ++j) mma_tf32(kPrecise ? part[i][j] : total[i][j], ab[i], wb[j]);
     }
+    if (kPrecise) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
+      for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) total[i][j][r] += part[i][j][r];
+          for (int r = 0; r < 4; ++r) total[i][j][r] += part[i][j][r];
+    }
   }
 
-  const bool direct = splits == 1;
   float* dst = out + (direct ? (long long)batch * o_batch : (long long)blockIdx.z * m * n);
   const int ld = direct ? ldo : n;
+  // The epilogue in three passes over the tile, each free of per-element branches: bias (from shared memory),
+  // activation, stores (a pair of columns per 8-byte store when rows and the result are 8-byte aligned).
+  if (direct && mode != SWM_EPI_NONE) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int c = wn + j * 8 + 2 * t;
+      const float b0 = bias_s[c], b1 = bias_s[c + 1];
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          total[i][j][2 * h] += b0;
+          total[i][j][2 * h + 1] += b1;
+        }
+    }
+    if (mode != SWM_EPI_BIAS) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) total[i][j][r] = activate(total[i][j][r], mode);
+    }
+  }
+  const bool pairs = (ld & 1) == 0 && (reinterpret_cast<uintptr_t>(dst) & 7) == 0;
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
@@ -264,9 +324,13 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
       for (int h = 0; h < 2; ++h) {
         const int row = m0 + wm + i * 16 + g + 8 * h;
         if (row >= m) continue;
-        float* p = dst + (long long)row * ld;
-        if (col < n) p[col] = direct ? epilogue(total[i][j][2 * h], bias, col, mode) : total[i][j][2 * h];
-        if (col + 1 < n) p[col + 1] = direct ? epilogue(total[i][j][2 * h + 1], bias, col + 1, mode) : total[i][j][2 * h + 1];
+        float* p = dst + (long long)row * ld + col;
+        if (pairs && col + 1 < n) {
+          *reinterpret_cast<float2*>(p) = make_float2(total[i][j][2 * h], total[i][j][2 * h + 1]);
+        } else {
+          if (col < n) p[0] = total[i][j][2 * h];
+          if (col + 1 < n) p[1] = total[i][j][2 * h + 1];
+        }
       }
     }
 }

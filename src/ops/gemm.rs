@@ -29,8 +29,9 @@ const TILE_N: usize = 64;
 const TILE_K: usize = 32;
 /// K tiles in flight per block, as in `kernels/gemm.cu`.
 const STAGES: usize = 3;
-/// Dynamic shared memory per block: A and W tiles of 32 (+ 4 padding) columns per stage.
-const SHARED_BYTES: usize = STAGES * (TILE_M + TILE_N) * (TILE_K + 4) * 4;
+/// Dynamic shared memory per block: A and W tiles of 32 (+ 4 padding) columns per stage, and the bias of the
+/// block's output columns.
+const SHARED_BYTES: usize = (STAGES * (TILE_M + TILE_N) * (TILE_K + 4) + TILE_N) * 4;
 
 /// Which kernels run the f32 matmuls of the hot path (predictor rollout, its heads, the AdaLN table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -78,6 +78,8 @@ pub fn run(args: &BenchPlanArgs) -> Result<Vec<BenchRow>, CliError> {
         (icem(), Precision::CublasF32),
         (cem(), Precision::Tf32),
         (icem(), Precision::Tf32),
+        (cem(), Precision::Tf32Own),
+        (icem(), Precision::Tf32Own),
     ]);
     let mut rows = Vec::new();
     for ((name, solver), precision) in specs {
