@@ -4,8 +4,9 @@
 //! products are summed in f32: f32-class accuracy (max error 1–5× cuBLAS f32's against an f64 reference, ~6e-7
 //! relative, GPU-tested; plain TF32 is ~1e-3), faster than cuBLAS's f32 SIMT kernels on the small-row shapes of
 //! a rollout (`swm bench gemm`, docs/benchmarks.md). [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs. TF32
-//! mode ([`crate::device::set_tf32`]) runs [`linear`] on cuBLAS's TF32 GEMMs (one product, 10-bit mantissas), or on
-//! this kernel's one-product TF32 variant with [`F32Matmul::Own`].
+//! mode ([`crate::device::set_tf32`]) runs [`linear`] on this kernel's one-product TF32 variant (10-bit mantissas)
+//! for GEMMs of up to one wave of blocks and on cuBLAS's TF32 GEMMs for larger ones; [`F32Matmul::Own`] keeps
+//! this kernel for all of them.
 //!
 //! [`linear_heads`] and [`linear_columns`] run layers side by side in one launch (an ensemble's heads; two MLPs
 //! whose hidden layers share an input), on the same kernel with batches and strided operands; in TF32 mode on its
@@ -37,13 +38,14 @@ const SHARED_BYTES: usize = (STAGES * (TILE_M + TILE_N) * (TILE_K + 4) + TILE_N)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum F32Matmul {
     /// swm's tensor-core GEMM on operands split into two TF32 parts (three products, f32 accumulation); in TF32
-    /// mode cuBLAS's TF32 GEMMs, and one product of TF32-rounded operands for the strided layouts.
+    /// mode its one product of TF32-rounded operands for GEMMs of up to one wave of blocks and the strided layouts,
+    /// cuBLAS's TF32 GEMMs for larger ones.
     #[default]
     Split3xTf32,
     /// cuBLAS's f32 GEMMs (SIMT, IEEE f32 products); in TF32 mode, cuBLAS's TF32 GEMMs.
     Cublas,
     /// swm's kernel throughout: as [`F32Matmul::Split3xTf32`] in f32 mode; in TF32 mode its one-product TF32
-    /// variant for the plain GEMMs too (TD-MPC2's 512-row layers; cuBLAS's TF32 GEMMs stay faster on LeWM's).
+    /// variant for every plain GEMM, however large.
     Own,
 }
 
@@ -204,8 +206,9 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<Unreduced> {
 /// `epilogue(x · wᵀ)` for x (…, K) and a Linear weight w (N, K): returns (…, N), contiguous.
 ///
 /// Runs on swm's kernel for contiguous f32 CUDA operands: its split-TF32 products with TF32 mode off (unless
-/// [`F32Matmul::Cublas`] is selected), its one-product TF32 variant in TF32 mode with [`F32Matmul::Own`];
-/// otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode) and the same epilogue.
+/// [`F32Matmul::Cublas`] is selected), its one-product TF32 variant in TF32 mode (up to one wave of blocks, or
+/// any size with [`F32Matmul::Own`]); otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode) and the
+/// same epilogue.
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     if x.dim(candle_core::D::Minus1)? != k {
@@ -236,11 +239,22 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> 
 }
 
 fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> bool {
-    // TF32 mode: cuBLAS's TF32 GEMMs, faster than this kernel's TF32 product in LeWM's rollout (CEM 59.4 against
-    // 71.3 ms, H200, session 12), unless `F32Matmul::Own` selects this kernel throughout; the strided layouts keep
-    // this kernel (a cuBLAS launch per head is slower still).
-    let tf32_on_cublas = crate::device::tf32() && f32_matmul() != F32Matmul::Own;
-    k > 0 && !tf32_on_cublas && own_kernel(x, w, bias)
+    if k == 0 || !own_kernel(x, w, bias) {
+        return false;
+    }
+    if !crate::device::tf32() || f32_matmul() == F32Matmul::Own {
+        return true;
+    }
+    // TF32 mode, default kernels: GEMMs of at most one wave of blocks at four per SM on this kernel's one-product
+    // variant (its fused epilogues and partial sums save launches), larger ones on cuBLAS's TF32 GEMMs, whose
+    // Hopper kernels run big tiles faster (`swm bench gemm`: AdaLN table 1500 × 6912 × 192 127 against 150 µs).
+    let rows = x.elem_count() / k;
+    one_wave(rows, w.dim(0).unwrap_or(usize::MAX), x.device())
+}
+
+/// Whether an (m, n) output fits one wave of 64 × 64 blocks at four blocks per SM.
+fn one_wave(m: usize, n: usize, device: &Device) -> bool {
+    m.div_ceil(TILE_M).saturating_mul(n.div_ceil(TILE_N)) <= 4 * multiprocessors(device)
 }
 
 /// Streaming multiprocessors of the first device (the split-K heuristic's target).
@@ -717,6 +731,18 @@ fn own_kernel(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tf32_mode_keeps_one_wave_gemms_on_this_kernel() {
+        // 132 SMs (the host default): 528 blocks of 64 × 64.
+        let cpu = Device::Cpu;
+        assert!(one_wave(300, 3072, &cpu)); // 240 blocks: the rollout's QKV
+        assert!(one_wave(900, 2048, &cpu)); // 480: fc1 over a full window
+        assert!(one_wave(512, 512, &cpu)); // TD-MPC2's layers
+        assert!(!one_wave(900, 3072, &cpu)); // 720
+        assert!(!one_wave(1500, 6912, &cpu)); // the AdaLN table
+        assert!(!one_wave(usize::MAX, usize::MAX, &cpu));
+    }
 
     #[test]
     fn split_k_fills_the_gpu_and_covers_k() {

@@ -78,6 +78,8 @@ pub fn run(args: &BenchPlanArgs) -> Result<Vec<BenchRow>, CliError> {
         (icem(), Precision::CublasF32),
         (cem(), Precision::Tf32),
         (icem(), Precision::Tf32),
+        (cem(), Precision::Tf32Cublas),
+        (icem(), Precision::Tf32Cublas),
         (cem(), Precision::Tf32Own),
         (icem(), Precision::Tf32Own),
     ]);
