@@ -9,7 +9,8 @@
 // the max error is 1–5× that of cuBLAS's f32 GEMM on the same inputs (≤ ~6e-7 relative), three orders of
 // magnitude below plain TF32; it is faster than the f32 SIMT GEMM on the small-M shapes of a rollout.
 //
-// Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32), K in steps of 32 staged through
+// Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32; the plain `_w8` kernels: 256 threads,
+// 2 × 4 warps of 32 × 16, for grids too small to fill the SMs), K in steps of 32 staged through
 // shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB and the
 // block's 64 bias values, so the launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z = batch · splits + s takes K range
 // [s·k_chunk, (s+1)·k_chunk) and writes its partial tile to `out + (batch · splits + s)·M·N`;
@@ -22,9 +23,9 @@
 // (M, batches·N) output). One batch with lda = K, ldo = N is the plain GEMM. Fragments are read from shared memory with `ldmatrix`. Tiles are copied 16 bytes at a time when
 // K % 4 == 0 and A and W are 16-byte aligned (`vec4`), else 4 bytes at a time.
 //
-//   gemm_3xtf32_f32:          the tiles (epilogue applied when gridDim.z == 1).
+//   gemm_3xtf32_f32:          the tiles (epilogue applied when gridDim.z == 1); gemm_3xtf32_f32_w8 with 8 warps.
 //   gemm_3xtf32_strided_f32:  the same with batches and strides (see above).
-//   gemm_tf32_f32, gemm_tf32_strided_f32: the same tiles with one product of TF32-rounded operands (TF32 mode:
+//   gemm_tf32_f32[_w8], gemm_tf32_strided_f32: the same tiles with one product of TF32-rounded operands (TF32 mode:
 //                             ~1e-3 relative, as cuBLAS's TF32 GEMMs).
 //   gemm_splitk_reduce_f32:   out[i] = epilogue(Σ_z partial[z][i]).
 
@@ -110,12 +111,14 @@ __device__ __forceinline__ void copy_chunk(float* dst, const float* base, int ro
   }
 }
 
-// Stages the (64 × 32) slices of A rows m0.. and W rows n0.. at column k0 (columns ≥ k_end zero-filled).
+// Stages the (64 × 32) slices of A rows m0.. and W rows n0.. at column k0 (columns ≥ k_end zero-filled), with
+// kThreads threads.
+template <int kThreads>
 __device__ __forceinline__ void stage(float (*as)[SWM_LDS], float (*ws)[SWM_LDS], const float* a, const float* w,
                                       int m0, int n0, int k0, int k_end, int m, int n, int k, int lda, bool vec4) {
 #pragma unroll
-  for (int i = 0; i < (SWM_BM * SWM_BK / 4) / SWM_THREADS; ++i) {
-    const int chunk = threadIdx.x + i * SWM_THREADS;
+  for (int i = 0; i < (SWM_BM * SWM_BK / 4) / kThreads; ++i) {
+    const int chunk = threadIdx.x + i * kThreads;
     const int row = chunk / (SWM_BK / 4);
     const int col = (chunk % (SWM_BK / 4)) * 4;
     copy_chunk(&as[row][col], a, m0 + row, m, k0, col, k_end, lda, vec4);
@@ -123,13 +126,14 @@ __device__ __forceinline__ void stage(float (*as)[SWM_LDS], float (*ws)[SWM_LDS]
   }
 }
 
-// Copies this thread's four 16-byte chunks of a 64-row operand tile whose rows and K columns are all inside the
-// matrix: thread x copies columns 4·(x % 8) .. +3 of rows x / 8 + 16·i (i < 4), as `stage` does; `src` is the
-// thread's first chunk and `step` 16 rows, in elements.
+// Copies this thread's 16-byte chunks of a 64-row operand tile whose rows and K columns are all inside the matrix:
+// with kThreads threads, thread x copies columns 4·(x % 8) .. +3 of rows x / 8 + (kThreads / 8)·i, as `stage`
+// does; `src` is the thread's first chunk and `step` kThreads / 8 rows, in elements.
+template <int kThreads>
 __device__ __forceinline__ void stage_full(float (*dst)[SWM_LDS], const float* src, long long step) {
   const int row = (int)(threadIdx.x >> 3), col = (int)(threadIdx.x & 7) * 4;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) copy16(&dst[row + 16 * i][col], src + i * step, true);
+  for (int i = 0; i < (SWM_BM * SWM_BK / 4) / kThreads; ++i) copy16(&dst[row + (kThreads / 8) * i][col], src + i * step, true);
 }
 
 // Four blocks per SM (≤ 128 registers per thread, 4 × 54 KiB of shared memory). The small rollout GEMMs are
@@ -137,8 +141,11 @@ __device__ __forceinline__ void stage_full(float (*dst)[SWM_LDS], const float* s
 // iCEM plan (measured); the bound keeps the occupancy that the measured build has.
 // kStrided: batches and strides as given; otherwise one batch, lda = k, ldo = n and splits = gridDim.z (the
 // plain GEMM compiles as it did before batches existed). kPrecise: the three split-TF32 products; otherwise
-// one product of the operands rounded to TF32 (`to_tf32`), TF32 mode's precision.
-template <bool kStrided, bool kPrecise>
+// one product of the operands rounded to TF32 (`to_tf32`), TF32 mode's precision. kWarpsN: the block's warps
+// are 2 × kWarpsN, each owning a 32 × (64 / kWarpsN) tile: 2 (four warps of 32 × 32, four blocks per SM) or 4
+// (eight warps of 32 × 16, two blocks per SM: twice the warps for grids too small to fill the SMs, each with
+// half the products in its dependent chain).
+template <bool kStrided, bool kPrecise, int kWarpsN>
 __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const float* __restrict__ w,
                                            const float* __restrict__ bias, float* __restrict__ out, int m, int n,
                                            int k, int k_chunk, int mode, int vec4, int splits_arg, int lda_arg,
@@ -163,18 +170,20 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
   const int k_end = min(k, k_begin + k_chunk);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
-  const int wm = (warp >> 1) * 32;  // warp tile origin inside the block tile
-  const int wn = (warp & 1) * 32;
+  constexpr int kThreads = 64 * kWarpsN;
+  constexpr int kJ = 8 / kWarpsN;  // n8 fragments per warp
+  const int wm = (warp / kWarpsN) * 32;  // warp tile origin inside the block tile
+  const int wn = (warp % kWarpsN) * (64 / kWarpsN);
   const int g = lane >> 2;  // fragment group (row of A / column of B)
   const int t = lane & 3;   // thread in group
 
   // `total` holds the K tiles done so far; `part` sums one K tile on the tensor cores, whose f32 sums truncate,
   // and is added to `total` with rounded f32 adds, so the truncation of a sum never reaches the running total.
-  float total[2][4][4], part[2][4][4];
+  float total[2][kJ][4], part[2][kJ][4];
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < kJ; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) total[i][j][r] = 0.0f;
 
@@ -189,10 +198,10 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
   auto stage_tile = [&](int buf, int t) {
     const int k0 = k_begin + t * SWM_BK;
     if (interior && k0 + SWM_BK <= k_end) {
-      stage_full(as[buf], a_first + t * SWM_BK, 16LL * lda);
-      stage_full(ws[buf], w_first + t * SWM_BK, 16LL * k);
+      stage_full<kThreads>(as[buf], a_first + t * SWM_BK, (kThreads / 8LL) * lda);
+      stage_full<kThreads>(ws[buf], w_first + t * SWM_BK, (kThreads / 8LL) * k);
     } else {
-      stage(as[buf], ws[buf], a, w, m0, n0, k0, k_end, m, n, k, lda, vec4);
+      stage<kThreads>(as[buf], ws[buf], a, w, m0, n0, k0, k_end, m, n, k, lda, vec4);
     }
   };
 
@@ -221,7 +230,7 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < kJ; ++j)
 #pragma unroll
           for (int r = 0; r < 4; ++r) part[i][j][r] = 0.0f;
     }
@@ -229,7 +238,7 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
     for (int kk = 0; kk < SWM_BK; kk += 8) {
       // Fragments come from shared memory by ldmatrix: a 32-bit element is a pair of b16, so the 8 × 8 b16
       // matrices it loads are 8 × 4 f32 blocks laid out exactly as the m16n8k8 TF32 fragments.
-      uint32_t ab[2][4], asm_[2][4], wb[4][2], wsm[4][2];
+      uint32_t ab[2][4], asm_[2][4], wb[kJ][2], wsm[kJ][2];
       const int quad = lane >> 3, quad_row = lane & 7;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
@@ -245,7 +254,7 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
         }
       }
 #pragma unroll
-      for (int j = 0; j < 4; j += 2) {
+      for (int j = 0; j < kJ; j += 2) {
         uint32_t v[4];
         load_matrices(v, &ws[buf][wn + j * 8 + quad_row + (quad >> 1) * 8][kk + (quad & 1) * 4]);
         if (kPrecise) {
@@ -267,22 +276,22 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
 #pragma unroll
         for (int i = 0; i < 2; ++i)
 #pragma unroll
-          for (int j = 0; j < 4; ++j) mma_tf32(part[i][j], asm_[i], wb[j]);
+          for (int j = 0; j < kJ; ++j) mma_tf32(part[i][j], asm_[i], wb[j]);
 #pragma unroll
         for (int i = 0; i < 2; ++i)
 #pragma unroll
-          for (int j = 0; j < 4; ++j) mma_tf32(part[i][j], ab[i], wsm[j]);
+          for (int j = 0; j < kJ; ++j) mma_tf32(part[i][j], ab[i], wsm[j]);
       }
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mma_tf32(kPrecise ? part[i][j] : total[i][j], ab[i], wb[j]);
+        for (int j = 0; j < kJ; ++j) mma_tf32(kPrecise ? part[i][j] : total[i][j], ab[i], wb[j]);
     }
     if (kPrecise) {
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < kJ; ++j)
 #pragma unroll
           for (int r = 0; r < 4; ++r) total[i][j][r] += part[i][j][r];
     }
@@ -294,7 +303,7 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
   // activation, stores (a pair of columns per 8-byte store when rows and the result are 8-byte aligned).
   if (direct && mode != SWM_EPI_NONE) {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < kJ; ++j) {
       const int c = wn + j * 8 + 2 * t;
       const float b0 = bias_s[c], b1 = bias_s[c + 1];
 #pragma unroll
@@ -309,7 +318,7 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < kJ; ++j)
 #pragma unroll
           for (int r = 0; r < 4; ++r) total[i][j][r] = activate(total[i][j][r], mode);
     }
@@ -318,7 +327,7 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < kJ; ++j) {
       const int col = n0 + wn + j * 8 + 2 * t;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -340,14 +349,19 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
   extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
       PLAIN(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,          \
             float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {                   \
-    gemm_tiles<false, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);                  \
+    gemm_tiles<false, PRECISE, 2>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);               \
   }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
       STRIDED(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,        \
               float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4, int splits,       \
               int lda, long long a_batch, int ldo, int o_batch) {                                              \
-    gemm_tiles<true, PRECISE>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo,        \
-                              o_batch);                                                                        \
+    gemm_tiles<true, PRECISE, 2>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, splits, lda, a_batch, ldo,     \
+                                 o_batch);                                                                     \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(2 * SWM_THREADS, 2)                                             \
+      PLAIN##_w8(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,     \
+                 float* __restrict__ out, int m, int n, int k, int k_chunk, int mode, int vec4) {              \
+    gemm_tiles<false, PRECISE, 4>(a, w, bias, out, m, n, k, k_chunk, mode, vec4, 1, k, 0, n, 0);               \
   }
 
 SWM_GEMM_KERNELS(gemm_3xtf32_f32, gemm_3xtf32_strided_f32, true)

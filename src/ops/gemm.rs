@@ -404,11 +404,17 @@ fn launch(
     // The plain kernel (one batch, packed rows) is compiled apart from the strided one, as it was before batches
     // existed: the small GEMMs' speed depends on its exact code. TF32 mode: one product of TF32-rounded operands.
     let plain = batches == 1 && lda == k && ldo == n;
-    let name = match (plain, crate::device::tf32()) {
-        (true, false) => "gemm_3xtf32_f32",
-        (false, false) => "gemm_3xtf32_strided_f32",
-        (true, true) => "gemm_tf32_f32",
-        (false, true) => "gemm_tf32_strided_f32",
+    let grid = (n.div_ceil(TILE_N), m.div_ceil(TILE_M), batches * splits);
+    // Plain grids of at most two blocks per SM run eight warps a block (32 × 16 warp tiles): twice the warps on
+    // the SMs, each with half the dependent products.
+    let wide = plain && grid.0 * grid.1 * grid.2 <= 2 * multiprocessors(x.device());
+    let name = match (plain, wide, crate::device::tf32()) {
+        (true, false, false) => "gemm_3xtf32_f32",
+        (true, true, false) => "gemm_3xtf32_f32_w8",
+        (false, _, false) => "gemm_3xtf32_strided_f32",
+        (true, false, true) => "gemm_tf32_f32",
+        (true, true, true) => "gemm_tf32_f32_w8",
+        (false, _, true) => "gemm_tf32_strided_f32",
     };
     let f = dev.get_or_load_custom_func(name, MODULE, kernels::GEMM)?;
     let shared = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
@@ -419,12 +425,13 @@ fn launch(
         b.arg(&s32).arg(&lda32).arg(&ab64).arg(&ldo32).arg(&ob32);
     }
     let cfg = LaunchConfig {
-        grid_dim: (n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, (batches * splits) as u32),
-        block_dim: (128, 1, 1),
+        grid_dim: (grid.0 as u32, grid.1 as u32, grid.2 as u32),
+        block_dim: (if wide { 256 } else { 128 }, 1, 1),
         shared_mem_bytes: SHARED_BYTES as u32,
     };
-    // SAFETY: matches gemm_{3xtf32,tf32}_f32(a, w, bias, out, m, n, k, k_chunk, mode, vec4) for a plain shape
-    // (one batch, lda = k, ldo = n: the kernel takes splits = gridDim.z) and gemm_{3xtf32,tf32}_strided_f32(…,
+    // SAFETY: matches gemm_{3xtf32,tf32}_f32[_w8](a, w, bias, out, m, n, k, k_chunk, mode, vec4) for a plain shape
+    // (one batch, lda = k, ldo = n: the kernel takes splits = gridDim.z; the _w8 kernels with 256 threads, the
+    // others with 128, as compiled) and gemm_{3xtf32,tf32}_strided_f32(…,
     // splits, lda, a_batch, ldo, o_batch) otherwise; every A row read lies in x (checked above against its element count), the weights hold
     // batches·n·k f32 and the bias batches·n when mode > 0 (checked), the output holds every write (checked: the
     // strided result when unsplit, batches·splits·m·n partials when split; splits·k_chunk ≥ k); vec4 only when

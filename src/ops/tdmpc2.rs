@@ -106,7 +106,9 @@ fn launch_norm_act(
             && r.elem_count() == rows * all
             && r.device().same_device(y.partials.device())
     });
-    let fits = y.check(heads, width).is_ok() && gamma.dims() == [all] && beta.dims() == [all] && params_f32;
+    let on_device = gamma.device().same_device(y.partials.device()) && beta.device().same_device(y.partials.device());
+    let fits =
+        y.check(heads, width).is_ok() && gamma.dims() == [all] && beta.dims() == [all] && params_f32 && on_device;
     if !fits || !residual_fits || !supports(width, act) {
         return Err(KernelError::operand(
             "x",
