@@ -5,8 +5,8 @@
 //! relative, GPU-tested; plain TF32 is ~1e-3), faster than cuBLAS's f32 SIMT kernels on the small-row shapes of
 //! a rollout (`swm bench gemm`, docs/benchmarks.md). [`F32Matmul::Cublas`] keeps cuBLAS's IEEE f32 GEMMs. TF32
 //! mode ([`crate::device::set_tf32`]) runs [`linear`] on this kernel's one-product TF32 variant (10-bit mantissas)
-//! for GEMMs of up to one wave of blocks and on cuBLAS's TF32 GEMMs for larger ones; [`F32Matmul::Own`] keeps
-//! this kernel for all of them.
+//! for GEMMs whose launch fits one wave of blocks and on cuBLAS's TF32 GEMMs for larger ones; [`F32Matmul::Own`]
+//! keeps this kernel for all of them.
 //!
 //! [`linear_heads`] and [`linear_columns`] run layers side by side in one launch (an ensemble's heads; two MLPs
 //! whose hidden layers share an input), on the same kernel with batches and strided operands; in TF32 mode on its
@@ -38,8 +38,8 @@ const SHARED_BYTES: usize = (STAGES * (TILE_M + TILE_N) * (TILE_K + 4) + TILE_N)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum F32Matmul {
     /// swm's tensor-core GEMM on operands split into two TF32 parts (three products, f32 accumulation); in TF32
-    /// mode its one product of TF32-rounded operands for GEMMs of up to one wave of blocks and the strided layouts,
-    /// cuBLAS's TF32 GEMMs for larger ones.
+    /// mode its one product of TF32-rounded operands for GEMMs whose launch fits one wave of blocks and for the
+    /// strided layouts, cuBLAS's TF32 GEMMs for larger ones.
     #[default]
     Split3xTf32,
     /// cuBLAS's f32 GEMMs (SIMT, IEEE f32 products); in TF32 mode, cuBLAS's TF32 GEMMs.
@@ -206,8 +206,8 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<Unreduced> {
 /// `epilogue(x · wᵀ)` for x (…, K) and a Linear weight w (N, K): returns (…, N), contiguous.
 ///
 /// Runs on swm's kernel for contiguous f32 CUDA operands: its split-TF32 products with TF32 mode off (unless
-/// [`F32Matmul::Cublas`] is selected), its one-product TF32 variant in TF32 mode (up to one wave of blocks, or
-/// any size with [`F32Matmul::Own`]); otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode) and the
+/// [`F32Matmul::Cublas`] is selected), its one-product TF32 variant in TF32 mode (launches of up to one wave of
+/// blocks, or any size with [`F32Matmul::Own`]); otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode) and the
 /// same epilogue.
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
@@ -245,11 +245,13 @@ fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> 
     if !crate::device::tf32() || f32_matmul() == F32Matmul::Own {
         return true;
     }
-    // TF32 mode, default kernels: GEMMs of at most one wave of blocks at four per SM on this kernel's one-product
-    // variant (its fused epilogues and partial sums save launches), larger ones on cuBLAS's TF32 GEMMs, whose
-    // Hopper kernels run big tiles faster (`swm bench gemm`: AdaLN table 1500 × 6912 × 192 127 against 150 µs).
-    let rows = x.elem_count() / k;
-    one_wave(rows, w.dim(0).unwrap_or(usize::MAX), x.device())
+    // TF32 mode, default kernels: GEMMs whose launch (split-K blocks included) fits one wave at four blocks per SM
+    // on this kernel's one-product variant (its fused epilogues and partial sums save launches), larger ones on
+    // cuBLAS's TF32 GEMMs, whose Hopper kernels run big tiles faster (`swm bench gemm`: AdaLN table 1500 × 6912 ×
+    // 192 127 against 150 µs; counting the splits took iCEM 1024 × 5 from 19.0 to 17.4 ms, session 16).
+    let (rows, n) = (x.elem_count() / k, w.dim(0).unwrap_or(usize::MAX));
+    let splits = k.div_ceil(chunk_for(rows, n, k, x.device()));
+    one_wave(rows, n, x.device()) && one_wave(rows * splits, n, x.device())
 }
 
 /// Whether an (m, n) output fits one wave of 64 × 64 blocks at four blocks per SM.

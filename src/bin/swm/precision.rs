@@ -10,8 +10,8 @@ pub enum Precision {
     SplitF32,
     /// cuBLAS's f32 GEMMs.
     CublasF32,
-    /// TF32 mode: swm's one-product TF32 kernel for GEMMs of up to one wave of blocks and the strided layouts
-    /// (TD-MPC2's heads), cuBLAS's TF32 GEMMs for larger ones.
+    /// TF32 mode: swm's one-product TF32 kernel for GEMMs whose launch fits one wave of blocks and the strided
+    /// layouts (TD-MPC2's heads), cuBLAS's TF32 GEMMs for larger ones.
     Tf32,
     /// TF32 mode on cuBLAS's TF32 GEMMs throughout (the strided layouts as a GEMM per head).
     Tf32Cublas,
