@@ -9,19 +9,20 @@
 // the max error is 1–5× that of cuBLAS's f32 GEMM on the same inputs (≤ ~6e-7 relative), three orders of
 // magnitude below plain TF32; it is faster than the f32 SIMT GEMM on the small-M shapes of a rollout.
 //
-// Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32; the plain `_w8` kernels: 256 threads,
-// 2 × 4 warps of 32 × 16, for grids too small to fill the SMs), K in steps of 32 staged through
-// shared memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB and the
-// block's 64 bias values, so the launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z = batch · splits + s takes K range
-// [s·k_chunk, (s+1)·k_chunk) and writes its partial tile to `out + (batch · splits + s)·M·N`;
+// Tiling: a 64 × 64 output tile per 128-thread block (2 × 2 warps of 32 × 32; the plain `_w8` kernels: 256
+// threads, 2 × 4 warps of 32 × 16, for grids too small to fill the SMs), K in steps of 32 staged through shared
+// memory by `cp.async`, SWM_STAGES tiles in flight (dynamic shared memory: SWM_STAGES · 18 KiB and the block's 64
+// bias values, so the launcher raises the block's limit past 48 KiB). Split-K: blockIdx.z = batch · splits + s
+// takes K range [s·k_chunk, (s+1)·k_chunk) and writes its partial tile to `out + (batch · splits + s)·M·N`;
 // `gemm_splitk_reduce_f32` (or the consumer kernel, see `residual_norm_f32_N`) then sums the partials in a fixed
 // order (results are deterministic) and applies the epilogue.
 //
 // Batches (an ensemble's heads, or two MLPs on one input): batch b reads A at `a + b·a_batch` (rows `lda` apart, so
 // a head can be a column block of a wider activation), W at `w + b·N·K` and the bias at `bias + b·N`, and an
 // unsplit GEMM writes its (M, N) result at `out + b·o_batch` with rows `ldo` apart (each head a column block of one
-// (M, batches·N) output). One batch with lda = K, ldo = N is the plain GEMM. Fragments are read from shared memory with `ldmatrix`. Tiles are copied 16 bytes at a time when
-// K % 4 == 0 and A and W are 16-byte aligned (`vec4`), else 4 bytes at a time.
+// (M, batches·N) output). One batch with lda = K, ldo = N is the plain GEMM. Fragments are read from shared memory
+// with `ldmatrix`. Tiles are copied 16 bytes at a time when K % 4 == 0 and A and W are 16-byte aligned (`vec4`),
+// else 4 bytes at a time.
 //
 //   gemm_3xtf32_f32:          the tiles (epilogue applied when gridDim.z == 1); gemm_3xtf32_f32_w8 with 8 warps.
 //   gemm_3xtf32_strided_f32:  the same with batches and strides (see above).
@@ -58,10 +59,14 @@ __device__ __forceinline__ float epilogue(float v, const float* bias, int col, i
   return activate(v + bias[col], mode);
 }
 
-// x rounded to the nearest TF32 value (ties away from zero) as a 32-bit tensor-core operand: half a TF32 unit
-// (bit 12) is added to the bits and the tensor core ignores the low 13. One integer add, where `cvt.rna.tf32.f32`
-// compiles to two instructions (it also keeps infinities, which this turns into NaN; finite values round alike).
-__device__ __forceinline__ uint32_t to_tf32(float x) { return __float_as_uint(x) + 0x1000u; }
+// x rounded to the nearest TF32 value (ties away from zero), as a 32-bit tensor-core operand. `cvt.rna` leaves
+// NaN and infinity alone; adding half a TF32 unit to the bits unguarded would carry a NaN's mantissa into its
+// sign and exponent and turn it into ±0.
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
 
 // Four 8 × 8 b16 matrices from shared memory (`ldmatrix .x4`); lane l gives the address of row l % 8 of
 // matrix l / 8, and register j receives matrix j's element (row lane / 4, 32-bit column lane % 4).
@@ -133,12 +138,14 @@ template <int kThreads>
 __device__ __forceinline__ void stage_full(float (*dst)[SWM_LDS], const float* src, long long step) {
   const int row = (int)(threadIdx.x >> 3), col = (int)(threadIdx.x & 7) * 4;
 #pragma unroll
-  for (int i = 0; i < (SWM_BM * SWM_BK / 4) / kThreads; ++i) copy16(&dst[row + (kThreads / 8) * i][col], src + i * step, true);
+  for (int i = 0; i < (SWM_BM * SWM_BK / 4) / kThreads; ++i) {
+    copy16(&dst[row + (kThreads / 8) * i][col], src + i * step, true);
+  }
 }
 
-// Four blocks per SM (≤ 128 registers per thread, 4 × 54 KiB of shared memory). The small rollout GEMMs are
-// latency-bound and sensitive to code generation: rewriting the epilogue's two stores as a loop cost 12% of the
-// iCEM plan (measured); the bound keeps the occupancy that the measured build has.
+// The 4-warp kernels run four blocks per SM (≤ 128 registers per thread, 4 × 54.25 KiB of shared memory), the
+// 8-warp ones two. The small rollout GEMMs are latency-bound and sensitive to code generation; the bounds keep the
+// occupancy that the measured builds have.
 // kStrided: batches and strides as given; otherwise one batch, lda = k, ldo = n and splits = gridDim.z (the
 // plain GEMM compiles as it did before batches existed). kPrecise: the three split-TF32 products; otherwise
 // one product of the operands rounded to TF32 (`to_tf32`), TF32 mode's precision. kWarpsN: the block's warps
@@ -195,17 +202,19 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
   const int crow = (int)(threadIdx.x >> 3), ccol = k_begin + (int)(threadIdx.x & 7) * 4;
   const float* a_first = a + (long long)min(m0 + crow, m - 1) * lda + ccol;
   const float* w_first = w + (long long)min(n0 + crow, n - 1) * k + ccol;
-  auto stage_tile = [&](int buf, int t) {
-    const int k0 = k_begin + t * SWM_BK;
+  auto stage_tile = [&](int buf, int tile) {
+    const int k0 = k_begin + tile * SWM_BK;
     if (interior && k0 + SWM_BK <= k_end) {
-      stage_full<kThreads>(as[buf], a_first + t * SWM_BK, (kThreads / 8LL) * lda);
-      stage_full<kThreads>(ws[buf], w_first + t * SWM_BK, (kThreads / 8LL) * k);
+      stage_full<kThreads>(as[buf], a_first + tile * SWM_BK, (kThreads / 8LL) * lda);
+      stage_full<kThreads>(ws[buf], w_first + tile * SWM_BK, (kThreads / 8LL) * k);
     } else {
       stage<kThreads>(as[buf], ws[buf], a, w, m0, n0, k0, k_end, m, n, k, lda, vec4);
     }
   };
 
-  // The bias of the block's 64 columns, staged with the first K tile for a direct biased epilogue.
+  // The bias of the block's 64 columns, staged with the first K tile for a direct biased epilogue: in cp.async
+  // group 0, so the first K tile's wait and barrier publish it to every thread (a block has ≥ 1 K tile: the
+  // launcher refuses k = 0 and the last split starts below k).
   const bool direct = splits == 1;
   float* bias_s = smem + SWM_STAGES * (SWM_BM + SWM_BN) * SWM_LDS;
   if (direct && mode != SWM_EPI_NONE && threadIdx.x < SWM_BN) {
@@ -344,7 +353,8 @@ __device__ __forceinline__ void gemm_tiles(const float* __restrict__ a, const fl
     }
 }
 
-// One plain and one strided entry point per precision (PRECISE: the three split-TF32 products, or one TF32 product).
+// Per precision (PRECISE: the three split-TF32 products, or one TF32 product): a plain and a strided 4-warp entry
+// point and a plain 8-warp one (`_w8`).
 #define SWM_GEMM_KERNELS(PLAIN, STRIDED, PRECISE)                                                               \
   extern "C" __global__ void __launch_bounds__(SWM_THREADS, 4)                                                 \
       PLAIN(const float* __restrict__ a, const float* __restrict__ w, const float* __restrict__ bias,          \

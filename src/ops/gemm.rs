@@ -207,8 +207,8 @@ pub fn linear_partials(x: &Tensor, w: &Tensor) -> Result<Unreduced> {
 ///
 /// Runs on swm's kernel for contiguous f32 CUDA operands: its split-TF32 products with TF32 mode off (unless
 /// [`F32Matmul::Cublas`] is selected), its one-product TF32 variant in TF32 mode (launches of up to one wave of
-/// blocks, or any size with [`F32Matmul::Own`]); otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode) and the
-/// same epilogue.
+/// blocks, or any size with [`F32Matmul::Own`]); otherwise on Candle's cuBLAS matmul (f32, or TF32 in TF32 mode)
+/// and the same epilogue.
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     if x.dim(candle_core::D::Minus1)? != k {
@@ -249,14 +249,19 @@ fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> 
     // on this kernel's one-product variant (its fused epilogues and partial sums save launches), larger ones on
     // cuBLAS's TF32 GEMMs, whose Hopper kernels run big tiles faster (`swm bench gemm`: AdaLN table 1500 × 6912 ×
     // 192 127 against 150 µs; counting the splits took iCEM 1024 × 5 from 19.0 to 17.4 ms, session 16).
-    let (rows, n) = (x.elem_count() / k, w.dim(0).unwrap_or(usize::MAX));
-    let splits = k.div_ceil(chunk_for(rows, n, k, x.device()));
-    one_wave(rows, n, x.device()) && one_wave(rows * splits, n, x.device())
+    let (rows, n) = (x.elem_count() / k, w.elem_count() / k);
+    one_wave(launch_blocks(rows, n, k, x.device()), x.device())
 }
 
-/// Whether an (m, n) output fits one wave of 64 × 64 blocks at four blocks per SM.
-fn one_wave(m: usize, n: usize, device: &Device) -> bool {
-    m.div_ceil(TILE_M).saturating_mul(n.div_ceil(TILE_N)) <= 4 * multiprocessors(device)
+/// Blocks of a plain (rows, n, k) launch: 64 × 64 output tiles times the split-K splits.
+fn launch_blocks(rows: usize, n: usize, k: usize, device: &Device) -> usize {
+    let tiles = rows.div_ceil(TILE_M).saturating_mul(n.div_ceil(TILE_N));
+    tiles.saturating_mul(k.div_ceil(chunk_for(rows, n, k, device)))
+}
+
+/// Whether a launch of `blocks` blocks fits one wave at four blocks per SM.
+fn one_wave(blocks: usize, device: &Device) -> bool {
+    blocks <= 4 * multiprocessors(device)
 }
 
 /// Streaming multiprocessors of the first device (the split-K heuristic's target).
@@ -298,7 +303,7 @@ fn chunk_for(m: usize, n: usize, k: usize, device: &Device) -> usize {
 /// MPPI plan on an H200: 2.48 ms at four blocks per SM, 2.53 at two, 2.56 at one) — or ≥ 2 K steps when splits of 4
 /// would leave SMs without a block (a ViT layer's 257-row GEMMs: 15 to 60 tiles over a depth of 192).
 fn k_chunk(m: usize, n: usize, k: usize, sms: usize) -> usize {
-    let tiles = m.div_ceil(TILE_M) * n.div_ceil(TILE_N);
+    let tiles = (m.div_ceil(TILE_M) * n.div_ceil(TILE_N)).max(1);
     let steps = k.div_ceil(TILE_K);
     let deep = (steps / 4).max(1);
     let most = if tiles * deep < sms { (steps / 2).max(1) } else { deep };
@@ -433,11 +438,12 @@ fn launch(
     };
     // SAFETY: matches gemm_{3xtf32,tf32}_f32[_w8](a, w, bias, out, m, n, k, k_chunk, mode, vec4) for a plain shape
     // (one batch, lda = k, ldo = n: the kernel takes splits = gridDim.z; the _w8 kernels with 256 threads, the
-    // others with 128, as compiled) and gemm_{3xtf32,tf32}_strided_f32(…,
-    // splits, lda, a_batch, ldo, o_batch) otherwise; every A row read lies in x (checked above against its element count), the weights hold
-    // batches·n·k f32 and the bias batches·n when mode > 0 (checked), the output holds every write (checked: the
-    // strided result when unsplit, batches·splits·m·n partials when split; splits·k_chunk ≥ k); vec4 only when
-    // every 16-byte copy stays aligned.
+    // others with 128, as compiled) and gemm_{3xtf32,tf32}_strided_f32(…, splits, lda, a_batch, ldo, o_batch)
+    // otherwise; SHARED_BYTES is the kernels' dynamic shared memory (the stages and the bias tile); every A row
+    // read lies in x (checked above against its element count), the weights hold batches·n·k f32 and the bias
+    // batches·n when mode > 0 (checked), the output holds every write (checked: the strided result when unsplit,
+    // batches·splits·m·n partials when split; splits·k_chunk ≥ k > 0, so every block has a K tile); vec4 only
+    // when every 16-byte copy stays aligned.
     launched(unsafe { b.launch(cfg) })
 }
 
@@ -742,15 +748,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tf32_mode_keeps_one_wave_gemms_on_this_kernel() {
+    fn tf32_mode_keeps_one_wave_launches_on_this_kernel() {
         // 132 SMs (the host default): 528 blocks of 64 × 64.
         let cpu = Device::Cpu;
-        assert!(one_wave(300, 3072, &cpu)); // 240 blocks: the rollout's QKV
-        assert!(one_wave(900, 2048, &cpu)); // 480: fc1 over a full window
-        assert!(one_wave(512, 512, &cpu)); // TD-MPC2's layers
-        assert!(!one_wave(900, 3072, &cpu)); // 720
-        assert!(!one_wave(1500, 6912, &cpu)); // the AdaLN table
-        assert!(!one_wave(usize::MAX, usize::MAX, &cpu));
+        let fits = |m, n, k| one_wave(launch_blocks(m, n, k, &cpu), &cpu);
+        assert!(fits(300, 3072, 192)); // 240 blocks: the rollout's QKV
+        assert!(fits(900, 2048, 192)); // 480: fc1 over a full window
+        assert!(fits(900, 192, 2048)); // 45 tiles × 11 splits: fc2 over a full window
+        assert!(fits(512, 512, 512)); // TD-MPC2's layers, 64 tiles × 4 splits
+        assert!(!fits(900, 3072, 192)); // 720
+        assert!(!fits(1500, 6912, 192)); // the AdaLN table
+        assert!(!fits(3072, 192, 2048)); // 144 tiles × 4 splits: a 1024-candidate window's fc2
+                                         // Splits count per row tile: 2 × 50 tiles × 6 splits = 600 blocks, though 100 · 6 rows would be 500.
+        assert_eq!(launch_blocks(100, 3200, 2048, &cpu), 600);
+        assert!(!fits(100, 3200, 2048));
+        assert_eq!(launch_blocks(0, 5, 64, &cpu), 0);
+        assert!(fits(0, 5, 64));
     }
 
     #[test]

@@ -58,6 +58,37 @@ fn error(got: &[f32], x: &[f32], w: &[f32], bias: Option<&[f32]>, gelu_on: bool,
     (err, scale)
 }
 
+/// One case's deterministic operands (x in [-1, 1), w in [-0.1, 0.1), bias in [-1, 1)) on the host and the GPU.
+struct Operands {
+    xs: Vec<f32>,
+    ws: Vec<f32>,
+    bs: Vec<f32>,
+    x: Tensor,
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Operands {
+    fn new(c: &Case, seed: u64, device: &candle_core::Device) -> Self {
+        let xs = values(c.m * c.k, seed);
+        let ws: Vec<f32> = values(c.n * c.k, seed + 1).iter().map(|v| v * 0.1).collect();
+        let bs = values(c.n, seed + 2);
+        let x = Tensor::from_vec(xs.clone(), (c.m, c.k), device).unwrap();
+        let w = Tensor::from_vec(ws.clone(), (c.n, c.k), device).unwrap();
+        let b = Tensor::from_vec(bs.clone(), c.n, device).unwrap();
+        Self { xs, ws, bs, x, w, b }
+    }
+
+    /// The epilogues under test: none, bias, bias + GELU, each with its bias and GELU flag for [`error`].
+    fn epilogues(&self) -> [(Epilogue<'_>, Option<&[f32]>, bool); 3] {
+        [
+            (Epilogue::None, None, false),
+            (Epilogue::Bias(&self.b), Some(self.bs.as_slice()), false),
+            (Epilogue::BiasGelu(&self.b), Some(self.bs.as_slice()), true),
+        ]
+    }
+}
+
 fn run(kind: F32Matmul, x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Vec<f32> {
     let before = f32_matmul();
     set_f32_matmul(kind);
@@ -84,21 +115,13 @@ fn split_tf32_gemm_is_as_accurate_as_cublas_f32() {
         Case { m: 33, n: 17, k: 75 },
     ];
     for (idx, c) in cases.iter().enumerate() {
-        let xs = values(c.m * c.k, idx as u64 * 3 + 1);
-        let ws: Vec<f32> = values(c.n * c.k, idx as u64 * 3 + 2).iter().map(|v| v * 0.1).collect();
-        let bs = values(c.n, idx as u64 * 3 + 3);
-        let x = Tensor::from_vec(xs.clone(), (c.m, c.k), &device).unwrap();
-        let w = Tensor::from_vec(ws.clone(), (c.n, c.k), &device).unwrap();
-        let b = Tensor::from_vec(bs.clone(), c.n, &device).unwrap();
-        for (epilogue, bias, gelu_on) in [
-            (Epilogue::None, None, false),
-            (Epilogue::Bias(&b), Some(bs.as_slice()), false),
-            (Epilogue::BiasGelu(&b), Some(bs.as_slice()), true),
-        ] {
-            let ours = run(F32Matmul::Split3xTf32, &x, &w, epilogue);
-            let cublas = run(F32Matmul::Cublas, &x, &w, epilogue);
-            let (e_ours, scale) = error(&ours, &xs, &ws, bias, gelu_on, c);
-            let (e_cublas, _) = error(&cublas, &xs, &ws, bias, gelu_on, c);
+        let ops = Operands::new(c, idx as u64 * 3 + 1, &device);
+        let Operands { xs, ws, x, w, .. } = &ops;
+        for (epilogue, bias, gelu_on) in ops.epilogues() {
+            let ours = run(F32Matmul::Split3xTf32, x, w, epilogue);
+            let cublas = run(F32Matmul::Cublas, x, w, epilogue);
+            let (e_ours, scale) = error(&ours, xs, ws, bias, gelu_on, c);
+            let (e_cublas, _) = error(&cublas, xs, ws, bias, gelu_on, c);
             println!(
                 "{}x{}x{} {epilogue:?}: max abs error vs f64 — split TF32 {e_ours:.3e}, cuBLAS f32 {e_cublas:.3e} \
                  (scale {scale:.2})",
@@ -112,7 +135,7 @@ fn split_tf32_gemm_is_as_accurate_as_cublas_f32() {
                 c.n,
                 c.k
             );
-            let again = run(F32Matmul::Split3xTf32, &x, &w, epilogue);
+            let again = run(F32Matmul::Split3xTf32, x, w, epilogue);
             assert!(ours.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()), "not deterministic");
         }
     }
@@ -122,37 +145,40 @@ fn split_tf32_gemm_is_as_accurate_as_cublas_f32() {
 #[ignore = "needs a CUDA device"]
 fn tf32_mode_on_swms_kernel_is_as_accurate_as_cublas_tf32() {
     let (_gpu, device) = gpu();
-    // Interior tiles, split K, ragged edges (odd widths: single-column stores), and depths off the 16-byte path.
+    // Interior tiles on the 8-warp (≤ 2 blocks per SM) and 4-warp kernels, split K, ragged edges (odd widths:
+    // single-column stores), and depths off the 16-byte path.
     let cases = [
         Case { m: 300, n: 2048, k: 192 },
+        Case { m: 1500, n: 768, k: 192 },
         Case { m: 300, n: 192, k: 2048 },
         Case { m: 37, n: 70, k: 44 },
         Case { m: 65, n: 9, k: 4 },
         Case { m: 33, n: 17, k: 75 },
     ];
-    let before = swm::device::tf32();
+    /// Restores the TF32 switch when the test ends, also by a failed assertion.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            swm::device::set_tf32(self.0);
+        }
+    }
+    let _restore = Restore(swm::device::tf32());
     for (idx, c) in cases.iter().enumerate() {
-        let xs = values(c.m * c.k, idx as u64 * 5 + 101);
-        let ws: Vec<f32> = values(c.n * c.k, idx as u64 * 5 + 102).iter().map(|v| v * 0.1).collect();
-        let bs = values(c.n, idx as u64 * 5 + 103);
-        let x = Tensor::from_vec(xs.clone(), (c.m, c.k), &device).unwrap();
-        let w = Tensor::from_vec(ws.clone(), (c.n, c.k), &device).unwrap();
-        let b = Tensor::from_vec(bs.clone(), c.n, &device).unwrap();
-        for (epilogue, bias, gelu_on) in [
-            (Epilogue::None, None, false),
-            (Epilogue::Bias(&b), Some(bs.as_slice()), false),
-            (Epilogue::BiasGelu(&b), Some(bs.as_slice()), true),
-        ] {
+        let ops = Operands::new(c, idx as u64 * 5 + 101, &device);
+        let Operands { xs, ws, x, w, .. } = &ops;
+        for (epilogue, bias, gelu_on) in ops.epilogues() {
             swm::device::set_tf32(true);
-            let ours = run(F32Matmul::Own, &x, &w, epilogue);
-            let again = run(F32Matmul::Own, &x, &w, epilogue);
-            let cublas = run(F32Matmul::Cublas, &x, &w, epilogue);
+            let ours = run(F32Matmul::Own, x, w, epilogue);
+            let again = run(F32Matmul::Own, x, w, epilogue);
+            let cublas = run(F32Matmul::Cublas, x, w, epilogue);
+            // TF32 mode's default: this kernel for launches of one wave, cuBLAS's TF32 GEMMs for larger ones.
+            let routed = run(F32Matmul::Split3xTf32, x, w, epilogue);
             swm::device::set_tf32(false);
-            let precise = run(F32Matmul::Split3xTf32, &x, &w, epilogue);
-            swm::device::set_tf32(before);
-            let (e_ours, scale) = error(&ours, &xs, &ws, bias, gelu_on, c);
-            let (e_cublas, _) = error(&cublas, &xs, &ws, bias, gelu_on, c);
-            let (e_precise, _) = error(&precise, &xs, &ws, bias, gelu_on, c);
+            let precise = run(F32Matmul::Split3xTf32, x, w, epilogue);
+            let (e_ours, scale) = error(&ours, xs, ws, bias, gelu_on, c);
+            let (e_cublas, _) = error(&cublas, xs, ws, bias, gelu_on, c);
+            let (e_routed, _) = error(&routed, xs, ws, bias, gelu_on, c);
+            let (e_precise, _) = error(&precise, xs, ws, bias, gelu_on, c);
             println!(
                 "{}x{}x{} {epilogue:?}: max abs error vs f64 — swm TF32 {e_ours:.3e}, cuBLAS TF32 {e_cublas:.3e}, \
                  f32 mode {e_precise:.3e} (scale {scale:.2})",
@@ -161,11 +187,24 @@ fn tf32_mode_on_swms_kernel_is_as_accurate_as_cublas_tf32() {
             // TF32-level (10-bit mantissas, rounded to nearest), within a small factor of cuBLAS's TF32 GEMM, and
             // one product: far above the split-TF32 kernel's error on the deep cases.
             assert!(e_ours <= 4.0 * e_cublas + 1e-6 * scale.max(1.0), "{e_ours:e} vs cuBLAS TF32 {e_cublas:e}");
+            assert!(e_routed <= 4.0 * e_cublas + 1e-6 * scale.max(1.0), "{e_routed:e} vs cuBLAS TF32 {e_cublas:e}");
             if c.k >= 44 {
                 assert!(e_ours > 10.0 * e_precise, "TF32 {e_ours:e} is not above f32 mode's {e_precise:e}");
             }
             assert!(ours.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()), "not deterministic");
         }
+    }
+    // NaN stays NaN through the TF32 rounding (CUDA's NaN, all mantissa bits set, and a quiet NaN), in both kernels.
+    for (bits, m, n) in [(0x7fff_ffffu32, 40, 64), (0x7fc0_0000, 1500, 768), (0x7fff_ffff, 1500, 768)] {
+        let c = Case { m, n, k: 64 };
+        let mut xs = values(c.m * c.k, 7);
+        xs[0] = f32::from_bits(bits);
+        let x = Tensor::from_vec(xs, (c.m, c.k), &device).unwrap();
+        let w = Tensor::from_vec(values(c.n * c.k, 8), (c.n, c.k), &device).unwrap();
+        swm::device::set_tf32(true);
+        let y = run(F32Matmul::Own, &x, &w, Epilogue::None);
+        assert!(y[..c.n].iter().all(|v| v.is_nan()), "{bits:#x}: row 0 {:?}", &y[..4]);
+        assert!(y[c.n..].iter().all(|v| v.is_finite()), "{bits:#x}: NaN outside row 0");
     }
 }
 
