@@ -760,7 +760,8 @@ mod tests {
         assert!(!fits(900, 3072, 192)); // 720
         assert!(!fits(1500, 6912, 192)); // the AdaLN table
         assert!(!fits(3072, 192, 2048)); // 144 tiles × 4 splits: a 1024-candidate window's fc2
-                                         // Splits count per row tile: 2 × 50 tiles × 6 splits = 600 blocks, though 100 · 6 rows would be 500.
+
+        // Splits count per row tile: 2 × 50 tiles × 6 splits = 600 blocks, though 100 · 6 rows would be 500.
         assert_eq!(launch_blocks(100, 3200, 2048, &cpu), 600);
         assert!(!fits(100, 3200, 2048));
         assert_eq!(launch_blocks(0, 5, 64, &cpu), 0);

@@ -171,7 +171,9 @@ fn tf32_mode_on_swms_kernel_is_as_accurate_as_cublas_tf32() {
             let ours = run(F32Matmul::Own, x, w, epilogue);
             let again = run(F32Matmul::Own, x, w, epilogue);
             let cublas = run(F32Matmul::Cublas, x, w, epilogue);
-            // TF32 mode's default: this kernel for launches of one wave, cuBLAS's TF32 GEMMs for larger ones.
+            // TF32 mode's default kernels (this kernel for launches of one wave, as all of these cases are;
+            // cuBLAS's TF32 GEMMs for larger ones): as accurate. Which kernel a shape takes is the host unit test
+            // `tf32_mode_keeps_one_wave_launches_on_this_kernel`'s.
             let routed = run(F32Matmul::Split3xTf32, x, w, epilogue);
             swm::device::set_tf32(false);
             let precise = run(F32Matmul::Split3xTf32, x, w, epilogue);
