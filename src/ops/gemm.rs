@@ -147,6 +147,9 @@ pub fn linear_cublas(x: &Tensor, w: &Tensor, compute: CublasCompute) -> Result<T
     Ok(out)
 }
 
+/// The kernels' epilogue code of [`Epilogue::Bias`].
+const MODE_BIAS: i32 = 1;
+
 /// What is applied to each output element of [`linear`].
 #[derive(Debug, Clone, Copy)]
 pub enum Epilogue<'a> {
@@ -164,7 +167,7 @@ impl Epilogue<'_> {
     fn code(&self) -> i32 {
         match self {
             Epilogue::None => 0,
-            Epilogue::Bias(_) => 1,
+            Epilogue::Bias(_) => MODE_BIAS,
             Epilogue::BiasGelu(_) => 2,
             Epilogue::BiasSilu(_) => 3,
         }
@@ -242,6 +245,14 @@ fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> 
     if k == 0 || !own_kernel(x, w, bias) {
         return false;
     }
+    own_shape(x.elem_count() / k, w.elem_count() / k, k, x.device())
+}
+
+/// Whether a (rows, n, k) GEMM of f32 operands runs on swm's kernel rather than cuBLAS's, swm's kernel selected.
+fn own_shape(rows: usize, n: usize, k: usize, device: &Device) -> bool {
+    if k == 0 {
+        return false;
+    }
     if !crate::device::tf32() || f32_matmul() == F32Matmul::Own {
         return true;
     }
@@ -249,8 +260,7 @@ fn use_tensor_cores(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, k: usize) -> 
     // on this kernel's one-product variant (its fused epilogues and partial sums save launches), larger ones on
     // cuBLAS's TF32 GEMMs, whose Hopper kernels run big tiles faster (`swm bench gemm`: AdaLN table 1500 × 6912 ×
     // 192 127 against 150 µs; counting the splits took iCEM 1024 × 5 from 19.0 to 17.4 ms, session 16).
-    let (rows, n) = (x.elem_count() / k, w.elem_count() / k);
-    one_wave(launch_blocks(rows, n, k, x.device()), x.device())
+    one_wave(launch_blocks(rows, n, k, device), device)
 }
 
 /// Blocks of a plain (rows, n, k) launch: 64 × 64 output tiles times the split-K splits.
@@ -364,6 +374,53 @@ fn gemm_into(x: &Tensor, a_offset: usize, w: &Tensor, epilogue: Epilogue<'_>, sh
     Ok(out)
 }
 
+/// A contiguous f32 operand on the device by address and length (elements): what the launches read and write.
+/// Tensors give theirs through [`Raw::of`]; a `CustomOp` gives its storage's (the training Linear).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Raw {
+    /// Device address of the first element.
+    pub ptr: u64,
+    /// f32 elements from `ptr` that may be read or written.
+    pub len: usize,
+}
+
+impl Raw {
+    /// A contiguous f32 CUDA tensor's address and length.
+    fn of(t: &Tensor) -> Result<Self> {
+        Ok(Self { ptr: address(t)?, len: t.elem_count() })
+    }
+}
+
+/// Checks that `shape`'s launch in K chunks of `chunk` stays inside its operands (lengths in f32 elements): A from
+/// element `a_offset` of `x_len`, `w_len` weights, an output of `out_len` and a bias of `bias_len`.
+fn check_launch(
+    shape: Shape,
+    chunk: usize,
+    (x_len, a_offset): (usize, usize),
+    w_len: usize,
+    out_len: usize,
+    bias_len: Option<usize>,
+) -> Result<()> {
+    let Shape { m, n, k, batches, lda, a_batch, ldo, o_batch } = shape;
+    let splits = k.div_ceil(chunk);
+    if lda < k || ldo < n || (batches > 1 && o_batch < n) {
+        return Err(KernelError::operand("gemm", format!("overlapping rows or batches in {shape:?}")));
+    }
+    let last_a = (batches - 1) * a_batch + (m - 1) * lda + k;
+    let weights = batches * n * k;
+    let results = if splits == 1 { (batches - 1) * o_batch + (m - 1) * ldo + n } else { batches * splits * m * n };
+    if a_offset + last_a > x_len || w_len != weights || out_len < results {
+        return Err(KernelError::operand(
+            "gemm",
+            format!("A of {x_len} at {a_offset}, {w_len} weights, an output of {out_len} for {shape:?}"),
+        ));
+    }
+    if let Some(len) = bias_len.filter(|&len| len != batches * n) {
+        return Err(KernelError::operand("bias", format!("{len} values for {batches} × {n} outputs")));
+    }
+    Ok(())
+}
+
 /// Launches the GEMM kernel for `shape` (plain or strided, split-TF32 or TF32) in K chunks of `chunk` into `out`
 /// ((batches, splits, m, n) partials when split, the strided result with the epilogue when not).
 fn launch(
@@ -375,6 +432,39 @@ fn launch(
     shape: Shape,
     chunk: usize,
 ) -> Result<()> {
+    let bias = epilogue.bias();
+    check_launch(
+        shape,
+        chunk,
+        (x.elem_count(), a_offset),
+        w.elem_count(),
+        out.elem_count(),
+        bias.map(Tensor::elem_count),
+    )?;
+    cuda(x.device())?;
+    let mut a = Raw::of(x)?;
+    a.ptr += (a_offset * 4) as u64;
+    a.len -= a_offset;
+    let bias = bias.map(Raw::of).transpose()?;
+    launch_raw(x.device(), a, Raw::of(w)?, bias, epilogue.code(), Raw::of(out)?, shape, chunk)
+}
+
+/// [`launch`] on raw operands (A from its first element); `mode` is the epilogue's code (0 without a bias).
+#[allow(clippy::too_many_arguments)]
+fn launch_raw(
+    device: &Device,
+    x: Raw,
+    w: Raw,
+    bias: Option<Raw>,
+    mode: i32,
+    out: Raw,
+    shape: Shape,
+    chunk: usize,
+) -> Result<()> {
+    check_launch(shape, chunk, (x.len, 0), w.len, out.len, bias.map(|b| b.len))?;
+    if mode > 0 && bias.is_none() {
+        return Err(KernelError::operand("bias", "an epilogue with a bias needs one"));
+    }
     let Shape { m, n, k, batches, lda, a_batch, ldo, o_batch } = shape;
     let splits = k.div_ceil(chunk);
     let int = |v: usize, what: &str| {
@@ -383,28 +473,9 @@ fn launch(
     let (m32, n32, k32, c32) = (int(m, "rows")?, int(n, "outputs")?, int(k, "depth")?, int(chunk, "K chunk")?);
     let (s32, lda32, ldo32, ob32) =
         (int(splits, "splits")?, int(lda, "lda")?, int(ldo, "ldo")?, int(o_batch, "output batch offset")?);
-    if lda < k || ldo < n || (batches > 1 && o_batch < n) {
-        return Err(KernelError::operand("gemm", format!("overlapping rows or batches in {shape:?}")));
-    }
-    let last_a = (batches - 1) * a_batch + (m - 1) * lda + k;
-    let weights = batches * n * k;
-    let results = if splits == 1 { (batches - 1) * o_batch + (m - 1) * ldo + n } else { batches * splits * m * n };
-    if a_offset + last_a > x.elem_count() || w.elem_count() != weights || out.elem_count() < results {
-        return Err(KernelError::operand(
-            "gemm",
-            format!("{:?} at {a_offset}, weight {:?}, out {:?} for {shape:?}", x.dims(), w.dims(), out.dims()),
-        ));
-    }
-    if let Some(b) = epilogue.bias() {
-        if b.elem_count() != batches * n {
-            return Err(KernelError::operand("bias", format!("{:?} for {batches} × {n} outputs", b.dims())));
-        }
-    }
-    let dev = cuda(x.device())?;
-    let xp = address(x)? + (a_offset * 4) as u64;
-    let (wp, op) = (address(w)?, address(out)?);
-    let bp = epilogue.bias().map(address).transpose()?.unwrap_or(0);
-    let mode = epilogue.code();
+    let dev = cuda(device)?;
+    let (xp, wp, op) = (x.ptr, w.ptr, out.ptr);
+    let bp = bias.map_or(0, |b| b.ptr);
     let aligned = |v: usize| v.is_multiple_of(4);
     let vec4 =
         i32::from(aligned(k) && aligned(lda) && aligned(a_batch) && xp.is_multiple_of(16) && wp.is_multiple_of(16));
@@ -415,7 +486,7 @@ fn launch(
     let grid = (n.div_ceil(TILE_N), m.div_ceil(TILE_M), batches * splits);
     // Plain grids of at most two blocks per SM run eight warps a block (32 × 16 warp tiles): twice the warps on
     // the SMs, each with half the dependent products.
-    let wide = plain && grid.0 * grid.1 * grid.2 <= 2 * multiprocessors(x.device());
+    let wide = plain && grid.0 * grid.1 * grid.2 <= 2 * multiprocessors(device);
     let name = match (plain, wide, crate::device::tf32()) {
         (true, false, false) => "gemm_3xtf32_f32",
         (true, true, false) => "gemm_3xtf32_f32_w8",
@@ -441,7 +512,7 @@ fn launch(
     // (one batch, lda = k, ldo = n: the kernel takes splits = gridDim.z; the _w8 kernels with 256 threads, the
     // others with 128, as compiled) and gemm_{3xtf32,tf32}_strided_f32(…, splits, lda, a_batch, ldo, o_batch)
     // otherwise; SHARED_BYTES is the kernels' dynamic shared memory (the stages and the bias tile); every A row
-    // read lies in x (checked above against its element count), the weights hold batches·n·k f32 and the bias
+    // read lies in x (checked above against its length), the weights hold batches·n·k f32 and the bias
     // batches·n when mode > 0 (checked), the output holds every write (checked: the strided result when unsplit,
     // batches·splits·m·n partials when split; splits·k_chunk ≥ k > 0, so every block has a K tile); vec4 only
     // when every 16-byte copy stays aligned.
@@ -450,27 +521,78 @@ fn launch(
 
 /// Sums `shape`'s (batches, splits, m, n) partials into `out` (rows `ldo` apart) with the epilogue.
 fn reduce_into(partials: &Tensor, epilogue: Epilogue<'_>, out: &Tensor, shape: Shape, splits: usize) -> Result<()> {
+    let bias = epilogue.bias().map(Raw::of).transpose()?;
+    reduce_raw(out.device(), Raw::of(partials)?, bias, epilogue.code(), Raw::of(out)?, shape, splits)
+}
+
+/// [`reduce_into`] on raw operands; `mode` is the epilogue's code (0 without a bias).
+fn reduce_raw(
+    device: &Device,
+    partials: Raw,
+    bias: Option<Raw>,
+    mode: i32,
+    out: Raw,
+    shape: Shape,
+    splits: usize,
+) -> Result<()> {
     let Shape { m, n, batches, ldo, o_batch, .. } = shape;
-    if partials.elem_count() != batches * splits * m * n
-        || out.elem_count() < (batches - 1) * o_batch + (m - 1) * ldo + n
-    {
+    if partials.len != batches * splits * m * n || out.len < (batches - 1) * o_batch + (m - 1) * ldo + n {
         return Err(KernelError::operand(
             "partials",
-            format!("{:?} into {:?} for {shape:?}", partials.dims(), out.dims()),
+            format!("{} partial sums into an output of {} for {shape:?}", partials.len, out.len),
         ));
     }
-    let dev = cuda(out.device())?;
-    let (pp, op) = (address(partials)?, address(out)?);
-    let bp = epilogue.bias().map(address).transpose()?.unwrap_or(0);
-    let (m64, n32, s32, mode) = (m as i64, n as i32, splits as i32, epilogue.code());
+    if mode > 0 && bias.is_none_or(|b| b.len != batches * n) {
+        return Err(KernelError::operand("bias", format!("an epilogue's bias for {batches} × {n} outputs")));
+    }
+    let dev = cuda(device)?;
+    let (pp, op) = (partials.ptr, out.ptr);
+    let bp = bias.map_or(0, |b| b.ptr);
+    let (m64, n32, s32) = (m as i64, n as i32, splits as i32);
     let (b32, ldo32, ob32) = (batches as i32, ldo as i32, o_batch as i32);
     let f = dev.get_or_load_custom_func("gemm_splitk_reduce_f32", MODULE, kernels::GEMM)?;
     let mut b = f.builder();
     b.arg(&pp).arg(&bp).arg(&op).arg(&m64).arg(&n32).arg(&s32).arg(&mode).arg(&b32).arg(&ldo32).arg(&ob32);
     // SAFETY: matches gemm_splitk_reduce_f32(partial, bias, out, m, n, splits, mode, batches, ldo, o_batch);
-    // partial holds batches·splits·m·n f32 and out every strided write (checked above), the bias batches·n
-    // (checked by the launch) when mode > 0.
+    // partial holds batches·splits·m·n f32 and out every strided write, the bias batches·n when mode > 0 (all
+    // checked above).
     launched(unsafe { b.launch(grid(batches * m * n)) })
+}
+
+/// `x · wᵀ + b` for raw contiguous operands — x (rows, k), w (n, k), b (n) — into `out` (rows, n), where
+/// [`linear`] would run swm's kernel for these shapes: returns `false`, having launched nothing, where it would
+/// run cuBLAS (the caller's fallback). For `CustomOp`s, which hold storages rather than tensors: the training
+/// Linear's forward.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_bias_raw(
+    device: &Device,
+    x: Raw,
+    w: Raw,
+    b: Raw,
+    out: Raw,
+    rows: usize,
+    n: usize,
+    k: usize,
+) -> Result<bool> {
+    if f32_matmul() == F32Matmul::Cublas || !matches!(device, Device::Cuda(_)) || !own_shape(rows, n, k, device) {
+        return Ok(false);
+    }
+    if rows == 0 || n == 0 {
+        return Ok(true);
+    }
+    let shape = Shape::plain(rows, n, k);
+    let chunk = shape.chunk(device);
+    let splits = k.div_ceil(chunk);
+    let mode = MODE_BIAS;
+    if splits == 1 {
+        launch_raw(device, x, w, Some(b), mode, out, shape, chunk)?;
+        return Ok(true);
+    }
+    let partials = uninit_f32(cuda(device)?, (splits, rows, n))?;
+    let p = Raw::of(&partials)?;
+    launch_raw(device, x, w, None, 0, p, shape, chunk)?;
+    reduce_raw(device, p, Some(b), mode, out, shape, splits)?;
+    Ok(true)
 }
 
 /// Heads side by side: x (rows, heads·k) holds each head's input as a column block; head h multiplies its block

@@ -8,8 +8,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D,
 };
-use cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, DevicePtr, LaunchConfig, PushKernelArg};
 
+use super::gemm::{self, Raw};
 use super::launch::{cuda_only, f32_view as view};
 use crate::kernels;
 
@@ -355,8 +356,9 @@ impl CustomOp2 for GeluBwd {
     }
 }
 
-/// `x·Wᵀ + b` over the last dim: one cuBLAS GEMM and an in-place bias kernel forward; backward `g·W`, `gᵀ·x` and
-/// `1ᵀ·g` (three GEMMs).
+/// `x·Wᵀ + b` over the last dim: forward one launch of swm's GEMM with the bias in its epilogue where
+/// [`gemm::linear`] would run it (else a cuBLAS GEMM and an in-place bias kernel); backward `g·W` (swm's GEMM
+/// likewise), `gᵀ·x` and `1ᵀ·g` (cuBLAS).
 struct Linear;
 
 impl CustomOp3 for Linear {
@@ -388,9 +390,29 @@ impl CustomOp3 for Linear {
         if wk != k || bl.dims() != [n] || !xl.is_contiguous() || !wl.is_contiguous() || !bl.is_contiguous() {
             candle_core::bail!("swm-linear: x {:?}, W {:?}, b {:?}", xl.dims(), wl.dims(), bl.dims());
         }
+        let dev = x.device().clone();
+        let mut dims = xl.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = n;
+        }
+        // swm's GEMM with the bias in its epilogue where `gemm::linear` would run it (f32: its split-TF32
+        // products, f32-class; TF32 mode: its one-wave launches), else cuBLAS and the bias kernel.
+        let stream = dev.cuda_stream();
+        let raw = |s: &CudaStorage, l: &Layout, len: usize| -> candle_core::Result<Raw> {
+            let ptr = s.as_cuda_slice::<f32>()?.device_ptr(&stream).0 + (l.start_offset() * 4) as u64;
+            Ok(Raw { ptr, len })
+        };
+        // SAFETY: linear_bias_raw writes every element when it returns true; the buffer is dropped otherwise.
+        let y = unsafe { dev.alloc::<f32>(rows * n) }?;
+        let out = Raw { ptr: y.device_ptr(&stream).0, len: rows * n };
+        let (xr, wr, br) = (raw(x, xl, rows * k)?, raw(w, wl, n * k)?, raw(b, bl, n)?);
+        let device = candle_core::Device::Cuda(dev.clone());
+        if gemm::linear_bias_raw(&device, xr, wr, br, out, rows, n, k).map_err(candle_core::Error::wrap)? {
+            return Ok((CudaStorage::wrap_cuda_slice(y, dev), Shape::from(dims)));
+        }
+        drop(y);
         let lhs = Layout::contiguous_with_offset((rows, k), xl.start_offset());
         let mut y = x.matmul(w, (1, rows, n, k), &lhs, &wl.transpose(0, 1)?)?;
-        let dev = x.device().clone();
         let func = dev.get_or_load_custom_func("bias_add_f32", "swm_train", kernels::TRAIN)?;
         let b_v = view(b, bl)?;
         let (r, c) = (rows as i64, n as i32);
@@ -400,10 +422,6 @@ impl CustomOp3 for Linear {
         // SAFETY: bias_add_f32(float* y, const float* b, long long rows, int cols); y is the GEMM's fresh
         // (rows, n) output, b holds n (checked above).
         unsafe { builder.launch(elements(rows * n)) }.map_err(cuda_err)?;
-        let mut dims = xl.dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = n;
-        }
         Ok((y, Shape::from(dims)))
     }
     fn bwd(
@@ -490,12 +508,16 @@ pub fn gelu_backward(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// The backward of [`linear`] from its input `x`, weight `w` `(out, in)` and the output's gradient `g`:
-/// `(g·W, gᵀ·x, 1ᵀ·g)` as three GEMMs (Candle ops: any device).
+/// `(g·W, gᵀ·x, 1ᵀ·g)` as three GEMMs, `g·W` on [`gemm::linear`] (swm's kernel where it runs), the others Candle
+/// matmuls (any device).
 pub fn linear_backward(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let (n, k) = w.dims2()?;
     let rows = x.elem_count() / k;
     let g2 = g.reshape((rows, n))?;
-    let dx = g2.matmul(w)?.reshape(x.shape())?;
+    // g·W = g·(Wᵀ)ᵀ: swm's GEMM over the transposed weight (small) where it runs, cuBLAS elsewhere.
+    let dx = gemm::linear(&g2.contiguous()?, &w.t()?.contiguous()?, gemm::Epilogue::None)
+        .map_err(candle_core::Error::wrap)?
+        .reshape(x.shape())?;
     let dw = g2.t()?.matmul(&x.reshape((rows, k))?)?;
     let db = Tensor::ones((1, rows), g.dtype(), g.device())?.matmul(&g2)?.reshape(n)?;
     Ok((dx, dw, db))

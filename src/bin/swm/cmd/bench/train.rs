@@ -1,5 +1,5 @@
 //! `swm bench train`: one LeWM training step — upstream's objective in train mode, backward, gradient clipping,
-//! AdamW — on a batch of 4-frame clips, with f32 GEMMs and with TF32.
+//! AdamW — on a batch of 4-frame clips, with f32 GEMMs and with TF32, on swm's GEMM kernel and on cuBLAS's.
 
 use candle_core::{Device, Tensor};
 
@@ -7,6 +7,7 @@ use swm::checkpoint::StateDict;
 use swm::models::lewm::Config;
 
 use swm::device;
+use swm::ops::gemm::{self, F32Matmul};
 use swm::tools::bench::{self, BenchRow};
 use swm::training::{
     attention_padding, set_attention_padding, AttentionPadding as Padding, Batch, EncoderGrad, TrainOptions,
@@ -39,16 +40,20 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
     let mut rows = Vec::new();
     let (manual, autograd) = (EncoderGrad::Manual, EncoderGrad::Autograd);
     let (fused, candle) = (UpdateKernels::Fused, UpdateKernels::Candle);
+    let (own, cublas) = (F32Matmul::Split3xTf32, F32Matmul::Cublas);
     let rows_of = [
-        ("f32", false, manual, fused, Padding::Tf32, ""),
-        ("TF32", true, manual, fused, Padding::Tf32, ""),
-        ("TF32", true, manual, fused, Padding::Never, ", attention over unpadded tokens"),
-        ("f32", false, manual, candle, Padding::Tf32, ", Candle's AdamW"),
-        ("TF32", true, manual, candle, Padding::Tf32, ", Candle's AdamW"),
-        ("f32", false, autograd, candle, Padding::Tf32, ", Candle autograd and AdamW throughout"),
+        ("f32", false, own, manual, fused, Padding::Tf32, ""),
+        ("TF32", true, own, manual, fused, Padding::Tf32, ""),
+        ("f32", false, cublas, manual, fused, Padding::Tf32, ", cuBLAS GEMMs"),
+        ("TF32", true, cublas, manual, fused, Padding::Tf32, ", cuBLAS GEMMs"),
+        ("TF32", true, own, manual, fused, Padding::Never, ", attention over unpadded tokens"),
+        ("f32", false, own, manual, candle, Padding::Tf32, ", Candle's AdamW"),
+        ("TF32", true, own, manual, candle, Padding::Tf32, ", Candle's AdamW"),
+        ("f32", false, own, autograd, candle, Padding::Tf32, ", Candle autograd and AdamW throughout"),
     ];
-    for (mode, tf32, encoder_grad, update, padding, how) in rows_of {
+    for (mode, tf32, matmul, encoder_grad, update, padding, how) in rows_of {
         let _tf32 = Scoped::set(tf32, device::tf32, device::set_tf32);
+        let _matmul = Scoped::set(matmul, gemm::f32_matmul, gemm::set_f32_matmul);
         let _padding = Scoped::set(padding, attention_padding, set_attention_padding);
         let model = TrainableLeWm::from_state_dict(&config, &state, &device)?;
         let mut trainer = Trainer::new(model, TrainOptions { encoder_grad, update, ..TrainOptions::default() })?;
@@ -59,7 +64,7 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
     Ok(rows)
 }
 
-/// A process-wide switch (TF32, the attention's padding) set for a scope and restored when dropped (also on an
+/// A process-wide switch (TF32, the GEMM kernels, the attention's padding) set for a scope and restored when dropped (also on an
 /// early error return).
 struct Scoped<T: Copy + 'static> {
     before: T,
