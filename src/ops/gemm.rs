@@ -595,6 +595,61 @@ pub(crate) fn linear_bias_raw(
     Ok(true)
 }
 
+/// `a · b` for f32 operands (…, m, k) and (…, k, n) with the same leading (batch) dims: (…, m, n), contiguous.
+///
+/// Runs on swm's strided kernel (split-TF32 products: f32-class) with TF32 mode off and swm's kernel selected, for
+/// CUDA operands: `a` made contiguous, `b` as its transpose made contiguous (no copy when `b` is a transposed view
+/// of a contiguous tensor, as `k.t()` for attention scores). Otherwise, and beyond 65 535 batches × K splits,
+/// Candle's matmul (cuBLAS f32, or TF32 in TF32 mode). The training encoder's Q·Kᵀ and G·Vᵀ over 257 tokens,
+/// which cuBLAS runs on SIMT `align1` kernels.
+pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (ad, bd) = (a.dims(), b.dims());
+    let rank = ad.len();
+    let own = !crate::device::tf32()
+        && f32_matmul() != F32Matmul::Cublas
+        && matches!(a.device(), Device::Cuda(_))
+        && a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && rank >= 2
+        && bd.len() == rank
+        && ad[..rank - 2] == bd[..rank - 2]
+        && ad[rank - 1] == bd[rank - 2];
+    if !own {
+        return Ok(a.matmul(b)?);
+    }
+    let (m, k, n) = (ad[rank - 2], ad[rank - 1], bd[rank - 1]);
+    let batches: usize = ad[..rank - 2].iter().product();
+    let mut out_dims = ad.to_vec();
+    out_dims[rank - 1] = n;
+    let dev = cuda(a.device())?;
+    let out = uninit_f32(dev, out_dims)?;
+    if batches == 0 || m == 0 || n == 0 {
+        return Ok(out);
+    }
+    if k == 0 {
+        return Ok(out.zeros_like()?);
+    }
+    let shape = Shape { m, n, k, batches, lda: k, a_batch: m * k, ldo: n, o_batch: m * n };
+    let chunk = shape.chunk(a.device());
+    let splits = k.div_ceil(chunk);
+    if batches * splits > MAX_GRID_Z {
+        return Ok(a.matmul(b)?);
+    }
+    let x = a.contiguous()?;
+    let w = b.transpose(rank - 2, rank - 1)?.contiguous()?;
+    if splits == 1 {
+        launch(&x, 0, &w, Epilogue::None, &out, shape, chunk)?;
+        return Ok(out);
+    }
+    let partials = uninit_f32(dev, (batches, splits, m, n))?;
+    launch(&x, 0, &w, Epilogue::None, &partials, shape, chunk)?;
+    reduce_into(&partials, Epilogue::None, &out, shape, splits)?;
+    Ok(out)
+}
+
+/// The most blocks a launch's grid has along z (batches × splits).
+const MAX_GRID_Z: usize = 65_535;
+
 /// Heads side by side: x (rows, heads·k) holds each head's input as a column block; head h multiplies its block
 /// by `w[h]` (w: (heads, n, k)) with bias `b[h]` (the epilogue's bias: heads·n values) and writes column block h of
 /// the (rows, heads·n) result — one launch for an ensemble layer. On swm's kernel (split-TF32, or one TF32

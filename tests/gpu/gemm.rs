@@ -364,3 +364,39 @@ fn cublas_gemm_ex_is_as_accurate_as_its_compute_type() {
     assert!(linear_cublas(&xb, &wb, CublasCompute::FastBf16).is_err());
     assert!(linear_cublas(&x.narrow(1, 0, 100).unwrap().contiguous().unwrap(), &w, CublasCompute::Exact).is_err());
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn batched_matmul_is_as_accurate_as_cublas_f32() {
+    use swm::ops::gemm::batched_matmul;
+    let (_gpu, device) = gpu();
+    // (batches, m, n, d): the training encoder's scores over 257 and 17 tokens, a ragged small case, and a deep
+    // one that splits K over blocks.
+    for (batches, m, n, d, seed) in [(6, 257, 257, 64, 1u64), (4, 17, 17, 16, 2), (3, 5, 7, 3, 3), (2, 40, 24, 2048, 4)]
+    {
+        let a = values(batches * m * d, seed);
+        let b = values(batches * n * d, seed + 10);
+        let at = Tensor::from_vec(a.clone(), (batches, m, d), &device).unwrap();
+        let bt = Tensor::from_vec(b.clone(), (batches, n, d), &device).unwrap();
+        // a · bᵀ with b passed as the transposed view (the attention's `k.t()`), on swm's kernel and on cuBLAS.
+        let got = batched_matmul(&at, &bt.t().unwrap()).unwrap();
+        assert_eq!(got.dims(), [batches, m, n]);
+        let cublas = at.matmul(&bt.t().unwrap()).unwrap();
+        let (got, cublas) = (got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), cublas.flatten_all().unwrap());
+        let cublas = cublas.to_vec1::<f32>().unwrap();
+        let c = Case { m, n, k: d };
+        let (mut err, mut err_cublas, mut scale) = (0f64, 0f64, 0f64);
+        for i in 0..batches {
+            let (xa, wb) = (&a[i * m * d..(i + 1) * m * d], &b[i * n * d..(i + 1) * n * d]);
+            let (e, s) = error(&got[i * m * n..(i + 1) * m * n], xa, wb, None, false, &c);
+            let (ec, _) = error(&cublas[i * m * n..(i + 1) * m * n], xa, wb, None, false, &c);
+            (err, err_cublas, scale) = (err.max(e), err_cublas.max(ec), scale.max(s));
+        }
+        println!("{batches}x{m}x{n}x{d}: swm {err:.3e}, cuBLAS f32 {err_cublas:.3e} (scale {scale:.2})");
+        assert!(err <= 5.0 * err_cublas.max(1e-7) && err < 1e-5 * scale.max(1.0) * (d as f64).sqrt(), "{err}");
+    }
+    // Mismatched batch dims go to Candle's matmul, which refuses them.
+    let a = Tensor::zeros((2, 3, 4), candle_core::DType::F32, &device).unwrap();
+    let b = Tensor::zeros((3, 4, 5), candle_core::DType::F32, &device).unwrap();
+    assert!(batched_matmul(&a, &b).is_err());
+}

@@ -46,6 +46,7 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
         ("TF32", true, own, manual, fused, Padding::Tf32, ""),
         ("f32", false, cublas, manual, fused, Padding::Tf32, ", cuBLAS GEMMs"),
         ("TF32", true, cublas, manual, fused, Padding::Tf32, ", cuBLAS GEMMs"),
+        ("f32", false, own, manual, fused, Padding::Never, ", attention over unpadded tokens"),
         ("TF32", true, own, manual, fused, Padding::Never, ", attention over unpadded tokens"),
         ("f32", false, own, manual, candle, Padding::Tf32, ", Candle's AdamW"),
         ("TF32", true, own, manual, candle, Padding::Tf32, ", Candle's AdamW"),
