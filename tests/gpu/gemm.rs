@@ -393,7 +393,10 @@ fn batched_matmul_is_as_accurate_as_cublas_f32() {
             (err, err_cublas, scale) = (err.max(e), err_cublas.max(ec), scale.max(s));
         }
         println!("{batches}x{m}x{n}x{d}: swm {err:.3e}, cuBLAS f32 {err_cublas:.3e} (scale {scale:.2})");
-        assert!(err <= 5.0 * err_cublas.max(1e-7) && err < 1e-5 * scale.max(1.0) * (d as f64).sqrt(), "{err}");
+        // f32-level: within a small factor of cuBLAS's own f32 rounding plus the split products' ~2⁻²² relative
+        // (the small parts' product is dropped; operands here are in [-1, 1), so a 3-deep product is near-exact on
+        // cuBLAS and ~5e-7 off on the split kernel), three orders of magnitude below TF32's ~1e-3.
+        assert!(err <= 4.0 * err_cublas + 4e-7 * scale.max(1.0), "{batches}x{m}x{n}x{d}: {err:e} vs {err_cublas:e}");
     }
     // Mismatched batch dims go to Candle's matmul, which refuses them.
     let a = Tensor::zeros((2, 3, 4), candle_core::DType::F32, &device).unwrap();
