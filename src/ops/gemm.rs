@@ -34,7 +34,7 @@ const STAGES: usize = 3;
 /// block's output columns.
 const SHARED_BYTES: usize = (STAGES * (TILE_M + TILE_N) * (TILE_K + 4) + TILE_N) * 4;
 
-/// Which kernels run the f32 matmuls of the hot path (predictor rollout, its heads, the AdaLN table).
+/// Which kernels run swm's f32 matmuls (the rollouts, their heads, the AdaLN table, the training Linear and attention).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum F32Matmul {
     /// swm's tensor-core GEMM on operands split into two TF32 parts (three products, f32 accumulation); in TF32
@@ -402,6 +402,9 @@ fn check_launch(
     bias_len: Option<usize>,
 ) -> Result<()> {
     let Shape { m, n, k, batches, lda, a_batch, ldo, o_batch } = shape;
+    if m == 0 || n == 0 || k == 0 || batches == 0 || chunk == 0 {
+        return Err(KernelError::operand("gemm", format!("an empty launch ({shape:?}, K chunk {chunk})")));
+    }
     let splits = k.div_ceil(chunk);
     if lda < k || ldo < n || (batches > 1 && o_batch < n) {
         return Err(KernelError::operand("gemm", format!("overlapping rows or batches in {shape:?}")));
@@ -563,8 +566,13 @@ fn reduce_raw(
 /// [`linear`] would run swm's kernel for these shapes: returns `false`, having launched nothing, where it would
 /// run cuBLAS (the caller's fallback). For `CustomOp`s, which hold storages rather than tensors: the training
 /// Linear's forward.
+///
+/// # Safety
+/// Each operand's `ptr` must address `len` f32 on `device`, allocated on Candle's stream of that device and alive
+/// until the launched work has run (stream order: Candle's buffers are freed on the same stream); `out` must not
+/// overlap the inputs.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn linear_bias_raw(
+pub(crate) unsafe fn linear_bias_raw(
     device: &Device,
     x: Raw,
     w: Raw,
@@ -599,15 +607,20 @@ pub(crate) fn linear_bias_raw(
 ///
 /// Runs on swm's strided kernel (split-TF32 products: f32-class) with TF32 mode off and swm's kernel selected, for
 /// CUDA operands: `a` made contiguous, `b` as its transpose made contiguous (no copy when `b` is a transposed view
-/// of a contiguous tensor, as `k.t()` for attention scores). Otherwise, and beyond 65 535 batches × K splits,
-/// Candle's matmul (cuBLAS f32, or TF32 in TF32 mode). The training encoder's Q·Kᵀ and G·Vᵀ over 257 tokens,
+/// of a contiguous tensor, as `k.t()` for attention scores). Not differentiable there: operands that track
+/// gradients, TF32 mode, empty operands and shapes past the kernel's int and grid limits take Candle's matmul
+/// (cuBLAS f32, or TF32 in TF32 mode). The training encoder's Q·Kᵀ and G·Vᵀ over 257 tokens,
 /// which cuBLAS runs on SIMT `align1` kernels.
 pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (ad, bd) = (a.dims(), b.dims());
     let rank = ad.len();
+    // Tracked operands take Candle's differentiable matmul: this kernel's output has no backward.
     let own = !crate::device::tf32()
         && f32_matmul() != F32Matmul::Cublas
         && matches!(a.device(), Device::Cuda(_))
+        && a.device().same_device(b.device())
+        && !a.track_op()
+        && !b.track_op()
         && a.dtype() == DType::F32
         && b.dtype() == DType::F32
         && rank >= 2
@@ -621,20 +634,20 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let batches: usize = ad[..rank - 2].iter().product();
     let mut out_dims = ad.to_vec();
     out_dims[rank - 1] = n;
-    let dev = cuda(a.device())?;
-    let out = uninit_f32(dev, out_dims)?;
-    if batches == 0 || m == 0 || n == 0 {
-        return Ok(out);
-    }
-    if k == 0 {
-        return Ok(out.zeros_like()?);
+    if batches == 0 || m == 0 || n == 0 || k == 0 {
+        return Ok(a.matmul(b)?);
     }
     let shape = Shape { m, n, k, batches, lda: k, a_batch: m * k, ldo: n, o_batch: m * n };
     let chunk = shape.chunk(a.device());
     let splits = k.div_ceil(chunk);
-    if batches * splits > MAX_GRID_Z {
+    // The kernel's int arguments and grid limits (rows in blocks of 64 along y, batches × splits along z).
+    let fits = |v: usize| v <= i32::MAX as usize;
+    if batches * splits > MAX_GRID_Z || m.div_ceil(TILE_M) > MAX_GRID_Z || !fits(m * n) || !fits(m * k) || !fits(n * k)
+    {
         return Ok(a.matmul(b)?);
     }
+    let dev = cuda(a.device())?;
+    let out = uninit_f32(dev, out_dims)?;
     let x = a.contiguous()?;
     let w = b.transpose(rank - 2, rank - 1)?.contiguous()?;
     if splits == 1 {
@@ -647,7 +660,7 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
-/// The most blocks a launch's grid has along z (batches × splits).
+/// The most blocks a launch's grid has along y (row tiles) or z (batches × splits).
 const MAX_GRID_Z: usize = 65_535;
 
 /// Heads side by side: x (rows, heads·k) holds each head's input as a column block; head h multiplies its block

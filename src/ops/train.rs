@@ -353,7 +353,7 @@ impl CustomOp2 for GeluBwd {
     }
 }
 
-/// `x·Wᵀ + b` over the last dim: forward one launch of swm's GEMM with the bias in its epilogue where
+/// `x·Wᵀ + b` over the last dim: forward swm's GEMM with the bias in its epilogue (split-K: and its reduction) where
 /// [`gemm::linear`] would run it (else a cuBLAS GEMM and an in-place bias kernel); backward `g·W` (swm's GEMM
 /// likewise), `gᵀ·x` and `1ᵀ·g` (cuBLAS).
 struct Linear;
@@ -404,7 +404,11 @@ impl CustomOp3 for Linear {
         let out = Raw { ptr: y.device_ptr(&stream).0, len: rows * n };
         let (xr, wr, br) = (raw(x, xl, rows * k)?, raw(w, wl, n * k)?, raw(b, bl, n)?);
         let device = candle_core::Device::Cuda(dev.clone());
-        if gemm::linear_bias_raw(&device, xr, wr, br, out, rows, n, k).map_err(candle_core::Error::wrap)? {
+        // SAFETY: x, w and b address their storages' rows·k, n·k and n f32 from the layouts' offsets (contiguous,
+        // shapes checked above) and `out` the fresh rows·n buffer `y`, all on this device's stream, which orders
+        // their frees after the launch; `y` overlaps nothing.
+        let own = unsafe { gemm::linear_bias_raw(&device, xr, wr, br, out, rows, n, k) };
+        if own.map_err(candle_core::Error::wrap)? {
             return Ok((CudaStorage::wrap_cuda_slice(y, dev), Shape::from(dims)));
         }
         drop(y);
@@ -505,8 +509,8 @@ pub fn gelu_backward(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// The backward of [`linear`] from its input `x`, weight `w` `(out, in)` and the output's gradient `g`:
-/// `(g·W, gᵀ·x, 1ᵀ·g)` as three GEMMs, `g·W` on [`gemm::linear`] (swm's kernel where it runs), the others Candle
-/// matmuls (any device).
+/// `(g·W, gᵀ·x, 1ᵀ·g)` as three GEMMs: `g·W` on [`gemm::linear`] (swm's kernel where it runs), the others
+/// Candle matmuls (any device).
 pub fn linear_backward(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let (n, k) = w.dims2()?;
     let rows = x.elem_count() / k;

@@ -109,11 +109,11 @@ fn pad_tokens(x: &Tensor, to: usize) -> Result<Tensor> {
     Ok(if to > t { x.pad_with_zeros(2, 0, to - t)? } else { x.clone() })
 }
 
-/// `a · bᵀ` over (…, m, d) and (…, n, d): the attention's products contracting over the head dimension (scores
-/// Q·Kᵀ, and G·Vᵀ in the backward). With `detached` operands (the tape's) on the device, swm's batched GEMM, which
-/// reads both as they lie (H200, one call: step 196.2 → 191.8 ms GPU in f32; the products contracting over the
-/// 257 tokens stay on cuBLAS: on swm's kernel they need transposed copies and 16-byte-aligned rows, and were
-/// slower); else Candle's matmul (differentiable).
+/// `a · bᵀ` over (…, m, d) and (…, n, d): the attention's products contracting over the head dimension
+/// (scores Q·Kᵀ, and G·Vᵀ in the backward). With `detached` operands (the tape's) on the device, swm's batched
+/// GEMM, which reads both as they lie (H200, one call: step 196.2 → 191.8 ms GPU in f32; the products contracting
+/// over the 257 tokens stay on cuBLAS: on swm's kernel they need transposed copies and 16-byte-aligned rows, and
+/// were slower); else Candle's matmul (differentiable).
 fn bmm_nt(a: &Tensor, b: &Tensor, detached: bool) -> Result<Tensor> {
     if detached && a.device().is_cuda() {
         return Ok(crate::ops::gemm::batched_matmul(a, &b.t()?)?);

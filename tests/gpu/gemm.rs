@@ -370,6 +370,7 @@ fn cublas_gemm_ex_is_as_accurate_as_its_compute_type() {
 fn batched_matmul_is_as_accurate_as_cublas_f32() {
     use swm::ops::gemm::batched_matmul;
     let (_gpu, device) = gpu();
+    assert!(!swm::device::tf32() && f32_matmul() == F32Matmul::Split3xTf32, "swm's kernel in f32 mode for this test");
     // (batches, m, n, d): the training encoder's scores over 257 and 17 tokens, a ragged small case, and a deep
     // one that splits K over blocks.
     for (batches, m, n, d, seed) in [(6, 257, 257, 64, 1u64), (4, 17, 17, 16, 2), (3, 5, 7, 3, 3), (2, 40, 24, 2048, 4)]
@@ -398,6 +399,11 @@ fn batched_matmul_is_as_accurate_as_cublas_f32() {
         // cuBLAS and ~5e-7 off on the split kernel), three orders of magnitude below TF32's ~1e-3.
         assert!(err <= 4.0 * err_cublas + 4e-7 * scale.max(1.0), "{batches}x{m}x{n}x{d}: {err:e} vs {err_cublas:e}");
     }
+    // A tracked operand takes Candle's differentiable matmul: the gradient reaches it.
+    let a = candle_core::Var::from_tensor(&Tensor::ones((2, 3, 4), candle_core::DType::F32, &device).unwrap()).unwrap();
+    let b = Tensor::ones((2, 4, 5), candle_core::DType::F32, &device).unwrap();
+    let grads = batched_matmul(a.as_tensor(), &b).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(a.as_tensor()).is_some(), "no gradient through batched_matmul");
     // Mismatched batch dims go to Candle's matmul, which refuses them.
     let a = Tensor::zeros((2, 3, 4), candle_core::DType::F32, &device).unwrap();
     let b = Tensor::zeros((3, 4, 5), candle_core::DType::F32, &device).unwrap();

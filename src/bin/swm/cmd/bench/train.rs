@@ -65,8 +65,8 @@ pub fn run(args: &BenchTrainArgs) -> Result<Vec<BenchRow>, CliError> {
     Ok(rows)
 }
 
-/// A process-wide switch (TF32, the GEMM kernels, the attention's padding) set for a scope and restored when dropped (also on an
-/// early error return).
+/// A process-wide switch (TF32, the GEMM kernels, the attention's padding) set for a scope and restored when
+/// dropped (also on an early error return).
 struct Scoped<T: Copy + 'static> {
     before: T,
     set: fn(T),
