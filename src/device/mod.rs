@@ -72,8 +72,41 @@ pub fn cuda(ordinal: usize) -> Result<Device, DeviceError> {
         // cross-stream event tracking that this turns off has nothing to order; it only adds an event record per
         // kernel argument on the hot path.
         unsafe { cuda.disable_event_tracking() };
+        keep_freed_memory(cuda);
     }
     Ok(device)
+}
+
+/// Makes the device's stream-ordered memory pool keep freed memory across synchronisations, as PyTorch's caching
+/// allocator does: cudarc allocates with `cuMemAllocAsync`, whose pool by default hands freed memory back to the
+/// driver at every synchronisation, so a step that synchronises (a training step read by the CLI, every eager
+/// call) maps its activations afresh each time. The process keeps its peak allocation reserved instead. Best
+/// effort: a driver that refuses leaves the default (logged).
+fn keep_freed_memory(cuda: &candle_core::CudaDevice) {
+    use cudarc::driver::sys;
+    let context = cuda.cuda_stream().context().clone();
+    if !context.has_async_alloc() {
+        return;
+    }
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut keep_all: u64 = u64::MAX;
+    // SAFETY: `pool` receives the current pool of the context's device (a valid device handle); the attribute
+    // takes a pointer to a u64 (cuuint64_t) that outlives the call.
+    let result = unsafe {
+        let got = sys::cuDeviceGetMemPool(&mut pool, context.cu_device());
+        if got == sys::CUresult::CUDA_SUCCESS {
+            sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut keep_all as *mut u64).cast(),
+            )
+        } else {
+            got
+        }
+    };
+    if result != sys::CUresult::CUDA_SUCCESS {
+        tracing::warn!("the CUDA memory pool keeps its default release threshold: {result:?}");
+    }
 }
 
 /// Lets f32 matmuls run on TF32 tensor cores (inputs rounded to a 10-bit mantissa, f32 accumulation),
