@@ -5,7 +5,8 @@
 //   layer_norm:          y = (x − μ)·rstd·γ + β          (biased variance, as PyTorch)
 //   layer_norm_bwd_dx:   dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)),  ĝ = g⊙γ,  x̂ = (x − μ)·rstd
 //   layer_norm_bwd_params: per block of rows, the partial sums Σ g⊙x̂ (dγ) and Σ g (dβ), (blocks, 2·cols)
-//   gelu, gelu_bwd:      y = x·Φ(x);  dx = g·(Φ(x) + x·φ(x))  (exact erf GELU)
+//   gelu, gelu_bwd:      y = x·Φ(x);  dx = g·(Φ(x) + x·φ(x))  (exact erf GELU; float4s when aligned)
+//   gather_rows:         a strided permutation of rows of d floats (the attention's head split and merge)
 // Row kernels run one warp per row (grid-stride over rows); a row's passes re-read it from L1/L2.
 
 #include "rows.cuh"
@@ -166,6 +167,37 @@ extern "C" __global__ void gelu_bwd_f32(const float* __restrict__ x, const float
         make_float4(d.x * gelu_slope(v.x), d.y * gelu_slope(v.y), d.z * gelu_slope(v.z), d.w * gelu_slope(v.w));
   }
   for (long long i = 4 * quads + first; i < n; i += stride) dx[i] = g[i] * gelu_slope(x[i]);
+}
+
+// Rows of `d` floats gathered into a contiguous (d0, d1, d2, d) output: row (i0, i1, i2) is read at
+// src + i0·s0 + i1·s1 + i2·s2 when i2 < valid and written as zeros otherwise — the attention's head split (with its
+// padding rows) and merge as one coalesced copy (Candle's strided copy runs these at ~0.75 TB/s). With `vec4` (d
+// and the strides multiples of 4) and both pointers 16-byte aligned, float4s; else one value at a time.
+extern "C" __global__ void gather_rows_f32(const float* __restrict__ src, float* __restrict__ dst, long long d0,
+                                           long long d1, long long d2, int d, long long s0, long long s1,
+                                           long long s2, long long valid, int vec4) {
+  const long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  const bool quads = vec4 && aligned16(src, dst, dst);
+  const int width = quads ? 4 : 1;
+  const int per_row = d / width;
+  const long long total = d0 * d1 * d2 * per_row;
+  for (long long q = first; q < total; q += stride) {
+    const long long row = q / per_row;
+    const int c = (int)(q - row * per_row) * width;
+    const long long i2 = row % d2;
+    const long long rest = row / d2;
+    const long long i1 = rest % d1;
+    const long long i0 = rest / d1;
+    const float* from = src + i0 * s0 + i1 * s1 + i2 * s2 + c;
+    float* to = dst + row * d + c;
+    if (quads) {
+      *reinterpret_cast<float4*>(to) =
+          i2 < valid ? *reinterpret_cast<const float4*>(from) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    } else {
+      *to = i2 < valid ? *from : 0.0f;
+    }
+  }
 }
 
 // y[r, c] += b[c] over a contiguous (rows, cols) output, in place (the bias of the training Linear).

@@ -438,6 +438,80 @@ impl CustomOp3 for Linear {
     }
 }
 
+/// A contiguous (d0, d1, d2, d) copy of rows of `d` floats read at `i0·s0 + i1·s1 + i2·s2` from a contiguous input
+/// (rows `i2 ≥ valid` written as zeros): `gather_rows_f32`.
+struct GatherRows {
+    dims: [usize; 3],
+    d: usize,
+    strides: [usize; 3],
+    valid: usize,
+}
+
+impl CustomOp1 for GatherRows {
+    fn name(&self) -> &'static str {
+        "swm-gather-rows"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        cuda_only()
+    }
+    fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let ([d0, d1, d2], d, [s0, s1, s2]) = (self.dims, self.d, self.strides);
+        let rows_read = d2.min(self.valid);
+        // The last element read must lie in the input (empty outputs read nothing).
+        let reach =
+            if d0 * d1 * rows_read * d == 0 { 0 } else { (d0 - 1) * s0 + (d1 - 1) * s1 + (rows_read - 1) * s2 + d };
+        if reach > xl.shape().elem_count() {
+            candle_core::bail!("swm-gather-rows: reads up to {reach} of {:?}", xl.dims());
+        }
+        let src = view(x, xl)?;
+        let aligned = |v: usize| v.is_multiple_of(4);
+        // The kernel also checks both pointers' 16-byte alignment.
+        let vec4 = aligned(d) && aligned(s0) && aligned(s1) && aligned(s2);
+        let len = d0 * d1 * d2 * d;
+        let units = if vec4 { len / 4 } else { len };
+        let scalars = [
+            Scalar::I64(d0 as i64),
+            Scalar::I64(d1 as i64),
+            Scalar::I64(d2 as i64),
+            Scalar::I32(d as i32),
+            Scalar::I64(s0 as i64),
+            Scalar::I64(s1 as i64),
+            Scalar::I64(s2 as i64),
+            Scalar::I64(self.valid as i64),
+            Scalar::I32(i32::from(vec4)),
+        ];
+        // gather_rows_f32(const float* src, float* dst, long long d0, d1, d2, int d, long long s0, s1, s2,
+        // long long valid, int vec4); every read lies in x (checked above), the output holds d0·d1·d2·d.
+        let out = launch_fresh(x.device(), "gather_rows_f32", &[src], len, &scalars, elements(units))?;
+        Ok((out, Shape::from((d0, d1, d2, d))))
+    }
+}
+
+/// The attention's head split: (N, T, heads·d) → (N, heads, `to`, d) contiguous, rows T..`to` zero (`to ≥ T`: the
+/// tokens padded to a multiple of 4). One coalesced copy; not differentiable (the hand-written backward's tape).
+pub fn split_heads(x: &Tensor, heads: usize, to: usize) -> candle_core::Result<Tensor> {
+    f32_cuda("split_heads", x)?;
+    let (n, t, e) = x.dims3()?;
+    if heads == 0 || e % heads != 0 || to < t {
+        candle_core::bail!("split_heads: {:?} into {heads} heads over {to} rows", x.dims());
+    }
+    let d = e / heads;
+    let op = GatherRows { dims: [n, heads, to], d, strides: [t * e, d, e], valid: t };
+    x.contiguous()?.apply_op1_no_bwd(&op)
+}
+
+/// The heads merged back: (N, heads, T', d) → (N, `t`, heads·d) contiguous from the first `t ≤ T'` rows. One
+/// coalesced copy; not differentiable.
+pub fn merge_heads(x: &Tensor, t: usize) -> candle_core::Result<Tensor> {
+    f32_cuda("merge_heads", x)?;
+    let (n, heads, tp, d) = x.dims4()?;
+    if t > tp {
+        candle_core::bail!("merge_heads: the first {t} rows of {:?}", x.dims());
+    }
+    let op = GatherRows { dims: [n, t, heads], d, strides: [heads * tp * d, d, tp * d], valid: heads };
+    x.contiguous()?.apply_op1_no_bwd(&op)?.reshape((n, t, heads * d))
+}
+
 fn f32_cuda(what: &str, t: &Tensor) -> candle_core::Result<()> {
     if t.dtype() != DType::F32 || !t.device().is_cuda() {
         candle_core::bail!(

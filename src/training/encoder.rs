@@ -121,6 +121,24 @@ fn bmm_nt(a: &Tensor, b: &Tensor, detached: bool) -> Result<Tensor> {
     Ok(a.matmul(&b.t()?)?)
 }
 
+/// The attention's head split, (N, T, E) → (N, heads, `to`, d) with zero rows T..`to`: one coalesced copy on the
+/// device for `detached` operands (the tape's; not differentiable), Candle's transpose and padding elsewhere.
+fn split_heads(x: &Tensor, h: usize, to: usize, detached: bool) -> Result<Tensor> {
+    if detached && x.device().is_cuda() {
+        return Ok(crate::ops::train::split_heads(x, h, to)?);
+    }
+    pad_tokens(&heads(x, h)?, to)
+}
+
+/// The heads merged back from the first `t` token rows of (N, heads, T', d): (N, t, E), one coalesced copy on the
+/// device for `detached` operands, Candle's narrow and transpose elsewhere.
+fn merge_heads(x: &Tensor, t: usize, detached: bool) -> Result<Tensor> {
+    if detached && x.device().is_cuda() {
+        return Ok(crate::ops::train::merge_heads(x, t)?);
+    }
+    merge(&x.narrow(2, 0, t)?)
+}
+
 /// (N, heads, T, d) → (N, T, E), contiguous.
 fn merge(x: &Tensor) -> Result<Tensor> {
     let (n, h, t, d) = x.dims4()?;
@@ -202,15 +220,14 @@ impl TrainableLeWm {
             let x0 = x;
             let h1 = ln(&x0, "layernorm_before")?;
             let att = "attention.attention";
-            let q = heads(&proj(&h1, &format!("{att}.query"), scale)?, h)?;
-            let k = heads(&proj(&h1, &format!("{att}.key"), 1.0)?, h)?;
-            let v = heads(&proj(&h1, &format!("{att}.value"), 1.0)?, h)?;
-            let t = q.dim(2)?;
-            let tp = padded_tokens(t, tape && q.device().is_cuda());
-            let (q, k, v) = (pad_tokens(&q, tp)?, pad_tokens(&k, tp)?, pad_tokens(&v, tp)?);
+            let t = h1.dim(1)?;
+            let tp = padded_tokens(t, tape && h1.device().is_cuda());
+            let q = split_heads(&proj(&h1, &format!("{att}.query"), scale)?, h, tp, tape)?;
+            let k = split_heads(&proj(&h1, &format!("{att}.key"), 1.0)?, h, tp, tape)?;
+            let v = split_heads(&proj(&h1, &format!("{att}.value"), 1.0)?, h, tp, tape)?;
             let scores = bmm_nt(&q, &k, tape)?;
             let probs = if tp > t { crate::ops::train::softmax_prefix(&scores, t)? } else { softmax(&scores)? };
-            let ctx = merge(&probs.matmul(&v)?.narrow(2, 0, t)?)?;
+            let ctx = merge_heads(&probs.matmul(&v)?, t, tape)?;
             let x1 = (&x0 + proj(&ctx, "attention.output.dense", 1.0)?)?;
             let h2 = ln(&x1, "layernorm_after")?;
             let u = proj(&h2, "intermediate.dense", 1.0)?;
@@ -264,18 +281,18 @@ impl TrainableLeWm {
             push("attention.output.dense.bias", dbo);
             // On padded operands (see LayerTape): the padded rows of g_c are 0, so are the padded probabilities'
             // gradients, and the padded rows of g_q, g_k and g_v are dropped.
-            let g_c = pad_tokens(&heads(&g_ctx, h)?, lt.q.dim(2)?)?;
+            let g_c = split_heads(&g_ctx, h, lt.q.dim(2)?, true)?;
             let g_probs = bmm_nt(&g_c, &lt.v, true)?;
-            let g_v = lt.probs.t()?.matmul(&g_c)?.narrow(2, 0, t)?;
+            let g_v = lt.probs.t()?.matmul(&g_c)?;
             let g_s = softmax_backward(&lt.probs, &g_probs)?;
-            let g_q = g_s.matmul(&lt.k)?.narrow(2, 0, t)?;
-            let g_k = g_s.t()?.matmul(&lt.q)?.narrow(2, 0, t)?;
+            let g_q = g_s.matmul(&lt.k)?;
+            let g_k = g_s.t()?.matmul(&lt.q)?;
             let att = "attention.attention";
             let mut g_h1: Option<Tensor> = None;
             for (name, g_proj, factor) in [("query", &g_q, scale), ("key", &g_k, 1.0), ("value", &g_v, 1.0)] {
                 let weight = w(&format!("{l}.{att}.{name}.weight"))?;
                 let weight = if factor == 1.0 { weight } else { (weight * factor)? };
-                let (dh, dw, db) = crate::ops::train::linear_backward(&lt.h1, &weight, &merge(g_proj)?)?;
+                let (dh, dw, db) = crate::ops::train::linear_backward(&lt.h1, &weight, &merge_heads(g_proj, t, true)?)?;
                 let (dw, db) = if factor == 1.0 { (dw, db) } else { ((dw * factor)?, (db * factor)?) };
                 push(&format!("{att}.{name}.weight"), dw);
                 push(&format!("{att}.{name}.bias"), db);

@@ -6,7 +6,8 @@
 //!   `swm::tools::parity::train`: the first step's loss terms and gradients, ten AdamW steps' loss curve and
 //!   gradient norms, the trained weights; the trained artifact reloads, reproduces the post-training loss, and its
 //!   eval-mode embeddings equal the inference model's (`LeWm`, fused kernels) on the same weights;
-//! - the fused training ops against Candle's composed ops, forward and gradients.
+//! - the fused training ops against Candle's composed ops, forward and gradients; the attention's head split and
+//!   merge copies against Candle's transposes.
 
 use std::collections::HashMap;
 
@@ -358,4 +359,28 @@ fn fused_adamw_and_clipping_follow_torch_s_update() {
     let nan = Tensor::new(&[1f32, f32::NAN], &device).unwrap();
     let out = grad_norm(&[&nan], Some(1.0)).unwrap().to_vec1::<f32>().unwrap();
     assert!(out[0].is_nan() && out[1].is_nan(), "{out:?}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn head_split_and_merge_copies_match_candle_s_transposes() {
+    use swm::ops::train::{merge_heads, split_heads};
+    let (_gpu, device) = gpu();
+    // (N, T, heads, d, padded T'): the PushT encoder's 257 tokens padded to 260, unpadded, and an unaligned head
+    // width (one value at a time).
+    for (n, t, heads, d, to) in [(3, 257, 3, 64, 260), (2, 17, 3, 64, 17), (2, 5, 2, 3, 8)] {
+        let x = rows(&device, &[n, t, heads * d], false);
+        let split = split_heads(&x, heads, to).unwrap();
+        let want = x.reshape((n, t, heads, d)).unwrap().transpose(1, 2).unwrap().pad_with_zeros(2, 0, to - t).unwrap();
+        assert_eq!(split.dims(), [n, heads, to, d]);
+        assert_eq!(max_abs_diff(&split, &want.contiguous().unwrap()), 0.0, "split {n}x{t}x{heads}x{d}→{to}");
+        // Merging the first t rows back gives x exactly.
+        let merged = merge_heads(&split, t).unwrap();
+        assert_eq!(merged.dims(), [n, t, heads * d]);
+        assert_eq!(max_abs_diff(&merged, &x), 0.0, "merge {n}x{t}x{heads}x{d}");
+    }
+    // A token count beyond the padded rows, or heads that do not divide the width, are errors.
+    let x = rows(&device, &[2, 5, 6], false);
+    assert!(split_heads(&x, 4, 5).is_err() && split_heads(&x, 2, 4).is_err());
+    assert!(merge_heads(&split_heads(&x, 2, 8).unwrap(), 9).is_err());
 }
