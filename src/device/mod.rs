@@ -63,7 +63,9 @@ pub fn probe_cuda_libraries() -> Result<(), MissingLibrary> {
     Ok(())
 }
 
-/// Opens CUDA device `ordinal` with a dedicated stream.
+/// Opens CUDA device `ordinal` with a dedicated stream. The device's memory pool then keeps the memory swm frees
+/// for reuse (it is not handed back to the driver at synchronisations): the process holds its peak allocation
+/// for its lifetime, as a PyTorch process does, and other processes sharing the GPU cannot use it.
 pub fn cuda(ordinal: usize) -> Result<Device, DeviceError> {
     let device = Device::new_cuda_with_stream(ordinal)
         .map_err(|e| DeviceError::Unavailable { ordinal, reason: first_line(&e.to_string()) })?;
@@ -80,8 +82,9 @@ pub fn cuda(ordinal: usize) -> Result<Device, DeviceError> {
 /// Makes the device's stream-ordered memory pool keep freed memory across synchronisations, as PyTorch's caching
 /// allocator does: cudarc allocates with `cuMemAllocAsync`, whose pool by default hands freed memory back to the
 /// driver at every synchronisation, so a step that synchronises (a training step read by the CLI, every eager
-/// call) maps its activations afresh each time. The process keeps its peak allocation reserved instead. Best
-/// effort: a driver that refuses leaves the default (logged).
+/// call) maps its activations afresh each time. The process keeps its peak allocation reserved instead. The
+/// setting belongs to the device's current pool, process-wide. Best effort: a driver that refuses leaves the
+/// default (logged).
 fn keep_freed_memory(cuda: &candle_core::CudaDevice) {
     use cudarc::driver::sys;
     let context = cuda.cuda_stream().context().clone();

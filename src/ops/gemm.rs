@@ -1026,6 +1026,20 @@ mod tests {
     }
 
     #[test]
+    fn batched_matmul_off_the_device_is_candle_s_matmul() {
+        let dev = Device::Cpu;
+        let a = Tensor::randn(0f32, 1.0, (2, 3, 5, 4), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, (2, 3, 6, 4), &dev).unwrap();
+        let got = batched_matmul(&a, &b.t().unwrap()).unwrap();
+        let want = a.matmul(&b.t().unwrap()).unwrap();
+        assert_eq!(got.dims(), [2, 3, 5, 6]);
+        let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        // Mismatched operands are Candle's error, not a panic.
+        assert!(batched_matmul(&a, &b).is_err());
+    }
+
+    #[test]
     fn launches_refuse_overlapping_strides_and_short_operands_before_touching_a_device() {
         let t = |n: usize| Tensor::zeros(n, DType::F32, &Device::Cpu).unwrap();
         let (x, w, out) = (t(4 * 8), t(2 * 3 * 8), t(4 * 6));
@@ -1048,5 +1062,13 @@ mod tests {
         assert!(refused(good, &t(4 * 16), &t(4 * 6 - 1)));
         let bias = t(5);
         assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::Bias(&bias), &out, good, 32)), "bias");
+        // Empty launches (no rows, outputs, depth or batches) and a zero K chunk are refused before any arithmetic
+        // on them.
+        for empty in
+            [Shape { m: 0, ..good }, Shape { n: 0, ..good }, Shape { k: 0, ..good }, Shape { batches: 0, ..good }]
+        {
+            assert!(refused(empty, &t(4 * 16), &out), "{empty:?}");
+        }
+        assert_eq!(operand(launch(&t(4 * 16), 0, &w, Epilogue::None, &out, good, 0)), "gemm");
     }
 }

@@ -467,7 +467,11 @@ impl CustomOp1 for GatherRows {
         let aligned = |v: usize| v.is_multiple_of(4);
         // The kernel also checks both pointers' 16-byte alignment.
         let vec4 = aligned(d) && aligned(s0) && aligned(s1) && aligned(s2);
-        let len = d0 * d1 * d2 * d;
+        let len = [d1, d2, d]
+            .iter()
+            .try_fold(d0, |acc, &v| acc.checked_mul(v))
+            .filter(|&len| i64::try_from(len).is_ok() && i32::try_from(d).is_ok())
+            .ok_or_else(|| candle_core::Error::Msg(format!("swm-gather-rows: {:?} × {d} is too large", self.dims)))?;
         let units = if vec4 { len / 4 } else { len };
         let scalars = [
             Scalar::I64(d0 as i64),

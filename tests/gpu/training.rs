@@ -379,6 +379,16 @@ fn head_split_and_merge_copies_match_candle_s_transposes() {
         assert_eq!(merged.dims(), [n, t, heads * d]);
         assert_eq!(max_abs_diff(&merged, &x), 0.0, "merge {n}x{t}x{heads}x{d}");
     }
+    // Merging reads only the first t rows, whatever the padding rows hold.
+    let full = rows(&device, &[2, 3, 8, 4], false);
+    let want = full.narrow(2, 0, 5).unwrap().transpose(1, 2).unwrap().contiguous().unwrap().reshape((2, 5, 12));
+    assert_eq!(max_abs_diff(&merge_heads(&full, 5).unwrap(), &want.unwrap()), 0.0, "merge of non-zero padding");
+    // A contiguous view starting off a 16-byte boundary takes the kernel's one-value-at-a-time path.
+    let (n, t, heads, d) = (2, 5, 2, 4);
+    let flat = rows(&device, &[1 + n * t * heads * d], false);
+    let x = flat.narrow(0, 1, n * t * heads * d).unwrap().reshape((n, t, heads * d)).unwrap();
+    let want = x.reshape((n, t, heads, d)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+    assert_eq!(max_abs_diff(&split_heads(&x, heads, t).unwrap(), &want), 0.0, "split of a misaligned view");
     // A token count beyond the padded rows, or heads that do not divide the width, are errors.
     let x = rows(&device, &[2, 5, 6], false);
     assert!(split_heads(&x, 4, 5).is_err() && split_heads(&x, 2, 4).is_err());
