@@ -10,7 +10,8 @@
 //!
 //! [`linear_heads`] and [`linear_columns`] run layers side by side in one launch (an ensemble's heads; two MLPs
 //! whose hidden layers share an input), on the same kernel with batches and strided operands; in TF32 mode on its
-//! one-product variant (operands rounded to TF32), unless [`F32Matmul::Cublas`] is selected.
+//! one-product variant (operands rounded to TF32), unless [`F32Matmul::Cublas`] is selected. [`batched_matmul`]
+//! runs batched products (the training encoder's attention) on the batched kernel in f32 mode.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -354,24 +355,31 @@ impl Shape {
     }
 }
 
-/// Runs `shape`'s GEMMs with A from `x` at element `a_offset`, into a new (m, ldo)-strided result: unsplit GEMMs
-/// write it directly; split ones go through a (batches, splits, m, n) scratch and its reduction.
+/// Runs `shape`'s GEMMs with A from `x` at element `a_offset`, into a new (m, ldo)-strided result (see
+/// [`run_raw`]).
 fn gemm_into(x: &Tensor, a_offset: usize, w: &Tensor, epilogue: Epilogue<'_>, shape: Shape) -> Result<Tensor> {
-    let dev = cuda(x.device())?;
-    let out = uninit_f32(dev, (shape.m, shape.ldo))?;
+    let out = uninit_f32(cuda(x.device())?, (shape.m, shape.ldo))?;
     if shape.m == 0 || shape.n == 0 {
         return Ok(out);
     }
-    let chunk = shape.chunk(x.device());
+    let bias = epilogue.bias().map(Raw::of).transpose()?;
+    let a = Raw::of(x)?.skip(a_offset)?;
+    run_raw(x.device(), a, Raw::of(w)?, bias, epilogue.code(), Raw::of(&out)?, shape)?;
+    Ok(out)
+}
+
+/// Runs `shape`'s GEMMs (m, n > 0) on raw operands into `out`: unsplit GEMMs write it directly with the epilogue
+/// (`mode`, 0 without a bias); split ones go through a (batches, splits, m, n) scratch and its reduction.
+fn run_raw(device: &Device, x: Raw, w: Raw, bias: Option<Raw>, mode: i32, out: Raw, shape: Shape) -> Result<()> {
+    let chunk = shape.chunk(device);
     let splits = shape.k.div_ceil(chunk);
     if splits == 1 {
-        launch(x, a_offset, w, epilogue, &out, shape, chunk)?;
-        return Ok(out);
+        return launch_raw(device, x, w, bias, mode, out, shape, chunk);
     }
-    let partials = uninit_f32(dev, (shape.batches, splits, shape.m, shape.n))?;
-    launch(x, a_offset, w, epilogue, &partials, shape, chunk)?;
-    reduce_into(&partials, epilogue, &out, shape, splits)?;
-    Ok(out)
+    let partials = uninit_f32(cuda(device)?, (shape.batches, splits, shape.m, shape.n))?;
+    let p = Raw::of(&partials)?;
+    launch_raw(device, x, w, None, 0, p, shape, chunk)?;
+    reduce_raw(device, p, bias, mode, out, shape, splits)
 }
 
 /// A contiguous f32 operand on the device by address and length (elements): what the launches read and write.
@@ -388,6 +396,15 @@ impl Raw {
     /// A contiguous f32 CUDA tensor's address and length.
     fn of(t: &Tensor) -> Result<Self> {
         Ok(Self { ptr: address(t)?, len: t.elem_count() })
+    }
+
+    /// The operand from element `offset` on.
+    fn skip(self, offset: usize) -> Result<Self> {
+        let len = self
+            .len
+            .checked_sub(offset)
+            .ok_or_else(|| KernelError::operand("gemm", format!("element {offset} of an operand of {}", self.len)))?;
+        Ok(Self { ptr: self.ptr + (offset * 4) as u64, len })
     }
 }
 
@@ -445,9 +462,7 @@ fn launch(
         bias.map(Tensor::elem_count),
     )?;
     cuda(x.device())?;
-    let mut a = Raw::of(x)?;
-    a.ptr += (a_offset * 4) as u64;
-    a.len -= a_offset;
+    let a = Raw::of(x)?.skip(a_offset)?;
     let bias = bias.map(Raw::of).transpose()?;
     launch_raw(x.device(), a, Raw::of(w)?, bias, epilogue.code(), Raw::of(out)?, shape, chunk)
 }
@@ -522,13 +537,8 @@ fn launch_raw(
     launched(unsafe { b.launch(cfg) })
 }
 
-/// Sums `shape`'s (batches, splits, m, n) partials into `out` (rows `ldo` apart) with the epilogue.
-fn reduce_into(partials: &Tensor, epilogue: Epilogue<'_>, out: &Tensor, shape: Shape, splits: usize) -> Result<()> {
-    let bias = epilogue.bias().map(Raw::of).transpose()?;
-    reduce_raw(out.device(), Raw::of(partials)?, bias, epilogue.code(), Raw::of(out)?, shape, splits)
-}
-
-/// [`reduce_into`] on raw operands; `mode` is the epilogue's code (0 without a bias).
+/// Sums `shape`'s (batches, splits, m, n) partials into `out` (rows `ldo` apart) with the epilogue (`mode`, 0
+/// without a bias).
 fn reduce_raw(
     device: &Device,
     partials: Raw,
@@ -562,10 +572,15 @@ fn reduce_raw(
     launched(unsafe { b.launch(grid(batches * m * n)) })
 }
 
-/// `x · wᵀ + b` for raw contiguous operands — x (rows, k), w (n, k), b (n) — into `out` (rows, n), where
-/// [`linear`] would run swm's kernel for these shapes: returns `false`, having launched nothing, where it would
-/// run cuBLAS (the caller's fallback). For `CustomOp`s, which hold storages rather than tensors: the training
-/// Linear's forward.
+/// Whether [`linear`] would run a (rows, n, k) GEMM of contiguous f32 operands on `device` on swm's kernel (else on
+/// cuBLAS): the question a `CustomOp` asks before [`linear_bias_raw`].
+pub(crate) fn runs_own_kernel(rows: usize, n: usize, k: usize, device: &Device) -> bool {
+    f32_matmul() != F32Matmul::Cublas && matches!(device, Device::Cuda(_)) && own_shape(rows, n, k, device)
+}
+
+/// `x · wᵀ + b` on swm's kernel for raw contiguous operands — x (rows, k), w (n, k), b (n) — into `out` (rows, n).
+/// For `CustomOp`s, which hold storages rather than tensors (the training Linear's forward); ask
+/// [`runs_own_kernel`] first.
 ///
 /// # Safety
 /// Each operand's `ptr` must address `len` f32 on `device`, allocated on Candle's stream of that device and alive
@@ -581,26 +596,11 @@ pub(crate) unsafe fn linear_bias_raw(
     rows: usize,
     n: usize,
     k: usize,
-) -> Result<bool> {
-    if f32_matmul() == F32Matmul::Cublas || !matches!(device, Device::Cuda(_)) || !own_shape(rows, n, k, device) {
-        return Ok(false);
-    }
+) -> Result<()> {
     if rows == 0 || n == 0 {
-        return Ok(true);
+        return Ok(());
     }
-    let shape = Shape::plain(rows, n, k);
-    let chunk = shape.chunk(device);
-    let splits = k.div_ceil(chunk);
-    let mode = MODE_BIAS;
-    if splits == 1 {
-        launch_raw(device, x, w, Some(b), mode, out, shape, chunk)?;
-        return Ok(true);
-    }
-    let partials = uninit_f32(cuda(device)?, (splits, rows, n))?;
-    let p = Raw::of(&partials)?;
-    launch_raw(device, x, w, None, 0, p, shape, chunk)?;
-    reduce_raw(device, p, Some(b), mode, out, shape, splits)?;
-    Ok(true)
+    run_raw(device, x, w, Some(b), MODE_BIAS, out, Shape::plain(rows, n, k))
 }
 
 /// `a · b` for f32 operands (…, m, k) and (…, k, n) with the same leading (batch) dims: (…, m, n), contiguous.
@@ -646,17 +646,10 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     {
         return Ok(a.matmul(b)?);
     }
-    let dev = cuda(a.device())?;
-    let out = uninit_f32(dev, out_dims)?;
+    let out = uninit_f32(cuda(a.device())?, out_dims)?;
     let x = a.contiguous()?;
     let w = b.transpose(rank - 2, rank - 1)?.contiguous()?;
-    if splits == 1 {
-        launch(&x, 0, &w, Epilogue::None, &out, shape, chunk)?;
-        return Ok(out);
-    }
-    let partials = uninit_f32(dev, (batches, splits, m, n))?;
-    launch(&x, 0, &w, Epilogue::None, &partials, shape, chunk)?;
-    reduce_into(&partials, Epilogue::None, &out, shape, splits)?;
+    run_raw(a.device(), Raw::of(&x)?, Raw::of(&w)?, None, 0, Raw::of(&out)?, shape)?;
     Ok(out)
 }
 

@@ -97,11 +97,6 @@ fn elements(n: usize) -> LaunchConfig {
     LaunchConfig::for_num_elems(n.clamp(1, 1 << 30) as u32)
 }
 
-/// A grid-stride launch for an element-wise kernel moving four values a thread (`gelu_f32`, `gelu_bwd_f32`).
-fn quads(n: usize) -> LaunchConfig {
-    LaunchConfig::for_num_elems(n.div_ceil(4).clamp(1, 1 << 30) as u32)
-}
-
 fn cuda_err(e: cudarc::driver::DriverError) -> candle_core::Error {
     candle_core::Error::Cuda(Box::new(e))
 }
@@ -313,7 +308,14 @@ impl CustomOp1 for Gelu {
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
         // gelu_f32(const float* x, float* y, long long n); x holds n.
         let n = xl.shape().elem_count();
-        let out = launch_fresh(x.device(), "gelu_f32", &[view(x, xl)?], n, &[Scalar::I64(n as i64)], quads(n))?;
+        let out = launch_fresh(
+            x.device(),
+            "gelu_f32",
+            &[view(x, xl)?],
+            n,
+            &[Scalar::I64(n as i64)],
+            elements(n.div_ceil(4)),
+        )?;
         Ok((out, xl.shape().clone()))
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -348,7 +350,8 @@ impl CustomOp2 for GeluBwd {
         same(self.name(), xl, gl)?;
         let n = xl.shape().elem_count();
         let inputs = [view(x, xl)?, view(g, gl)?];
-        let out = launch_fresh(x.device(), "gelu_bwd_f32", &inputs, n, &[Scalar::I64(n as i64)], quads(n))?;
+        let out =
+            launch_fresh(x.device(), "gelu_bwd_f32", &inputs, n, &[Scalar::I64(n as i64)], elements(n.div_ceil(4)))?;
         Ok((out, xl.shape().clone()))
     }
 }
@@ -394,24 +397,27 @@ impl CustomOp3 for Linear {
         }
         // swm's GEMM with the bias in its epilogue where `gemm::linear` would run it (f32: its split-TF32
         // products, f32-class; TF32 mode: its one-wave launches), else cuBLAS and the bias kernel.
-        let stream = dev.cuda_stream();
-        let raw = |s: &CudaStorage, l: &Layout, len: usize| -> candle_core::Result<Raw> {
-            let ptr = s.as_cuda_slice::<f32>()?.device_ptr(&stream).0 + (l.start_offset() * 4) as u64;
-            Ok(Raw { ptr, len })
-        };
-        // SAFETY: linear_bias_raw writes every element when it returns true; the buffer is dropped otherwise.
-        let y = unsafe { dev.alloc::<f32>(rows * n) }?;
-        let out = Raw { ptr: y.device_ptr(&stream).0, len: rows * n };
-        let (xr, wr, br) = (raw(x, xl, rows * k)?, raw(w, wl, n * k)?, raw(b, bl, n)?);
         let device = candle_core::Device::Cuda(dev.clone());
-        // SAFETY: x, w and b address their storages' rows·k, n·k and n f32 from the layouts' offsets (contiguous,
-        // shapes checked above) and `out` the fresh rows·n buffer `y`, all on this device's stream, which orders
-        // their frees after the launch; `y` overlaps nothing.
-        let own = unsafe { gemm::linear_bias_raw(&device, xr, wr, br, out, rows, n, k) };
-        if own.map_err(candle_core::Error::wrap)? {
+        if gemm::runs_own_kernel(rows, n, k, &device) {
+            let stream = dev.cuda_stream();
+            let raw = |s: &CudaStorage, l: &Layout, len: usize| -> candle_core::Result<Raw> {
+                let v = view(s, l)?;
+                if v.len() < len {
+                    candle_core::bail!("swm-linear: {len} values from a storage of {}", v.len());
+                }
+                let ptr = v.device_ptr(&stream).0;
+                Ok(Raw { ptr, len })
+            };
+            let (xr, wr, br) = (raw(x, xl, rows * k)?, raw(w, wl, n * k)?, raw(b, bl, n)?);
+            // SAFETY: linear_bias_raw writes every element before the buffer is read.
+            let y = unsafe { dev.alloc::<f32>(rows * n) }?;
+            let out = Raw { ptr: y.device_ptr(&stream).0, len: rows * n };
+            // SAFETY: x, w and b address rows·k, n·k and n f32 of their storages from the layouts' offsets (checked
+            // just above) and `out` the fresh rows·n buffer `y`, all on this device's stream, which orders their
+            // frees after the launch; `y` overlaps nothing.
+            unsafe { gemm::linear_bias_raw(&device, xr, wr, br, out, rows, n, k) }.map_err(candle_core::Error::wrap)?;
             return Ok((CudaStorage::wrap_cuda_slice(y, dev), Shape::from(dims)));
         }
-        drop(y);
         let lhs = Layout::contiguous_with_offset((rows, k), xl.start_offset());
         let mut y = x.matmul(w, (1, rows, n, k), &lhs, &wl.transpose(0, 1)?)?;
         let func = dev.get_or_load_custom_func("bias_add_f32", "swm_train", kernels::TRAIN)?;

@@ -110,30 +110,33 @@ fn pad_tokens(x: &Tensor, to: usize) -> Result<Tensor> {
 }
 
 /// `a · bᵀ` over (…, m, d) and (…, n, d): the attention's products contracting over the head dimension
-/// (scores Q·Kᵀ, and G·Vᵀ in the backward). With `detached` operands (the tape's) on the device, swm's batched
-/// GEMM, which reads both as they lie (H200, one call: step 196.2 → 191.8 ms GPU in f32; the products contracting
-/// over the 257 tokens stay on cuBLAS: on swm's kernel they need transposed copies and 16-byte-aligned rows, and
-/// were slower); else Candle's matmul (differentiable).
-fn bmm_nt(a: &Tensor, b: &Tensor, detached: bool) -> Result<Tensor> {
-    if detached && a.device().is_cuda() {
-        return Ok(crate::ops::gemm::batched_matmul(a, &b.t()?)?);
-    }
-    Ok(a.matmul(&b.t()?)?)
+/// (scores Q·Kᵀ, and G·Vᵀ in the backward), on [`crate::ops::gemm::batched_matmul`]: swm's batched GEMM for the
+/// tape's detached operands on the device, which it reads as they lie (H200, one call: step 196.2 → 191.8 ms GPU
+/// in f32; the products contracting over the 257 tokens stay on cuBLAS: on swm's kernel they need transposed
+/// copies and 16-byte-aligned rows, and were slower); Candle's differentiable matmul for tracked operands.
+fn bmm_nt(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(crate::ops::gemm::batched_matmul(a, &b.t()?)?)
+}
+
+/// Whether `x` takes the device's copy kernels: on CUDA and tracking no gradient (the tape's detached operands;
+/// the kernels have no backward).
+fn untracked_on_device(x: &Tensor) -> bool {
+    x.device().is_cuda() && !x.track_op()
 }
 
 /// The attention's head split, (N, T, E) → (N, heads, `to`, d) with zero rows T..`to`: one coalesced copy on the
-/// device for `detached` operands (the tape's; not differentiable), Candle's transpose and padding elsewhere.
-fn split_heads(x: &Tensor, h: usize, to: usize, detached: bool) -> Result<Tensor> {
-    if detached && x.device().is_cuda() {
+/// device for untracked operands, Candle's transpose and padding elsewhere.
+fn split_heads(x: &Tensor, h: usize, to: usize) -> Result<Tensor> {
+    if untracked_on_device(x) {
         return Ok(crate::ops::train::split_heads(x, h, to)?);
     }
     pad_tokens(&heads(x, h)?, to)
 }
 
 /// The heads merged back from the first `t` token rows of (N, heads, T', d): (N, t, E), one coalesced copy on the
-/// device for `detached` operands, Candle's narrow and transpose elsewhere.
-fn merge_heads(x: &Tensor, t: usize, detached: bool) -> Result<Tensor> {
-    if detached && x.device().is_cuda() {
+/// device for untracked operands, Candle's narrow and transpose elsewhere.
+fn merge_heads(x: &Tensor, t: usize) -> Result<Tensor> {
+    if untracked_on_device(x) {
         return Ok(crate::ops::train::merge_heads(x, t)?);
     }
     merge(&x.narrow(2, 0, t)?)
@@ -222,12 +225,12 @@ impl TrainableLeWm {
             let att = "attention.attention";
             let t = h1.dim(1)?;
             let tp = padded_tokens(t, tape && h1.device().is_cuda());
-            let q = split_heads(&proj(&h1, &format!("{att}.query"), scale)?, h, tp, tape)?;
-            let k = split_heads(&proj(&h1, &format!("{att}.key"), 1.0)?, h, tp, tape)?;
-            let v = split_heads(&proj(&h1, &format!("{att}.value"), 1.0)?, h, tp, tape)?;
-            let scores = bmm_nt(&q, &k, tape)?;
+            let q = split_heads(&proj(&h1, &format!("{att}.query"), scale)?, h, tp)?;
+            let k = split_heads(&proj(&h1, &format!("{att}.key"), 1.0)?, h, tp)?;
+            let v = split_heads(&proj(&h1, &format!("{att}.value"), 1.0)?, h, tp)?;
+            let scores = bmm_nt(&q, &k)?;
             let probs = if tp > t { crate::ops::train::softmax_prefix(&scores, t)? } else { softmax(&scores)? };
-            let ctx = merge_heads(&probs.matmul(&v)?, t, tape)?;
+            let ctx = merge_heads(&probs.matmul(&v)?, t)?;
             let x1 = (&x0 + proj(&ctx, "attention.output.dense", 1.0)?)?;
             let h2 = ln(&x1, "layernorm_after")?;
             let u = proj(&h2, "intermediate.dense", 1.0)?;
@@ -281,8 +284,8 @@ impl TrainableLeWm {
             push("attention.output.dense.bias", dbo);
             // On padded operands (see LayerTape): the padded rows of g_c are 0, so are the padded probabilities'
             // gradients, and the padded rows of g_q, g_k and g_v are dropped.
-            let g_c = split_heads(&g_ctx, h, lt.q.dim(2)?, true)?;
-            let g_probs = bmm_nt(&g_c, &lt.v, true)?;
+            let g_c = split_heads(&g_ctx, h, lt.q.dim(2)?)?;
+            let g_probs = bmm_nt(&g_c, &lt.v)?;
             let g_v = lt.probs.t()?.matmul(&g_c)?;
             let g_s = softmax_backward(&lt.probs, &g_probs)?;
             let g_q = g_s.matmul(&lt.k)?;
@@ -292,7 +295,7 @@ impl TrainableLeWm {
             for (name, g_proj, factor) in [("query", &g_q, scale), ("key", &g_k, 1.0), ("value", &g_v, 1.0)] {
                 let weight = w(&format!("{l}.{att}.{name}.weight"))?;
                 let weight = if factor == 1.0 { weight } else { (weight * factor)? };
-                let (dh, dw, db) = crate::ops::train::linear_backward(&lt.h1, &weight, &merge_heads(g_proj, t, true)?)?;
+                let (dh, dw, db) = crate::ops::train::linear_backward(&lt.h1, &weight, &merge_heads(g_proj, t)?)?;
                 let (dw, db) = if factor == 1.0 { (dw, db) } else { ((dw * factor)?, (db * factor)?) };
                 push(&format!("{att}.{name}.weight"), dw);
                 push(&format!("{att}.{name}.bias"), db);
