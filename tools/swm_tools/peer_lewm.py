@@ -76,15 +76,18 @@ def make_plan(model, config, solver="cem", generator=None, shape=None):
             mean, std = elites.mean(dim=0, keepdim=True), elites.std(dim=0, keepdim=True)
         return mean
 
+    # iCEM's coloured noise along the horizon: the white noise's spectrum scaled by f^(-beta/2) (the constant term as
+    # the lowest frequency), then each sequence rescaled to unit standard deviation. The scale is a constant, made
+    # here once: writing a Python number into a CUDA tensor inside the plan is a host copy, which a CUDA graph
+    # capture refuses.
+    freqs = torch.fft.rfftfreq(HORIZON, device=next(model.parameters()).device)
+    freqs[0] = 1.0
+    scale = freqs.pow(-BETA / 2)
+    scale[0] = scale[1]
+
     def icem(emb, goal):
         mean = torch.zeros(1, HORIZON, a, device=emb.device)
         std = torch.full((1, HORIZON, a), VAR_SCALE, device=emb.device)
-        # Coloured noise along the horizon: the white noise's spectrum scaled by f^(-beta/2) (the constant term as
-        # the lowest frequency), then each sequence rescaled to unit standard deviation.
-        freqs = torch.fft.rfftfreq(HORIZON, device=emb.device)
-        freqs[0] = 1.0
-        scale = freqs.pow(-BETA / 2)
-        scale[0] = scale[1]
         elites = None
         for _ in range(iters):
             white = torch.randn(1, samples, a, HORIZON, generator=generator, device=emb.device)
