@@ -2,8 +2,9 @@
 stable-worldmodel 0.1.1 modules, the observation and the goal encoded once, outside the timed plan (as swm's
 `bench plan` rows replan from the cached embeddings), and the whole CEM plan as one function with no host
 synchronisation inside — `iters` iterations of sample / roll the predictor out over the horizon / goal cost /
-top-k / mean and standard deviation of the elites — timed eager, captured in a `torch.cuda.CUDAGraph`, and under
-`torch.compile(mode="reduce-overhead")`, each in fp32 and with TF32. Same work as the official `CEMSolver` on
+top-k / mean and standard deviation of the elites — timed eager, captured in a `torch.cuda.CUDAGraph`, and with the
+rollout under `torch.compile(mode="reduce-overhead")` (compiling the whole plan unrolls its iterations and ran past
+a device call's time), each in fp32 and with TF32. Same work as the official `CEMSolver` on
 `LeWM.get_cost` (which also encodes once per solve, then reads every iteration's cost back to the host): 300
 samples x 30 iterations, top-30, horizon 5 in PushT's action blocks of 5, var_scale 1; and as the official
 `ICEMSolver`: 1024 samples x 5 iterations, top-30, coloured noise (beta 2), 5 elites carried over, momentum 0.1,
@@ -19,6 +20,7 @@ planned means agree.
 # ruff: noqa: I001  (the official package's import stubs must be installed before its modules are imported)
 import argparse
 import contextlib
+import functools
 import io
 import json
 import types
@@ -26,7 +28,7 @@ import types
 import numpy as np
 
 from . import official
-from .timing import compile_row, peer_rows
+from .timing import bench, peer_rows
 import gymnasium as gym
 import torch
 from stable_worldmodel.solver import CEMSolver, ICEMSolver
@@ -56,13 +58,27 @@ def rollout_cost(model, config):
     return cost
 
 
-def make_plan(model, config, solver="cem", generator=None, shape=None):
+def compiled_cost(model, config):
+    """`rollout_cost` under `torch.compile(mode="reduce-overhead")`: the rollout (every step, every predictor block)
+    compiled once and replayed from CUDA graphs. Compiling the whole plan instead unrolls its 30 iterations and took
+    longer than a device call (session 11, session 18). Each call starts a new step of the compiled graphs and
+    returns a copy, so that a graph's output buffer is free before the next call."""
+    compiled = torch.compile(rollout_cost(model, config), mode="reduce-overhead")
+
+    def cost(emb, goal, candidates):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(emb, goal, candidates).clone()
+
+    return cost
+
+
+def make_plan(model, config, solver="cem", generator=None, shape=None, cost=None):
     """The plan for one env as one function of the cached embeddings: `emb` (1, 1, D) of the observation, `goal`
     (1, 1, D); returns the planned mean (1, H, A) with A = the action encoder's input (PushT: 5 blocks of 2).
-    `shape` overrides (samples, iterations, top-k)."""
+    `shape` overrides (samples, iterations, top-k); `cost` the candidates' cost (default: `rollout_cost`)."""
     a = config["action_encoder"].get("input_dim", 10)
     samples, iters, topk = shape or SOLVERS[solver]
-    cost = rollout_cost(model, config)
+    cost = cost or rollout_cost(model, config)
 
     def cem(emb, goal):
         mean = torch.zeros(1, HORIZON, a, device=emb.device)
@@ -151,18 +167,22 @@ def set_tf32(tf32):
 
 
 def bench_solver(model, config, solver, name, pixels, goal, iters, compile):
-    """Eager and CUDA-graph rows (`compile=False`) or the torch.compile rows (`compile=True`) of one solver's peer,
-    fp32 then TF32."""
+    """Eager and CUDA-graph rows (`compile=False`) or the torch.compile rows (`compile=True`: the rollout compiled
+    with mode="reduce-overhead", the iterations' sampling and top-k eager around it) of one solver's peer, fp32
+    then TF32."""
     rows = []
     for tf32 in (False, True):
         set_tf32(tf32)
         with torch.inference_mode():
             emb, goal_emb = embeddings(model, pixels, goal)
-        plan = make_plan(model, config, solver)
         mode = "tf32" if tf32 else "fp32"
         if compile:
-            rows.append(compile_row(name, mode, plan, (emb, goal_emb), iters, warmup=2))
+            plan = make_plan(model, config, solver, cost=compiled_cost(model, config))
+            with torch.inference_mode():
+                run = functools.partial(plan, emb, goal_emb)
+                rows.append(bench(f"{name} compile(reduce-overhead) {mode}", run, 4, iters, 56))
         else:
+            plan = make_plan(model, config, solver)
             rows += peer_rows(name, mode, plan, (emb, goal_emb), iters, warmup=2, compile=False)
     set_tf32(False)
     return rows
