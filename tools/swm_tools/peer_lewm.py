@@ -61,15 +61,31 @@ def rollout_cost(model, config):
 def compiled_cost(model, config):
     """`rollout_cost` under `torch.compile(mode="reduce-overhead")`: the rollout (every step, every predictor block)
     compiled once and replayed from CUDA graphs. Compiling the whole plan instead unrolls its 30 iterations and took
-    longer than a device call (session 11, session 18). Each call starts a new step of the compiled graphs and
-    returns a copy, so that a graph's output buffer is free before the next call."""
-    compiled = torch.compile(rollout_cost(model, config), mode="reduce-overhead")
+    longer than a device call (session 11, session 18). Static shapes: each `rollout_cost` is a new closure over
+    the same code, so without `dynamic=False` the iCEM compile after CEM's (1024 candidates after 300) would turn
+    the candidate count symbolic. Each call starts a new step of the compiled graphs and returns a copy, so that a
+    graph's output buffer is free before the next call."""
+    compiled = torch.compile(rollout_cost(model, config), mode="reduce-overhead", dynamic=False)
 
     def cost(emb, goal, candidates):
         torch.compiler.cudagraph_mark_step_begin()
         return compiled(emb, goal, candidates).clone()
 
     return cost
+
+
+def check_compiled(model, config, cost, emb, goal, samples):
+    """Fails unless the compiled `cost` scores one batch of random candidates as the eager rollout does (within 1e-2
+    of the largest cost: TF32 and inductor's own kernels differ in rounding; an overwritten graph buffer would not
+    come close). Also compiles it for the plan's shape before the timed runs."""
+    a = config["action_encoder"].get("input_dim", 10)
+    candidates = torch.rand(samples, HORIZON, a, device=emb.device) * 2 - 1
+    want = rollout_cost(model, config)(emb, goal, candidates)
+    got = cost(emb, goal, candidates)
+    diff = ((got - want).abs().max() / want.abs().max().clamp(min=1e-12)).item()
+    print(f"compiled rollout vs eager, {samples} candidates: max difference {diff:.1e} of the largest cost", flush=True)
+    if not diff <= 1e-2:
+        raise SystemExit("the compiled rollout does not score what the eager one scores")
 
 
 def make_plan(model, config, solver="cem", generator=None, shape=None, cost=None):
@@ -177,8 +193,10 @@ def bench_solver(model, config, solver, name, pixels, goal, iters, compile):
             emb, goal_emb = embeddings(model, pixels, goal)
         mode = "tf32" if tf32 else "fp32"
         if compile:
-            plan = make_plan(model, config, solver, cost=compiled_cost(model, config))
+            cost = compiled_cost(model, config)
+            plan = make_plan(model, config, solver, cost=cost)
             with torch.inference_mode():
+                check_compiled(model, config, cost, emb, goal_emb, SOLVERS[solver][0])
                 run = functools.partial(plan, emb, goal_emb)
                 rows.append(bench(f"{name} compile(reduce-overhead) {mode}", run, 4, iters, 56))
         else:
