@@ -139,15 +139,17 @@ __device__ __forceinline__ float gelu_slope(float v) {
 
 // Whether every pointer is 16-byte aligned (the element-wise kernels then move float4s; the last n % 4 values, and
 // every value of unaligned views, go one at a time).
+__device__ __forceinline__ bool aligned16(const void* a, const void* b) {
+  return ((reinterpret_cast<unsigned long long>(a) | reinterpret_cast<unsigned long long>(b)) & 15) == 0;
+}
 __device__ __forceinline__ bool aligned16(const void* a, const void* b, const void* c) {
-  return ((reinterpret_cast<unsigned long long>(a) | reinterpret_cast<unsigned long long>(b) |
-          reinterpret_cast<unsigned long long>(c)) & 15) == 0;
+  return aligned16(a, b) && aligned16(c, c);
 }
 
 extern "C" __global__ void gelu_f32(const float* __restrict__ x, float* __restrict__ y, long long n) {
   const long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   const long long stride = (long long)gridDim.x * blockDim.x;
-  const long long quads = aligned16(x, y, y) ? n / 4 : 0;
+  const long long quads = aligned16(x, y) ? n / 4 : 0;
   for (long long q = first; q < quads; q += stride) {
     const float4 v = reinterpret_cast<const float4*>(x)[q];
     reinterpret_cast<float4*>(y)[q] = make_float4(gelu_value(v.x), gelu_value(v.y), gelu_value(v.z), gelu_value(v.w));
@@ -178,7 +180,7 @@ extern "C" __global__ void gather_rows_f32(const float* __restrict__ src, float*
                                            long long s2, long long valid, int vec4) {
   const long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   const long long stride = (long long)gridDim.x * blockDim.x;
-  const bool quads = vec4 && aligned16(src, dst, dst);
+  const bool quads = vec4 && aligned16(src, dst);
   const int width = quads ? 4 : 1;
   const int per_row = d / width;
   const long long total = d0 * d1 * d2 * per_row;

@@ -93,6 +93,17 @@ fn rows_kernel(
     launch_fresh(dev, kernel, inputs, rows * cols, &scalars, warp_rows(rows))
 }
 
+/// Launches the element-wise `kernel(inputs…, out, long long n)` of `train.cu`, which moves float4s where its views
+/// are 16-byte aligned: one thread per four of the `n` values. Returns its fresh output.
+fn launch_quads(
+    dev: &CudaDevice,
+    kernel: &str,
+    inputs: &[CudaView<'_, f32>],
+    n: usize,
+) -> candle_core::Result<CudaStorage> {
+    launch_fresh(dev, kernel, inputs, n, &[Scalar::I64(n as i64)], elements(n.div_ceil(4)))
+}
+
 fn elements(n: usize) -> LaunchConfig {
     LaunchConfig::for_num_elems(n.clamp(1, 1 << 30) as u32)
 }
@@ -308,14 +319,7 @@ impl CustomOp1 for Gelu {
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
         // gelu_f32(const float* x, float* y, long long n); x holds n.
         let n = xl.shape().elem_count();
-        let out = launch_fresh(
-            x.device(),
-            "gelu_f32",
-            &[view(x, xl)?],
-            n,
-            &[Scalar::I64(n as i64)],
-            elements(n.div_ceil(4)),
-        )?;
+        let out = launch_quads(x.device(), "gelu_f32", &[view(x, xl)?], n)?;
         Ok((out, xl.shape().clone()))
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -350,8 +354,7 @@ impl CustomOp2 for GeluBwd {
         same(self.name(), xl, gl)?;
         let n = xl.shape().elem_count();
         let inputs = [view(x, xl)?, view(g, gl)?];
-        let out =
-            launch_fresh(x.device(), "gelu_bwd_f32", &inputs, n, &[Scalar::I64(n as i64)], elements(n.div_ceil(4)))?;
+        let out = launch_quads(x.device(), "gelu_bwd_f32", &inputs, n)?;
         Ok((out, xl.shape().clone()))
     }
 }
