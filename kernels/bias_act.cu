@@ -1,7 +1,17 @@
 // Fused epilogues for Linear layers whose matmul ran without bias (y = x·Wᵀ, contiguous (rows, cols)):
+//   bias_add:      out = y + b
 //   bias_gelu:     out = gelu_erf(y + b)
 //   bias_residual: out = r + (y + b), y given as `splits` partial sums over K, (splits, rows, cols), added in order
 // b is (cols,), r and out are (rows, cols). One thread per element, grid-stride.
+
+extern "C" __global__ void bias_add_f32(const float* __restrict__ y, const float* __restrict__ b,
+                                        float* __restrict__ out, long long rows, long long cols) {
+  const long long total = rows * cols;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    out[i] = y[i] + b[i % cols];
+  }
+}
 
 extern "C" __global__ void bias_gelu_f32(const float* __restrict__ y, const float* __restrict__ b,
                                          float* __restrict__ out, long long rows, long long cols) {

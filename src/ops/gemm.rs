@@ -235,7 +235,7 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> 
     let y = x.reshape((rows, k))?.matmul(&w.t()?)?;
     let y = match epilogue {
         Epilogue::None => y,
-        Epilogue::Bias(b) => y.broadcast_add(b)?,
+        Epilogue::Bias(b) => super::bias_act::bias_add(&y, b)?,
         Epilogue::BiasGelu(b) => super::bias_act::bias_gelu(&y, b)?,
         Epilogue::BiasSilu(b) => candle_nn::ops::silu(&y.broadcast_add(b)?)?,
     };
@@ -745,6 +745,11 @@ impl Unreduced {
         self.splits
     }
 
+    /// Whether the bias is still to add (by the consumer kernel, or [`Unreduced::reduce`]).
+    pub fn bias_pending(&self) -> bool {
+        self.bias.is_some()
+    }
+
     /// Checks what a consumer kernel reads of `heads` heads of `width` values: f32 partials (and bias) on one
     /// device, contiguous, every read inside them (extent computed without overflow).
     pub(crate) fn check(&self, heads: usize, width: usize) -> Result<()> {
@@ -835,7 +840,8 @@ impl Unreduced {
 }
 
 /// `x · wᵀ + bias` for x (rows, K) and w (heads·width, K), as `heads` column blocks of width, left unreduced when
-/// split over K (see [`Unreduced`]); reduced on cuBLAS where [`linear`] runs there.
+/// split over K (see [`Unreduced`]). Where [`linear`] runs it on cuBLAS (TF32 mode's larger GEMMs), the product is
+/// whole and its bias left to the consumer.
 pub fn linear_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor, heads: usize) -> Result<Unreduced> {
     let (n, k) = w.dims2()?;
     let (rows, kx) = x.dims2()?;
@@ -845,8 +851,16 @@ pub fn linear_unreduced(x: &Tensor, w: &Tensor, bias: &Tensor, heads: usize) -> 
             format!("{:?} by a {:?} weight with bias {:?} as {heads} heads", x.dims(), w.dims(), bias.dims()),
         ));
     }
-    if !use_tensor_cores(x, w, Some(bias), k) || rows == 0 || n == 0 {
+    if rows == 0 || n == 0 || !own_kernel(x, w, Some(bias)) {
         return Unreduced::whole(linear(x, w, Epilogue::Bias(bias))?, heads);
+    }
+    if !use_tensor_cores(x, w, Some(bias), k) {
+        // TF32 mode's larger GEMMs run on cuBLAS, which has no bias epilogue: the consumer adds the bias as it
+        // reads (the same f32 add), instead of a broadcast add over the whole output (20 µs for TD-MPC2's
+        // 512 × 2560 Q-ensemble layer, more than the GEMM).
+        let mut y = Unreduced::whole(linear(x, w, Epilogue::None)?, heads)?;
+        y.bias = Some(bias.clone());
+        return Ok(y);
     }
     unreduced(x, 0, w, Some(bias), Shape::plain(rows, n, k), heads)
 }

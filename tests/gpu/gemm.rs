@@ -409,3 +409,24 @@ fn batched_matmul_is_as_accurate_as_cublas_f32() {
     let b = Tensor::zeros((3, 4, 5), candle_core::DType::F32, &device).unwrap();
     assert!(batched_matmul(&a, &b).is_err());
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn bias_add_is_the_broadcast_add_bit_for_bit() {
+    use swm::ops::bias_act::bias_add;
+    let (_gpu, device) = gpu();
+    let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect();
+    // A TD-MPC2 Q-ensemble layer, a LeWM window's positions as a bias over rows of q·D, ragged sizes.
+    for (rows, cols) in [(512, 2560), (300, 3 * 192), (7, 13), (1, 1)] {
+        let y = Tensor::from_vec(values(rows * cols, 40), (rows, cols), &device).unwrap();
+        let b = Tensor::from_vec(values(cols, 41), cols, &device).unwrap();
+        let got: Vec<u32> = bits(&bias_add(&y, &b).unwrap());
+        assert!(got == bits(&y.broadcast_add(&b).unwrap()), "({rows}, {cols})");
+    }
+    // A strided view takes Candle's broadcast add (same values); a bias of the wrong length is an error.
+    let y = Tensor::from_vec(values(6 * 8, 42), (6, 8), &device).unwrap();
+    let (view, b) = (y.t().unwrap(), Tensor::from_vec(values(6, 43), 6, &device).unwrap());
+    let got: Vec<u32> = bits(&bias_add(&view, &b).unwrap());
+    assert!(got == bits(&view.broadcast_add(&b).unwrap()), "strided view");
+    assert!(bias_add(&y, &b).is_err());
+}

@@ -376,3 +376,46 @@ fn unreduced_matches_reduced(device: &candle_core::Device, split: bool) {
     let want = q_cost(&reduced, &bins, heads, &ret, 1.0, 0.97).unwrap();
     assert_eq!(super::max_abs_diff(&got, &want), 0.0, "Q ensemble");
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn tf32_mode_leaves_a_cublas_gemms_bias_to_the_norm_kernel() {
+    use swm::ops::gemm::{linear, linear_unreduced, Epilogue};
+    use swm::ops::tdmpc2::{norm_act_heads, norm_act_unreduced, residual_norm, NormAct};
+    /// Restores the TF32 switch when the test ends, also by a failed assertion.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            swm::device::set_tf32(self.0);
+        }
+    }
+    let (_gpu, device) = gpu();
+    let _restore = Restore(swm::device::tf32());
+    swm::device::set_tf32(true);
+    let randn = |shape: &[usize], std: f32| Tensor::randn(0f32, std, shape, &device).unwrap();
+    // The Q ensemble's first layer of the bench config (5 heads × 512 over a padded step input): 320 tiles × 2
+    // splits, more blocks than one wave, so TF32 mode runs it on cuBLAS, whole, with the bias still to add.
+    let (rows, k, width, heads) = (512, 520, 512, 5);
+    let x = randn(&[rows, k], 1.0);
+    let w = randn(&[heads * width, k], 0.05);
+    let b = randn(&[heads * width], 0.1);
+    let (gamma, beta) = ((randn(&[heads * width], 0.1) + 1.0).unwrap(), randn(&[heads * width], 0.1));
+    let u = linear_unreduced(&x, &w, &b, heads).unwrap();
+    assert!(u.splits() == 1 && u.bias_pending(), "{} splits, bias pending {}", u.splits(), u.bias_pending());
+    // The kernel's f32 add of the bias is the broadcast add's: the same values, bit for bit.
+    let whole = linear(&x, &w, Epilogue::Bias(&b)).unwrap();
+    assert_eq!(super::max_abs_diff(&u.reduce().unwrap(), &whole), 0.0, "reduce");
+    let want = norm_act_heads(&whole, &gamma, &beta, 1e-5, NormAct::Mish, heads).unwrap();
+    let got = norm_act_unreduced(&u, &gamma, &beta, 1e-5, NormAct::Mish).unwrap();
+    assert_eq!(super::max_abs_diff(&got, &want), 0.0, "norm + Mish");
+    // A ViT residual step on such a GEMM (1024 tiles): the bias added before the residual, as the broadcast add
+    // then the residual kernel would.
+    let (rows, e) = (8192, 512);
+    let (xr, wr, br, res) = (randn(&[rows, k], 1.0), randn(&[e, k], 0.05), randn(&[e], 0.1), randn(&[rows, e], 1.0));
+    let u = linear_unreduced(&xr, &wr, &br, 1).unwrap();
+    assert!(u.splits() == 1 && u.bias_pending(), "residual GEMM: {} splits", u.splits());
+    let (g, bt) = (gamma.narrow(0, 0, e).unwrap(), beta.narrow(0, 0, e).unwrap());
+    let (sum, _) = residual_norm(&u, &res, &g, &bt, 1e-6).unwrap();
+    let want_sum = (linear(&xr, &wr, Epilogue::Bias(&br)).unwrap() + &res).unwrap();
+    assert_eq!(super::max_abs_diff(&sum, &want_sum), 0.0, "residual sum");
+}

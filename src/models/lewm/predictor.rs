@@ -360,7 +360,14 @@ impl Predictor {
         if cache.as_ref().map_or(first != 0, |c| c.len != first) {
             return Err(crate::Error::invalid_input("window", format!("position {first} needs a cache of {first}")));
         }
-        let mut x = emb.broadcast_add(&self.pos_embedding.narrow(1, first, q)?)?;
+        let pos = self.pos_embedding.narrow(1, first, q)?;
+        let mut x = if emb.is_contiguous() {
+            // A whole window: the positions as a bias over rows of q·D (one kernel, not a broadcast's indexing).
+            let d = emb.dim(2)?;
+            crate::ops::bias_act::bias_add(&emb.reshape((n, q * d))?, &pos.flatten_all()?)?.reshape((n, q, d))?
+        } else {
+            emb.broadcast_add(&pos)?
+        };
         if let Some(ip) = &self.input_proj {
             x = ip.forward(&x)?;
         }
