@@ -15,6 +15,10 @@
 //   two_hot_inv_f32_N:  v = symexp(Σ_i softmax(logits)_i · bins_i) — a reward or Q head's scalar, logits rows `ld`
 //                       apart; out[row] = v, or with `accumulate` out[row] + scale·v (the discounted return).
 //                       Both two-hot kernels read logits left as a GEMM's partial sums plus bias (see norm_act).
+//                       Row r's head h is written at out[r·out_stride + h·dim ..] (out_stride ≥ heads·dim: rows
+//                       of a wider buffer, such as the next step's input).
+//   step_inputs_f32:    concat_rows_f32 for every horizon step at once into (steps, rows, width), the latent
+//                       columns written in step 0 only (later steps' come from the dynamics' norm_act_f32_N).
 //   concat_rows_f32:    out[r] = [z[r / repeat], a[r·a_stride ..], 0…] (`width` columns): a model step's input
 //                       (latent, action) in one launch, the latent repeated over a candidate batch, the action read
 //                       from its horizon step in place, zeros up to a row width the GEMM copies 16 bytes at a time.
@@ -59,7 +63,7 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, int splits
                                          const float* __restrict__ gamma, const float* __restrict__ beta,
                                          float* __restrict__ out, long long rows, int dim, float eps, int act,
                                          int group, int heads, const float* __restrict__ residual,
-                                         float* __restrict__ sum_out) {
+                                         float* __restrict__ sum_out, long long out_stride) {
   __shared__ float red[W];
   const int t = threadIdx.x;
   constexpr int kStride = 32 * W;
@@ -133,7 +137,7 @@ __device__ __forceinline__ void norm_act(const float* __restrict__ x, int splits
         v[c] = e / sum_e;
       }
     }
-    float* dst = out + row * dim;
+    float* dst = out + (row / heads) * out_stride + head * dim;
 #pragma unroll
     for (int c = 0; c < N; ++c) {
       const int i = t + kStride * c;
@@ -238,10 +242,11 @@ __device__ __forceinline__ void q_cost(const float* __restrict__ logits, int spl
       const float* __restrict__ x, int splits, long long split_stride, long long head_stride,                   \
       long long row_stride, const float* __restrict__ bias, const float* __restrict__ gamma,                   \
       const float* __restrict__ beta, float* __restrict__ out, long long rows, int dim, float eps, int act,    \
-      int group, int heads, const float* __restrict__ residual, float* __restrict__ sum_out) {                 \
+      int group, int heads, const float* __restrict__ residual, float* __restrict__ sum_out,                   \
+      long long out_stride) {                                                                                  \
     norm_act<(N < 4 ? N : 4), (N < 4 ? 1 : N / 4)>(x, splits, split_stride, head_stride, row_stride, bias,      \
                                                    gamma, beta, out, rows, dim, eps, act, group, heads,        \
-                                                   residual, sum_out);                                         \
+                                                   residual, sum_out, out_stride);                             \
   }                                                                                                            \
   extern "C" __global__ void two_hot_inv_f32_##N(                                                              \
       const float* __restrict__ logits, int splits, long long split_stride, const float* __restrict__ bias,    \
@@ -272,5 +277,23 @@ extern "C" __global__ void concat_rows_f32(const float* __restrict__ z, long lon
     const long long r = i / width;
     const int c = (int)(i - r * width);
     out[i] = c < zdim ? z[(r / repeat) * zdim + c] : c < zdim + adim ? a[r * a_stride + (c - zdim)] : 0.0f;
+  }
+}
+
+extern "C" __global__ void step_inputs_f32(const float* __restrict__ z, long long repeat, int zdim,
+                                           const float* __restrict__ a, long long a_stride, int adim, int width,
+                                           float* __restrict__ out, long long rows, int steps) {
+  const long long per_step = rows * width;
+  const long long total = per_step * steps;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const int s = (int)(i / per_step);
+    const long long r = (i - s * per_step) / width;
+    const int c = (int)(i - s * per_step - r * width);
+    if (c < zdim) {
+      if (s == 0) out[i] = z[(r / repeat) * zdim + c];
+    } else {
+      out[i] = c < zdim + adim ? a[r * a_stride + s * adim + (c - zdim)] : 0.0f;
+    }
   }
 }

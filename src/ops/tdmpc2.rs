@@ -65,7 +65,44 @@ pub fn norm_act_heads(
 /// [`norm_act_heads`] on a GEMM's unreduced output (see [`Unreduced`]): the partial sums and the bias are added
 /// as the rows are read — the reduction launch folded into this one. Returns (rows, heads·width), contiguous.
 pub fn norm_act_unreduced(y: &Unreduced, gamma: &Tensor, beta: &Tensor, eps: f32, act: NormAct) -> Result<Tensor> {
-    launch_norm_act(y, None, gamma, beta, eps, act)
+    let dev = cuda(y.partials.device())?;
+    let out = uninit_f32(dev, (y.rows, y.heads * y.width))?;
+    launch_norm_act(y, None, gamma, beta, eps, act, &out, y.heads * y.width)?;
+    Ok(out)
+}
+
+/// [`norm_act_unreduced`] written into the first heads·width columns of each row of `out` (rows, ≥ heads·width):
+/// a TD-MPC2 step's latent straight into the next step's input `[z, a, 0…]`, whose other columns are left as they
+/// are. `out` is written through a shared reference: it must own its storage (a buffer the caller alone holds,
+/// not a view of a tensor read elsewhere), and may not overlap the partial sums read.
+pub fn norm_act_unreduced_into(
+    y: &Unreduced,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+    act: NormAct,
+    out: &Tensor,
+) -> Result<()> {
+    let all = y.heads * y.width;
+    let fits = matches!(out.dims2(), Ok((rows, cols)) if rows == y.rows && cols >= all)
+        && out.dtype() == candle_core::DType::F32
+        && out.is_contiguous()
+        && out.device().same_device(y.partials.device());
+    let (start, end) = (address(out)?, address(out)? + 4 * out.elem_count() as u64);
+    let (read, read_end) = (address(&y.partials)?, address(&y.partials)? + 4 * y.partials.elem_count() as u64);
+    if !fits || (start < read_end && read < end) {
+        return Err(KernelError::operand(
+            "out",
+            format!(
+                "{:?} ({:?}) for {} rows of {all} values, not overlapping the partial sums {:?}",
+                out.dims(),
+                out.dtype(),
+                y.rows,
+                y.partials.dims()
+            ),
+        ));
+    }
+    launch_norm_act(y, None, gamma, beta, eps, act, out, out.dim(1)?)
 }
 
 /// A pre-LN transformer's residual step and the next sublayer's LayerNorm in one launch: `sum = residual + y`
@@ -79,13 +116,17 @@ pub fn residual_norm(
     eps: f32,
 ) -> Result<(Tensor, Tensor)> {
     // The sum has the residual's shape, so the residual's checks in the launcher cover it too.
-    let sum = uninit_f32(cuda(residual.device())?, residual.shape().clone())?;
-    let normed = launch_norm_act(y, Some((residual, &sum)), gamma, beta, eps, NormAct::Identity)?;
+    let dev = cuda(residual.device())?;
+    let sum = uninit_f32(dev, residual.shape().clone())?;
+    let normed = uninit_f32(dev, (y.rows, y.heads * y.width))?;
+    launch_norm_act(y, Some((residual, &sum)), gamma, beta, eps, NormAct::Identity, &normed, y.heads * y.width)?;
     Ok((sum, normed.reshape(residual.shape())?))
 }
 
-/// Launches `norm_act_f32_N` on `y`; with (residual, sum), `residual` (rows, heads·width) is added before the norm
-/// and the row written to `sum` (a fresh tensor of the residual's shape) as well.
+/// Launches `norm_act_f32_N` on `y` into `out`, whose rows are `out_stride` values apart (each row's heads·width
+/// values at its start); with (residual, sum), `residual` (rows, heads·width) is added before the norm and the row
+/// written to `sum` (a fresh tensor of the residual's shape) as well.
+#[allow(clippy::too_many_arguments)]
 fn launch_norm_act(
     y: &Unreduced,
     residual: Option<(&Tensor, &Tensor)>,
@@ -93,7 +134,9 @@ fn launch_norm_act(
     beta: &Tensor,
     eps: f32,
     act: NormAct,
-) -> Result<Tensor> {
+    out: &Tensor,
+    out_stride: usize,
+) -> Result<()> {
     let Unreduced { rows, heads, width, splits, split_stride, head_stride, row_stride, .. } = *y;
     let all = heads * width;
     let params_f32 = gamma.dtype() == candle_core::DType::F32 && beta.dtype() == candle_core::DType::F32;
@@ -109,7 +152,12 @@ fn launch_norm_act(
     let on_device = gamma.device().same_device(y.partials.device()) && beta.device().same_device(y.partials.device());
     let fits =
         y.check(heads, width).is_ok() && gamma.dims() == [all] && beta.dims() == [all] && params_f32 && on_device;
-    if !fits || !residual_fits || !supports(width, act) {
+    let out_fits = out.dtype() == candle_core::DType::F32
+        && out.is_contiguous()
+        && out_stride >= all
+        && (rows == 0 || out.elem_count() >= (rows - 1) * out_stride + all)
+        && out.device().same_device(y.partials.device());
+    if !fits || !residual_fits || !out_fits || !supports(width, act) {
         return Err(KernelError::operand(
             "x",
             format!(
@@ -123,8 +171,7 @@ fn launch_norm_act(
         ));
     }
     let dev = cuda(y.partials.device())?;
-    let out = uninit_f32(dev, (rows, all))?;
-    let (xp, gp, bp, op) = (address(&y.partials)?, address(gamma)?, address(beta)?, address(&out)?);
+    let (xp, gp, bp, op) = (address(&y.partials)?, address(gamma)?, address(beta)?, address(out)?);
     let biasp = y.bias.as_ref().map(address).transpose()?.unwrap_or(0);
     let (rp, sp) = match residual {
         Some((r, sum)) => (address(r)?, address(sum)?),
@@ -140,18 +187,20 @@ fn launch_norm_act(
     let f = dev.get_or_load_custom_func(&kernel("norm_act_f32", width)?, MODULE, kernels::TDMPC2)?;
     let mut b = f.builder();
     b.arg(&xp).arg(&splits32).arg(&ss).arg(&hs).arg(&rs).arg(&biasp).arg(&gp).arg(&bp).arg(&op);
+    let out_stride64 = out_stride as i64;
     b.arg(&rows64).arg(&width32).arg(&eps).arg(&act_code).arg(&group).arg(&heads32).arg(&rp).arg(&sp);
+    b.arg(&out_stride64);
     // One block per row of max(1, N / 4) warps, as `norm_act_f32_N` is compiled for.
     let warps = (lane_items(width)? / 4).max(1) as u32;
     let blocks = (rows * heads).clamp(1, 1 << 20) as u32;
     let config = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * warps, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: matches norm_act_f32_N(x, splits, split_stride, head_stride, row_stride, bias, gamma, beta, out, rows,
-    // dim, eps, act, group, heads, residual, sum_out) with 32·N ≥ width; every value read lies within the partials
-    // (checked: the farthest row start plus width), the bias (when set), γ and β hold heads·width f32, out — and
-    // the residual and the sum when set (checked; the sum fresh) — rows·heads·width; a SimNorm group divides 32 and the
-    // width (checked by `supports`).
-    launched(unsafe { b.launch(config) })?;
-    Ok(out)
+    // dim, eps, act, group, heads, residual, sum_out, out_stride) with 32·N ≥ width; every value read lies within
+    // the partials (checked: the farthest row start plus width), the bias (when set), γ and β hold heads·width f32,
+    // out holds (rows − 1)·out_stride + heads·width f32 with out_stride ≥ heads·width (checked), the residual and
+    // the sum when set (checked; the sum fresh) rows·heads·width; a SimNorm group divides 32 and the width (checked
+    // by `supports`).
+    launched(unsafe { b.launch(config) })
 }
 
 /// `symexp(Σ_i softmax(logits)_i · bins_i)` per row of contiguous (rows, bins) logits → (rows, 1).
@@ -263,6 +312,36 @@ fn launch_two_hot(logits: &Unreduced, bins: &Tensor, out: &Tensor, scale: f32, a
     // accumulate) with 32·N ≥ nb; every logit read lies within the partials and the bias holds nb f32 (checked by
     // `check_logits` for one head), bins nb, out rows (checked by the callers).
     launched(unsafe { b.launch(warps(logits.rows, 2)) })
+}
+
+/// Every horizon step's input at once, (H, N, width ≥ Z + A): step t's row r is `[·, actions[r, t], 0…]`, with
+/// `z[r / repeat]` as the latent columns of step 0 and those of later steps left unwritten, for the dynamics'
+/// [`norm_act_unreduced_into`] to fill as the rollout advances (see [`concat_rows`] for one step).
+pub fn step_inputs(z: &Tensor, repeat: usize, actions: &Tensor, width: usize) -> Result<Tensor> {
+    let (zrows, zdim) = z.dims2()?;
+    let (rows, horizon, adim) = actions.dims3()?;
+    let f32s = z.dtype() == candle_core::DType::F32 && actions.dtype() == candle_core::DType::F32;
+    let shaped = repeat > 0 && zrows * repeat == rows && horizon > 0 && width >= zdim + adim;
+    if !shaped || !f32s || !z.device().same_device(actions.device()) {
+        return Err(KernelError::operand(
+            "actions",
+            format!("{:?} with latents {:?} repeated {repeat}× into {width} columns", actions.dims(), z.dims()),
+        ));
+    }
+    let dev = cuda(z.device())?;
+    let out = uninit_f32(dev, (horizon, rows, width))?;
+    let (zp, ap, op) = (address(z)?, address(actions)?, address(&out)?);
+    let (rep, zd, stride, ad, rows64) = (repeat as i64, zdim as i32, (horizon * adim) as i64, adim as i32, rows as i64);
+    let width32 = i32::try_from(width).map_err(|_| KernelError::operand("width", format!("{width} columns")))?;
+    let steps32 = i32::try_from(horizon).map_err(|_| KernelError::operand("actions", format!("{horizon} steps")))?;
+    let f = dev.get_or_load_custom_func("step_inputs_f32", MODULE, kernels::TDMPC2)?;
+    let mut b = f.builder();
+    b.arg(&zp).arg(&rep).arg(&zd).arg(&ap).arg(&stride).arg(&ad).arg(&width32).arg(&op).arg(&rows64).arg(&steps32);
+    // SAFETY: matches step_inputs_f32(z, repeat, zdim, a, a_stride, adim, width, out, rows, steps); z holds
+    // (rows / repeat)·zdim f32 (checked), the actions rows·horizon·adim, of which step s of row r is read at
+    // r·horizon·adim + s·adim (s < horizon), out horizon·rows·width with width ≥ zdim + adim (checked).
+    launched(unsafe { b.launch(grid(horizon * rows * width)) })?;
+    Ok(out)
 }
 
 /// A model step's input `[z[r / repeat], actions[r, step], 0…]` for rows r < N, (N, width ≥ Z + A), in one launch: z

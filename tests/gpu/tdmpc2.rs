@@ -419,3 +419,48 @@ fn tf32_mode_leaves_a_cublas_gemms_bias_to_the_norm_kernel() {
     let want_sum = (linear(&xr, &wr, Epilogue::Bias(&br)).unwrap() + &res).unwrap();
     assert_eq!(super::max_abs_diff(&sum, &want_sum), 0.0, "residual sum");
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn step_inputs_are_concat_rows_and_the_norm_writes_the_next_latent_in_place() {
+    use swm::ops::gemm::linear_unreduced;
+    use swm::ops::tdmpc2::{concat_rows, norm_act_unreduced, norm_act_unreduced_into, step_inputs, NormAct};
+    let (_gpu, device) = gpu();
+    let randn = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &device).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+    };
+    // 4 envs × 128 candidates, a latent of 512, 6 actions, rows padded to 520 columns, horizon 3.
+    let (envs, repeat, zdim, adim, width, h) = (4, 128, 512, 6, 520, 3);
+    let (z, actions) = (randn(&[envs, zdim]), randn(&[envs * repeat, h, adim]));
+    let inputs = step_inputs(&z, repeat, &actions, width).unwrap();
+    assert_eq!(inputs.dims(), &[h, envs * repeat, width]);
+    // Step 0 is concat_rows'; later steps match it past the latent columns (which the dynamics write).
+    assert!(bits(&inputs.get(0).unwrap()) == bits(&concat_rows(&z, repeat, &actions, 0, width).unwrap()));
+    let zn = randn(&[envs * repeat, zdim]);
+    for t in 1..h {
+        let want = concat_rows(&zn, 1, &actions, t, width).unwrap().narrow(1, zdim, width - zdim).unwrap();
+        let got = inputs.get(t).unwrap().narrow(1, zdim, width - zdim).unwrap();
+        assert!(bits(&got) == bits(&want), "step {t}: actions and padding");
+    }
+    // The dynamics' last NormedLinear (split over K, SimNorm) written into step 1's latent columns: the same bits
+    // as its own output, the action and padding columns untouched.
+    let (w, b) = ((randn(&[zdim, 512]) * 0.05).unwrap(), (randn(&[zdim]) * 0.1).unwrap());
+    let (gamma, beta) = (((randn(&[zdim]) * 0.1).unwrap() + 1.0).unwrap(), (randn(&[zdim]) * 0.1).unwrap());
+    let y = linear_unreduced(&randn(&[envs * repeat, 512]), &w, &b, 1).unwrap();
+    let want = norm_act_unreduced(&y, &gamma, &beta, 1e-5, NormAct::SimNorm(8)).unwrap();
+    let before = bits(&inputs.get(1).unwrap().narrow(1, zdim, width - zdim).unwrap());
+    let step1 = inputs.get(1).unwrap();
+    norm_act_unreduced_into(&y, &gamma, &beta, 1e-5, NormAct::SimNorm(8), &step1).unwrap();
+    assert!(bits(&step1.narrow(1, 0, zdim).unwrap()) == bits(&want), "the latent columns");
+    assert!(bits(&step1.narrow(1, zdim, width - zdim).unwrap()) == before, "the other columns");
+    // Too few rows or columns, and an output over the partial sums, are typed errors.
+    let short = inputs.get(1).unwrap().narrow(0, 0, 10).unwrap();
+    assert!(norm_act_unreduced_into(&y, &gamma, &beta, 1e-5, NormAct::SimNorm(8), &short).is_err());
+    let narrow = Tensor::zeros((envs * repeat, zdim - 1), candle_core::DType::F32, &device).unwrap();
+    assert!(norm_act_unreduced_into(&y, &gamma, &beta, 1e-5, NormAct::SimNorm(8), &narrow).is_err());
+    let whole = swm::ops::gemm::Unreduced::contiguous(want.copy().unwrap(), 1).unwrap();
+    let over = whole.reduce().unwrap();
+    let aliased = swm::ops::gemm::Unreduced::contiguous(over.clone(), 1).unwrap();
+    assert!(norm_act_unreduced_into(&aliased, &gamma, &beta, 1e-5, NormAct::SimNorm(8), &over).is_err());
+}

@@ -81,6 +81,15 @@ impl NormedLinear {
         self.norm_act(linear_columns(x, from, self.linear.weight(), Epilogue::Bias(self.bias()?))?)
     }
 
+    /// [`NormedLinear::forward_columns`] written into the first columns of `out`'s rows (the next step's input);
+    /// false, with nothing written, where the fused LayerNorm kernel does not take this layer.
+    fn forward_columns_into(&self, x: &Tensor, from: usize, out: &Tensor) -> Result<bool> {
+        let Some(beta) = self.fused_norm() else { return Ok(false) };
+        let y = linear_columns_unreduced(x, from, self.linear.weight(), self.bias()?)?;
+        ops::norm_act_unreduced_into(&y, self.ln.weight(), beta, LN_EPS as f32, self.kernel_act(), out)?;
+        Ok(true)
+    }
+
     /// The LayerNorm's β when the fused LayerNorm + activation kernel takes this layer's width.
     fn fused_norm(&self) -> Option<&Tensor> {
         let width = self.linear.weight().dim(0).ok()?;
@@ -553,6 +562,21 @@ impl TdMpc2 {
         Ok((logits, dynamics.forward_columns(h, m)?))
     }
 
+    /// [`TdMpc2::rd_heads`] with the next latent written into the first columns of `next_input` (the next step's
+    /// input, see [`ops::step_inputs`]); None where the dynamics' last layer cannot be written so (then the caller
+    /// runs `rd_heads`).
+    fn rd_heads_into(&self, h: &Tensor, next_input: &Tensor) -> Result<Option<Unreduced>> {
+        let m = self.config.wm.mlp_dim;
+        let (Last::Plain(reward), Last::Normed(dynamics)) = (&self.reward.last, &self.dynamics.last) else {
+            return Err(Error::Internal("the fused TD-MPC2 path without its last layers".into()));
+        };
+        let bias = reward.bias().ok_or_else(|| Error::invalid_input("tdmpc2", "Linear without bias"))?;
+        if !dynamics.forward_columns_into(h, m, next_input)? {
+            return Ok(None);
+        }
+        Ok(Some(linear_columns_unreduced(h, 0, reward.weight(), bias)?))
+    }
+
     /// The actor's mean action `tanh(μ(z))`, (N, A).
     pub fn pi_mean(&self, z: &Tensor) -> Result<Tensor> {
         Ok(self.pi.forward(z)?.narrow(D::Minus1, 0, self.action_dim())?.tanh()?)
@@ -608,20 +632,29 @@ impl TdMpc2 {
         let mut ret = Tensor::zeros((n, 1), DType::F32, &self.device)?;
         let mut discount = 1.0f32;
         if let (Some(f), true) = (&self.fused, h > 0) {
-            // Each step's input (z, a_t) is one launch that reads a_t in place; `ret` is this function's own
-            // buffer: the reward kernels add into it in place.
+            // Every step's input (z, a_t) is written by one launch that reads the actions in place, except the
+            // latent of steps after the first, which the dynamics' LayerNorm kernel writes there as it computes it.
+            // `ret` and the inputs are this function's own buffers: the kernels write into them in place.
             let candidates = candidates.contiguous()?;
             let width = f.width();
-            let mut za = ops::concat_rows(&z.contiguous()?, repeat, &candidates, 0, width)?;
+            let inputs = ops::step_inputs(&z.contiguous()?, repeat, &candidates, width)?;
             let mut z = z.clone();
             for t in 0..h {
-                let (reward_logits, next) = self.rd_heads(&f.rd_hidden(&za)?)?;
+                let hidden = f.rd_hidden(&inputs.get(t)?)?;
+                let into = if t + 1 < h { self.rd_heads_into(&hidden, &inputs.get(t + 1)?)? } else { None };
+                let reward_logits = match into {
+                    Some(logits) => logits,
+                    None => {
+                        let (logits, next) = self.rd_heads(&hidden)?;
+                        if t + 1 < h {
+                            inputs.get(t + 1)?.slice_set(&next, 1, 0)?;
+                        }
+                        z = next;
+                        logits
+                    }
+                };
                 ops::two_hot_accumulate_unreduced(&reward_logits, &self.bins, &ret, discount)?;
                 discount *= gamma;
-                if t + 1 < h {
-                    za = ops::concat_rows(&next, 1, &candidates, t + 1, width)?;
-                }
-                z = next;
             }
             let za = ops::concat_rows(&z, 1, &self.pi_mean(&z)?.unsqueeze(1)?.contiguous()?, 0, width)?;
             let c = self.config.wm.uncertainty_penalty as f32;
