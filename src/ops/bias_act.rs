@@ -54,44 +54,24 @@ fn check(op: &str, y: &Layout, b: &Layout) -> candle_core::Result<(usize, usize)
     Ok((y.shape().elem_count() / cols, cols))
 }
 
-/// `y + b` over rows: Candle's broadcast add computes the same sums but indexes every element through its
-/// broadcast strides (20 µs where this takes a few on TD-MPC2's 512 × 2560 Q-ensemble layer).
-struct BiasAdd;
-
-impl CustomOp2 for BiasAdd {
-    fn name(&self) -> &'static str {
-        "swm-bias-add"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        cuda_only()
-    }
-
-    fn cuda_fwd(
-        &self,
-        y: &CudaStorage,
-        yl: &Layout,
-        b: &CudaStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (rows, cols) = check(self.name(), yl, bl)?;
-        let out = launch("bias_add_f32", y.device(), &[view(y, yl)?, view(b, bl)?], rows, cols, None)?;
-        Ok((out, yl.shape().clone()))
-    }
+/// A bias epilogue over rows of a contiguous y (…, cols) and b (cols,): one `bias_act.cu` kernel taking
+/// (y, b, out, rows, cols).
+struct BiasRows {
+    name: &'static str,
+    kernel: &'static str,
 }
 
-struct BiasGelu;
+/// `y + b`: Candle's broadcast add computes the same sums but indexes every element through its broadcast strides
+/// (20 µs where this takes a few on TD-MPC2's 512 × 2560 Q-ensemble layer).
+const BIAS_ADD: BiasRows = BiasRows { name: "swm-bias-add", kernel: "bias_add_f32" };
+/// `gelu_erf(y + b)`.
+const BIAS_GELU: BiasRows = BiasRows { name: "swm-bias-gelu", kernel: "bias_gelu_f32" };
 
-impl CustomOp2 for BiasGelu {
+impl CustomOp2 for BiasRows {
     fn name(&self) -> &'static str {
-        "swm-bias-gelu"
+        self.name
     }
+
     fn cpu_fwd(
         &self,
         _: &CpuStorage,
@@ -101,6 +81,7 @@ impl CustomOp2 for BiasGelu {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         cuda_only()
     }
+
     fn cuda_fwd(
         &self,
         y: &CudaStorage,
@@ -108,8 +89,8 @@ impl CustomOp2 for BiasGelu {
         b: &CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (rows, cols) = check(self.name(), yl, bl)?;
-        let out = launch("bias_gelu_f32", y.device(), &[view(y, yl)?, view(b, bl)?], rows, cols, None)?;
+        let (rows, cols) = check(self.name, yl, bl)?;
+        let out = launch(self.kernel, y.device(), &[view(y, yl)?, view(b, bl)?], rows, cols, None)?;
         Ok((out, yl.shape().clone()))
     }
 }
@@ -165,7 +146,7 @@ pub fn bias_add(y: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if y.dtype() != DType::F32 || b.dtype() != DType::F32 || !y.is_contiguous() {
         return y.broadcast_add(b);
     }
-    y.apply_op2_no_bwd(&b.contiguous()?, &BiasAdd)
+    y.apply_op2_no_bwd(&b.contiguous()?, &BIAS_ADD)
 }
 
 /// `gelu_erf(y + b)` for y (…, cols) and b (cols,) in one kernel (f32; other dtypes use Candle ops).
@@ -173,7 +154,7 @@ pub fn bias_gelu(y: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if y.dtype() != DType::F32 || b.dtype() != DType::F32 {
         return y.broadcast_add(b)?.gelu_erf();
     }
-    y.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &BiasGelu)
+    y.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &BIAS_GELU)
 }
 
 /// `residual + (y + b)` for y (…, cols), b (cols,) and a residual shaped as y, in one kernel (f32; other dtypes use
