@@ -12,13 +12,13 @@
 //                       x[h·head_stride + i·row_stride + s·split_stride ..], plus bias[h·dim ..] when bias is set.
 //                       With `residual` set, the row is residual[row] + that sum (a ViT layer's residual stream,
 //                       as bias_residual_f32 adds it), written to `sum_out` when set before it is normalised.
+//                       Row r's head h is written at out[r·out_stride + h·dim ..] (out_stride ≥ heads·dim: rows
+//                       of a wider buffer, such as the next step's input).
 //   two_hot_inv_f32_N:  v = symexp(Σ_i softmax(logits)_i · bins_i) — a reward or Q head's scalar, logits rows `ld`
 //                       apart; out[row] = v, or with `accumulate` out[row] + scale·v (the discounted return).
 //                       Both two-hot kernels read logits left as a GEMM's partial sums plus bias (see norm_act).
-//                       Row r's head h is written at out[r·out_stride + h·dim ..] (out_stride ≥ heads·dim: rows
-//                       of a wider buffer, such as the next step's input).
 //   step_inputs_f32:    concat_rows_f32 for every horizon step at once into (steps, rows, width), the latent
-//                       columns written in step 0 only (later steps' come from the dynamics' norm_act_f32_N).
+//                       columns of steps after the first zero (the dynamics' norm_act_f32_N writes them).
 //   concat_rows_f32:    out[r] = [z[r / repeat], a[r·a_stride ..], 0…] (`width` columns): a model step's input
 //                       (latent, action) in one launch, the latent repeated over a candidate batch, the action read
 //                       from its horizon step in place, zeros up to a row width the GEMM copies 16 bytes at a time.
@@ -291,7 +291,7 @@ extern "C" __global__ void step_inputs_f32(const float* __restrict__ z, long lon
     const long long r = (i - s * per_step) / width;
     const int c = (int)(i - s * per_step - r * width);
     if (c < zdim) {
-      if (s == 0) out[i] = z[(r / repeat) * zdim + c];
+      out[i] = s == 0 ? z[(r / repeat) * zdim + c] : 0.0f;
     } else {
       out[i] = c < zdim + adim ? a[r * a_stride + s * adim + (c - zdim)] : 0.0f;
     }

@@ -35,7 +35,7 @@ fn launch(
     if let Some(s) = &splits {
         builder.arg(s);
     }
-    let cfg = LaunchConfig::for_num_elems((rows * cols).min(1 << 30) as u32);
+    let cfg = LaunchConfig::for_num_elems((rows * cols).clamp(1, 1 << 30) as u32);
     // SAFETY: the argument list follows the signature shared by the kernels of bias_act.cu (see above); callers
     // check that the inputs have the element counts the kernel reads.
     unsafe { builder.launch(cfg) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
@@ -140,10 +140,15 @@ impl CustomOp3 for BiasResidual {
     }
 }
 
-/// `y + b` for a contiguous y (…, cols) and b (cols,) in one kernel (f32; other dtypes and strided views use
-/// Candle's broadcast add, which reads them in place).
+/// `y + b` for a contiguous f32 y (…, cols) on a CUDA device and b (cols,) in one kernel; other dtypes, devices,
+/// strided views and empty tensors take Candle's broadcast add (which reads views in place).
 pub fn bias_add(y: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    if y.dtype() != DType::F32 || b.dtype() != DType::F32 || !y.is_contiguous() {
+    let kernel = y.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && y.is_contiguous()
+        && y.elem_count() > 0
+        && matches!(y.device(), candle_core::Device::Cuda(_));
+    if !kernel {
         return y.broadcast_add(b);
     }
     y.apply_op2_no_bwd(&b.contiguous()?, &BIAS_ADD)

@@ -315,7 +315,7 @@ fn launch_two_hot(logits: &Unreduced, bins: &Tensor, out: &Tensor, scale: f32, a
 }
 
 /// Every horizon step's input at once, (H, N, width ≥ Z + A): step t's row r is `[·, actions[r, t], 0…]`, with
-/// `z[r / repeat]` as the latent columns of step 0 and those of later steps left unwritten, for the dynamics'
+/// `z[r / repeat]` as the latent columns of step 0 and zeros as those of later steps, for the dynamics'
 /// [`norm_act_unreduced_into`] to fill as the rollout advances (see [`concat_rows`] for one step).
 pub fn step_inputs(z: &Tensor, repeat: usize, actions: &Tensor, width: usize) -> Result<Tensor> {
     let (zrows, zdim) = z.dims2()?;

@@ -205,6 +205,11 @@ fn fused_hot_path_matches_the_composed_layers() {
     let cost = model.cost(&zs, &actions).unwrap();
     assert_eq!(cost.dims(), &[n]);
     close(&cost, &composed.cost(&zs, &actions).unwrap(), "cost");
+    // Horizons 1 (no latent written in place) and 2 (one).
+    for h in [1, 2] {
+        let short = actions.narrow(1, 0, h).unwrap().contiguous().unwrap();
+        close(&model.cost(&zs, &short).unwrap(), &composed.cost(&zs, &short).unwrap(), &format!("cost, H{h}"));
+    }
     // One latent per env standing for its 100 candidates (the planners' scoring) = the latents copied out.
     let per_env = zs.narrow(0, 0, 3).unwrap();
     let copied = per_env.unsqueeze(1).unwrap().broadcast_as((3, 100, z)).unwrap().contiguous().unwrap();
@@ -394,7 +399,8 @@ fn tf32_mode_leaves_a_cublas_gemms_bias_to_the_norm_kernel() {
     swm::device::set_tf32(true);
     let randn = |shape: &[usize], std: f32| Tensor::randn(0f32, std, shape, &device).unwrap();
     // The Q ensemble's first layer of the bench config (5 heads × 512 over a padded step input): 320 tiles × 2
-    // splits, more blocks than one wave, so TF32 mode runs it on cuBLAS, whole, with the bias still to add.
+    // splits, more blocks than one wave of four per SM below 160 SMs (H100, H200: 132), so TF32 mode runs it on
+    // cuBLAS, whole, with the bias still to add.
     let (rows, k, width, heads) = (512, 520, 512, 5);
     let x = randn(&[rows, k], 1.0);
     let w = randn(&[heads * width, k], 0.05);
@@ -415,9 +421,11 @@ fn tf32_mode_leaves_a_cublas_gemms_bias_to_the_norm_kernel() {
     let u = linear_unreduced(&xr, &wr, &br, 1).unwrap();
     assert!(u.splits() == 1 && u.bias_pending(), "residual GEMM: {} splits", u.splits());
     let (g, bt) = (gamma.narrow(0, 0, e).unwrap(), beta.narrow(0, 0, e).unwrap());
-    let (sum, _) = residual_norm(&u, &res, &g, &bt, 1e-6).unwrap();
+    let (sum, normed) = residual_norm(&u, &res, &g, &bt, 1e-6).unwrap();
     let want_sum = (linear(&xr, &wr, Epilogue::Bias(&br)).unwrap() + &res).unwrap();
     assert_eq!(super::max_abs_diff(&sum, &want_sum), 0.0, "residual sum");
+    let want = swm::ops::tdmpc2::norm_act(&want_sum, &g, &bt, 1e-6, NormAct::Identity).unwrap();
+    assert_eq!(super::max_abs_diff(&normed, &want), 0.0, "the normalised sum");
 }
 
 #[test]
@@ -442,6 +450,8 @@ fn step_inputs_are_concat_rows_and_the_norm_writes_the_next_latent_in_place() {
         let want = concat_rows(&zn, 1, &actions, t, width).unwrap().narrow(1, zdim, width - zdim).unwrap();
         let got = inputs.get(t).unwrap().narrow(1, zdim, width - zdim).unwrap();
         assert!(bits(&got) == bits(&want), "step {t}: actions and padding");
+        let latent = inputs.get(t).unwrap().narrow(1, 0, zdim).unwrap();
+        assert!(bits(&latent).iter().all(|&v| v == 0), "step {t}: zeros until the dynamics write the latent");
     }
     // The dynamics' last NormedLinear (split over K, SimNorm) written into step 1's latent columns: the same bits
     // as its own output, the action and padding columns untouched.
