@@ -189,3 +189,27 @@ pub fn bias_residual_partials(y: &Unreduced, b: &Tensor, residual: &Tensor) -> c
     let op = BiasResidual { splits: y.splits() };
     y.partials.apply_op3_no_bwd(&b.contiguous()?, &residual.contiguous()?, &op)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bias_add_off_the_device_is_candle_s_broadcast_add() {
+        let cpu = candle_core::Device::Cpu;
+        let y = Tensor::arange(0f32, 12.0, &cpu).unwrap().reshape((3, 4)).unwrap();
+        let b = Tensor::new(&[0.5f32, -1.0, 2.0, 0.25], &cpu).unwrap();
+        let want = y.broadcast_add(&b).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(bias_add(&y, &b).unwrap().to_vec2::<f32>().unwrap(), want);
+        // A strided view and an empty tensor take the same path; a bias of the wrong length is an error there too.
+        let t = y.t().unwrap();
+        let b3 = Tensor::new(&[1f32, 2.0, 3.0], &cpu).unwrap();
+        assert_eq!(
+            bias_add(&t, &b3).unwrap().to_vec2::<f32>().unwrap(),
+            t.broadcast_add(&b3).unwrap().to_vec2::<f32>().unwrap()
+        );
+        let empty = Tensor::zeros((0, 4), DType::F32, &cpu).unwrap();
+        assert_eq!(bias_add(&empty, &b).unwrap().dims(), &[0, 4]);
+        assert!(bias_add(&y, &b3).is_err());
+    }
+}

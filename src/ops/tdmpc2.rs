@@ -376,3 +376,33 @@ pub fn concat_rows(z: &Tensor, repeat: usize, actions: &Tensor, step: usize, wid
     launched(unsafe { b.launch(grid(rows * width)) })?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn operand<T: std::fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Err(KernelError::Operand { operand, .. }) => operand,
+            other => panic!("expected an operand error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn step_inputs_name_bad_shapes_before_touching_a_device() {
+        let cpu = Device::Cpu;
+        let z = Tensor::zeros((2, 8), DType::F32, &cpu).unwrap();
+        let actions = Tensor::zeros((6, 3, 2), DType::F32, &cpu).unwrap();
+        // 2 latents × 3 candidates = 6 rows; a row of 10 holds 8 + 2.
+        assert_eq!(operand(step_inputs(&z, 2, &actions, 10)), "actions", "2 × 2 ≠ 6 rows");
+        assert_eq!(operand(step_inputs(&z, 3, &actions, 9)), "actions", "a row narrower than z and a");
+        assert_eq!(operand(step_inputs(&z, 0, &actions, 10)), "actions", "no candidates per latent");
+        let empty = Tensor::zeros((6, 0, 2), DType::F32, &cpu).unwrap();
+        assert_eq!(operand(step_inputs(&z, 3, &empty, 10)), "actions", "no horizon");
+        let f64s = actions.to_dtype(DType::F64).unwrap();
+        assert_eq!(operand(step_inputs(&z, 3, &f64s, 10)), "actions", "f64 actions");
+        // Shapes that fit reach the device check: host tensors are refused, not launched.
+        assert!(step_inputs(&z, 3, &actions, 10).is_err());
+    }
+}
