@@ -198,7 +198,7 @@ def bench_solver(model, config, solver, name, pixels, goal, iters, compile):
             with torch.inference_mode():
                 check_compiled(model, config, cost, emb, goal_emb, SOLVERS[solver][0])
                 run = functools.partial(plan, emb, goal_emb)
-                rows.append(bench(f"{name} compile(reduce-overhead) {mode}", run, 4, iters, 56))
+                rows.append(bench(f"{name} compile(reduce-overhead) {mode}", run, warmup=4, iters=iters, width=56))
         else:
             plan = make_plan(model, config, solver)
             rows += peer_rows(name, mode, plan, (emb, goal_emb), iters, warmup=2, compile=False)
