@@ -4,7 +4,8 @@
 # (default 2), and with PROFILE=1 an `ncu` per-kernel table of one TF32 TD-MPC2 plan of the new binary. Needs .gpu/
 # with the bins (shared/gpu/bundle.sh --bins -- --release --test gpu) and the base's swm.xz AND swm-gpu.xz in
 # .gpu/base/ (the `swm` front end runs GPU commands through the `swm-gpu` beside it: a base without it prints no
-# rows). Results under $OUT: ab-summary.txt (tests), ab-bench.txt, ab-profile-tf32-tdmpc2.txt.
+# rows). Each bench command has a time limit (a kernel that hangs costs one row, not the call). Results under $OUT:
+# ab-summary.txt (tests), ab-bench.txt, ab-profile-tf32-tdmpc2.txt.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 export CARGO_MANIFEST_DIR=$PWD
@@ -25,10 +26,10 @@ done
 for round in $(seq "${ROUNDS:-2}"); do
   for b in /tmp/base-bin/swm /tmp/gpu-bin/swm; do
     echo "== $b round $round"
-    $b bench tdmpc2 --iters 100 2>&1 | grep -a "new observation, no warm start p50\|CUDA graph p50\|rror" \
+    timeout 200 $b bench tdmpc2 --iters 100 2>&1 | grep -a "new observation, no warm start p50\|CUDA graph p50\|rror" \
       | grep -v "cuBLAS\|split-K\|unfused"
-    $b bench lewm --iters 100 2>&1 | grep -a "lewm score\|lewm encode\|rror"
-    $b bench plan --iters 10 2>&1 | grep -a "split-TF32 GEMM), CUDA graph p50\|TF32 GEMMs, CUDA graph\|rror"
+    timeout 100 $b bench lewm --iters 100 2>&1 | grep -a "lewm score\|lewm encode\|rror"
+    timeout 200 $b bench plan --iters 10 2>&1 | grep -a "split-TF32 GEMM), CUDA graph p50\|TF32 GEMMs, CUDA graph\|rror"
   done
 done > "$out/ab-bench.txt" 2>&1
 if [ "${PROFILE:-0}" = 1 ]; then
