@@ -5,18 +5,44 @@
 # new binary (ROUNDS=1 PROFILE=1 keeps a call with ~85 GPU tests under ~7 minutes). Needs .gpu/
 # with the bins (shared/gpu/bundle.sh --bins -- --release --test gpu) and the base's swm.xz AND swm-gpu.xz in
 # .gpu/base/ (the `swm` front end runs GPU commands through the `swm-gpu` beside it: a base without it prints no
-# rows). Each bench command has a time limit (a kernel that hangs costs one row, not the call). Results under $OUT:
-# ab-summary.txt (tests), ab-bench.txt, ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt.
+# rows). Each bench command has a time limit (a kernel that hangs costs one row, not the call); the tests named in
+# ISOLATE run first, each in its own process. Results under $OUT: ab-summary.txt (tests), ab-tests-isolated.log,
+# ab-bench.txt, ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 export CARGO_MANIFEST_DIR=$PWD
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 rm -rf /tmp/gpu-bin /tmp/base-bin
 : > "$out/ab-summary.txt"
+# Tests of kernels that never ran on a GPU, each in its own process with its own time limit first: a hung kernel
+# costs its test, and a faulting one (a sticky CUDA error poisons the rest of its process) does not fail the tests
+# after it. Then every other test, those skipped. Names as libtest prints them (module path, --exact).
+isolate=${ISOLATE:-"tdmpc2::normed_linear_cluster_kernel_matches_candle_ops
+  tdmpc2::tf32_plans_on_cluster_normed_linears_match_the_two_kernel_path
+  tdmpc2::the_one_launch_cost_matches_the_per_layer_path window_attention_per_head_matches_the_per_query_kernel
+  residual_cluster_matches_the_gemm_and_the_row_kernel mlp_block_cluster_matches_the_per_branch_path
+  tf32_rollout_with_cluster_residuals_matches_the_row_kernels"}
 if [ "${TESTS:-1}" = 1 ]; then
-  timeout 240 bash .gpu/run.sh > /tmp/ab-tests.out 2>&1
+  skips=(); passed=0; failed=0
+  : > "$out/ab-tests-isolated.log"
+  for t in $isolate; do
+    timeout "${ISOLATE_LIMIT:-90}" bash .gpu/run.sh tests --exact "$t" > /tmp/ab-test.out 2>&1
+    rc=$?
+    cat /tmp/ab-test.out >> "$out/ab-tests-isolated.log"
+    if grep -aq "^test $t \.\.\. ok" /tmp/ab-test.out; then
+      passed=$((passed + 1)); verdict=ok
+    else
+      failed=$((failed + 1)); verdict="FAILED (rc=$rc$([ $rc = 124 ] && echo ', timed out'))"
+    fi
+    echo "isolated $t: $verdict" >> "$out/ab-summary.txt"
+    skips+=(--skip "$t")
+  done
+  timeout 240 bash .gpu/run.sh tests "${skips[@]}" > /tmp/ab-tests.out 2>&1
   echo "tests rc=$?" >> "$out/ab-summary.txt"
   grep -a "gpu:\|test result\|FAILED\|panicked" /tmp/ab-tests.out >> "$out/ab-summary.txt"
+  p=$(grep -aoE '^gpu: [0-9]+ passed' /tmp/ab-tests.out | grep -oE '[0-9]+' || echo 0)
+  f=$(grep -aoE '^gpu: [0-9]+ passed, [0-9]+ failed' /tmp/ab-tests.out | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
+  echo "all tests: gpu: $((p + passed)) passed, $((f + failed)) failed" >> "$out/ab-summary.txt"
 fi
 bash .gpu/run.sh exec swm --version > /dev/null 2>&1   # unpacks the binaries into /tmp/gpu-bin
 mkdir -p /tmp/base-bin
