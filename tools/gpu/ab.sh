@@ -6,8 +6,9 @@
 # with the bins (shared/gpu/bundle.sh --bins -- --release --test gpu) and the base's swm.xz AND swm-gpu.xz in
 # .gpu/base/ (the `swm` front end runs GPU commands through the `swm-gpu` beside it: a base without it prints no
 # rows). Each bench command has a time limit (a kernel that hangs costs one row, not the call); the tests named in
-# ISOLATE run first, each in its own process. Results under $OUT: ab-summary.txt (tests), ab-tests-isolated.log,
-# ab-bench.txt, ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt.
+# ISOLATE run first, each in its own process; DECISION=1 (with .whl/ carried) ends with LeWM decision parity of both
+# binaries in f32 and TF32. Results under $OUT: ab-summary.txt (tests, decisions), ab-tests-isolated.log,
+# ab-bench.txt, ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt, ab-decision.txt.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 export CARGO_MANIFEST_DIR=$PWD
@@ -66,5 +67,22 @@ if [ "${PROFILE:-0}" = 1 ]; then
   timeout 100 /usr/local/cuda/bin/ncu --profile-from-start off --clock-control none --cache-control none \
     --metrics gpu__time_duration.sum --csv /tmp/gpu-bin/swm --tf32 bench lewm --profile score > /tmp/ab-ncu-lewm.csv 2>/dev/null
   python3 tools/gpu/ncu_agg.py /tmp/ab-ncu-lewm.csv 30 > "$out/ab-profile-tf32-lewm.txt" 2>&1
+fi
+# Decision parity (needs .whl/ carried, python-wheels.sh): the official CEM on STARTS PushT-sized starts, then swm's
+# CEM in f32 and TF32 mode from both binaries, so a kernel that changes TF32 numerics shows whether it changes
+# decisions (issue 14: TF32 mode's CEM must keep decision parity). Last: a call that runs out of time keeps the rest.
+if [ "${DECISION:-0}" = 1 ]; then
+  ( python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      || { echo "decision: wheel install failed"; exit 1; }
+    export PYTHONPATH=/tmp/site:$PWD/tools PYTHONUNBUFFERED=1
+    timeout 150 python3 -m swm_tools.decision_parity --config tools/configs/lewm-pusht.json --out /tmp/decision \
+      --starts "${STARTS:-20}" 2>&1 | grep -v "solve time" | tail -3
+    for b in /tmp/base-bin/swm /tmp/gpu-bin/swm; do
+      for mode in "" --tf32; do
+        echo "== $b ${mode:-f32} decision parity"
+        timeout 60 $b $mode parity decision --dir /tmp/decision 2>&1 | tail -4
+      done
+    done ) > "$out/ab-decision.txt" 2>&1
+  grep -a "==\|pass\|PASS\|FAIL\|rel" "$out/ab-decision.txt" | head -40 >> "$out/ab-summary.txt"
 fi
 cat "$out/ab-summary.txt"
