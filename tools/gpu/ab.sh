@@ -18,7 +18,7 @@ rm -rf /tmp/gpu-bin /tmp/base-bin
 # Tests of kernels that never ran on a GPU, each in its own process with its own time limit first: a hung kernel
 # costs its test, and a faulting one (a sticky CUDA error poisons the rest of its process) does not fail the tests
 # after it. Then every other test, those skipped. Names as libtest prints them (module path, --exact).
-isolate=${ISOLATE:-"tdmpc2::normed_linear_cluster_kernel_matches_candle_ops
+isolate=${ISOLATE-"tdmpc2::normed_linear_cluster_kernel_matches_candle_ops
   tdmpc2::tf32_plans_on_cluster_normed_linears_match_the_two_kernel_path
   tdmpc2::the_one_launch_cost_matches_the_per_layer_path window_attention_per_head_matches_the_per_query_kernel
   residual_cluster_matches_the_gemm_and_the_row_kernel mlp_block_cluster_matches_the_per_branch_path
@@ -27,7 +27,7 @@ if [ "${TESTS:-1}" = 1 ]; then
   skips=(); passed=0; failed=0
   : > "$out/ab-tests-isolated.log"
   for t in $isolate; do
-    timeout "${ISOLATE_LIMIT:-90}" bash .gpu/run.sh tests --exact "$t" > /tmp/ab-test.out 2>&1
+    timeout -k 10 "${ISOLATE_LIMIT:-90}" bash .gpu/run.sh tests --exact "$t" > /tmp/ab-test.out 2>&1
     rc=$?
     cat /tmp/ab-test.out >> "$out/ab-tests-isolated.log"
     if grep -aq "^test $t \.\.\. ok" /tmp/ab-test.out; then
@@ -38,8 +38,11 @@ if [ "${TESTS:-1}" = 1 ]; then
     echo "isolated $t: $verdict" >> "$out/ab-summary.txt"
     skips+=(--skip "$t")
   done
-  timeout 240 bash .gpu/run.sh tests "${skips[@]}" > /tmp/ab-tests.out 2>&1
-  echo "tests rc=$?" >> "$out/ab-summary.txt"
+  timeout -k 10 240 bash .gpu/run.sh tests "${skips[@]}" > /tmp/ab-tests.out 2>&1
+  rc=$?
+  echo "tests rc=$rc" >> "$out/ab-summary.txt"
+  grep -aq '^gpu: ' /tmp/ab-tests.out || echo "main test run INCOMPLETE (rc=$rc): its counts below are missing" \
+    >> "$out/ab-summary.txt"
   grep -a "gpu:\|test result\|FAILED\|panicked" /tmp/ab-tests.out >> "$out/ab-summary.txt"
   p=$(grep -aoE '^gpu: [0-9]+ passed' /tmp/ab-tests.out | grep -oE '[0-9]+' || echo 0)
   f=$(grep -aoE '^gpu: [0-9]+ passed, [0-9]+ failed' /tmp/ab-tests.out | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
