@@ -7,8 +7,9 @@
 # .gpu/base/ (the `swm` front end runs GPU commands through the `swm-gpu` beside it: a base without it prints no
 # rows). Each bench command has a time limit (a kernel that hangs costs one row, not the call); the tests named in
 # ISOLATE run first, each in its own process; DECISION=1 (with .whl/ carried) ends with LeWM decision parity of both
-# binaries in f32 and TF32. Results under $OUT: ab-summary.txt (tests, decisions), ab-tests-isolated.log,
-# ab-bench.txt, ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt, ab-decision.txt.
+# binaries in f32 and TF32. Results under $OUT: ab-summary.txt (tests, issue 14's targets, decisions),
+# ab-tests-isolated.log, ab-bench.txt, ab-table.txt (tools/gpu/ab_table.py: base against new per row),
+# ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt, ab-decision.txt.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 export CARGO_MANIFEST_DIR=$PWD
@@ -64,6 +65,9 @@ for round in $(seq "${ROUNDS:-2}"); do
     timeout 200 $b bench plan --iters 10 2>&1 | grep -a "split-TF32 GEMM), CUDA graph p50\|TF32 GEMMs, CUDA graph\|rror"
   done
 done > "$out/ab-bench.txt" 2>&1
+# Base against new per row, and issue 14's targets against the new binary's best rows.
+python3 tools/gpu/ab_table.py "$out/ab-bench.txt" > "$out/ab-table.txt" 2>&1
+grep -a "^target" "$out/ab-table.txt" >> "$out/ab-summary.txt"
 if [ "${PROFILE:-0}" = 1 ]; then
   timeout 100 /usr/local/cuda/bin/ncu --profile-from-start off --clock-control none --cache-control none \
     --metrics gpu__time_duration.sum --csv /tmp/gpu-bin/swm --tf32 bench tdmpc2 --profile > /tmp/ab-ncu.csv 2>/dev/null
