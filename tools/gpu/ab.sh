@@ -8,8 +8,9 @@
 # rows). Each bench command has a time limit (a kernel that hangs costs one row, not the call); the tests named in
 # ISOLATE run first, each in its own process; DECISION=1 (with .whl/ carried) ends with LeWM decision parity of both
 # binaries in f32 and TF32. Results under $OUT: ab-summary.txt (tests, issue 14's targets, decisions),
-# ab-tests-isolated.log, ab-bench.txt, ab-table.txt (tools/gpu/ab_table.py: base against new per row),
-# ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt, ab-decision.txt.
+# ab-tests-isolated.log, ab-tests.log (the other tests), ab-bench.txt, ab-table.txt (tools/gpu/ab_table.py: base
+# against new per row), ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt, ab-decision.txt.
+# A device call brings back at most 8 files from $OUT: these are 8, and run.sh's own tests.log is kept out of $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 export CARGO_MANIFEST_DIR=$PWD
@@ -28,7 +29,7 @@ if [ "${TESTS:-1}" = 1 ]; then
   skips=(); passed=0; failed=0
   : > "$out/ab-tests-isolated.log"
   for t in $isolate; do
-    timeout -k 10 "${ISOLATE_LIMIT:-90}" bash .gpu/run.sh tests --exact "$t" > /tmp/ab-test.out 2>&1
+    OUT= timeout -k 10 "${ISOLATE_LIMIT:-90}" bash .gpu/run.sh tests --exact "$t" > /tmp/ab-test.out 2>&1
     rc=$?
     cat /tmp/ab-test.out >> "$out/ab-tests-isolated.log"
     if grep -aq "^test $t \.\.\. ok" /tmp/ab-test.out; then
@@ -39,7 +40,8 @@ if [ "${TESTS:-1}" = 1 ]; then
     echo "isolated $t: $verdict" >> "$out/ab-summary.txt"
     skips+=(--skip "$t")
   done
-  timeout -k 10 240 bash .gpu/run.sh tests "${skips[@]}" > /tmp/ab-tests.out 2>&1
+  OUT= timeout -k 10 240 bash .gpu/run.sh tests "${skips[@]}" > /tmp/ab-tests.out 2>&1
+  cp /tmp/ab-tests.out "$out/ab-tests.log"
   rc=$?
   echo "tests rc=$rc" >> "$out/ab-summary.txt"
   grep -aq '^gpu: ' /tmp/ab-tests.out || echo "main test run INCOMPLETE (rc=$rc): its counts below are missing" \
