@@ -6,7 +6,8 @@
 # with the bins (shared/gpu/bundle.sh --bins -- --release --test gpu) and the base's swm.xz AND swm-gpu.xz in
 # .gpu/base/ (the `swm` front end runs GPU commands through the `swm-gpu` beside it: a base without it prints no
 # rows). Each bench command has a time limit (a kernel that hangs costs one row, not the call); the tests named in
-# ISOLATE run first, each in its own process; DECISION=1 (with .whl/ carried) ends with LeWM decision parity of both
+# ISOLATE run first, each in its own process (one that fails runs again under compute-sanitizer's memcheck);
+# DECISION=1 (with .whl/ carried) ends with LeWM decision parity of both
 # binaries in f32 and TF32. Results under $OUT: ab-summary.txt (tests, issue 14's targets, decisions),
 # ab-tests-isolated.log, ab-tests.log (the other tests), ab-bench.txt, ab-table.txt (tools/gpu/ab_table.py: base
 # against new per row), ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt, ab-decision.txt.
@@ -25,6 +26,9 @@ isolate=${ISOLATE-"tdmpc2::normed_linear_cluster_kernel_matches_candle_ops
   tdmpc2::the_one_launch_cost_matches_the_per_layer_path window_attention_per_head_matches_the_per_query_kernel
   residual_cluster_matches_the_gemm_and_the_row_kernel mlp_block_cluster_matches_the_per_branch_path
   tf32_rollout_with_cluster_residuals_matches_the_row_kernels"}
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+  /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+testbin=$(awk '$1 == "test" { print $2; exit }' .gpu/manifest)
 if [ "${TESTS:-1}" = 1 ]; then
   skips=(); passed=0; failed=0
   : > "$out/ab-tests-isolated.log"
@@ -38,6 +42,16 @@ if [ "${TESTS:-1}" = 1 ]; then
       failed=$((failed + 1)); verdict="FAILED (rc=$rc$([ $rc = 124 ] && echo ', timed out'))"
     fi
     echo "isolated $t: $verdict" >> "$out/ab-summary.txt"
+    # A test that failed (not hung): again under compute-sanitizer's memcheck, whose first errors name the kernel,
+    # the thread and the address, so that a fault is diagnosed in the same call.
+    if [ "$verdict" != ok ] && [ "$rc" != 124 ] && [ -n "$sanitizer" ]; then
+      SWM_REQUIRE_GPU=1 timeout -k 10 "${SANITIZE_LIMIT:-150}" "$sanitizer" --tool memcheck --print-limit 10 \
+        "/tmp/gpu-bin/$testbin" --include-ignored --exact "$t" > /tmp/ab-sanitize.out 2>&1
+      { echo "== compute-sanitizer memcheck: $t (rc=$?)"; head -c 20000 /tmp/ab-sanitize.out; } \
+        >> "$out/ab-tests-isolated.log"
+      grep -a -m3 "Invalid\|out of bounds\|Error\|ERROR SUMMARY" /tmp/ab-sanitize.out | sed "s|^|  memcheck $t: |" \
+        >> "$out/ab-summary.txt"
+    fi
     skips+=(--skip "$t")
   done
   OUT= timeout -k 10 240 bash .gpu/run.sh tests "${skips[@]}" > /tmp/ab-tests.out 2>&1
