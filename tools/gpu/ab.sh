@@ -7,10 +7,11 @@
 # .gpu/base/ (the `swm` front end runs GPU commands through the `swm-gpu` beside it: a base without it prints no
 # rows). Each bench command has a time limit (a kernel that hangs costs one row, not the call); the tests named in
 # ISOLATE run first, each in its own process (one that fails runs again under compute-sanitizer's memcheck);
-# DECISION=1 (with .whl/ carried) ends with LeWM decision parity of both
-# binaries in f32 and TF32. Results under $OUT: ab-summary.txt (tests, issue 14's targets, decisions),
-# ab-tests-isolated.log, ab-tests.log (the other tests), ab-bench.txt, ab-table.txt (tools/gpu/ab_table.py: base
-# against new per row), ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt, ab-decision.txt.
+# DECISION=1 (with .whl/ carried) adds LeWM decision parity of both binaries in f32 and TF32 (before the profiles,
+# whose second table, with SM and L2 throughput, comes last). Results under $OUT: ab-summary.txt (tests, issue 14's
+# targets, decisions), ab-tests-isolated.log, ab-tests.log (the other tests), ab-bench.txt, ab-table.txt
+# (tools/gpu/ab_table.py: base against new per row), ab-profile-tf32-tdmpc2.txt, ab-profile-tf32-lewm.txt,
+# ab-decision.txt.
 # A device call brings back at most 8 files from $OUT: these are 8, and run.sh's own tests.log is kept out of $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -84,17 +85,10 @@ done > "$out/ab-bench.txt" 2>&1
 # Base against new per row, and issue 14's targets against the new binary's best rows.
 python3 tools/gpu/ab_table.py "$out/ab-bench.txt" > "$out/ab-table.txt" 2>&1
 grep -a "^target" "$out/ab-table.txt" >> "$out/ab-summary.txt"
-if [ "${PROFILE:-0}" = 1 ]; then
-  timeout 100 /usr/local/cuda/bin/ncu --profile-from-start off --clock-control none --cache-control none \
-    --metrics gpu__time_duration.sum --csv /tmp/gpu-bin/swm --tf32 bench tdmpc2 --profile > /tmp/ab-ncu.csv 2>/dev/null
-  python3 tools/gpu/ncu_agg.py /tmp/ab-ncu.csv 30 > "$out/ab-profile-tf32-tdmpc2.txt" 2>&1
-  timeout 100 /usr/local/cuda/bin/ncu --profile-from-start off --clock-control none --cache-control none \
-    --metrics gpu__time_duration.sum --csv /tmp/gpu-bin/swm --tf32 bench lewm --profile score > /tmp/ab-ncu-lewm.csv 2>/dev/null
-  python3 tools/gpu/ncu_agg.py /tmp/ab-ncu-lewm.csv 30 > "$out/ab-profile-tf32-lewm.txt" 2>&1
-fi
 # Decision parity (needs .whl/ carried, python-wheels.sh): the official CEM on STARTS PushT-sized starts, then swm's
 # CEM in f32 and TF32 mode from both binaries, so a kernel that changes TF32 numerics shows whether it changes
-# decisions (issue 14: TF32 mode's CEM must keep decision parity). Last: a call that runs out of time keeps the rest.
+# decisions (issue 14: TF32 mode's CEM must keep decision parity). Before the profiles: a call that runs out of
+# time loses the profiles' second tables first.
 if [ "${DECISION:-0}" = 1 ]; then
   ( python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
       || { echo "decision: wheel install failed"; exit 1; }
@@ -108,5 +102,25 @@ if [ "${DECISION:-0}" = 1 ]; then
       done
     done ) > "$out/ab-decision.txt" 2>&1
   grep -a "==\|pass\|PASS\|FAIL\|rel" "$out/ab-decision.txt" | head -40 >> "$out/ab-summary.txt"
+fi
+if [ "${PROFILE:-0}" = 1 ]; then
+  # Per kernel: the time, then (a second, replayed run, so that a metric this ncu lacks costs only that table) how
+  # busy the SMs and the L2 were: whether a fused kernel is bound by its weights' reads.
+  ncu=/usr/local/cuda/bin/ncu
+  throughput=sm__throughput.avg.pct_of_peak_sustained_elapsed,lts__throughput.avg.pct_of_peak_sustained_elapsed
+  for part in "tdmpc2 --profile" "lewm --profile score"; do
+    name=$(echo "$part" | cut -d' ' -f1)
+    file="$out/ab-profile-tf32-$name.txt"
+    # shellcheck disable=SC2086
+    timeout 100 $ncu --profile-from-start off --clock-control none --cache-control none \
+      --metrics gpu__time_duration.sum --csv /tmp/gpu-bin/swm --tf32 bench $part > /tmp/ab-ncu.csv 2>/dev/null
+    python3 tools/gpu/ncu_agg.py /tmp/ab-ncu.csv 30 > "$file" 2>&1
+    # shellcheck disable=SC2086
+    timeout 150 $ncu --profile-from-start off --clock-control none --cache-control none \
+      --metrics "gpu__time_duration.sum,$throughput" --csv /tmp/gpu-bin/swm --tf32 bench $part \
+      > /tmp/ab-ncu-sol.csv 2>/tmp/ab-ncu-sol.err
+    { echo; echo "== with SM and L2 throughput (% of peak; replayed, so times are not comparable with the above)"
+      python3 tools/gpu/ncu_agg.py /tmp/ab-ncu-sol.csv 30 2>&1 || tail -5 /tmp/ab-ncu-sol.err; } >> "$file"
+  done
 fi
 cat "$out/ab-summary.txt"
