@@ -21,12 +21,14 @@ rm -rf /tmp/gpu-bin /tmp/base-bin
 : > "$out/ab-summary.txt"
 # Tests of kernels that never ran on a GPU, each in its own process with its own time limit first: a hung kernel
 # costs its test, and a faulting one (a sticky CUDA error poisons the rest of its process) does not fail the tests
-# after it. Then every other test, those skipped. Names as libtest prints them (module path, --exact).
+# after it; and the module-cache test, which unloads what no live device uses. Then every other test, those skipped.
+# Names as libtest prints them (module path, --exact).
 isolate=${ISOLATE-"tdmpc2::normed_linear_cluster_kernel_matches_candle_ops
   tdmpc2::tf32_plans_on_cluster_normed_linears_match_the_two_kernel_path
   tdmpc2::the_one_launch_cost_matches_the_per_layer_path window_attention_per_head_matches_the_per_query_kernel
   residual_cluster_matches_the_gemm_and_the_row_kernel mlp_block_cluster_matches_the_per_branch_path
-  tf32_rollout_with_cluster_residuals_matches_the_row_kernels"}
+  tf32_rollout_with_cluster_residuals_matches_the_row_kernels
+  modules::kernel_modules_load_from_their_cubins_and_their_ptx_compiles"}
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
   /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
 testbin=$(awk '$1 == "test" { print $2; exit }' .gpu/manifest)
