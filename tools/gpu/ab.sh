@@ -58,14 +58,13 @@ if [ "${TESTS:-1}" = 1 ]; then
     skips+=(--skip "$t")
   done
   OUT= timeout -k 10 240 bash .gpu/run.sh tests "${skips[@]}" > /tmp/ab-tests.out 2>&1
-  cp /tmp/ab-tests.out "$out/ab-tests.log"
   rc=$?
+  cp /tmp/ab-tests.out "$out/ab-tests.log"
   echo "tests rc=$rc" >> "$out/ab-summary.txt"
   grep -aq '^gpu: ' /tmp/ab-tests.out || echo "main test run INCOMPLETE (rc=$rc): its counts below are missing" \
     >> "$out/ab-summary.txt"
   grep -a "gpu:\|test result\|FAILED\|panicked" /tmp/ab-tests.out >> "$out/ab-summary.txt"
-  p=$(grep -aoE '^gpu: [0-9]+ passed' /tmp/ab-tests.out | grep -oE '[0-9]+' || echo 0)
-  f=$(grep -aoE '^gpu: [0-9]+ passed, [0-9]+ failed' /tmp/ab-tests.out | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
+  read -r p f < <(sed -nE 's/^gpu: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' /tmp/ab-tests.out; echo 0 0)
   echo "all tests: gpu: $((p + passed)) passed, $((f + failed)) failed" >> "$out/ab-summary.txt"
 fi
 bash .gpu/run.sh exec swm --version > /dev/null 2>&1   # unpacks the binaries into /tmp/gpu-bin
@@ -92,9 +91,8 @@ grep -a "^target" "$out/ab-table.txt" >> "$out/ab-summary.txt"
 # decisions (issue 14: TF32 mode's CEM must keep decision parity). Before the profiles: a call that runs out of
 # time loses the profiles' second tables first.
 if [ "${DECISION:-0}" = 1 ]; then
-  ( python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-      || { echo "decision: wheel install failed"; exit 1; }
-    export PYTHONPATH=/tmp/site:$PWD/tools PYTHONUNBUFFERED=1
+  # The official package as every GPU-host script installs it (its log kept out of $OUT: eight files come back).
+  ( OUT=/tmp/ab-env source tools/gpu/env.sh > /dev/null
     timeout 150 python3 -m swm_tools.decision_parity --config tools/configs/lewm-pusht.json --out /tmp/decision \
       --starts "${STARTS:-20}" 2>&1 | grep -v "solve time" | tail -3
     for b in /tmp/base-bin/swm /tmp/gpu-bin/swm; do
